@@ -1,0 +1,1 @@
+"""Multi-tenant v2 ticketing service."""

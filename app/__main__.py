@@ -1,0 +1,240 @@
+"""Command line: serve, migrate, tenants sync, token.
+
+python -m app serve           start the embedded cluster if needed, migrate, sync tenants, serve HTTP
+python -m app migrate         apply pending migrations
+python -m app tenants sync    load tenants/*.toml into the database (idempotent; running servers reload)
+python -m app token --tenant acme [--roles ...] [--scope ...] [--sub ...] [--ttl ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+from app.config import ConfigError, Settings, load_settings
+from app.db.cluster import ClusterError, EmbeddedCluster
+from app.tenancy.model import RoleMapping
+
+log = logging.getLogger("app.cli")
+
+DEFAULT_SCOPE = "tickets:read tickets:write"
+DEFAULT_SUBJECT = "dev-agent"
+DEFAULT_TTL_SECONDS = 3600
+
+
+class StartupError(Exception):
+    """Start-up cannot succeed; the message names the cause."""
+
+
+def embedded_cluster(settings: Settings) -> EmbeddedCluster:
+    return EmbeddedCluster(settings.data_dir / "postgres")
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """Yield a database URL: DATABASE_URL if set, else the embedded cluster, which is stopped afterwards
+    only if this call started it."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    cluster = embedded_cluster(settings)
+    started = cluster.start()
+    try:
+        yield cluster.dsn()
+    finally:
+        if started:
+            cluster.stop()
+
+
+async def prepare_database(settings: Settings, dsn: str) -> list[str]:
+    """Check the database, migrate, sync tenant files. Returns the tenant slugs that changed."""
+    from app.db import engine
+    from app.tenancy.files import load_tenant_files
+    from app.tenancy.repository import sync_tenants
+
+    tenants = load_tenant_files(settings.tenants_dir, settings.data_dir)
+    engine.configure(dsn)
+    await engine.open_pool(1, 2)
+    try:
+        await engine.migrate()
+        return await sync_tenants(tenants)
+    finally:
+        await engine.close_pool()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    sock = bind_socket(settings.host, settings.port)
+    with database(settings) as dsn:
+        asyncio.run(prepare_database(settings, dsn))
+        # Workers build their app from the environment (uvicorn's factory import), so hand them the resolved URL.
+        os.environ["DATABASE_URL"] = dsn
+        log.info(
+            "serving",
+            extra={
+                "url": f"http://{settings.host}:{settings.port}",
+                "docs": f"http://{settings.host}:{settings.port}/schema",
+                "database": "embedded cluster" if not settings.database_url else "DATABASE_URL",
+                "workers": settings.workers,
+            },
+        )
+        uvicorn.run(
+            "app.asgi:create_app",
+            factory=True,
+            fd=sock.fileno(),
+            workers=settings.workers,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+        )
+
+
+def migrate(settings: Settings) -> None:
+    from app.db import engine
+
+    async def run(dsn: str) -> None:
+        engine.configure(dsn)
+        await engine.open_pool(1, 2)
+        try:
+            await engine.migrate()
+        finally:
+            await engine.close_pool()
+
+    with database(settings) as dsn:
+        asyncio.run(run(dsn))
+    print("migrations applied")
+
+
+def tenants_sync(settings: Settings) -> None:
+    with database(settings) as dsn:
+        changed = asyncio.run(prepare_database(settings, dsn))
+    print(f"tenants changed: {', '.join(changed)}" if changed else "tenants unchanged")
+
+
+def token(settings: Settings, args: argparse.Namespace) -> None:
+    from app.auth import jwt
+    from app.auth.devkeys import ensure_dev_key, public_jwk
+    from app.tenancy.files import load_tenant_file
+
+    if not args.tenant:
+        raise StartupError("name a tenant: make -s token TENANT=<slug>")
+    path = settings.tenants_dir / f"{args.tenant}.toml"
+    if not path.exists():
+        raise StartupError(f"no tenant file {path}")
+    tenant = load_tenant_file(path, settings.data_dir)
+    realm = next(
+        (r for r in tenant.realms if r.dev_key_algorithm and args.realm in (None, r.name)),
+        None,
+    )
+    if realm is None or realm.dev_key_algorithm is None:
+        raise StartupError(f"tenant {args.tenant} has no development realm (keys.generate) to sign with")
+    private_pem = ensure_dev_key(settings.data_dir, tenant.slug, realm.name, realm.dev_key_algorithm)
+    roles = args.roles.replace(",", " ").split() if args.roles else default_roles(tenant.roles)
+    subject = args.sub or DEFAULT_SUBJECT
+    now = int(time.time())
+    claims = {
+        "iss": realm.issuer,
+        "aud": realm.audience,
+        "sub": subject,
+        "iat": now,
+        "nbf": now,
+        "exp": now + (args.ttl or DEFAULT_TTL_SECONDS),
+        "jti": str(uuid.uuid4()),
+        "typ": "Bearer",
+        "azp": "ticketing-dev",
+        "preferred_username": subject,
+        "scope": args.scope if args.scope is not None else DEFAULT_SCOPE,
+        "realm_access": {"roles": roles},
+        tenant.tenant_claim: str(tenant.id),
+    }
+    if subject.startswith(("service-account-", "sa-")):
+        # Keycloak marks service-account tokens with the client id.
+        claims["client_id"] = subject
+    print(jwt.sign(claims, private_pem, public_jwk(private_pem)["kid"], realm.dev_key_algorithm))
+
+
+def default_roles(roles: RoleMapping) -> list[str]:
+    """An agent: the first role that may write without administering, plus a read role if it cannot read."""
+    writers = [r for r in roles.write if r not in roles.admin] or list(roles.write)
+    agent = writers[0]
+    return [agent] if agent in roles.read else [agent, roles.read[0]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the HTTP service")
+    commands.add_parser("migrate", help="apply pending migrations")
+    tenants = commands.add_parser("tenants", help="tenant files")
+    tenants.add_argument("action", choices=["sync"])
+    token_parser = commands.add_parser("token", help="print a development Bearer token")
+    token_parser.add_argument("--tenant", required=True, help="tenant slug (file name in tenants/)")
+    token_parser.add_argument("--realm", help="realm name (default: the tenant's development realm)")
+    token_parser.add_argument("--roles", help="realm roles, space or comma separated (default: an agent)")
+    token_parser.add_argument("--scope", help=f"OAuth scopes (default: {DEFAULT_SCOPE!r})")
+    token_parser.add_argument("--sub", help=f"subject (default: {DEFAULT_SUBJECT}); sa-* is a service account")
+    token_parser.add_argument("--ttl", type=int, help=f"lifetime in seconds (default: {DEFAULT_TTL_SECONDS})")
+    args = parser.parse_args(argv)
+
+    from app.auth.jwt import InvalidKey
+    from app.db.engine import DatabaseUnavailable
+    from app.observability import configure_logging
+    from app.tenancy.files import TenantFileError
+    from app.tenancy.repository import TenantConflict
+
+    try:
+        settings = load_settings()
+        if args.command != "token":
+            configure_logging(settings.log_level)
+        if args.command == "serve":
+            serve(settings)
+        elif args.command == "migrate":
+            migrate(settings)
+        elif args.command == "tenants":
+            tenants_sync(settings)
+        else:
+            token(settings, args)
+    except (
+        ConfigError,
+        ClusterError,
+        DatabaseUnavailable,
+        TenantFileError,
+        TenantConflict,
+        StartupError,
+        InvalidKey,
+    ) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

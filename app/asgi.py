@@ -1,0 +1,109 @@
+"""create_app(): the one place where the service is wired together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from litestar import Litestar, Router
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.params import Parameter
+
+from app.auth.authenticator import Authenticator
+from app.auth.controller import MeController
+from app.auth.middleware import AuthenticationMiddleware
+from app.config import Settings, load_settings
+from app.db import engine
+from app.db.notifications import NotificationListener
+from app.errors import EXCEPTION_HANDLERS
+from app.health.controller import HealthController
+from app.observability import RequestContextMiddleware, configure_logging
+from app.tenancy.registry import TenantRegistry
+from app.tenancy.repository import TENANTS_CHANGED_CHANNEL
+
+API_PREFIX = "/api/v2/ticketing"
+
+# Documented on every API route; the authentication middleware enforces them before any handler runs.
+API_HEADERS = {
+    "x_tenantid": Parameter(
+        str,
+        header="x-tenantid",
+        required=True,
+        description="UUID of the tenant; must equal the token's tenant claim",
+    ),
+    "realmname": Parameter(
+        str, header="realmname", required=True, description="Name of the realm that issued the token"
+    ),
+    "issupportrequest": Parameter(
+        bool,
+        header="issupportrequest",
+        default=False,
+        required=False,
+        description="true marks a support request; honoured only for tokens with the tenant's support role",
+    ),
+}
+
+
+def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
+    """Build the ASGI application. The database URL must be known (the CLI resolves the embedded cluster)."""
+    settings = settings or load_settings()
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set; start the service with `python -m app serve`")
+    database_url = settings.database_url
+    configure_logging(settings.log_level)
+    engine.configure(database_url)
+
+    http = httpx.AsyncClient(headers={"user-agent": "ticketing-jwks-fetcher"})
+    registry = TenantRegistry(
+        http,
+        jwks_min_refresh_seconds=settings.jwks_min_refresh_seconds,
+        jwks_timeout_seconds=settings.jwks_fetch_timeout_seconds,
+    )
+    authenticator = Authenticator(
+        registry, leeway_seconds=settings.jwt_leeway_seconds, cache_size=settings.token_cache_size
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await engine.open_pool(settings.db_pool_min, settings.db_pool_max)
+        listener = NotificationListener(database_url, {TENANTS_CHANGED_CHANNEL: registry.reload})
+        try:
+            await registry.reload()
+            listener.start()
+            yield
+        finally:
+            await listener.stop()
+            await http.aclose()
+            await engine.close_pool()
+
+    api = Router(
+        path=API_PREFIX,
+        route_handlers=[MeController],
+        middleware=[DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator)],
+        parameters=API_HEADERS,
+        security=[{"BearerToken": []}],
+    )
+    litestar = Litestar(
+        route_handlers=[HealthController, api],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Ticketing API",
+            version="2.0.0",
+            description="Multi-tenant v2 ticketing service. Every /api/v2 route needs a Bearer JWT plus the "
+            "x-tenantid and realmname headers.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
+            ),
+        ),
+        logging_config=None,
+    )
+    litestar.state.registry = registry
+    return RequestContextMiddleware(litestar)

@@ -1,0 +1,1 @@
+"""Authentication and authorisation: JWT verification, realm keys, the principal, guards."""

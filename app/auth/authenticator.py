@@ -1,0 +1,147 @@
+"""Turns request headers into a Principal, or refuses with 401 / 404.
+
+Order matters and is part of the contract: the token is verified first (401 for anything wrong with it), then the
+realm named by `realmname` must be the token's realm (401), then `x-tenantid` must be a UUID equal to the token's
+tenant claim and be the realm's tenant (404 "Tenant not found", seed 002 note 7).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from app.auth import jwt
+from app.auth.principal import Permission, Principal
+from app.errors import AuthenticationRequired, InputValidationFailure, InvalidToken, TenantNotFound
+from app.tenancy.registry import Realm, TenantRegistry
+
+log = logging.getLogger("app.auth")
+
+
+class _Verified:
+    __slots__ = ("claims", "expires_at", "realm")
+
+    def __init__(self, claims: dict[str, Any], realm: Realm) -> None:
+        self.claims = claims
+        self.realm = realm
+        self.expires_at: float = claims["exp"]
+
+
+class Authenticator:
+    def __init__(self, registry: TenantRegistry, *, leeway_seconds: int, cache_size: int) -> None:
+        self._registry = registry
+        self._leeway = leeway_seconds
+        self._cache_size = cache_size
+        # Exact token -> verified claims. Saves a signature check per request; entries die with the token.
+        self._cache: OrderedDict[str, _Verified] = OrderedDict()
+        self._cache_generation = registry.generation
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Authenticator:
+        # Litestar deep-copies a router (and its middleware arguments) when registering it; the authenticator and
+        # its caches are one process-wide service and must stay shared.
+        return self
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        authorization = headers.get("authorization")
+        if not authorization:
+            raise AuthenticationRequired()
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationRequired()
+
+        verified = await self._verify(token)
+        realm = verified.realm
+        if headers.get("realmname") != realm.config.name:
+            raise _invalid("realmname header does not name the token's realm")
+
+        tenant_claim = verified.claims.get(realm.tenant.config.tenant_claim)
+        if not isinstance(tenant_claim, str):
+            raise _invalid("token has no tenant claim")
+        try:
+            requested_tenant = uuid.UUID(headers.get("x-tenantid", ""))
+            token_tenant = uuid.UUID(tenant_claim)
+        except ValueError:
+            raise TenantNotFound() from None
+        if requested_tenant != token_tenant or token_tenant != realm.tenant.id:
+            raise TenantNotFound()
+        return self._principal(verified, headers.get("issupportrequest"))
+
+    async def _verify(self, token: str) -> _Verified:
+        if self._cache_generation != self._registry.generation:
+            # Realms or keys may have changed: tokens verified under the old configuration are checked again.
+            self._cache.clear()
+            self._cache_generation = self._registry.generation
+        cached = self._cache.get(token)
+        if cached is not None and cached.expires_at + self._leeway > time.time():
+            return cached
+        try:
+            unverified = jwt.inspect(token)
+            realm = self._registry.realm_for_issuer(unverified.issuer)
+            if realm is None or unverified.algorithm not in realm.config.algorithms:
+                raise jwt.TokenRejected("unknown issuer or algorithm not accepted by the realm")
+            key = await realm.keys.get(unverified.kid)
+            if key is None:
+                raise jwt.TokenRejected("unknown kid")
+            claims = jwt.verify(
+                token,
+                key,
+                unverified.algorithm,
+                issuer=realm.config.issuer,
+                audience=realm.config.audience,
+                leeway_seconds=self._leeway,
+            )
+        except jwt.TokenRejected as exc:
+            raise _invalid(str(exc)) from None
+        verified = _Verified(claims, realm)
+        self._cache[token] = verified
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return verified
+
+    def _principal(self, verified: _Verified, support_header: str | None) -> Principal:
+        claims = verified.claims
+        tenant = verified.realm.tenant
+        realm_access = claims.get("realm_access")
+        raw_roles = realm_access.get("roles") if isinstance(realm_access, dict) else None
+        roles = frozenset(r for r in raw_roles if isinstance(r, str)) if isinstance(raw_roles, list) else frozenset()
+        scope = claims.get("scope")
+        scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+        permissions: set[Permission] = set()
+        if roles & tenant.read_roles:
+            permissions.add("read")
+        if roles & tenant.write_roles:
+            permissions.add("write")
+        if roles & tenant.admin_roles:
+            permissions.add("admin")
+        username = claims.get("preferred_username")
+        return Principal(
+            subject=claims["sub"],
+            tenant_id=tenant.id,
+            realm=verified.realm.config.name,
+            roles=roles,
+            scopes=scopes,
+            permissions=frozenset(permissions),
+            # Keycloak puts the client id in service-account tokens (clientId, or client_id in newer versions).
+            service_account=isinstance(claims.get("client_id") or claims.get("clientId"), str),
+            support_request=_support_flag(support_header) and tenant.config.roles.support in roles,
+            username=username if isinstance(username, str) else None,
+        )
+
+
+def _invalid(reason: str) -> InvalidToken:
+    log.info("token rejected", extra={"reason": reason})
+    return InvalidToken()
+
+
+def _support_flag(value: str | None) -> bool:
+    if value is None or value == "":
+        return False
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise InputValidationFailure("Invalid request headers", {"issupportrequest": "must be true or false"})

@@ -1,0 +1,46 @@
+"""GET /api/v2/ticketing/me: what the caller's token grants, so integrators can debug their set-up."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, get
+
+from app.auth.guards import principal_of
+from app.auth.principal import Permission
+from app.errors import error_responses
+
+
+class MeResponse(msgspec.Struct, frozen=True):
+    subject: str
+    tenantId: uuid.UUID
+    realm: str
+    username: str | None
+    serviceAccount: bool
+    supportRequest: bool
+    roles: list[str]
+    scopes: list[str]
+    permissions: list[Permission]
+
+
+class MeController(Controller):
+    path = "/me"
+    tags = ("identity",)
+
+    @get(summary="The caller's principal", responses=error_responses(400, 401, 404))
+    async def me(self, request: Request[Any, Any, Any]) -> MeResponse:
+        """Subject, tenant, realm, roles, scopes and the permissions they grant in this tenant."""
+        principal = principal_of(request)
+        return MeResponse(
+            subject=principal.subject,
+            tenantId=principal.tenant_id,
+            realm=principal.realm,
+            username=principal.username,
+            serviceAccount=principal.service_account,
+            supportRequest=principal.support_request,
+            roles=sorted(principal.roles),
+            scopes=sorted(principal.scopes),
+            permissions=sorted(principal.permissions),
+        )

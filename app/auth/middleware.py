@@ -1,0 +1,30 @@
+"""Authenticates every request on the API router before routing reaches a handler.
+
+Applied to the router as a whole, so a new route is authenticated without opting in; health and docs live
+outside that router.
+"""
+
+from __future__ import annotations
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from app.auth.authenticator import Authenticator
+
+_AUTH_HEADERS = frozenset({b"authorization", b"realmname", b"x-tenantid", b"issupportrequest"})
+
+
+class AuthenticationMiddleware:
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+        self.app = app
+        self.authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            headers = {
+                name.decode("latin-1"): value.decode("latin-1")
+                for name, value in scope["headers"]
+                if name in _AUTH_HEADERS
+            }
+            scope["user"] = await self.authenticator.authenticate(headers)
+        await self.app(scope, receive, send)

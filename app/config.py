@@ -1,0 +1,68 @@
+"""Settings from the environment, parsed once into one typed struct."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A setting is present but unusable; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    # None means "use the embedded cluster in data_dir"; the CLI fills it in before the app starts.
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    data_dir: Path = PROJECT_ROOT / ".data"
+    tenants_dir: Path = PROJECT_ROOT / "tenants"
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+    db_pool_min: int = 2
+    db_pool_max: int = 16
+    # Clock skew tolerated on exp/nbf/iat, in seconds.
+    jwt_leeway_seconds: int = 30
+    # A JWKS URL is fetched again for an unknown kid at most this often, so forged kids cannot hammer the IdP.
+    jwks_min_refresh_seconds: float = 30.0
+    jwks_fetch_timeout_seconds: float = 5.0
+    token_cache_size: int = 10_000
+
+
+_ENV = {
+    "database_url": "DATABASE_URL",
+    "host": "HOST",
+    "port": "PORT",
+    "workers": "WORKERS",
+    "data_dir": "DATA_DIR",
+    "tenants_dir": "TENANTS_DIR",
+    "max_body_bytes": "MAX_BODY_BYTES",
+    "log_level": "LOG_LEVEL",
+    "db_pool_min": "DB_POOL_MIN",
+    "db_pool_max": "DB_POOL_MAX",
+    "jwt_leeway_seconds": "JWT_LEEWAY_SECONDS",
+    "jwks_min_refresh_seconds": "JWKS_MIN_REFRESH_SECONDS",
+    "jwks_fetch_timeout_seconds": "JWKS_FETCH_TIMEOUT_SECONDS",
+    "token_cache_size": "TOKEN_CACHE_SIZE",
+}
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read settings from the environment; a malformed value is a ConfigError naming its variable."""
+    env = os.environ if environ is None else environ
+    raw = {field: env[var] for field, var in _ENV.items() if env.get(var, "") != ""}
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        field = str(exc).rsplit("$.", 1)[-1].rstrip("`")
+        raise ConfigError(f"invalid environment variable {_ENV.get(field, field)}: {exc}") from None
+    if not 0 < settings.port < 65536:
+        raise ConfigError(f"invalid environment variable PORT: {settings.port} is not a TCP port")
+    if settings.max_body_bytes <= 0:
+        raise ConfigError("invalid environment variable MAX_BODY_BYTES: must be positive")
+    return settings

@@ -1,0 +1,72 @@
+"""LISTEN on PostgreSQL channels over one dedicated connection, reconnecting when it drops.
+
+After every (re)connect all handlers run once, because notifications sent while we were disconnected are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+log = logging.getLogger("app.db.notifications")
+
+Handler = Callable[[], Awaitable[None]]
+
+
+class NotificationListener:
+    def __init__(self, dsn: str, handlers: dict[str, Handler], *, retry_seconds: float = 2.0) -> None:
+        self._dsn = dsn
+        self._handlers = handlers
+        self._retry = retry_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="notification-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self._pending):
+            task.cancel()
+
+    def _dispatch(self, channel: str) -> None:
+        task = asyncio.create_task(self._call(channel))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _call(self, channel: str) -> None:
+        try:
+            await self._handlers[channel]()
+        except Exception:
+            log.exception("notification handler failed", extra={"channel": channel})
+
+    async def _run(self) -> None:
+        connected_before = False
+        while True:
+            connection: asyncpg.Connection | None = None
+            try:
+                connection = await asyncpg.connect(self._dsn)
+                closed = asyncio.Event()
+                connection.add_termination_listener(lambda _, closed=closed: closed.set())
+                for channel in self._handlers:
+                    await connection.add_listener(channel, lambda _c, _p, ch, _payload: self._dispatch(ch))
+                if connected_before:
+                    for channel in self._handlers:
+                        self._dispatch(channel)
+                connected_before = True
+                await closed.wait()
+                log.warning("notification connection lost; reconnecting")
+            except asyncio.CancelledError:
+                if connection is not None:
+                    await connection.close(timeout=2)
+                raise
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("notification listener cannot connect", extra={"reason": str(exc)})
+            await asyncio.sleep(self._retry)

@@ -1,0 +1,209 @@
+"""The AppError hierarchy and the one place that renders every error in the v2 envelope.
+
+Envelope: {"error": true, "code": ..., "message": ..., "status": ...}, plus validationResult.reason for
+INPUT_VALIDATION_FAILURE. A few contract bodies omit code or status (seed 002's "Tenant not found" and
+"Ticket not found"); an error says which members it carries.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from app.observability import current_request_id
+
+log = logging.getLogger("app.errors")
+
+WWW_AUTHENTICATE = "WWW-Authenticate"
+
+
+class ValidationResult(msgspec.Struct, frozen=True):
+    reason: dict[str, str]
+
+
+class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
+    """The v2 error envelope. Field order is the wire order of the contract's examples."""
+
+    error: bool  # always true; no default, so omit_defaults never drops it
+    code: str | None = None
+    message: str
+    status: int | None = None
+    validationResult: ValidationResult | None = None
+
+
+_encoder = msgspec.json.Encoder()
+
+
+class AppError(Exception):
+    """A failure a client should see. Subclasses fix status and code; instances carry the message."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str | None] = None
+    include_status: ClassVar[bool] = True
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+    def body(self) -> ErrorBody:
+        return ErrorBody(
+            error=True,
+            message=self.message,
+            code=self.code,
+            status=self.status if self.include_status else None,
+        )
+
+
+class InputValidationFailure(AppError):
+    status = 400
+    code = "INPUT_VALIDATION_FAILURE"
+
+    def __init__(self, message: str, reason: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or {}
+
+    def body(self) -> ErrorBody:
+        return ErrorBody(
+            error=True,
+            message=self.message,
+            code=self.code,
+            status=self.status,
+            validationResult=ValidationResult(self.reason),
+        )
+
+
+class AuthenticationRequired(AppError):
+    status = 401
+    code = "AUTHENTICATION_REQUIRED"
+
+    def __init__(self) -> None:
+        super().__init__("A Bearer access token is required", headers={WWW_AUTHENTICATE: 'Bearer realm="ticketing"'})
+
+
+class InvalidToken(AppError):
+    """Any token that fails verification. One message for every cause: the cause is logged, not disclosed."""
+
+    status = 401
+    code = "INVALID_TOKEN"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The access token is invalid or has expired",
+            headers={WWW_AUTHENTICATE: 'Bearer realm="ticketing", error="invalid_token"'},
+        )
+
+
+class PermissionDenied(AppError):
+    # 401, not 403: the wire contract (seed 002) fixes this status for USER_PERMISSION_FAILURE.
+    status = 401
+    code = "USER_PERMISSION_FAILURE"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={WWW_AUTHENTICATE: 'Bearer realm="ticketing", error="insufficient_scope"'})
+
+
+class TenantNotFound(AppError):
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("Tenant not found")
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
+
+
+def _render(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(content=_encoder.encode(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def handle_app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[bytes]:
+    return _render(exc.status, exc.body(), exc.headers)
+
+
+_HTTP_CODES = {
+    400: ("BAD_REQUEST", "Bad request"),
+    404: ("NOT_FOUND", "Not found"),
+    405: ("METHOD_NOT_ALLOWED", "Method not allowed"),
+    413: ("PAYLOAD_TOO_LARGE", "Request body is larger than the limit"),
+}
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    """Framework errors (routing, method, body size, parsing) in the same envelope, with our own wording."""
+    status = exc.status_code
+    if status >= HTTP_500_INTERNAL_SERVER_ERROR:
+        return handle_unexpected(request, exc)
+    if isinstance(exc, ValidationException):
+        return _render(status, _validation_body(exc))
+    code, message = _HTTP_CODES.get(status, ("CLIENT_ERROR", "The request could not be processed"))
+    if isinstance(exc, NotFoundException) and exc.detail and exc.detail != "Not Found":
+        message = exc.detail
+    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
+    return _render(status, ErrorBody(error=True, message=message, code=code, status=status), headers)
+
+
+def _validation_body(exc: ValidationException) -> ErrorBody:
+    reason: dict[str, str] = {}
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            reason[str(item.get("key") or item.get("source") or "body")] = str(item.get("message", "invalid"))
+    detail = str(exc.detail or "")
+    if "JSON" in detail or "decode" in detail.lower():
+        message = "Request body is not valid JSON"
+        reason = reason or {"body": message}
+    else:
+        message = "The request failed validation"
+    return ErrorBody(
+        error=True,
+        message=message,
+        code="INPUT_VALIDATION_FAILURE",
+        status=400,
+        validationResult=ValidationResult(reason),
+    )
+
+
+def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    request_id = current_request_id()
+    log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
+    body = ErrorBody(
+        error=True,
+        message=f"Internal server error (request id {request_id})",
+        code="INTERNAL_SERVER_ERROR",
+        status=500,
+    )
+    return _render(500, body)
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    AppError: handle_app_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}
+
+
+_RESPONSE_DESCRIPTIONS = {
+    400: "Bad input: INPUT_VALIDATION_FAILURE with validationResult.reason naming each offending field",
+    401: "AUTHENTICATION_REQUIRED or INVALID_TOKEN (with WWW-Authenticate), or USER_PERMISSION_FAILURE",
+    404: 'Not found; "Tenant not found" when x-tenantid is malformed or differs from the token\'s tenant',
+    413: "PAYLOAD_TOO_LARGE: the body exceeds MAX_BODY_BYTES",
+    503: "SERVICE_UNAVAILABLE: the database does not answer",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI documentation of the error envelopes a route can answer with."""
+    return {
+        status: ResponseSpec(
+            data_container=ErrorBody, description=_RESPONSE_DESCRIPTIONS[status], generate_examples=False
+        )
+        for status in statuses
+    }

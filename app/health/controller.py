@@ -1,0 +1,38 @@
+"""Liveness and readiness probes: no token needed, so orchestrators can call them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from litestar import Controller, get
+
+from app.db import engine
+from app.errors import ServiceUnavailable, error_responses
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+class HealthStatus(msgspec.Struct, frozen=True):
+    status: str
+    database: str | None = None
+
+
+class HealthController(Controller):
+    path = "/health"
+    tags = ("health",)
+
+    @get("/live", summary="Liveness: the process serves requests")
+    async def live(self) -> HealthStatus:
+        """The process is up and its event loop answers."""
+        return HealthStatus(status="ok")
+
+    @get("/ready", summary="Readiness: the database answers", responses=error_responses(503))
+    async def ready(self) -> HealthStatus:
+        """Ready when the database answers a trivial query within two seconds; 503 otherwise."""
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                await engine.pool().fetchval("SELECT 1")
+        except Exception:
+            raise ServiceUnavailable("Database unavailable") from None
+        return HealthStatus(status="ok", database="ok")

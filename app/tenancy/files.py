@@ -1,0 +1,160 @@
+"""Reads tenants/*.toml, validates each against schemas/tenant.schema.json, and resolves realm keys.
+
+Every refusal names the file and the field, so a bad file is fixed from the message alone.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+import uuid
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import best_match
+
+from app.auth.devkeys import ensure_dev_key, public_jwk
+from app.auth.jwt import InvalidKey, public_key_from_jwk
+from app.config import PROJECT_ROOT
+from app.tenancy.model import RealmConfig, RoleMapping, TenantConfig
+
+TENANT_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "tenant.schema.json"
+DEFAULT_TENANT_CLAIM = "tenant_id"
+DEFAULT_ALGORITHMS = ("RS256",)
+
+
+class TenantFileError(Exception):
+    """A tenant file cannot be used. The message starts with the file name and names the field."""
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(TENANT_SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _field_path(parts: Iterable[Any]) -> str:
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def load_tenant_files(tenants_dir: Path, data_dir: Path) -> list[TenantConfig]:
+    """Load every tenant file; refuse the whole set on the first invalid file or cross-file conflict."""
+    if not tenants_dir.is_dir():
+        raise TenantFileError(f"{tenants_dir}: tenants folder not found")
+    files = sorted(tenants_dir.glob("*.toml"))
+    if not files:
+        raise TenantFileError(f"{tenants_dir}: no tenant files (*.toml)")
+    tenants = [load_tenant_file(path, data_dir) for path in files]
+    _check_unique(files, tenants, "id", lambda t: [str(t.id)])
+    _check_unique(files, tenants, "slug", lambda t: [t.slug])
+    _check_unique(files, tenants, "realms.issuer", lambda t: [r.issuer for r in t.realms])
+    return tenants
+
+
+def _check_unique(files: list[Path], tenants: list[TenantConfig], field: str, values: Any) -> None:
+    seen: dict[str, Path] = {}
+    for path, tenant in zip(files, tenants, strict=True):
+        for value in values(tenant):
+            if value in seen:
+                raise TenantFileError(f"{path.name}: {field}: {value!r} is already used by {seen[value].name}")
+            seen[value] = path
+
+
+def load_tenant_file(path: Path, data_dir: Path) -> TenantConfig:
+    name = path.name
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TenantFileError(f"{name}: cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TenantFileError(f"{name}: not valid TOML: {exc}") from None
+    error = best_match(_validator().iter_errors(document))
+    if error is not None:
+        raise TenantFileError(f"{name}: {_field_path(error.absolute_path)}: {error.message}")
+
+    realms: list[RealmConfig] = []
+    for index, realm in enumerate(document["realms"]):
+        field = f"realms[{index}]"
+        if any(other.name == realm["name"] for other in realms):
+            raise TenantFileError(f"{name}: {field}.name: realm {realm['name']!r} is defined twice")
+        realms.append(_resolve_realm(path, field, realm, document["slug"], data_dir))
+    roles = document["roles"]
+    return TenantConfig(
+        id=uuid.UUID(document["id"]),
+        slug=document["slug"],
+        name=document["name"],
+        tenant_claim=document.get("tenant_claim", DEFAULT_TENANT_CLAIM),
+        roles=RoleMapping(
+            read=tuple(sorted(roles["read"])),
+            write=tuple(sorted(roles["write"])),
+            admin=tuple(sorted(roles["admin"])),
+            support=roles["support"],
+        ),
+        realms=tuple(realms),
+    )
+
+
+def _resolve_realm(path: Path, field: str, realm: dict[str, Any], slug: str, data_dir: Path) -> RealmConfig:
+    algorithms = tuple(realm.get("algorithms", DEFAULT_ALGORITHMS))
+    keys = realm["keys"]
+    jwks: dict[str, Any] | None = None
+    jwks_url: str | None = None
+    if "generate" in keys:
+        if keys["generate"] not in algorithms:
+            raise TenantFileError(
+                f"{path.name}: {field}.keys.generate: {keys['generate']} is not in the realm's algorithms"
+            )
+        jwks = {"keys": [public_jwk(ensure_dev_key(data_dir, slug, realm["name"], keys["generate"]))]}
+    elif "jwks_file" in keys:
+        jwks = _read_jwks_file(path, f"{field}.keys.jwks_file", path.parent / keys["jwks_file"])
+    elif "jwks" in keys:
+        jwks = keys["jwks"]
+    else:
+        jwks_url = keys["jwks_url"]
+    if jwks is not None:
+        _check_keys(path, f"{field}.keys", jwks, algorithms)
+    return RealmConfig(
+        name=realm["name"],
+        issuer=realm["issuer"],
+        audience=realm["audience"],
+        algorithms=algorithms,
+        jwks=jwks,
+        jwks_url=jwks_url,
+        dev_key_algorithm=keys.get("generate"),
+    )
+
+
+def _read_jwks_file(path: Path, field: str, jwks_path: Path) -> dict[str, Any]:
+    try:
+        jwks = json.loads(jwks_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TenantFileError(f"{path.name}: {field}: cannot read {jwks_path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise TenantFileError(f"{path.name}: {field}: {jwks_path} is not JSON: {exc}") from None
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+        raise TenantFileError(f"{path.name}: {field}: {jwks_path} is not a JWKS with a non-empty 'keys' list")
+    return jwks
+
+
+def _check_keys(path: Path, field: str, jwks: dict[str, Any], algorithms: tuple[str, ...]) -> None:
+    kids: set[str] = set()
+    for index, data in enumerate(jwks["keys"]):
+        where = f"{path.name}: {field}.keys[{index}]"
+        if not isinstance(data, dict):
+            raise TenantFileError(f"{where}: is not a JSON object")
+        try:
+            key = public_key_from_jwk(data)
+        except InvalidKey as exc:
+            raise TenantFileError(f"{where}: {exc}") from None
+        if key.kid in kids:
+            raise TenantFileError(f"{where}.kid: {key.kid!r} appears twice")
+        kids.add(key.kid)
+        if not any(key.accepts(algorithm) for algorithm in algorithms):
+            raise TenantFileError(f"{where}: key cannot verify any of the realm's algorithms {list(algorithms)}")

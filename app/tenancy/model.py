@@ -1,0 +1,41 @@
+"""A tenant's configuration as stored in the database and held in memory. Role lists are sorted tuples so the
+stored form (and its hash) is the same in every process."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+
+
+class RoleMapping(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    read: tuple[str, ...]
+    write: tuple[str, ...]
+    admin: tuple[str, ...]
+    support: str
+
+
+class RealmConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    issuer: str
+    audience: str
+    algorithms: tuple[str, ...]
+    # Exactly one is set: an inline public JWKS (files, inline keys and generated dev keys resolve to this) or a URL.
+    jwks: dict[str, Any] | None = None
+    jwks_url: str | None = None
+    # Set for development realms whose key pair lives in the data folder; `python -m app token` signs with it.
+    dev_key_algorithm: str | None = None
+
+
+class TenantConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: uuid.UUID
+    slug: str
+    name: str
+    tenant_claim: str
+    roles: RoleMapping
+    realms: tuple[RealmConfig, ...]
+
+
+tenant_config_encoder = msgspec.json.Encoder(order="sorted")
+tenant_config_decoder = msgspec.json.Decoder(TenantConfig)

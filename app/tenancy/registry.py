@@ -1,0 +1,86 @@
+"""The in-memory view of all tenants and realms that every request consults. One per worker process.
+
+It is rebuilt from the database at start-up and whenever a `tenants_changed` notification arrives, so
+`python -m app tenants sync` takes effect in running workers without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import httpx
+
+from app.auth.keys import RealmKeySet
+from app.tenancy.model import RealmConfig, TenantConfig
+from app.tenancy.repository import load_tenants
+
+log = logging.getLogger("app.tenancy")
+
+
+class Tenant:
+    """A tenant with its role mapping turned into sets for per-request checks."""
+
+    __slots__ = ("admin_roles", "config", "id", "read_roles", "write_roles")
+
+    def __init__(self, config: TenantConfig) -> None:
+        self.config = config
+        self.id = config.id
+        self.read_roles = frozenset(config.roles.read)
+        self.write_roles = frozenset(config.roles.write)
+        self.admin_roles = frozenset(config.roles.admin)
+
+
+class Realm:
+    __slots__ = ("config", "keys", "tenant")
+
+    def __init__(self, tenant: Tenant, config: RealmConfig, keys: RealmKeySet) -> None:
+        self.tenant = tenant
+        self.config = config
+        self.keys = keys
+
+
+class TenantRegistry:
+    def __init__(self, http: httpx.AsyncClient, *, jwks_min_refresh_seconds: float, jwks_timeout_seconds: float):
+        self._http = http
+        self._min_refresh = jwks_min_refresh_seconds
+        self._timeout = jwks_timeout_seconds
+        self._tenants: dict[uuid.UUID, Tenant] = {}
+        self._realms_by_issuer: dict[str, Realm] = {}
+        self.generation = 0
+
+    def tenant(self, tenant_id: uuid.UUID) -> Tenant | None:
+        return self._tenants.get(tenant_id)
+
+    def realm_for_issuer(self, issuer: str) -> Realm | None:
+        return self._realms_by_issuer.get(issuer)
+
+    def tenants(self) -> list[Tenant]:
+        return list(self._tenants.values())
+
+    def replace(self, configs: list[TenantConfig]) -> None:
+        tenants: dict[uuid.UUID, Tenant] = {}
+        realms: dict[str, Realm] = {}
+        for config in configs:
+            tenant = Tenant(config)
+            tenants[config.id] = tenant
+            for realm_config in config.realms:
+                previous = self._realms_by_issuer.get(realm_config.issuer)
+                # Keep a fetched key cache across reloads when the realm itself did not change.
+                if previous is not None and previous.config == realm_config:
+                    keys = previous.keys
+                else:
+                    keys = RealmKeySet(
+                        realm_config,
+                        self._http,
+                        min_refresh_seconds=self._min_refresh,
+                        fetch_timeout_seconds=self._timeout,
+                    )
+                realms[realm_config.issuer] = Realm(tenant, realm_config, keys)
+        # Swap whole maps: a request sees either the old or the new registry, never a mixture.
+        self._tenants, self._realms_by_issuer = tenants, realms
+        self.generation += 1
+
+    async def reload(self) -> None:
+        self.replace(await load_tenants())
+        log.info("tenant registry loaded", extra={"tenants": len(self._tenants), "generation": self.generation})
