@@ -62,12 +62,9 @@ async def prepare_database(settings: Settings, dsn: str) -> list[str]:
 
     tenants = load_tenant_files(settings.tenants_dir, settings.data_dir)
     engine.configure(dsn)
-    await engine.open_pool(1, 2)
-    try:
-        await engine.migrate()
-        return await sync_tenants(tenants)
-    finally:
-        await engine.close_pool()
+    await engine.check_connection(dsn)
+    await engine.migrate()
+    return await sync_tenants(tenants)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -120,11 +117,8 @@ def migrate(settings: Settings) -> None:
 
     async def run(dsn: str) -> None:
         engine.configure(dsn)
-        await engine.open_pool(1, 2)
-        try:
-            await engine.migrate()
-        finally:
-            await engine.close_pool()
+        await engine.check_connection(dsn)
+        await engine.migrate()
 
     with database(settings) as dsn:
         asyncio.run(run(dsn))

@@ -11,7 +11,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from app.auth.authenticator import Authenticator
 from app.auth.controller import MeController
@@ -21,6 +21,7 @@ from app.db import engine
 from app.db.notifications import NotificationListener
 from app.errors import EXCEPTION_HANDLERS
 from app.health.controller import HealthController
+from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL
@@ -29,18 +30,18 @@ API_PREFIX = "/api/v2/ticketing"
 
 # Documented on every API route; the authentication middleware enforces them before any handler runs.
 API_HEADERS = {
-    "x_tenantid": Parameter(
-        str,
-        header="x-tenantid",
+    "x_tenantid": HeaderParameter(
+        annotation=str,
+        name="x-tenantid",
         required=True,
         description="UUID of the tenant; must equal the token's tenant claim",
     ),
-    "realmname": Parameter(
-        str, header="realmname", required=True, description="Name of the realm that issued the token"
+    "realmname": HeaderParameter(
+        annotation=str, name="realmname", required=True, description="Name of the realm that issued the token"
     ),
-    "issupportrequest": Parameter(
-        bool,
-        header="issupportrequest",
+    "issupportrequest": HeaderParameter(
+        annotation=bool,
+        name="issupportrequest",
         default=False,
         required=False,
         description="true marks a support request; honoured only for tokens with the tenant's support role",
@@ -68,8 +69,8 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     )
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        await engine.open_pool(settings.db_pool_min, settings.db_pool_max)
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.pool = await engine.create_pool(database_url, settings.db_pool_min, settings.db_pool_max)
         listener = NotificationListener(database_url, {TENANTS_CHANGED_CHANNEL: registry.reload})
         try:
             await registry.reload()
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         finally:
             await listener.stop()
             await http.aclose()
-            await engine.close_pool()
+            await app.state.pool.close()
 
     api = Router(
         path=API_PREFIX,
@@ -105,5 +106,4 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         ),
         logging_config=None,
     )
-    litestar.state.registry = registry
-    return RequestContextMiddleware(litestar)
+    return RequestContextMiddleware(BodySizeLimitMiddleware(litestar, settings.max_body_bytes))

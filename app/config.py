@@ -52,12 +52,18 @@ _ENV = {
 }
 
 
+def _decode_path(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Read settings from the environment; a malformed value is a ConfigError naming its variable."""
     env = os.environ if environ is None else environ
     raw = {field: env[var] for field, var in _ENV.items() if env.get(var, "") != ""}
     try:
-        settings = msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False, dec_hook=_decode_path)
     except msgspec.ValidationError as exc:
         field = str(exc).rsplit("$.", 1)[-1].rstrip("`")
         raise ConfigError(f"invalid environment variable {_ENV.get(field, field)}: {exc}") from None

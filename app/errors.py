@@ -121,8 +121,12 @@ class ServiceUnavailable(AppError):
     code = "SERVICE_UNAVAILABLE"
 
 
+def encode_error(body: ErrorBody) -> bytes:
+    return _encoder.encode(body)
+
+
 def _render(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> Response[bytes]:
-    return Response(content=_encoder.encode(body), status_code=status, media_type="application/json", headers=headers)
+    return Response(content=encode_error(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def handle_app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[bytes]:

@@ -1,4 +1,4 @@
-"""The process's single connection pool (Piccolo's, which hands out asyncpg connections) and migrations."""
+"""Database wiring: Piccolo's engine (migrations, ORM) and the asyncpg pools that serve requests."""
 
 from __future__ import annotations
 
@@ -19,25 +19,23 @@ class DatabaseUnavailable(Exception):
 
 
 def configure(dsn: str) -> None:
+    """Point Piccolo (migrations and the ORM's occasional queries, e.g. tenant sync) at the database."""
     DB.config["dsn"] = dsn
 
 
-async def open_pool(min_size: int, max_size: int) -> asyncpg.Pool:
+async def check_connection(dsn: str) -> None:
+    """Fail fast, with the cause, when the database cannot be reached."""
+    pool = await create_pool(dsn, 1, 1)
+    await pool.close()
+
+
+async def create_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
+    """A connection pool owned by its caller (each app instance has its own), for the request path."""
     try:
-        await DB.start_connection_pool(min_size=min_size, max_size=max_size)
+        pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(f"cannot connect to the database: {exc.__class__.__name__}: {exc}") from None
-    return pool()
-
-
-def pool() -> asyncpg.Pool:
-    if DB.pool is None:
-        raise RuntimeError("the connection pool is not open")
-    return DB.pool
-
-
-async def close_pool() -> None:
-    await DB.close_connection_pool()
+    return pool
 
 
 async def migrate() -> None:

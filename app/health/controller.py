@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import msgspec
 from litestar import Controller, get
+from litestar.datastructures import State
 
-from app.db import engine
 from app.errors import ServiceUnavailable, error_responses
 
 READY_TIMEOUT_SECONDS = 2.0
@@ -28,11 +29,12 @@ class HealthController(Controller):
         return HealthStatus(status="ok")
 
     @get("/ready", summary="Readiness: the database answers", responses=error_responses(503))
-    async def ready(self) -> HealthStatus:
+    async def ready(self, state: State) -> HealthStatus:
         """Ready when the database answers a trivial query within two seconds; 503 otherwise."""
+        pool: asyncpg.Pool = state.pool
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-                await engine.pool().fetchval("SELECT 1")
-        except Exception:
+                await pool.fetchval("SELECT 1")
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             raise ServiceUnavailable("Database unavailable") from None
         return HealthStatus(status="ok", database="ok")

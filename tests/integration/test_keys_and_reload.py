@@ -1,0 +1,163 @@
+"""Realm keys served over HTTP by a real local JWKS server, tenant reload without restart, and the token cache."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.auth import jwt
+from app.tenancy.files import load_tenant_files
+from app.tenancy.repository import sync_tenants
+from tests.conftest import LiveServer, make_settings
+from tests.integration.test_authentication import ME, headers
+from tests.support import RealmSpec, SigningKey, TenantSpec, claims_for, sign, write_tenants
+
+
+class JwksServer:
+    """A stand-in identity provider: serves whatever key set the test puts in `keys`, and counts fetches."""
+
+    def __init__(self) -> None:
+        self.keys: list[dict[str, Any]] = []
+        self.fetches = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.fetches += 1
+                body = json.dumps({"keys": outer.keys}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                return None
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/realms/gamma/certs"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> JwksServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def jwks_server() -> Iterator[JwksServer]:
+    with JwksServer() as server:
+        yield server
+
+
+async def _wait_for_status(client: httpx.AsyncClient, request_headers: dict[str, str], status: int) -> int:
+    deadline = time.monotonic() + 5
+    while True:
+        response = await client.get(ME, headers=request_headers)
+        if response.status_code == status or time.monotonic() > deadline:
+            return response.status_code
+        await asyncio.sleep(0.05)
+
+
+REFRESH_SECONDS = 1.0
+
+
+@pytest.fixture(scope="module")
+async def idp_client(tenants: list[TenantSpec], database_url: str, workspace: Path) -> Any:
+    settings = make_settings(database_url, workspace, jwks_min_refresh_seconds=REFRESH_SECONDS)
+    async with LiveServer(settings) as live, httpx.AsyncClient(base_url=live.url) as client:
+        yield client
+
+
+async def test_jwks_url_realm_synced_live_and_key_rotation_picked_up(
+    idp_client: httpx.AsyncClient, workspace: Path, jwks_server: JwksServer
+) -> None:
+    client = idp_client
+    first, second = SigningKey("RS256"), SigningKey("RS256")
+    jwks_server.keys = [first.jwk]
+    realm = RealmSpec("gamma-sso", "https://sso.gamma.test/realms/gamma", first, jwks_url=jwks_server.url)
+    gamma = TenantSpec(id=uuid.uuid4(), slug="gamma", realms=[realm])
+    directory = write_tenants(workspace / "gamma-tenants", [gamma])
+
+    # The running server knows nothing of gamma yet.
+    first_token = sign(claims_for(gamma, realm), first)
+    assert (await client.get(ME, headers=headers(gamma, first_token))).status_code == 401
+
+    # `tenants sync` from another process: the running server reloads on the notification, no restart.
+    assert await sync_tenants(load_tenant_files(directory, workspace / "data")) == ["gamma"]
+    assert await _wait_for_status(client, headers(gamma, first_token), 200) == 200
+    fetches_after_first_key = jwks_server.fetches
+    assert fetches_after_first_key >= 1
+
+    # The IdP rotates: a new kid appears and the old one is withdrawn. A token with the new kid is accepted
+    # after one refetch, without a restart.
+    jwks_server.keys = [second.jwk]
+    await asyncio.sleep(REFRESH_SECONDS + 0.05)
+    second_token = sign(claims_for(gamma, realm), second)
+    response = await client.get(ME, headers=headers(gamma, second_token))
+    assert response.status_code == 200, response.text
+    assert jwks_server.fetches == fetches_after_first_key + 1
+
+    # A flood of forged kids costs at most one fetch per refresh interval, not one per request.
+    forged = [sign(claims_for(gamma, realm), second, kid=f"forged-{uuid.uuid4()}") for _ in range(20)]
+    await asyncio.sleep(REFRESH_SECONDS + 0.05)
+    before_flood = jwks_server.fetches
+    started = time.monotonic()
+    for token in forged:
+        assert (await client.get(ME, headers=headers(gamma, token))).status_code == 401
+    assert time.monotonic() - started < REFRESH_SECONDS, "flood too slow to prove the rate limit"
+    assert jwks_server.fetches - before_flood == 1
+
+
+async def test_sync_is_idempotent(tenants: list[TenantSpec], workspace: Path) -> None:
+    configs = load_tenant_files(workspace / "tenants", workspace / "data")
+    assert await sync_tenants(configs) == []
+    assert await sync_tenants(configs) == []
+
+
+@pytest.fixture(scope="module")
+async def strict_server(tenants: list[TenantSpec], database_url: str, workspace: Path) -> Any:
+    async with LiveServer(make_settings(database_url, workspace, jwt_leeway_seconds=0)) as live:
+        yield live
+
+
+async def test_repeated_token_is_verified_once(
+    strict_server: LiveServer, alpha: TenantSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = 0
+    real_verify = jwt.verify
+
+    def counting_verify(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return real_verify(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "verify", counting_verify)
+    realm = alpha.realms[0]
+    token = sign(claims_for(alpha, realm), realm.key)
+    async with httpx.AsyncClient(base_url=strict_server.url) as client:
+        statuses = [(await client.get(ME, headers=headers(alpha, token))).status_code for _ in range(5)]
+    assert statuses == [200] * 5
+    assert calls == 1
+
+
+async def test_cached_token_stops_working_when_it_expires(strict_server: LiveServer, alpha: TenantSpec) -> None:
+    realm = alpha.realms[0]
+    token = sign(claims_for(alpha, realm, ttl=1), realm.key)
+    async with httpx.AsyncClient(base_url=strict_server.url) as client:
+        assert (await client.get(ME, headers=headers(alpha, token))).status_code == 200
+        await asyncio.sleep(1.6)
+        assert (await client.get(ME, headers=headers(alpha, token))).status_code == 401

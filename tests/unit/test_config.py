@@ -1,0 +1,30 @@
+from pathlib import Path
+
+import pytest
+
+from app.config import ConfigError, load_settings
+
+
+def test_defaults_without_environment() -> None:
+    settings = load_settings({})
+    assert (settings.database_url, settings.host, settings.port) == (None, "127.0.0.1", 8000)
+    assert settings.max_body_bytes == 1024 * 1024
+
+
+def test_environment_overrides_are_typed() -> None:
+    settings = load_settings({"PORT": "9001", "HOST": "0.0.0.0", "DATA_DIR": "/srv/data", "MAX_BODY_BYTES": "2048"})
+    assert (settings.port, settings.host, settings.data_dir, settings.max_body_bytes) == (
+        9001,
+        "0.0.0.0",
+        Path("/srv/data"),
+        2048,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("PORT", "eighty"), ("PORT", "70000"), ("WORKERS", "two"), ("MAX_BODY_BYTES", "0")],
+)
+def test_malformed_variable_is_named(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_settings({variable: value})
