@@ -99,7 +99,7 @@ def serve(settings: Settings) -> None:
             },
         )
         uvicorn.run(
-            "app.asgi:create_app",
+            "app.asgi:worker_app",
             factory=True,
             fd=sock.fileno(),
             workers=settings.workers,

@@ -49,13 +49,19 @@ API_HEADERS = {
 }
 
 
+def worker_app() -> RequestContextMiddleware:
+    """The ASGI factory each server worker process calls: process-wide logging first, then the app."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
 def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     """Build the ASGI application. The database URL must be known (the CLI resolves the embedded cluster)."""
     settings = settings or load_settings()
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set; start the service with `python -m app serve`")
     database_url = settings.database_url
-    configure_logging(settings.log_level)
     engine.configure(database_url)
 
     http = httpx.AsyncClient(headers={"user-agent": "ticketing-jwks-fetcher"})

@@ -14,7 +14,7 @@ from app.errors import ServiceUnavailable, error_responses
 READY_TIMEOUT_SECONDS = 2.0
 
 
-class HealthStatus(msgspec.Struct, frozen=True):
+class HealthStatus(msgspec.Struct, frozen=True, omit_defaults=True):
     status: str
     database: str | None = None
 

@@ -19,6 +19,7 @@ from jsonschema.exceptions import best_match
 from app.auth.devkeys import ensure_dev_key, public_jwk
 from app.auth.jwt import InvalidKey, public_key_from_jwk
 from app.config import PROJECT_ROOT
+from app.schema_validation import safe_validator
 from app.tenancy.model import RealmConfig, RoleMapping, TenantConfig
 
 TENANT_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "tenant.schema.json"
@@ -31,10 +32,10 @@ class TenantFileError(Exception):
 
 
 @cache
-def _validator() -> jsonschema.Draft202012Validator:
+def _validator() -> Any:
     schema = json.loads(TENANT_SCHEMA_PATH.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    return safe_validator(schema)
 
 
 def _field_path(parts: Iterable[Any]) -> str:
@@ -106,20 +107,19 @@ def _resolve_realm(path: Path, field: str, realm: dict[str, Any], slug: str, dat
     keys = realm["keys"]
     jwks: dict[str, Any] | None = None
     jwks_url: str | None = None
+    source = f"{field}.keys.{next(iter(keys))}"
     if "generate" in keys:
         if keys["generate"] not in algorithms:
-            raise TenantFileError(
-                f"{path.name}: {field}.keys.generate: {keys['generate']} is not in the realm's algorithms"
-            )
+            raise TenantFileError(f"{path.name}: {source}: {keys['generate']} is not in the realm's algorithms")
         jwks = {"keys": [public_jwk(ensure_dev_key(data_dir, slug, realm["name"], keys["generate"]))]}
     elif "jwks_file" in keys:
-        jwks = _read_jwks_file(path, f"{field}.keys.jwks_file", path.parent / keys["jwks_file"])
+        jwks = _read_jwks_file(path, source, path.parent / keys["jwks_file"])
     elif "jwks" in keys:
         jwks = keys["jwks"]
     else:
         jwks_url = keys["jwks_url"]
     if jwks is not None:
-        _check_keys(path, f"{field}.keys", jwks, algorithms)
+        _check_keys(path, source, jwks, algorithms)
     return RealmConfig(
         name=realm["name"],
         issuer=realm["issuer"],

@@ -156,8 +156,10 @@ async def test_repeated_token_is_verified_once(
 
 async def test_cached_token_stops_working_when_it_expires(strict_server: LiveServer, alpha: TenantSpec) -> None:
     realm = alpha.realms[0]
-    token = sign(claims_for(alpha, realm, ttl=1), realm.key)
+    expires_at = int(time.time()) + 2  # at least a second away: the first call is inside the lifetime
+    token = sign(claims_for(alpha, realm, exp=expires_at), realm.key)
     async with httpx.AsyncClient(base_url=strict_server.url) as client:
         assert (await client.get(ME, headers=headers(alpha, token))).status_code == 200
-        await asyncio.sleep(1.6)
+        # python-jose compares exp with whole seconds, so a token is refused from the second after exp.
+        await asyncio.sleep(expires_at - time.time() + 1.1)
         assert (await client.get(ME, headers=headers(alpha, token))).status_code == 401

@@ -1,0 +1,56 @@
+"""JSON Schema validation that stays safe on hostile schemas and hostile input.
+
+Python's `re` backtracks: a pattern like `(a+)+$` takes exponential time on a crafted string, and its `$` also
+matches before a trailing newline (ECMA-262, which JSON Schema follows, does not). So `pattern` runs on RE2: linear
+time, refuses backreferences and look-around, and `$` means end of text. Keywords whose regexes jsonschema would run
+with `re` (patternProperties, and additionalProperties/unevaluatedProperties next to it) are refused in schemas we
+did not write ourselves; see `unsafe_keywords`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import re2
+from jsonschema import Draft202012Validator, ValidationError, validators
+from referencing import Registry
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported to the caller, not to stderr
+
+
+class UnsafePattern(ValueError):
+    """A regular expression RE2 cannot run (backreferences, look-around, invalid syntax)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_pattern(pattern: str) -> Any:
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        message = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise UnsafePattern(message) from None
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "string"):
+        return
+    try:
+        regex = compile_pattern(pattern)
+    except UnsafePattern as exc:
+        yield ValidationError(f"pattern {pattern!r} cannot be used: {exc}")
+        return
+    if regex.search(instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+SafeValidator = validators.extend(Draft202012Validator, {"pattern": _pattern})  # type: ignore[no-untyped-call]
+
+# No $ref leaves the document: nothing is fetched from the network or read from disk.
+NO_EXTERNAL_REFERENCES: Registry[Any] = Registry()
+
+
+def safe_validator(schema: dict[str, Any]) -> Any:
+    return SafeValidator(schema, registry=NO_EXTERNAL_REFERENCES)

@@ -1,0 +1,98 @@
+"""Errors the framework produces, health probes and the OpenAPI document, through the real server."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+from litestar import Litestar, get
+from litestar.testing import AsyncTestClient
+
+from app.errors import EXCEPTION_HANDLERS
+from app.observability import RequestContextMiddleware
+from tests.integration.test_authentication import ME, good_token, headers
+from tests.support import TenantSpec
+
+
+async def test_unknown_route_is_a_404_envelope(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v2/ticketing/does-not-exist")
+    assert response.status_code == 404
+    assert response.json() == {"error": True, "code": "NOT_FOUND", "message": "Not found", "status": 404}
+
+
+async def test_wrong_method_is_a_405_envelope_with_allow(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    response = await client.delete(ME, headers=headers(alpha, good_token(alpha)))
+    assert response.status_code == 405
+    assert response.json() == {
+        "error": True,
+        "code": "METHOD_NOT_ALLOWED",
+        "message": "Method not allowed",
+        "status": 405,
+    }
+    assert "GET" in response.headers["allow"]
+
+
+async def test_oversized_body_is_refused_before_routing(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    response = await client.post(ME, headers=headers(alpha, good_token(alpha)), content=b"x" * (1024 * 1024 + 1))
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": True,
+        "code": "PAYLOAD_TOO_LARGE",
+        "message": "Request body is larger than the limit of 1048576 bytes",
+        "status": 413,
+    }
+
+
+async def test_health_needs_no_token(client: httpx.AsyncClient) -> None:
+    live = await client.get("/health/live")
+    ready = await client.get("/health/ready")
+    assert (live.status_code, live.json()) == (200, {"status": "ok"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ok", "database": "ok"})
+
+
+async def test_request_id_is_echoed_when_sane_and_replaced_when_not(client: httpx.AsyncClient) -> None:
+    echoed = await client.get("/health/live", headers={"x-request-id": "trace-123.abc"})
+    replaced = await client.get("/health/live", headers={"x-request-id": "bad id\twith spaces"})
+    assert echoed.headers["x-request-id"] == "trace-123.abc"
+    assert len(replaced.headers["x-request-id"]) == 32
+
+
+async def test_openapi_documents_routes_headers_security_and_errors(client: httpx.AsyncClient) -> None:
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    me = document["paths"][ME]["get"]
+    header_names = {p["name"] for p in me["parameters"] if p["in"] == "header"}
+    assert header_names == {"x-tenantid", "realmname", "issupportrequest"}
+    assert me["security"] == [{"BearerToken": []}]
+    assert {"200", "400", "401", "404"} <= set(me["responses"])
+    assert document["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
+    assert "/health/ready" in document["paths"]
+    browsable = await client.get("/schema")
+    assert browsable.status_code == 200
+    assert "text/html" in browsable.headers["content-type"]
+
+
+async def test_unexpected_failure_is_a_generic_500_with_the_detail_only_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret database detail")
+
+    app = RequestContextMiddleware(Litestar([boom], exception_handlers=EXCEPTION_HANDLERS, logging_config=None))
+    async with AsyncTestClient(app=app) as test_client:  # type: ignore[arg-type]
+        with caplog.at_level(logging.ERROR, logger="app.errors"):
+            response = await test_client.get("/boom")
+    assert response.status_code == 500
+    request_id = response.headers["x-request-id"]
+    assert response.json() == {
+        "error": True,
+        "code": "INTERNAL_SERVER_ERROR",
+        "message": f"Internal server error (request id {request_id})",
+        "status": 500,
+    }
+    assert "secret" not in response.text
+    [record] = [r for r in caplog.records if r.name == "app.errors"]
+    assert record.exc_info is not None and "secret database detail" in str(record.exc_info[1])

@@ -1,0 +1,439 @@
+"""The tenant-file loader: the shipped examples load, good files resolve to exact configs, and every bad file is
+refused with a message that starts with the file name and names the field."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.auth.devkeys import dev_key_path, public_jwk
+from app.config import PROJECT_ROOT
+from app.tenancy.files import TenantFileError, load_tenant_file, load_tenant_files
+from app.tenancy.model import RealmConfig, RoleMapping, TenantConfig
+from tests.support import SigningKey
+
+SHIPPED_TENANTS = PROJECT_ROOT / "tenants"
+ACME_ID = uuid.UUID("6f1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
+GLOBEX_ID = uuid.UUID("0a9b8c7d-6e5f-4d3c-9b2a-1f0e9d8c7b6a")
+
+# Generated once per module: RSA key generation is slow enough to matter when repeated per case.
+RSA_KEY = SigningKey("RS256")
+OTHER_RSA_KEY = SigningKey("RS256")
+EC_KEY = SigningKey("ES256")
+
+ALPHA_ID = "11111111-1111-4111-8111-111111111111"
+ALPHA_ISSUER = "https://idp.alpha.test/realms/alpha-main"
+URL_KEYS = 'keys = { jwks_url = "https://idp.alpha.test/jwks/alpha-main" }'
+
+# A valid tenant file; each bad case below changes exactly one thing in it.
+GOOD = f"""\
+id = "{ALPHA_ID}"
+slug = "alpha"
+name = "Alpha Ltd"
+
+[roles]
+read = ["viewer", "agent", "admin"]
+write = ["agent", "admin"]
+admin = ["admin"]
+support = "support"
+
+[[realms]]
+name = "alpha-main"
+issuer = "{ALPHA_ISSUER}"
+audience = "ticketing-api"
+{URL_KEYS}
+"""
+GOOD_REALM = GOOD[GOOD.index("[[realms]]") :]
+
+
+def edit(document: str, old: str, new: str) -> str:
+    """Replace one exact snippet; refuse to silently do nothing when the snippet is not there."""
+    assert document.count(old) == 1, f"{old!r} must occur exactly once"
+    return document.replace(old, new)
+
+
+def toml_table(data: dict[str, Any]) -> str:
+    return "{ " + ", ".join(f"{key} = {json.dumps(value)}" for key, value in data.items()) + " }"
+
+
+def inline_jwks(*keys: dict[str, Any]) -> str:
+    return "keys = { jwks = { keys = [ " + ", ".join(toml_table(key) for key in keys) + " ] } }"
+
+
+def write(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    return directory
+
+
+# --- 1. The shipped example tenants ---------------------------------------------------------------------------
+
+
+def test_shipped_example_tenants_load_with_generated_dev_keys(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    tenants = load_tenant_files(SHIPPED_TENANTS, data_dir)
+
+    assert [(t.slug, t.id) for t in tenants] == [("acme", ACME_ID), ("globex", GLOBEX_ID)]
+    assert tenants[0].roles == RoleMapping(
+        read=("ticket-admin", "ticket-agent", "ticket-viewer"),
+        write=("ticket-admin", "ticket-agent"),
+        admin=("ticket-admin",),
+        support="ticket-support",
+    )
+    expected = {"acme": ("acme-dev", "RS256", "RSA"), "globex": ("globex-dev", "ES256", "EC")}
+    for tenant in tenants:
+        realm_name, algorithm, key_type = expected[tenant.slug]
+        assert tenant.tenant_claim == "tenant_id"
+        assert len(tenant.realms) == 1
+        realm = tenant.realms[0]
+        assert (realm.name, realm.issuer, realm.audience) == (
+            realm_name,
+            f"http://localhost:8080/realms/{realm_name}",
+            "ticketing-api",
+        )
+        assert (realm.algorithms, realm.dev_key_algorithm, realm.jwks_url) == ((algorithm,), algorithm, None)
+        assert realm.jwks is not None
+        [key] = realm.jwks["keys"]
+        assert (key["kty"], key["alg"], key["use"]) == (key_type, algorithm, "sig")
+        assert "d" not in key
+
+        pem_path = data_dir / "keys" / tenant.slug / f"{realm_name}.pem"
+        assert pem_path == dev_key_path(data_dir, tenant.slug, realm_name)
+        assert stat.S_IMODE(pem_path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(pem_path.parent.stat().st_mode) == 0o700
+        # The published key is the public half of the private key on disk.
+        assert public_jwk(pem_path.read_text()) == key
+
+
+def test_shipped_example_tenants_reuse_their_dev_keys(tmp_path: Path) -> None:
+    def kids(data_dir: Path) -> list[str]:
+        tenants = load_tenant_files(SHIPPED_TENANTS, data_dir)
+        return [tenant.realms[0].jwks["keys"][0]["kid"] for tenant in tenants]  # type: ignore[index]
+
+    first = kids(tmp_path / "data")
+    pems = {path: path.read_bytes() for path in (tmp_path / "data").rglob("*.pem")}
+    assert len(pems) == 2
+    assert kids(tmp_path / "data") == first
+    assert {path: path.read_bytes() for path in (tmp_path / "data").rglob("*.pem")} == pems
+    # A different data folder gets its own keys, so "same kid" above means reused, not deterministic.
+    other = kids(tmp_path / "other-data")
+    assert other[0] != first[0]
+    assert other[1] != first[1]
+
+
+# --- 2. Good tenant files ------------------------------------------------------------------------------------
+
+
+def test_tenant_with_inline_jwks(tmp_path: Path) -> None:
+    document = edit(GOOD, URL_KEYS, 'algorithms = ["RS256", "ES256"]\n' + inline_jwks(RSA_KEY.jwk, EC_KEY.jwk))
+    path = write(tmp_path / "tenants", {"alpha.toml": document}) / "alpha.toml"
+
+    assert load_tenant_file(path, tmp_path / "data") == TenantConfig(
+        id=uuid.UUID(ALPHA_ID),
+        slug="alpha",
+        name="Alpha Ltd",
+        tenant_claim="tenant_id",
+        roles=RoleMapping(
+            read=("admin", "agent", "viewer"), write=("admin", "agent"), admin=("admin",), support="support"
+        ),
+        realms=(
+            RealmConfig(
+                name="alpha-main",
+                issuer=ALPHA_ISSUER,
+                audience="ticketing-api",
+                algorithms=("RS256", "ES256"),
+                jwks={"keys": [RSA_KEY.jwk, EC_KEY.jwk]},
+                jwks_url=None,
+                dev_key_algorithm=None,
+            ),
+        ),
+    )
+    assert not (tmp_path / "data").exists()  # no dev key is generated for a realm with its own keys
+
+
+def test_tenant_with_jwks_url_gets_default_claim_and_algorithms(tmp_path: Path) -> None:
+    path = write(tmp_path / "tenants", {"alpha.toml": GOOD}) / "alpha.toml"
+
+    tenant = load_tenant_file(path, tmp_path / "data")
+
+    assert tenant.tenant_claim == "tenant_id"
+    assert tenant.roles.read == ("admin", "agent", "viewer")
+    assert tenant.realms == (
+        RealmConfig(
+            name="alpha-main",
+            issuer=ALPHA_ISSUER,
+            audience="ticketing-api",
+            algorithms=("RS256",),
+            jwks=None,
+            jwks_url="https://idp.alpha.test/jwks/alpha-main",
+            dev_key_algorithm=None,
+        ),
+    )
+
+
+def test_tenant_with_jwks_file_relative_to_tenants_folder(tmp_path: Path) -> None:
+    jwks = {"keys": [EC_KEY.jwk]}
+    document = edit(GOOD, URL_KEYS, 'algorithms = ["ES256"]\nkeys = { jwks_file = "keys/alpha.json" }')
+    document = edit(document, 'name = "Alpha Ltd"\n', 'name = "Alpha Ltd"\ntenant_claim = "org_id"\n')
+    tenants_dir = write(tmp_path / "tenants", {"alpha.toml": document})
+    write(tenants_dir / "keys", {"alpha.json": json.dumps(jwks)})
+
+    [tenant] = load_tenant_files(tenants_dir, tmp_path / "data")
+
+    assert tenant.tenant_claim == "org_id"
+    assert tenant.realms == (
+        RealmConfig(
+            name="alpha-main",
+            issuer=ALPHA_ISSUER,
+            audience="ticketing-api",
+            algorithms=("ES256",),
+            jwks=jwks,
+            jwks_url=None,
+            dev_key_algorithm=None,
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://localhost:8080/realms/alpha-main/certs", "http://127.0.0.1/certs", "http://[::1]:8443/certs"],
+)
+def test_plain_http_jwks_url_is_accepted_for_loopback_only(tmp_path: Path, url: str) -> None:
+    document = edit(GOOD, URL_KEYS, f'keys = {{ jwks_url = "{url}" }}')
+    path = write(tmp_path / "tenants", {"alpha.toml": document}) / "alpha.toml"
+
+    assert load_tenant_file(path, tmp_path / "data").realms[0].jwks_url == url
+
+
+# --- 3. Bad tenant files, one case per kind -------------------------------------------------------------------
+
+# A key error names the key's place in the file: `realms[0].keys.jwks.keys[0]`.
+INLINE_KEY = r"realms\[0\]\.keys\.jwks\.keys"
+
+
+def bad(case_id: str, document: str, match: str, files: dict[str, str] | None = None) -> Any:
+    return pytest.param(document, files or {}, match, id=case_id)
+
+
+BAD_CASES = [
+    bad(
+        "invalid-toml-syntax",
+        edit(GOOD, 'name = "Alpha Ltd"', 'name = "Alpha Ltd'),
+        r"^bad\.toml: not valid TOML: .*\(at line 3, column \d+\)$",
+    ),
+    bad(
+        "missing-id",
+        edit(GOOD, f'id = "{ALPHA_ID}"\n', ""),
+        r"^bad\.toml: \(top level\): 'id' is a required property$",
+    ),
+    bad(
+        "id-not-a-uuid",
+        edit(GOOD, ALPHA_ID, "alpha-tenant"),
+        r"^bad\.toml: id: 'alpha-tenant' does not match ",
+    ),
+    bad(
+        "slug-uppercase",
+        edit(GOOD, 'slug = "alpha"', 'slug = "Alpha"'),
+        r"^bad\.toml: slug: 'Alpha' does not match ",
+    ),
+    bad(
+        "unknown-top-level-key",
+        edit(GOOD, 'name = "Alpha Ltd"\n', 'name = "Alpha Ltd"\ncolour = "red"\n'),
+        r"^bad\.toml: \(top level\): Additional properties are not allowed \('colour' was unexpected\)$",
+    ),
+    bad(
+        "empty-read-roles",
+        edit(GOOD, 'read = ["viewer", "agent", "admin"]', "read = []"),
+        r"^bad\.toml: roles\.read: \[\] should be non-empty$",
+    ),
+    bad(
+        "missing-support-role",
+        edit(GOOD, 'support = "support"\n', ""),
+        r"^bad\.toml: roles: 'support' is a required property$",
+    ),
+    bad(
+        "no-realms",
+        edit(GOOD, 'name = "Alpha Ltd"\n', 'name = "Alpha Ltd"\nrealms = []\n').replace(GOOD_REALM, ""),
+        r"^bad\.toml: realms: \[\] should be non-empty$",
+    ),
+    bad(
+        "realm-missing-issuer",
+        edit(GOOD, f'issuer = "{ALPHA_ISSUER}"\n', ""),
+        r"^bad\.toml: realms\[0\]: 'issuer' is a required property$",
+    ),
+    bad(
+        "issuer-not-http",
+        edit(GOOD, f'issuer = "{ALPHA_ISSUER}"', 'issuer = "ftp://idp.alpha.test/realms/alpha-main"'),
+        r"^bad\.toml: realms\[0\]\.issuer: 'ftp://idp\.alpha\.test/realms/alpha-main' does not match ",
+    ),
+    bad(
+        "jwks-url-plain-http-remote",
+        edit(GOOD, URL_KEYS, 'keys = { jwks_url = "http://idp.alpha.test/certs" }'),
+        r"^bad\.toml: realms\[0\]\.keys\.jwks_url: 'http://idp\.alpha\.test/certs' does not match ",
+    ),
+    bad(
+        "two-key-sources",
+        edit(GOOD, "keys = { jwks_url", 'keys = { generate = "RS256", jwks_url'),
+        r"^bad\.toml: realms\[0\]\.keys: \{'generate': 'RS256', 'jwks_url': .*\} has too many properties$",
+    ),
+    bad(
+        "generate-algorithm-not-allowed",
+        edit(GOOD, URL_KEYS, 'algorithms = ["RS256"]\nkeys = { generate = "ES256" }'),
+        r"^bad\.toml: realms\[0\]\.keys\.generate: ES256 is not in the realm's algorithms$",
+    ),
+    bad(
+        "hs256-algorithm",
+        edit(GOOD, URL_KEYS, f'algorithms = ["RS256", "HS256"]\n{URL_KEYS}'),
+        r"^bad\.toml: realms\[0\]\.algorithms\[1\]: 'HS256' is not one of \[",
+    ),
+    bad(
+        "private-key-material",
+        edit(GOOD, URL_KEYS, inline_jwks({**RSA_KEY.jwk, "d": "c2VjcmV0"})),
+        rf"^bad\.toml: {INLINE_KEY}\[0\]: contains private key material",
+    ),
+    bad(
+        "symmetric-oct-key",
+        edit(GOOD, URL_KEYS, inline_jwks({"kty": "oct", "kid": "hmac-1", "k": "c2VjcmV0"})),
+        r"^bad\.toml: realms\[0\]\.keys\.jwks\.keys\[0\]\.kty: 'oct' is not one of \['RSA', 'EC'\]$",
+    ),
+    bad(
+        "duplicate-kid",
+        edit(GOOD, URL_KEYS, inline_jwks(RSA_KEY.jwk, {**OTHER_RSA_KEY.jwk, "kid": RSA_KEY.kid})),
+        rf"^bad\.toml: {INLINE_KEY}\[1\]\.kid: '{re.escape(RSA_KEY.kid)}' appears twice$",
+    ),
+    bad(
+        "jwks-file-missing",
+        edit(GOOD, URL_KEYS, 'keys = { jwks_file = "missing.json" }'),
+        r"^bad\.toml: realms\[0\]\.keys\.jwks_file: cannot read \S*/tenants/missing\.json: No such file or directory$",
+    ),
+    bad(
+        "jwks-file-not-json",
+        edit(GOOD, URL_KEYS, 'keys = { jwks_file = "alpha-keys.json" }'),
+        r"^bad\.toml: realms\[0\]\.keys\.jwks_file: \S*/tenants/alpha-keys\.json is not JSON: ",
+        {"alpha-keys.json": "keys: [not json]"},
+    ),
+    bad(
+        "duplicate-realm-name",
+        GOOD + edit(GOOD_REALM, ALPHA_ISSUER, "https://idp.alpha.test/realms/other"),
+        r"^bad\.toml: realms\[1\]\.name: realm 'alpha-main' is defined twice$",
+    ),
+    bad(
+        "rsa-key-in-es256-realm",
+        edit(GOOD, URL_KEYS, 'algorithms = ["ES256"]\n' + inline_jwks(RSA_KEY.jwk)),
+        rf"^bad\.toml: {INLINE_KEY}\[0\]: key cannot verify any of the realm's algorithms \['ES256'\]$",
+    ),
+]
+
+
+def test_the_base_document_of_the_bad_cases_is_valid(tmp_path: Path) -> None:
+    tenants_dir = write(tmp_path / "tenants", {"bad.toml": GOOD})
+    assert [t.slug for t in load_tenant_files(tenants_dir, tmp_path / "data")] == ["alpha"]
+
+
+@pytest.mark.parametrize(("document", "files", "match"), BAD_CASES)
+def test_bad_tenant_file_is_refused_naming_file_and_field(
+    tmp_path: Path, document: str, files: dict[str, str], match: str
+) -> None:
+    tenants_dir = write(tmp_path / "tenants", {"bad.toml": document, **files})
+
+    with pytest.raises(TenantFileError, match=match):
+        load_tenant_files(tenants_dir, tmp_path / "data")
+
+
+# Regressions of loader bugs found by these tests: a key error's field path, and `$` matching before a trailing
+# newline (patterns now run on RE2, where `$` is the end of the text, as in JSON Schema's ECMA-262 regexes).
+
+
+def test_inline_key_error_names_the_jwks_field(tmp_path: Path) -> None:
+    document = edit(GOOD, URL_KEYS, inline_jwks({**RSA_KEY.jwk, "d": "c2VjcmV0"}))
+    path = write(tmp_path / "tenants", {"bad.toml": document}) / "bad.toml"
+
+    with pytest.raises(TenantFileError, match=r"^bad\.toml: realms\[0\]\.keys\.jwks\.keys\[0\]: contains private"):
+        load_tenant_file(path, tmp_path / "data")
+
+
+def test_id_with_trailing_newline_is_refused_as_a_tenant_file_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "tenants", {"bad.toml": edit(GOOD, f'"{ALPHA_ID}"', f'"{ALPHA_ID}\\n"')}) / "bad.toml"
+
+    with pytest.raises(TenantFileError, match=r"^bad\.toml: id: "):
+        load_tenant_file(path, tmp_path / "data")
+
+
+def test_slug_with_trailing_newline_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "tenants", {"bad.toml": edit(GOOD, 'slug = "alpha"', 'slug = "alpha\\n"')}) / "bad.toml"
+
+    with pytest.raises(TenantFileError, match=r"^bad\.toml: slug: "):
+        load_tenant_file(path, tmp_path / "data")
+
+
+# --- 4. Cross-file conflicts and the tenants folder -----------------------------------------------------------
+
+BETA_ID = "22222222-2222-4222-8222-222222222222"
+BETA_ISSUER = "https://idp.beta.test/realms/beta-main"
+BETA = edit(edit(edit(GOOD, ALPHA_ID, BETA_ID), 'slug = "alpha"', 'slug = "beta"'), ALPHA_ISSUER, BETA_ISSUER)
+
+
+def test_two_distinct_tenant_files_load_in_file_name_order(tmp_path: Path) -> None:
+    tenants_dir = write(tmp_path / "tenants", {"b.toml": BETA, "a.toml": GOOD, "notes.md": "not a tenant"})
+
+    tenants = load_tenant_files(tenants_dir, tmp_path / "data")
+
+    assert [(str(t.id), t.slug, t.realms[0].issuer) for t in tenants] == [
+        (ALPHA_ID, "alpha", ALPHA_ISSUER),
+        (BETA_ID, "beta", BETA_ISSUER),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("second", "match"),
+    [
+        pytest.param(
+            edit(BETA, BETA_ID, ALPHA_ID),
+            rf"^b\.toml: id: '{ALPHA_ID}' is already used by a\.toml$",
+            id="same-id",
+        ),
+        pytest.param(
+            edit(BETA, 'slug = "beta"', 'slug = "alpha"'),
+            r"^b\.toml: slug: 'alpha' is already used by a\.toml$",
+            id="same-slug",
+        ),
+        pytest.param(
+            edit(BETA, BETA_ISSUER, ALPHA_ISSUER),
+            rf"^b\.toml: realms\.issuer: '{re.escape(ALPHA_ISSUER)}' is already used by a\.toml$",
+            id="same-issuer",
+        ),
+    ],
+)
+def test_cross_file_conflict_names_the_later_file(tmp_path: Path, second: str, match: str) -> None:
+    tenants_dir = write(tmp_path / "tenants", {"a.toml": GOOD, "b.toml": second})
+
+    with pytest.raises(TenantFileError, match=match):
+        load_tenant_files(tenants_dir, tmp_path / "data")
+
+
+def test_same_id_in_another_spelling_is_a_conflict(tmp_path: Path) -> None:
+    tenants_dir = write(tmp_path / "tenants", {"a.toml": GOOD, "b.toml": edit(BETA, BETA_ID, ALPHA_ID.upper())})
+
+    with pytest.raises(TenantFileError, match=rf"^b\.toml: id: '{ALPHA_ID}' is already used by a\.toml$"):
+        load_tenant_files(tenants_dir, tmp_path / "data")
+
+
+def test_empty_tenants_folder_is_refused(tmp_path: Path) -> None:
+    tenants_dir = write(tmp_path / "tenants", {"README.md": "tenant files go here"})
+
+    with pytest.raises(TenantFileError, match=rf"^{re.escape(str(tenants_dir))}: no tenant files \(\*\.toml\)$"):
+        load_tenant_files(tenants_dir, tmp_path / "data")
+
+
+def test_missing_tenants_folder_is_refused(tmp_path: Path) -> None:
+    tenants_dir = tmp_path / "no-such-folder"
+
+    with pytest.raises(TenantFileError, match=rf"^{re.escape(str(tenants_dir))}: tenants folder not found$"):
+        load_tenant_files(tenants_dir, tmp_path / "data")
