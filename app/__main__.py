@@ -54,17 +54,14 @@ def database(settings: Settings) -> Iterator[str]:
             cluster.stop()
 
 
-async def prepare_database(settings: Settings, dsn: str) -> list[str]:
-    """Check the database, migrate, sync tenant files. Returns the tenant slugs that changed."""
-    from app.db import engine
+async def prepare_database(settings: Settings, dsn: str) -> tuple[list[str], list[str]]:
+    """Check the database, migrate, sync tenant files and seed template ticket types."""
+    from app.bootstrap import apply_tenants, migrate
     from app.tenancy.files import load_tenant_files
-    from app.tenancy.repository import sync_tenants
 
     tenants = load_tenant_files(settings.tenants_dir, settings.data_dir)
-    engine.configure(dsn)
-    await engine.check_connection(dsn)
-    await engine.migrate()
-    return await sync_tenants(tenants)
+    await migrate(dsn)
+    return await apply_tenants(dsn, tenants)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -113,22 +110,19 @@ def serve(settings: Settings) -> None:
 
 
 def migrate(settings: Settings) -> None:
-    from app.db import engine
-
-    async def run(dsn: str) -> None:
-        engine.configure(dsn)
-        await engine.check_connection(dsn)
-        await engine.migrate()
+    from app.bootstrap import migrate as apply_migrations
 
     with database(settings) as dsn:
-        asyncio.run(run(dsn))
+        asyncio.run(apply_migrations(dsn))
     print("migrations applied")
 
 
 def tenants_sync(settings: Settings) -> None:
     with database(settings) as dsn:
-        changed = asyncio.run(prepare_database(settings, dsn))
+        changed, seeded = asyncio.run(prepare_database(settings, dsn))
     print(f"tenants changed: {', '.join(changed)}" if changed else "tenants unchanged")
+    if seeded:
+        print(f"ticket types seeded: {', '.join(seeded)}")
 
 
 def token(settings: Settings, args: argparse.Namespace) -> None:

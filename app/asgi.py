@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
@@ -25,6 +27,13 @@ from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL
+from app.ticket.controller import TicketController
+from app.ticket.repository import TicketRepository
+from app.ticket.service import TicketService
+from app.ticket_type.cache import TicketTypeCache
+from app.ticket_type.controller import TicketTypeController
+from app.ticket_type.repository import TICKET_TYPES_CHANGED_CHANNEL, TicketTypeRepository
+from app.ticket_type.service import TicketTypeService
 
 API_PREFIX = "/api/v2/ticketing"
 
@@ -47,6 +56,16 @@ API_HEADERS = {
         description="true marks a support request; honoured only for tokens with the tenant's support role",
     ),
 }
+
+
+def _ticket_type_service(state: State) -> TicketTypeService:
+    service: TicketTypeService = state.ticket_type_service
+    return service
+
+
+def _ticket_service(state: State) -> TicketService:
+    service: TicketService = state.ticket_service
+    return service
 
 
 def worker_app() -> RequestContextMiddleware:
@@ -76,8 +95,16 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.pool = await engine.create_pool(database_url, settings.db_pool_min, settings.db_pool_max)
-        listener = NotificationListener(database_url, {TENANTS_CHANGED_CHANNEL: registry.reload})
+        pool = await engine.create_pool(database_url, settings.db_pool_min, settings.db_pool_max)
+        app.state.pool = pool
+        type_repository = TicketTypeRepository(pool)
+        type_cache = TicketTypeCache(type_repository)
+        app.state.ticket_type_service = TicketTypeService(type_repository, type_cache)
+        app.state.ticket_service = TicketService(TicketRepository(pool), type_cache)
+        listener = NotificationListener(
+            database_url,
+            {TENANTS_CHANGED_CHANNEL: registry.reload, TICKET_TYPES_CHANGED_CHANNEL: type_cache.on_change},
+        )
         try:
             await registry.reload()
             listener.start()
@@ -85,11 +112,15 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         finally:
             await listener.stop()
             await http.aclose()
-            await app.state.pool.close()
+            await pool.close()
 
     api = Router(
         path=API_PREFIX,
-        route_handlers=[MeController],
+        route_handlers=[MeController, TicketTypeController, TicketController],
+        dependencies={
+            "ticket_types": Provide(_ticket_type_service, sync_to_thread=False),
+            "tickets": Provide(_ticket_service, sync_to_thread=False),
+        },
         middleware=[DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator)],
         parameters=API_HEADERS,
         security=[{"BearerToken": []}],

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.exceptions import HTTPException, NotFoundException, SerializationException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
@@ -148,6 +148,8 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         return handle_unexpected(request, exc)
     if isinstance(exc, ValidationException):
         return _render(status, _validation_body(exc))
+    if isinstance(exc.__cause__, SerializationException):
+        return _render(status, _MALFORMED_JSON)
     code, message = _HTTP_CODES.get(status, ("CLIENT_ERROR", "The request could not be processed"))
     if isinstance(exc, NotFoundException) and exc.detail and exc.detail != "Not Found":
         message = exc.detail
@@ -159,20 +161,26 @@ def _validation_body(exc: ValidationException) -> ErrorBody:
     reason: dict[str, str] = {}
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
-            reason[str(item.get("key") or item.get("source") or "body")] = str(item.get("message", "invalid"))
-    detail = str(exc.detail or "")
-    if "JSON" in detail or "decode" in detail.lower():
-        message = "Request body is not valid JSON"
-        reason = reason or {"body": message}
-    else:
-        message = "The request failed validation"
+            key = str(item.get("key") or "body")
+            reason[_BODY_KEYS.get(key, key)] = str(item.get("message", "invalid"))
     return ErrorBody(
         error=True,
-        message=message,
         code="INPUT_VALIDATION_FAILURE",
+        message="The request failed validation",
         status=400,
         validationResult=ValidationResult(reason),
     )
+
+
+# Litestar names the whole body "data" (the handler argument); clients know it as the body.
+_BODY_KEYS = {"data": "body"}
+_MALFORMED_JSON = ErrorBody(
+    error=True,
+    code="INPUT_VALIDATION_FAILURE",
+    message="Request body is not valid JSON",
+    status=400,
+    validationResult=ValidationResult({"body": "not valid JSON"}),
+)
 
 
 def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -195,10 +203,11 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
 
 
 _RESPONSE_DESCRIPTIONS = {
-    400: "Bad input: INPUT_VALIDATION_FAILURE with validationResult.reason naming each offending field",
+    400: "INPUT_VALIDATION_FAILURE with validationResult.reason naming each offending field; ETAG_MISMATCH",
     401: "AUTHENTICATION_REQUIRED or INVALID_TOKEN (with WWW-Authenticate), or USER_PERMISSION_FAILURE",
     404: 'Not found; "Tenant not found" when x-tenantid is malformed or differs from the token\'s tenant',
     413: "PAYLOAD_TOO_LARGE: the body exceeds MAX_BODY_BYTES",
+    422: "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with a different body",
     503: "SERVICE_UNAVAILABLE: the database does not answer",
 }
 

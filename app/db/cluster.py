@@ -119,7 +119,7 @@ class EmbeddedCluster:
     def _ensure_database(self) -> None:
         exists = self._run(
             "psql", "-h", str(self.socket_dir), "-U", "postgres", "-d", "postgres", "-tAc",
-            f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'",  # noqa: S608 - a constant name
+            f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'",
         )  # fmt: skip
         if exists.stdout.strip() != "1":
             created = self._run("createdb", "-h", str(self.socket_dir), "-U", "postgres", DATABASE_NAME)

@@ -1,6 +1,7 @@
 """LISTEN on PostgreSQL channels over one dedicated connection, reconnecting when it drops.
 
-After every (re)connect all handlers run once, because notifications sent while we were disconnected are lost.
+A handler receives the notification's payload. After every (re)connect each handler runs once with an empty
+payload, meaning "anything may have changed", because notifications sent while we were disconnected are lost.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncpg
 
 log = logging.getLogger("app.db.notifications")
 
-Handler = Callable[[], Awaitable[None]]
+Handler = Callable[[str], Awaitable[None]]
 
 
 class NotificationListener:
@@ -36,14 +37,14 @@ class NotificationListener:
         for task in list(self._pending):
             task.cancel()
 
-    def _dispatch(self, channel: str) -> None:
-        task = asyncio.create_task(self._call(channel))
+    def _dispatch(self, channel: str, payload: str) -> None:
+        task = asyncio.create_task(self._call(channel, payload))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _call(self, channel: str) -> None:
+    async def _call(self, channel: str, payload: str) -> None:
         try:
-            await self._handlers[channel]()
+            await self._handlers[channel](payload)
         except Exception:
             log.exception("notification handler failed", extra={"channel": channel})
 
@@ -56,10 +57,10 @@ class NotificationListener:
                 closed = asyncio.Event()
                 connection.add_termination_listener(lambda _, closed=closed: closed.set())
                 for channel in self._handlers:
-                    await connection.add_listener(channel, lambda _c, _p, ch, _payload: self._dispatch(ch))
+                    await connection.add_listener(channel, lambda _c, _p, ch, payload: self._dispatch(ch, payload))
                 if connected_before:
                     for channel in self._handlers:
-                        self._dispatch(channel)
+                        self._dispatch(channel, "")
                 connected_before = True
                 await closed.wait()
                 log.warning("notification connection lost; reconnecting")

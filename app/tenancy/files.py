@@ -99,6 +99,7 @@ def load_tenant_file(path: Path, data_dir: Path) -> TenantConfig:
             support=roles["support"],
         ),
         realms=tuple(realms),
+        ticket_types=tuple(document.get("ticket_types", ())),
     )
 
 

@@ -35,6 +35,8 @@ class TenantConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tenant_claim: str
     roles: RoleMapping
     realms: tuple[RealmConfig, ...]
+    # Names of schemas/templates/*.json ticket types to seed the tenant with.
+    ticket_types: tuple[str, ...] = ()
 
 
 tenant_config_encoder = msgspec.json.Encoder(order="sorted")

@@ -81,6 +81,6 @@ class TenantRegistry:
         self._tenants, self._realms_by_issuer = tenants, realms
         self.generation += 1
 
-    async def reload(self) -> None:
+    async def reload(self, _payload: str = "") -> None:
         self.replace(await load_tenants())
         log.info("tenant registry loaded", extra={"tenants": len(self._tenants), "generation": self.generation})

@@ -1,0 +1,208 @@
+"""/api/v2/ticketing/ticket: create, read, list and the etag compare-and-swap update (seed 002)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import msgspec
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+
+from app.auth.guards import READ_SCOPE, WRITE_SCOPE, principal_of, require
+from app.errors import InputValidationFailure, error_responses
+from app.observability import current_request_id
+from app.ticket.dto import (
+    CreateTicketRequest,
+    CreateTicketResponse,
+    Pagination,
+    TicketOut,
+    TicketPage,
+    UpdateTicketRequest,
+    UpdateTicketResponse,
+)
+from app.ticket.service import TicketQuery, TicketService, last_page
+
+CATALOG_TYPES = ("template", "agent", "user")
+_MODULE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_FIELD_FILTER = re.compile(r"^data\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+MAX_FIELD_FILTERS = 10
+MAX_PER_PAGE = 100
+
+_read = [require("read", READ_SCOPE, "read tickets")]
+_create = [require("write", WRITE_SCOPE, "create a ticket")]
+_update = [require("write", WRITE_SCOPE, "update the ticket")]
+
+CatalogQuery = Annotated[
+    str | None, QueryParameter(name="type", description="Catalog type: template, agent or user (required)")
+]
+ModuleQuery = Annotated[str | None, QueryParameter(name="module", description="Module context, e.g. ticketing")]
+
+
+def check_catalog(catalog_type: str | None, module: str | None) -> None:
+    """The contract's required `type` and `module` query parameters."""
+    reason: dict[str, str] = {}
+    if catalog_type not in CATALOG_TYPES:
+        reason["type"] = "required; one of template, agent, user"
+    if module is None or not _MODULE.match(module):
+        reason["module"] = "required; a module name such as ticketing"
+    if reason:
+        raise InputValidationFailure("Invalid query parameters", reason)
+
+
+def _etag_header(etag: str) -> str:
+    return f'"{etag}"'
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    candidates = {tag.strip().removeprefix("W/").strip('"') for tag in if_none_match.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+class TicketController(Controller):
+    path = "/ticket"
+    tags = ("tickets",)
+
+    @post(
+        guards=_create,
+        summary="Create a ticket",
+        status_code=201,
+        responses=error_responses(400, 401, 404, 413, 422),
+    )
+    async def create_ticket(
+        self,
+        request: Request[Any, Any, Any],
+        tickets: NamedDependency[TicketService],
+        data: JSONBody[CreateTicketRequest],
+        catalog_type: CatalogQuery = None,
+        module: ModuleQuery = None,
+        idempotency_key: Annotated[
+            str | None,
+            HeaderParameter(name="Idempotency-Key", description="Retrying with the same key returns the first result"),
+        ] = None,
+    ) -> Response[CreateTicketResponse]:
+        """`data` maps field UUIDs to values; defaults are applied, required fields enforced, every value validated."""
+        check_catalog(catalog_type, module)
+        created = await tickets.create(principal_of(request), data, current_request_id(), idempotency_key)
+        body = CreateTicketResponse(
+            success=True,
+            message="ticket created successfully",
+            status=201,
+            objectId=created.object_id,
+            id=created.id,
+            etag=str(created.etag),
+        )
+        headers = {"ETag": _etag_header(body.etag)}
+        if created.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(body, status_code=201, headers=headers)
+
+    @get(guards=_read, summary="List tickets", responses=error_responses(400, 401, 404))
+    async def list_tickets(
+        self,
+        request: Request[Any, Any, Any],
+        tickets: NamedDependency[TicketService],
+        page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
+        per_page: Annotated[int, QueryParameter(ge=1, le=MAX_PER_PAGE)] = 20,
+        ticket_type_id: FromQuery[uuid.UUID | None] = None,
+        sort: Annotated[str, QueryParameter(pattern="^(created_at|updated_at)$")] = "created_at",
+        order: Annotated[str, QueryParameter(pattern="^(asc|desc)$")] = "desc",
+    ) -> TicketPage:
+        """Paginated (`page`, `per_page` ≤ 100), filtered by `ticket_type_id` and by field values
+        (`data.<field-uuid>=<value>`, value read as JSON when it parses, else as a string), sorted by
+        `created_at` or `updated_at`, `asc` or `desc`, ties broken by id so the order is stable."""
+        query = TicketQuery(
+            page=page,
+            per_page=per_page,
+            type_id=ticket_type_id,
+            field_values=_field_filters(request),
+            sort=sort,
+            order=order,
+        )
+        total, rows = await tickets.page(principal_of(request), query)
+        last = last_page(total, per_page)
+        return TicketPage(
+            data=rows,
+            pagination=Pagination(
+                total=total,
+                per_page=per_page,
+                current_page=page,
+                last_page=last,
+                next_page_url=_page_url(request, page + 1) if page < last else None,
+                prev_page_url=_page_url(request, page - 1) if page > 1 else None,
+            ),
+        )
+
+    @get(
+        "/{object_id:str}",
+        guards=_read,
+        summary="Show a ticket",
+        responses=error_responses(400, 401, 404),
+    )
+    async def show_ticket(
+        self,
+        request: Request[Any, Any, Any],
+        tickets: NamedDependency[TicketService],
+        object_id: FromPath[str],
+        if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
+    ) -> Response[TicketOut | bytes]:
+        """By display ID (e.g. REQ-0509); the internal UUID is not an address. The etag is in the body and the
+        ETag header; If-None-Match with the current etag answers 304."""
+        ticket = await tickets.get(principal_of(request), object_id)
+        headers = {"ETag": _etag_header(ticket.etag)}
+        if _matches(if_none_match, ticket.etag):
+            return Response(b"", status_code=304, headers=headers)
+        return Response(ticket, headers=headers)
+
+    @patch(
+        "/{object_id:str}/update",
+        guards=_update,
+        summary="Update ticket fields (etag compare-and-swap)",
+        responses=error_responses(400, 401, 404, 413),
+    )
+    async def update_ticket(
+        self,
+        request: Request[Any, Any, Any],
+        tickets: NamedDependency[TicketService],
+        object_id: FromPath[str],
+        data: JSONBody[UpdateTicketRequest],
+        catalog_type: CatalogQuery = None,
+        module: ModuleQuery = None,
+    ) -> UpdateTicketResponse:
+        """Shallow-merges `ticketUpdate` into the ticket's data if `etag` is still current; "", null or [] clears
+        a field. A stale etag is 400 ETAG_MISMATCH; success returns the new etag."""
+        check_catalog(catalog_type, module)
+        new_etag = await tickets.update(
+            principal_of(request), object_id, data.etag, data.ticketUpdate, current_request_id()
+        )
+        return UpdateTicketResponse(success=True, message="ticket updated successfully", status=200, etag=str(new_etag))
+
+
+def _field_filters(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    filters: dict[str, Any] = {}
+    for name, value in request.query_params.items():
+        if name.startswith("data."):
+            match = _FIELD_FILTER.match(name)
+            if match is None:
+                raise InputValidationFailure("Invalid query parameters", {name: "filter must be data.<field-uuid>"})
+            filters[match.group(1)] = _filter_value(value)
+    if len(filters) > MAX_FIELD_FILTERS:
+        raise InputValidationFailure("Invalid query parameters", {"data": f"at most {MAX_FIELD_FILTERS} filters"})
+    return filters
+
+
+def _filter_value(raw: str) -> Any:
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return raw
+
+
+def _page_url(request: Request[Any, Any, Any], page: int) -> str:
+    query = [(name, value) for name, value in request.query_params.multi_items() if name != "page"]
+    return str(request.url.with_replacements(query=urlencode([*query, ("page", str(page))])))

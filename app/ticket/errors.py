@@ -1,0 +1,34 @@
+"""Ticket errors, with the exact bodies of the contract (seed 002)."""
+
+from __future__ import annotations
+
+from app.errors import AppError
+
+# Echoed ids are cut so a client cannot make us reflect arbitrarily long input.
+_MAX_ECHOED_ID = 64
+
+
+class TicketNotFound(AppError):
+    # Contract body: {"error": true, "message": "Ticket not found (REQ-9999)"}, no code, no status.
+    status = 404
+    include_status = False
+
+    def __init__(self, object_id: str) -> None:
+        super().__init__(f"Ticket not found ({object_id[:_MAX_ECHOED_ID]})")
+
+
+class EtagMismatch(AppError):
+    # 400, not 409 or 412: fixed by the contract.
+    status = 400
+    code = "ETAG_MISMATCH"
+
+    def __init__(self) -> None:
+        super().__init__("Ticket might have been updated. Please check changes and resubmit")
+
+
+class IdempotencyKeyReused(AppError):
+    status = 422
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+    def __init__(self) -> None:
+        super().__init__("This Idempotency-Key was already used with a different request body")

@@ -1,0 +1,95 @@
+"""/api/v2/ticketing/ticket-type: readers list and show types; administrators create, version and archive them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, delete, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from app.auth.guards import ADMIN_SCOPE, READ_SCOPE, principal_of, require
+from app.errors import error_responses
+from app.ticket_type.dto import TicketTypeDefinition, TicketTypeList, TicketTypeOut
+from app.ticket_type.service import TicketTypeService
+
+_read = [require("read", READ_SCOPE, "read ticket types")]
+_admin = [require("admin", ADMIN_SCOPE, "administer ticket types")]
+
+
+class TicketTypeController(Controller):
+    path = "/ticket-type"
+    tags = ("ticket types",)
+
+    @get(guards=_read, summary="List ticket types", responses=error_responses(400, 401, 404))
+    async def list_types(
+        self,
+        request: Request[Any, Any, Any],
+        ticket_types: NamedDependency[TicketTypeService],
+        include_archived: Annotated[bool, QueryParameter(name="include_archived")] = False,
+    ) -> TicketTypeList:
+        """The tenant's ticket types with their fields (field `id`s are the keys of a ticket's `data`)."""
+        return TicketTypeList(data=await ticket_types.list_types(principal_of(request), include_archived))
+
+    @get("/{type_id:str}", guards=_read, summary="Show a ticket type", responses=error_responses(400, 401, 404))
+    async def show_type(
+        self, request: Request[Any, Any, Any], ticket_types: NamedDependency[TicketTypeService], type_id: FromPath[str]
+    ) -> TicketTypeOut:
+        """One ticket type, current version."""
+        return await ticket_types.get(principal_of(request), type_id)
+
+    @get(
+        "/{type_id:str}/schema",
+        guards=_read,
+        summary="JSON Schema of a ticket's data",
+        responses=error_responses(400, 401, 404),
+    )
+    async def data_schema(
+        self, request: Request[Any, Any, Any], ticket_types: NamedDependency[TicketTypeService], type_id: FromPath[str]
+    ) -> dict[str, Any]:
+        """One JSON Schema (2020-12) for a whole ticket `data` document of this type, to validate before sending."""
+        compiled = await ticket_types.compiled(principal_of(request), type_id)
+        return compiled.data_schema()
+
+    @post(
+        guards=_admin,
+        summary="Create a ticket type",
+        responses=error_responses(400, 401, 404, 413),
+    )
+    async def create_type(
+        self,
+        request: Request[Any, Any, Any],
+        ticket_types: NamedDependency[TicketTypeService],
+        data: JSONBody[TicketTypeDefinition],
+    ) -> TicketTypeOut:
+        """Administrators only (admin role and tickets:admin scope). The definition is validated in full."""
+        return await ticket_types.create(principal_of(request), data)
+
+    @put(
+        "/{type_id:str}",
+        guards=_admin,
+        summary="Change a ticket type (a new version)",
+        responses=error_responses(400, 401, 404, 413),
+    )
+    async def replace_type(
+        self,
+        request: Request[Any, Any, Any],
+        ticket_types: NamedDependency[TicketTypeService],
+        type_id: FromPath[str],
+        data: JSONBody[TicketTypeDefinition],
+    ) -> TicketTypeOut:
+        """Stores a new version. The prefix is fixed; a field UUID keeps its key forever; ticket data is untouched."""
+        return await ticket_types.replace(principal_of(request), type_id, data)
+
+    @delete(
+        "/{type_id:str}",
+        guards=_admin,
+        status_code=200,
+        summary="Archive a ticket type",
+        responses=error_responses(400, 401, 404),
+    )
+    async def archive_type(
+        self, request: Request[Any, Any, Any], ticket_types: NamedDependency[TicketTypeService], type_id: FromPath[str]
+    ) -> TicketTypeOut:
+        """Archives: no new tickets of the type; existing tickets and the prefix stay. Never a hard delete."""
+        return await ticket_types.archive(principal_of(request), type_id)

@@ -1,0 +1,251 @@
+"""Ticket-type definitions: checked before they are accepted, then compiled once per type version.
+
+An administrator's field schema runs against every client's input, so it is treated as hostile too: it must be
+valid JSON Schema 2020-12, refer to nothing outside itself, use only RE2-compatible patterns, and stay small.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import msgspec
+from jsonschema import Draft202012Validator, SchemaError
+from jsonschema.exceptions import best_match
+
+from app.config import PROJECT_ROOT
+from app.errors import InputValidationFailure
+from app.schema_validation import UnsafePattern, compile_pattern, safe_validator
+from app.ticket_type.dto import FieldDefinition, TicketTypeDefinition
+
+DEFINITION_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "ticket-type.schema.json"
+MAX_DEFINITION_BYTES = 256 * 1024
+MAX_FIELD_SCHEMA_BYTES = 32 * 1024
+MAX_SCHEMA_DEPTH = 32
+MAX_VALUE_DEPTH = 32
+
+# Keywords refused in field schemas: they would make jsonschema run regexes on Python's backtracking engine
+# (patternProperties), or let a schema reach outside itself.
+_REFUSED_KEYWORDS = {
+    "patternProperties": "patternProperties is not supported (its regexes would not run on RE2)",
+    "$dynamicRef": "$dynamicRef is not supported",
+    "$id": "$id is not supported: field schemas are anonymous",
+}
+EMPTY_VALUES: tuple[Any, ...] = (None, "", [])
+
+
+def is_empty(value: Any) -> bool:
+    """The contract's "clear" values: "", null and []."""
+    return value is None or value == "" or value == []
+
+
+@cache
+def _definition_validator() -> Any:
+    schema = json.loads(DEFINITION_SCHEMA_PATH.read_text())
+    Draft202012Validator.check_schema(schema)
+    return safe_validator(schema)
+
+
+def json_path(parts: Any) -> str:
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def validate_definition(document: Any) -> TicketTypeDefinition:
+    """Check a ticket-type definition; raise INPUT_VALIDATION_FAILURE naming every problem found."""
+    if len(msgspec.json.encode(document)) > MAX_DEFINITION_BYTES:
+        raise InputValidationFailure(
+            "Invalid ticket type definition", {"definition": f"larger than {MAX_DEFINITION_BYTES} bytes"}
+        )
+    reason: dict[str, str] = {}
+    for error in _definition_validator().iter_errors(document):
+        reason.setdefault(json_path(error.absolute_path) or "definition", error.message)
+    if reason:
+        raise InputValidationFailure("Invalid ticket type definition", reason)
+    definition = msgspec.convert(document, TicketTypeDefinition)
+    ids: set[str] = set()
+    keys: set[str] = set()
+    for index, field in enumerate(definition.fields):
+        where = f"fields[{index}]"
+        if field.id in ids:
+            reason[f"{where}.id"] = f"{field.id} is used by another field"
+        if field.key in keys:
+            reason[f"{where}.key"] = f"{field.key!r} is used by another field"
+        ids.add(field.id)
+        keys.add(field.key)
+        problem = schema_problem(field.schema)
+        if problem is not None:
+            reason[f"{where}.schema"] = problem
+        elif field.default is not msgspec.UNSET:
+            error = best_match(safe_validator(field.schema).iter_errors(field.default))
+            if error is not None:
+                reason[f"{where}.default"] = f"does not satisfy the field schema: {error.message}"
+    if reason:
+        raise InputValidationFailure("Invalid ticket type definition", reason)
+    return definition
+
+
+def schema_problem(schema: dict[str, Any]) -> str | None:
+    """Why a field schema cannot be accepted, or None."""
+    if len(msgspec.json.encode(schema)) > MAX_FIELD_SCHEMA_BYTES:
+        return f"larger than {MAX_FIELD_SCHEMA_BYTES} bytes"
+    for depth, key, value in _walk(schema):
+        if depth > MAX_SCHEMA_DEPTH:
+            return f"nested deeper than {MAX_SCHEMA_DEPTH} levels"
+        if key in _REFUSED_KEYWORDS:
+            return _REFUSED_KEYWORDS[key]
+        if key == "$ref" and isinstance(value, str) and not value.startswith("#"):
+            return f"$ref {value!r} points outside the schema; only in-document references (#...) are allowed"
+        if key == "pattern" and isinstance(value, str):
+            try:
+                compile_pattern(value)
+            except UnsafePattern as exc:
+                return f"pattern {value!r} is not supported: {exc} (RE2: no backreferences or look-around)"
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return f"not a valid JSON Schema 2020-12: {exc.message} at {json_path(exc.absolute_path) or 'root'}"
+    return None
+
+
+def _walk(node: Any, depth: int = 0) -> Iterator[tuple[int, str | None, Any]]:
+    stack: list[tuple[int, str | None, Any]] = [(depth, None, node)]
+    while stack:
+        level, key, value = stack.pop()
+        yield level, key, value
+        if isinstance(value, dict):
+            stack.extend((level + 1, k, v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((level + 1, None, v) for v in value)
+
+
+def _rebase_refs(node: Any, base: str) -> Any:
+    """Copy a field schema so its in-document $refs still resolve once it is nested inside a bigger schema."""
+    if isinstance(node, dict):
+        return {
+            key: base + value[1:] if key == "$ref" and isinstance(value, str) else _rebase_refs(value, base)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_rebase_refs(item, base) for item in node]
+    return node
+
+
+def value_depth_exceeds(value: Any, limit: int = MAX_VALUE_DEPTH) -> bool:
+    """True if a value nests deeper than `limit`: checked iteratively, before any recursive validation."""
+    stack = [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(current, dict):
+            stack.extend((v, depth + 1) for v in current.values())
+        elif isinstance(current, list):
+            stack.extend((v, depth + 1) for v in current)
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledField:
+    definition: FieldDefinition
+    validator: Any
+
+    def problem(self, value: Any) -> str | None:
+        error = best_match(self.validator.iter_errors(value))
+        if error is None:
+            return None
+        location = json_path(error.absolute_path)
+        return f"{location}: {error.message}" if location else error.message
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledType:
+    tenant_id: uuid.UUID
+    id: uuid.UUID
+    version: int
+    prefix: str
+    archived: bool
+    definition: TicketTypeDefinition
+    fields: dict[str, CompiledField]
+
+    @classmethod
+    def compile(
+        cls, tenant_id: uuid.UUID, type_id: uuid.UUID, version: int, archived: bool, definition: TicketTypeDefinition
+    ) -> CompiledType:
+        fields = {f.id: CompiledField(f, safe_validator(f.schema)) for f in definition.fields}
+        return cls(tenant_id, type_id, version, definition.prefix, archived, definition, fields)
+
+    def check_update(self, changes: dict[str, Any]) -> dict[str, str]:
+        """Per-field problems with a ticketUpdate map (empty when it may be applied)."""
+        reason: dict[str, str] = {}
+        for field_id, value in changes.items():
+            field = self.fields.get(field_id)
+            if field is None:
+                reason[field_id] = "unknown field for this ticket type"
+            elif field.definition.readOnly:
+                reason[field_id] = "field is read-only"
+            elif is_empty(value):
+                if field.definition.required:
+                    reason[field_id] = "field is required and cannot be cleared"
+            elif value_depth_exceeds(value):
+                reason[field_id] = f"value nests deeper than {MAX_VALUE_DEPTH} levels"
+            elif (problem := field.problem(value)) is not None:
+                reason[field_id] = problem
+        return reason
+
+    def complete_for_create(self, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """The data of a new ticket (sent values plus defaults) and the per-field problems."""
+        reason: dict[str, str] = {}
+        document: dict[str, Any] = {}
+        for field_id, value in data.items():
+            field = self.fields.get(field_id)
+            if field is None:
+                reason[field_id] = "unknown field for this ticket type"
+            elif is_empty(value):
+                document[field_id] = value
+            elif value_depth_exceeds(value):
+                reason[field_id] = f"value nests deeper than {MAX_VALUE_DEPTH} levels"
+            elif (problem := field.problem(value)) is not None:
+                reason[field_id] = problem
+            else:
+                document[field_id] = value
+        for field_id, field in self.fields.items():
+            if field_id not in data and field.definition.default is not msgspec.UNSET:
+                document[field_id] = field.definition.default
+            if field.definition.required and is_empty(document.get(field_id)) and field_id not in reason:
+                reason[field_id] = "field is required"
+        return document, reason
+
+    def data_schema(self) -> dict[str, Any]:
+        """One JSON Schema for a whole ticket `data` document of this type version."""
+        properties: dict[str, Any] = {}
+        for field_id, field in self.fields.items():
+            definition = field.definition
+            value_schema = dict(definition.schema)
+            value_schema.setdefault("title", definition.name)
+            if definition.description:
+                value_schema.setdefault("description", definition.description)
+            if definition.readOnly:
+                value_schema["readOnly"] = True
+            if definition.default is not msgspec.UNSET:
+                value_schema["default"] = definition.default
+            # Any field that is not required may be cleared with "", null or [].
+            if definition.required:
+                properties[field_id] = _rebase_refs(value_schema, f"#/properties/{field_id}")
+            else:
+                rebased = _rebase_refs(value_schema, f"#/properties/{field_id}/anyOf/0")
+                properties[field_id] = {"anyOf": [rebased, {"enum": list(EMPTY_VALUES)}]}
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": f"{self.definition.name} (version {self.version}) ticket data",
+            "type": "object",
+            "properties": properties,
+            "required": [f.definition.id for f in self.fields.values() if f.definition.required],
+            "additionalProperties": False,
+        }
