@@ -17,11 +17,11 @@ import pytest
 import uvicorn
 
 from app.asgi import create_app
+from app.bootstrap import apply_tenants
 from app.config import Settings
 from app.db import engine
 from app.db.cluster import EmbeddedCluster
 from app.tenancy.files import load_tenant_files
-from app.tenancy.repository import sync_tenants
 from tests.support import RealmSpec, SigningKey, TenantSpec, write_tenants
 
 ALPHA_ID = uuid.UUID("11111111-1111-4111-8111-111111111111")
@@ -83,7 +83,7 @@ def beta() -> TenantSpec:
 @pytest.fixture(scope="session")
 async def tenants(migrated: str, workspace: Path, alpha: TenantSpec, beta: TenantSpec) -> list[TenantSpec]:
     directory = write_tenants(workspace / "tenants", [alpha, beta])
-    await sync_tenants(load_tenant_files(directory, workspace / "data"))
+    await apply_tenants(migrated, load_tenant_files(directory, workspace / "data"))
     return [alpha, beta]
 
 

@@ -70,6 +70,7 @@ class TenantSpec:
         }
     )
     tenant_claim: str = "tenant_id"
+    ticket_types: list[str] = field(default_factory=lambda: ["request", "facility-request"])
 
     def toml(self) -> str:
         def quoted(values: list[str]) -> str:
@@ -80,6 +81,7 @@ class TenantSpec:
             f'slug = "{self.slug}"',
             f'name = "Tenant {self.slug}"',
             f'tenant_claim = "{self.tenant_claim}"',
+            f"ticket_types = {quoted(self.ticket_types)}",
             "[roles]",
             f"read = {quoted(self.roles['read'])}",
             f"write = {quoted(self.roles['write'])}",
