@@ -142,6 +142,8 @@ def token(settings: Settings, args: argparse.Namespace) -> None:
     )
     if realm is None or realm.dev_key_algorithm is None:
         raise StartupError(f"tenant {args.tenant} has no development realm (keys.generate) to sign with")
+    if args.ttl is not None and args.ttl <= 0:
+        raise StartupError("--ttl must be a positive number of seconds")
     private_pem = ensure_dev_key(settings.data_dir, tenant.slug, realm.name, realm.dev_key_algorithm)
     roles = args.roles.replace(",", " ").split() if args.roles else default_roles(tenant.roles)
     subject = args.sub or DEFAULT_SUBJECT
@@ -152,7 +154,7 @@ def token(settings: Settings, args: argparse.Namespace) -> None:
         "sub": subject,
         "iat": now,
         "nbf": now,
-        "exp": now + (args.ttl or DEFAULT_TTL_SECONDS),
+        "exp": now + (DEFAULT_TTL_SECONDS if args.ttl is None else args.ttl),
         "jti": str(uuid.uuid4()),
         "typ": "Bearer",
         "azp": "ticketing-dev",
