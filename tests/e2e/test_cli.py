@@ -346,6 +346,12 @@ def test_token_unknown_tenant_is_one_error_line(tmp_path: Path) -> None:
     assert_single_error(result, r"^error: .*\bnope\b")
 
 
+@pytest.mark.parametrize("ttl", ["0", "-5"])
+def test_token_non_positive_ttl_is_one_error_line(tmp_path: Path, ttl: str) -> None:
+    result = run_cli("token", "--tenant", "acme", "--ttl", ttl, env=cli_env(DATA_DIR=str(tmp_path / "data")))
+    assert_single_error(result, r"^error: --ttl must be a positive number of seconds$")
+
+
 def test_make_token_prints_only_the_token(tmp_path: Path) -> None:
     make = shutil.which("make")
     if make is None:
