@@ -15,11 +15,11 @@ from app.errors import error_responses
 
 class MeResponse(msgspec.Struct, frozen=True):
     subject: str
-    tenantId: uuid.UUID
+    tenant_id: uuid.UUID
     realm: str
     username: str | None
-    serviceAccount: bool
-    supportRequest: bool
+    service_account: bool
+    support_request: bool
     roles: list[str]
     scopes: list[str]
     permissions: list[Permission]
@@ -35,11 +35,11 @@ class MeController(Controller):
         principal = principal_of(request)
         return MeResponse(
             subject=principal.subject,
-            tenantId=principal.tenant_id,
+            tenant_id=principal.tenant_id,
             realm=principal.realm,
             username=principal.username,
-            serviceAccount=principal.service_account,
-            supportRequest=principal.support_request,
+            service_account=principal.service_account,
+            support_request=principal.support_request,
             roles=sorted(principal.roles),
             scopes=sorted(principal.scopes),
             permissions=sorted(principal.permissions),

@@ -55,11 +55,11 @@ async def test_valid_token_yields_the_principal(client: httpx.AsyncClient, alpha
     assert response.status_code == 200, response.text
     assert response.json() == {
         "subject": "agent-7",
-        "tenantId": str(alpha.id),
+        "tenant_id": str(alpha.id),
         "realm": "alpha-main",
         "username": "ada",
-        "serviceAccount": False,
-        "supportRequest": False,
+        "service_account": False,
+        "support_request": False,
         "roles": ["agent"],
         "scopes": ["tickets:read", "tickets:write"],
         "permissions": ["read", "write"],
@@ -82,7 +82,7 @@ async def test_service_account_is_recorded_under_its_own_subject(client: httpx.A
     token = good_token(alpha, subject="sa-tenant-billing", client_id="billing-sync")
     response = await client.get(ME, headers=headers(alpha, token))
     assert response.status_code == 200
-    assert (response.json()["subject"], response.json()["serviceAccount"]) == ("sa-tenant-billing", True)
+    assert (response.json()["subject"], response.json()["service_account"]) == ("sa-tenant-billing", True)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ async def test_support_flag_is_honoured_only_with_the_support_role(
     extra = {} if flag is None else {"issupportrequest": flag}
     response = await client.get(ME, headers=headers(alpha, good_token(alpha, roles=roles), **extra))
     assert response.status_code == 200
-    assert response.json()["supportRequest"] is expected
+    assert response.json()["support_request"] is expected
 
 
 async def test_malformed_support_flag_is_a_validation_error(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
