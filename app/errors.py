@@ -195,8 +195,24 @@ def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[byt
     return _render(500, body)
 
 
+def handle_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
+    """JSON nested thousands deep exhausts the decoder's recursion limit: the client's input, not our fault."""
+    log.warning("request nested too deeply", extra={"reason": str(exc)[:200]})
+    return _render(400, _TOO_DEEP)
+
+
+_TOO_DEEP = ErrorBody(
+    error=True,
+    code="INPUT_VALIDATION_FAILURE",
+    message="Request body is nested too deeply",
+    status=400,
+    validationResult=ValidationResult({"body": "nested too deeply"}),
+)
+
+
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     AppError: handle_app_error,
+    RecursionError: handle_too_deep,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

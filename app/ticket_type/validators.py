@@ -7,6 +7,7 @@ valid JSON Schema 2020-12, refer to nothing outside itself, use only RE2-compati
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,6 @@ from typing import Any
 
 import msgspec
 from jsonschema import Draft202012Validator, SchemaError
-from jsonschema.exceptions import best_match
 
 from app.config import PROJECT_ROOT
 from app.errors import InputValidationFailure
@@ -27,6 +27,7 @@ MAX_DEFINITION_BYTES = 256 * 1024
 MAX_FIELD_SCHEMA_BYTES = 32 * 1024
 MAX_SCHEMA_DEPTH = 32
 MAX_VALUE_DEPTH = 32
+MAX_MESSAGE = 300
 
 # Keywords refused in field schemas: they would make jsonschema run regexes on Python's backtracking engine
 # (patternProperties), or let a schema reach outside itself.
@@ -83,9 +84,10 @@ def validate_definition(document: Any) -> TicketTypeDefinition:
         if problem is not None:
             reason[f"{where}.schema"] = problem
         elif field.default is not msgspec.UNSET:
-            error = best_match(safe_validator(field.schema).iter_errors(field.default))
-            if error is not None:
-                reason[f"{where}.default"] = f"does not satisfy the field schema: {error.message}"
+            if value_depth_exceeds(field.default):
+                reason[f"{where}.default"] = f"nests deeper than {MAX_VALUE_DEPTH} levels"
+            elif (error := first_error(safe_validator(field.schema), field.default)) is not None:
+                reason[f"{where}.default"] = f"does not satisfy the field schema: {error}"
     if reason:
         raise InputValidationFailure("Invalid ticket type definition", reason)
     return definition
@@ -95,18 +97,26 @@ def schema_problem(schema: dict[str, Any]) -> str | None:
     """Why a field schema cannot be accepted, or None."""
     if len(msgspec.json.encode(schema)) > MAX_FIELD_SCHEMA_BYTES:
         return f"larger than {MAX_FIELD_SCHEMA_BYTES} bytes"
-    for depth, key, value in _walk(schema):
+    references: dict[str, set[str]] = {}
+    for depth, definition, node in _schema_nodes(schema):
         if depth > MAX_SCHEMA_DEPTH:
             return f"nested deeper than {MAX_SCHEMA_DEPTH} levels"
-        if key in _REFUSED_KEYWORDS:
-            return _REFUSED_KEYWORDS[key]
-        if key == "$ref" and isinstance(value, str) and not value.startswith("#"):
-            return f"$ref {value!r} points outside the schema; only in-document references (#...) are allowed"
-        if key == "pattern" and isinstance(value, str):
+        for keyword in _REFUSED_KEYWORDS.keys() & node.keys():
+            return _REFUSED_KEYWORDS[keyword]
+        reference = node.get("$ref")
+        if isinstance(reference, str):
+            match = _LOCAL_DEFINITION.match(reference)
+            if match is None:
+                return f"$ref {reference!r} is not supported: only references to this schema's $defs (#/$defs/name)"
+            references.setdefault(definition or "", set()).add(match.group(1))
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
             try:
-                compile_pattern(value)
+                compile_pattern(pattern)
             except UnsafePattern as exc:
-                return f"pattern {value!r} is not supported: {exc} (RE2: no backreferences or look-around)"
+                return f"pattern {pattern!r} is not supported: {exc} (RE2: no backreferences or look-around)"
+    if _has_cycle(references):
+        return "recursive $ref is not supported"
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -114,27 +124,84 @@ def schema_problem(schema: dict[str, Any]) -> str | None:
     return None
 
 
-def _walk(node: Any, depth: int = 0) -> Iterator[tuple[int, str | None, Any]]:
-    stack: list[tuple[int, str | None, Any]] = [(depth, None, node)]
+_LOCAL_DEFINITION = re.compile(r"^#/\$defs/([A-Za-z0-9_.-]+)$")
+# Keywords whose values are data, not schemas: never walked for $ref, pattern or refused keywords.
+_VALUE_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+# Keywords whose values map names to schemas.
+_SCHEMA_MAPS = frozenset({"properties", "$defs", "dependentSchemas"})
+
+
+def _schema_nodes(schema: Any) -> Iterator[tuple[int, str | None, dict[str, Any]]]:
+    """Every subschema (as a dict) with its depth and the $defs entry it belongs to (None for the root)."""
+    stack: list[tuple[int, str | None, Any]] = [(0, None, schema)]
     while stack:
-        level, key, value = stack.pop()
-        yield level, key, value
-        if isinstance(value, dict):
-            stack.extend((level + 1, k, v) for k, v in value.items())
+        depth, definition, node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        yield depth, definition, node
+        for keyword, value in node.items():
+            if keyword in _VALUE_KEYWORDS:
+                continue
+            if keyword in _SCHEMA_MAPS and isinstance(value, dict):
+                for name, subschema in value.items():
+                    owner = name if keyword == "$defs" and depth == 0 else definition
+                    stack.append((depth + 1, owner, subschema))
+            elif isinstance(value, dict):
+                stack.append((depth + 1, definition, value))
+            elif isinstance(value, list):
+                stack.extend((depth + 1, definition, item) for item in value)
+
+
+def _has_cycle(references: dict[str, set[str]]) -> bool:
+    """Whether the $defs reference graph loops (a $ref chain that never ends, or a recursive schema)."""
+    visiting: set[str] = set()
+    done: set[str] = set()
+
+    def visit(name: str) -> bool:
+        if name in done:
+            return False
+        if name in visiting:
+            return True
+        visiting.add(name)
+        looped = any(visit(target) for target in references.get(name, ()))
+        visiting.discard(name)
+        done.add(name)
+        return looped
+
+    return any(visit(name) for name in list(references))
+
+
+def _rebase_refs(schema: Any, base: str) -> Any:
+    """Copy a field schema so its $refs still resolve once it is nested inside a bigger schema."""
+    if not isinstance(schema, dict):
+        return schema
+    rebased: dict[str, Any] = {}
+    for keyword, value in schema.items():
+        if keyword == "$ref" and isinstance(value, str):
+            rebased[keyword] = base + value[1:]
+        elif keyword in _VALUE_KEYWORDS:
+            rebased[keyword] = value
+        elif keyword in _SCHEMA_MAPS and isinstance(value, dict):
+            rebased[keyword] = {name: _rebase_refs(subschema, base) for name, subschema in value.items()}
         elif isinstance(value, list):
-            stack.extend((level + 1, None, v) for v in value)
+            rebased[keyword] = [_rebase_refs(item, base) for item in value]
+        else:
+            rebased[keyword] = _rebase_refs(value, base)
+    return rebased
 
 
-def _rebase_refs(node: Any, base: str) -> Any:
-    """Copy a field schema so its in-document $refs still resolve once it is nested inside a bigger schema."""
-    if isinstance(node, dict):
-        return {
-            key: base + value[1:] if key == "$ref" and isinstance(value, str) else _rebase_refs(value, base)
-            for key, value in node.items()
-        }
-    if isinstance(node, list):
-        return [_rebase_refs(item, base) for item in node]
-    return node
+def first_error(validator: Any, value: Any) -> str | None:
+    """The first problem only: validation stops there, so a hostile value cannot make us enumerate every error.
+    Messages are cut, because jsonschema quotes the offending value and it may be huge."""
+    error = next(validator.iter_errors(value), None)
+    if error is None:
+        return None
+    location = json_path(error.absolute_path)
+    message = error.message
+    if len(message) > MAX_MESSAGE:
+        # Keep both ends: the start of the quoted value and the verdict ("... is too long") that follows it.
+        message = message[: MAX_MESSAGE // 2] + "…" + message[-(MAX_MESSAGE // 2 - 1) :]
+    return f"{location}: {message}" if location else message
 
 
 def value_depth_exceeds(value: Any, limit: int = MAX_VALUE_DEPTH) -> bool:
@@ -157,11 +224,7 @@ class CompiledField:
     validator: Any
 
     def problem(self, value: Any) -> str | None:
-        error = best_match(self.validator.iter_errors(value))
-        if error is None:
-            return None
-        location = json_path(error.absolute_path)
-        return f"{location}: {error.message}" if location else error.message
+        return first_error(self.validator, value)
 
 
 @dataclass(frozen=True, slots=True)
