@@ -68,6 +68,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family in (socket.AF_INET, socket.AF_INET6):
+        # uvicorn adopts an inherited fd as a Unix socket and so never sets TCP_NODELAY on accepted connections;
+        # set on the listener, Linux copies it to them. Without it, Nagle plus delayed ACKs add ~40 ms per response.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -106,6 +110,8 @@ def serve(settings: Settings) -> None:
             access_log=False,
             log_config=None,
             server_header=False,
+            # No trusted proxy in front by default; X-Forwarded-* handling would only cost time per request.
+            proxy_headers=False,
         )
 
 

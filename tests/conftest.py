@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +15,7 @@ import httpx
 import pytest
 import uvicorn
 
+from app.__main__ import bind_socket
 from app.asgi import create_app
 from app.bootstrap import apply_tenants
 from app.config import Settings
@@ -87,19 +87,13 @@ async def tenants(migrated: str, workspace: Path, alpha: TenantSpec, beta: Tenan
     return [alpha, beta]
 
 
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 class LiveServer:
     """The real ASGI app under uvicorn on a loopback port, in the test session's event loop."""
 
     def __init__(self, settings: Settings) -> None:
         self.app = create_app(settings)
-        self.socket = free_socket()
+        # The same listening socket `python -m app serve` uses (TCP_NODELAY set), on a free loopback port.
+        self.socket = bind_socket("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
         self.server = uvicorn.Server(
             uvicorn.Config(self.app, lifespan="on", log_config=None, access_log=False, loop="none")

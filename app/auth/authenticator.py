@@ -22,13 +22,18 @@ from app.tenancy.registry import Realm, TenantRegistry
 log = logging.getLogger("app.auth")
 
 
+_MAX_PRINCIPALS_PER_TOKEN = 8
+
+
 class _Verified:
-    __slots__ = ("claims", "expires_at", "realm")
+    __slots__ = ("claims", "expires_at", "principals", "realm")
 
     def __init__(self, claims: dict[str, Any], realm: Realm) -> None:
         self.claims = claims
         self.realm = realm
         self.expires_at: float = claims["exp"]
+        # Principals already derived from this token, by (realmname, x-tenantid, issupportrequest) header values.
+        self.principals: dict[tuple[str | None, str | None, str | None], Principal] = {}
 
 
 class Authenticator:
@@ -55,6 +60,10 @@ class Authenticator:
             raise AuthenticationRequired()
 
         verified = await self._verify(token)
+        header_values = (headers.get("realmname"), headers.get("x-tenantid"), headers.get("issupportrequest"))
+        known = verified.principals.get(header_values)
+        if known is not None:
+            return known
         realm = verified.realm
         if headers.get("realmname") != realm.config.name:
             raise _invalid("realmname header does not name the token's realm")
@@ -69,7 +78,10 @@ class Authenticator:
             raise TenantNotFound() from None
         if requested_tenant != token_tenant or token_tenant != realm.tenant.id:
             raise TenantNotFound()
-        return self._principal(verified, headers.get("issupportrequest"))
+        principal = self._principal(verified, headers.get("issupportrequest"))
+        if len(verified.principals) < _MAX_PRINCIPALS_PER_TOKEN:
+            verified.principals[header_values] = principal
+        return principal
 
     async def _verify(self, token: str) -> _Verified:
         if self._cache_generation != self._registry.generation:

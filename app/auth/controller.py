@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get
 
-from app.auth.guards import principal_of
+from app.auth.guards import AUTHENTICATED, principal_of
 from app.auth.principal import Permission
 from app.errors import error_responses
 
@@ -29,7 +29,7 @@ class MeController(Controller):
     path = "/me"
     tags = ("identity",)
 
-    @get(summary="The caller's principal", responses=error_responses(400, 401, 404))
+    @get(opt=AUTHENTICATED, summary="The caller's principal", responses=error_responses(400, 401, 404))
     async def me(self, request: Request[Any, Any, Any]) -> MeResponse:
         """Subject, tenant, realm, roles, scopes and the permissions they grant in this tenant."""
         principal = principal_of(request)

@@ -1,4 +1,4 @@
-"""Authenticates every request on the API router before routing reaches a handler.
+"""Authenticates every request on the API router and enforces the route's declared requirement.
 
 Applied to the router as a whole, so a new route is authenticated without opting in; health and docs live
 outside that router.
@@ -10,6 +10,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.authenticator import Authenticator
+from app.auth.guards import REQUIREMENT, Requirement
 
 _AUTH_HEADERS = frozenset({b"authorization", b"realmname", b"x-tenantid", b"issupportrequest"})
 
@@ -26,5 +27,10 @@ class AuthenticationMiddleware:
                 for name, value in scope["headers"]
                 if name in _AUTH_HEADERS
             }
-            scope["user"] = await self.authenticator.authenticate(headers)
+            principal = await self.authenticator.authenticate(headers)
+            scope["user"] = principal
+            requirement = scope["route_handler"].opt.get(REQUIREMENT)
+            if not isinstance(requirement, Requirement):
+                raise RuntimeError(f"route {scope['path']} declares no requirement (opt=requires(...))")
+            requirement.check(principal)
         await self.app(scope, receive, send)

@@ -12,7 +12,7 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
-from app.auth.guards import READ_SCOPE, WRITE_SCOPE, principal_of, require
+from app.auth.guards import READ_SCOPE, WRITE_SCOPE, principal_of, requires
 from app.errors import InputValidationFailure, error_responses
 from app.observability import current_request_id
 from app.ticket.dto import (
@@ -32,9 +32,9 @@ _FIELD_FILTER = re.compile(r"^data\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 MAX_FIELD_FILTERS = 10
 MAX_PER_PAGE = 100
 
-_read = [require("read", READ_SCOPE, "read tickets")]
-_create = [require("write", WRITE_SCOPE, "create a ticket")]
-_update = [require("write", WRITE_SCOPE, "update the ticket")]
+_read = requires("read", READ_SCOPE, "read tickets")
+_create = requires("write", WRITE_SCOPE, "create a ticket")
+_update = requires("write", WRITE_SCOPE, "update the ticket")
 
 CatalogQuery = Annotated[
     str | None, QueryParameter(name="type", description="Catalog type: template, agent or user (required)")
@@ -69,7 +69,7 @@ class TicketController(Controller):
     tags = ("tickets",)
 
     @post(
-        guards=_create,
+        opt=_create,
         summary="Create a ticket",
         status_code=201,
         responses=error_responses(400, 401, 404, 413, 422),
@@ -102,7 +102,7 @@ class TicketController(Controller):
             headers["Idempotent-Replayed"] = "true"
         return Response(body, status_code=201, headers=headers)
 
-    @get(guards=_read, summary="List tickets", responses=error_responses(400, 401, 404))
+    @get(opt=_read, summary="List tickets", responses=error_responses(400, 401, 404))
     async def list_tickets(
         self,
         request: Request[Any, Any, Any],
@@ -140,7 +140,7 @@ class TicketController(Controller):
 
     @get(
         "/{object_id:str}",
-        guards=_read,
+        opt=_read,
         summary="Show a ticket",
         responses=error_responses(400, 401, 404),
     )
@@ -161,7 +161,7 @@ class TicketController(Controller):
 
     @patch(
         "/{object_id:str}/update",
-        guards=_update,
+        opt=_update,
         summary="Update ticket fields (etag compare-and-swap)",
         responses=error_responses(400, 401, 404, 413),
     )

@@ -8,20 +8,20 @@ from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from app.auth.guards import ADMIN_SCOPE, READ_SCOPE, principal_of, require
+from app.auth.guards import ADMIN_SCOPE, READ_SCOPE, principal_of, requires
 from app.errors import error_responses
 from app.ticket_type.dto import TicketTypeDefinition, TicketTypeList, TicketTypeOut
 from app.ticket_type.service import TicketTypeService
 
-_read = [require("read", READ_SCOPE, "read ticket types")]
-_admin = [require("admin", ADMIN_SCOPE, "administer ticket types")]
+_read = requires("read", READ_SCOPE, "read ticket types")
+_admin = requires("admin", ADMIN_SCOPE, "administer ticket types")
 
 
 class TicketTypeController(Controller):
     path = "/ticket-type"
     tags = ("ticket types",)
 
-    @get(guards=_read, summary="List ticket types", responses=error_responses(400, 401, 404))
+    @get(opt=_read, summary="List ticket types", responses=error_responses(400, 401, 404))
     async def list_types(
         self,
         request: Request[Any, Any, Any],
@@ -31,7 +31,7 @@ class TicketTypeController(Controller):
         """The tenant's ticket types with their fields (field `id`s are the keys of a ticket's `data`)."""
         return TicketTypeList(data=await ticket_types.list_types(principal_of(request), include_archived))
 
-    @get("/{type_id:str}", guards=_read, summary="Show a ticket type", responses=error_responses(400, 401, 404))
+    @get("/{type_id:str}", opt=_read, summary="Show a ticket type", responses=error_responses(400, 401, 404))
     async def show_type(
         self, request: Request[Any, Any, Any], ticket_types: NamedDependency[TicketTypeService], type_id: FromPath[str]
     ) -> TicketTypeOut:
@@ -40,7 +40,7 @@ class TicketTypeController(Controller):
 
     @get(
         "/{type_id:str}/schema",
-        guards=_read,
+        opt=_read,
         summary="JSON Schema of a ticket's data",
         responses=error_responses(400, 401, 404),
     )
@@ -52,7 +52,7 @@ class TicketTypeController(Controller):
         return compiled.data_schema()
 
     @post(
-        guards=_admin,
+        opt=_admin,
         summary="Create a ticket type",
         responses=error_responses(400, 401, 404, 413),
     )
@@ -67,7 +67,7 @@ class TicketTypeController(Controller):
 
     @put(
         "/{type_id:str}",
-        guards=_admin,
+        opt=_admin,
         summary="Change a ticket type (a new version)",
         responses=error_responses(400, 401, 404, 413),
     )
@@ -83,7 +83,7 @@ class TicketTypeController(Controller):
 
     @delete(
         "/{type_id:str}",
-        guards=_admin,
+        opt=_admin,
         status_code=200,
         summary="Archive a ticket type",
         responses=error_responses(400, 401, 404),

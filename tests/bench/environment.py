@@ -1,0 +1,212 @@
+"""The machine side of the benchmark: tools, the temp folder, the cluster, the tenants and the server process."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from app.db.cluster import EmbeddedCluster
+from tests.api import API, auth_headers, token
+from tests.support import RealmSpec, SigningKey, TenantSpec, write_tenants
+
+PROJECT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+TOKEN_TTL = 3 * 3600
+
+
+class BenchError(Exception):
+    """The benchmark cannot run; the message says why."""
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+# --- tools ------------------------------------------------------------------------------------------------------
+
+
+def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
+    apt = shutil.which("apt-get")
+    if apt is None:
+        raise BenchError("wrk is not installed and apt-get is not available: install wrk")
+    command = [apt, *args] if os.geteuid() == 0 else ["sudo", "-n", apt, *args]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+
+
+def ensure_wrk() -> str:
+    """wrk's path, installed with apt-get (after an `apt-get update` if the first attempt fails) when missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    say("wrk not found: apt-get install -y wrk")
+    result = _apt_get("install", "-y", "wrk")
+    if result.returncode != 0:
+        say("apt-get install failed; apt-get update, then again")
+        _apt_get("update")
+        result = _apt_get("install", "-y", "wrk")
+    found = shutil.which("wrk")
+    if result.returncode != 0 or found is None:
+        raise BenchError(f"could not install wrk: {result.stderr.strip()[-500:]}")
+    return found
+
+
+def find_pgbench() -> str:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"), key=lambda p: int(Path(p).parts[-3]))
+    for candidate in [*reversed(candidates), shutil.which("pgbench")]:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise BenchError("pgbench not found (/usr/lib/postgresql/15/bin/pgbench or /usr/bin/pgbench)")
+
+
+# --- workspace, tenants, cluster --------------------------------------------------------------------------------
+
+
+def make_workspace() -> Path:
+    # Readable by `postgres`: the cluster runs as that user when we are root (as tests/conftest.py does).
+    path = Path(tempfile.mkdtemp(prefix="ticketing-bench-"))
+    path.chmod(0o755)
+    return path
+
+
+@dataclass
+class BenchTenant:
+    spec: TenantSpec
+    bearer: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return auth_headers(self.spec, self.bearer)
+
+
+def make_tenants(workspace: Path) -> list[BenchTenant]:
+    """Two tenants, each with one realm whose key set is inline in the tenant file (RS256 and ES256)."""
+    specs = [
+        TenantSpec(
+            id=uuid.uuid4(),
+            slug="bench-north",
+            realms=[RealmSpec("north-main", "https://idp.north.bench/realms/main", SigningKey("RS256"))],
+            ticket_types=["request"],
+        ),
+        TenantSpec(
+            id=uuid.uuid4(),
+            slug="bench-south",
+            realms=[RealmSpec("south-main", "https://idp.south.bench/realms/main", SigningKey("ES256"))],
+            ticket_types=["request"],
+        ),
+    ]
+    write_tenants(workspace / "tenants", specs)
+    return [
+        BenchTenant(spec, token(spec, roles=["agent"], subject=f"bench-{spec.slug}", ttl=TOKEN_TTL)) for spec in specs
+    ]
+
+
+def start_cluster(workspace: Path) -> EmbeddedCluster:
+    # throwaway=False: fsync, synchronous_commit and full_page_writes stay on, as in production.
+    cluster = EmbeddedCluster(workspace / "postgres", throwaway=False)
+    cluster.start()
+    return cluster
+
+
+# --- the server -------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`python -m app serve` in its own session, so that stopping it reaches its worker processes too."""
+
+    def __init__(self, workspace: Path, dsn: str, workers: int) -> None:
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workspace / f"server-{workers}w-{self.port}.log"
+        env = {
+            **os.environ,
+            "DATABASE_URL": dsn,
+            "TENANTS_DIR": str(workspace / "tenants"),
+            "DATA_DIR": str(workspace / "data"),
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "WORKERS": str(workers),
+            # WARNING turns the per-request access log off for the measurement.
+            "LOG_LEVEL": "WARNING",
+        }
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve"],
+                cwd=PROJECT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        with httpx.Client(base_url=self.url, timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise BenchError(f"the server exited with {self.process.returncode}:\n{self.log_tail()}")
+                try:
+                    if http.get("/health/ready").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        raise BenchError(f"the server did not become ready in {START_TIMEOUT:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            # The process group is the one this server was started in (start_new_session): its workers.
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def request_type(self, tenant: BenchTenant) -> dict[str, object]:
+        """The tenant's REQ ticket type as the API lists it (id, version, fields with their UUIDs)."""
+        response = httpx.get(f"{self.url}{API}/ticket-type", headers=tenant.headers, timeout=10)
+        if response.status_code != 200:
+            raise BenchError(f"GET ticket-type: {response.status_code} {response.text[:300]}")
+        for ticket_type in response.json()["data"]:
+            if ticket_type["prefix"] == "REQ":
+                return dict(ticket_type)
+        raise BenchError(f"tenant {tenant.spec.slug} has no REQ ticket type")
+
+
+def start_server(workspace: Path, dsn: str, workers: int) -> Server:
+    server = Server(workspace, dsn, workers)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
+    return server
