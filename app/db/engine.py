@@ -12,6 +12,7 @@ import asyncpg
 from piccolo.apps.migrations.commands.forwards import run_forwards
 
 from app.db.piccolo_conf import DB
+from app.db.pool import ConnectionPool
 
 
 class DatabaseUnavailable(Exception):
@@ -23,25 +24,18 @@ def configure(dsn: str) -> None:
     DB.config["dsn"] = dsn
 
 
-async def _keep_session(_: asyncpg.Connection) -> None:
-    """Pool release without asyncpg's reset query (an extra round trip per request). Safe because request code
-    keeps no session state: no SET, no LISTEN, only transaction-scoped advisory locks; asyncpg still rolls back
-    any open transaction before this is called."""
-
-
 async def check_connection(dsn: str) -> None:
     """Fail fast, with the cause, when the database cannot be reached."""
     pool = await create_pool(dsn, 1, 1)
     await pool.close()
 
 
-async def create_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
+async def create_pool(dsn: str, min_size: int, max_size: int) -> ConnectionPool:
     """A connection pool owned by its caller (each app instance has its own), for the request path."""
     try:
-        pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, reset=_keep_session)
+        return await ConnectionPool.open(dsn, min_size, max_size)
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(f"cannot connect to the database: {exc.__class__.__name__}: {exc}") from None
-    return pool
 
 
 async def migrate() -> None:

@@ -9,6 +9,7 @@ import msgspec
 from litestar import Controller, get
 from litestar.datastructures import State
 
+from app.db.pool import ConnectionPool
 from app.errors import ServiceUnavailable, error_responses
 
 READY_TIMEOUT_SECONDS = 2.0
@@ -31,7 +32,7 @@ class HealthController(Controller):
     @get("/ready", summary="Readiness: the database answers", responses=error_responses(503))
     async def ready(self, state: State) -> HealthStatus:
         """Ready when the database answers a trivial query within two seconds; 503 otherwise."""
-        pool: asyncpg.Pool = state.pool
+        pool: ConnectionPool = state.pool
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS):
                 await pool.fetchval("SELECT 1")

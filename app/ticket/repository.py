@@ -11,6 +11,8 @@ from typing import Any
 
 import asyncpg
 
+from app.db.pool import ConnectionPool
+
 _TICKET_COLUMNS = (
     "id, object_id, type_id, type_version, data::text AS data, etag, created_at, created_by, updated_at, updated_by"
 )
@@ -70,7 +72,7 @@ _ORDERS = {"asc": "ASC", "desc": "DESC"}
 
 
 class TicketRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
     async def compare_and_swap(

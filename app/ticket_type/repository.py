@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from app.db.pool import ConnectionPool
+
 TICKET_TYPES_CHANGED_CHANNEL = "ticket_types_changed"
 
 _COLUMNS = "id, prefix, version, definition, archived_at, created_at, created_by, updated_at, updated_by"
@@ -18,7 +20,7 @@ class PrefixTaken(Exception):
 
 
 class TicketTypeRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
     @asynccontextmanager

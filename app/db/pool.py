@@ -1,0 +1,160 @@
+"""A lean pool of asyncpg connections for the request path.
+
+asyncpg.Pool spends more CPU handing a connection back than our primary-key queries cost: every release runs in a
+new shielded Task, re-arms an inactivity timer and calls the reset hooks. The request path keeps no session state
+(no SET, no LISTEN, only transaction-scoped advisory locks), so here a connection goes straight back to the idle
+list. A connection whose user failed in any way other than a PostgreSQL error (cancellation, a dropped server, a
+bug) is closed instead of reused, and the pool opens another on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger("app.db.pool")
+
+
+class PoolClosed(asyncpg.InterfaceError):  # type: ignore[misc]
+    """The pool was closed; no more connections are handed out."""
+
+
+class ConnectionPool:
+    def __init__(self, dsn: str, max_size: int) -> None:
+        self._dsn = dsn
+        self._max_size = max_size
+        self._idle: list[asyncpg.Connection] = []
+        self._open = 0  # connections open or being opened
+        self._waiters: deque[asyncio.Future[asyncpg.Connection]] = deque()
+        self._replacements: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, dsn: str, min_size: int, max_size: int) -> ConnectionPool:
+        pool = cls(dsn, max_size)
+        try:
+            for _ in range(min_size):
+                pool._idle.append(await pool._connect())
+        except BaseException:
+            await pool.close()
+            raise
+        return pool
+
+    @property
+    def size(self) -> int:
+        return self._open
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        connection = await self._take()
+        try:
+            yield connection
+        except asyncpg.PostgresError:
+            # The server refused a statement; the connection itself is fine (any transaction was rolled back).
+            self._release(connection)
+            raise
+        except BaseException:
+            self._discard(connection)
+            raise
+        else:
+            self._release(connection)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.acquire() as connection:
+            rows: list[asyncpg.Record] = await connection.fetch(query, *args)
+            return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.acquire() as connection:
+            row: asyncpg.Record | None = await connection.fetchrow(query, *args)
+            return row
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as connection:
+            return await connection.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self.acquire() as connection:
+            status: str = await connection.execute(query, *args)
+            return status
+
+    async def close(self) -> None:
+        self._closed = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(PoolClosed("the connection pool is closed"))
+        self._waiters.clear()
+        for task in list(self._replacements):
+            task.cancel()
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            self._open -= 1
+            await connection.close(timeout=5)
+
+    async def _connect(self) -> asyncpg.Connection:
+        self._open += 1
+        try:
+            return await asyncpg.connect(self._dsn)
+        except BaseException:
+            self._open -= 1
+            raise
+
+    async def _take(self) -> asyncpg.Connection:
+        if self._closed:
+            raise PoolClosed("the connection pool is closed")
+        if self._idle:
+            return self._idle.pop()
+        if self._open < self._max_size:
+            return await self._connect()
+        waiter: asyncio.Future[asyncpg.Connection] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # Handed a connection in the same instant we were cancelled: pass it on rather than lose it.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release(waiter.result())
+            raise
+
+    def _release(self, connection: asyncpg.Connection) -> None:
+        if self._closed or connection.is_closed() or connection.is_in_transaction():
+            self._discard(connection)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        self._idle.append(connection)
+
+    def _discard(self, connection: asyncpg.Connection) -> None:
+        connection.terminate()
+        self._open -= 1
+        if self._waiters and not self._closed:
+            # A request is waiting for the slot this connection held: open a replacement for it.
+            task = asyncio.create_task(self._replace())
+            self._replacements.add(task)
+            task.add_done_callback(self._replacements.discard)
+
+    async def _replace(self) -> None:
+        try:
+            connection = await self._connect()
+        except Exception as exc:
+            log.warning("cannot open a replacement connection", extra={"reason": str(exc)})
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_exception(exc)
+                    return
+            return
+        self._release(connection)
