@@ -10,10 +10,13 @@ from urllib.parse import urlencode
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.types import ASGIApp
 
 from app.auth.guards import READ_SCOPE, WRITE_SCOPE, principal_of, requires
 from app.errors import InputValidationFailure, error_responses
+from app.fast_response import JsonResponse
 from app.observability import current_request_id
 from app.ticket.dto import (
     CreateTicketRequest,
@@ -26,6 +29,7 @@ from app.ticket.dto import (
 )
 from app.ticket.service import TicketQuery, TicketService, last_page
 
+_encoder = msgspec.json.Encoder()
 CATALOG_TYPES = ("template", "agent", "user")
 _MODULE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _FIELD_FILTER = re.compile(r"^data\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
@@ -142,7 +146,11 @@ class TicketController(Controller):
         "/{object_id:str}",
         opt=_read,
         summary="Show a ticket",
-        responses=error_responses(400, 401, 404),
+        responses={
+            200: ResponseSpec(TicketOut, description="The ticket; its etag also in the ETag header"),
+            304: ResponseSpec(None, description="If-None-Match named the current etag"),
+            **error_responses(400, 401, 404),
+        },
     )
     async def show_ticket(
         self,
@@ -150,14 +158,14 @@ class TicketController(Controller):
         tickets: NamedDependency[TicketService],
         object_id: FromPath[str],
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
-    ) -> Response[TicketOut | bytes]:
+    ) -> ASGIApp:
         """By display ID (e.g. REQ-0509); the internal UUID is not an address. The etag is in the body and the
         ETag header; If-None-Match with the current etag answers 304."""
         ticket = await tickets.get(principal_of(request), object_id)
-        headers = {"ETag": _etag_header(ticket.etag)}
+        etag_header = ((b"etag", _etag_header(ticket.etag).encode()),)
         if _matches(if_none_match, ticket.etag):
-            return Response(b"", status_code=304, headers=headers)
-        return Response(ticket, headers=headers)
+            return JsonResponse(b"", status=304, headers=etag_header)
+        return JsonResponse(_encoder.encode(ticket), headers=etag_header)
 
     @patch(
         "/{object_id:str}/update",
