@@ -25,6 +25,9 @@ from app.errors import EXCEPTION_HANDLERS
 from app.health.controller import HealthController
 from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
+from app.state.controller import StateController
+from app.state.repository import StateRepository
+from app.state.service import StateService
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL
 from app.ticket.controller import TicketController
@@ -68,6 +71,11 @@ def _ticket_service(state: State) -> TicketService:
     return service
 
 
+def _state_service(state: State) -> StateService:
+    service: StateService = state.state_service
+    return service
+
+
 def worker_app() -> RequestContextMiddleware:
     """The ASGI factory each server worker process calls: process-wide logging first, then the app."""
     settings = load_settings()
@@ -101,6 +109,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         type_cache = TicketTypeCache(type_repository)
         app.state.ticket_type_service = TicketTypeService(type_repository, type_cache)
         app.state.ticket_service = TicketService(TicketRepository(pool), type_cache)
+        app.state.state_service = StateService(StateRepository(pool))
         listener = NotificationListener(
             database_url,
             {TENANTS_CHANGED_CHANNEL: registry.reload, TICKET_TYPES_CHANGED_CHANNEL: type_cache.on_change},
@@ -116,10 +125,11 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
 
     api = Router(
         path=API_PREFIX,
-        route_handlers=[MeController, TicketTypeController, TicketController],
+        route_handlers=[MeController, TicketTypeController, TicketController, StateController],
         dependencies={
             "ticket_types": Provide(_ticket_type_service, sync_to_thread=False),
             "tickets": Provide(_ticket_service, sync_to_thread=False),
+            "states": Provide(_state_service, sync_to_thread=False),
         },
         middleware=[DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator)],
         parameters=API_HEADERS,

@@ -6,6 +6,8 @@ Used by `python -m app serve`, `python -m app tenants sync` and the tests, so al
 from __future__ import annotations
 
 from app.db import engine
+from app.state.repository import StateRepository
+from app.state.service import StateService
 from app.tenancy.model import TenantConfig
 from app.tenancy.repository import sync_tenants
 from app.ticket_type.cache import TicketTypeCache
@@ -20,10 +22,12 @@ async def migrate(dsn: str) -> None:
 
 
 async def apply_tenants(dsn: str, tenants: list[TenantConfig]) -> tuple[list[str], list[str]]:
-    """Sync tenant rows, then seed their template ticket types. Returns (changed tenants, seeded types)."""
+    """Sync tenant rows, then seed their ticket states and template ticket types.
+    Returns (changed tenants, seeded types)."""
     changed = await sync_tenants(tenants)
     pool = await engine.create_pool(dsn, 1, 2)
     try:
+        await StateService(StateRepository(pool)).seed(tenants)
         repository = TicketTypeRepository(pool)
         seeded = await TicketTypeService(repository, TicketTypeCache(repository)).seed_templates(tenants)
     finally:

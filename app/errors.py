@@ -222,6 +222,7 @@ _RESPONSE_DESCRIPTIONS = {
     400: "INPUT_VALIDATION_FAILURE with validationResult.reason naming each offending field; ETAG_MISMATCH",
     401: "AUTHENTICATION_REQUIRED or INVALID_TOKEN (with WWW-Authenticate), or USER_PERMISSION_FAILURE",
     404: 'Not found; "Tenant not found" when x-tenantid is malformed or differs from the token\'s tenant',
+    409: "STATE_HAS_REFERENCES: tickets or other states still refer to the state",
     413: "PAYLOAD_TOO_LARGE: the body exceeds MAX_BODY_BYTES",
     422: "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with a different body",
     503: "SERVICE_UNAVAILABLE: the database does not answer",

@@ -20,7 +20,7 @@ from app.auth.devkeys import ensure_dev_key, public_jwk
 from app.auth.jwt import InvalidKey, public_key_from_jwk
 from app.config import PROJECT_ROOT
 from app.schema_validation import safe_validator
-from app.tenancy.model import RealmConfig, RoleMapping, TenantConfig
+from app.tenancy.model import RealmConfig, RoleMapping, StateSeed, TenantConfig
 
 TENANT_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "tenant.schema.json"
 DEFAULT_TENANT_CLAIM = "tenant_id"
@@ -100,7 +100,29 @@ def load_tenant_file(path: Path, data_dir: Path) -> TenantConfig:
         ),
         realms=tuple(realms),
         ticket_types=tuple(document.get("ticket_types", ())),
+        states=_states(path, document.get("states", ())),
     )
+
+
+def _states(path: Path, entries: list[dict[str, Any]]) -> tuple[StateSeed, ...]:
+    """The tenant's starting states, with the invariants the state API keeps checked up front."""
+    seeds = tuple(StateSeed(**entry) for entry in entries)
+    if not seeds:
+        return seeds
+    names = [seed.name.lower() for seed in seeds]
+    by_name = {seed.name: seed for seed in seeds}
+    for index, seed in enumerate(seeds):
+        if names.index(seed.name.lower()) != index:
+            raise TenantFileError(f"{path.name}: states[{index}].name: {seed.name!r} appears twice")
+        target = by_name.get(seed.next_state) if seed.next_state is not None else None
+        if seed.next_state is not None and (target is None or target is seed or not target.active):
+            raise TenantFileError(f"{path.name}: states[{index}].next_state: must name another active state")
+        if seed.state_type == "pending close" and seed.next_state is None:
+            raise TenantFileError(f"{path.name}: states[{index}].next_state: required for a pending close state")
+    for flag in ("default_create", "default_follow_up"):
+        if sum(1 for seed in seeds if getattr(seed, flag) and seed.active) != 1:
+            raise TenantFileError(f"{path.name}: states: exactly one active state must be {flag}")
+    return seeds
 
 
 def _resolve_realm(path: Path, field: str, realm: dict[str, Any], slug: str, data_dir: Path) -> RealmConfig:

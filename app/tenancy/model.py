@@ -28,6 +28,19 @@ class RealmConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dev_key_algorithm: str | None = None
 
 
+class StateSeed(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A ticket state a tenant starts with; `next_state` names another seeded state."""
+
+    name: str
+    state_type: str
+    next_state: str | None = None
+    ignore_escalation: bool = False
+    default_create: bool = False
+    default_follow_up: bool = False
+    note: str | None = None
+    active: bool = True
+
+
 class TenantConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: uuid.UUID
     slug: str
@@ -37,6 +50,8 @@ class TenantConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     realms: tuple[RealmConfig, ...]
     # Names of schemas/templates/*.json ticket types to seed the tenant with.
     ticket_types: tuple[str, ...] = ()
+    # The states the tenant starts with; empty means seed 003's defaults (app/state/service.py).
+    states: tuple[StateSeed, ...] = ()
 
 
 tenant_config_encoder = msgspec.json.Encoder(order="sorted")

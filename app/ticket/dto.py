@@ -45,6 +45,7 @@ class TicketOut(msgspec.Struct, frozen=True):
     object_id: str
     ticket_type_id: uuid.UUID
     ticket_type_version: int
+    state_id: uuid.UUID | None
     # Served as stored: the JSONB text is passed through as msgspec.Raw, never decoded and re-encoded.
     data: dict[str, Any]
     created_at: datetime.datetime

@@ -14,7 +14,8 @@ import asyncpg
 from app.db.pool import ConnectionPool
 
 _TICKET_COLUMNS = (
-    "id, object_id, type_id, type_version, data::text AS data, etag, created_at, created_by, updated_at, updated_by"
+    "id, object_id, type_id, type_version, state_id, data::text AS data, etag, created_at, created_by, updated_at, "
+    "updated_by"
 )
 
 # The compare-and-swap: lock the row only if its etag is the expected one, merge the sent keys (a shallow
@@ -51,9 +52,11 @@ WITH number AS (
     ON CONFLICT (tenant_id, prefix) DO UPDATE SET last_value = s.last_value + 1
     RETURNING last_value
 ), created AS (
-    INSERT INTO ticket (tenant_id, object_id, type_id, type_version, data, created_by, updated_by)
+    INSERT INTO ticket (tenant_id, object_id, type_id, type_version, data, state_id, created_by, updated_by)
     SELECT $1, $2 || '-' || lpad(number.last_value::text, greatest(4, length(number.last_value::text)), '0'),
-           $3, $4, $5::jsonb, $6, $6
+           $3, $4, $5::jsonb,
+           (SELECT id FROM ticket_state WHERE tenant_id = $1 AND default_create AND active),
+           $6, $6
       FROM number
  RETURNING id, object_id, etag, data
 ), event AS (

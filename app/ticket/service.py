@@ -165,6 +165,7 @@ def to_out(row: asyncpg.Record) -> TicketOut:
         object_id=row["object_id"],
         ticket_type_id=row["type_id"],
         ticket_type_version=row["type_version"],
+        state_id=row["state_id"],
         # The stored JSONB text goes out as is (msgspec.Raw); decoding and re-encoding it would be wasted work.
         data=cast(Any, msgspec.Raw(row["data"])),
         created_at=row["created_at"],

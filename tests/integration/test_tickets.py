@@ -45,6 +45,7 @@ TICKET_KEYS = {
     "object_id",
     "ticket_type_id",
     "ticket_type_version",
+    "state_id",
     "data",
     "created_at",
     "created_by",
@@ -261,6 +262,8 @@ async def test_get_returns_the_ticket_with_its_etag(
     response = await agent.get(created["objectId"])
     assert response.status_code == 200
     body = response.json()
+    states = (await client.get("/api/v2/ticketing/ticket-state", headers=agent.headers)).json()["data"]
+    [initial_state] = [state["id"] for state in states if state["default_create"] and state["active"]]
     assert set(body) == TICKET_KEYS
     assert body == {
         "etag": created["etag"],
@@ -268,6 +271,7 @@ async def test_get_returns_the_ticket_with_its_etag(
         "object_id": created["objectId"],
         "ticket_type_id": request_type["id"],
         "ticket_type_version": request_type["version"],
+        "state_id": initial_state,
         "data": {
             f["title"]: "Shape",
             f["counter"]: 2,

@@ -1,0 +1,183 @@
+"""Rules for ticket states (seed 003): names unique in the tenant, `next_state_id` naming another active state
+(required for pending close), exactly one active `default_create` and one active `default_follow_up` state at all
+times, and no deletion of a state that tickets or other states reference."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from app.auth.principal import Principal
+from app.errors import AppError, InputValidationFailure
+from app.state.dto import StateIn, StateOut
+from app.state.repository import StateRepository
+from app.tenancy.model import StateSeed, TenantConfig
+
+SYSTEM_ACTOR = "system"
+DEFAULTS = ("default_create", "default_follow_up")
+
+# Seed 003's states, used for a tenant whose file does not list its own.
+DEFAULT_STATES = (
+    StateSeed(name="new", state_type="new", default_create=True),
+    StateSeed(name="open", state_type="open", default_follow_up=True),
+    StateSeed(name="pending reminder", state_type="pending reminder", ignore_escalation=True),
+    StateSeed(name="closed", state_type="closed", ignore_escalation=True),
+    StateSeed(name="merged", state_type="merged", ignore_escalation=True),
+    StateSeed(name="removed", state_type="removed", ignore_escalation=True, active=False),
+    StateSeed(name="pending close", state_type="pending close", ignore_escalation=True, next_state="closed"),
+)
+
+
+class StateNotFound(AppError):
+    status = 404
+    include_status = False
+
+    def __init__(self, state_id: str) -> None:
+        super().__init__(f"Ticket state not found ({state_id[:64]})")
+
+
+class StateHasReferences(AppError):
+    status = 409
+    code = "STATE_HAS_REFERENCES"
+
+    def __init__(self) -> None:
+        super().__init__("Can't delete, object has references.")
+
+
+def to_out(row: Any) -> StateOut:
+    return StateOut(**{field: row[field] for field in StateOut.__struct_fields__})
+
+
+def parse_state_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise StateNotFound(value) from None
+
+
+class StateService:
+    def __init__(self, repository: StateRepository) -> None:
+        self._repository = repository
+
+    async def list_states(self, principal: Principal) -> list[StateOut]:
+        return [to_out(row) for row in await self._repository.list_for(principal.tenant_id)]
+
+    async def get(self, principal: Principal, state_id: str) -> StateOut:
+        wanted = parse_state_id(state_id)
+        for row in await self._repository.list_for(principal.tenant_id):
+            if row["id"] == wanted:
+                return to_out(row)
+        raise StateNotFound(state_id)
+
+    async def create(self, principal: Principal, state: StateIn) -> StateOut:
+        async with self._repository.transaction() as conn:
+            await self._repository.lock_tenant(conn, principal.tenant_id)
+            states = {row["id"]: row for row in await self._repository.list_all(conn, principal.tenant_id)}
+            _check(state, None, states)
+            await self._move_defaults(conn, principal.tenant_id, state, None)
+            row = await self._repository.insert(conn, principal.tenant_id, state, principal.subject)
+        return to_out(row)
+
+    async def replace(self, principal: Principal, state_id: str, state: StateIn) -> StateOut:
+        wanted = parse_state_id(state_id)
+        async with self._repository.transaction() as conn:
+            await self._repository.lock_tenant(conn, principal.tenant_id)
+            states = {row["id"]: row for row in await self._repository.list_all(conn, principal.tenant_id)}
+            if wanted not in states:
+                raise StateNotFound(state_id)
+            _check(state, wanted, states)
+            await self._move_defaults(conn, principal.tenant_id, state, wanted)
+            row = await self._repository.update(conn, principal.tenant_id, wanted, state, principal.subject)
+        return to_out(row)
+
+    async def delete(self, principal: Principal, state_id: str) -> None:
+        wanted = parse_state_id(state_id)
+        async with self._repository.transaction() as conn:
+            await self._repository.lock_tenant(conn, principal.tenant_id)
+            states = {row["id"]: row for row in await self._repository.list_all(conn, principal.tenant_id)}
+            current = states.get(wanted)
+            if current is None:
+                raise StateNotFound(state_id)
+            for flag in DEFAULTS:
+                if current[flag] and current["active"]:
+                    raise InputValidationFailure(
+                        "Invalid ticket state change",
+                        {flag: f"this is the tenant's {flag} state; make another state the {flag} state first"},
+                    )
+            if await self._repository.is_referenced(conn, principal.tenant_id, wanted):
+                raise StateHasReferences()
+            await self._repository.delete(conn, principal.tenant_id, wanted)
+
+    async def _move_defaults(
+        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, state: StateIn, state_id: uuid.UUID | None
+    ) -> None:
+        # Making a state the default moves the flag: the tenant keeps exactly one, and the request said which.
+        for flag in DEFAULTS:
+            if getattr(state, flag):
+                await self._repository.clear_default(conn, tenant_id, flag, state_id)
+
+    async def seed(self, tenants: list[TenantConfig]) -> list[str]:
+        """Give each tenant without states its configured (or the default) states; returns the seeded slugs."""
+        seeded: list[str] = []
+        for tenant in tenants:
+            async with self._repository.transaction() as conn:
+                await self._repository.lock_tenant(conn, tenant.id)
+                if await self._repository.list_all(conn, tenant.id):
+                    continue
+                ids: dict[str, uuid.UUID] = {}
+                seeds = tenant.states or DEFAULT_STATES
+                for seed in seeds:
+                    state = StateIn(
+                        name=seed.name,
+                        state_type=seed.state_type,  # type: ignore[arg-type]
+                        ignore_escalation=seed.ignore_escalation,
+                        default_create=seed.default_create,
+                        default_follow_up=seed.default_follow_up,
+                        note=seed.note,
+                        active=seed.active,
+                    )
+                    ids[seed.name] = (await self._repository.insert(conn, tenant.id, state, SYSTEM_ACTOR))["id"]
+                for seed in seeds:
+                    if seed.next_state is not None:
+                        await conn.execute(
+                            "UPDATE ticket_state SET next_state_id = $3 WHERE tenant_id = $1 AND id = $2",
+                            tenant.id,
+                            ids[seed.name],
+                            ids[seed.next_state],
+                        )
+                await self._repository.assign_default_to_stateless_tickets(conn, tenant.id)
+                seeded.append(tenant.slug)
+        return seeded
+
+
+def _check(state: StateIn, state_id: uuid.UUID | None, states: dict[uuid.UUID, Any]) -> None:
+    reason: dict[str, str] = {}
+    name = state.name.strip()
+    if not 1 <= len(name) <= 100 or name != state.name:
+        reason["name"] = "1 to 100 characters, without leading or trailing spaces"
+    elif any(row["name"].lower() == name.lower() and row["id"] != state_id for row in states.values()):
+        reason["name"] = f"{name!r} is already used by another state of this tenant"
+    if state.next_state_id is not None:
+        target = states.get(state.next_state_id)
+        if state.next_state_id == state_id:
+            reason["next_state_id"] = "must name another state, not this one"
+        elif target is None or not target["active"]:
+            reason["next_state_id"] = "must name an active state of this tenant"
+    elif state.state_type == "pending close":
+        reason["next_state_id"] = "required for a pending close state: the state it moves to when the time comes"
+    for flag in DEFAULTS:
+        if getattr(state, flag) and not state.active:
+            reason[flag] = f"an inactive state cannot be the {flag} state"
+        current = states.get(state_id) if state_id is not None else None
+        if current is not None and current[flag] and current["active"] and not (getattr(state, flag) and state.active):
+            reason[flag] = f"this is the tenant's {flag} state; make another state the {flag} state first"
+    if state_id is not None and not state.active and states[state_id]["active"]:
+        pointing = sorted(row["name"] for row in states.values() if row["next_state_id"] == state_id and row["active"])
+        if pointing:
+            reason["active"] = f"active states name this state as their next_state_id: {', '.join(pointing)}"
+    if len(state.note or "") > 2000:
+        reason["note"] = "at most 2000 characters"
+    if reason:
+        raise InputValidationFailure("Invalid ticket state", reason)
