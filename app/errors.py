@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, SerializationException, ValidationException
@@ -210,8 +211,25 @@ _TOO_DEEP = ErrorBody(
 )
 
 
+def handle_unstorable_text(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Text PostgreSQL cannot store (a NUL character) that no field check caught first: the client's input."""
+    log.info("unstorable text in request", extra={"error": exc.__class__.__name__})
+    return _render(400, _UNSTORABLE_TEXT)
+
+
+_UNSTORABLE_TEXT = ErrorBody(
+    error=True,
+    code="INPUT_VALIDATION_FAILURE",
+    message="Text may not contain the NUL character (\\u0000)",
+    status=400,
+    validationResult=ValidationResult({"body": "text may not contain the NUL character (\\u0000)"}),
+)
+
+
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     AppError: handle_app_error,
+    asyncpg.UntranslatableCharacterError: handle_unstorable_text,
+    asyncpg.CharacterNotInRepertoireError: handle_unstorable_text,
     RecursionError: handle_too_deep,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,

@@ -19,7 +19,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _request_id: ContextVar[str] = ContextVar("request_id", default="-")
-_SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 _json = msgspec.json.Encoder()
 access_log = logging.getLogger("app.access")
 
@@ -79,7 +79,7 @@ class RequestContextMiddleware:
             return
         incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
         # A correlation id, not a secret: random bits without uuid4's os.urandom system call per request.
-        request_id = incoming.decode() if _SAFE_REQUEST_ID.match(incoming) else f"{random.getrandbits(128):032x}"
+        request_id = incoming.decode() if _SAFE_REQUEST_ID.fullmatch(incoming) else f"{random.getrandbits(128):032x}"
         token = _request_id.set(request_id)
         started = time.perf_counter()
         status = 500

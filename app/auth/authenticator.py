@@ -8,6 +8,7 @@ tenant claim and be the realm's tenant (404 "Tenant not found", seed 002 note 7)
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -23,14 +24,17 @@ log = logging.getLogger("app.auth")
 
 
 _MAX_PRINCIPALS_PER_TOKEN = 8
+# uuid.UUID also accepts braces, "urn:uuid:" and missing hyphens; the header must be the plain 8-4-4-4-12 form.
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class _Verified:
-    __slots__ = ("claims", "expires_at", "principals", "realm")
+    __slots__ = ("claims", "expires_at", "kid", "principals", "realm")
 
-    def __init__(self, claims: dict[str, Any], realm: Realm) -> None:
+    def __init__(self, claims: dict[str, Any], realm: Realm, kid: str) -> None:
         self.claims = claims
         self.realm = realm
+        self.kid = kid
         self.expires_at: float = claims["exp"]
         # Principals already derived from this token, by (realmname, x-tenantid, issupportrequest) header values.
         self.principals: dict[tuple[str | None, str | None, str | None], Principal] = {}
@@ -71,8 +75,11 @@ class Authenticator:
         tenant_claim = verified.claims.get(realm.tenant.config.tenant_claim)
         if not isinstance(tenant_claim, str):
             raise _invalid("token has no tenant claim")
+        tenant_header = headers.get("x-tenantid", "")
+        if not _CANONICAL_UUID.fullmatch(tenant_header):
+            raise TenantNotFound()
         try:
-            requested_tenant = uuid.UUID(headers.get("x-tenantid", ""))
+            requested_tenant = uuid.UUID(tenant_header)
             token_tenant = uuid.UUID(tenant_claim)
         except ValueError:
             raise TenantNotFound() from None
@@ -89,7 +96,12 @@ class Authenticator:
             self._cache.clear()
             self._cache_generation = self._registry.generation
         cached = self._cache.get(token)
-        if cached is not None and cached.expires_at + self._leeway > time.time():
+        # A cached token stays valid until it expires, unless its key has been withdrawn from the realm since.
+        if (
+            cached is not None
+            and cached.expires_at + self._leeway > time.time()
+            and cached.realm.keys.knows(cached.kid)
+        ):
             return cached
         try:
             unverified = jwt.inspect(token)
@@ -109,7 +121,7 @@ class Authenticator:
             )
         except jwt.TokenRejected as exc:
             raise _invalid(str(exc)) from None
-        verified = _Verified(claims, realm)
+        verified = _Verified(claims, realm, unverified.kid)
         self._cache[token] = verified
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

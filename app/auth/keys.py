@@ -62,6 +62,10 @@ class RealmKeySet:
         self._attempted_at = -math.inf
         self._keys: dict[str, VerificationKey] = parse_jwks(realm.jwks, realm.name) if realm.jwks is not None else {}
 
+    def knows(self, kid: str) -> bool:
+        """Whether the realm's current key set still has this kid (a refresh may have withdrawn it)."""
+        return kid in self._keys
+
     async def get(self, kid: str) -> VerificationKey | None:
         key = self._keys.get(kid)
         if self.url is None:

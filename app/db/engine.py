@@ -34,7 +34,7 @@ async def create_pool(dsn: str, min_size: int, max_size: int) -> ConnectionPool:
     """A connection pool owned by its caller (each app instance has its own), for the request path."""
     try:
         return await ConnectionPool.open(dsn, min_size, max_size)
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, ValueError, asyncpg.PostgresError, asyncpg.ClientConfigurationError) as exc:
         raise DatabaseUnavailable(f"cannot connect to the database: {exc.__class__.__name__}: {exc}") from None
 
 

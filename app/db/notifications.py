@@ -49,7 +49,6 @@ class NotificationListener:
             log.exception("notification handler failed", extra={"channel": channel})
 
     async def _run(self) -> None:
-        connected_before = False
         while True:
             connection: asyncpg.Connection | None = None
             try:
@@ -58,16 +57,19 @@ class NotificationListener:
                 connection.add_termination_listener(lambda _, closed=closed: closed.set())
                 for channel in self._handlers:
                     await connection.add_listener(channel, lambda _c, _p, ch, payload: self._dispatch(ch, payload))
-                if connected_before:
-                    for channel in self._handlers:
-                        self._dispatch(channel, "")
-                connected_before = True
+                # Also on the first connect: a change made between start-up's own load and LISTEN is not lost.
+                for channel in self._handlers:
+                    self._dispatch(channel, "")
                 await closed.wait()
                 log.warning("notification connection lost; reconnecting")
             except asyncio.CancelledError:
                 if connection is not None:
                     await connection.close(timeout=2)
                 raise
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("notification listener cannot connect", extra={"reason": str(exc)})
+            except Exception as exc:  # any failure must end in a retry, never in a silently dead listener
+                log.warning(
+                    "notification listener failed; retrying", extra={"reason": f"{exc.__class__.__name__}: {exc}"}
+                )
+                if connection is not None and not connection.is_closed():
+                    connection.terminate()
             await asyncio.sleep(self._retry)

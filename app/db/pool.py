@@ -112,8 +112,12 @@ class ConnectionPool:
     async def _take(self) -> asyncpg.Connection:
         if self._closed:
             raise PoolClosed("the connection pool is closed")
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.is_closed():
+                return connection
+            # The server closed it while idle (a restart, a failover, an administrator): never hand it out.
+            self._open -= 1
         if self._open < self._max_size:
             return await self._connect()
         waiter: asyncio.Future[asyncpg.Connection] = asyncio.get_running_loop().create_future()
@@ -150,11 +154,11 @@ class ConnectionPool:
         try:
             connection = await self._connect()
         except Exception as exc:
+            # Every waiter would otherwise wait for a connection that nobody is going to open.
             log.warning("cannot open a replacement connection", extra={"reason": str(exc)})
             while self._waiters:
                 waiter = self._waiters.popleft()
                 if not waiter.done():
                     waiter.set_exception(exc)
-                    return
             return
         self._release(connection)

@@ -1,4 +1,6 @@
-"""A tenant's configuration as stored in the database and held in memory. Role lists are sorted tuples so the
+"""A tenant's configuration as stored in the database and held in memory. Unknown fields are ignored when
+decoding, so a worker of the previous release keeps working while a newer one writes the rows (tenant files
+themselves are checked strictly, against schemas/tenant.schema.json). Role lists are sorted tuples so the
 stored form (and its hash) is the same in every process."""
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from typing import Any
 import msgspec
 
 
-class RoleMapping(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class RoleMapping(msgspec.Struct, frozen=True):
     read: tuple[str, ...]
     write: tuple[str, ...]
     admin: tuple[str, ...]
     support: str
 
 
-class RealmConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class RealmConfig(msgspec.Struct, frozen=True):
     name: str
     issuer: str
     audience: str
@@ -28,7 +30,7 @@ class RealmConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dev_key_algorithm: str | None = None
 
 
-class StateSeed(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class StateSeed(msgspec.Struct, frozen=True, kw_only=True):
     """A ticket state a tenant starts with; `next_state` names another seeded state."""
 
     name: str
@@ -41,7 +43,7 @@ class StateSeed(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     active: bool = True
 
 
-class TenantConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class TenantConfig(msgspec.Struct, frozen=True):
     id: uuid.UUID
     slug: str
     name: str

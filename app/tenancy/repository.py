@@ -20,10 +20,22 @@ async def sync_tenants(configs: list[TenantConfig]) -> list[str]:
     async with Tenant._meta.db.transaction():
         # Serialise concurrent syncs (two processes starting at once) instead of failing one on a unique key.
         await Tenant.raw("SELECT pg_advisory_xact_lock(hashtext('tenant_sync'))")
-        rows = await Tenant.select(Tenant.id, Tenant.slug, Tenant.config_hash)
+        rows = await Tenant.select(Tenant.id, Tenant.slug, Tenant.config_hash, Tenant.config)
         existing = {row["id"]: row for row in rows}
         slugs = {row["slug"]: row["id"] for row in rows}
+        # An issuer names exactly one realm: a second tenant claiming it would take over the first one's logins.
+        synced = {config.id for config in configs}
+        issuers = {
+            realm.issuer: row["id"]
+            for row in rows
+            if row["id"] not in synced
+            for realm in tenant_config_decoder.decode(row["config"]).realms
+        }
         for config in configs:
+            for realm in config.realms:
+                holder = issuers.get(realm.issuer)
+                if holder is not None:
+                    raise TenantConflict(f"issuer {realm.issuer!r} already belongs to a realm of tenant {holder}")
             document = tenant_config_encoder.encode(config).decode()
             digest = hashlib.sha256(document.encode()).hexdigest()
             owner = slugs.get(config.slug)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import msgspec
@@ -31,8 +31,9 @@ from app.ticket.service import TicketQuery, TicketService, last_page
 
 _encoder = msgspec.json.Encoder()
 CATALOG_TYPES = ("template", "agent", "user")
-_MODULE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_FIELD_FILTER = re.compile(r"^data\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+# fullmatch, not match with "$": Python's "$" also matches before a trailing newline.
+_MODULE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_FIELD_FILTER = re.compile(r"data\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 MAX_FIELD_FILTERS = 10
 MAX_PER_PAGE = 100
 
@@ -51,7 +52,7 @@ def check_catalog(catalog_type: str | None, module: str | None) -> None:
     reason: dict[str, str] = {}
     if catalog_type not in CATALOG_TYPES:
         reason["type"] = "required; one of template, agent, user"
-    if module is None or not _MODULE.match(module):
+    if module is None or not _MODULE.fullmatch(module):
         reason["module"] = "required; a module name such as ticketing"
     if reason:
         raise InputValidationFailure("Invalid query parameters", reason)
@@ -114,8 +115,8 @@ class TicketController(Controller):
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(ge=1, le=MAX_PER_PAGE)] = 20,
         ticket_type_id: FromQuery[uuid.UUID | None] = None,
-        sort: Annotated[str, QueryParameter(pattern="^(created_at|updated_at)$")] = "created_at",
-        order: Annotated[str, QueryParameter(pattern="^(asc|desc)$")] = "desc",
+        sort: FromQuery[Literal["created_at", "updated_at"]] = "created_at",
+        order: FromQuery[Literal["asc", "desc"]] = "desc",
     ) -> TicketPage:
         """Paginated (`page`, `per_page` ≤ 100), filtered by `ticket_type_id` and by field values
         (`data.<field-uuid>=<value>`, value read as JSON when it parses, else as a string), sorted by
@@ -195,7 +196,7 @@ def _field_filters(request: Request[Any, Any, Any]) -> dict[str, Any]:
     filters: dict[str, Any] = {}
     for name, value in request.query_params.items():
         if name.startswith("data."):
-            match = _FIELD_FILTER.match(name)
+            match = _FIELD_FILTER.fullmatch(name)
             if match is None:
                 raise InputValidationFailure("Invalid query parameters", {name: "filter must be data.<field-uuid>"})
             filters[match.group(1)] = _filter_value(value)
@@ -213,4 +214,5 @@ def _filter_value(raw: str) -> Any:
 
 def _page_url(request: Request[Any, Any, Any], page: int) -> str:
     query = [(name, value) for name, value in request.query_params.multi_items() if name != "page"]
-    return str(request.url.with_replacements(query=urlencode([*query, ("page", str(page))])))
+    # Relative to the host: echoing the Host header back would let a client choose where the links point.
+    return f"{request.url.path}?{urlencode([*query, ('page', str(page))])}"

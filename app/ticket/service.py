@@ -20,7 +20,8 @@ from app.ticket.errors import EtagMismatch, IdempotencyKeyReused, TicketNotFound
 from app.ticket.repository import TicketRepository
 from app.ticket_type.cache import TicketTypeCache
 
-OBJECT_ID = re.compile(r"^([A-Z]{2,5})-([0-9]{4,18})$")
+# Used with fullmatch: Python's "$" would also accept a trailing newline.
+OBJECT_ID = re.compile(r"([A-Z]{2,5})-([0-9]{4,18})")
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 _json = msgspec.json.Encoder()
 
@@ -67,7 +68,9 @@ class TicketService:
                     "Invalid request headers",
                     {"Idempotency-Key": f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters"},
                 )
-            idempotency = (idempotency_key, hashlib.sha256(canonical_encoder.encode(request)).hexdigest())
+            # Scoped to the caller: another client of the tenant reusing a key must not receive this ticket.
+            scoped_key = f"{principal.subject}\n{idempotency_key}"
+            idempotency = (scoped_key, hashlib.sha256(canonical_encoder.encode(request)).hexdigest())
         row, stored = await self._repository.create(
             principal.tenant_id,
             ticket_type.prefix,
@@ -88,7 +91,7 @@ class TicketService:
         return CreatedTicket(uuid.UUID(first["id"]), first["object_id"], uuid.UUID(first["etag"]), replayed=True)
 
     async def get(self, principal: Principal, object_id: str) -> TicketOut:
-        if OBJECT_ID.match(object_id) is None:
+        if OBJECT_ID.fullmatch(object_id) is None:
             raise TicketNotFound(object_id)
         row = await self._repository.get(principal.tenant_id, object_id)
         if row is None:
@@ -100,7 +103,7 @@ class TicketService:
     ) -> uuid.UUID:
         """Merge `changes` into the ticket's data if its etag is still `etag`; return the new etag."""
         reason: dict[str, str] = {}
-        if etag is None:
+        if not etag:
             reason["etag"] = "required: the ticket's current etag (from GET, create or the previous update)"
         if changes is None:
             reason["ticketUpdate"] = "required: a map of field UUID to new value"
@@ -109,7 +112,7 @@ class TicketService:
         if reason:
             raise InputValidationFailure("Invalid request body", reason)
         assert etag is not None and changes is not None
-        match = OBJECT_ID.match(object_id)
+        match = OBJECT_ID.fullmatch(object_id)
         if match is None:
             raise TicketNotFound(object_id)
         # The type comes from the display-ID prefix: values are validated without reading the ticket.

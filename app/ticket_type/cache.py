@@ -26,6 +26,7 @@ class TicketTypeCache:
         self._by_id: dict[tuple[uuid.UUID, uuid.UUID], CompiledType | None] = {}
         self._compiled: dict[tuple[uuid.UUID, uuid.UUID, int, bool], CompiledType] = {}
         self._generation: defaultdict[uuid.UUID, int] = defaultdict(int)
+        self._epoch = 0  # bumped by a whole-cache invalidation
 
     async def on_change(self, payload: str) -> None:
         """Notification handler: the payload is the tenant whose types changed, or empty for "all"."""
@@ -37,9 +38,9 @@ class TicketTypeCache:
 
     def invalidate(self, tenant_id: uuid.UUID | None = None) -> None:
         if tenant_id is None:
+            self._epoch += 1
             self._by_prefix.clear()
             self._by_id.clear()
-            self._generation.clear()
             return
         self._generation[tenant_id] += 1
         for key in [k for k in self._by_prefix if k[0] == tenant_id]:
@@ -51,7 +52,7 @@ class TicketTypeCache:
         key = (tenant_id, prefix)
         if key in self._by_prefix:
             return self._by_prefix[key]
-        generation = self._generation[tenant_id]
+        generation = (self._epoch, self._generation[tenant_id])
         compiled = self._compile(tenant_id, await self._repository.get_by_prefix(tenant_id, prefix))
         self._store(generation, tenant_id, compiled, prefix_key=key)
         return compiled
@@ -60,21 +61,21 @@ class TicketTypeCache:
         key = (tenant_id, type_id)
         if key in self._by_id:
             return self._by_id[key]
-        generation = self._generation[tenant_id]
+        generation = (self._epoch, self._generation[tenant_id])
         compiled = self._compile(tenant_id, await self._repository.get(tenant_id, type_id))
         self._store(generation, tenant_id, compiled, id_key=key)
         return compiled
 
     def _store(
         self,
-        generation: int,
+        generation: tuple[int, int],
         tenant_id: uuid.UUID,
         compiled: CompiledType | None,
         *,
         prefix_key: tuple[uuid.UUID, str] | None = None,
         id_key: tuple[uuid.UUID, uuid.UUID] | None = None,
     ) -> None:
-        if generation != self._generation[tenant_id]:
+        if generation != (self._epoch, self._generation[tenant_id]):
             return  # the type changed while we read it: do not cache what may be the old version
         if len(self._by_prefix) + len(self._by_id) > MAX_ENTRIES:
             self._by_prefix.clear()

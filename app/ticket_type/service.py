@@ -32,7 +32,7 @@ class TicketTypeNotFound(AppError):
     include_status = False
 
     def __init__(self, type_id: str) -> None:
-        super().__init__(f"Ticket type not found ({type_id})")
+        super().__init__(f"Ticket type not found ({type_id[:64]})")
 
 
 def parse_type_id(value: str) -> uuid.UUID:
@@ -89,6 +89,8 @@ class TicketTypeService:
             except PrefixTaken:
                 raise _prefix_taken(definition.prefix) from None
             await self._repository.notify_changed(conn, principal.tenant_id)
+        # This worker need not wait for its own notification.
+        self._cache.invalidate(principal.tenant_id)
         return to_out(row)
 
     async def replace(self, principal: Principal, type_id: str, submitted: TicketTypeDefinition) -> TicketTypeOut:
@@ -114,6 +116,8 @@ class TicketTypeService:
                 conn, principal.tenant_id, type_uuid, current["version"] + 1, _encode(definition), principal.subject
             )
             await self._repository.notify_changed(conn, principal.tenant_id)
+        # This worker need not wait for its own notification.
+        self._cache.invalidate(principal.tenant_id)
         return to_out(row)
 
     async def archive(self, principal: Principal, type_id: str) -> TicketTypeOut:
@@ -123,6 +127,8 @@ class TicketTypeService:
                 raise TicketTypeNotFound(type_id)
             row = await self._repository.archive(conn, principal.tenant_id, type_uuid, principal.subject)
             await self._repository.notify_changed(conn, principal.tenant_id)
+        # This worker need not wait for its own notification.
+        self._cache.invalidate(principal.tenant_id)
         return to_out(row)
 
     async def seed_templates(self, tenants: list[TenantConfig]) -> list[str]:

@@ -28,6 +28,7 @@ MAX_FIELD_SCHEMA_BYTES = 32 * 1024
 MAX_SCHEMA_DEPTH = 32
 MAX_VALUE_DEPTH = 32
 MAX_MESSAGE = 300
+MAX_EXPANDED_NODES = 10_000
 
 # Keywords refused in field schemas: they would make jsonschema run regexes on Python's backtracking engine
 # (patternProperties), or let a schema reach outside itself.
@@ -84,8 +85,8 @@ def validate_definition(document: Any) -> TicketTypeDefinition:
         if problem is not None:
             reason[f"{where}.schema"] = problem
         elif field.default is not msgspec.UNSET:
-            if value_depth_exceeds(field.default):
-                reason[f"{where}.default"] = f"nests deeper than {MAX_VALUE_DEPTH} levels"
+            if (unstorable := value_problem(field.default)) is not None:
+                reason[f"{where}.default"] = unstorable.removeprefix("value ")
             elif (error := first_error(safe_validator(field.schema), field.default)) is not None:
                 reason[f"{where}.default"] = f"does not satisfy the field schema: {error}"
     if reason:
@@ -117,6 +118,8 @@ def schema_problem(schema: dict[str, Any]) -> str | None:
                 return f"pattern {pattern!r} is not supported: {exc} (RE2: no backreferences or look-around)"
     if _has_cycle(references):
         return "recursive $ref is not supported"
+    if _expanded_size(schema, references) > MAX_EXPANDED_NODES:
+        return f"expands to more than {MAX_EXPANDED_NODES} subschemas through its $refs"
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -171,6 +174,29 @@ def _has_cycle(references: dict[str, set[str]]) -> bool:
     return any(visit(name) for name in list(references))
 
 
+def _expanded_size(schema: dict[str, Any], references: dict[str, set[str]]) -> int:
+    """How many subschemas validation may visit with every $ref expanded: a chain of definitions that each refer
+    to the next twice doubles at every step, so a small schema could otherwise cost exponential time."""
+    own: dict[str | None, int] = {}
+    uses: dict[str | None, list[str]] = {}
+    for _, definition, node in _schema_nodes(schema):
+        owner = definition or None
+        own[owner] = own.get(owner, 0) + 1
+        reference = node.get("$ref")
+        if isinstance(reference, str):
+            uses.setdefault(owner, []).append(reference.rsplit("/", 1)[-1])
+    sizes: dict[str | None, int] = {}
+
+    def size(owner: str | None) -> int:
+        if owner not in sizes:
+            # No cycles (checked before): the recursion ends, and memoising makes it linear.
+            sizes[owner] = own.get(owner, 0) + sum(size(target) for target in uses.get(owner, ()))
+            sizes[owner] = min(sizes[owner], MAX_EXPANDED_NODES + 1)
+        return sizes[owner]
+
+    return size(None)
+
+
 def _rebase_refs(schema: Any, base: str) -> Any:
     """Copy a field schema so its $refs still resolve once it is nested inside a bigger schema."""
     if not isinstance(schema, dict):
@@ -204,18 +230,24 @@ def first_error(validator: Any, value: Any) -> str | None:
     return f"{location}: {message}" if location else message
 
 
-def value_depth_exceeds(value: Any, limit: int = MAX_VALUE_DEPTH) -> bool:
-    """True if a value nests deeper than `limit`: checked iteratively, before any recursive validation."""
+def value_problem(value: Any, limit: int = MAX_VALUE_DEPTH) -> str | None:
+    """What makes a value unstorable before any schema looks at it: nesting deeper than `limit` (checked
+    iteratively, before recursive validation) or a NUL character, which PostgreSQL text and jsonb cannot hold."""
     stack = [(value, 0)]
     while stack:
         current, depth = stack.pop()
         if depth > limit:
-            return True
-        if isinstance(current, dict):
+            return f"value nests deeper than {limit} levels"
+        if isinstance(current, str):
+            if "\x00" in current:
+                return "text may not contain the NUL character (\\u0000)"
+        elif isinstance(current, dict):
+            if any("\x00" in key for key in current):
+                return "text may not contain the NUL character (\\u0000)"
             stack.extend((v, depth + 1) for v in current.values())
         elif isinstance(current, list):
             stack.extend((v, depth + 1) for v in current)
-    return False
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +288,8 @@ class CompiledType:
             elif is_empty(value):
                 if field.definition.required:
                     reason[field_id] = "field is required and cannot be cleared"
-            elif value_depth_exceeds(value):
-                reason[field_id] = f"value nests deeper than {MAX_VALUE_DEPTH} levels"
+            elif (unstorable := value_problem(value)) is not None:
+                reason[field_id] = unstorable
             elif (problem := field.problem(value)) is not None:
                 reason[field_id] = problem
         return reason
@@ -272,8 +304,8 @@ class CompiledType:
                 reason[field_id] = "unknown field for this ticket type"
             elif is_empty(value):
                 document[field_id] = value
-            elif value_depth_exceeds(value):
-                reason[field_id] = f"value nests deeper than {MAX_VALUE_DEPTH} levels"
+            elif (unstorable := value_problem(value)) is not None:
+                reason[field_id] = unstorable
             elif (problem := field.problem(value)) is not None:
                 reason[field_id] = problem
             else:

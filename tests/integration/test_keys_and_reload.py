@@ -110,6 +110,8 @@ async def test_jwks_url_realm_synced_live_and_key_rotation_picked_up(
     response = await client.get(ME, headers=headers(gamma, second_token))
     assert response.status_code == 200, response.text
     assert jwks_server.fetches == fetches_after_first_key + 1
+    # The withdrawn key's token no longer works, although it was verified (and cached) before.
+    assert (await client.get(ME, headers=headers(gamma, first_token))).status_code == 401
 
     # A flood of forged kids costs at most one fetch per refresh interval, not one per request.
     forged = [sign(claims_for(gamma, realm), second, kid=f"forged-{uuid.uuid4()}") for _ in range(20)]

@@ -663,10 +663,13 @@ async def test_stale_etag_is_the_contract_etag_mismatch(
 ) -> None:
     agent = TenantApi.agent(client, alpha)
     created = await new_ticket(agent, request_type["id"], {f["title"]: "Stale"})
-    for etag in (str(uuid.uuid4()), "not-a-uuid", ""):
+    for etag in (str(uuid.uuid4()), "not-a-uuid"):
         response = await agent.update(created["objectId"], {"etag": etag, "ticketUpdate": {f["counter"]: 1}})
         assert response.status_code == 400, etag
         assert response.json() == ETAG_MISMATCH
+    # An empty etag is a missing one.
+    empty = await agent.update(created["objectId"], {"etag": "", "ticketUpdate": {f["counter"]: 1}})
+    assert (empty.status_code, list(empty.json()["validationResult"]["reason"])) == (400, ["etag"])
     assert (await read(agent, created["objectId"]))["etag"] == created["etag"]
     assert len(await events(db, created["id"])) == 1
 
@@ -952,8 +955,9 @@ async def test_list_per_page_defaults_to_20_and_allows_100(client: httpx.AsyncCl
         ({"per_page": "101"}, {"per_page": "Expected `int` <= 100"}),
         ({"per_page": "0"}, {"per_page": "Expected `int` >= 1"}),
         ({"page": "0"}, {"page": "Expected `int` >= 1"}),
-        ({"sort": "title"}, {"sort": "Expected `str` matching regex '^(created_at|updated_at)$'"}),
-        ({"order": "up"}, {"order": "Expected `str` matching regex '^(asc|desc)$'"}),
+        ({"sort": "title"}, {"sort": "Invalid enum value 'title'"}),
+        ({"sort": "created_at\n"}, {"sort": "Invalid enum value 'created_at\\n'"}),
+        ({"order": "up"}, {"order": "Invalid enum value 'up'"}),
         ({"ticket_type_id": "REQ"}, {"ticket_type_id": "Invalid UUID"}),
     ],
 )
