@@ -164,24 +164,19 @@ def _validation_body(exc: ValidationException) -> ErrorBody:
         if isinstance(item, dict):
             key = str(item.get("key") or "body")
             reason[_BODY_KEYS.get(key, key)] = str(item.get("message", "invalid"))
-    return ErrorBody(
-        error=True,
-        code="INPUT_VALIDATION_FAILURE",
-        message="The request failed validation",
-        status=400,
-        validationResult=ValidationResult(reason),
-    )
+    return InputValidationFailure("The request failed validation", reason).body()
 
 
 # Litestar names the whole body "data" (the handler argument); clients know it as the body.
 _BODY_KEYS = {"data": "body"}
-_MALFORMED_JSON = ErrorBody(
-    error=True,
-    code="INPUT_VALIDATION_FAILURE",
-    message="Request body is not valid JSON",
-    status=400,
-    validationResult=ValidationResult({"body": "not valid JSON"}),
-)
+
+
+def body_error(message: str, reason: str) -> ErrorBody:
+    """An INPUT_VALIDATION_FAILURE about the request body as a whole."""
+    return InputValidationFailure(message, {"body": reason}).body()
+
+
+_MALFORMED_JSON = body_error("Request body is not valid JSON", "not valid JSON")
 
 
 def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -202,13 +197,7 @@ def handle_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[
     return _render(400, _TOO_DEEP)
 
 
-_TOO_DEEP = ErrorBody(
-    error=True,
-    code="INPUT_VALIDATION_FAILURE",
-    message="Request body is nested too deeply",
-    status=400,
-    validationResult=ValidationResult({"body": "nested too deeply"}),
-)
+_TOO_DEEP = body_error("Request body is nested too deeply", "nested too deeply")
 
 
 def handle_unstorable_text(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -217,12 +206,8 @@ def handle_unstorable_text(_: Request[Any, Any, Any], exc: Exception) -> Respons
     return _render(400, _UNSTORABLE_TEXT)
 
 
-_UNSTORABLE_TEXT = ErrorBody(
-    error=True,
-    code="INPUT_VALIDATION_FAILURE",
-    message="Text may not contain the NUL character (\\u0000)",
-    status=400,
-    validationResult=ValidationResult({"body": "text may not contain the NUL character (\\u0000)"}),
+_UNSTORABLE_TEXT = body_error(
+    "Text may not contain the NUL character (\\u0000)", "text may not contain the NUL character (\\u0000)"
 )
 
 
