@@ -10,7 +10,7 @@ refused in field schemas (app/ticket_type/validators.py).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -33,6 +33,14 @@ def compile_pattern(pattern: str) -> Any:
     except re2.error as exc:
         message = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         raise UnsafePattern(message) from None
+
+
+def json_path(parts: Iterable[Any]) -> str:
+    """A jsonschema error path as a field name: fields[2].schema, realms[0].issuer."""
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:

@@ -15,8 +15,6 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-DEV_KEY_ALGORITHMS = ("RS256", "ES256")
-
 
 def _b64url_uint(value: int, length: int | None = None) -> str:
     raw = value.to_bytes(length or (value.bit_length() + 7) // 8, "big")

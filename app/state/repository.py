@@ -39,6 +39,11 @@ class StateRepository:
     async def list_for(self, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
         return await self.list_all(self._pool, tenant_id)
 
+    async def get(self, tenant_id: uuid.UUID, state_id: uuid.UUID) -> asyncpg.Record | None:
+        return await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM ticket_state WHERE tenant_id = $1 AND id = $2", tenant_id, state_id
+        )
+
     async def insert(
         self, conn: asyncpg.Connection, tenant_id: uuid.UUID, state: StateIn, actor: str
     ) -> asyncpg.Record:

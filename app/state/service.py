@@ -65,11 +65,10 @@ class StateService:
         return [to_out(row) for row in await self._repository.list_for(principal.tenant_id)]
 
     async def get(self, principal: Principal, state_id: str) -> StateOut:
-        wanted = parse_state_id(state_id)
-        for row in await self._repository.list_for(principal.tenant_id):
-            if row["id"] == wanted:
-                return to_out(row)
-        raise StateNotFound(state_id)
+        row = await self._repository.get(principal.tenant_id, parse_state_id(state_id))
+        if row is None:
+            raise StateNotFound(state_id)
+        return to_out(row)
 
     async def create(self, principal: Principal, state: StateIn) -> StateOut:
         async with self._repository.transaction() as conn:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import tomllib
 import uuid
-from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from jsonschema.exceptions import best_match
 from app.auth.devkeys import ensure_dev_key, public_jwk
 from app.auth.jwt import InvalidKey, public_key_from_jwk
 from app.config import PROJECT_ROOT
-from app.schema_validation import safe_validator
+from app.schema_validation import json_path, safe_validator
 from app.tenancy.model import RealmConfig, RoleMapping, StateSeed, TenantConfig
 
 TENANT_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "tenant.schema.json"
@@ -36,13 +35,6 @@ def _validator() -> Any:
     schema = json.loads(TENANT_SCHEMA_PATH.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     return safe_validator(schema)
-
-
-def _field_path(parts: Iterable[Any]) -> str:
-    path = ""
-    for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "(top level)"
 
 
 def load_tenant_files(tenants_dir: Path, data_dir: Path) -> list[TenantConfig]:
@@ -78,7 +70,7 @@ def load_tenant_file(path: Path, data_dir: Path) -> TenantConfig:
         raise TenantFileError(f"{name}: not valid TOML: {exc}") from None
     error = best_match(_validator().iter_errors(document))
     if error is not None:
-        raise TenantFileError(f"{name}: {_field_path(error.absolute_path)}: {error.message}")
+        raise TenantFileError(f"{name}: {json_path(error.absolute_path) or '(top level)'}: {error.message}")
 
     realms: list[RealmConfig] = []
     for index, realm in enumerate(document["realms"]):

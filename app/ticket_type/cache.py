@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -22,8 +23,8 @@ MAX_ENTRIES = 10_000
 class TicketTypeCache:
     def __init__(self, repository: TicketTypeRepository) -> None:
         self._repository = repository
-        self._by_prefix: dict[tuple[uuid.UUID, str], CompiledType | None] = {}
-        self._by_id: dict[tuple[uuid.UUID, uuid.UUID], CompiledType | None] = {}
+        # (tenant, prefix) and (tenant, type id) share one map: a prefix (str) never equals an id (UUID).
+        self._current: dict[tuple[uuid.UUID, str | uuid.UUID], CompiledType | None] = {}
         self._compiled: dict[tuple[uuid.UUID, uuid.UUID, int, bool], CompiledType] = {}
         self._generation: defaultdict[uuid.UUID, int] = defaultdict(int)
         self._epoch = 0  # bumped by a whole-cache invalidation
@@ -39,51 +40,32 @@ class TicketTypeCache:
     def invalidate(self, tenant_id: uuid.UUID | None = None) -> None:
         if tenant_id is None:
             self._epoch += 1
-            self._by_prefix.clear()
-            self._by_id.clear()
+            self._current.clear()
             return
         self._generation[tenant_id] += 1
-        for key in [k for k in self._by_prefix if k[0] == tenant_id]:
-            del self._by_prefix[key]
-        for id_key in [k for k in self._by_id if k[0] == tenant_id]:
-            del self._by_id[id_key]
+        for key in [k for k in self._current if k[0] == tenant_id]:
+            del self._current[key]
 
     async def by_prefix(self, tenant_id: uuid.UUID, prefix: str) -> CompiledType | None:
-        key = (tenant_id, prefix)
-        if key in self._by_prefix:
-            return self._by_prefix[key]
-        generation = (self._epoch, self._generation[tenant_id])
-        compiled = self._compile(tenant_id, await self._repository.get_by_prefix(tenant_id, prefix))
-        self._store(generation, tenant_id, compiled, prefix_key=key)
-        return compiled
+        return await self._lookup(tenant_id, prefix, lambda: self._repository.get_by_prefix(tenant_id, prefix))
 
     async def by_id(self, tenant_id: uuid.UUID, type_id: uuid.UUID) -> CompiledType | None:
-        key = (tenant_id, type_id)
-        if key in self._by_id:
-            return self._by_id[key]
-        generation = (self._epoch, self._generation[tenant_id])
-        compiled = self._compile(tenant_id, await self._repository.get(tenant_id, type_id))
-        self._store(generation, tenant_id, compiled, id_key=key)
-        return compiled
+        return await self._lookup(tenant_id, type_id, lambda: self._repository.get(tenant_id, type_id))
 
-    def _store(
-        self,
-        generation: tuple[int, int],
-        tenant_id: uuid.UUID,
-        compiled: CompiledType | None,
-        *,
-        prefix_key: tuple[uuid.UUID, str] | None = None,
-        id_key: tuple[uuid.UUID, uuid.UUID] | None = None,
-    ) -> None:
-        if generation != (self._epoch, self._generation[tenant_id]):
-            return  # the type changed while we read it: do not cache what may be the old version
-        if len(self._by_prefix) + len(self._by_id) > MAX_ENTRIES:
-            self._by_prefix.clear()
-            self._by_id.clear()
-        if prefix_key is not None:
-            self._by_prefix[prefix_key] = compiled
-        if id_key is not None:
-            self._by_id[id_key] = compiled
+    async def _lookup(
+        self, tenant_id: uuid.UUID, value: str | uuid.UUID, fetch: Callable[[], Awaitable[asyncpg.Record | None]]
+    ) -> CompiledType | None:
+        key = (tenant_id, value)
+        if key in self._current:
+            return self._current[key]
+        generation = (self._epoch, self._generation[tenant_id])
+        compiled = self._compile(tenant_id, await fetch())
+        # A change that happened while we read may have made this the old version: then do not keep it.
+        if generation == (self._epoch, self._generation[tenant_id]):
+            if len(self._current) > MAX_ENTRIES:
+                self._current.clear()
+            self._current[key] = compiled
+        return compiled
 
     def _compile(self, tenant_id: uuid.UUID, row: asyncpg.Record | None) -> CompiledType | None:
         if row is None:

@@ -159,10 +159,6 @@ def load_template(name: str) -> TicketTypeDefinition:
     return validate_definition(json.loads((TEMPLATES_DIR / f"{name}.json").read_text()))
 
 
-def template_names() -> list[str]:
-    return sorted(path.stem for path in TEMPLATES_DIR.glob("*.json"))
-
-
 def _encode(definition: TicketTypeDefinition) -> str:
     return definition_encoder.encode(definition).decode()
 

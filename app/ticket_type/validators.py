@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator, SchemaError
 
 from app.config import PROJECT_ROOT
 from app.errors import InputValidationFailure
-from app.schema_validation import UnsafePattern, compile_pattern, safe_validator
+from app.schema_validation import UnsafePattern, compile_pattern, json_path, safe_validator
 from app.ticket_type.dto import FieldDefinition, TicketTypeDefinition
 
 DEFINITION_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "ticket-type.schema.json"
@@ -50,13 +50,6 @@ def _definition_validator() -> Any:
     schema = json.loads(DEFINITION_SCHEMA_PATH.read_text())
     Draft202012Validator.check_schema(schema)
     return safe_validator(schema)
-
-
-def json_path(parts: Any) -> str:
-    path = ""
-    for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path
 
 
 def validate_definition(document: Any) -> TicketTypeDefinition:
