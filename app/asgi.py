@@ -31,6 +31,7 @@ from app.state.service import StateService
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL
 from app.ticket.controller import TicketController
+from app.ticket.pending_close import PendingCloseTimer
 from app.ticket.repository import TicketRepository
 from app.ticket.service import TicketService
 from app.ticket_type.cache import TicketTypeCache
@@ -107,9 +108,12 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         app.state.pool = pool
         type_repository = TicketTypeRepository(pool)
         type_cache = TicketTypeCache(type_repository)
-        app.state.ticket_type_service = TicketTypeService(type_repository, type_cache)
-        app.state.ticket_service = TicketService(TicketRepository(pool), type_cache)
-        app.state.state_service = StateService(StateRepository(pool))
+        state_repository = StateRepository(pool)
+        app.state.ticket_type_service = TicketTypeService(type_repository, type_cache, state_repository)
+        ticket_repository = TicketRepository(pool)
+        app.state.ticket_service = TicketService(ticket_repository, type_cache, state_repository)
+        timer = PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds)
+        app.state.state_service = StateService(state_repository)
         listener = NotificationListener(
             database_url,
             {TENANTS_CHANGED_CHANNEL: registry.reload, TICKET_TYPES_CHANGED_CHANNEL: type_cache.on_change},
@@ -117,8 +121,10 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         try:
             await registry.reload()
             listener.start()
+            timer.start()
             yield
         finally:
+            await timer.stop()
             await listener.stop()
             await http.aclose()
             await pool.close()

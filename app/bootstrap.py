@@ -27,9 +27,10 @@ async def apply_tenants(dsn: str, tenants: list[TenantConfig]) -> tuple[list[str
     changed = await sync_tenants(tenants)
     pool = await engine.create_pool(dsn, 1, 2)
     try:
-        await StateService(StateRepository(pool)).seed(tenants)
+        states = StateRepository(pool)
+        await StateService(states).seed(tenants)
         repository = TicketTypeRepository(pool)
-        seeded = await TicketTypeService(repository, TicketTypeCache(repository)).seed_templates(tenants)
+        seeded = await TicketTypeService(repository, TicketTypeCache(repository), states).seed_templates(tenants)
     finally:
         await pool.close()
     return changed, seeded

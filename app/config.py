@@ -32,6 +32,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwks_min_refresh_seconds: float = 30.0
     jwks_fetch_timeout_seconds: float = 5.0
     token_cache_size: int = 10_000
+    # How often each worker looks for pending-close tickets whose time has come.
+    pending_close_interval_seconds: float = 5.0
 
 
 _ENV = {
@@ -49,6 +51,7 @@ _ENV = {
     "jwks_min_refresh_seconds": "JWKS_MIN_REFRESH_SECONDS",
     "jwks_fetch_timeout_seconds": "JWKS_FETCH_TIMEOUT_SECONDS",
     "token_cache_size": "TOKEN_CACHE_SIZE",
+    "pending_close_interval_seconds": "PENDING_CLOSE_INTERVAL_SECONDS",
 }
 
 
@@ -71,4 +74,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError(f"invalid environment variable PORT: {settings.port} is not a TCP port")
     if settings.max_body_bytes <= 0:
         raise ConfigError("invalid environment variable MAX_BODY_BYTES: must be positive")
+    if settings.pending_close_interval_seconds <= 0:
+        raise ConfigError("invalid environment variable PENDING_CLOSE_INTERVAL_SECONDS: must be positive")
     return settings

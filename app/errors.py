@@ -28,6 +28,11 @@ class ValidationResult(msgspec.Struct, frozen=True):
     reason: dict[str, str]
 
 
+class NamedState(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+
+
 class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     """The v2 error envelope. Field order is the wire order of the contract's examples."""
 
@@ -36,6 +41,8 @@ class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     message: str
     status: int | None = None
     validationResult: ValidationResult | None = None
+    # TRANSITION_NOT_ALLOWED: the states the ticket may move to instead.
+    allowedNextStates: list[NamedState] | None = None
 
 
 _encoder = msgspec.json.Encoder()
@@ -222,7 +229,8 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
 
 
 _RESPONSE_DESCRIPTIONS = {
-    400: "INPUT_VALIDATION_FAILURE with validationResult.reason naming each offending field; ETAG_MISMATCH",
+    400: "INPUT_VALIDATION_FAILURE with validationResult.reason naming each offending field; ETAG_MISMATCH; "
+    "TRANSITION_NOT_ALLOWED with allowedNextStates",
     401: "AUTHENTICATION_REQUIRED or INVALID_TOKEN (with WWW-Authenticate), or USER_PERMISSION_FAILURE",
     404: 'Not found; "Tenant not found" when x-tenantid is malformed or differs from the token\'s tenant',
     409: "STATE_HAS_REFERENCES: tickets or other states still refer to the state",

@@ -105,6 +105,16 @@ class StateRepository:
         )
         return referenced
 
+    async def workflows(self, conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
+        """(prefix, workflow as JSON text) of the tenant's active ticket types that declare a workflow."""
+        rows: list[asyncpg.Record] = await conn.fetch(
+            "SELECT prefix, (definition -> 'workflow')::text AS workflow FROM ticket_type "
+            "WHERE tenant_id = $1 AND archived_at IS NULL AND jsonb_typeof(definition -> 'workflow') = 'object' "
+            "ORDER BY prefix",
+            tenant_id,
+        )
+        return rows
+
     async def delete(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, state_id: uuid.UUID) -> None:
         await conn.execute("DELETE FROM ticket_state WHERE tenant_id = $1 AND id = $2", tenant_id, state_id)
 

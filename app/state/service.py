@@ -8,12 +8,17 @@ import uuid
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from app.auth.principal import Principal
 from app.errors import AppError, InputValidationFailure
 from app.state.dto import StateIn, StateOut
 from app.state.repository import StateRepository
 from app.tenancy.model import StateSeed, TenantConfig
+from app.ticket_type.dto import Workflow
+from app.ticket_type.workflow import named_states
+
+_workflow_decoder = msgspec.json.Decoder(Workflow)
 
 SYSTEM_ACTOR = "system"
 DEFAULTS = ("default_create", "default_follow_up")
@@ -87,6 +92,7 @@ class StateService:
             if wanted not in states:
                 raise StateNotFound(state_id)
             _check(state, wanted, states)
+            await self._check_workflows(conn, principal.tenant_id, states[wanted], state)
             await self._move_defaults(conn, principal.tenant_id, state, wanted)
             row = await self._repository.update(conn, principal.tenant_id, wanted, state, principal.subject)
         return to_out(row)
@@ -105,9 +111,43 @@ class StateService:
                         "Invalid ticket state change",
                         {flag: f"this is the tenant's {flag} state; make another state the {flag} state first"},
                     )
-            if await self._repository.is_referenced(conn, principal.tenant_id, wanted):
+            if await self._repository.is_referenced(conn, principal.tenant_id, wanted) or await self._workflow_users(
+                conn, principal.tenant_id, current["name"]
+            ):
                 raise StateHasReferences()
             await self._repository.delete(conn, principal.tenant_id, wanted)
+
+    async def _workflow_users(
+        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, name: str, *, as_initial: bool = False
+    ) -> list[str]:
+        """Prefixes of the active ticket types whose workflow names the state (as their initial state only, if
+        `as_initial`)."""
+        users: list[str] = []
+        for row in await self._repository.workflows(conn, tenant_id):
+            workflow = _workflow_decoder.decode(row["workflow"])
+            if as_initial:
+                named = [workflow.initialState] if workflow.initialState is not None else []
+            else:
+                named = [state for _, state in named_states(workflow)]
+            if any(state.lower() == name.lower() for state in named):
+                users.append(row["prefix"])
+        return users
+
+    async def _check_workflows(
+        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, current: Any, state: StateIn
+    ) -> None:
+        """Workflows name states: a named state keeps its name, and an initial state stays active."""
+        reason: dict[str, str] = {}
+        renamed = state.name.lower() != current["name"].lower()
+        if renamed and (users := await self._workflow_users(conn, tenant_id, current["name"])):
+            reason["name"] = (
+                f"the workflow of ticket type {', '.join(users)} names this state; change the workflow first"
+            )
+        deactivated = current["active"] and not state.active
+        if deactivated and (users := await self._workflow_users(conn, tenant_id, current["name"], as_initial=True)):
+            reason["active"] = f"new tickets of type {', '.join(users)} start in this state"
+        if reason:
+            raise InputValidationFailure("Invalid ticket state", reason)
 
     async def _move_defaults(
         self, conn: asyncpg.Connection, tenant_id: uuid.UUID, state: StateIn, state_id: uuid.UUID | None

@@ -59,6 +59,9 @@ class TenantRegistry:
         return list(self._tenants.values())
 
     def replace(self, configs: list[TenantConfig]) -> None:
+        if {config.id: config for config in configs} == {tenant.id: tenant.config for tenant in self._tenants.values()}:
+            # Nothing changed (a reconnect's catch-up reload, a sync that wrote nothing): keep the token cache.
+            return
         tenants: dict[uuid.UUID, Tenant] = {}
         realms: dict[str, Realm] = {}
         for config in configs:

@@ -1,7 +1,9 @@
-"""/api/v2/ticketing/ticket: create, read, list and the etag compare-and-swap update (seed 002)."""
+"""/api/v2/ticketing/ticket: create, read (now or as of a past version), list, the etag compare-and-swap update
+(seed 002), the status change and the history."""
 
 from __future__ import annotations
 
+import datetime
 import re
 import uuid
 from typing import Annotated, Any, Literal
@@ -19,8 +21,10 @@ from app.errors import InputValidationFailure, error_responses
 from app.fast_response import JsonResponse
 from app.observability import current_request_id
 from app.ticket.dto import (
+    ChangeStatusRequest,
     CreateTicketRequest,
     CreateTicketResponse,
+    HistoryPage,
     Pagination,
     TicketOut,
     TicketPage,
@@ -40,6 +44,9 @@ MAX_PER_PAGE = 100
 _read = requires("read", READ_SCOPE, "read tickets")
 _create = requires("write", WRITE_SCOPE, "create a ticket")
 _update = requires("write", WRITE_SCOPE, "update the ticket")
+_change_status = requires("write", WRITE_SCOPE, "change the ticket status")
+# A "+" in an unencoded query string arrives as a space: "...T10:00:00 01:00" meant "+01:00".
+_SPACED_OFFSET = re.compile(r" (\d{2}:?\d{2})$")
 
 CatalogQuery = Annotated[
     str | None, QueryParameter(name="type", description="Catalog type: template, agent or user (required)")
@@ -159,10 +166,24 @@ class TicketController(Controller):
         tickets: NamedDependency[TicketService],
         object_id: FromPath[str],
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
+        as_of: Annotated[
+            str | None,
+            QueryParameter(
+                name="asOf", description="ISO 8601 timestamp with a time zone: the ticket as it was at that time"
+            ),
+        ] = None,
+        as_of_etag: Annotated[
+            str | None, QueryParameter(name="asOfEtag", description="The ticket as it was when it had this etag")
+        ] = None,
     ) -> ASGIApp:
         """By display ID (e.g. REQ-0509); the internal UUID is not an address. The etag is in the body and the
-        ETag header; If-None-Match with the current etag answers 304."""
-        ticket = await tickets.get(principal_of(request), object_id)
+        ETag header; If-None-Match with the current etag answers 304. With `asOf` or `asOfEtag`, the document a
+        GET returned then, rebuilt from the ticket's history (404 when the ticket did not exist yet)."""
+        principal = principal_of(request)
+        if as_of is None and as_of_etag is None:
+            ticket = await tickets.get(principal, object_id)
+        else:
+            ticket = await tickets.as_of(principal, object_id, _as_of_time(as_of, as_of_etag), as_of_etag)
         etag_header = ((b"etag", _etag_header(ticket.etag).encode()),)
         if _matches(if_none_match, ticket.etag):
             return JsonResponse(b"", status=304, headers=etag_header)
@@ -190,6 +211,76 @@ class TicketController(Controller):
             principal_of(request), object_id, data.etag, data.ticketUpdate, current_request_id()
         )
         return UpdateTicketResponse(success=True, message="ticket updated successfully", status=200, etag=str(new_etag))
+
+    @patch(
+        "/{object_id:str}/status",
+        opt=_change_status,
+        summary="Change the ticket's state (etag compare-and-swap, checked against the type's workflow)",
+        responses=error_responses(400, 401, 404, 413),
+    )
+    async def change_status(
+        self,
+        request: Request[Any, Any, Any],
+        tickets: NamedDependency[TicketService],
+        object_id: FromPath[str],
+        data: JSONBody[ChangeStatusRequest],
+    ) -> UpdateTicketResponse:
+        """Moves the ticket to `state` (a state id or name) if `etag` is still current: a stale etag is 400
+        ETAG_MISMATCH, a move the type's workflow does not allow is 400 TRANSITION_NOT_ALLOWED listing the states
+        allowed instead, and a state's guard that the data does not satisfy is 400 INPUT_VALIDATION_FAILURE naming
+        the fields. `pendingUntil` is required for pending states (a pending-close ticket moves to its state's next
+        state then) and refused for others. `note` is kept in the history. Success returns the new etag."""
+        new_etag = await tickets.change_status(principal_of(request), object_id, data, current_request_id())
+        return UpdateTicketResponse(
+            success=True, message="ticket status changed successfully", status=200, etag=str(new_etag)
+        )
+
+    @get(
+        "/{object_id:str}/history",
+        opt=_read,
+        summary="A ticket's history, oldest first",
+        responses=error_responses(400, 401, 404),
+    )
+    async def ticket_history(
+        self,
+        request: Request[Any, Any, Any],
+        tickets: NamedDependency[TicketService],
+        object_id: FromPath[str],
+        page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
+        per_page: Annotated[int, QueryParameter(ge=1, le=MAX_PER_PAGE)] = 20,
+    ) -> HistoryPage:
+        """Every change, oldest first: the creation with each initial value, each update with each changed
+        field's old and new value, each state change (with its note and pending time), and for each the actor,
+        the time, the request id, the support flag and the etag it produced."""
+        total, entries = await tickets.history(principal_of(request), object_id, page, per_page)
+        last = last_page(total, per_page)
+        return HistoryPage(
+            data=entries,
+            pagination=Pagination(
+                total=total,
+                per_page=per_page,
+                current_page=page,
+                last_page=last,
+                next_page_url=_page_url(request, page + 1) if page < last else None,
+                prev_page_url=_page_url(request, page - 1) if page > 1 else None,
+            ),
+        )
+
+
+def _as_of_time(as_of: str | None, as_of_etag: str | None) -> datetime.datetime | None:
+    if as_of is not None and as_of_etag is not None:
+        raise InputValidationFailure("Invalid query parameters", {"asOf": "use either asOf or asOfEtag, not both"})
+    if as_of is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(_SPACED_OFFSET.sub(r"+\1", as_of))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InputValidationFailure(
+            "Invalid query parameters", {"asOf": "an ISO 8601 timestamp with a time zone, e.g. 2026-11-22T18:00:00Z"}
+        )
+    return moment
 
 
 def _field_filters(request: Request[Any, Any, Any]) -> dict[str, Any]:

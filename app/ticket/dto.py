@@ -23,6 +23,16 @@ class UpdateTicketRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     ticketUpdate: dict[str, Any] | None = None
 
 
+class ChangeStatusRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Optional here so that a missing etag or state is reported in the contract's INPUT_VALIDATION_FAILURE shape.
+    etag: str | None = None
+    # The target state's id or name (names are case-insensitive).
+    state: str | None = None
+    note: str | None = None
+    # Required when the target is a pending state: when a pending-close ticket moves on, or a reminder is due.
+    pendingUntil: datetime.datetime | None = None
+
+
 class UpdateTicketResponse(msgspec.Struct, frozen=True):
     success: bool
     message: str
@@ -46,6 +56,7 @@ class TicketOut(msgspec.Struct, frozen=True):
     ticket_type_id: uuid.UUID
     ticket_type_version: int
     state_id: uuid.UUID | None
+    pending_until: datetime.datetime | None
     # Served as stored: the JSONB text is passed through as msgspec.Raw, never decoded and re-encoded.
     data: dict[str, Any]
     created_at: datetime.datetime
@@ -66,6 +77,36 @@ class Pagination(msgspec.Struct, frozen=True):
 
 class TicketPage(msgspec.Struct, frozen=True):
     data: list[TicketOut]
+    pagination: Pagination
+
+
+class StateChange(msgspec.Struct, frozen=True):
+    old: uuid.UUID | None
+    new: uuid.UUID | None
+
+
+class PendingChange(msgspec.Struct, frozen=True):
+    old: datetime.datetime | None
+    new: datetime.datetime | None
+
+
+class HistoryEntry(msgspec.Struct, frozen=True):
+    sequence: int  # 1 for the creation, then one more per change
+    event: str  # ticket.created, ticket.updated or ticket.status_changed
+    at: datetime.datetime
+    actor: str
+    request_id: str
+    support: bool
+    etag: str  # the ticket's etag after this change
+    # Field UUID to {"old", "new"}: every initial value on creation, every changed value on update.
+    changes: dict[str, Any]
+    state: StateChange | None  # set when the state changed (on creation: the initial state)
+    pending_until: PendingChange | None  # set when the pending time changed
+    note: str | None
+
+
+class HistoryPage(msgspec.Struct, frozen=True):
+    data: list[HistoryEntry]
     pagination: Pagination
 
 

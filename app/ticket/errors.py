@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.errors import AppError
+from app.errors import AppError, ErrorBody, NamedState
 
 # Echoed ids are cut so a client cannot make us reflect arbitrarily long input.
 _MAX_ECHOED_ID = 64
@@ -32,3 +32,26 @@ class IdempotencyKeyReused(AppError):
 
     def __init__(self) -> None:
         super().__init__("This Idempotency-Key was already used with a different request body")
+
+
+class TransitionNotAllowed(AppError):
+    status = 400
+    code = "TRANSITION_NOT_ALLOWED"
+
+    def __init__(self, current: str | None, target: str, allowed: list[NamedState]) -> None:
+        source = f"in {current!r}" if current is not None else "without a state"
+        super().__init__(f"A ticket {source} cannot move to {target!r}")
+        self.allowed = allowed
+
+    def body(self) -> ErrorBody:
+        return ErrorBody(
+            error=True, code=self.code, message=self.message, status=self.status, allowedNextStates=self.allowed
+        )
+
+
+class TicketVersionNotFound(AppError):
+    status = 404
+    include_status = False
+
+    def __init__(self, object_id: str, as_of: str) -> None:
+        super().__init__(f"Ticket not found ({object_id[:_MAX_ECHOED_ID]} as of {as_of[:_MAX_ECHOED_ID]})")

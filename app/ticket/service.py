@@ -1,8 +1,10 @@
 """Rules for tickets: values are validated against the ticket type's compiled field schemas before any SQL runs,
-display IDs are allocated per tenant and prefix, and updates are an etag compare-and-swap."""
+display IDs are allocated per tenant and prefix, updates and status changes are an etag compare-and-swap checked
+against the type's workflow, and any past version can be read back from the ticket's history."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import math
 import re
@@ -14,16 +16,36 @@ import asyncpg
 import msgspec
 
 from app.auth.principal import Principal
-from app.errors import InputValidationFailure
-from app.ticket.dto import CreateTicketRequest, TicketOut, canonical_encoder
-from app.ticket.errors import EtagMismatch, IdempotencyKeyReused, TicketNotFound
+from app.errors import InputValidationFailure, NamedState
+from app.state.repository import StateRepository
+from app.ticket.dto import (
+    ChangeStatusRequest,
+    CreateTicketRequest,
+    HistoryEntry,
+    PendingChange,
+    StateChange,
+    TicketOut,
+    canonical_encoder,
+)
+from app.ticket.errors import (
+    EtagMismatch,
+    IdempotencyKeyReused,
+    TicketNotFound,
+    TicketVersionNotFound,
+    TransitionNotAllowed,
+)
 from app.ticket.repository import TicketRepository
 from app.ticket_type.cache import TicketTypeCache
+from app.ticket_type.values import value_problem
 
 # Used with fullmatch: Python's "$" would also accept a trailing newline.
 OBJECT_ID = re.compile(r"([A-Z]{2,5})-([0-9]{4,18})")
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+MAX_NOTE_LENGTH = 2000
+# States whose tickets wait for a time: pending close moves on by itself then, pending reminder reminds.
+PENDING_STATE_TYPES = ("pending close", "pending reminder")
 _json = msgspec.json.Encoder()
+_data_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +67,10 @@ class TicketQuery:
 
 
 class TicketService:
-    def __init__(self, repository: TicketRepository, types: TicketTypeCache) -> None:
+    def __init__(self, repository: TicketRepository, types: TicketTypeCache, states: StateRepository) -> None:
         self._repository = repository
         self._types = types
+        self._states = states
 
     async def create(
         self, principal: Principal, request: CreateTicketRequest, request_id: str, idempotency_key: str | None
@@ -77,6 +100,7 @@ class TicketService:
             ticket_type.id,
             ticket_type.version,
             _json.encode(data).decode(),
+            ticket_type.workflow.initial_state,
             principal.subject,
             request_id,
             principal.support_request,
@@ -91,12 +115,93 @@ class TicketService:
         return CreatedTicket(uuid.UUID(first["id"]), first["object_id"], uuid.UUID(first["etag"]), replayed=True)
 
     async def get(self, principal: Principal, object_id: str) -> TicketOut:
+        return to_out(await self._row(principal, object_id))
+
+    async def _row(self, principal: Principal, object_id: str) -> asyncpg.Record:
         if OBJECT_ID.fullmatch(object_id) is None:
             raise TicketNotFound(object_id)
         row = await self._repository.get(principal.tenant_id, object_id)
         if row is None:
             raise TicketNotFound(object_id)
-        return to_out(row)
+        return row
+
+    async def as_of(
+        self, principal: Principal, object_id: str, at: datetime.datetime | None, etag: str | None
+    ) -> TicketOut:
+        """The ticket as a GET showed it after its last change at or before `at`, or when its etag was `etag`."""
+        expected = _as_uuid(etag) if etag is not None else None
+        if etag is not None and expected is None:
+            raise TicketVersionNotFound(object_id, etag)
+        if OBJECT_ID.fullmatch(object_id) is None:
+            raise TicketNotFound(object_id)
+        row = await self._repository.as_of(principal.tenant_id, object_id, at, expected)
+        if row is not None:
+            return to_out(row)
+        if await self._repository.exists(principal.tenant_id, object_id):
+            raise TicketVersionNotFound(object_id, etag if etag is not None else _timestamp(at))
+        raise TicketNotFound(object_id)
+
+    async def history(
+        self, principal: Principal, object_id: str, page: int, per_page: int
+    ) -> tuple[int, list[HistoryEntry]]:
+        ticket = await self._row(principal, object_id)
+        total, rows = await self._repository.history(
+            principal.tenant_id, ticket["id"], limit=per_page, offset=(page - 1) * per_page
+        )
+        return total, [_history_entry(row) for row in rows]
+
+    async def change_status(
+        self, principal: Principal, object_id: str, request: ChangeStatusRequest, request_id: str
+    ) -> uuid.UUID:
+        """Move the ticket to another state if its etag is still `request.etag` and its type's workflow allows
+        it; return the new etag."""
+        _check_status_request(request)
+        assert request.etag is not None and request.state is not None
+        ticket = await self._row(principal, object_id)
+        # The decision below is taken on this version; the write happens only if it is still the current one.
+        if _as_uuid(request.etag) != ticket["etag"]:
+            raise EtagMismatch()
+        states = await self._states.list_for(principal.tenant_id)
+        target = _find_state(states, request.state)
+        if target is None:
+            raise InputValidationFailure(
+                "Invalid ticket status change", {"state": "no ticket state of this tenant has this id or name"}
+            )
+        if not target["active"]:
+            raise InputValidationFailure(
+                "Invalid ticket status change", {"state": f"the state {target['name']!r} is not active"}
+            )
+        current = next((state for state in states if state["id"] == ticket["state_id"]), None)
+        current_name = current["name"] if current is not None else None
+        ticket_type = await self._types.by_id(principal.tenant_id, ticket["type_id"])
+        assert ticket_type is not None  # types are archived, never deleted
+        workflow = ticket_type.workflow
+        if not workflow.allows(current_name, target["name"]):
+            allowed = [
+                NamedState(str(state["id"]), state["name"])
+                for state in states
+                if state["active"] and workflow.allows(current_name, state["name"])
+            ]
+            raise TransitionNotAllowed(current_name, target["name"], allowed)
+        reason = workflow.guard_problems(target["name"], _data_decoder.decode(ticket["data"]))
+        if reason:
+            raise InputValidationFailure(f"The ticket cannot enter {target['name']!r} yet", reason)
+        _check_pending_time(request.pendingUntil, target)
+        new_etag = await self._repository.change_status(
+            principal.tenant_id,
+            object_id,
+            ticket["etag"],
+            target["id"],
+            request.pendingUntil,
+            principal.subject,
+            request_id,
+            principal.support_request,
+            request.note,
+        )
+        if new_etag is None:
+            # Changed since it was read: by a client (its etag moved on) or by an admin (the state went inactive).
+            raise EtagMismatch()
+        return new_etag
 
     async def update(
         self, principal: Principal, object_id: str, etag: str | None, changes: dict[str, Any] | None, request_id: str
@@ -122,10 +227,8 @@ class TicketService:
         reason = ticket_type.check_update(changes)
         if reason:
             raise InputValidationFailure("Ticket update failed validation", reason)
-        try:
-            expected: uuid.UUID | None = uuid.UUID(etag)
-        except ValueError:
-            expected = None  # not an etag we ever issued, so it cannot be the current one
+        # An etag that is not a UUID was never issued by us, so it cannot be the current one.
+        expected = _as_uuid(etag)
         if expected is not None:
             new_etag = await self._repository.compare_and_swap(
                 principal.tenant_id,
@@ -161,6 +264,78 @@ def last_page(total: int, per_page: int) -> int:
     return max(1, math.ceil(total / per_page))
 
 
+def _check_status_request(request: ChangeStatusRequest) -> None:
+    reason: dict[str, str] = {}
+    if not request.etag:
+        reason["etag"] = "required: the ticket's current etag (from GET, create or the previous change)"
+    if not request.state:
+        reason["state"] = "required: the id or name of the state to move to"
+    if request.note is not None:
+        if len(request.note) > MAX_NOTE_LENGTH:
+            reason["note"] = f"at most {MAX_NOTE_LENGTH} characters"
+        elif (unstorable := value_problem(request.note)) is not None:
+            reason["note"] = unstorable
+    if request.pendingUntil is not None and request.pendingUntil.tzinfo is None:
+        reason["pendingUntil"] = "a timestamp with a time zone, e.g. 2026-11-22T18:00:00Z"
+    if reason:
+        raise InputValidationFailure("Invalid request body", reason)
+
+
+def _check_pending_time(pending_until: datetime.datetime | None, target: asyncpg.Record) -> None:
+    problem = None
+    if target["state_type"] in PENDING_STATE_TYPES:
+        if pending_until is None:
+            problem = f"required for the {target['state_type']} state {target['name']!r}: when the wait ends"
+        elif pending_until <= datetime.datetime.now(datetime.UTC):
+            problem = "must be in the future"
+    elif pending_until is not None:
+        problem = f"only for pending states; {target['name']!r} is a {target['state_type']} state"
+    if problem is not None:
+        raise InputValidationFailure("Invalid request body", {"pendingUntil": problem})
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _find_state(states: list[asyncpg.Record], wanted: str) -> asyncpg.Record | None:
+    wanted_id = _as_uuid(wanted)
+    for state in states:
+        if state["id"] == wanted_id or state["name"].lower() == wanted.lower():
+            return state
+    return None
+
+
+def _history_entry(row: asyncpg.Record) -> HistoryEntry:
+    state = None
+    if row["state_id"] != row["previous_state_id"]:
+        state = StateChange(old=row["previous_state_id"], new=row["state_id"])
+    pending = None
+    if row["pending_until"] != row["previous_pending_until"]:
+        pending = PendingChange(old=row["previous_pending_until"], new=row["pending_until"])
+    return HistoryEntry(
+        sequence=row["sequence"],
+        event=row["kind"],
+        at=row["created_at"],
+        actor=row["actor"],
+        request_id=row["request_id"],
+        support=row["support"],
+        etag=str(row["etag"]),
+        # Stored jsonb text, passed through (see to_out).
+        changes=cast(Any, msgspec.Raw(row["changes"])),
+        state=state,
+        pending_until=pending,
+        note=row["note"],
+    )
+
+
+def _timestamp(at: datetime.datetime | None) -> str:
+    return at.isoformat() if at is not None else ""
+
+
 def to_out(row: asyncpg.Record) -> TicketOut:
     return TicketOut(
         etag=str(row["etag"]),
@@ -169,6 +344,7 @@ def to_out(row: asyncpg.Record) -> TicketOut:
         ticket_type_id=row["type_id"],
         ticket_type_version=row["type_version"],
         state_id=row["state_id"],
+        pending_until=row["pending_until"],
         # The stored JSONB text goes out as is (msgspec.Raw); decoding and re-encoding it would be wasted work.
         data=cast(Any, msgspec.Raw(row["data"])),
         created_at=row["created_at"],

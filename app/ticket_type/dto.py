@@ -21,13 +21,26 @@ class FieldDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     schema: dict[str, Any]
 
 
-class TicketTypeDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """What an administrator sends (POST/PUT) and what each version stores."""
+class Workflow(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """A ticket type's status workflow. States are named (case-insensitively), so a template fits any tenant."""
+
+    # Where new tickets of the type start; None: the tenant's default_create state.
+    initialState: str | None = None
+    # From-state name to the names of the states that may follow it; None: any active state may follow any other.
+    transitions: dict[str, list[str]] | None = None
+    # State name to a JSON Schema over the ticket's data that must hold before a status change enters the state.
+    guards: dict[str, dict[str, Any]] = {}
+
+
+class TicketTypeDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """What an administrator sends (POST/PUT) and what each version stores. Unset members are left out, so the
+    definition schema (schemas/ticket-type.schema.json) checks exactly what was sent."""
 
     name: str
     description: str = ""
     prefix: str
     fields: list[FieldDefinition]
+    workflow: Workflow | None = None
 
 
 class TicketTypeOut(msgspec.Struct, frozen=True):
@@ -38,6 +51,7 @@ class TicketTypeOut(msgspec.Struct, frozen=True):
     version: int
     archived: bool
     fields: list[FieldDefinition]
+    workflow: Workflow | None
     created_at: datetime.datetime
     created_by: str
     updated_at: datetime.datetime

@@ -50,6 +50,12 @@ class TicketTypeRepository:
             prefix,
         )
 
+    async def exists(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, type_id: uuid.UUID) -> bool:
+        found: bool = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM ticket_type WHERE tenant_id = $1 AND id = $2)", tenant_id, type_id
+        )
+        return found
+
     async def lock(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, type_id: uuid.UUID) -> asyncpg.Record | None:
         return await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM ticket_type WHERE tenant_id = $1 AND id = $2 FOR UPDATE",

@@ -8,16 +8,20 @@ import logging
 import uuid
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from app.auth.principal import Principal
 from app.config import PROJECT_ROOT
 from app.errors import AppError, InputValidationFailure
+from app.state.dto import StateIn
+from app.state.repository import StateRepository
 from app.tenancy.model import TenantConfig
 from app.ticket_type.cache import TicketTypeCache
-from app.ticket_type.dto import TicketTypeDefinition, TicketTypeOut, definition_decoder, definition_encoder
+from app.ticket_type.dto import TicketTypeDefinition, TicketTypeOut, Workflow, definition_decoder, definition_encoder
 from app.ticket_type.repository import PrefixTaken, TicketTypeRepository
 from app.ticket_type.validators import CompiledType, validate_definition
+from app.ticket_type.workflow import implied_state_types, named_states
 
 log = logging.getLogger("app.ticket_type")
 
@@ -52,6 +56,7 @@ def to_out(row: Any) -> TicketTypeOut:
         version=row["version"],
         archived=row["archived_at"] is not None,
         fields=definition.fields,
+        workflow=definition.workflow,
         created_at=row["created_at"],
         created_by=row["created_by"],
         updated_at=row["updated_at"],
@@ -60,9 +65,10 @@ def to_out(row: Any) -> TicketTypeOut:
 
 
 class TicketTypeService:
-    def __init__(self, repository: TicketTypeRepository, cache: TicketTypeCache) -> None:
+    def __init__(self, repository: TicketTypeRepository, cache: TicketTypeCache, states: StateRepository) -> None:
         self._repository = repository
         self._cache = cache
+        self._states = states
 
     async def list_types(self, principal: Principal, include_archived: bool) -> list[TicketTypeOut]:
         return [to_out(row) for row in await self._repository.list_all(principal.tenant_id, include_archived)]
@@ -82,6 +88,7 @@ class TicketTypeService:
     async def create(self, principal: Principal, submitted: TicketTypeDefinition) -> TicketTypeOut:
         definition = validate_definition(msgspec.to_builtins(submitted))
         async with self._repository.transaction() as conn:
+            await self._check_workflow_states(conn, principal.tenant_id, definition.workflow)
             try:
                 row = await self._repository.insert(
                     conn, principal.tenant_id, uuid.uuid4(), definition.prefix, _encode(definition), principal.subject
@@ -112,6 +119,7 @@ class TicketTypeService:
                 )
             history = await self._repository.version_definitions(conn, principal.tenant_id, type_uuid)
             _check_field_identity(definition, [definition_decoder.decode(d) for d in history])
+            await self._check_workflow_states(conn, principal.tenant_id, definition.workflow)
             row = await self._repository.save_version(
                 conn, principal.tenant_id, type_uuid, current["version"] + 1, _encode(definition), principal.subject
             )
@@ -139,6 +147,11 @@ class TicketTypeService:
                 definition = load_template(template)
                 type_id = uuid.uuid5(_TEMPLATE_NAMESPACE, f"{tenant.id}:{template}")
                 async with self._repository.transaction() as conn:
+                    if await self._repository.exists(conn, tenant.id, type_id):
+                        continue
+                    if definition.workflow is not None:
+                        await self._create_missing_states(conn, tenant.id, definition.workflow)
+                    await self._check_workflow_states(conn, tenant.id, definition.workflow)
                     try:
                         row = await self._repository.insert(
                             conn, tenant.id, type_id, definition.prefix, _encode(definition), SYSTEM_ACTOR
@@ -153,6 +166,35 @@ class TicketTypeService:
                         await self._repository.notify_changed(conn, tenant.id)
                         created.append(f"{tenant.slug}:{definition.prefix}")
         return created
+
+    async def _check_workflow_states(
+        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, workflow: Workflow | None
+    ) -> None:
+        """Every state a workflow names must be a state of the tenant, and its initial state an active one."""
+        if workflow is None:
+            return
+        # Held until commit: no state is renamed or deleted between this check and the type's save.
+        await self._states.lock_tenant(conn, tenant_id)
+        states = {row["name"].lower(): row for row in await self._states.list_all(conn, tenant_id)}
+        reason: dict[str, str] = {}
+        for where, name in named_states(workflow):
+            if name.lower() not in states:
+                reason.setdefault(where, f"no ticket state named {name!r} in this tenant")
+        initial = states.get((workflow.initialState or "").lower())
+        if initial is not None and not initial["active"]:
+            reason["workflow.initialState"] = f"the state {initial['name']!r} is not active"
+        if reason:
+            raise InputValidationFailure("Invalid ticket type definition", reason)
+
+    async def _create_missing_states(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, workflow: Workflow) -> None:
+        """A template's workflow names its states; a tenant without them gets them (see implied_state_types)."""
+        await self._states.lock_tenant(conn, tenant_id)
+        existing = {row["name"].lower() for row in await self._states.list_all(conn, tenant_id)}
+        for name, state_type in implied_state_types(workflow).items():
+            if name.lower() not in existing:
+                state = StateIn(name=name, state_type=state_type)
+                await self._states.insert(conn, tenant_id, state, SYSTEM_ACTOR)
+                existing.add(name.lower())
 
 
 def load_template(name: str) -> TicketTypeDefinition:

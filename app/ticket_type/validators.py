@@ -7,42 +7,30 @@ valid JSON Schema 2020-12, refer to nothing outside itself, use only RE2-compati
 from __future__ import annotations
 
 import json
-import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import msgspec
-from jsonschema import Draft202012Validator, SchemaError
+from jsonschema import Draft202012Validator
 
 from app.config import PROJECT_ROOT
 from app.errors import InputValidationFailure
-from app.schema_validation import UnsafePattern, compile_pattern, json_path, safe_validator
+from app.schema_validation import (
+    SCHEMA_MAPS,
+    VALUE_KEYWORDS,
+    first_error,
+    json_path,
+    safe_validator,
+    schema_problem,
+)
 from app.ticket_type.dto import FieldDefinition, TicketTypeDefinition
+from app.ticket_type.values import EMPTY_VALUES, is_empty, value_problem
+from app.ticket_type.workflow import CompiledWorkflow, workflow_problems
 
 DEFINITION_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "ticket-type.schema.json"
 MAX_DEFINITION_BYTES = 256 * 1024
-MAX_FIELD_SCHEMA_BYTES = 32 * 1024
-MAX_SCHEMA_DEPTH = 32
-MAX_VALUE_DEPTH = 32
-MAX_MESSAGE = 300
-MAX_EXPANDED_NODES = 10_000
-
-# Keywords refused in field schemas: they would make jsonschema run regexes on Python's backtracking engine
-# (patternProperties), or let a schema reach outside itself.
-_REFUSED_KEYWORDS = {
-    "patternProperties": "patternProperties is not supported (its regexes would not run on RE2)",
-    "$dynamicRef": "$dynamicRef is not supported",
-    "$id": "$id is not supported: field schemas are anonymous",
-}
-EMPTY_VALUES: tuple[Any, ...] = (None, "", [])
-
-
-def is_empty(value: Any) -> bool:
-    """The contract's "clear" values: "", null and []."""
-    return value is None or value == "" or value == []
 
 
 @cache
@@ -82,112 +70,11 @@ def validate_definition(document: Any) -> TicketTypeDefinition:
                 reason[f"{where}.default"] = unstorable.removeprefix("value ")
             elif (error := first_error(safe_validator(field.schema), field.default)) is not None:
                 reason[f"{where}.default"] = f"does not satisfy the field schema: {error}"
+    if definition.workflow is not None:
+        reason.update(workflow_problems(definition.workflow, ids))
     if reason:
         raise InputValidationFailure("Invalid ticket type definition", reason)
     return definition
-
-
-def schema_problem(schema: dict[str, Any]) -> str | None:
-    """Why a field schema cannot be accepted, or None."""
-    if len(msgspec.json.encode(schema)) > MAX_FIELD_SCHEMA_BYTES:
-        return f"larger than {MAX_FIELD_SCHEMA_BYTES} bytes"
-    references: dict[str, set[str]] = {}
-    for depth, definition, node in _schema_nodes(schema):
-        if depth > MAX_SCHEMA_DEPTH:
-            return f"nested deeper than {MAX_SCHEMA_DEPTH} levels"
-        for keyword in _REFUSED_KEYWORDS.keys() & node.keys():
-            return _REFUSED_KEYWORDS[keyword]
-        reference = node.get("$ref")
-        if isinstance(reference, str):
-            match = _LOCAL_DEFINITION.match(reference)
-            if match is None:
-                return f"$ref {reference!r} is not supported: only references to this schema's $defs (#/$defs/name)"
-            references.setdefault(definition or "", set()).add(match.group(1))
-        pattern = node.get("pattern")
-        if isinstance(pattern, str):
-            try:
-                compile_pattern(pattern)
-            except UnsafePattern as exc:
-                return f"pattern {pattern!r} is not supported: {exc} (RE2: no backreferences or look-around)"
-    if _has_cycle(references):
-        return "recursive $ref is not supported"
-    if _expanded_size(schema, references) > MAX_EXPANDED_NODES:
-        return f"expands to more than {MAX_EXPANDED_NODES} subschemas through its $refs"
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        return f"not a valid JSON Schema 2020-12: {exc.message} at {json_path(exc.absolute_path) or 'root'}"
-    return None
-
-
-_LOCAL_DEFINITION = re.compile(r"^#/\$defs/([A-Za-z0-9_.-]+)$")
-# Keywords whose values are data, not schemas: never walked for $ref, pattern or refused keywords.
-_VALUE_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
-# Keywords whose values map names to schemas.
-_SCHEMA_MAPS = frozenset({"properties", "$defs", "dependentSchemas"})
-
-
-def _schema_nodes(schema: Any) -> Iterator[tuple[int, str | None, dict[str, Any]]]:
-    """Every subschema (as a dict) with its depth and the $defs entry it belongs to (None for the root)."""
-    stack: list[tuple[int, str | None, Any]] = [(0, None, schema)]
-    while stack:
-        depth, definition, node = stack.pop()
-        if not isinstance(node, dict):
-            continue
-        yield depth, definition, node
-        for keyword, value in node.items():
-            if keyword in _VALUE_KEYWORDS:
-                continue
-            if keyword in _SCHEMA_MAPS and isinstance(value, dict):
-                for name, subschema in value.items():
-                    owner = name if keyword == "$defs" and depth == 0 else definition
-                    stack.append((depth + 1, owner, subschema))
-            elif isinstance(value, dict):
-                stack.append((depth + 1, definition, value))
-            elif isinstance(value, list):
-                stack.extend((depth + 1, definition, item) for item in value)
-
-
-def _has_cycle(references: dict[str, set[str]]) -> bool:
-    """Whether the $defs reference graph loops (a $ref chain that never ends, or a recursive schema)."""
-    visiting: set[str] = set()
-    done: set[str] = set()
-
-    def visit(name: str) -> bool:
-        if name in done:
-            return False
-        if name in visiting:
-            return True
-        visiting.add(name)
-        looped = any(visit(target) for target in references.get(name, ()))
-        visiting.discard(name)
-        done.add(name)
-        return looped
-
-    return any(visit(name) for name in list(references))
-
-
-def _expanded_size(schema: dict[str, Any], references: dict[str, set[str]]) -> int:
-    """How many subschemas validation may visit with every $ref expanded: a chain of definitions that each refer
-    to the next twice doubles at every step, so a small schema could otherwise cost exponential time."""
-    own: dict[str | None, int] = {}
-    uses: dict[str | None, list[str]] = {}
-    for _, definition, node in _schema_nodes(schema):
-        owner = definition or None
-        own[owner] = own.get(owner, 0) + 1
-        reference = node.get("$ref")
-        if isinstance(reference, str):
-            uses.setdefault(owner, []).append(reference.rsplit("/", 1)[-1])
-    sizes: dict[str | None, int] = {}
-
-    def size(owner: str | None) -> int:
-        if owner not in sizes:
-            # No cycles (checked before): the recursion ends, and memoising makes it linear.
-            sizes[owner] = own.get(owner, 0) + sum(size(target) for target in uses.get(owner, ()))
-            sizes[owner] = min(sizes[owner], MAX_EXPANDED_NODES + 1)
-        return sizes[owner]
-
-    return size(None)
 
 
 def _rebase_refs(schema: Any, base: str) -> Any:
@@ -198,49 +85,15 @@ def _rebase_refs(schema: Any, base: str) -> Any:
     for keyword, value in schema.items():
         if keyword == "$ref" and isinstance(value, str):
             rebased[keyword] = base + value[1:]
-        elif keyword in _VALUE_KEYWORDS:
+        elif keyword in VALUE_KEYWORDS:
             rebased[keyword] = value
-        elif keyword in _SCHEMA_MAPS and isinstance(value, dict):
+        elif keyword in SCHEMA_MAPS and isinstance(value, dict):
             rebased[keyword] = {name: _rebase_refs(subschema, base) for name, subschema in value.items()}
         elif isinstance(value, list):
             rebased[keyword] = [_rebase_refs(item, base) for item in value]
         else:
             rebased[keyword] = _rebase_refs(value, base)
     return rebased
-
-
-def first_error(validator: Any, value: Any) -> str | None:
-    """The first problem only: validation stops there, so a hostile value cannot make us enumerate every error.
-    Messages are cut, because jsonschema quotes the offending value and it may be huge."""
-    error = next(validator.iter_errors(value), None)
-    if error is None:
-        return None
-    location = json_path(error.absolute_path)
-    message = error.message
-    if len(message) > MAX_MESSAGE:
-        # Keep both ends: the start of the quoted value and the verdict ("... is too long") that follows it.
-        message = message[: MAX_MESSAGE // 2] + "…" + message[-(MAX_MESSAGE // 2 - 1) :]
-    return f"{location}: {message}" if location else message
-
-
-def value_problem(value: Any, limit: int = MAX_VALUE_DEPTH) -> str | None:
-    """What makes a value unstorable before any schema looks at it: nesting deeper than `limit` (checked
-    iteratively, before recursive validation) or a NUL character, which PostgreSQL text and jsonb cannot hold."""
-    stack = [(value, 0)]
-    while stack:
-        current, depth = stack.pop()
-        if depth > limit:
-            return f"value nests deeper than {limit} levels"
-        if isinstance(current, str):
-            if "\x00" in current:
-                return "text may not contain the NUL character (\\u0000)"
-        elif isinstance(current, dict):
-            if any("\x00" in key for key in current):
-                return "text may not contain the NUL character (\\u0000)"
-            stack.extend((v, depth + 1) for v in current.values())
-        elif isinstance(current, list):
-            stack.extend((v, depth + 1) for v in current)
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,13 +114,15 @@ class CompiledType:
     archived: bool
     definition: TicketTypeDefinition
     fields: dict[str, CompiledField]
+    workflow: CompiledWorkflow
 
     @classmethod
     def compile(
         cls, tenant_id: uuid.UUID, type_id: uuid.UUID, version: int, archived: bool, definition: TicketTypeDefinition
     ) -> CompiledType:
         fields = {f.id: CompiledField(f, safe_validator(f.schema)) for f in definition.fields}
-        return cls(tenant_id, type_id, version, definition.prefix, archived, definition, fields)
+        workflow = CompiledWorkflow.compile(definition.workflow)
+        return cls(tenant_id, type_id, version, definition.prefix, archived, definition, fields, workflow)
 
     def check_update(self, changes: dict[str, Any]) -> dict[str, str]:
         """Per-field problems with a ticketUpdate map (empty when it may be applied)."""

@@ -14,6 +14,8 @@ from tests.support import TenantSpec
 
 STATES = f"{API}/ticket-state"
 DEFAULT_NAMES = ["new", "open", "pending reminder", "closed", "merged", "removed", "pending close"]
+# Created with the facility-request template: its initial state is new, states nothing follows are closed.
+FACILITY_STATES = {"PENDING": "new", "IN_PROGRESS": "open", "COMPLETED": "closed", "CANCELLED": "closed"}
 
 
 def unique_name(prefix: str = "state") -> str:
@@ -50,8 +52,10 @@ def reason(response: httpx.Response) -> dict[str, str]:
 async def test_tenants_start_with_seed_003_states(client: httpx.AsyncClient, beta: TenantSpec) -> None:
     states = await list_states(TenantApi.agent(client, beta))
     seeded = [s for s in states if s["created_by"] == "system"]
-    assert sorted(s["name"] for s in seeded) == sorted(DEFAULT_NAMES)
+    # Seed 003's states, plus those the facility-request template's workflow names (beta has that template).
+    assert sorted(s["name"] for s in seeded) == sorted([*DEFAULT_NAMES, *FACILITY_STATES])
     by = {s["name"]: s for s in seeded}
+    assert {name: by[name]["state_type"] for name in FACILITY_STATES} == FACILITY_STATES
     assert by["new"]["default_create"] and by["open"]["default_follow_up"]
     assert by["pending close"]["next_state_id"] == by["closed"]["id"]
     assert by["removed"]["active"] is False

@@ -46,6 +46,7 @@ TICKET_KEYS = {
     "ticket_type_id",
     "ticket_type_version",
     "state_id",
+    "pending_until",
     "data",
     "created_at",
     "created_by",
@@ -272,6 +273,7 @@ async def test_get_returns_the_ticket_with_its_etag(
         "ticket_type_id": request_type["id"],
         "ticket_type_version": request_type["version"],
         "state_id": initial_state,
+        "pending_until": None,
         "data": {
             f["title"]: "Shape",
             f["counter"]: 2,
