@@ -23,7 +23,14 @@ def test_environment_overrides_are_typed() -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("PORT", "eighty"), ("PORT", "70000"), ("WORKERS", "two"), ("MAX_BODY_BYTES", "0")],
+    [
+        ("PORT", "eighty"),
+        ("PORT", "70000"),
+        ("WORKERS", "two"),
+        ("MAX_BODY_BYTES", "0"),
+        ("PENDING_CLOSE_INTERVAL_SECONDS", "0"),
+        ("PENDING_CLOSE_INTERVAL_SECONDS", "soon"),
+    ],
 )
 def test_malformed_variable_is_named(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
