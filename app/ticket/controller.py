@@ -137,18 +137,7 @@ class TicketController(Controller):
             order=order,
         )
         total, rows = await tickets.page(principal_of(request), query)
-        last = last_page(total, per_page)
-        return TicketPage(
-            data=rows,
-            pagination=Pagination(
-                total=total,
-                per_page=per_page,
-                current_page=page,
-                last_page=last,
-                next_page_url=_page_url(request, page + 1) if page < last else None,
-                prev_page_url=_page_url(request, page - 1) if page > 1 else None,
-            ),
-        )
+        return TicketPage(data=rows, pagination=_pagination(request, total, page, per_page))
 
     @get(
         "/{object_id:str}",
@@ -253,18 +242,7 @@ class TicketController(Controller):
         field's old and new value, each state change (with its note and pending time), and for each the actor,
         the time, the request id, the support flag and the etag it produced."""
         total, entries = await tickets.history(principal_of(request), object_id, page, per_page)
-        last = last_page(total, per_page)
-        return HistoryPage(
-            data=entries,
-            pagination=Pagination(
-                total=total,
-                per_page=per_page,
-                current_page=page,
-                last_page=last,
-                next_page_url=_page_url(request, page + 1) if page < last else None,
-                prev_page_url=_page_url(request, page - 1) if page > 1 else None,
-            ),
-        )
+        return HistoryPage(data=entries, pagination=_pagination(request, total, page, per_page))
 
 
 def _as_of_time(as_of: str | None, as_of_etag: str | None) -> datetime.datetime | None:
@@ -301,6 +279,18 @@ def _filter_value(raw: str) -> Any:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError:
         return raw
+
+
+def _pagination(request: Request[Any, Any, Any], total: int, page: int, per_page: int) -> Pagination:
+    last = last_page(total, per_page)
+    return Pagination(
+        total=total,
+        per_page=per_page,
+        current_page=page,
+        last_page=last,
+        next_page_url=_page_url(request, page + 1) if page < last else None,
+        prev_page_url=_page_url(request, page - 1) if page > 1 else None,
+    )
 
 
 def _page_url(request: Request[Any, Any, Any], page: int) -> str:

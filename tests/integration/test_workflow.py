@@ -13,18 +13,13 @@ import httpx
 import pytest
 
 from tests.api import API, TenantApi, field_ids, token
+from tests.e2e.test_concurrency import ETAG_MISMATCH
 from tests.integration.test_authentication import AUTHENTICATION_REQUIRED, INVALID_TOKEN, TENANT_NOT_FOUND
 from tests.integration.test_states import STATES, by_name, editable, list_states, unique_name
 from tests.integration.test_ticket_types import TYPES, create_type, invalid, new_definition, new_field
 from tests.support import TenantSpec
 
 CHANGED = {"success": True, "message": "ticket status changed successfully", "status": 200}
-ETAG_MISMATCH = {
-    "error": True,
-    "code": "ETAG_MISMATCH",
-    "message": "Ticket might have been updated. Please check changes and resubmit",
-    "status": 400,
-}
 FACILITY_WORKFLOW = {
     "initialState": "PENDING",
     "transitions": {"PENDING": ["IN_PROGRESS", "CANCELLED"], "IN_PROGRESS": ["COMPLETED", "CANCELLED"]},
