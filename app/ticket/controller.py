@@ -31,7 +31,7 @@ from app.ticket.dto import (
     UpdateTicketRequest,
     UpdateTicketResponse,
 )
-from app.ticket.service import TicketQuery, TicketService, last_page
+from app.ticket.service import TIME_FORMAT, TicketQuery, TicketService, is_storable_time, last_page
 
 _encoder = msgspec.json.Encoder()
 CATALOG_TYPES = ("template", "agent", "user")
@@ -254,10 +254,8 @@ def _as_of_time(as_of: str | None, as_of_etag: str | None) -> datetime.datetime 
         moment = datetime.datetime.fromisoformat(_SPACED_OFFSET.sub(r"+\1", as_of))
     except ValueError:
         moment = None
-    if moment is None or moment.tzinfo is None:
-        raise InputValidationFailure(
-            "Invalid query parameters", {"asOf": "an ISO 8601 timestamp with a time zone, e.g. 2026-11-22T18:00:00Z"}
-        )
+    if moment is None or not is_storable_time(moment):
+        raise InputValidationFailure("Invalid query parameters", {"asOf": TIME_FORMAT})
     return moment
 
 

@@ -129,9 +129,10 @@ class TicketService:
         self, principal: Principal, object_id: str, at: datetime.datetime | None, etag: str | None
     ) -> TicketOut:
         """The ticket as a GET showed it after its last change at or before `at`, or when its etag was `etag`."""
-        expected = _as_uuid(etag) if etag is not None else None
-        if etag is not None and expected is None:
-            raise TicketVersionNotFound(object_id, etag)
+        expected = None
+        if etag is not None:
+            # An etag that is not a UUID was never issued: no version has it, like the nil UUID.
+            expected = _as_uuid(etag) or uuid.UUID(int=0)
         if OBJECT_ID.fullmatch(object_id) is None:
             raise TicketNotFound(object_id)
         row = await self._repository.as_of(principal.tenant_id, object_id, at, expected)
@@ -275,8 +276,8 @@ def _check_status_request(request: ChangeStatusRequest) -> None:
             reason["note"] = f"at most {MAX_NOTE_LENGTH} characters"
         elif (unstorable := value_problem(request.note)) is not None:
             reason["note"] = unstorable
-    if request.pendingUntil is not None and request.pendingUntil.tzinfo is None:
-        reason["pendingUntil"] = "a timestamp with a time zone, e.g. 2026-11-22T18:00:00Z"
+    if request.pendingUntil is not None and not is_storable_time(request.pendingUntil):
+        reason["pendingUntil"] = TIME_FORMAT
     if reason:
         raise InputValidationFailure("Invalid request body", reason)
 
@@ -292,6 +293,20 @@ def _check_pending_time(pending_until: datetime.datetime | None, target: asyncpg
         problem = f"only for pending states; {target['name']!r} is a {target['state_type']} state"
     if problem is not None:
         raise InputValidationFailure("Invalid request body", {"pendingUntil": problem})
+
+
+TIME_FORMAT = "an ISO 8601 timestamp with a time zone, in the years 1 to 9999 in UTC, e.g. 2026-11-22T18:00:00Z"
+
+
+def is_storable_time(moment: datetime.datetime) -> bool:
+    """Whether a time has a zone and is still a datetime once in UTC (0001-01-01T00:00+01:00 is not)."""
+    if moment.tzinfo is None:
+        return False
+    try:
+        moment.astimezone(datetime.UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:
