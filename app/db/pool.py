@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -104,7 +105,8 @@ class ConnectionPool:
     async def _connect(self) -> asyncpg.Connection:
         self._open += 1
         try:
-            return await asyncpg.connect(self._dsn)
+            # Named after the worker process, so pg_stat_activity shows which worker holds which connection.
+            return await asyncpg.connect(self._dsn, server_settings={"application_name": f"ticketing-{os.getpid()}"})
         except BaseException:
             self._open -= 1
             raise
