@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -74,6 +75,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError(f"invalid environment variable PORT: {settings.port} is not a TCP port")
     if settings.max_body_bytes <= 0:
         raise ConfigError("invalid environment variable MAX_BODY_BYTES: must be positive")
-    if settings.pending_close_interval_seconds <= 0:
-        raise ConfigError("invalid environment variable PENDING_CLOSE_INTERVAL_SECONDS: must be positive")
+    if not (math.isfinite(settings.pending_close_interval_seconds) and settings.pending_close_interval_seconds > 0):
+        raise ConfigError("invalid environment variable PENDING_CLOSE_INTERVAL_SECONDS: must be a positive number")
     return settings

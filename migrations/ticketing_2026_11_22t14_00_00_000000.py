@@ -14,11 +14,15 @@ STATEMENTS = [
     "CREATE INDEX ticket_pending_until_idx ON ticket (pending_until) WHERE pending_until IS NOT NULL",
     "ALTER TABLE ticket_event ADD COLUMN state_id uuid, ADD COLUMN type_version integer, "
     "ADD COLUMN pending_until timestamptz, ADD COLUMN note text",
-    # Before this migration no ticket ever changed state or pending time; an update did record the type version
-    # it was validated against, which only the ticket's current one still shows.
+    # Before this migration no ticket ever changed state or pending time. A write stored the type version current
+    # when it ran: the latest version saved before the event.
     """
     UPDATE ticket_event e
-       SET state_id = t.state_id, type_version = t.type_version
+       SET state_id = t.state_id,
+           type_version = coalesce(
+               (SELECT max(v.version) FROM ticket_type_version v
+                 WHERE v.tenant_id = e.tenant_id AND v.type_id = t.type_id AND v.created_at <= e.created_at),
+               t.type_version)
       FROM ticket t
      WHERE t.tenant_id = e.tenant_id AND t.id = e.ticket_id
     """,

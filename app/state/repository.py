@@ -106,10 +106,13 @@ class StateRepository:
         return referenced
 
     async def workflows(self, conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
-        """(prefix, workflow as JSON text) of the tenant's active ticket types that declare a workflow."""
+        """(prefix, workflow as JSON text) of the tenant's ticket types whose workflow still governs tickets: every
+        active type, and an archived one while it has tickets (their status changes follow it)."""
         rows: list[asyncpg.Record] = await conn.fetch(
-            "SELECT prefix, (definition -> 'workflow')::text AS workflow FROM ticket_type "
-            "WHERE tenant_id = $1 AND archived_at IS NULL AND jsonb_typeof(definition -> 'workflow') = 'object' "
+            "SELECT prefix, archived_at IS NOT NULL AS archived, (definition -> 'workflow')::text AS workflow "
+            "FROM ticket_type tt "
+            "WHERE tenant_id = $1 AND jsonb_typeof(definition -> 'workflow') = 'object' "
+            "AND (archived_at IS NULL OR EXISTS (SELECT 1 FROM ticket t WHERE t.tenant_id = $1 AND t.type_id = tt.id)) "
             "ORDER BY prefix",
             tenant_id,
         )
@@ -119,8 +122,11 @@ class StateRepository:
         await conn.execute("DELETE FROM ticket_state WHERE tenant_id = $1 AND id = $2", tenant_id, state_id)
 
     async def assign_default_to_stateless_tickets(self, conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
-        await conn.execute(
-            "UPDATE ticket SET state_id = (SELECT id FROM ticket_state WHERE tenant_id = $1 AND default_create "
-            "AND active) WHERE tenant_id = $1 AND state_id IS NULL",
-            tenant_id,
-        )
+        """Tickets created before their tenant had states start in its default_create state, as if from their
+        creation: their events say so too, so their history and as-of reads match what GET shows."""
+        for table in ("ticket_event", "ticket"):
+            await conn.execute(
+                f"UPDATE {table} SET state_id = (SELECT id FROM ticket_state WHERE tenant_id = $1 AND default_create "
+                "AND active) WHERE tenant_id = $1 AND state_id IS NULL",
+                tenant_id,
+            )

@@ -120,13 +120,13 @@ class StateService:
     async def _workflow_users(
         self, conn: asyncpg.Connection, tenant_id: uuid.UUID, name: str, *, as_initial: bool = False
     ) -> list[str]:
-        """Prefixes of the active ticket types whose workflow names the state (as their initial state only, if
-        `as_initial`)."""
+        """Prefixes of the ticket types whose workflow names the state and still governs tickets; with `as_initial`,
+        of the active types whose new tickets start in it."""
         users: list[str] = []
         for row in await self._repository.workflows(conn, tenant_id):
             workflow = _workflow_decoder.decode(row["workflow"])
             if as_initial:
-                named = [workflow.initialState] if workflow.initialState is not None else []
+                named = [workflow.initialState] if workflow.initialState is not None and not row["archived"] else []
             else:
                 named = [state for _, state in named_states(workflow)]
             if any(state.lower() == name.lower() for state in named):

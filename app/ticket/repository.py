@@ -102,8 +102,8 @@ SELECT etag FROM updated
 
 # Move tickets whose pending-close time has come to their state's next state. SKIP LOCKED lets several workers
 # sweep at once without waiting on each other, and a ticket another sweep (or a client) changed meanwhile is
-# re-checked against its new version, so each ticket moves exactly once. clock_timestamp(), not now(): the update
-# may have waited for a client's write that started later, and a ticket's history must stay in time order.
+# re-checked against its new version, so each ticket moves exactly once. clock_timestamp(), not now(): a client's
+# write may have committed after this statement started, and a ticket's history must stay in time order.
 CLOSE_DUE = """
 WITH due AS (
     SELECT t.tenant_id, t.id, s.next_state_id

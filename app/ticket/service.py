@@ -42,7 +42,7 @@ from app.ticket_type.values import value_problem
 OBJECT_ID = re.compile(r"([A-Z]{2,5})-([0-9]{4,18})")
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 MAX_NOTE_LENGTH = 2000
-# States whose tickets wait for a time: pending close moves on by itself then, pending reminder reminds.
+# States whose tickets wait until a time (pendingUntil): a pending-close ticket then moves on by itself.
 PENDING_STATE_TYPES = ("pending close", "pending reminder")
 _json = msgspec.json.Encoder()
 _data_decoder = msgspec.json.Decoder(dict[str, Any])
@@ -318,10 +318,9 @@ def _as_uuid(value: str) -> uuid.UUID | None:
 
 def _find_state(states: list[asyncpg.Record], wanted: str) -> asyncpg.Record | None:
     wanted_id = _as_uuid(wanted)
-    for state in states:
-        if state["id"] == wanted_id or state["name"].lower() == wanted.lower():
-            return state
-    return None
+    by_id = next((state for state in states if state["id"] == wanted_id), None)
+    # An id wins over a name, even a state named like another state's id.
+    return by_id or next((state for state in states if state["name"].lower() == wanted.lower()), None)
 
 
 def _history_entry(row: asyncpg.Record) -> HistoryEntry:

@@ -56,6 +56,16 @@ class TicketTypeRepository:
         )
         return found
 
+    async def ticket_states(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, type_id: uuid.UUID) -> list[str]:
+        """Names of the states the type's tickets are in."""
+        rows = await conn.fetch(
+            "SELECT s.name FROM ticket_state s WHERE s.tenant_id = $1 AND EXISTS "
+            "(SELECT 1 FROM ticket t WHERE t.tenant_id = $1 AND t.type_id = $2 AND t.state_id = s.id) ORDER BY s.name",
+            tenant_id,
+            type_id,
+        )
+        return [row["name"] for row in rows]
+
     async def lock(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, type_id: uuid.UUID) -> asyncpg.Record | None:
         return await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM ticket_type WHERE tenant_id = $1 AND id = $2 FOR UPDATE",

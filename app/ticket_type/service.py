@@ -120,6 +120,7 @@ class TicketTypeService:
             history = await self._repository.version_definitions(conn, principal.tenant_id, type_uuid)
             _check_field_identity(definition, [definition_decoder.decode(d) for d in history])
             await self._check_workflow_states(conn, principal.tenant_id, definition.workflow)
+            await self._check_tickets_fit_workflow(conn, principal.tenant_id, type_uuid, definition.workflow)
             row = await self._repository.save_version(
                 conn, principal.tenant_id, type_uuid, current["version"] + 1, _encode(definition), principal.subject
             )
@@ -146,26 +147,40 @@ class TicketTypeService:
             for template in tenant.ticket_types:
                 definition = load_template(template)
                 type_id = uuid.uuid5(_TEMPLATE_NAMESPACE, f"{tenant.id}:{template}")
-                async with self._repository.transaction() as conn:
-                    if await self._repository.exists(conn, tenant.id, type_id):
-                        continue
-                    if definition.workflow is not None:
-                        await self._create_missing_states(conn, tenant.id, definition.workflow)
-                    await self._check_workflow_states(conn, tenant.id, definition.workflow)
-                    try:
-                        row = await self._repository.insert(
-                            conn, tenant.id, type_id, definition.prefix, _encode(definition), SYSTEM_ACTOR
-                        )
-                    except PrefixTaken:
-                        log.warning(
-                            "template not seeded: prefix in use",
-                            extra={"tenant": tenant.slug, "template": template, "prefix": definition.prefix},
-                        )
-                        continue
-                    if row is not None:
-                        await self._repository.notify_changed(conn, tenant.id)
-                        created.append(f"{tenant.slug}:{definition.prefix}")
+                try:
+                    seeded = await self._seed_template(tenant.id, type_id, definition)
+                except PrefixTaken:
+                    log.warning(
+                        "template not seeded: prefix in use",
+                        extra={"tenant": tenant.slug, "template": template, "prefix": definition.prefix},
+                    )
+                    continue
+                except InputValidationFailure as exc:
+                    # E.g. the tenant file made the state the workflow starts in inactive: the tenant's choice.
+                    log.warning(
+                        "template not seeded: its workflow does not fit the tenant's states",
+                        extra={"tenant": tenant.slug, "template": template, "reason": exc.reason},
+                    )
+                    continue
+                if seeded:
+                    created.append(f"{tenant.slug}:{definition.prefix}")
         return created
+
+    async def _seed_template(self, tenant_id: uuid.UUID, type_id: uuid.UUID, definition: TicketTypeDefinition) -> bool:
+        """Whether the template type was created; a refusal (raised) leaves nothing behind, not even its states."""
+        async with self._repository.transaction() as conn:
+            if await self._repository.exists(conn, tenant_id, type_id):
+                return False
+            if definition.workflow is not None:
+                await self._create_missing_states(conn, tenant_id, definition.workflow)
+            await self._check_workflow_states(conn, tenant_id, definition.workflow)
+            row = await self._repository.insert(
+                conn, tenant_id, type_id, definition.prefix, _encode(definition), SYSTEM_ACTOR
+            )
+            if row is None:  # another process seeded it meanwhile
+                return False
+            await self._repository.notify_changed(conn, tenant_id)
+            return True
 
     async def _check_workflow_states(
         self, conn: asyncpg.Connection, tenant_id: uuid.UUID, workflow: Workflow | None
@@ -185,6 +200,25 @@ class TicketTypeService:
             reason["workflow.initialState"] = f"the state {initial['name']!r} is not active"
         if reason:
             raise InputValidationFailure("Invalid ticket type definition", reason)
+
+    async def _check_tickets_fit_workflow(
+        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, type_id: uuid.UUID, workflow: Workflow | None
+    ) -> None:
+        """A new workflow must name every state the type's tickets are in, or those tickets could never move."""
+        if workflow is None or workflow.transitions is None:
+            return
+        named = {name.lower() for _, name in named_states(workflow)}
+        stranded = [
+            name for name in await self._repository.ticket_states(conn, tenant_id, type_id) if name.lower() not in named
+        ]
+        if stranded:
+            raise InputValidationFailure(
+                "Invalid ticket type definition",
+                {
+                    "workflow.transitions": "tickets of this type are in states the workflow does not name, so they "
+                    f"could never move: {', '.join(stranded)}"
+                },
+            )
 
     async def _create_missing_states(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, workflow: Workflow) -> None:
         """A template's workflow names its states; a tenant without them gets them (see implied_state_types)."""

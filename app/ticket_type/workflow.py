@@ -85,6 +85,11 @@ def workflow_problems(workflow: Workflow, field_ids: set[str]) -> dict[str, str]
                 reason[where] = "a state cannot follow itself"
             elif len(set(lowered)) != len(lowered):
                 reason[where] = "a next state is named twice (state names are case-insensitive)"
+        initial = (workflow.initialState or "").lower()
+        if workflow.initialState is not None and not any(
+            source.lower() == initial and targets for source, targets in workflow.transitions.items()
+        ):
+            reason["workflow.initialState"] = "no transition leads out of the initial state: new tickets would be stuck"
     guarded: set[str] = set()
     for name, schema in workflow.guards.items():
         where = f"workflow.guards.{name}"

@@ -7,18 +7,24 @@ from __future__ import annotations
 import datetime
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+import msgspec
 import pytest
 
+from app.bootstrap import apply_tenants
+from app.tenancy.files import load_tenant_files
+from app.tenancy.model import StateSeed
 from app.ticket.service import TIME_FORMAT
 from tests.api import API, TenantApi, field_ids, token
 from tests.e2e.test_concurrency import ETAG_MISMATCH
 from tests.integration.test_authentication import AUTHENTICATION_REQUIRED, INVALID_TOKEN, TENANT_NOT_FOUND
 from tests.integration.test_states import STATES, by_name, editable, list_states, unique_name
 from tests.integration.test_ticket_types import TYPES, create_type, invalid, new_definition, new_field
-from tests.support import TenantSpec
+from tests.support import RealmSpec, SigningKey, TenantSpec, write_tenants
 
 CHANGED = {"success": True, "message": "ticket status changed successfully", "status": 200}
 FACILITY_WORKFLOW = {
@@ -430,6 +436,10 @@ async def test_a_custom_workflow_is_enforced_and_its_initial_state_used(
         ({"initialState": "removed"}, {"workflow.initialState": "the state 'removed' is not active"}),
         ({"transitions": {"open": ["OPEN"]}}, {"workflow.transitions.open": "a state cannot follow itself"}),
         (
+            {"initialState": "open", "transitions": {"closed": ["open"]}},
+            {"workflow.initialState": "no transition leads out of the initial state: new tickets would be stuck"},
+        ),
+        (
             {"transitions": {"open": ["closed", "Closed"]}},
             {"workflow.transitions.open": "a next state is named twice (state names are case-insensitive)"},
         ),
@@ -465,6 +475,7 @@ async def test_a_custom_workflow_is_enforced_and_its_initial_state_used(
         "unknown initial",
         "inactive initial",
         "self transition",
+        "initial dead end",
         "target twice",
         "source twice",
         "guard on initial",
@@ -548,3 +559,79 @@ async def test_a_state_named_by_a_workflow_keeps_its_name_and_cannot_be_deleted(
     archived = await client.delete(f"{TYPES}/{ticket_type['id']}", headers=admin.headers)
     assert archived.status_code == 200, archived.text
     assert (await client.delete(f"{STATES}/{state['id']}", headers=admin.headers)).status_code == 204
+
+
+async def test_a_state_named_by_an_archived_type_with_tickets_stays_protected(
+    client: httpx.AsyncClient, alpha: TenantSpec
+) -> None:
+    admin = TenantApi.admin(client, alpha)
+    name = unique_name("review")
+    state = (await client.post(STATES, headers=admin.headers, json={"name": name, "state_type": "open"})).json()
+    ticket_type = await create_type(client, admin, with_workflow({"transitions": {"new": [name], name: ["closed"]}}))
+    title = ticket_type["fields"][0]["id"]
+    assert (await admin.create(ticket_type["id"], {title: "still governed"})).status_code == 201
+    assert (await client.delete(f"{TYPES}/{ticket_type['id']}", headers=admin.headers)).status_code == 200
+    # Its tickets still move by its workflow, so the state it names keeps its name and stays.
+    renamed = await client.put(f"{STATES}/{state['id']}", headers=admin.headers, json=editable(state, name=name + "x"))
+    assert renamed.status_code == 400, renamed.text
+    assert (await client.delete(f"{STATES}/{state['id']}", headers=admin.headers)).status_code == 409
+    assert await by_name(admin, name) == state
+
+
+async def test_a_new_workflow_must_name_the_states_the_types_tickets_are_in(
+    client: httpx.AsyncClient, alpha: TenantSpec
+) -> None:
+    admin = TenantApi.admin(client, alpha)
+    definition = new_definition()
+    created = await create_type(client, admin, definition)
+    title = created["fields"][0]["id"]
+    ticket = await admin.create(created["id"], {title: "waiting in new"})
+    assert ticket.status_code == 201, ticket.text
+    path = f"{TYPES}/{created['id']}"
+    stranding = {**definition, "workflow": {"transitions": {"open": ["closed"]}}}
+    response = await client.put(path, headers=admin.headers, json=stranding)
+    reason = {
+        "workflow.transitions": "tickets of this type are in states the workflow does not name, so they could "
+        "never move: new"
+    }
+    assert (response.status_code, response.json()) == (400, invalid("Invalid ticket type definition", reason))
+    assert (await client.get(path, headers=admin.headers)).json()["version"] == 1
+    fitting = {**definition, "workflow": {"transitions": {"new": ["open"], "open": ["closed"]}}}
+    response = await client.put(path, headers=admin.headers, json=fitting)
+    assert (response.status_code, response.json()["version"]) == (200, 2)
+
+
+async def test_a_state_id_wins_over_a_state_named_like_an_id(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    admin = TenantApi.admin(client, alpha)
+    ids = await state_ids(admin)
+    impostor = await client.post(STATES, headers=admin.headers, json={"name": ids["open"], "state_type": "open"})
+    assert impostor.status_code == 201, impostor.text
+    ticket = await moved(admin, await request_ticket(admin), ids["open"])
+    assert ticket["state_id"] == ids["open"]
+
+
+async def test_seeding_skips_a_template_whose_workflow_does_not_fit_and_leaves_nothing_behind(
+    database_url: str, workspace: Path
+) -> None:
+    realm = RealmSpec("delta-main", "https://sso.delta.test/realms/main", SigningKey("RS256"))
+    delta = TenantSpec(id=uuid.uuid4(), slug=f"delta-{uuid.uuid4().hex[:6]}", realms=[realm])
+    directory = write_tenants(workspace / f"{delta.slug}-tenants", [delta])
+    [config] = load_tenant_files(directory, workspace / "data")
+    # The tenant's own states: PENDING, where the facility template's tickets would start, is inactive.
+    states = (
+        StateSeed(name="new", state_type="new", default_create=True),
+        StateSeed(name="open", state_type="open", default_follow_up=True),
+        StateSeed(name="PENDING", state_type="new", active=False),
+    )
+    config = msgspec.structs.replace(config, states=states)
+    _, seeded = await apply_tenants(database_url, [config])
+    assert seeded == [f"{delta.slug}:REQ"]
+    connection = await asyncpg.connect(database_url)
+    try:
+        names = await connection.fetch("SELECT name FROM ticket_state WHERE tenant_id = $1 ORDER BY name", delta.id)
+        prefixes = await connection.fetch("SELECT prefix FROM ticket_type WHERE tenant_id = $1", delta.id)
+    finally:
+        await connection.close()
+    # The states the template would have brought (IN_PROGRESS, COMPLETED, CANCELLED) were rolled back with it.
+    assert [row["name"] for row in names] == ["PENDING", "new", "open"]
+    assert [row["prefix"] for row in prefixes] == ["REQ"]

@@ -30,6 +30,8 @@ def test_environment_overrides_are_typed() -> None:
         ("MAX_BODY_BYTES", "0"),
         ("PENDING_CLOSE_INTERVAL_SECONDS", "0"),
         ("PENDING_CLOSE_INTERVAL_SECONDS", "soon"),
+        ("PENDING_CLOSE_INTERVAL_SECONDS", "nan"),
+        ("PENDING_CLOSE_INTERVAL_SECONDS", "inf"),
     ],
 )
 def test_malformed_variable_is_named(variable: str, value: str) -> None:
