@@ -56,10 +56,11 @@ def database(settings: Settings) -> Iterator[str]:
 
 async def prepare_database(settings: Settings, dsn: str) -> tuple[list[str], list[str]]:
     """Check the database, migrate, sync tenant files and seed template ticket types."""
+    from app.auth.jwt import signing_key_problem
     from app.bootstrap import apply_tenants, migrate
     from app.tenancy.files import load_tenant_files
 
-    tenants = load_tenant_files(settings.tenants_dir, settings.data_dir)
+    tenants = load_tenant_files(settings.tenants_dir, settings.data_dir, signing_key_problem)
     await migrate(dsn)
     return await apply_tenants(dsn, tenants)
 
@@ -133,7 +134,8 @@ def tenants_sync(settings: Settings) -> None:
 
 def token(settings: Settings, args: argparse.Namespace) -> None:
     from app.auth import jwt
-    from app.auth.devkeys import ensure_dev_key, public_jwk
+    from app.auth.jwt import signing_key_problem
+    from app.tenancy.devkeys import ensure_dev_key, public_jwk
     from app.tenancy.files import load_tenant_file
 
     if not args.tenant:
@@ -141,7 +143,7 @@ def token(settings: Settings, args: argparse.Namespace) -> None:
     path = settings.tenants_dir / f"{args.tenant}.toml"
     if not path.exists():
         raise StartupError(f"no tenant file {path}")
-    tenant = load_tenant_file(path, settings.data_dir)
+    tenant = load_tenant_file(path, settings.data_dir, signing_key_problem)
     realm = next(
         (r for r in tenant.realms if r.dev_key_algorithm and args.realm in (None, r.name)),
         None,

@@ -25,15 +25,15 @@ from app.errors import EXCEPTION_HANDLERS
 from app.health.controller import HealthController
 from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
-from app.state.controller import StateController
-from app.state.repository import StateRepository
-from app.state.service import StateService
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL
 from app.ticket.controller import TicketController
 from app.ticket.pending_close import PendingCloseTimer
 from app.ticket.repository import TicketRepository
 from app.ticket.service import TicketService
+from app.ticket_state.controller import TicketStateController
+from app.ticket_state.repository import TicketStateRepository
+from app.ticket_state.service import TicketStateService
 from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.controller import TicketTypeController
 from app.ticket_type.repository import TICKET_TYPES_CHANGED_CHANNEL, TicketTypeRepository
@@ -72,8 +72,8 @@ def _ticket_service(state: State) -> TicketService:
     return service
 
 
-def _state_service(state: State) -> StateService:
-    service: StateService = state.state_service
+def _state_service(state: State) -> TicketStateService:
+    service: TicketStateService = state.state_service
     return service
 
 
@@ -93,13 +93,14 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     engine.configure(database_url)
 
     http = httpx.AsyncClient(headers={"user-agent": "ticketing-jwks-fetcher"})
-    registry = TenantRegistry(
+    registry = TenantRegistry()
+    authenticator = Authenticator(
+        registry,
         http,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        cache_size=settings.token_cache_size,
         jwks_min_refresh_seconds=settings.jwks_min_refresh_seconds,
         jwks_timeout_seconds=settings.jwks_fetch_timeout_seconds,
-    )
-    authenticator = Authenticator(
-        registry, leeway_seconds=settings.jwt_leeway_seconds, cache_size=settings.token_cache_size
     )
 
     @asynccontextmanager
@@ -108,12 +109,12 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         app.state.pool = pool
         type_repository = TicketTypeRepository(pool)
         type_cache = TicketTypeCache(type_repository)
-        state_repository = StateRepository(pool)
+        state_repository = TicketStateRepository(pool)
         app.state.ticket_type_service = TicketTypeService(type_repository, type_cache, state_repository)
         ticket_repository = TicketRepository(pool)
         app.state.ticket_service = TicketService(ticket_repository, type_cache, state_repository)
         timer = PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds)
-        app.state.state_service = StateService(state_repository)
+        app.state.state_service = TicketStateService(state_repository)
         listener = NotificationListener(
             database_url,
             {TENANTS_CHANGED_CHANNEL: registry.reload, TICKET_TYPES_CHANGED_CHANNEL: type_cache.on_change},
@@ -131,7 +132,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
 
     api = Router(
         path=API_PREFIX,
-        route_handlers=[MeController, TicketTypeController, TicketController, StateController],
+        route_handlers=[MeController, TicketTypeController, TicketController, TicketStateController],
         dependencies={
             "ticket_types": Provide(_ticket_type_service, sync_to_thread=False),
             "tickets": Provide(_ticket_service, sync_to_thread=False),

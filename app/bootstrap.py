@@ -6,10 +6,10 @@ Used by `python -m app serve`, `python -m app tenants sync` and the tests, so al
 from __future__ import annotations
 
 from app.db import engine
-from app.state.repository import StateRepository
-from app.state.service import StateService
 from app.tenancy.model import TenantConfig
 from app.tenancy.repository import sync_tenants
+from app.ticket_state.repository import TicketStateRepository
+from app.ticket_state.service import TicketStateService
 from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.repository import TicketTypeRepository
 from app.ticket_type.service import TicketTypeService
@@ -27,8 +27,8 @@ async def apply_tenants(dsn: str, tenants: list[TenantConfig]) -> tuple[list[str
     changed = await sync_tenants(tenants)
     pool = await engine.create_pool(dsn, 1, 2)
     try:
-        states = StateRepository(pool)
-        await StateService(states).seed(tenants)
+        states = TicketStateRepository(pool)
+        await TicketStateService(states).seed(tenants)
         repository = TicketTypeRepository(pool)
         seeded = await TicketTypeService(repository, TicketTypeCache(repository), states).seed_templates(tenants)
     finally:

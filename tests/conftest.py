@@ -21,8 +21,7 @@ from app.bootstrap import apply_tenants
 from app.config import Settings
 from app.db import engine
 from app.db.cluster import EmbeddedCluster
-from app.tenancy.files import load_tenant_files
-from tests.support import RealmSpec, SigningKey, TenantSpec, write_tenants
+from tests.support import RealmSpec, SigningKey, TenantSpec, load_tenant_files, write_tenants
 
 ALPHA_ID = uuid.UUID("11111111-1111-4111-8111-111111111111")
 BETA_ID = uuid.UUID("22222222-2222-4222-8222-222222222222")

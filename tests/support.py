@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from app.auth import jwt
-from app.auth.devkeys import generate_private_pem, public_jwk
+from app.tenancy import files
+from app.tenancy.devkeys import generate_private_pem, public_jwk
+from app.tenancy.model import TenantConfig
 
 AUDIENCE = "ticketing-api"
 
@@ -164,3 +166,12 @@ def tamper(token: str, **changes: Any) -> str:
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     claims.update(changes)
     return f"{header}.{b64url(json.dumps(claims).encode())}.{signature}"
+
+
+def load_tenant_files(tenants_dir: Path, data_dir: Path) -> list[TenantConfig]:
+    """Tenant files checked the way the service checks them (realm keys by the JWT module)."""
+    return files.load_tenant_files(tenants_dir, data_dir, jwt.signing_key_problem)
+
+
+def load_tenant_file(path: Path, data_dir: Path) -> TenantConfig:
+    return files.load_tenant_file(path, data_dir, jwt.signing_key_problem)

@@ -1,1 +1,1 @@
-"""Authentication and authorisation: JWT verification, realm keys, the principal, guards."""
+"""Authentication and authorisation: JWT verification, realm keys, the principal, route requirements."""

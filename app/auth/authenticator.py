@@ -15,7 +15,10 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
+
 from app.auth import jwt
+from app.auth.keys import RealmKeySet
 from app.auth.principal import Permission, Principal
 from app.errors import AuthenticationRequired, InputValidationFailure, InvalidToken, TenantNotFound
 from app.tenancy.registry import Realm, TenantRegistry
@@ -41,13 +44,27 @@ class _Verified:
 
 
 class Authenticator:
-    def __init__(self, registry: TenantRegistry, *, leeway_seconds: int, cache_size: int) -> None:
+    def __init__(
+        self,
+        registry: TenantRegistry,
+        http: httpx.AsyncClient,
+        *,
+        leeway_seconds: int,
+        cache_size: int,
+        jwks_min_refresh_seconds: float,
+        jwks_timeout_seconds: float,
+    ) -> None:
         self._registry = registry
+        self._http = http
         self._leeway = leeway_seconds
         self._cache_size = cache_size
+        self._jwks_min_refresh = jwks_min_refresh_seconds
+        self._jwks_timeout = jwks_timeout_seconds
         # Exact token -> verified claims. Saves a signature check per request; entries die with the token.
         self._cache: OrderedDict[str, _Verified] = OrderedDict()
-        self._cache_generation = registry.generation
+        self._cache_generation = -1
+        # Each realm's signing keys, by issuer; rebuilt with the registry, keeping fetched keys of unchanged realms.
+        self._key_sets: dict[str, RealmKeySet] = {}
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Authenticator:
         # Litestar deep-copies a router (and its middleware arguments) when registering it; the authenticator and
@@ -94,13 +111,14 @@ class Authenticator:
         if self._cache_generation != self._registry.generation:
             # Realms or keys may have changed: tokens verified under the old configuration are checked again.
             self._cache.clear()
+            self._rebuild_key_sets()
             self._cache_generation = self._registry.generation
         cached = self._cache.get(token)
         # A cached token stays valid until it expires, unless its key has been withdrawn from the realm since.
         if (
             cached is not None
             and cached.expires_at + self._leeway > time.time()
-            and cached.realm.keys.knows(cached.kid)
+            and self._key_sets[cached.realm.config.issuer].knows(cached.kid)
         ):
             return cached
         try:
@@ -108,7 +126,7 @@ class Authenticator:
             realm = self._registry.realm_for_issuer(unverified.issuer)
             if realm is None or unverified.algorithm not in realm.config.algorithms:
                 raise jwt.TokenRejected("unknown issuer or algorithm not accepted by the realm")
-            key = await realm.keys.get(unverified.kid)
+            key = await self._key_sets[realm.config.issuer].get(unverified.kid)
             if key is None:
                 raise jwt.TokenRejected("unknown kid")
             claims = jwt.verify(
@@ -126,6 +144,21 @@ class Authenticator:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return verified
+
+    def _rebuild_key_sets(self) -> None:
+        key_sets: dict[str, RealmKeySet] = {}
+        for realm in self._registry.realms():
+            previous = self._key_sets.get(realm.config.issuer)
+            if previous is not None and previous.realm == realm.config:
+                key_sets[realm.config.issuer] = previous
+            else:
+                key_sets[realm.config.issuer] = RealmKeySet(
+                    realm.config,
+                    self._http,
+                    min_refresh_seconds=self._jwks_min_refresh,
+                    fetch_timeout_seconds=self._jwks_timeout,
+                )
+        self._key_sets = key_sets
 
     def _principal(self, verified: _Verified, support_header: str | None) -> Principal:
         claims = verified.claims

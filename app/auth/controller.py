@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get
 
-from app.auth.guards import AUTHENTICATED, principal_of
 from app.auth.principal import Permission
+from app.auth.requirements import AUTHENTICATED, principal_of
 from app.errors import error_responses
 
 

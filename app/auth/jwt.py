@@ -75,6 +75,17 @@ def public_key_from_jwk(data: dict[str, Any]) -> VerificationKey:
     return VerificationKey(kid=kid, key_type=key_type, algorithm=algorithm, curve=data.get("crv"), key=key)
 
 
+def signing_key_problem(data: dict[str, Any], algorithms: tuple[str, ...]) -> str | None:
+    """Why a realm's public JWK cannot be used to verify tokens of any of the realm's algorithms, or None."""
+    try:
+        key = public_key_from_jwk(data)
+    except InvalidKey as exc:
+        return str(exc)
+    if not any(key.accepts(algorithm) for algorithm in algorithms):
+        return f"key cannot verify any of the realm's algorithms {list(algorithms)}"
+    return None
+
+
 def _ec_alg_for_curve(curve: object) -> str:
     for algorithm, name in _EC_CURVE_FOR_ALGORITHM.items():
         if name == curve:

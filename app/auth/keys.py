@@ -53,6 +53,7 @@ class RealmKeySet:
         min_refresh_seconds: float,
         fetch_timeout_seconds: float,
     ) -> None:
+        self.realm = realm
         self.url = realm.jwks_url
         self._http = http
         self._min_refresh = min_refresh_seconds

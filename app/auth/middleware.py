@@ -10,7 +10,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.authenticator import Authenticator
-from app.auth.guards import REQUIREMENT, Requirement
+from app.auth.requirements import REQUIREMENT, Requirement
 
 _AUTH_HEADERS = frozenset({b"authorization", b"realmname", b"x-tenantid", b"issupportrequest"})
 

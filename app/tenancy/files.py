@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import tomllib
 import uuid
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,15 +16,19 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import best_match
 
-from app.auth.devkeys import ensure_dev_key, public_jwk
-from app.auth.jwt import InvalidKey, public_key_from_jwk
 from app.config import PROJECT_ROOT
 from app.schema_validation import json_path, safe_validator
+from app.tenancy.devkeys import ensure_dev_key, public_jwk
 from app.tenancy.model import RealmConfig, RoleMapping, StateSeed, TenantConfig
 
 TENANT_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "tenant.schema.json"
 DEFAULT_TENANT_CLAIM = "tenant_id"
 DEFAULT_ALGORITHMS = ("RS256",)
+
+
+# Why a public JWK cannot verify any of the given algorithms, or None. Supplied by the caller (auth's JWT module):
+# tenancy sits below auth and knows realms and their key documents, not how keys are parsed.
+SigningKeyCheck = Callable[[dict[str, Any], tuple[str, ...]], str | None]
 
 
 class TenantFileError(Exception):
@@ -37,14 +42,14 @@ def _validator() -> Any:
     return safe_validator(schema)
 
 
-def load_tenant_files(tenants_dir: Path, data_dir: Path) -> list[TenantConfig]:
+def load_tenant_files(tenants_dir: Path, data_dir: Path, check_key: SigningKeyCheck) -> list[TenantConfig]:
     """Load every tenant file; refuse the whole set on the first invalid file or cross-file conflict."""
     if not tenants_dir.is_dir():
         raise TenantFileError(f"{tenants_dir}: tenants folder not found")
     files = sorted(tenants_dir.glob("*.toml"))
     if not files:
         raise TenantFileError(f"{tenants_dir}: no tenant files (*.toml)")
-    tenants = [load_tenant_file(path, data_dir) for path in files]
+    tenants = [load_tenant_file(path, data_dir, check_key) for path in files]
     _check_unique(files, tenants, "id", lambda t: [str(t.id)])
     _check_unique(files, tenants, "slug", lambda t: [t.slug])
     _check_unique(files, tenants, "realms.issuer", lambda t: [r.issuer for r in t.realms])
@@ -60,7 +65,7 @@ def _check_unique(files: list[Path], tenants: list[TenantConfig], field: str, va
             seen[value] = path
 
 
-def load_tenant_file(path: Path, data_dir: Path) -> TenantConfig:
+def load_tenant_file(path: Path, data_dir: Path, check_key: SigningKeyCheck) -> TenantConfig:
     name = path.name
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -77,7 +82,7 @@ def load_tenant_file(path: Path, data_dir: Path) -> TenantConfig:
         field = f"realms[{index}]"
         if any(other.name == realm["name"] for other in realms):
             raise TenantFileError(f"{name}: {field}.name: realm {realm['name']!r} is defined twice")
-        realms.append(_resolve_realm(path, field, realm, document["slug"], data_dir))
+        realms.append(_resolve_realm(path, field, realm, document["slug"], data_dir, check_key))
     roles = document["roles"]
     return TenantConfig(
         id=uuid.UUID(document["id"]),
@@ -117,7 +122,9 @@ def _states(path: Path, entries: list[dict[str, Any]]) -> tuple[StateSeed, ...]:
     return seeds
 
 
-def _resolve_realm(path: Path, field: str, realm: dict[str, Any], slug: str, data_dir: Path) -> RealmConfig:
+def _resolve_realm(
+    path: Path, field: str, realm: dict[str, Any], slug: str, data_dir: Path, check_key: SigningKeyCheck
+) -> RealmConfig:
     algorithms = tuple(realm.get("algorithms", DEFAULT_ALGORITHMS))
     keys = realm["keys"]
     jwks: dict[str, Any] | None = None
@@ -134,7 +141,7 @@ def _resolve_realm(path: Path, field: str, realm: dict[str, Any], slug: str, dat
     else:
         jwks_url = keys["jwks_url"]
     if jwks is not None:
-        _check_keys(path, source, jwks, algorithms)
+        _check_keys(path, source, jwks, algorithms, check_key)
     return RealmConfig(
         name=realm["name"],
         issuer=realm["issuer"],
@@ -158,18 +165,17 @@ def _read_jwks_file(path: Path, field: str, jwks_path: Path) -> dict[str, Any]:
     return jwks
 
 
-def _check_keys(path: Path, field: str, jwks: dict[str, Any], algorithms: tuple[str, ...]) -> None:
+def _check_keys(
+    path: Path, field: str, jwks: dict[str, Any], algorithms: tuple[str, ...], check_key: SigningKeyCheck
+) -> None:
     kids: set[str] = set()
     for index, data in enumerate(jwks["keys"]):
         where = f"{path.name}: {field}.keys[{index}]"
         if not isinstance(data, dict):
             raise TenantFileError(f"{where}: is not a JSON object")
-        try:
-            key = public_key_from_jwk(data)
-        except InvalidKey as exc:
-            raise TenantFileError(f"{where}: {exc}") from None
-        if key.kid in kids:
-            raise TenantFileError(f"{where}.kid: {key.kid!r} appears twice")
-        kids.add(key.kid)
-        if not any(key.accepts(algorithm) for algorithm in algorithms):
-            raise TenantFileError(f"{where}: key cannot verify any of the realm's algorithms {list(algorithms)}")
+        problem = check_key(data, algorithms)
+        if problem is not None:
+            raise TenantFileError(f"{where}: {problem}")
+        if data["kid"] in kids:
+            raise TenantFileError(f"{where}.kid: {data['kid']!r} appears twice")
+        kids.add(data["kid"])

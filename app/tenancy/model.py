@@ -52,7 +52,7 @@ class TenantConfig(msgspec.Struct, frozen=True):
     realms: tuple[RealmConfig, ...]
     # Names of schemas/templates/*.json ticket types to seed the tenant with.
     ticket_types: tuple[str, ...] = ()
-    # The states the tenant starts with; empty means seed 003's defaults (app/state/service.py).
+    # The states the tenant starts with; empty means seed 003's defaults (app/ticket_state/service.py).
     states: tuple[StateSeed, ...] = ()
 
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 import logging
 import uuid
 
-import httpx
-
-from app.auth.keys import RealmKeySet
 from app.tenancy.model import RealmConfig, TenantConfig
 from app.tenancy.repository import load_tenants
 
@@ -32,19 +29,15 @@ class Tenant:
 
 
 class Realm:
-    __slots__ = ("config", "keys", "tenant")
+    __slots__ = ("config", "tenant")
 
-    def __init__(self, tenant: Tenant, config: RealmConfig, keys: RealmKeySet) -> None:
+    def __init__(self, tenant: Tenant, config: RealmConfig) -> None:
         self.tenant = tenant
         self.config = config
-        self.keys = keys
 
 
 class TenantRegistry:
-    def __init__(self, http: httpx.AsyncClient, *, jwks_min_refresh_seconds: float, jwks_timeout_seconds: float):
-        self._http = http
-        self._min_refresh = jwks_min_refresh_seconds
-        self._timeout = jwks_timeout_seconds
+    def __init__(self) -> None:
         self._tenants: dict[uuid.UUID, Tenant] = {}
         self._realms_by_issuer: dict[str, Realm] = {}
         self.generation = 0
@@ -58,6 +51,9 @@ class TenantRegistry:
     def tenants(self) -> list[Tenant]:
         return list(self._tenants.values())
 
+    def realms(self) -> list[Realm]:
+        return list(self._realms_by_issuer.values())
+
     def replace(self, configs: list[TenantConfig]) -> None:
         if {config.id: config for config in configs} == {tenant.id: tenant.config for tenant in self._tenants.values()}:
             # Nothing changed (a reconnect's catch-up reload, a sync that wrote nothing): keep the token cache.
@@ -68,18 +64,7 @@ class TenantRegistry:
             tenant = Tenant(config)
             tenants[config.id] = tenant
             for realm_config in config.realms:
-                previous = self._realms_by_issuer.get(realm_config.issuer)
-                # Keep a fetched key cache across reloads when the realm itself did not change.
-                if previous is not None and previous.config == realm_config:
-                    keys = previous.keys
-                else:
-                    keys = RealmKeySet(
-                        realm_config,
-                        self._http,
-                        min_refresh_seconds=self._min_refresh,
-                        fetch_timeout_seconds=self._timeout,
-                    )
-                realms[realm_config.issuer] = Realm(tenant, realm_config, keys)
+                realms[realm_config.issuer] = Realm(tenant, realm_config)
         # Swap whole maps: a request sees either the old or the new registry, never a mixture.
         self._tenants, self._realms_by_issuer = tenants, realms
         self.generation += 1

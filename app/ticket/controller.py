@@ -16,7 +16,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.types import ASGIApp
 
-from app.auth.guards import READ_SCOPE, WRITE_SCOPE, principal_of, requires
+from app.auth.requirements import READ_SCOPE, WRITE_SCOPE, principal_of, requires
 from app.errors import InputValidationFailure, error_responses
 from app.fast_response import JsonResponse
 from app.observability import current_request_id

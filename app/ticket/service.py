@@ -17,7 +17,6 @@ import msgspec
 
 from app.auth.principal import Principal
 from app.errors import InputValidationFailure, NamedState
-from app.state.repository import StateRepository
 from app.ticket.dto import (
     ChangeStatusRequest,
     CreateTicketRequest,
@@ -35,6 +34,7 @@ from app.ticket.errors import (
     TransitionNotAllowed,
 )
 from app.ticket.repository import TicketRepository
+from app.ticket_state.repository import TicketStateRepository
 from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.values import value_problem
 
@@ -67,7 +67,7 @@ class TicketQuery:
 
 
 class TicketService:
-    def __init__(self, repository: TicketRepository, types: TicketTypeCache, states: StateRepository) -> None:
+    def __init__(self, repository: TicketRepository, types: TicketTypeCache, states: TicketStateRepository) -> None:
         self._repository = repository
         self._types = types
         self._states = states

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from app.ticket_type.compiled import CompiledType
 from app.ticket_type.dto import definition_decoder
 from app.ticket_type.repository import TicketTypeRepository
-from app.ticket_type.validators import CompiledType
 
 MAX_ENTRIES = 10_000
 

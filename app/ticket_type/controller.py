@@ -8,7 +8,7 @@ from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from app.auth.guards import ADMIN_SCOPE, READ_SCOPE, principal_of, requires
+from app.auth.requirements import ADMIN_SCOPE, READ_SCOPE, principal_of, requires
 from app.errors import error_responses
 from app.ticket_type.dto import TicketTypeDefinition, TicketTypeList, TicketTypeOut
 from app.ticket_type.service import TicketTypeService

@@ -14,13 +14,13 @@ import msgspec
 from app.auth.principal import Principal
 from app.config import PROJECT_ROOT
 from app.errors import AppError, InputValidationFailure
-from app.state.dto import StateIn
-from app.state.repository import StateRepository
 from app.tenancy.model import TenantConfig
+from app.ticket_state.dto import StateIn
+from app.ticket_state.repository import TicketStateRepository
 from app.ticket_type.cache import TicketTypeCache
+from app.ticket_type.compiled import CompiledType, validate_definition
 from app.ticket_type.dto import TicketTypeDefinition, TicketTypeOut, Workflow, definition_decoder, definition_encoder
 from app.ticket_type.repository import PrefixTaken, TicketTypeRepository
-from app.ticket_type.validators import CompiledType, validate_definition
 from app.ticket_type.workflow import implied_state_types, named_states
 
 log = logging.getLogger("app.ticket_type")
@@ -65,7 +65,7 @@ def to_out(row: Any) -> TicketTypeOut:
 
 
 class TicketTypeService:
-    def __init__(self, repository: TicketTypeRepository, cache: TicketTypeCache, states: StateRepository) -> None:
+    def __init__(self, repository: TicketTypeRepository, cache: TicketTypeCache, states: TicketStateRepository) -> None:
         self._repository = repository
         self._cache = cache
         self._states = states

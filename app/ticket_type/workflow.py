@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.schema_validation import MAX_MESSAGE, json_path, safe_validator, schema_problem
-from app.state.dto import StateType
+from app.ticket_state.dto import StateType
 from app.ticket_type.dto import Workflow
 from app.ticket_type.values import is_empty
 

@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.auth.devkeys import public_jwk
 from app.config import _ENV as APP_VARIABLES
+from app.tenancy.devkeys import public_jwk
 from tests.support import TenantSpec
 
 PROJECT = Path(__file__).resolve().parents[2]

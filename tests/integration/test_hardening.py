@@ -13,13 +13,12 @@ import httpx
 import pytest
 
 from app.db.pool import ConnectionPool
-from app.tenancy.files import load_tenant_files
 from app.tenancy.repository import TenantConflict, sync_tenants
 from tests.api import TenantApi, field_ids
 from tests.integration.test_authentication import TENANT_NOT_FOUND
 from tests.integration.test_ticket_types import TYPES, create_type, new_definition, new_field
 from tests.integration.test_tickets import TICKETS, new_ticket
-from tests.support import RealmSpec, SigningKey, TenantSpec, write_tenants
+from tests.support import RealmSpec, SigningKey, TenantSpec, load_tenant_files, write_tenants
 
 
 @pytest.fixture

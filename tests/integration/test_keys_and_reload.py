@@ -16,11 +16,10 @@ import httpx
 import pytest
 
 from app.auth import jwt
-from app.tenancy.files import load_tenant_files
 from app.tenancy.repository import sync_tenants
 from tests.conftest import LiveServer, make_settings
 from tests.integration.test_authentication import ME, headers
-from tests.support import RealmSpec, SigningKey, TenantSpec, claims_for, sign, write_tenants
+from tests.support import RealmSpec, SigningKey, TenantSpec, claims_for, load_tenant_files, sign, write_tenants
 
 
 class JwksServer:

@@ -16,7 +16,6 @@ import msgspec
 import pytest
 
 from app.bootstrap import apply_tenants
-from app.tenancy.files import load_tenant_files
 from app.tenancy.model import StateSeed
 from app.ticket.service import TIME_FORMAT
 from tests.api import API, TenantApi, field_ids, token
@@ -24,7 +23,7 @@ from tests.e2e.test_concurrency import ETAG_MISMATCH
 from tests.integration.test_authentication import AUTHENTICATION_REQUIRED, INVALID_TOKEN, TENANT_NOT_FOUND
 from tests.integration.test_states import STATES, by_name, editable, list_states, unique_name
 from tests.integration.test_ticket_types import TYPES, create_type, invalid, new_definition, new_field
-from tests.support import RealmSpec, SigningKey, TenantSpec, write_tenants
+from tests.support import RealmSpec, SigningKey, TenantSpec, load_tenant_files, write_tenants
 
 CHANGED = {"success": True, "message": "ticket status changed successfully", "status": 200}
 FACILITY_WORKFLOW = {

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from app.auth.devkeys import dev_key_path, public_jwk
 from app.config import PROJECT_ROOT
-from app.tenancy.files import TenantFileError, load_tenant_file, load_tenant_files
+from app.tenancy.devkeys import dev_key_path, public_jwk
+from app.tenancy.files import TenantFileError
 from app.tenancy.model import RealmConfig, RoleMapping, TenantConfig
-from tests.support import SigningKey
+from tests.support import SigningKey, load_tenant_file, load_tenant_files
 
 SHIPPED_TENANTS = PROJECT_ROOT / "tenants"
 ACME_ID = uuid.UUID("6f1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.tenancy.files import TenantFileError, load_tenant_file
+from app.tenancy.files import TenantFileError
+from tests.support import load_tenant_file
 from tests.unit.test_tenant_files import GOOD, write
 
 STATES = """

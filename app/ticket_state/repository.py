@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from app.db.pool import ConnectionPool
-from app.state.dto import StateIn
+from app.ticket_state.dto import StateIn
 
 _COLUMNS = (
     "id, name, state_type, next_state_id, ignore_escalation, default_create, default_follow_up, note, active, "
@@ -17,7 +17,7 @@ _COLUMNS = (
 )
 
 
-class StateRepository:
+class TicketStateRepository:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 

@@ -8,34 +8,36 @@ from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from app.auth.guards import ADMIN_SCOPE, READ_SCOPE, principal_of, requires
+from app.auth.requirements import ADMIN_SCOPE, READ_SCOPE, principal_of, requires
 from app.errors import error_responses
-from app.state.dto import StateIn, StateList, StateOut
-from app.state.service import StateService
+from app.ticket_state.dto import StateIn, StateList, StateOut
+from app.ticket_state.service import TicketStateService
 
 _read = requires("read", READ_SCOPE, "read ticket states")
 _admin = requires("admin", ADMIN_SCOPE, "administer ticket states")
 
 
-class StateController(Controller):
+class TicketStateController(Controller):
     path = "/ticket-state"
     tags = ("ticket states",)
 
     @get(opt=_read, summary="List ticket states", responses=error_responses(400, 401, 404))
-    async def list_states(self, request: Request[Any, Any, Any], states: NamedDependency[StateService]) -> StateList:
+    async def list_states(
+        self, request: Request[Any, Any, Any], states: NamedDependency[TicketStateService]
+    ) -> StateList:
         """The tenant's ticket states, active and inactive."""
         return StateList(data=await states.list_states(principal_of(request)))
 
     @get("/{state_id:str}", opt=_read, summary="Show a ticket state", responses=error_responses(400, 401, 404))
     async def show_state(
-        self, request: Request[Any, Any, Any], states: NamedDependency[StateService], state_id: FromPath[str]
+        self, request: Request[Any, Any, Any], states: NamedDependency[TicketStateService], state_id: FromPath[str]
     ) -> StateOut:
         """One ticket state."""
         return await states.get(principal_of(request), state_id)
 
     @post(opt=_admin, summary="Create a ticket state", responses=error_responses(400, 401, 404))
     async def create_state(
-        self, request: Request[Any, Any, Any], states: NamedDependency[StateService], data: JSONBody[StateIn]
+        self, request: Request[Any, Any, Any], states: NamedDependency[TicketStateService], data: JSONBody[StateIn]
     ) -> StateOut:
         """Making a state `default_create` or `default_follow_up` moves that flag to it from the current holder."""
         return await states.create(principal_of(request), data)
@@ -44,7 +46,7 @@ class StateController(Controller):
     async def replace_state(
         self,
         request: Request[Any, Any, Any],
-        states: NamedDependency[StateService],
+        states: NamedDependency[TicketStateService],
         state_id: FromPath[str],
         data: JSONBody[StateIn],
     ) -> StateOut:
@@ -60,7 +62,7 @@ class StateController(Controller):
         responses=error_responses(400, 401, 404, 409),
     )
     async def delete_state(
-        self, request: Request[Any, Any, Any], states: NamedDependency[StateService], state_id: FromPath[str]
+        self, request: Request[Any, Any, Any], states: NamedDependency[TicketStateService], state_id: FromPath[str]
     ) -> None:
         """Refused with 409 "Can't delete, object has references." while tickets or states refer to it; set
         `active: false` instead."""

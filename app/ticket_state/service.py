@@ -12,9 +12,9 @@ import msgspec
 
 from app.auth.principal import Principal
 from app.errors import AppError, InputValidationFailure
-from app.state.dto import StateIn, StateOut
-from app.state.repository import StateRepository
 from app.tenancy.model import StateSeed, TenantConfig
+from app.ticket_state.dto import StateIn, StateOut
+from app.ticket_state.repository import TicketStateRepository
 from app.ticket_type.dto import Workflow
 from app.ticket_type.workflow import named_states
 
@@ -35,7 +35,7 @@ DEFAULT_STATES = (
 )
 
 
-class StateNotFound(AppError):
+class TicketStateNotFound(AppError):
     status = 404
     include_status = False
 
@@ -59,11 +59,11 @@ def parse_state_id(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise StateNotFound(value) from None
+        raise TicketStateNotFound(value) from None
 
 
-class StateService:
-    def __init__(self, repository: StateRepository) -> None:
+class TicketStateService:
+    def __init__(self, repository: TicketStateRepository) -> None:
         self._repository = repository
 
     async def list_states(self, principal: Principal) -> list[StateOut]:
@@ -72,7 +72,7 @@ class StateService:
     async def get(self, principal: Principal, state_id: str) -> StateOut:
         row = await self._repository.get(principal.tenant_id, parse_state_id(state_id))
         if row is None:
-            raise StateNotFound(state_id)
+            raise TicketStateNotFound(state_id)
         return to_out(row)
 
     async def create(self, principal: Principal, state: StateIn) -> StateOut:
@@ -90,7 +90,7 @@ class StateService:
             await self._repository.lock_tenant(conn, principal.tenant_id)
             states = {row["id"]: row for row in await self._repository.list_all(conn, principal.tenant_id)}
             if wanted not in states:
-                raise StateNotFound(state_id)
+                raise TicketStateNotFound(state_id)
             _check(state, wanted, states)
             await self._check_workflows(conn, principal.tenant_id, states[wanted], state)
             await self._move_defaults(conn, principal.tenant_id, state, wanted)
@@ -104,7 +104,7 @@ class StateService:
             states = {row["id"]: row for row in await self._repository.list_all(conn, principal.tenant_id)}
             current = states.get(wanted)
             if current is None:
-                raise StateNotFound(state_id)
+                raise TicketStateNotFound(state_id)
             for flag in DEFAULTS:
                 if current[flag] and current["active"]:
                     raise InputValidationFailure(
