@@ -201,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from app.auth.jwt import InvalidKey
-    from app.db.engine import DatabaseUnavailable
+    from app.db.errors import DatabaseUnavailable
     from app.observability import configure_logging
     from app.tenancy.files import TenantFileError
-    from app.tenancy.repository import TenantConflict
+    from app.tenancy.service import TenantConflict
 
     try:
         settings = load_settings()

@@ -4,29 +4,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import httpx
 from litestar import Litestar, Router
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.params import HeaderParameter
 
 from app.auth.authenticator import Authenticator
 from app.auth.controller import MeController
 from app.auth.middleware import AuthenticationMiddleware
 from app.config import Settings, load_settings
-from app.db import engine
+from app.db.database import Database
 from app.db.notifications import NotificationListener
 from app.errors import EXCEPTION_HANDLERS
 from app.health.controller import HealthController
 from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
 from app.tenancy.registry import TenantRegistry
-from app.tenancy.repository import TENANTS_CHANGED_CHANNEL
+from app.tenancy.repository import TENANTS_CHANGED_CHANNEL, TenantRepository
 from app.ticket.controller import TicketController
 from app.ticket.pending_close import PendingCloseTimer
 from app.ticket.repository import TicketRepository
@@ -41,40 +40,17 @@ from app.ticket_type.service import TicketTypeService
 
 API_PREFIX = "/api/v2/ticketing"
 
-# Documented on every API route; the authentication middleware enforces them before any handler runs.
-API_HEADERS = {
-    "x_tenantid": HeaderParameter(
-        annotation=str,
-        name="x-tenantid",
-        required=True,
-        description="UUID of the tenant; must equal the token's tenant claim",
-    ),
-    "realmname": HeaderParameter(
-        annotation=str, name="realmname", required=True, description="Name of the realm that issued the token"
-    ),
-    "issupportrequest": HeaderParameter(
-        annotation=bool,
-        name="issupportrequest",
-        default=False,
-        required=False,
-        description="true marks a support request; honoured only for tokens with the tenant's support role",
-    ),
-}
+Service = TypeVar("Service")
 
 
-def _ticket_type_service(state: State) -> TicketTypeService:
-    service: TicketTypeService = state.ticket_type_service
-    return service
+def provide(service: Service) -> Provide:
+    """A dependency that hands out one long-lived object. The provider takes no parameters, so Litestar does not
+    validate a signature on each request, and its value is cached after the first call."""
 
+    def dependency() -> Service:
+        return service
 
-def _ticket_service(state: State) -> TicketService:
-    service: TicketService = state.ticket_service
-    return service
-
-
-def _state_service(state: State) -> TicketStateService:
-    service: TicketStateService = state.state_service
-    return service
+    return Provide(dependency, sync_to_thread=False, use_cache=True)
 
 
 def worker_app() -> RequestContextMiddleware:
@@ -89,11 +65,10 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     settings = settings or load_settings()
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set; start the service with `python -m app serve`")
-    database_url = settings.database_url
-    engine.configure(database_url)
+    db = Database(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
 
     http = httpx.AsyncClient(headers={"user-agent": "ticketing-jwks-fetcher"})
-    registry = TenantRegistry()
+    registry = TenantRegistry(TenantRepository(db))
     authenticator = Authenticator(
         registry,
         http,
@@ -102,23 +77,22 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         jwks_min_refresh_seconds=settings.jwks_min_refresh_seconds,
         jwks_timeout_seconds=settings.jwks_fetch_timeout_seconds,
     )
+    state_repository = TicketStateRepository(db)
+    type_repository = TicketTypeRepository(db)
+    type_cache = TicketTypeCache(type_repository)
+    ticket_types = TicketTypeService(db, type_repository, type_cache, state_repository)
+    ticket_states = TicketStateService(db, state_repository, ticket_types)
+    ticket_repository = TicketRepository(db)
+    tickets = TicketService(db, ticket_repository, type_cache, state_repository)
+    timer = PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds)
+    listener = NotificationListener(
+        settings.database_url,
+        {TENANTS_CHANGED_CHANNEL: registry.reload, TICKET_TYPES_CHANGED_CHANNEL: type_cache.on_change},
+    )
 
     @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await engine.create_pool(database_url, settings.db_pool_min, settings.db_pool_max)
-        app.state.pool = pool
-        type_repository = TicketTypeRepository(pool)
-        type_cache = TicketTypeCache(type_repository)
-        state_repository = TicketStateRepository(pool)
-        app.state.ticket_type_service = TicketTypeService(type_repository, type_cache, state_repository)
-        ticket_repository = TicketRepository(pool)
-        app.state.ticket_service = TicketService(ticket_repository, type_cache, state_repository)
-        timer = PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds)
-        app.state.state_service = TicketStateService(state_repository)
-        listener = NotificationListener(
-            database_url,
-            {TENANTS_CHANGED_CHANNEL: registry.reload, TICKET_TYPES_CHANGED_CHANNEL: type_cache.on_change},
-        )
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await db.open()
         try:
             await registry.reload()
             listener.start()
@@ -128,22 +102,22 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             await timer.stop()
             await listener.stop()
             await http.aclose()
-            await pool.close()
+            await db.close()
 
     api = Router(
         path=API_PREFIX,
         route_handlers=[MeController, TicketTypeController, TicketController, TicketStateController],
         dependencies={
-            "ticket_types": Provide(_ticket_type_service, sync_to_thread=False),
-            "tickets": Provide(_ticket_service, sync_to_thread=False),
-            "states": Provide(_state_service, sync_to_thread=False),
+            "ticket_types": provide(ticket_types),
+            "tickets": provide(tickets),
+            "states": provide(ticket_states),
         },
         middleware=[DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator)],
-        parameters=API_HEADERS,
         security=[{"BearerToken": []}],
     )
     litestar = Litestar(
         route_handlers=[HealthController, api],
+        dependencies={"db": provide(db)},
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,

@@ -1,4 +1,4 @@
-"""Bringing the database in line with the files: migrations, tenant files, template ticket types.
+"""Bringing the database in line with the files: migrations, tenant files, ticket states, template ticket types.
 
 Used by `python -m app serve`, `python -m app tenants sync` and the tests, so all three do the same thing.
 """
@@ -6,8 +6,10 @@ Used by `python -m app serve`, `python -m app tenants sync` and the tests, so al
 from __future__ import annotations
 
 from app.db import engine
+from app.db.database import Database
 from app.tenancy.model import TenantConfig
-from app.tenancy.repository import sync_tenants
+from app.tenancy.repository import TenantRepository
+from app.tenancy.service import TenantService
 from app.ticket_state.repository import TicketStateRepository
 from app.ticket_state.service import TicketStateService
 from app.ticket_type.cache import TicketTypeCache
@@ -24,13 +26,15 @@ async def migrate(dsn: str) -> None:
 async def apply_tenants(dsn: str, tenants: list[TenantConfig]) -> tuple[list[str], list[str]]:
     """Sync tenant rows, then seed their ticket states and template ticket types.
     Returns (changed tenants, seeded types)."""
-    changed = await sync_tenants(tenants)
-    pool = await engine.create_pool(dsn, 1, 2)
+    db = Database(dsn, min_size=1, max_size=2)
+    await db.open()
     try:
-        states = TicketStateRepository(pool)
-        await TicketStateService(states).seed(tenants)
-        repository = TicketTypeRepository(pool)
-        seeded = await TicketTypeService(repository, TicketTypeCache(repository), states).seed_templates(tenants)
+        changed = await TenantService(db, TenantRepository(db)).sync(tenants)
+        states = TicketStateRepository(db)
+        types = TicketTypeRepository(db)
+        ticket_types = TicketTypeService(db, types, TicketTypeCache(types), states)
+        await TicketStateService(db, states, ticket_types).seed(tenants)
+        seeded = await ticket_types.seed_templates(tenants)
     finally:
-        await pool.close()
+        await db.close()
     return changed, seeded

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, SerializationException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from app.db.errors import UnstorableText
 from app.observability import current_request_id
 
 log = logging.getLogger("app.errors")
@@ -207,7 +207,7 @@ def handle_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[
 _TOO_DEEP = body_error("Request body is nested too deeply", "nested too deeply")
 
 
-def handle_unstorable_text(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def handle_unstorable_text(_: Request[Any, Any, Any], exc: UnstorableText) -> Response[bytes]:
     """Text PostgreSQL cannot store (a NUL character) that no field check caught first: the client's input."""
     log.info("unstorable text in request", extra={"error": exc.__class__.__name__})
     return _render(400, _UNSTORABLE_TEXT)
@@ -220,8 +220,7 @@ _UNSTORABLE_TEXT = body_error(
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     AppError: handle_app_error,
-    asyncpg.UntranslatableCharacterError: handle_unstorable_text,
-    asyncpg.CharacterNotInRepertoireError: handle_unstorable_text,
+    UnstorableText: handle_unstorable_text,
     RecursionError: handle_too_deep,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from app.auth import jwt
+from app.db.database import Database
 from app.tenancy import files
 from app.tenancy.devkeys import generate_private_pem, public_jwk
 from app.tenancy.model import TenantConfig
+from app.tenancy.repository import TenantRepository
+from app.tenancy.service import TenantService
 
 AUDIENCE = "ticketing-api"
 
@@ -175,3 +178,13 @@ def load_tenant_files(tenants_dir: Path, data_dir: Path) -> list[TenantConfig]:
 
 def load_tenant_file(path: Path, data_dir: Path) -> TenantConfig:
     return files.load_tenant_file(path, data_dir, jwt.signing_key_problem)
+
+
+async def sync_tenants(dsn: str, configs: list[TenantConfig]) -> list[str]:
+    """What `python -m app tenants sync` does to the tenant table: returns the slugs that changed."""
+    db = Database(dsn, min_size=1, max_size=1)
+    await db.open()
+    try:
+        return await TenantService(db, TenantRepository(db)).sync(configs)
+    finally:
+        await db.close()

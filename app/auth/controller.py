@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get
 
-from app.auth.principal import Permission
-from app.auth.requirements import AUTHENTICATED, principal_of
+from app.auth.principal import Permission, Principal
+from app.auth.requirements import AUTHENTICATED
 from app.errors import error_responses
 
 
@@ -29,10 +29,10 @@ class MeController(Controller):
     path = "/me"
     tags = ("identity",)
 
-    @get(opt=AUTHENTICATED, summary="The caller's principal", responses=error_responses(400, 401, 404))
-    async def me(self, request: Request[Any, Any, Any]) -> MeResponse:
+    @get(**AUTHENTICATED, summary="The caller's principal", responses=error_responses(400, 401, 404))
+    async def me(self, request: Request[Principal, Any, Any]) -> MeResponse:
         """Subject, tenant, realm, roles, scopes and the permissions they grant in this tenant."""
-        principal = principal_of(request)
+        principal = request.user
         return MeResponse(
             subject=principal.subject,
             tenant_id=principal.tenant_id,

@@ -1,9 +1,9 @@
 """What each API route requires: an OAuth scope plus one of the tenant's realm roles, else 401
-USER_PERMISSION_FAILURE.
+USER_PERMISSION_FAILURE; and the tenant headers every API route documents.
 
-A route declares its requirement in its `opt` (`opt=requires(...)` or `opt=AUTHENTICATED`), and the authentication
-middleware enforces it for every route of the API router. A route that declares nothing is refused (fail closed).
-This replaces Litestar guards, which copy the route handler on every call.
+A route declares its requirement through its decorator (`@get(**requires(...))` or `@get(**AUTHENTICATED)`), and
+the authentication middleware enforces it for every route of the API router. A route that declares nothing is
+refused (fail closed). This replaces Litestar guards, which copy the route handler on every call.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from litestar.connection import ASGIConnection
+from litestar.enums import ParamType
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Operation, Parameter, Schema
 
 from app.auth.principal import Permission, Principal
 from app.errors import PermissionDenied
@@ -35,18 +36,50 @@ class Requirement:
             raise PermissionDenied(self.message)
 
 
+# The headers the authentication middleware reads on every API request. They are documented on each operation
+# rather than declared as Litestar parameters, which Litestar would parse and validate a second time per request.
+TENANT_HEADERS = (
+    Parameter(
+        name="x-tenantid",
+        param_in=ParamType.HEADER,
+        required=True,
+        schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID),
+        description="UUID of the tenant; must equal the token's tenant claim",
+    ),
+    Parameter(
+        name="realmname",
+        param_in=ParamType.HEADER,
+        required=True,
+        schema=Schema(type=OpenAPIType.STRING),
+        description="Name of the realm that issued the token",
+    ),
+    Parameter(
+        name="issupportrequest",
+        param_in=ParamType.HEADER,
+        required=False,
+        schema=Schema(type=OpenAPIType.STRING, enum=["true", "false"]),
+        description="true marks a support request; honoured only for tokens with the tenant's support role",
+    ),
+)
+
+
+@dataclass
+class TenantScopedOperation(Operation):
+    """An API operation: Litestar's own, plus the tenant headers."""
+
+    def __post_init__(self) -> None:
+        self.parameters = [*(self.parameters or ()), *TENANT_HEADERS]
+
+
 def requires(permission: Permission, scope: str, action: str) -> dict[str, Any]:
-    """Route `opt` for a route that needs `scope` in the token and a realm role granting `permission`."""
-    return {REQUIREMENT: Requirement(permission, scope, f"You do not have the permission to {action}")}
+    """Route decorator arguments for a route that needs `scope` in the token and a realm role granting
+    `permission`."""
+    requirement = Requirement(permission, scope, f"You do not have the permission to {action}")
+    return {"opt": {REQUIREMENT: requirement}, "operation_class": TenantScopedOperation}
 
 
-# Route `opt` for a route any authenticated caller of the tenant may use.
-AUTHENTICATED: dict[str, Any] = {REQUIREMENT: Requirement(None, None, "")}
-
-
-def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    principal = connection.scope.get("user")
-    if not isinstance(principal, Principal):
-        # Only reachable if a route were mounted outside the authenticated router: fail closed.
-        raise PermissionDenied("Authentication is required for this route")
-    return principal
+# Route decorator arguments for a route any authenticated caller of the tenant may use.
+AUTHENTICATED: dict[str, Any] = {
+    "opt": {REQUIREMENT: Requirement(None, None, "")},
+    "operation_class": TenantScopedOperation,
+}

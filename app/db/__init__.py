@@ -1,1 +1,2 @@
-"""Database access: the embedded cluster, the connection pool, Piccolo tables and migrations."""
+"""The persistence boundary (Database: pool + current transaction), the embedded cluster, notifications and
+Piccolo's migrations. The only package that imports the database driver."""

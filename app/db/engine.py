@@ -1,4 +1,4 @@
-"""Database wiring: Piccolo's engine (migrations, ORM) and the asyncpg pools that serve requests."""
+"""Schema changes through Piccolo's migrations (the only way the schema changes, in tests too)."""
 
 from __future__ import annotations
 
@@ -11,31 +11,21 @@ os.environ.setdefault("PICCOLO_CONF", "app.db.piccolo_conf")
 import asyncpg
 from piccolo.apps.migrations.commands.forwards import run_forwards
 
+from app.db.database import Database
+from app.db.errors import DatabaseUnavailable
 from app.db.piccolo_conf import DB
-from app.db.pool import ConnectionPool
-
-
-class DatabaseUnavailable(Exception):
-    """The database cannot be reached or used; the message names the cause without credentials."""
 
 
 def configure(dsn: str) -> None:
-    """Point Piccolo (migrations and the ORM's occasional queries, e.g. tenant sync) at the database."""
+    """Point Piccolo (it runs the migrations) at the database."""
     DB.config["dsn"] = dsn
 
 
 async def check_connection(dsn: str) -> None:
     """Fail fast, with the cause, when the database cannot be reached."""
-    pool = await create_pool(dsn, 1, 1)
-    await pool.close()
-
-
-async def create_pool(dsn: str, min_size: int, max_size: int) -> ConnectionPool:
-    """A connection pool owned by its caller (each app instance has its own), for the request path."""
-    try:
-        return await ConnectionPool.open(dsn, min_size, max_size)
-    except (OSError, ValueError, asyncpg.PostgresError, asyncpg.ClientConfigurationError) as exc:
-        raise DatabaseUnavailable(f"cannot connect to the database: {exc.__class__.__name__}: {exc}") from None
+    database = Database(dsn, min_size=1, max_size=1)
+    await database.open()
+    await database.close()
 
 
 async def migrate() -> None:

@@ -3,8 +3,8 @@
 asyncpg.Pool spends more CPU handing a connection back than our primary-key queries cost: every release runs in a
 new shielded Task, re-arms an inactivity timer and calls the reset hooks. The request path keeps no session state
 (no SET, no LISTEN, only transaction-scoped advisory locks), so here a connection goes straight back to the idle
-list. A connection whose user failed in any way other than a PostgreSQL error (cancellation, a dropped server, a
-bug) is closed instead of reused, and the pool opens another on demand.
+list. A connection that may be broken (its user was cancelled mid-query, the server dropped it or shut down) is
+closed instead of reused, and the pool opens another on demand.
 """
 
 from __future__ import annotations
@@ -15,11 +15,18 @@ import os
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import asyncpg
 
 log = logging.getLogger("app.db.pool")
+
+# Failures that leave the connection itself unusable: the socket, the protocol, or the server session is gone.
+_BROKEN_CONNECTION = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 
 
 class PoolClosed(asyncpg.InterfaceError):  # type: ignore[misc]
@@ -60,34 +67,20 @@ class ConnectionPool:
         connection = await self._take()
         try:
             yield connection
-        except asyncpg.PostgresError:
-            # The server refused a statement; the connection itself is fine (any transaction was rolled back).
+        except _BROKEN_CONNECTION:
+            self._discard(connection)
+            raise
+        except Exception:
+            # A refused statement or the caller's own failure (a rule it enforces): the connection itself is fine,
+            # any transaction was rolled back, and _release still drops it if it is closed or mid-transaction.
             self._release(connection)
             raise
         except BaseException:
+            # Cancelled, possibly mid-query: the protocol state is unknown.
             self._discard(connection)
             raise
         else:
             self._release(connection)
-
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.acquire() as connection:
-            rows: list[asyncpg.Record] = await connection.fetch(query, *args)
-            return rows
-
-    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        async with self.acquire() as connection:
-            row: asyncpg.Record | None = await connection.fetchrow(query, *args)
-            return row
-
-    async def fetchval(self, query: str, *args: Any) -> Any:
-        async with self.acquire() as connection:
-            return await connection.fetchval(query, *args)
-
-    async def execute(self, query: str, *args: Any) -> str:
-        async with self.acquire() as connection:
-            status: str = await connection.execute(query, *args)
-            return status
 
     async def close(self) -> None:
         self._closed = True

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import msgspec
 from litestar import Controller, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 
-from app.db.pool import ConnectionPool
+from app.db.database import Database
 from app.errors import ServiceUnavailable, error_responses
 
 READY_TIMEOUT_SECONDS = 2.0
@@ -30,12 +29,13 @@ class HealthController(Controller):
         return HealthStatus(status="ok")
 
     @get("/ready", summary="Readiness: the database answers", responses=error_responses(503))
-    async def ready(self, state: State) -> HealthStatus:
+    async def ready(self, db: NamedDependency[Database]) -> HealthStatus:
         """Ready when the database answers a trivial query within two seconds; 503 otherwise."""
-        pool: ConnectionPool = state.pool
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-                await pool.fetchval("SELECT 1")
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await db.ping()
+        # Whatever stops the database from answering (a timeout, a refused or dropped connection, a server shutting
+        # down) makes the process not ready; the probe's answer is the same for all of them.
+        except Exception:
             raise ServiceUnavailable("Database unavailable") from None
         return HealthStatus(status="ok", database="ok")

@@ -10,7 +10,7 @@ import logging
 import uuid
 
 from app.tenancy.model import RealmConfig, TenantConfig
-from app.tenancy.repository import load_tenants
+from app.tenancy.repository import TenantRepository
 
 log = logging.getLogger("app.tenancy")
 
@@ -37,7 +37,8 @@ class Realm:
 
 
 class TenantRegistry:
-    def __init__(self) -> None:
+    def __init__(self, repository: TenantRepository) -> None:
+        self._repository = repository
         self._tenants: dict[uuid.UUID, Tenant] = {}
         self._realms_by_issuer: dict[str, Realm] = {}
         self.generation = 0
@@ -70,5 +71,5 @@ class TenantRegistry:
         self.generation += 1
 
     async def reload(self, _payload: str = "") -> None:
-        self.replace(await load_tenants())
+        self.replace(await self._repository.configs())
         log.info("tenant registry loaded", extra={"tenants": len(self._tenants), "generation": self.generation})

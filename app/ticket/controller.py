@@ -16,7 +16,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.types import ASGIApp
 
-from app.auth.requirements import READ_SCOPE, WRITE_SCOPE, principal_of, requires
+from app.auth.principal import Principal
+from app.auth.requirements import READ_SCOPE, WRITE_SCOPE, requires
 from app.errors import InputValidationFailure, error_responses
 from app.fast_response import JsonResponse
 from app.observability import current_request_id
@@ -81,14 +82,14 @@ class TicketController(Controller):
     tags = ("tickets",)
 
     @post(
-        opt=_create,
+        **_create,
         summary="Create a ticket",
         status_code=201,
         responses=error_responses(400, 401, 404, 413, 422),
     )
     async def create_ticket(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Principal, Any, Any],
         tickets: NamedDependency[TicketService],
         data: JSONBody[CreateTicketRequest],
         catalog_type: CatalogQuery = None,
@@ -100,7 +101,7 @@ class TicketController(Controller):
     ) -> Response[CreateTicketResponse]:
         """`data` maps field UUIDs to values; defaults are applied, required fields enforced, every value validated."""
         check_catalog(catalog_type, module)
-        created = await tickets.create(principal_of(request), data, current_request_id(), idempotency_key)
+        created = await tickets.create(request.user, data, current_request_id(), idempotency_key)
         body = CreateTicketResponse(
             success=True,
             message="ticket created successfully",
@@ -114,10 +115,10 @@ class TicketController(Controller):
             headers["Idempotent-Replayed"] = "true"
         return Response(body, status_code=201, headers=headers)
 
-    @get(opt=_read, summary="List tickets", responses=error_responses(400, 401, 404))
+    @get(**_read, summary="List tickets", responses=error_responses(400, 401, 404))
     async def list_tickets(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Principal, Any, Any],
         tickets: NamedDependency[TicketService],
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(ge=1, le=MAX_PER_PAGE)] = 20,
@@ -136,12 +137,12 @@ class TicketController(Controller):
             sort=sort,
             order=order,
         )
-        total, rows = await tickets.page(principal_of(request), query)
+        total, rows = await tickets.page(request.user, query)
         return TicketPage(data=rows, pagination=_pagination(request, total, page, per_page))
 
     @get(
         "/{object_id:str}",
-        opt=_read,
+        **_read,
         summary="Show a ticket",
         responses={
             200: ResponseSpec(TicketOut, description="The ticket; its etag also in the ETag header"),
@@ -151,7 +152,7 @@ class TicketController(Controller):
     )
     async def show_ticket(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Principal, Any, Any],
         tickets: NamedDependency[TicketService],
         object_id: FromPath[str],
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
@@ -168,7 +169,7 @@ class TicketController(Controller):
         """By display ID (e.g. REQ-0509); the internal UUID is not an address. The etag is in the body and the
         ETag header; If-None-Match with the current etag answers 304. With `asOf` or `asOfEtag`, the document a
         GET returned then, rebuilt from the ticket's history (404 when the ticket did not exist yet)."""
-        principal = principal_of(request)
+        principal = request.user
         if as_of is None and as_of_etag is None:
             ticket = await tickets.get(principal, object_id)
         else:
@@ -180,13 +181,13 @@ class TicketController(Controller):
 
     @patch(
         "/{object_id:str}/update",
-        opt=_update,
+        **_update,
         summary="Update ticket fields (etag compare-and-swap)",
         responses=error_responses(400, 401, 404, 413),
     )
     async def update_ticket(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Principal, Any, Any],
         tickets: NamedDependency[TicketService],
         object_id: FromPath[str],
         data: JSONBody[UpdateTicketRequest],
@@ -196,20 +197,18 @@ class TicketController(Controller):
         """Shallow-merges `ticketUpdate` into the ticket's data if `etag` is still current; "", null or [] clears
         a field. A stale etag is 400 ETAG_MISMATCH; success returns the new etag."""
         check_catalog(catalog_type, module)
-        new_etag = await tickets.update(
-            principal_of(request), object_id, data.etag, data.ticketUpdate, current_request_id()
-        )
+        new_etag = await tickets.update(request.user, object_id, data.etag, data.ticketUpdate, current_request_id())
         return UpdateTicketResponse(success=True, message="ticket updated successfully", status=200, etag=str(new_etag))
 
     @patch(
         "/{object_id:str}/status",
-        opt=_change_status,
+        **_change_status,
         summary="Change the ticket's state (etag compare-and-swap, checked against the type's workflow)",
         responses=error_responses(400, 401, 404, 413),
     )
     async def change_status(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Principal, Any, Any],
         tickets: NamedDependency[TicketService],
         object_id: FromPath[str],
         data: JSONBody[ChangeStatusRequest],
@@ -219,20 +218,20 @@ class TicketController(Controller):
         allowed instead, and a state's guard that the data does not satisfy is 400 INPUT_VALIDATION_FAILURE naming
         the fields. `pendingUntil` is required for pending states (a pending-close ticket moves to its state's next
         state then) and refused for others. `note` is kept in the history. Success returns the new etag."""
-        new_etag = await tickets.change_status(principal_of(request), object_id, data, current_request_id())
+        new_etag = await tickets.change_status(request.user, object_id, data, current_request_id())
         return UpdateTicketResponse(
             success=True, message="ticket status changed successfully", status=200, etag=str(new_etag)
         )
 
     @get(
         "/{object_id:str}/history",
-        opt=_read,
+        **_read,
         summary="A ticket's history, oldest first",
         responses=error_responses(400, 401, 404),
     )
     async def ticket_history(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Principal, Any, Any],
         tickets: NamedDependency[TicketService],
         object_id: FromPath[str],
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
@@ -241,7 +240,7 @@ class TicketController(Controller):
         """Every change, oldest first: the creation with each initial value, each update with each changed
         field's old and new value, each state change (with its note and pending time), and for each the actor,
         the time, the request id, the support flag and the etag it produced."""
-        total, entries = await tickets.history(principal_of(request), object_id, page, per_page)
+        total, entries = await tickets.history(request.user, object_id, page, per_page)
         return HistoryPage(data=entries, pagination=_pagination(request, total, page, per_page))
 
 
@@ -259,7 +258,7 @@ def _as_of_time(as_of: str | None, as_of_etag: str | None) -> datetime.datetime 
     return moment
 
 
-def _field_filters(request: Request[Any, Any, Any]) -> dict[str, Any]:
+def _field_filters(request: Request[Principal, Any, Any]) -> dict[str, Any]:
     filters: dict[str, Any] = {}
     for name, value in request.query_params.items():
         if name.startswith("data."):
@@ -279,7 +278,7 @@ def _filter_value(raw: str) -> Any:
         return raw
 
 
-def _pagination(request: Request[Any, Any, Any], total: int, page: int, per_page: int) -> Pagination:
+def _pagination(request: Request[Principal, Any, Any], total: int, page: int, per_page: int) -> Pagination:
     last = last_page(total, per_page)
     return Pagination(
         total=total,
@@ -291,7 +290,7 @@ def _pagination(request: Request[Any, Any, Any], total: int, page: int, per_page
     )
 
 
-def _page_url(request: Request[Any, Any, Any], page: int) -> str:
+def _page_url(request: Request[Principal, Any, Any], page: int) -> str:
     query = [(name, value) for name, value in request.query_params.multi_items() if name != "page"]
     # Relative to the host: echoing the Host header back would let a client choose where the links point.
     return f"{request.url.path}?{urlencode([*query, ('page', str(page))])}"

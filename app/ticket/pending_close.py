@@ -1,7 +1,9 @@
 """The pending-close timer: tickets whose pending-close time has come move to their state's next state.
 
-Every worker process runs one. Their sweeps may overlap freely: the sweep's SQL (CLOSE_DUE) skips tickets another
-sweep holds and re-checks the rest, so each ticket moves exactly once, recorded as a status change by "system".
+Every worker process runs one. A sweep finds the tenants with due tickets and moves each tenant's tickets in
+batches (row locks never span tenants, so the SQL routes to one shard on Citus). Sweeps may overlap freely: the
+sweep's SQL (CLOSE_DUE) skips tickets another sweep holds and re-checks the rest, so each ticket moves exactly once,
+recorded as a status change by "system".
 """
 
 from __future__ import annotations
@@ -39,12 +41,17 @@ class PendingCloseTimer:
     async def sweep(self) -> int:
         """Move every ticket that is due now; returns how many moved."""
         moved = 0
-        while True:
-            # One request id per batch: the history shows which tickets one sweep moved together.
-            count = await self._repository.close_due(BATCH, SYSTEM_ACTOR, f"pending-close-{uuid.uuid4()}", NOTE)
-            moved += count
-            if count < BATCH:
-                return moved
+        for tenant_id in await self._repository.tenants_with_due_tickets():
+            while True:
+                # One request id per batch: the history shows which tickets one sweep moved together.
+                batch_id = uuid.uuid4()
+                count = await self._repository.close_due(
+                    tenant_id, BATCH, batch_id, SYSTEM_ACTOR, f"pending-close-{batch_id}", NOTE
+                )
+                moved += count
+                if count < BATCH:
+                    break
+        return moved
 
     async def _run(self) -> None:
         while True:

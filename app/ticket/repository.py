@@ -3,7 +3,11 @@
 Every write and its ticket_event row are one statement: a rejected write (stale etag, unknown ticket) writes
 nothing, and history and webhooks can be built on the events alone. Each event records the changed fields (old and
 new value) and the ticket's state, type version and pending time after it, so any earlier version of a ticket can
-be rebuilt exactly from its events (AS_OF).
+be rebuilt exactly from its events (AS_OF). Events are numbered per ticket (`sequence`, from the ticket's
+`event_sequence`, bumped under the ticket's row lock), so their order does not depend on one node handing out ids.
+
+New etags come from the application: Citus, where this SQL must keep running, refuses volatile functions such as
+gen_random_uuid() in an UPDATE of a distributed table.
 """
 
 from __future__ import annotations
@@ -12,14 +16,57 @@ import datetime
 import uuid
 from typing import Any
 
-import asyncpg
+import msgspec
 
-from app.db.pool import ConnectionPool
+from app.db.database import Database, select_list
 
-_TICKET_COLUMNS = (
-    "id, object_id, type_id, type_version, state_id, pending_until, data::text AS data, etag, created_at, created_by, "
-    "updated_at, updated_by"
-)
+
+class TicketRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    object_id: str
+    type_id: uuid.UUID
+    type_version: int
+    state_id: uuid.UUID | None
+    pending_until: datetime.datetime | None
+    # The stored JSONB document as text: served as is, never decoded and re-encoded on a read.
+    data: str
+    etag: uuid.UUID
+    created_at: datetime.datetime
+    created_by: str
+    updated_at: datetime.datetime
+    updated_by: str
+
+
+class CreatedTicketRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    object_id: str
+    etag: uuid.UUID
+
+
+class IdempotencyRow(msgspec.Struct, frozen=True):
+    request_hash: str
+    # The first response, {"id", "object_id", "etag"}, as JSON text.
+    response: str
+
+
+class HistoryRow(msgspec.Struct, frozen=True):
+    sequence: int
+    kind: str
+    # Field UUID to {"old", "new"}, as JSON text.
+    changes: str
+    state_id: uuid.UUID | None
+    previous_state_id: uuid.UUID | None
+    pending_until: datetime.datetime | None
+    previous_pending_until: datetime.datetime | None
+    note: str | None
+    actor: str
+    request_id: str
+    support: bool
+    etag: uuid.UUID
+    created_at: datetime.datetime
+
+
+_TICKET_COLUMNS = select_list(TicketRow, data="data::text")
 
 # The compare-and-swap: lock the row only if its etag is the expected one, merge the sent keys (a shallow
 # `||`), give it a new etag, and record each field whose value changed with its old and new value.
@@ -30,15 +77,15 @@ WITH previous AS (
        FOR UPDATE
 ), updated AS (
     UPDATE ticket t
-       SET data = t.data || $4::jsonb, etag = gen_random_uuid(), updated_at = now(), updated_by = $5,
-           type_version = $6
+       SET data = t.data || $4::jsonb, etag = $9, updated_at = now(), updated_by = $5, type_version = $6,
+           event_sequence = t.event_sequence + 1
       FROM previous
      WHERE t.tenant_id = $1 AND t.id = previous.id
- RETURNING t.id, t.etag, t.state_id, t.pending_until, t.updated_at
+ RETURNING t.id, t.etag, t.state_id, t.pending_until, t.updated_at, t.event_sequence
 ), event AS (
-    INSERT INTO ticket_event (tenant_id, ticket_id, kind, changes, actor, request_id, support, etag, state_id,
-                              type_version, pending_until, created_at)
-    SELECT $1, updated.id, 'ticket.updated',
+    INSERT INTO ticket_event (tenant_id, ticket_id, sequence, kind, changes, actor, request_id, support, etag,
+                              state_id, type_version, pending_until, created_at)
+    SELECT $1, updated.id, updated.event_sequence, 'ticket.updated',
            coalesce((SELECT jsonb_object_agg(p.key, jsonb_build_object('old', previous.data -> p.key, 'new', p.value))
                        FROM jsonb_each($4::jsonb) AS p
                       WHERE previous.data -> p.key IS DISTINCT FROM p.value), '{}'::jsonb),
@@ -57,18 +104,19 @@ WITH number AS (
     ON CONFLICT (tenant_id, prefix) DO UPDATE SET last_value = s.last_value + 1
     RETURNING last_value
 ), created AS (
-    INSERT INTO ticket (tenant_id, object_id, type_id, type_version, data, state_id, created_by, updated_by)
+    INSERT INTO ticket (tenant_id, object_id, type_id, type_version, data, state_id, created_by, updated_by,
+                        event_sequence)
     SELECT $1, $2 || '-' || lpad(number.last_value::text, greatest(4, length(number.last_value::text)), '0'),
            $3, $4, $5::jsonb,
            coalesce((SELECT id FROM ticket_state WHERE tenant_id = $1 AND lower(name) = lower($9) AND active),
                     (SELECT id FROM ticket_state WHERE tenant_id = $1 AND default_create AND active)),
-           $6, $6
+           $6, $6, 1
       FROM number
  RETURNING id, object_id, etag, data, state_id, created_at
 ), event AS (
-    INSERT INTO ticket_event (tenant_id, ticket_id, kind, changes, actor, request_id, support, etag, state_id,
-                              type_version, created_at)
-    SELECT $1, created.id, 'ticket.created',
+    INSERT INTO ticket_event (tenant_id, ticket_id, sequence, kind, changes, actor, request_id, support, etag,
+                              state_id, type_version, created_at)
+    SELECT $1, created.id, 1, 'ticket.created',
            coalesce((SELECT jsonb_object_agg(d.key, jsonb_build_object('old', NULL, 'new', d.value))
                        FROM jsonb_each(created.data) AS d), '{}'::jsonb),
            $6, $7, $8, created.etag, created.state_id, $4, created.created_at
@@ -85,46 +133,57 @@ WITH previous AS (
        FOR UPDATE
 ), updated AS (
     UPDATE ticket t
-       SET state_id = $4, pending_until = $5, etag = gen_random_uuid(), updated_at = now(), updated_by = $6
+       SET state_id = $4, pending_until = $5, etag = $10, updated_at = now(), updated_by = $6,
+           event_sequence = t.event_sequence + 1
       FROM previous
      WHERE t.tenant_id = $1 AND t.id = previous.id
        AND EXISTS (SELECT 1 FROM ticket_state s WHERE s.tenant_id = $1 AND s.id = $4 AND s.active)
- RETURNING t.id, t.etag, t.type_version, t.updated_at
+ RETURNING t.id, t.etag, t.type_version, t.updated_at, t.event_sequence
 ), event AS (
-    INSERT INTO ticket_event (tenant_id, ticket_id, kind, changes, actor, request_id, support, etag, state_id,
-                              type_version, pending_until, note, created_at)
-    SELECT $1, updated.id, 'ticket.status_changed', '{}'::jsonb, $6, $7, $8, updated.etag, $4,
+    INSERT INTO ticket_event (tenant_id, ticket_id, sequence, kind, changes, actor, request_id, support, etag,
+                              state_id, type_version, pending_until, note, created_at)
+    SELECT $1, updated.id, updated.event_sequence, 'ticket.status_changed', '{}'::jsonb, $6, $7, $8, updated.etag, $4,
            updated.type_version, $5, $9, updated.updated_at
       FROM updated
 )
 SELECT etag FROM updated
 """
 
-# Move tickets whose pending-close time has come to their state's next state. SKIP LOCKED lets several workers
-# sweep at once without waiting on each other, and a ticket another sweep (or a client) changed meanwhile is
-# re-checked against its new version, so each ticket moves exactly once. clock_timestamp(), not now(): a client's
-# write may have committed after this statement started, and a ticket's history must stay in time order.
+# The tenants that have pending-close tickets whose time has come (read only: the sweep then locks per tenant).
+DUE_TENANTS = """
+SELECT DISTINCT t.tenant_id
+  FROM ticket t
+  JOIN ticket_state s ON s.tenant_id = t.tenant_id AND s.id = t.state_id
+ WHERE t.pending_until <= now() AND s.state_type = 'pending close' AND s.next_state_id IS NOT NULL
+"""
+
+# Move one tenant's tickets whose pending-close time has come to their state's next state. SKIP LOCKED lets several
+# workers sweep at once without waiting on each other, and a ticket another sweep (or a client) changed meanwhile is
+# re-checked against its new version, so each ticket moves exactly once. Each moved ticket's etag is derived from
+# the sweep's random batch id ($3, from the application) and the ticket's id, and its time is never earlier than its
+# last change, so a client's write that committed after this statement began stays before the move in time.
 CLOSE_DUE = """
 WITH due AS (
-    SELECT t.tenant_id, t.id, s.next_state_id
+    SELECT t.id, s.next_state_id
       FROM ticket t
       JOIN ticket_state s ON s.tenant_id = t.tenant_id AND s.id = t.state_id
-     WHERE t.pending_until <= now() AND s.state_type = 'pending close' AND s.next_state_id IS NOT NULL
+     WHERE t.tenant_id = $1 AND t.pending_until <= now() AND s.state_type = 'pending close'
+       AND s.next_state_id IS NOT NULL
      ORDER BY t.pending_until
-     LIMIT $1
+     LIMIT $2
        FOR UPDATE OF t SKIP LOCKED
 ), moved AS (
     UPDATE ticket t
-       SET state_id = due.next_state_id, pending_until = NULL, etag = gen_random_uuid(),
-           updated_at = clock_timestamp(), updated_by = $2
+       SET state_id = due.next_state_id, pending_until = NULL, etag = md5($3::text || t.id::text)::uuid,
+           updated_at = greatest(now(), t.updated_at), updated_by = $4, event_sequence = t.event_sequence + 1
       FROM due
-     WHERE t.tenant_id = due.tenant_id AND t.id = due.id
- RETURNING t.tenant_id, t.id, t.etag, t.state_id, t.type_version, t.updated_at
+     WHERE t.tenant_id = $1 AND t.id = due.id
+ RETURNING t.id, t.etag, t.state_id, t.type_version, t.updated_at, t.event_sequence
 )
-INSERT INTO ticket_event (tenant_id, ticket_id, kind, changes, actor, request_id, support, etag, state_id,
+INSERT INTO ticket_event (tenant_id, ticket_id, sequence, kind, changes, actor, request_id, support, etag, state_id,
                           type_version, pending_until, note, created_at)
-SELECT tenant_id, id, 'ticket.status_changed', '{}'::jsonb, $2, $3, false, etag, state_id, type_version, NULL,
-       $4, updated_at
+SELECT $1, id, event_sequence, 'ticket.status_changed', '{}'::jsonb, $4, $5, false, etag, state_id, type_version,
+       NULL, $6, updated_at
   FROM moved
 """
 
@@ -132,12 +191,11 @@ SELECT tenant_id, id, 'ticket.status_changed', '{}'::jsonb, $2, $3, false, etag,
 HISTORY = """
 SELECT sequence, kind, changes::text AS changes, state_id, previous_state_id, pending_until,
        previous_pending_until, note, actor, request_id, support, etag, created_at
-  FROM (SELECT row_number() OVER w AS sequence, kind, changes, state_id,
-               lag(state_id) OVER w AS previous_state_id, pending_until,
+  FROM (SELECT sequence, kind, changes, state_id, lag(state_id) OVER w AS previous_state_id, pending_until,
                lag(pending_until) OVER w AS previous_pending_until, note, actor, request_id, support, etag, created_at
           FROM ticket_event
          WHERE tenant_id = $1 AND ticket_id = $2
-        WINDOW w AS (ORDER BY id)) AS events
+        WINDOW w AS (ORDER BY sequence)) AS events
  ORDER BY sequence
  LIMIT $3 OFFSET $4
 """
@@ -151,17 +209,17 @@ WITH ticket_row AS (
 ), events AS (
     SELECT e.* FROM ticket_event e, ticket_row WHERE e.tenant_id = $1 AND e.ticket_id = ticket_row.id
 ), cut AS (
-    SELECT max(id) AS id FROM events
+    SELECT max(sequence) AS sequence FROM events
      WHERE ($3::timestamptz IS NULL OR created_at <= $3) AND ($4::uuid IS NULL OR etag = $4)
 ), first_event AS (
-    SELECT created_at, actor FROM events ORDER BY id LIMIT 1
+    SELECT created_at, actor FROM events ORDER BY sequence LIMIT 1
 ), last_event AS (
-    SELECT events.* FROM events, cut WHERE events.id = cut.id
+    SELECT events.* FROM events, cut WHERE events.sequence = cut.sequence
 ), fields AS (
     SELECT DISTINCT ON (c.key) c.key, c.value -> 'new' AS value
       FROM events e, cut, jsonb_each(e.changes) AS c
-     WHERE e.id <= cut.id
-     ORDER BY c.key, e.id DESC
+     WHERE e.sequence <= cut.sequence
+     ORDER BY c.key, e.sequence DESC
 )
 SELECT ticket_row.id, ticket_row.object_id, ticket_row.type_id, last_event.type_version, last_event.state_id,
        last_event.pending_until,
@@ -176,22 +234,23 @@ _ORDERS = {"asc": "ASC", "desc": "DESC"}
 
 
 class TicketRepository:
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def compare_and_swap(
         self,
         tenant_id: uuid.UUID,
         object_id: str,
         expected_etag: uuid.UUID,
+        new_etag: uuid.UUID,
         changes_json: str,
         actor: str,
         type_version: int,
         request_id: str,
         support: bool,
-    ) -> uuid.UUID | None:
-        """The new etag, or None when no ticket of this tenant has that object_id and etag."""
-        new_etag: uuid.UUID | None = await self._pool.fetchval(
+    ) -> bool:
+        """Whether the ticket was changed: False when no ticket of this tenant has that object_id and etag."""
+        changed = await self._db.fetch_value(
             COMPARE_AND_SWAP,
             tenant_id,
             object_id,
@@ -201,23 +260,26 @@ class TicketRepository:
             type_version,
             request_id,
             support,
+            new_etag,
         )
-        return new_etag
+        return changed is not None
 
     async def change_status(
         self,
         tenant_id: uuid.UUID,
         object_id: str,
         expected_etag: uuid.UUID,
+        new_etag: uuid.UUID,
         state_id: uuid.UUID,
         pending_until: datetime.datetime | None,
         actor: str,
         request_id: str,
         support: bool,
         note: str | None,
-    ) -> uuid.UUID | None:
-        """The new etag, or None when the ticket's etag is no longer `expected_etag` (or the state went inactive)."""
-        new_etag: uuid.UUID | None = await self._pool.fetchval(
+    ) -> bool:
+        """Whether the state was changed: False when the ticket's etag is no longer `expected_etag` (or the state
+        went inactive)."""
+        changed = await self._db.fetch_value(
             CHANGE_STATUS,
             tenant_id,
             object_id,
@@ -228,38 +290,46 @@ class TicketRepository:
             request_id,
             support,
             note,
+            new_etag,
         )
-        return new_etag
+        return changed is not None
 
-    async def close_due(self, batch: int, actor: str, request_id: str, note: str) -> int:
-        """Move up to `batch` tickets whose pending-close time has come, in every tenant; returns how many."""
-        status = await self._pool.execute(CLOSE_DUE, batch, actor, request_id, note)
-        return int(status.rsplit(" ", 1)[-1])
+    async def tenants_with_due_tickets(self) -> list[uuid.UUID]:
+        tenants: list[uuid.UUID] = await self._db.fetch_column(DUE_TENANTS)
+        return tenants
 
-    async def history(
-        self, tenant_id: uuid.UUID, ticket_id: uuid.UUID, limit: int, offset: int
-    ) -> tuple[int, list[asyncpg.Record]]:
-        async with self._pool.acquire() as conn:
-            total: int = await conn.fetchval(
-                "SELECT count(*) FROM ticket_event WHERE tenant_id = $1 AND ticket_id = $2", tenant_id, ticket_id
-            )
-            rows = await conn.fetch(HISTORY, tenant_id, ticket_id, limit, offset)
-        return total, rows
+    async def close_due(
+        self, tenant_id: uuid.UUID, batch: int, batch_id: uuid.UUID, actor: str, request_id: str, note: str
+    ) -> int:
+        """Move up to `batch` of the tenant's tickets whose pending-close time has come; returns how many."""
+        return await self._db.execute(CLOSE_DUE, tenant_id, batch, str(batch_id), actor, request_id, note)
+
+    async def count_events(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> int:
+        count: int = await self._db.fetch_value(
+            "SELECT count(*) FROM ticket_event WHERE tenant_id = $1 AND ticket_id = $2", tenant_id, ticket_id
+        )
+        return count
+
+    async def history(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID, limit: int, offset: int) -> list[HistoryRow]:
+        return await self._db.fetch_all(HistoryRow, HISTORY, tenant_id, ticket_id, limit, offset)
 
     async def as_of(
         self, tenant_id: uuid.UUID, object_id: str, at: datetime.datetime | None, etag: uuid.UUID | None
-    ) -> asyncpg.Record | None:
-        return await self._pool.fetchrow(AS_OF, tenant_id, object_id, at, etag)
+    ) -> TicketRow | None:
+        return await self._db.fetch_one(TicketRow, AS_OF, tenant_id, object_id, at, etag)
 
     async def exists(self, tenant_id: uuid.UUID, object_id: str) -> bool:
-        found: bool = await self._pool.fetchval(
+        found: bool = await self._db.fetch_value(
             "SELECT EXISTS (SELECT 1 FROM ticket WHERE tenant_id = $1 AND object_id = $2)", tenant_id, object_id
         )
         return found
 
-    async def get(self, tenant_id: uuid.UUID, object_id: str) -> asyncpg.Record | None:
-        return await self._pool.fetchrow(
-            f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE tenant_id = $1 AND object_id = $2", tenant_id, object_id
+    async def get(self, tenant_id: uuid.UUID, object_id: str) -> TicketRow | None:
+        return await self._db.fetch_one(
+            TicketRow,
+            f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE tenant_id = $1 AND object_id = $2",
+            tenant_id,
+            object_id,
         )
 
     async def create(
@@ -273,44 +343,53 @@ class TicketRepository:
         actor: str,
         request_id: str,
         support: bool,
-        idempotency: tuple[str, str] | None,
-    ) -> tuple[asyncpg.Record | None, asyncpg.Record | None]:
-        """(created row, None), or (None, stored idempotency row: request_hash and response {id, object_id, etag})
-        when the key was used before."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            if idempotency is not None:
-                key, request_hash = idempotency
-                # Waits for a concurrent request with the same key to commit, then sees its row.
-                claimed = await conn.fetchval(
-                    "INSERT INTO idempotency_key (tenant_id, key, request_hash) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (tenant_id, key) DO NOTHING RETURNING true",
-                    tenant_id,
-                    key,
-                    request_hash,
-                )
-                if not claimed:
-                    stored = await conn.fetchrow(
-                        "SELECT request_hash, response::text AS response FROM idempotency_key "
-                        "WHERE tenant_id = $1 AND key = $2",
-                        tenant_id,
-                        key,
-                    )
-                    return None, stored
-            row = await conn.fetchrow(
-                CREATE, tenant_id, prefix, type_id, type_version, data_json, actor, request_id, support, initial_state
-            )
-            if idempotency is not None:
-                # In the same transaction: a replay can never find the key claimed but without its ticket.
-                await conn.execute(
-                    "UPDATE idempotency_key SET response = jsonb_build_object('id', $3::uuid, 'object_id', $4::text, "
-                    "'etag', $5::uuid) WHERE tenant_id = $1 AND key = $2",
-                    tenant_id,
-                    idempotency[0],
-                    row["id"],
-                    row["object_id"],
-                    row["etag"],
-                )
-            return row, None
+    ) -> CreatedTicketRow:
+        row = await self._db.fetch_one(
+            CreatedTicketRow,
+            CREATE,
+            tenant_id,
+            prefix,
+            type_id,
+            type_version,
+            data_json,
+            actor,
+            request_id,
+            support,
+            initial_state,
+        )
+        assert row is not None  # the statement always inserts
+        return row
+
+    async def claim_idempotency_key(self, tenant_id: uuid.UUID, key: str, request_hash: str) -> bool:
+        """Whether the key was free (and is now this request's). A concurrent request with the same key makes this
+        wait until that request's transaction ends, and then see its row."""
+        claimed = await self._db.fetch_value(
+            "INSERT INTO idempotency_key (tenant_id, key, request_hash) VALUES ($1, $2, $3) "
+            "ON CONFLICT (tenant_id, key) DO NOTHING RETURNING true",
+            tenant_id,
+            key,
+            request_hash,
+        )
+        return claimed is not None
+
+    async def idempotent_response(self, tenant_id: uuid.UUID, key: str) -> IdempotencyRow | None:
+        return await self._db.fetch_one(
+            IdempotencyRow,
+            "SELECT request_hash, response::text FROM idempotency_key WHERE tenant_id = $1 AND key = $2",
+            tenant_id,
+            key,
+        )
+
+    async def store_idempotent_response(self, tenant_id: uuid.UUID, key: str, created: CreatedTicketRow) -> None:
+        await self._db.execute(
+            "UPDATE idempotency_key SET response = jsonb_build_object('id', $3::uuid, 'object_id', $4::text, "
+            "'etag', $5::uuid) WHERE tenant_id = $1 AND key = $2",
+            tenant_id,
+            key,
+            created.id,
+            created.object_id,
+            created.etag,
+        )
 
     async def page(
         self,
@@ -322,7 +401,7 @@ class TicketRepository:
         order: str,
         limit: int,
         offset: int,
-    ) -> tuple[int, list[asyncpg.Record]]:
+    ) -> tuple[int, list[TicketRow]]:
         conditions = ["tenant_id = $1"]
         arguments: list[Any] = [tenant_id]
         if type_id is not None:
@@ -334,11 +413,11 @@ class TicketRepository:
         where = " AND ".join(conditions)
         direction = _ORDERS[order]
         column = _SORT_COLUMNS[sort]
-        async with self._pool.acquire() as conn:
-            total: int = await conn.fetchval(f"SELECT count(*) FROM ticket WHERE {where}", *arguments)
-            rows = await conn.fetch(
-                f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE {where} "
-                f"ORDER BY {column} {direction}, id {direction} LIMIT {int(limit)} OFFSET {int(offset)}",
-                *arguments,
-            )
+        total: int = await self._db.fetch_value(f"SELECT count(*) FROM ticket WHERE {where}", *arguments)
+        rows = await self._db.fetch_all(
+            TicketRow,
+            f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE {where} "
+            f"ORDER BY {column} {direction}, id {direction} LIMIT {int(limit)} OFFSET {int(offset)}",
+            *arguments,
+        )
         return total, rows

@@ -12,10 +12,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, cast
 
-import asyncpg
 import msgspec
 
 from app.auth.principal import Principal
+from app.db.database import Database
 from app.errors import InputValidationFailure, NamedState
 from app.ticket.dto import (
     ChangeStatusRequest,
@@ -33,8 +33,8 @@ from app.ticket.errors import (
     TicketVersionNotFound,
     TransitionNotAllowed,
 )
-from app.ticket.repository import TicketRepository
-from app.ticket_state.repository import TicketStateRepository
+from app.ticket.repository import CreatedTicketRow, HistoryRow, TicketRepository, TicketRow
+from app.ticket_state.repository import TicketStateRepository, TicketStateRow
 from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.values import value_problem
 
@@ -67,7 +67,10 @@ class TicketQuery:
 
 
 class TicketService:
-    def __init__(self, repository: TicketRepository, types: TicketTypeCache, states: TicketStateRepository) -> None:
+    def __init__(
+        self, db: Database, repository: TicketRepository, types: TicketTypeCache, states: TicketStateRepository
+    ) -> None:
+        self._db = db
         self._repository = repository
         self._types = types
         self._states = states
@@ -94,7 +97,7 @@ class TicketService:
             # Scoped to the caller: another client of the tenant reusing a key must not receive this ticket.
             scoped_key = f"{principal.subject}\n{idempotency_key}"
             idempotency = (scoped_key, hashlib.sha256(canonical_encoder.encode(request)).hexdigest())
-        row, stored = await self._repository.create(
+        arguments = (
             principal.tenant_id,
             ticket_type.prefix,
             ticket_type.id,
@@ -104,20 +107,26 @@ class TicketService:
             principal.subject,
             request_id,
             principal.support_request,
-            idempotency,
         )
-        if row is not None:
-            return CreatedTicket(row["id"], row["object_id"], row["etag"], replayed=False)
-        assert stored is not None and idempotency is not None
-        if stored["request_hash"] != idempotency[1]:
-            raise IdempotencyKeyReused()
-        first = msgspec.json.decode(stored["response"])
-        return CreatedTicket(uuid.UUID(first["id"]), first["object_id"], uuid.UUID(first["etag"]), replayed=True)
+        if idempotency is None:
+            return _created(await self._repository.create(*arguments), replayed=False)
+        key, request_hash = idempotency
+        async with self._db.transaction():
+            if not await self._repository.claim_idempotency_key(principal.tenant_id, key, request_hash):
+                stored = await self._repository.idempotent_response(principal.tenant_id, key)
+                assert stored is not None  # claimed by a transaction that has committed
+                if stored.request_hash != request_hash:
+                    raise IdempotencyKeyReused()
+                return _created(_stored_response_decoder.decode(stored.response), replayed=True)
+            created = await self._repository.create(*arguments)
+            # In the same transaction: a replay can never find the key claimed but without its ticket.
+            await self._repository.store_idempotent_response(principal.tenant_id, key, created)
+        return _created(created, replayed=False)
 
     async def get(self, principal: Principal, object_id: str) -> TicketOut:
         return to_out(await self._row(principal, object_id))
 
-    async def _row(self, principal: Principal, object_id: str) -> asyncpg.Record:
+    async def _row(self, principal: Principal, object_id: str) -> TicketRow:
         if OBJECT_ID.fullmatch(object_id) is None:
             raise TicketNotFound(object_id)
         row = await self._repository.get(principal.tenant_id, object_id)
@@ -146,8 +155,9 @@ class TicketService:
         self, principal: Principal, object_id: str, page: int, per_page: int
     ) -> tuple[int, list[HistoryEntry]]:
         ticket = await self._row(principal, object_id)
-        total, rows = await self._repository.history(
-            principal.tenant_id, ticket["id"], limit=per_page, offset=(page - 1) * per_page
+        total = await self._repository.count_events(principal.tenant_id, ticket.id)
+        rows = await self._repository.history(
+            principal.tenant_id, ticket.id, limit=per_page, offset=(page - 1) * per_page
         )
         return total, [_history_entry(row) for row in rows]
 
@@ -160,46 +170,48 @@ class TicketService:
         assert request.etag is not None and request.state is not None
         ticket = await self._row(principal, object_id)
         # The decision below is taken on this version; the write happens only if it is still the current one.
-        if _as_uuid(request.etag) != ticket["etag"]:
+        if _as_uuid(request.etag) != ticket.etag:
             raise EtagMismatch()
-        states = await self._states.list_for(principal.tenant_id)
+        states = await self._states.list_all(principal.tenant_id)
         target = _find_state(states, request.state)
         if target is None:
             raise InputValidationFailure(
                 "Invalid ticket status change", {"state": "no ticket state of this tenant has this id or name"}
             )
-        if not target["active"]:
+        if not target.active:
             raise InputValidationFailure(
-                "Invalid ticket status change", {"state": f"the state {target['name']!r} is not active"}
+                "Invalid ticket status change", {"state": f"the state {target.name!r} is not active"}
             )
-        current = next((state for state in states if state["id"] == ticket["state_id"]), None)
-        current_name = current["name"] if current is not None else None
-        ticket_type = await self._types.by_id(principal.tenant_id, ticket["type_id"])
+        current = next((state for state in states if state.id == ticket.state_id), None)
+        current_name = current.name if current is not None else None
+        ticket_type = await self._types.by_id(principal.tenant_id, ticket.type_id)
         assert ticket_type is not None  # types are archived, never deleted
         workflow = ticket_type.workflow
-        if not workflow.allows(current_name, target["name"]):
+        if not workflow.allows(current_name, target.name):
             allowed = [
-                NamedState(str(state["id"]), state["name"])
+                NamedState(str(state.id), state.name)
                 for state in states
-                if state["active"] and workflow.allows(current_name, state["name"])
+                if state.active and workflow.allows(current_name, state.name)
             ]
-            raise TransitionNotAllowed(current_name, target["name"], allowed)
-        reason = workflow.guard_problems(target["name"], _data_decoder.decode(ticket["data"]))
+            raise TransitionNotAllowed(current_name, target.name, allowed)
+        reason = workflow.guard_problems(target.name, _data_decoder.decode(ticket.data))
         if reason:
-            raise InputValidationFailure(f"The ticket cannot enter {target['name']!r} yet", reason)
+            raise InputValidationFailure(f"The ticket cannot enter {target.name!r} yet", reason)
         _check_pending_time(request.pendingUntil, target)
-        new_etag = await self._repository.change_status(
+        new_etag = uuid.uuid4()
+        changed = await self._repository.change_status(
             principal.tenant_id,
             object_id,
-            ticket["etag"],
-            target["id"],
+            ticket.etag,
+            new_etag,
+            target.id,
             request.pendingUntil,
             principal.subject,
             request_id,
             principal.support_request,
             request.note,
         )
-        if new_etag is None:
+        if not changed:
             # Changed since it was read: by a client (its etag moved on) or by an admin (the state went inactive).
             raise EtagMismatch()
         return new_etag
@@ -231,17 +243,18 @@ class TicketService:
         # An etag that is not a UUID was never issued by us, so it cannot be the current one.
         expected = _as_uuid(etag)
         if expected is not None:
-            new_etag = await self._repository.compare_and_swap(
+            new_etag = uuid.uuid4()
+            if await self._repository.compare_and_swap(
                 principal.tenant_id,
                 object_id,
                 expected,
+                new_etag,
                 _json.encode(changes).decode(),
                 principal.subject,
                 ticket_type.version,
                 request_id,
                 principal.support_request,
-            )
-            if new_etag is not None:
+            ):
                 return new_etag
         if await self._repository.exists(principal.tenant_id, object_id):
             raise EtagMismatch()
@@ -282,15 +295,15 @@ def _check_status_request(request: ChangeStatusRequest) -> None:
         raise InputValidationFailure("Invalid request body", reason)
 
 
-def _check_pending_time(pending_until: datetime.datetime | None, target: asyncpg.Record) -> None:
+def _check_pending_time(pending_until: datetime.datetime | None, target: TicketStateRow) -> None:
     problem = None
-    if target["state_type"] in PENDING_STATE_TYPES:
+    if target.state_type in PENDING_STATE_TYPES:
         if pending_until is None:
-            problem = f"required for the {target['state_type']} state {target['name']!r}: when the wait ends"
+            problem = f"required for the {target.state_type} state {target.name!r}: when the wait ends"
         elif pending_until <= datetime.datetime.now(datetime.UTC):
             problem = "must be in the future"
     elif pending_until is not None:
-        problem = f"only for pending states; {target['name']!r} is a {target['state_type']} state"
+        problem = f"only for pending states; {target.name!r} is a {target.state_type} state"
     if problem is not None:
         raise InputValidationFailure("Invalid request body", {"pendingUntil": problem})
 
@@ -316,33 +329,33 @@ def _as_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
-def _find_state(states: list[asyncpg.Record], wanted: str) -> asyncpg.Record | None:
+def _find_state(states: list[TicketStateRow], wanted: str) -> TicketStateRow | None:
     wanted_id = _as_uuid(wanted)
-    by_id = next((state for state in states if state["id"] == wanted_id), None)
+    by_id = next((state for state in states if state.id == wanted_id), None)
     # An id wins over a name, even a state named like another state's id.
-    return by_id or next((state for state in states if state["name"].lower() == wanted.lower()), None)
+    return by_id or next((state for state in states if state.name.lower() == wanted.lower()), None)
 
 
-def _history_entry(row: asyncpg.Record) -> HistoryEntry:
+def _history_entry(row: HistoryRow) -> HistoryEntry:
     state = None
-    if row["state_id"] != row["previous_state_id"]:
-        state = StateChange(old=row["previous_state_id"], new=row["state_id"])
+    if row.state_id != row.previous_state_id:
+        state = StateChange(old=row.previous_state_id, new=row.state_id)
     pending = None
-    if row["pending_until"] != row["previous_pending_until"]:
-        pending = PendingChange(old=row["previous_pending_until"], new=row["pending_until"])
+    if row.pending_until != row.previous_pending_until:
+        pending = PendingChange(old=row.previous_pending_until, new=row.pending_until)
     return HistoryEntry(
-        sequence=row["sequence"],
-        event=row["kind"],
-        at=row["created_at"],
-        actor=row["actor"],
-        request_id=row["request_id"],
-        support=row["support"],
-        etag=str(row["etag"]),
+        sequence=row.sequence,
+        event=row.kind,
+        at=row.created_at,
+        actor=row.actor,
+        request_id=row.request_id,
+        support=row.support,
+        etag=str(row.etag),
         # Stored jsonb text, passed through (see to_out).
-        changes=cast(Any, msgspec.Raw(row["changes"])),
+        changes=cast(Any, msgspec.Raw(row.changes)),
         state=state,
         pending_until=pending,
-        note=row["note"],
+        note=row.note,
     )
 
 
@@ -350,20 +363,28 @@ def _timestamp(at: datetime.datetime | None) -> str:
     return at.isoformat() if at is not None else ""
 
 
-def to_out(row: asyncpg.Record) -> TicketOut:
+def _created(row: CreatedTicketRow, *, replayed: bool) -> CreatedTicket:
+    return CreatedTicket(row.id, row.object_id, row.etag, replayed=replayed)
+
+
+# The first response stored under an Idempotency-Key: the created ticket's id, object_id and etag.
+_stored_response_decoder = msgspec.json.Decoder(CreatedTicketRow)
+
+
+def to_out(row: TicketRow) -> TicketOut:
     return TicketOut(
-        etag=str(row["etag"]),
-        id=row["id"],
-        object_id=row["object_id"],
-        ticket_type_id=row["type_id"],
-        ticket_type_version=row["type_version"],
-        state_id=row["state_id"],
-        pending_until=row["pending_until"],
+        etag=str(row.etag),
+        id=row.id,
+        object_id=row.object_id,
+        ticket_type_id=row.type_id,
+        ticket_type_version=row.type_version,
+        state_id=row.state_id,
+        pending_until=row.pending_until,
         # The stored JSONB text goes out as is (msgspec.Raw); decoding and re-encoding it would be wasted work.
-        data=cast(Any, msgspec.Raw(row["data"])),
-        created_at=row["created_at"],
-        created_by=row["created_by"],
-        updated_at=row["updated_at"],
-        updated_by=row["updated_by"],
-        lastUpdatedBy=row["updated_by"],
+        data=cast(Any, msgspec.Raw(row.data)),
+        created_at=row.created_at,
+        created_by=row.created_by,
+        updated_at=row.updated_at,
+        updated_by=row.updated_by,
+        lastUpdatedBy=row.updated_by,
     )

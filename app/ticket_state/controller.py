@@ -8,7 +8,8 @@ from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from app.auth.requirements import ADMIN_SCOPE, READ_SCOPE, principal_of, requires
+from app.auth.principal import Principal
+from app.auth.requirements import ADMIN_SCOPE, READ_SCOPE, requires
 from app.errors import error_responses
 from app.ticket_state.dto import StateIn, StateList, StateOut
 from app.ticket_state.service import TicketStateService
@@ -21,49 +22,58 @@ class TicketStateController(Controller):
     path = "/ticket-state"
     tags = ("ticket states",)
 
-    @get(opt=_read, summary="List ticket states", responses=error_responses(400, 401, 404))
+    @get(**_read, summary="List ticket states", responses=error_responses(400, 401, 404))
     async def list_states(
-        self, request: Request[Any, Any, Any], states: NamedDependency[TicketStateService]
+        self, request: Request[Principal, Any, Any], states: NamedDependency[TicketStateService]
     ) -> StateList:
         """The tenant's ticket states, active and inactive."""
-        return StateList(data=await states.list_states(principal_of(request)))
+        return StateList(data=await states.list_states(request.user))
 
-    @get("/{state_id:str}", opt=_read, summary="Show a ticket state", responses=error_responses(400, 401, 404))
+    @get("/{state_id:str}", **_read, summary="Show a ticket state", responses=error_responses(400, 401, 404))
     async def show_state(
-        self, request: Request[Any, Any, Any], states: NamedDependency[TicketStateService], state_id: FromPath[str]
+        self,
+        request: Request[Principal, Any, Any],
+        states: NamedDependency[TicketStateService],
+        state_id: FromPath[str],
     ) -> StateOut:
         """One ticket state."""
-        return await states.get(principal_of(request), state_id)
+        return await states.get(request.user, state_id)
 
-    @post(opt=_admin, summary="Create a ticket state", responses=error_responses(400, 401, 404))
+    @post(**_admin, summary="Create a ticket state", responses=error_responses(400, 401, 404))
     async def create_state(
-        self, request: Request[Any, Any, Any], states: NamedDependency[TicketStateService], data: JSONBody[StateIn]
+        self,
+        request: Request[Principal, Any, Any],
+        states: NamedDependency[TicketStateService],
+        data: JSONBody[StateIn],
     ) -> StateOut:
         """Making a state `default_create` or `default_follow_up` moves that flag to it from the current holder."""
-        return await states.create(principal_of(request), data)
+        return await states.create(request.user, data)
 
-    @put("/{state_id:str}", opt=_admin, summary="Change a ticket state", responses=error_responses(400, 401, 404))
+    @put("/{state_id:str}", **_admin, summary="Change a ticket state", responses=error_responses(400, 401, 404))
     async def replace_state(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Principal, Any, Any],
         states: NamedDependency[TicketStateService],
         state_id: FromPath[str],
         data: JSONBody[StateIn],
     ) -> StateOut:
         """Replaces the state's fields. The tenant's default states cannot lose their flag or be deactivated:
         make another state the default instead."""
-        return await states.replace(principal_of(request), state_id, data)
+        return await states.replace(request.user, state_id, data)
 
     @delete(
         "/{state_id:str}",
-        opt=_admin,
+        **_admin,
         status_code=204,
         summary="Delete a ticket state",
         responses=error_responses(400, 401, 404, 409),
     )
     async def delete_state(
-        self, request: Request[Any, Any, Any], states: NamedDependency[TicketStateService], state_id: FromPath[str]
+        self,
+        request: Request[Principal, Any, Any],
+        states: NamedDependency[TicketStateService],
+        state_id: FromPath[str],
     ) -> None:
         """Refused with 409 "Can't delete, object has references." while tickets or states refer to it; set
         `active: false` instead."""
-        await states.delete(principal_of(request), state_id)
+        await states.delete(request.user, state_id)

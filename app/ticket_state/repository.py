@@ -2,52 +2,61 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Literal
 
-import asyncpg
+import msgspec
 
-from app.db.pool import ConnectionPool
-from app.ticket_state.dto import StateIn
+from app.db.database import Database, select_list
+from app.ticket_state.dto import StateIn, StateType
 
-_COLUMNS = (
-    "id, name, state_type, next_state_id, ignore_escalation, default_create, default_follow_up, note, active, "
-    "created_by, created_at, updated_by, updated_at"
-)
+DefaultFlag = Literal["default_create", "default_follow_up"]
+
+
+class TicketStateRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    name: str
+    state_type: StateType
+    next_state_id: uuid.UUID | None
+    ignore_escalation: bool
+    default_create: bool
+    default_follow_up: bool
+    note: str | None
+    active: bool
+    created_by: str
+    created_at: datetime.datetime
+    updated_by: str
+    updated_at: datetime.datetime
+
+
+_COLUMNS = select_list(TicketStateRow)
 
 
 class TicketStateRepository:
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._pool.acquire() as connection, connection.transaction():
-            # One state change per tenant at a time: the "exactly one default" rules read, then write.
-            yield connection
+    async def lock_tenant(self, tenant_id: uuid.UUID) -> None:
+        """Held until commit: one change to a tenant's states at a time, because the "exactly one default" rules
+        read the states and then write them."""
+        await self._db.execute("SELECT pg_advisory_xact_lock(hashtext('ticket_state:' || $1::uuid::text))", tenant_id)
 
-    async def lock_tenant(self, conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('ticket_state:' || $1::uuid::text))", tenant_id)
-
-    async def list_all(self, conn: asyncpg.Connection | ConnectionPool, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
-        rows: list[asyncpg.Record] = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM ticket_state WHERE tenant_id = $1 ORDER BY created_at, name", tenant_id
-        )
-        return rows
-
-    async def list_for(self, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
-        return await self.list_all(self._pool, tenant_id)
-
-    async def get(self, tenant_id: uuid.UUID, state_id: uuid.UUID) -> asyncpg.Record | None:
-        return await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM ticket_state WHERE tenant_id = $1 AND id = $2", tenant_id, state_id
+    async def list_all(self, tenant_id: uuid.UUID) -> list[TicketStateRow]:
+        return await self._db.fetch_all(
+            TicketStateRow,
+            f"SELECT {_COLUMNS} FROM ticket_state WHERE tenant_id = $1 ORDER BY created_at, name",
+            tenant_id,
         )
 
-    async def insert(
-        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, state: StateIn, actor: str
-    ) -> asyncpg.Record:
-        row: asyncpg.Record = await conn.fetchrow(
+    async def get(self, tenant_id: uuid.UUID, state_id: uuid.UUID) -> TicketStateRow | None:
+        return await self._db.fetch_one(
+            TicketStateRow, f"SELECT {_COLUMNS} FROM ticket_state WHERE tenant_id = $1 AND id = $2", tenant_id, state_id
+        )
+
+    async def insert(self, tenant_id: uuid.UUID, state: StateIn, actor: str) -> TicketStateRow:
+        row = await self._db.fetch_one(
+            TicketStateRow,
             "INSERT INTO ticket_state (tenant_id, name, state_type, next_state_id, ignore_escalation, default_create, "
             "default_follow_up, note, active, created_by, updated_by) "
             f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {_COLUMNS}",
@@ -62,12 +71,12 @@ class TicketStateRepository:
             state.active,
             actor,
         )
+        assert row is not None  # INSERT ... RETURNING returns the row it inserted
         return row
 
-    async def update(
-        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, state_id: uuid.UUID, state: StateIn, actor: str
-    ) -> asyncpg.Record:
-        row: asyncpg.Record = await conn.fetchrow(
+    async def update(self, tenant_id: uuid.UUID, state_id: uuid.UUID, state: StateIn, actor: str) -> TicketStateRow:
+        row = await self._db.fetch_one(
+            TicketStateRow,
             "UPDATE ticket_state SET name = $3, state_type = $4, next_state_id = $5, ignore_escalation = $6, "
             "default_create = $7, default_follow_up = $8, note = $9, active = $10, updated_by = $11, "
             f"updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING {_COLUMNS}",
@@ -83,21 +92,29 @@ class TicketStateRepository:
             state.active,
             actor,
         )
+        assert row is not None  # the caller holds the tenant's state lock and has just read the state
         return row
 
-    async def clear_default(
-        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, column: str, except_id: uuid.UUID | None
-    ) -> None:
-        assert column in ("default_create", "default_follow_up")
-        await conn.execute(
+    async def set_next_state(self, tenant_id: uuid.UUID, state_id: uuid.UUID, next_state_id: uuid.UUID) -> None:
+        await self._db.execute(
+            "UPDATE ticket_state SET next_state_id = $3 WHERE tenant_id = $1 AND id = $2",
+            tenant_id,
+            state_id,
+            next_state_id,
+        )
+
+    async def clear_default(self, tenant_id: uuid.UUID, flag: DefaultFlag, except_id: uuid.UUID | None) -> None:
+        column = {"default_create": "default_create", "default_follow_up": "default_follow_up"}[flag]
+        await self._db.execute(
             f"UPDATE ticket_state SET {column} = false, updated_at = now() "
             f"WHERE tenant_id = $1 AND {column} AND id IS DISTINCT FROM $2",
             tenant_id,
             except_id,
         )
 
-    async def is_referenced(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, state_id: uuid.UUID) -> bool:
-        referenced: bool = await conn.fetchval(
+    async def is_referenced(self, tenant_id: uuid.UUID, state_id: uuid.UUID) -> bool:
+        """Whether a ticket is in the state or another state names it as its next state."""
+        referenced: bool = await self._db.fetch_value(
             "SELECT EXISTS (SELECT 1 FROM ticket WHERE tenant_id = $1 AND state_id = $2) "
             "OR EXISTS (SELECT 1 FROM ticket_state WHERE tenant_id = $1 AND next_state_id = $2 AND id <> $2)",
             tenant_id,
@@ -105,27 +122,14 @@ class TicketStateRepository:
         )
         return referenced
 
-    async def workflows(self, conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
-        """(prefix, workflow as JSON text) of the tenant's ticket types whose workflow still governs tickets: every
-        active type, and an archived one while it has tickets (their status changes follow it)."""
-        rows: list[asyncpg.Record] = await conn.fetch(
-            "SELECT prefix, archived_at IS NOT NULL AS archived, (definition -> 'workflow')::text AS workflow "
-            "FROM ticket_type tt "
-            "WHERE tenant_id = $1 AND jsonb_typeof(definition -> 'workflow') = 'object' "
-            "AND (archived_at IS NULL OR EXISTS (SELECT 1 FROM ticket t WHERE t.tenant_id = $1 AND t.type_id = tt.id)) "
-            "ORDER BY prefix",
-            tenant_id,
-        )
-        return rows
+    async def delete(self, tenant_id: uuid.UUID, state_id: uuid.UUID) -> None:
+        await self._db.execute("DELETE FROM ticket_state WHERE tenant_id = $1 AND id = $2", tenant_id, state_id)
 
-    async def delete(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, state_id: uuid.UUID) -> None:
-        await conn.execute("DELETE FROM ticket_state WHERE tenant_id = $1 AND id = $2", tenant_id, state_id)
-
-    async def assign_default_to_stateless_tickets(self, conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
+    async def assign_default_to_stateless_tickets(self, tenant_id: uuid.UUID) -> None:
         """Tickets created before their tenant had states start in its default_create state, as if from their
         creation: their events say so too, so their history and as-of reads match what GET shows."""
         for table in ("ticket_event", "ticket"):
-            await conn.execute(
+            await self._db.execute(
                 f"UPDATE {table} SET state_id = (SELECT id FROM ticket_state WHERE tenant_id = $1 AND default_create "
                 "AND active) WHERE tenant_id = $1 AND state_id IS NULL",
                 tenant_id,

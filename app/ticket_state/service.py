@@ -5,23 +5,30 @@ times, and no deletion of a state that tickets or other states reference."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Protocol
 
-import asyncpg
 import msgspec
 
 from app.auth.principal import Principal
+from app.db.database import Database
 from app.errors import AppError, InputValidationFailure
 from app.tenancy.model import StateSeed, TenantConfig
 from app.ticket_state.dto import StateIn, StateOut
-from app.ticket_state.repository import TicketStateRepository
-from app.ticket_type.dto import Workflow
-from app.ticket_type.workflow import named_states
+from app.ticket_state.repository import DefaultFlag, TicketStateRepository, TicketStateRow
 
-_workflow_decoder = msgspec.json.Decoder(Workflow)
+
+class WorkflowReferences(Protocol):
+    """Which ticket types' workflows name a state. Workflows belong to ticket types, a layer above states, so the
+    answer is supplied from there (TicketTypeService) when the app is wired."""
+
+    async def types_naming_state(self, tenant_id: uuid.UUID, name: str, *, as_initial: bool = False) -> list[str]:
+        """Prefixes of the ticket types whose workflow names the state and still governs tickets; with
+        `as_initial`, of the active types whose new tickets start in it."""
+        ...
+
 
 SYSTEM_ACTOR = "system"
-DEFAULTS = ("default_create", "default_follow_up")
+DEFAULTS: tuple[DefaultFlag, ...] = ("default_create", "default_follow_up")
 
 # Seed 003's states, used for a tenant whose file does not list its own.
 DEFAULT_STATES = (
@@ -51,8 +58,9 @@ class StateHasReferences(AppError):
         super().__init__("Can't delete, object has references.")
 
 
-def to_out(row: Any) -> StateOut:
-    return StateOut(**{field: row[field] for field in StateOut.__struct_fields__})
+def to_out(row: TicketStateRow) -> StateOut:
+    # The wire type has the row's fields, in the row's order.
+    return StateOut(*msgspec.structs.astuple(row))
 
 
 def parse_state_id(value: str) -> uuid.UUID:
@@ -63,11 +71,13 @@ def parse_state_id(value: str) -> uuid.UUID:
 
 
 class TicketStateService:
-    def __init__(self, repository: TicketStateRepository) -> None:
+    def __init__(self, db: Database, repository: TicketStateRepository, workflows: WorkflowReferences) -> None:
+        self._db = db
         self._repository = repository
+        self._workflows = workflows
 
     async def list_states(self, principal: Principal) -> list[StateOut]:
-        return [to_out(row) for row in await self._repository.list_for(principal.tenant_id)]
+        return [to_out(row) for row in await self._repository.list_all(principal.tenant_id)]
 
     async def get(self, principal: Principal, state_id: str) -> StateOut:
         row = await self._repository.get(principal.tenant_id, parse_state_id(state_id))
@@ -76,94 +86,76 @@ class TicketStateService:
         return to_out(row)
 
     async def create(self, principal: Principal, state: StateIn) -> StateOut:
-        async with self._repository.transaction() as conn:
-            await self._repository.lock_tenant(conn, principal.tenant_id)
-            states = {row["id"]: row for row in await self._repository.list_all(conn, principal.tenant_id)}
+        async with self._db.transaction():
+            states = await self._locked_states(principal.tenant_id)
             _check(state, None, states)
-            await self._move_defaults(conn, principal.tenant_id, state, None)
-            row = await self._repository.insert(conn, principal.tenant_id, state, principal.subject)
+            await self._move_defaults(principal.tenant_id, state, None)
+            row = await self._repository.insert(principal.tenant_id, state, principal.subject)
         return to_out(row)
 
     async def replace(self, principal: Principal, state_id: str, state: StateIn) -> StateOut:
         wanted = parse_state_id(state_id)
-        async with self._repository.transaction() as conn:
-            await self._repository.lock_tenant(conn, principal.tenant_id)
-            states = {row["id"]: row for row in await self._repository.list_all(conn, principal.tenant_id)}
+        async with self._db.transaction():
+            states = await self._locked_states(principal.tenant_id)
             if wanted not in states:
                 raise TicketStateNotFound(state_id)
             _check(state, wanted, states)
-            await self._check_workflows(conn, principal.tenant_id, states[wanted], state)
-            await self._move_defaults(conn, principal.tenant_id, state, wanted)
-            row = await self._repository.update(conn, principal.tenant_id, wanted, state, principal.subject)
+            await self._check_workflows(principal.tenant_id, states[wanted], state)
+            await self._move_defaults(principal.tenant_id, state, wanted)
+            row = await self._repository.update(principal.tenant_id, wanted, state, principal.subject)
         return to_out(row)
 
     async def delete(self, principal: Principal, state_id: str) -> None:
         wanted = parse_state_id(state_id)
-        async with self._repository.transaction() as conn:
-            await self._repository.lock_tenant(conn, principal.tenant_id)
-            states = {row["id"]: row for row in await self._repository.list_all(conn, principal.tenant_id)}
+        async with self._db.transaction():
+            states = await self._locked_states(principal.tenant_id)
             current = states.get(wanted)
             if current is None:
                 raise TicketStateNotFound(state_id)
             for flag in DEFAULTS:
-                if current[flag] and current["active"]:
+                if getattr(current, flag) and current.active:
                     raise InputValidationFailure(
                         "Invalid ticket state change",
                         {flag: f"this is the tenant's {flag} state; make another state the {flag} state first"},
                     )
-            if await self._repository.is_referenced(conn, principal.tenant_id, wanted) or await self._workflow_users(
-                conn, principal.tenant_id, current["name"]
-            ):
+            if await self._repository.is_referenced(
+                principal.tenant_id, wanted
+            ) or await self._workflows.types_naming_state(principal.tenant_id, current.name):
                 raise StateHasReferences()
-            await self._repository.delete(conn, principal.tenant_id, wanted)
+            await self._repository.delete(principal.tenant_id, wanted)
 
-    async def _workflow_users(
-        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, name: str, *, as_initial: bool = False
-    ) -> list[str]:
-        """Prefixes of the ticket types whose workflow names the state and still governs tickets; with `as_initial`,
-        of the active types whose new tickets start in it."""
-        users: list[str] = []
-        for row in await self._repository.workflows(conn, tenant_id):
-            workflow = _workflow_decoder.decode(row["workflow"])
-            if as_initial:
-                named = [workflow.initialState] if workflow.initialState is not None and not row["archived"] else []
-            else:
-                named = [state for _, state in named_states(workflow)]
-            if any(state.lower() == name.lower() for state in named):
-                users.append(row["prefix"])
-        return users
+    async def _locked_states(self, tenant_id: uuid.UUID) -> dict[uuid.UUID, TicketStateRow]:
+        await self._repository.lock_tenant(tenant_id)
+        return {row.id: row for row in await self._repository.list_all(tenant_id)}
 
-    async def _check_workflows(
-        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, current: Any, state: StateIn
-    ) -> None:
+    async def _check_workflows(self, tenant_id: uuid.UUID, current: TicketStateRow, state: StateIn) -> None:
         """Workflows name states: a named state keeps its name, and an initial state stays active."""
         reason: dict[str, str] = {}
-        renamed = state.name.lower() != current["name"].lower()
-        if renamed and (users := await self._workflow_users(conn, tenant_id, current["name"])):
+        renamed = state.name.lower() != current.name.lower()
+        if renamed and (users := await self._workflows.types_naming_state(tenant_id, current.name)):
             reason["name"] = (
                 f"the workflow of ticket type {', '.join(users)} names this state; change the workflow first"
             )
-        deactivated = current["active"] and not state.active
-        if deactivated and (users := await self._workflow_users(conn, tenant_id, current["name"], as_initial=True)):
+        deactivated = current.active and not state.active
+        if deactivated and (
+            users := await self._workflows.types_naming_state(tenant_id, current.name, as_initial=True)
+        ):
             reason["active"] = f"new tickets of type {', '.join(users)} start in this state"
         if reason:
             raise InputValidationFailure("Invalid ticket state", reason)
 
-    async def _move_defaults(
-        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, state: StateIn, state_id: uuid.UUID | None
-    ) -> None:
+    async def _move_defaults(self, tenant_id: uuid.UUID, state: StateIn, state_id: uuid.UUID | None) -> None:
         # Making a state the default moves the flag: the tenant keeps exactly one, and the request said which.
         for flag in DEFAULTS:
             if getattr(state, flag):
-                await self._repository.clear_default(conn, tenant_id, flag, state_id)
+                await self._repository.clear_default(tenant_id, flag, state_id)
 
     async def seed(self, tenants: list[TenantConfig]) -> list[str]:
         """Give each tenant without states its configured (or the default) states; returns the seeded slugs."""
         seeded: list[str] = []
         for tenant in tenants:
-            async with self._repository.transaction() as conn:
-                await self._repository.lock_tenant(conn, tenant.id)
-                if await self._repository.list_all(conn, tenant.id):
+            async with self._db.transaction():
+                if await self._locked_states(tenant.id):
                     continue
                 ids: dict[str, uuid.UUID] = {}
                 seeds = tenant.states or DEFAULT_STATES
@@ -177,32 +169,27 @@ class TicketStateService:
                         note=seed.note,
                         active=seed.active,
                     )
-                    ids[seed.name] = (await self._repository.insert(conn, tenant.id, state, SYSTEM_ACTOR))["id"]
+                    ids[seed.name] = (await self._repository.insert(tenant.id, state, SYSTEM_ACTOR)).id
                 for seed in seeds:
                     if seed.next_state is not None:
-                        await conn.execute(
-                            "UPDATE ticket_state SET next_state_id = $3 WHERE tenant_id = $1 AND id = $2",
-                            tenant.id,
-                            ids[seed.name],
-                            ids[seed.next_state],
-                        )
-                await self._repository.assign_default_to_stateless_tickets(conn, tenant.id)
+                        await self._repository.set_next_state(tenant.id, ids[seed.name], ids[seed.next_state])
+                await self._repository.assign_default_to_stateless_tickets(tenant.id)
                 seeded.append(tenant.slug)
         return seeded
 
 
-def _check(state: StateIn, state_id: uuid.UUID | None, states: dict[uuid.UUID, Any]) -> None:
+def _check(state: StateIn, state_id: uuid.UUID | None, states: dict[uuid.UUID, TicketStateRow]) -> None:
     reason: dict[str, str] = {}
     name = state.name.strip()
     if not 1 <= len(name) <= 100 or name != state.name:
         reason["name"] = "1 to 100 characters, without leading or trailing spaces"
-    elif any(row["name"].lower() == name.lower() and row["id"] != state_id for row in states.values()):
+    elif any(row.name.lower() == name.lower() and row.id != state_id for row in states.values()):
         reason["name"] = f"{name!r} is already used by another state of this tenant"
     if state.next_state_id is not None:
         target = states.get(state.next_state_id)
         if state.next_state_id == state_id:
             reason["next_state_id"] = "must name another state, not this one"
-        elif target is None or not target["active"]:
+        elif target is None or not target.active:
             reason["next_state_id"] = "must name an active state of this tenant"
     elif state.state_type == "pending close":
         reason["next_state_id"] = "required for a pending close state: the state it moves to when the time comes"
@@ -210,10 +197,15 @@ def _check(state: StateIn, state_id: uuid.UUID | None, states: dict[uuid.UUID, A
         if getattr(state, flag) and not state.active:
             reason[flag] = f"an inactive state cannot be the {flag} state"
         current = states.get(state_id) if state_id is not None else None
-        if current is not None and current[flag] and current["active"] and not (getattr(state, flag) and state.active):
+        if (
+            current is not None
+            and getattr(current, flag)
+            and current.active
+            and not (getattr(state, flag) and state.active)
+        ):
             reason[flag] = f"this is the tenant's {flag} state; make another state the {flag} state first"
-    if state_id is not None and not state.active and states[state_id]["active"]:
-        pointing = sorted(row["name"] for row in states.values() if row["next_state_id"] == state_id and row["active"])
+    if state_id is not None and not state.active and states[state_id].active:
+        pointing = sorted(row.name for row in states.values() if row.next_state_id == state_id and row.active)
         if pointing:
             reason["active"] = f"active states name this state as their next_state_id: {', '.join(pointing)}"
     if len(state.note or "") > 2000:

@@ -11,11 +11,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
-import asyncpg
-
 from app.ticket_type.compiled import CompiledType
 from app.ticket_type.dto import definition_decoder
-from app.ticket_type.repository import TicketTypeRepository
+from app.ticket_type.repository import TicketTypeRepository, TicketTypeRow
 
 MAX_ENTRIES = 10_000
 
@@ -53,7 +51,7 @@ class TicketTypeCache:
         return await self._lookup(tenant_id, type_id, lambda: self._repository.get(tenant_id, type_id))
 
     async def _lookup(
-        self, tenant_id: uuid.UUID, value: str | uuid.UUID, fetch: Callable[[], Awaitable[asyncpg.Record | None]]
+        self, tenant_id: uuid.UUID, value: str | uuid.UUID, fetch: Callable[[], Awaitable[TicketTypeRow | None]]
     ) -> CompiledType | None:
         key = (tenant_id, value)
         if key in self._current:
@@ -67,15 +65,15 @@ class TicketTypeCache:
             self._current[key] = compiled
         return compiled
 
-    def _compile(self, tenant_id: uuid.UUID, row: asyncpg.Record | None) -> CompiledType | None:
+    def _compile(self, tenant_id: uuid.UUID, row: TicketTypeRow | None) -> CompiledType | None:
         if row is None:
             return None
-        key = (tenant_id, row["id"], row["version"], row["archived_at"] is not None)
+        key = (tenant_id, row.id, row.version, row.archived_at is not None)
         compiled = self._compiled.get(key)
         if compiled is None:
             if len(self._compiled) > MAX_ENTRIES:
                 self._compiled.clear()
-            definition = definition_decoder.decode(row["definition"])
-            compiled = CompiledType.compile(tenant_id, row["id"], row["version"], key[3], definition)
+            definition = definition_decoder.decode(row.definition)
+            compiled = CompiledType.compile(tenant_id, row.id, row.version, key[3], definition)
             self._compiled[key] = compiled
         return compiled

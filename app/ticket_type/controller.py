@@ -8,7 +8,8 @@ from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from app.auth.requirements import ADMIN_SCOPE, READ_SCOPE, principal_of, requires
+from app.auth.principal import Principal
+from app.auth.requirements import ADMIN_SCOPE, READ_SCOPE, requires
 from app.errors import error_responses
 from app.ticket_type.dto import TicketTypeDefinition, TicketTypeList, TicketTypeOut
 from app.ticket_type.service import TicketTypeService
@@ -21,75 +22,84 @@ class TicketTypeController(Controller):
     path = "/ticket-type"
     tags = ("ticket types",)
 
-    @get(opt=_read, summary="List ticket types", responses=error_responses(400, 401, 404))
+    @get(**_read, summary="List ticket types", responses=error_responses(400, 401, 404))
     async def list_types(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Principal, Any, Any],
         ticket_types: NamedDependency[TicketTypeService],
         include_archived: Annotated[bool, QueryParameter(name="include_archived")] = False,
     ) -> TicketTypeList:
         """The tenant's ticket types with their fields (field `id`s are the keys of a ticket's `data`)."""
-        return TicketTypeList(data=await ticket_types.list_types(principal_of(request), include_archived))
+        return TicketTypeList(data=await ticket_types.list_types(request.user, include_archived))
 
-    @get("/{type_id:str}", opt=_read, summary="Show a ticket type", responses=error_responses(400, 401, 404))
+    @get("/{type_id:str}", **_read, summary="Show a ticket type", responses=error_responses(400, 401, 404))
     async def show_type(
-        self, request: Request[Any, Any, Any], ticket_types: NamedDependency[TicketTypeService], type_id: FromPath[str]
+        self,
+        request: Request[Principal, Any, Any],
+        ticket_types: NamedDependency[TicketTypeService],
+        type_id: FromPath[str],
     ) -> TicketTypeOut:
         """One ticket type, current version."""
-        return await ticket_types.get(principal_of(request), type_id)
+        return await ticket_types.get(request.user, type_id)
 
     @get(
         "/{type_id:str}/schema",
-        opt=_read,
+        **_read,
         summary="JSON Schema of a ticket's data",
         responses=error_responses(400, 401, 404),
     )
     async def data_schema(
-        self, request: Request[Any, Any, Any], ticket_types: NamedDependency[TicketTypeService], type_id: FromPath[str]
+        self,
+        request: Request[Principal, Any, Any],
+        ticket_types: NamedDependency[TicketTypeService],
+        type_id: FromPath[str],
     ) -> dict[str, Any]:
         """One JSON Schema (2020-12) for a whole ticket `data` document of this type, to validate before sending."""
-        compiled = await ticket_types.compiled(principal_of(request), type_id)
+        compiled = await ticket_types.compiled(request.user, type_id)
         return compiled.data_schema()
 
     @post(
-        opt=_admin,
+        **_admin,
         summary="Create a ticket type",
         responses=error_responses(400, 401, 404, 413),
     )
     async def create_type(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Principal, Any, Any],
         ticket_types: NamedDependency[TicketTypeService],
         data: JSONBody[TicketTypeDefinition],
     ) -> TicketTypeOut:
         """Administrators only (admin role and tickets:admin scope). The definition is validated in full."""
-        return await ticket_types.create(principal_of(request), data)
+        return await ticket_types.create(request.user, data)
 
     @put(
         "/{type_id:str}",
-        opt=_admin,
+        **_admin,
         summary="Change a ticket type (a new version)",
         responses=error_responses(400, 401, 404, 413),
     )
     async def replace_type(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Principal, Any, Any],
         ticket_types: NamedDependency[TicketTypeService],
         type_id: FromPath[str],
         data: JSONBody[TicketTypeDefinition],
     ) -> TicketTypeOut:
         """Stores a new version. The prefix is fixed; a field UUID keeps its key forever; ticket data is untouched."""
-        return await ticket_types.replace(principal_of(request), type_id, data)
+        return await ticket_types.replace(request.user, type_id, data)
 
     @delete(
         "/{type_id:str}",
-        opt=_admin,
+        **_admin,
         status_code=200,
         summary="Archive a ticket type",
         responses=error_responses(400, 401, 404),
     )
     async def archive_type(
-        self, request: Request[Any, Any, Any], ticket_types: NamedDependency[TicketTypeService], type_id: FromPath[str]
+        self,
+        request: Request[Principal, Any, Any],
+        ticket_types: NamedDependency[TicketTypeService],
+        type_id: FromPath[str],
     ) -> TicketTypeOut:
         """Archives: no new tickets of the type; existing tickets and the prefix stay. Never a hard delete."""
-        return await ticket_types.archive(principal_of(request), type_id)
+        return await ticket_types.archive(request.user, type_id)

@@ -1,18 +1,41 @@
-"""SQL for ticket types. tenant_id is a mandatory argument of every method."""
+"""SQL for ticket types and their versions. tenant_id is a mandatory argument of every method."""
 
 from __future__ import annotations
 
+import datetime
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import asyncpg
+import msgspec
 
-from app.db.pool import ConnectionPool
+from app.db.database import Database, select_list
+from app.db.errors import UniqueViolation
 
 TICKET_TYPES_CHANGED_CHANNEL = "ticket_types_changed"
 
-_COLUMNS = "id, prefix, version, definition, archived_at, created_at, created_by, updated_at, updated_by"
+
+class TicketTypeRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    prefix: str
+    version: int
+    # The TicketTypeDefinition of the current version, as JSON text.
+    definition: str
+    archived_at: datetime.datetime | None
+    created_at: datetime.datetime
+    created_by: str
+    updated_at: datetime.datetime
+    updated_by: str
+
+
+class GoverningWorkflow(msgspec.Struct, frozen=True):
+    """A ticket type whose workflow still governs tickets."""
+
+    prefix: str
+    archived: bool
+    # The type's Workflow, as JSON text.
+    workflow: str
+
+
+_COLUMNS = select_list(TicketTypeRow, definition="definition::text")
 
 
 class PrefixTaken(Exception):
@@ -20,81 +43,81 @@ class PrefixTaken(Exception):
 
 
 class TicketTypeRepository:
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._pool.acquire() as connection, connection.transaction():
-            yield connection
-
-    async def list_all(self, tenant_id: uuid.UUID, include_archived: bool) -> list[asyncpg.Record]:
-        rows: list[asyncpg.Record] = await self._pool.fetch(
+    async def list_all(self, tenant_id: uuid.UUID, include_archived: bool) -> list[TicketTypeRow]:
+        return await self._db.fetch_all(
+            TicketTypeRow,
             f"SELECT {_COLUMNS} FROM ticket_type WHERE tenant_id = $1 AND ($2 OR archived_at IS NULL) ORDER BY prefix",
             tenant_id,
             include_archived,
         )
-        return rows
 
-    async def get(self, tenant_id: uuid.UUID, type_id: uuid.UUID) -> asyncpg.Record | None:
-        return await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM ticket_type WHERE tenant_id = $1 AND id = $2",
-            tenant_id,
-            type_id,
+    async def get(self, tenant_id: uuid.UUID, type_id: uuid.UUID) -> TicketTypeRow | None:
+        return await self._db.fetch_one(
+            TicketTypeRow, f"SELECT {_COLUMNS} FROM ticket_type WHERE tenant_id = $1 AND id = $2", tenant_id, type_id
         )
 
-    async def get_by_prefix(self, tenant_id: uuid.UUID, prefix: str) -> asyncpg.Record | None:
-        return await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM ticket_type WHERE tenant_id = $1 AND prefix = $2",
-            tenant_id,
-            prefix,
+    async def get_by_prefix(self, tenant_id: uuid.UUID, prefix: str) -> TicketTypeRow | None:
+        return await self._db.fetch_one(
+            TicketTypeRow, f"SELECT {_COLUMNS} FROM ticket_type WHERE tenant_id = $1 AND prefix = $2", tenant_id, prefix
         )
 
-    async def exists(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, type_id: uuid.UUID) -> bool:
-        found: bool = await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM ticket_type WHERE tenant_id = $1 AND id = $2)", tenant_id, type_id
-        )
-        return found
-
-    async def ticket_states(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, type_id: uuid.UUID) -> list[str]:
-        """Names of the states the type's tickets are in."""
-        rows = await conn.fetch(
-            "SELECT s.name FROM ticket_state s WHERE s.tenant_id = $1 AND EXISTS "
-            "(SELECT 1 FROM ticket t WHERE t.tenant_id = $1 AND t.type_id = $2 AND t.state_id = s.id) ORDER BY s.name",
-            tenant_id,
-            type_id,
-        )
-        return [row["name"] for row in rows]
-
-    async def lock(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, type_id: uuid.UUID) -> asyncpg.Record | None:
-        return await conn.fetchrow(
+    async def lock(self, tenant_id: uuid.UUID, type_id: uuid.UUID) -> TicketTypeRow | None:
+        """The type, locked until commit (inside a transaction)."""
+        return await self._db.fetch_one(
+            TicketTypeRow,
             f"SELECT {_COLUMNS} FROM ticket_type WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
             tenant_id,
             type_id,
         )
 
-    async def version_definitions(
-        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, type_id: uuid.UUID
-    ) -> list[str]:
-        rows = await conn.fetch(
-            "SELECT definition FROM ticket_type_version WHERE tenant_id = $1 AND type_id = $2 ORDER BY version",
+    async def exists(self, tenant_id: uuid.UUID, type_id: uuid.UUID) -> bool:
+        found: bool = await self._db.fetch_value(
+            "SELECT EXISTS (SELECT 1 FROM ticket_type WHERE tenant_id = $1 AND id = $2)", tenant_id, type_id
+        )
+        return found
+
+    async def states_of_tickets(self, tenant_id: uuid.UUID, type_id: uuid.UUID) -> list[str]:
+        """Names of the states the type's tickets are in."""
+        names: list[str] = await self._db.fetch_column(
+            "SELECT s.name FROM ticket_state s WHERE s.tenant_id = $1 AND EXISTS "
+            "(SELECT 1 FROM ticket t WHERE t.tenant_id = $1 AND t.type_id = $2 AND t.state_id = s.id) ORDER BY s.name",
             tenant_id,
             type_id,
         )
-        return [row["definition"] for row in rows]
+        return names
+
+    async def governing_workflows(self, tenant_id: uuid.UUID) -> list[GoverningWorkflow]:
+        """The tenant's ticket types whose workflow still governs tickets: every active type, and an archived one
+        while it has tickets (their status changes follow it)."""
+        return await self._db.fetch_all(
+            GoverningWorkflow,
+            "SELECT prefix, archived_at IS NOT NULL AS archived, (definition -> 'workflow')::text AS workflow "
+            "FROM ticket_type tt "
+            "WHERE tenant_id = $1 AND jsonb_typeof(definition -> 'workflow') = 'object' "
+            "AND (archived_at IS NULL OR EXISTS (SELECT 1 FROM ticket t WHERE t.tenant_id = $1 AND t.type_id = tt.id)) "
+            "ORDER BY prefix",
+            tenant_id,
+        )
+
+    async def version_definitions(self, tenant_id: uuid.UUID, type_id: uuid.UUID) -> list[str]:
+        definitions: list[str] = await self._db.fetch_column(
+            "SELECT definition::text FROM ticket_type_version WHERE tenant_id = $1 AND type_id = $2 ORDER BY version",
+            tenant_id,
+            type_id,
+        )
+        return definitions
 
     async def insert(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: uuid.UUID,
-        type_id: uuid.UUID,
-        prefix: str,
-        definition: str,
-        actor: str,
-    ) -> asyncpg.Record | None:
-        """Insert version 1; None if the id already exists (idempotent template seeding). Raises PrefixTaken."""
+        self, tenant_id: uuid.UUID, type_id: uuid.UUID, prefix: str, definition: str, actor: str
+    ) -> TicketTypeRow | None:
+        """Insert version 1 (inside a transaction); None if the id already exists (idempotent template seeding).
+        Raises PrefixTaken."""
         try:
-            row = await conn.fetchrow(
+            row = await self._db.fetch_one(
+                TicketTypeRow,
                 "INSERT INTO ticket_type (tenant_id, id, prefix, version, definition, created_by, updated_by) "
                 "VALUES ($1, $2, $3, 1, $4::jsonb, $5, $5) ON CONFLICT (tenant_id, id) DO NOTHING "
                 f"RETURNING {_COLUMNS}",
@@ -104,22 +127,18 @@ class TicketTypeRepository:
                 definition,
                 actor,
             )
-        except asyncpg.UniqueViolationError:
+        except UniqueViolation:
             raise PrefixTaken(prefix) from None
         if row is not None:
-            await self._record_version(conn, tenant_id, type_id, 1, definition, actor)
+            await self._record_version(tenant_id, type_id, 1, definition, actor)
         return row
 
     async def save_version(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: uuid.UUID,
-        type_id: uuid.UUID,
-        version: int,
-        definition: str,
-        actor: str,
-    ) -> asyncpg.Record:
-        row = await conn.fetchrow(
+        self, tenant_id: uuid.UUID, type_id: uuid.UUID, version: int, definition: str, actor: str
+    ) -> TicketTypeRow:
+        """Make `definition` the type's current version (inside a transaction that holds the type's lock)."""
+        row = await self._db.fetch_one(
+            TicketTypeRow,
             "UPDATE ticket_type SET version = $3, definition = $4::jsonb, updated_at = now(), updated_by = $5 "
             f"WHERE tenant_id = $1 AND id = $2 RETURNING {_COLUMNS}",
             tenant_id,
@@ -128,34 +147,32 @@ class TicketTypeRepository:
             definition,
             actor,
         )
-        await self._record_version(conn, tenant_id, type_id, version, definition, actor)
+        assert row is not None  # the caller holds the row's lock
+        await self._record_version(tenant_id, type_id, version, definition, actor)
         return row
 
-    async def archive(
-        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, type_id: uuid.UUID, actor: str
-    ) -> asyncpg.Record:
-        return await conn.fetchrow(
-            "UPDATE ticket_type SET archived_at = coalesce(archived_at, now()), updated_at = now(), updated_by = $3 "
+    async def archive(self, tenant_id: uuid.UUID, type_id: uuid.UUID, actor: str) -> TicketTypeRow:
+        # least(), not coalesce(): an archived type keeps its first archiving time, and Citus refuses a
+        # non-immutable function such as now() inside COALESCE or CASE of an UPDATE.
+        row = await self._db.fetch_one(
+            TicketTypeRow,
+            "UPDATE ticket_type SET archived_at = least(archived_at, now()), updated_at = now(), updated_by = $3 "
             f"WHERE tenant_id = $1 AND id = $2 RETURNING {_COLUMNS}",
             tenant_id,
             type_id,
             actor,
         )
+        assert row is not None  # the caller holds the row's lock
+        return row
 
-    async def notify_changed(self, conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
+    async def notify_changed(self, tenant_id: uuid.UUID) -> None:
         # Delivered at commit, to every worker's type cache (see TicketTypeCache.invalidate).
-        await conn.execute("SELECT pg_notify($1, $2)", TICKET_TYPES_CHANGED_CHANNEL, str(tenant_id))
+        await self._db.execute("SELECT pg_notify($1, $2)", TICKET_TYPES_CHANGED_CHANNEL, str(tenant_id))
 
     async def _record_version(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: uuid.UUID,
-        type_id: uuid.UUID,
-        version: int,
-        definition: str,
-        actor: str,
+        self, tenant_id: uuid.UUID, type_id: uuid.UUID, version: int, definition: str, actor: str
     ) -> None:
-        await conn.execute(
+        await self._db.execute(
             "INSERT INTO ticket_type_version (tenant_id, type_id, version, definition, created_by) "
             "VALUES ($1, $2, $3, $4::jsonb, $5)",
             tenant_id,

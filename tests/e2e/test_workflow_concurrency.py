@@ -56,6 +56,8 @@ WORKERS_TIMEOUT = 30.0  # seconds for both worker processes to finish start-up
 # A text only the pending-close sweep's SQL (CLOSE_DUE) holds; passed as a parameter, so that the queries looking
 # for it in pg_stat_activity do not match themselves.
 SWEEP_SQL = "%FOR UPDATE OF t SKIP LOCKED%"
+# The same for the sweep's first statement, which finds the tenants with due tickets (DUE_TENANTS).
+SWEEP_START_SQL = "%SELECT DISTINCT t.tenant_id%"
 # Backends of this database waiting for a lock (as in test_concurrency; the cluster is the session's own).
 WAITING = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
 EVENTS = (
@@ -635,7 +637,7 @@ async def test_pending_close_timer_moves_each_due_ticket_exactly_once_with_two_w
 
 
 async def check_both_workers_sweep(server: TwoWorkers, db: asyncpg.Pool) -> None:
-    """Each worker process holds a database connection whose latest statement is the pending-close sweep: both
+    """Each worker process holds a database connection whose latest statement is part of the pending-close sweep: both
     timers run. A worker names its connections `ticketing-<pid>` (application_name), and with no request coming in
     the pool keeps handing each worker's sweeps the connection it returned last."""
     expected = {f"ticketing-{pid}" for pid in server.workers}
@@ -644,8 +646,10 @@ async def check_both_workers_sweep(server: TwoWorkers, db: asyncpg.Pool) -> None
         sweeping = {
             row["application_name"]
             for row in await db.fetch(
-                "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND query LIKE $1",
+                "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
+                "AND (query LIKE $1 OR query LIKE $2)",
                 SWEEP_SQL,
+                SWEEP_START_SQL,
             )
         }
         if expected <= sweeping:

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
-from app.db.pool import ConnectionPool
-from app.tenancy.repository import TenantConflict, sync_tenants
+from app.tenancy.service import TenantConflict
 from tests.api import TenantApi, field_ids
 from tests.integration.test_authentication import TENANT_NOT_FOUND
 from tests.integration.test_ticket_types import TYPES, create_type, new_definition, new_field
 from tests.integration.test_tickets import TICKETS, new_ticket
-from tests.support import RealmSpec, SigningKey, TenantSpec, load_tenant_files, write_tenants
+from tests.support import RealmSpec, SigningKey, TenantSpec, load_tenant_files, sync_tenants, write_tenants
 
 
 @pytest.fixture
@@ -113,7 +110,7 @@ async def test_a_ticket_type_404_does_not_reflect_long_input(client: httpx.Async
 
 
 async def test_a_second_tenant_cannot_claim_another_tenants_issuer(
-    tenants: list[TenantSpec], workspace: Path, alpha: TenantSpec
+    tenants: list[TenantSpec], workspace: Path, alpha: TenantSpec, database_url: str
 ) -> None:
     impostor = TenantSpec(
         id=uuid.uuid4(),
@@ -122,38 +119,4 @@ async def test_a_second_tenant_cannot_claim_another_tenants_issuer(
     )
     directory = write_tenants(workspace / f"impostor-{impostor.slug}", [impostor])
     with pytest.raises(TenantConflict, match="already belongs to a realm of tenant"):
-        await sync_tenants(load_tenant_files(directory, workspace / "data"))
-
-
-async def test_the_pool_skips_connections_the_server_closed(migrated: str) -> None:
-    pool = await ConnectionPool.open(migrated, 2, 2)
-    pids = set(await asyncio.gather(*(pool.fetchval("SELECT pg_backend_pid(), pg_sleep(0.05)") for _ in range(2))))
-    admin = await asyncpg.connect(migrated)
-    try:
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", list(pids))
-    finally:
-        await admin.close()
-    await asyncio.sleep(0.3)  # asyncpg notices the closed sockets
-    assert await pool.fetchval("SELECT 1") == 1
-    await pool.close()
-
-
-async def test_all_waiters_fail_when_no_replacement_connection_can_be_opened(migrated: str) -> None:
-    pool = await ConnectionPool.open(migrated, 1, 1)
-    holder_ready = asyncio.Event()
-
-    async def failing_holder() -> None:
-        async with pool.acquire():
-            holder_ready.set()
-            await asyncio.sleep(0.05)
-            pool._dsn = "postgresql://nobody@/nowhere?host=/nonexistent"  # the database has gone away
-            raise RuntimeError("the holder failed")
-
-    holder = asyncio.create_task(failing_holder())
-    await holder_ready.wait()
-    waiters = [asyncio.create_task(pool.fetchval("SELECT 1")) for _ in range(3)]
-    with pytest.raises(RuntimeError):
-        await holder
-    results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
-    assert all(isinstance(result, OSError) for result in results), results
-    await pool.close()
+        await sync_tenants(database_url, load_tenant_files(directory, workspace / "data"))

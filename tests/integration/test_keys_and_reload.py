@@ -16,10 +16,18 @@ import httpx
 import pytest
 
 from app.auth import jwt
-from app.tenancy.repository import sync_tenants
 from tests.conftest import LiveServer, make_settings
 from tests.integration.test_authentication import ME, headers
-from tests.support import RealmSpec, SigningKey, TenantSpec, claims_for, load_tenant_files, sign, write_tenants
+from tests.support import (
+    RealmSpec,
+    SigningKey,
+    TenantSpec,
+    claims_for,
+    load_tenant_files,
+    sign,
+    sync_tenants,
+    write_tenants,
+)
 
 
 class JwksServer:
@@ -82,7 +90,7 @@ async def idp_client(tenants: list[TenantSpec], database_url: str, workspace: Pa
 
 
 async def test_jwks_url_realm_synced_live_and_key_rotation_picked_up(
-    idp_client: httpx.AsyncClient, workspace: Path, jwks_server: JwksServer
+    idp_client: httpx.AsyncClient, workspace: Path, jwks_server: JwksServer, database_url: str
 ) -> None:
     client = idp_client
     first, second = SigningKey("RS256"), SigningKey("RS256")
@@ -96,7 +104,7 @@ async def test_jwks_url_realm_synced_live_and_key_rotation_picked_up(
     assert (await client.get(ME, headers=headers(gamma, first_token))).status_code == 401
 
     # `tenants sync` from another process: the running server reloads on the notification, no restart.
-    assert await sync_tenants(load_tenant_files(directory, workspace / "data")) == ["gamma"]
+    assert await sync_tenants(database_url, load_tenant_files(directory, workspace / "data")) == ["gamma"]
     assert await _wait_for_status(client, headers(gamma, first_token), 200) == 200
     fetches_after_first_key = jwks_server.fetches
     assert fetches_after_first_key >= 1
@@ -123,10 +131,10 @@ async def test_jwks_url_realm_synced_live_and_key_rotation_picked_up(
     assert jwks_server.fetches - before_flood == 1
 
 
-async def test_sync_is_idempotent(tenants: list[TenantSpec], workspace: Path) -> None:
+async def test_sync_is_idempotent(tenants: list[TenantSpec], workspace: Path, database_url: str) -> None:
     configs = load_tenant_files(workspace / "tenants", workspace / "data")
-    assert await sync_tenants(configs) == []
-    assert await sync_tenants(configs) == []
+    assert await sync_tenants(database_url, configs) == []
+    assert await sync_tenants(database_url, configs) == []
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
@@ -15,8 +16,13 @@ async def pool(migrated: str) -> ConnectionPool:
     return await ConnectionPool.open(migrated, 1, 2)
 
 
+async def fetch_value(pool: ConnectionPool, sql: str) -> Any:
+    async with pool.acquire() as connection:
+        return await connection.fetchval(sql)
+
+
 async def backend_pid(pool: ConnectionPool) -> int:
-    pid: int = await pool.fetchval("SELECT pg_backend_pid()")
+    pid: int = await fetch_value(pool, "SELECT pg_backend_pid()")
     return pid
 
 
@@ -43,14 +49,14 @@ async def test_at_most_max_size_connections_and_waiters_are_served_in_turn(pool:
 async def test_a_postgres_error_keeps_the_connection(pool: ConnectionPool) -> None:
     first = await backend_pid(pool)
     with pytest.raises(asyncpg.UndefinedTableError):
-        await pool.fetch("SELECT * FROM no_such_table")
+        await fetch_value(pool, "SELECT * FROM no_such_table")
     assert await backend_pid(pool) == first
     await pool.close()
 
 
 async def test_a_cancelled_query_discards_its_connection(pool: ConnectionPool) -> None:
     first = await backend_pid(pool)
-    task = asyncio.create_task(pool.execute("SELECT pg_sleep(5)"))
+    task = asyncio.create_task(fetch_value(pool, "SELECT pg_sleep(5)"))
     await asyncio.sleep(0.1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -60,22 +66,49 @@ async def test_a_cancelled_query_discards_its_connection(pool: ConnectionPool) -
     await pool.close()
 
 
-async def test_a_waiter_gets_a_replacement_when_the_holder_fails(migrated: str) -> None:
+async def test_a_callers_own_failure_hands_the_connection_on(migrated: str) -> None:
     pool = await ConnectionPool.open(migrated, 1, 1)
     holder_ready = asyncio.Event()
+    holder_pid = 0
 
     async def failing_holder() -> None:
-        async with pool.acquire():
+        nonlocal holder_pid
+        async with pool.acquire() as connection:
+            holder_pid = await connection.fetchval("SELECT pg_backend_pid()")
             holder_ready.set()
             await asyncio.sleep(0.05)
-            raise RuntimeError("bug in the caller")
+            raise RuntimeError("a rule the caller enforces")
 
     holder = asyncio.create_task(failing_holder())
     await holder_ready.wait()
     waiter = asyncio.create_task(backend_pid(pool))
     with pytest.raises(RuntimeError):
         await holder
-    assert isinstance(await asyncio.wait_for(waiter, 5), int)
+    # Nothing was wrong with the connection: the waiter gets the very same one, no reconnect.
+    assert await asyncio.wait_for(waiter, 5) == holder_pid
+    assert pool.size == 1
+    await pool.close()
+
+
+async def test_a_waiter_gets_a_replacement_when_the_holders_connection_breaks(migrated: str) -> None:
+    pool = await ConnectionPool.open(migrated, 1, 1)
+    holder_ready = asyncio.Event()
+    holder_pid = 0
+
+    async def holder_whose_server_session_ends() -> None:
+        nonlocal holder_pid
+        async with pool.acquire() as connection:
+            holder_pid = await connection.fetchval("SELECT pg_backend_pid()")
+            holder_ready.set()
+            await asyncio.sleep(0.05)
+            await connection.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    holder = asyncio.create_task(holder_whose_server_session_ends())
+    await holder_ready.wait()
+    waiter = asyncio.create_task(backend_pid(pool))
+    with pytest.raises((asyncpg.AdminShutdownError, asyncpg.ConnectionDoesNotExistError)):
+        await holder
+    assert await asyncio.wait_for(waiter, 5) != holder_pid
     assert pool.size == 1
     await pool.close()
 
@@ -84,18 +117,53 @@ async def test_an_open_transaction_is_never_handed_on(pool: ConnectionPool) -> N
     async with pool.acquire() as connection:
         await connection.execute("BEGIN")
     assert pool.size == 0
-    assert await pool.fetchval("SELECT 1") == 1
+    assert await fetch_value(pool, "SELECT 1") == 1
     await pool.close()
 
 
 async def test_a_closed_pool_refuses_and_fails_its_waiters(migrated: str) -> None:
     pool = await ConnectionPool.open(migrated, 1, 1)
     async with pool.acquire():
-        waiter = asyncio.create_task(pool.fetchval("SELECT 1"))
+        waiter = asyncio.create_task(fetch_value(pool, "SELECT 1"))
         await asyncio.sleep(0.01)
         await pool.close()
     with pytest.raises(PoolClosed):
         await waiter
     with pytest.raises(PoolClosed):
-        await pool.fetchval("SELECT 1")
+        await fetch_value(pool, "SELECT 1")
     assert pool.size == 0
+
+
+async def test_the_pool_skips_connections_the_server_closed(migrated: str) -> None:
+    pool = await ConnectionPool.open(migrated, 2, 2)
+    sleepers = (fetch_value(pool, "SELECT pg_backend_pid() FROM pg_sleep(0.05)") for _ in range(2))
+    pids = set(await asyncio.gather(*sleepers))
+    admin = await asyncpg.connect(migrated)
+    try:
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", list(pids))
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.3)  # asyncpg notices the closed sockets
+    assert await fetch_value(pool, "SELECT 1") == 1
+    await pool.close()
+
+
+async def test_all_waiters_fail_when_no_replacement_connection_can_be_opened(migrated: str) -> None:
+    pool = await ConnectionPool.open(migrated, 1, 1)
+    holder_ready = asyncio.Event()
+
+    async def holder_whose_server_goes_away() -> None:
+        async with pool.acquire() as connection:
+            holder_ready.set()
+            await asyncio.sleep(0.05)
+            pool._dsn = "postgresql://nobody@/nowhere?host=/nonexistent"  # the database has gone away
+            await connection.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    holder = asyncio.create_task(holder_whose_server_goes_away())
+    await holder_ready.wait()
+    waiters = [asyncio.create_task(fetch_value(pool, "SELECT 1")) for _ in range(3)]
+    with pytest.raises((asyncpg.AdminShutdownError, asyncpg.ConnectionDoesNotExistError)):
+        await holder
+    results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
+    assert all(isinstance(result, OSError) for result in results), results
+    await pool.close()

@@ -1,0 +1,159 @@
+"""The persistence boundary: one object owns the connection pool and the current transaction.
+
+A service writes `async with db.transaction():` and every repository call inside it joins that transaction through
+a context variable (the way Piccolo's own transactions work); outside one, each call runs on a connection of its
+own for that one statement. Repositories therefore never pass connections around, and nothing outside app/db
+imports the driver: rows come back as the frozen msgspec Structs a repository names, and driver errors come out as
+the exceptions of app.db.errors.
+
+A task started inside a transaction inherits the context, so it would join the transaction too: start background
+tasks outside one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+import asyncpg
+import msgspec
+
+from app.db.errors import DatabaseUnavailable, UniqueViolation, UnstorableText
+from app.db.pool import ConnectionPool
+
+Row = TypeVar("Row", bound=msgspec.Struct)
+
+# Raised while connecting: the server is down, refuses us, or the URL is wrong.
+_CONNECT_ERRORS = (OSError, ValueError, asyncpg.PostgresError, asyncpg.ClientConfigurationError)
+
+
+def select_list(row_type: type[msgspec.Struct], *, prefix: str = "", **expressions: str) -> str:
+    """The SELECT list for a row type, in the order of its fields, so `row_type(*record)` fills it positionally.
+    A field is read from the column of its name (after `prefix`, a table alias), or from its expression."""
+    return ", ".join(
+        f"{expressions[name]} AS {name}" if name in expressions else f"{prefix}{name}"
+        for name in row_type.__struct_fields__
+    )
+
+
+class Database:
+    def __init__(self, dsn: str, *, min_size: int, max_size: int) -> None:
+        self._dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: ConnectionPool | None = None
+        # Per instance: two databases in one process (a test and the app it drives) never share a transaction.
+        self._transaction: ContextVar[asyncpg.Connection | None] = ContextVar(f"transaction-{id(self)}", default=None)
+
+    @property
+    def dsn(self) -> str:
+        return self._dsn
+
+    async def open(self) -> None:
+        try:
+            self._pool = await ConnectionPool.open(self._dsn, self._min_size, self._max_size)
+        except _CONNECT_ERRORS as exc:
+            raise DatabaseUnavailable(f"cannot connect to the database: {exc.__class__.__name__}: {exc}") from None
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> ConnectionPool:
+        if self._pool is None:
+            raise DatabaseUnavailable("the database is not open")
+        return self._pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """One transaction for every repository call inside the block; a nested block joins the outer one."""
+        if self._transaction.get() is not None:
+            yield
+            return
+        async with self.pool.acquire() as connection, connection.transaction():
+            token = self._transaction.set(connection)
+            try:
+                yield
+            finally:
+                self._transaction.reset(token)
+
+    async def fetch_all(self, row_type: type[Row], sql: str, *args: Any) -> list[Row]:
+        connection = self._transaction.get()
+        try:
+            if connection is not None:
+                records = await connection.fetch(sql, *args)
+            else:
+                async with self.pool.acquire() as connection:
+                    records = await connection.fetch(sql, *args)
+        except asyncpg.PostgresError as exc:
+            raise _translated(exc) from None
+        return [row_type(*record) for record in records]
+
+    async def fetch_one(self, row_type: type[Row], sql: str, *args: Any) -> Row | None:
+        connection = self._transaction.get()
+        try:
+            if connection is not None:
+                record = await connection.fetchrow(sql, *args)
+            else:
+                async with self.pool.acquire() as connection:
+                    record = await connection.fetchrow(sql, *args)
+        except asyncpg.PostgresError as exc:
+            raise _translated(exc) from None
+        return None if record is None else row_type(*record)
+
+    async def fetch_value(self, sql: str, *args: Any) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        connection = self._transaction.get()
+        try:
+            if connection is not None:
+                return await connection.fetchval(sql, *args)
+            async with self.pool.acquire() as connection:
+                return await connection.fetchval(sql, *args)
+        except asyncpg.PostgresError as exc:
+            raise _translated(exc) from None
+
+    async def fetch_column(self, sql: str, *args: Any) -> list[Any]:
+        """The first column of every row."""
+        connection = self._transaction.get()
+        try:
+            if connection is not None:
+                records = await connection.fetch(sql, *args)
+            else:
+                async with self.pool.acquire() as connection:
+                    records = await connection.fetch(sql, *args)
+        except asyncpg.PostgresError as exc:
+            raise _translated(exc) from None
+        return [record[0] for record in records]
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; returns how many rows it affected (0 for statements that report none)."""
+        connection = self._transaction.get()
+        try:
+            if connection is not None:
+                status: str = await connection.execute(sql, *args)
+            else:
+                async with self.pool.acquire() as connection:
+                    status = await connection.execute(sql, *args)
+        except asyncpg.PostgresError as exc:
+            raise _translated(exc) from None
+        count = status.rsplit(" ", 1)[-1]
+        return int(count) if count.isdigit() else 0
+
+    async def ping(self) -> None:
+        """A trivial round trip, for readiness probes."""
+        await self.fetch_value("SELECT 1")
+
+
+def _translated(exc: asyncpg.PostgresError) -> Exception:
+    """The boundary's own exception for the errors callers act on; any other error passes through unchanged."""
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        constraint: str | None = exc.constraint_name
+        return UniqueViolation(constraint)
+    if isinstance(exc, asyncpg.UntranslatableCharacterError | asyncpg.CharacterNotInRepertoireError):
+        return UnstorableText(str(exc))
+    unchanged: Exception = exc
+    return unchanged
