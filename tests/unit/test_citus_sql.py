@@ -7,6 +7,7 @@ migrations/. A failure there lists every offending statement with its file and l
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -15,15 +16,21 @@ from tests.citus_sql import (
     KEYS,
     PLACEHOLDER,
     ROW_LOCKS,
+    RULES,
     VOLATILE,
     Finding,
+    Project,
     Rule,
     Schema,
     Statement,
     check,
     collect_source,
+    load_project,
+    report,
     statements_of,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SCHEMA_SQL = (
     "CREATE TABLE tenant (id uuid PRIMARY KEY, slug text UNIQUE)",
@@ -464,3 +471,37 @@ def test_findings_point_at_the_line_inside_a_multiline_string() -> None:
     )
     schema = Schema.from_sql(*SCHEMA_SQL)
     assert [(f.line, f.excerpt) for f in check(VOLATILE, statements, schema)] == [(4, "SET etag = gen_random_uuid()")]
+
+
+# --- The project's SQL ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def project() -> Project:
+    return load_project(ROOT)
+
+
+def test_the_collector_sees_the_projects_sql(project: Project) -> None:
+    # A guard against the checks below passing because nothing was collected.
+    assert {"ticket", "ticket_event", "ticket_state", "ticket_type"} <= project.schema.tenant_tables
+    assert "tenant" not in project.schema.tenant_tables
+    migrations = {s.path for s in project.migrations.statements}
+    assert migrations == {p.relative_to(ROOT).as_posix() for p in (ROOT / "migrations").glob("ticketing_*.py")}
+    repositories = {s.path for s in project.app.statements if s.path.endswith("/repository.py")}
+    assert repositories >= {
+        "app/ticket/repository.py",
+        "app/ticket_type/repository.py",
+        "app/ticket_state/repository.py",
+    }
+
+
+def test_all_sql_can_be_analysed(project: Project) -> None:
+    if project.problems:
+        pytest.fail(report("all SQL in app/ and migrations/ parses and names its tables", project.problems), False)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[rule.name for rule in RULES])
+def test_the_projects_sql_follows_the_citus_rule(project: Project, rule: Rule) -> None:
+    findings = check(rule, project.statements, project.schema)
+    if findings:
+        pytest.fail(report(rule.title, findings), pytrace=False)
