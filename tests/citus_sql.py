@@ -12,6 +12,13 @@ value is checked), a dict literal looked up by key (each value), `sep.join(names
 elements `.append`ed to it (all of them at once). Any other value becomes a placeholder (an identifier, a number,
 nothing, or a column list: the first that parses), and a statement whose table name would be a placeholder is
 reported as not analysable.
+
+Limits: only Python string expressions are read (not Piccolo's query builder, not `%` or `.format()`
+composition, not values imported from another module, which become placeholders); what a placeholder stands for
+is not checked; at most 16 alternatives of a string are checked; a finding's line is exact inside a triple-quoted
+string and otherwise the line where the string starts. The function lists below are names, not PostgreSQL's
+catalogue: a function they do not name (a user-defined one, or a STABLE one such as jsonb_build_object, which
+Citus's CASE/COALESCE check also refuses) is not flagged.
 """
 
 from __future__ import annotations
@@ -808,7 +815,12 @@ RULES = (KEYS, VOLATILE, ROW_LOCKS, CASE_COALESCE)
 
 
 def check(rule: Rule, statements: Iterable[Statement], schema: Schema) -> list[Finding]:
-    return sorted(set(itertools.chain.from_iterable(rule.check(s, schema) for s in statements)))
+    """The rule's findings, sorted, one per place and message (the alternatives of one string repeat them)."""
+    findings: dict[tuple[str, int, str], Finding] = {}
+    for statement in statements:
+        for finding in rule.check(statement, schema):
+            findings.setdefault((finding.path, finding.line, finding.message), finding)
+    return sorted(findings.values())
 
 
 def report(title: str, findings: Sequence[Finding]) -> str:
