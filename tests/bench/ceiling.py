@@ -2,11 +2,11 @@
 
 The update script is the app's own COMPARE_AND_SWAP text, imported, with its positional parameters renamed to
 pgbench variables ($1 :tenant, $2 :oid, $3 :etag, $4 :changes, $5 :actor, $6 :type_version, $7 :request_id,
-$8 :support); with `-M prepared` pgbench turns them back into $n parameters of one prepared statement, as asyncpg
-does. Since the etag must match, each transaction is two statements, both autocommit like the app's:
+$8 :support, $9 :new_etag); with `-M prepared` pgbench turns them back into $n parameters of one prepared
+statement, as asyncpg does. Since the etag must match, each transaction is two statements, both autocommit like the app's:
 
   1. a primary-key SELECT of the client's ticket (client k -> tenant k % 2, REQ-(k/2 + 1): one ticket per client,
-     like one per wrk connection) that \\gset-s tenant, oid, current etag and a fresh `changes` document;
+     like one per wrk connection) that \\gset-s tenant, oid, current etag, a new etag and a fresh `changes` document;
   2. COMPARE_AND_SWAP with those values: one durable commit (ticket update + ticket_event insert).
 
 So `update_ceiling_tps` is CAS transactions per second *including* one extra read-only round trip each, a slightly
@@ -39,6 +39,7 @@ CAS_VARIABLES = {
     "6": "type_version",
     "7": "request_id",
     "8": "support",
+    "9": "new_etag",
 }
 _TPS = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.MULTILINE)
 _FAILED = re.compile(r"number of failed transactions: (\d+)")
@@ -59,7 +60,8 @@ def cas_script(tenants: list[uuid.UUID], counter_field: str) -> str:
         f"\\set tenant_index :client_id % {len(tenants)}\n"
         f"\\set ticket_number :client_id / {len(tenants)} + 1\n"
         "\\set value random(1, 1000000000)\n"
-        "SELECT tenant_id AS tenant, object_id AS oid, etag,\n"
+        # The new etag comes with the read, as the app generates it before its write.
+        "SELECT tenant_id AS tenant, object_id AS oid, etag, gen_random_uuid() AS new_etag,\n"
         f"       jsonb_build_object('{counter_field}', :value::bigint)::text AS changes\n"
         f"  FROM ticket WHERE tenant_id = CASE :tenant_index::int {cases} END\n"
         f"   AND object_id = {object_id_sql(':ticket_number')} \\gset\n" + cas_statement()
