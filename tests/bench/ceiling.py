@@ -3,7 +3,8 @@
 The update script is the app's own COMPARE_AND_SWAP text, imported, with its positional parameters renamed to
 pgbench variables ($1 :tenant, $2 :oid, $3 :etag, $4 :changes, $5 :actor, $6 :type_version, $7 :request_id,
 $8 :support, $9 :new_etag); with `-M prepared` pgbench turns them back into $n parameters of one prepared
-statement, as asyncpg does. Since the etag must match, each transaction is two statements, both autocommit like the app's:
+statement, as asyncpg does. Since the etag must match, each transaction is two statements, both autocommit like
+the app's:
 
   1. a primary-key SELECT of the client's ticket (client k -> tenant k % 2, REQ-(k/2 + 1): one ticket per client,
      like one per wrk connection) that \\gset-s tenant, oid, current etag, a new etag and a fresh `changes` document;
