@@ -82,70 +82,40 @@ class Database:
                 self._transaction.reset(token)
 
     async def fetch_all(self, row_type: type[Row], sql: str, *args: Any) -> list[Row]:
-        connection = self._transaction.get()
-        try:
-            if connection is not None:
-                records = await connection.fetch(sql, *args)
-            else:
-                async with self.pool.acquire() as connection:
-                    records = await connection.fetch(sql, *args)
-        except asyncpg.PostgresError as exc:
-            raise _translated(exc) from None
-        return [row_type(*record) for record in records]
+        return [row_type(*record) for record in await self._run("fetch", sql, args)]
 
     async def fetch_one(self, row_type: type[Row], sql: str, *args: Any) -> Row | None:
-        connection = self._transaction.get()
-        try:
-            if connection is not None:
-                record = await connection.fetchrow(sql, *args)
-            else:
-                async with self.pool.acquire() as connection:
-                    record = await connection.fetchrow(sql, *args)
-        except asyncpg.PostgresError as exc:
-            raise _translated(exc) from None
+        record = await self._run("fetchrow", sql, args)
         return None if record is None else row_type(*record)
 
     async def fetch_value(self, sql: str, *args: Any) -> Any:
         """The first column of the first row, or None when there is no row."""
-        connection = self._transaction.get()
-        try:
-            if connection is not None:
-                return await connection.fetchval(sql, *args)
-            async with self.pool.acquire() as connection:
-                return await connection.fetchval(sql, *args)
-        except asyncpg.PostgresError as exc:
-            raise _translated(exc) from None
+        return await self._run("fetchval", sql, args)
 
     async def fetch_column(self, sql: str, *args: Any) -> list[Any]:
         """The first column of every row."""
-        connection = self._transaction.get()
-        try:
-            if connection is not None:
-                records = await connection.fetch(sql, *args)
-            else:
-                async with self.pool.acquire() as connection:
-                    records = await connection.fetch(sql, *args)
-        except asyncpg.PostgresError as exc:
-            raise _translated(exc) from None
-        return [record[0] for record in records]
+        return [record[0] for record in await self._run("fetch", sql, args)]
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run a statement; returns how many rows it affected (0 for statements that report none)."""
-        connection = self._transaction.get()
-        try:
-            if connection is not None:
-                status: str = await connection.execute(sql, *args)
-            else:
-                async with self.pool.acquire() as connection:
-                    status = await connection.execute(sql, *args)
-        except asyncpg.PostgresError as exc:
-            raise _translated(exc) from None
+        status: str = await self._run("execute", sql, args)
         count = status.rsplit(" ", 1)[-1]
         return int(count) if count.isdigit() else 0
 
     async def ping(self) -> None:
         """A trivial round trip, for readiness probes."""
         await self.fetch_value("SELECT 1")
+
+    async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
+        """Call a connection method on the current transaction's connection, or on a pooled one for this call."""
+        connection = self._transaction.get()
+        try:
+            if connection is not None:
+                return await getattr(connection, method)(sql, *args)
+            async with self.pool.acquire() as connection:
+                return await getattr(connection, method)(sql, *args)
+        except asyncpg.PostgresError as exc:
+            raise _translated(exc) from None
 
 
 def _translated(exc: asyncpg.PostgresError) -> Exception:
