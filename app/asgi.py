@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     db = Database(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
 
     http = httpx.AsyncClient(headers={"user-agent": "ticketing-jwks-fetcher"})
-    registry = TenantRegistry(TenantRepository(db))
+    registry = TenantRegistry(TenantRepository(db).configs)
     authenticator = Authenticator(
         registry,
         http,

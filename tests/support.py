@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -188,3 +189,20 @@ async def sync_tenants(dsn: str, configs: list[TenantConfig]) -> list[str]:
         return await TenantService(db, TenantRepository(db)).sync(configs)
     finally:
         await db.close()
+
+
+@functools.cache
+def _private_key(private_pem: str) -> Any:
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_pem_private_key(private_pem.encode(), password=None)
+
+
+def pyjwt_sign(claims: dict[str, Any], key: SigningKey, kid: str | None = None, algorithm: str | None = None) -> str:
+    """A token signed by PyJWT, an independent JOSE implementation, with the private key parsed once: about 1 ms
+    where `sign` (python-jose, which parses and checks the PEM on every call) takes about 40 ms for RSA."""
+    import jwt as pyjwt
+
+    return pyjwt.encode(
+        claims, _private_key(key.private_pem), algorithm=algorithm or key.algorithm, headers={"kid": kid or key.kid}
+    )

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 
 from app.tenancy.model import RealmConfig, TenantConfig
-from app.tenancy.repository import TenantRepository
 
 log = logging.getLogger("app.tenancy")
 
@@ -37,8 +37,9 @@ class Realm:
 
 
 class TenantRegistry:
-    def __init__(self, repository: TenantRepository) -> None:
-        self._repository = repository
+    def __init__(self, load: Callable[[], Awaitable[list[TenantConfig]]]) -> None:
+        # Reads every tenant's configuration (from the tenant table, TenantRepository.configs).
+        self._load = load
         self._tenants: dict[uuid.UUID, Tenant] = {}
         self._realms_by_issuer: dict[str, Realm] = {}
         self.generation = 0
@@ -71,5 +72,5 @@ class TenantRegistry:
         self.generation += 1
 
     async def reload(self, _payload: str = "") -> None:
-        self.replace(await self._repository.configs())
+        self.replace(await self._load())
         log.info("tenant registry loaded", extra={"tenants": len(self._tenants), "generation": self.generation})
