@@ -135,6 +135,11 @@ def schema_problem(schema: dict[str, Any]) -> str | None:
                 compile_pattern(pattern)
             except UnsafePattern as exc:
                 return f"pattern {pattern!r} is not supported: {exc} (RE2: no backreferences or look-around)"
+    definitions = schema.get("$defs")
+    defined = set(definitions) if isinstance(definitions, dict) else set()
+    # A reference resolves against the root's $defs; one naming nothing would fail on every value, not on the schema.
+    for name in sorted(set().union(*references.values()) - defined):
+        return f"$ref '#/$defs/{name}' names no entry of this schema's $defs"
     if _has_cycle(references):
         return "recursive $ref is not supported"
     if _expanded_size(schema, references) > MAX_EXPANDED_NODES:

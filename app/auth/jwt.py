@@ -24,6 +24,8 @@ ALLOWED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES
 _KEY_TYPE_FOR_ALGORITHM = {"RS": "RSA", "ES": "EC"}
 _EC_CURVE_FOR_ALGORITHM = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+# NIST SP 800-131A: RSA keys shorter than this are not acceptable for signatures.
+MIN_RSA_BITS = 2048
 # Keycloak access tokens are 1-3 KiB; anything past this is not a token we issued and could be a parsing attack.
 MAX_TOKEN_LENGTH = 8192
 _COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
@@ -67,12 +69,25 @@ def public_key_from_jwk(data: dict[str, Any]) -> VerificationKey:
     algorithm = data.get("alg")
     if algorithm is not None and algorithm not in ALLOWED_ALGORITHMS:
         raise InvalidKey(f"alg {algorithm!r} is not an allowed asymmetric algorithm")
+    if key_type == "RSA" and (bits := _modulus_bits(data.get("n"))) < MIN_RSA_BITS:
+        raise InvalidKey(f"RSA modulus of {bits} bits is too short: at least {MIN_RSA_BITS} bits")
     construct_alg = algorithm or ("RS256" if key_type == "RSA" else _ec_alg_for_curve(data.get("crv")))
     try:
         key: Key = jwk.construct(data, construct_alg)
     except Exception as exc:  # jose raises a variety of errors for malformed key material
         raise InvalidKey(f"is not a valid {key_type} key: {exc}") from None
     return VerificationKey(kid=kid, key_type=key_type, algorithm=algorithm, curve=data.get("crv"), key=key)
+
+
+def _modulus_bits(modulus: object) -> int:
+    if not isinstance(modulus, str):
+        raise InvalidKey("RSA key has no modulus n")
+    try:
+        # Strict base64url: a lenient decoder skips invalid characters and turns garbage into a tiny modulus.
+        raw = base64.b64decode(modulus.replace("-", "+").replace("_", "/") + "=" * (-len(modulus) % 4), validate=True)
+    except binascii.Error:
+        raise InvalidKey("RSA modulus n is not base64url") from None
+    return int.from_bytes(raw, "big").bit_length()
 
 
 def signing_key_problem(data: dict[str, Any], algorithms: tuple[str, ...]) -> str | None:

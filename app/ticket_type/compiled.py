@@ -178,9 +178,11 @@ class CompiledType:
                 value_schema["readOnly"] = True
             if definition.default is not msgspec.UNSET:
                 value_schema["default"] = definition.default
-            # Any field that is not required may be cleared with "", null or [].
+            # A field that is not required may be cleared with "", null or []; a required one never holds those,
+            # even where its own schema would allow them.
             if definition.required:
-                properties[field_id] = _rebase_refs(value_schema, f"#/properties/{field_id}")
+                rebased = _rebase_refs(value_schema, f"#/properties/{field_id}/allOf/0")
+                properties[field_id] = {"allOf": [rebased, {"not": {"enum": list(EMPTY_VALUES)}}]}
             else:
                 rebased = _rebase_refs(value_schema, f"#/properties/{field_id}/anyOf/0")
                 properties[field_id] = {"anyOf": [rebased, {"enum": list(EMPTY_VALUES)}]}
@@ -189,6 +191,11 @@ class CompiledType:
             "title": f"{self.definition.name} (version {self.version}) ticket data",
             "type": "object",
             "properties": properties,
-            "required": [f.definition.id for f in self.fields.values() if f.definition.required],
+            # A required field with a default may be left out: the service fills in the default.
+            "required": [
+                f.definition.id
+                for f in self.fields.values()
+                if f.definition.required and f.definition.default is msgspec.UNSET
+            ],
             "additionalProperties": False,
         }

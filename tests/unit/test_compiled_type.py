@@ -548,10 +548,16 @@ def test_data_schema_shape() -> None:
     assert schema["title"] == "Work order (version 3) ticket data"
     assert schema["type"] == "object"
     assert schema["additionalProperties"] is False
-    assert schema["required"] == [TITLE, OWNER, LINES]
+    # The owner is required but has a default: a document may leave it out, the service fills it in.
+    assert schema["required"] == [TITLE, LINES]
     assert list(schema["properties"]) == [TITLE, COUNT, TAGS, CODE, OWNER, ADDRESS, LINES]
-    assert schema["properties"][TITLE] == {"type": "string", "minLength": 1, "maxLength": 20, "title": "Title"}
-    assert schema["properties"][OWNER]["default"] == "nobody"
+    assert schema["properties"][TITLE] == {
+        "allOf": [
+            {"type": "string", "minLength": 1, "maxLength": 20, "title": "Title"},
+            {"not": {"enum": [None, "", []]}},
+        ]
+    }
+    assert schema["properties"][OWNER]["allOf"][0]["default"] == "nobody"
     optional = schema["properties"][CODE]
     assert optional == {
         "anyOf": [
@@ -571,9 +577,9 @@ def test_data_schema_rebases_refs_to_the_nested_field_schema() -> None:
     schema = compiled().data_schema()
     address = schema["properties"][ADDRESS]["anyOf"][0]
     assert address["properties"]["street"] == {"$ref": f"#/properties/{ADDRESS}/anyOf/0/$defs/line"}
-    lines = schema["properties"][LINES]
-    assert lines["items"] == {"$ref": f"#/properties/{LINES}/$defs/line"}
-    assert lines["$defs"]["line"] == {"$ref": f"#/properties/{LINES}/$defs/text"}
+    lines = schema["properties"][LINES]["allOf"][0]
+    assert lines["items"] == {"$ref": f"#/properties/{LINES}/allOf/0/$defs/line"}
+    assert lines["$defs"]["line"] == {"$ref": f"#/properties/{LINES}/allOf/0/$defs/text"}
     # The field's own schema is untouched.
     assert compiled().fields[ADDRESS].definition.schema == ADDRESS_SCHEMA
 
@@ -662,3 +668,38 @@ def test_template_data_schemas_agree_with_complete_for_create(template: Path) ->
         wrong = {field_id: {"not": "valid"}}
         assert field_id in compiled_type.complete_for_create(wrong)[1]
         assert any(error.path and error.path[0] == field_id for error in validator.iter_errors(wrong))
+
+
+DANGLING = {"$ref": "#/$defs/missing"}
+DANGLING_PROBLEM = "$ref '#/$defs/missing' names no entry of this schema's $defs"
+
+
+@pytest.mark.parametrize("members", [{}, {"default": "x"}], ids=["no-default", "with-default"])
+def test_a_field_schema_with_a_dangling_ref_is_refused(members: dict[str, Any]) -> None:
+    # With a default the definition check itself validated the default against the schema and crashed.
+    with pytest.raises(InputValidationFailure) as caught:
+        validate_definition(definition(field(0, schema=DANGLING, **members)))
+    assert caught.value.reason == {"fields[0].schema": DANGLING_PROBLEM}
+
+
+def test_a_guard_with_a_dangling_ref_is_refused() -> None:
+    def guarded(document: dict[str, Any]) -> None:
+        document["workflow"] = {"guards": {"DONE": DANGLING}}
+
+    with pytest.raises(InputValidationFailure) as caught:
+        validate_definition(definition(guarded))
+    assert caught.value.reason == {"workflow.guards.DONE": DANGLING_PROBLEM}
+
+
+@pytest.mark.parametrize(
+    ("schema", "value"),
+    [({"type": "string"}, ""), ({"type": ["string", "null"]}, None), ({"type": "array"}, []), ({}, None)],
+)
+def test_the_data_schema_refuses_clearing_a_required_field_as_the_service_does(
+    schema: dict[str, Any], value: Any
+) -> None:
+    document = definition(field(0, schema=schema))  # the required title, without a default
+    ticket_type = compiled(document)
+    field_id = document["fields"][0]["id"]
+    assert ticket_type.complete_for_create({field_id: value})[1][field_id] == "field is required"
+    assert not Draft202012Validator(ticket_type.data_schema()).is_valid({field_id: value})

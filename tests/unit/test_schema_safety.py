@@ -325,3 +325,17 @@ def test_no_reference_leaves_the_document() -> None:
     validator = safe_validator({"$ref": "https://example.com/never-fetched.json"})
     with pytest.raises(Unresolvable, match=re.escape("https://example.com/never-fetched.json")):
         first_error(validator, 1)
+
+
+@pytest.mark.parametrize(
+    ("schema", "name"),
+    [
+        pytest.param({"$ref": "#/$defs/missing"}, "missing", id="no-defs"),
+        pytest.param({"$defs": {"present": {}}, "items": {"$ref": "#/$defs/absent"}}, "absent", id="other-name"),
+        # $defs below the root: a reference resolves against the root, where there is none.
+        pytest.param({"properties": {"x": {"$defs": {"b": {}}, "$ref": "#/$defs/b"}}}, "b", id="nested-defs"),
+    ],
+)
+def test_a_ref_to_no_definition_is_refused(schema: dict[str, Any], name: str) -> None:
+    # Accepted, it would make every later validation raise (a 500 on every ticket write), not report a problem.
+    assert schema_problem(schema) == f"$ref '#/$defs/{name}' names no entry of this schema's $defs"
