@@ -1,6 +1,7 @@
 """The migrations through Piccolo on a fresh database of their own: forwards one at a time, backwards (each step
 restores exactly the schema before it, and rolling back everything leaves only Piccolo's migration table), and
-forwards again to the very same schema.
+forwards again to the very same schema. The per-ticket event sequence's backfill is checked on rows written before
+its migration.
 
 The shared `ticketing` test database is never touched: Piccolo's engine points at the fresh database only inside
 the test, and back at what it pointed to before afterwards."""
@@ -23,6 +24,7 @@ from app.db.piccolo_app import APP_CONFIG
 from app.db.piccolo_conf import DB
 
 APP = APP_CONFIG.app_name
+EVENT_SEQUENCE_MIGRATION = "2026-12-01T08:00:00:000000"
 
 # Everything a migration defines in the public schema, in a stable order, as PostgreSQL itself spells it.
 SNAPSHOT_QUERIES = {
@@ -116,6 +118,56 @@ async def backwards_to(migration_id: str) -> None:
     assert result.success, result.message
 
 
+TENANT = uuid.UUID("33333333-3333-4333-8333-333333333333")
+TYPE = uuid.UUID("44444444-4444-4444-8444-444444444444")
+
+
+async def write_tickets_and_events(connection: asyncpg.Connection) -> dict[str, uuid.UUID]:
+    """A tenant, a type and three tickets, as the schema before the event sequence has them: A with three events
+    and B with two, interleaved (so event ids alone are no per-ticket sequence), and C with none."""
+    await connection.execute(
+        "INSERT INTO tenant (id, slug, name, config, config_hash) VALUES ($1, 'migrations', 'Migrations', '{}', '0')",
+        TENANT,
+    )
+    await connection.execute(
+        "INSERT INTO ticket_type (tenant_id, id, prefix, version, definition, created_by, updated_by) "
+        "VALUES ($1, $2, 'MIG', 1, '{}', 'test', 'test')",
+        TENANT,
+        TYPE,
+    )
+    tickets: dict[str, uuid.UUID] = {}
+    for number, name in enumerate("ABC", start=1):
+        tickets[name] = await connection.fetchval(
+            "INSERT INTO ticket (tenant_id, object_id, type_id, type_version, data, created_by, updated_by) "
+            "VALUES ($1, $2, $3, 1, '{}', 'test', 'test') RETURNING id",
+            TENANT,
+            f"MIG-{number:04d}",
+            TYPE,
+        )
+    for name in "ABABA":
+        await connection.execute(
+            "INSERT INTO ticket_event (tenant_id, ticket_id, kind, changes, actor, request_id, etag, type_version) "
+            "VALUES ($1, $2, 'ticket.updated', '{}', 'test', 'request', gen_random_uuid(), 1)",
+            TENANT,
+            tickets[name],
+        )
+    return tickets
+
+
+async def check_backfill(connection: asyncpg.Connection, tickets: dict[str, uuid.UUID]) -> None:
+    names = {ticket_id: name for name, ticket_id in tickets.items()}
+    events = await connection.fetch("SELECT ticket_id, sequence FROM ticket_event ORDER BY id")
+    assert [(names[row["ticket_id"]], row["sequence"]) for row in events] == [
+        ("A", 1),
+        ("B", 1),
+        ("A", 2),
+        ("B", 2),
+        ("A", 3),
+    ]
+    rows = await connection.fetch("SELECT id, event_sequence FROM ticket WHERE tenant_id = $1", TENANT)
+    assert {names[row["id"]]: row["event_sequence"] for row in rows} == {"A": 3, "B": 2, "C": 0}
+
+
 def check_schema(schema: Snapshot) -> None:
     """What the code relies on, spelled out; the snapshot comparisons cover everything else."""
     assert {name for name, kind in schema["relations"] if kind == "r"} == {
@@ -130,27 +182,37 @@ def check_schema(schema: Snapshot) -> None:
         "ticket_state",
     }
     columns = {(row[0], row[2]): row[3:6] for row in schema["columns"]}
+    assert columns["ticket_event", "sequence"] == ("integer", True, None)
+    assert columns["ticket", "event_sequence"] == ("integer", True, "0")
     assert columns["ticket_event", "type_version"] == ("integer", True, None)
     assert columns["ticket", "pending_until"] == ("timestamp with time zone", False, None)
     constraints = {row[1]: row[3] for row in schema["constraints"]}
+    assert constraints["ticket_event_sequence_key"] == "UNIQUE (tenant_id, ticket_id, sequence)"
     assert constraints["tenant_slug_check"] == "CHECK ((slug ~ '^[a-z][a-z0-9-]{1,62}$'::text))"
     assert constraints["ticket_type_prefix_check"] == "CHECK ((prefix ~ '^[A-Z]{2,5}$'::text))"
     indexes = {row[1]: row[2] for row in schema["indexes"]}
+    assert "ticket_event_ticket_idx" not in indexes
     assert indexes["ticket_pending_until_idx"] == (
-        "CREATE INDEX ticket_pending_until_idx ON public.ticket USING btree (pending_until) "
+        "CREATE INDEX ticket_pending_until_idx ON public.ticket USING btree (tenant_id, pending_until) "
         "WHERE (pending_until IS NOT NULL)"
     )
 
 
 async def test_migrations_apply_roll_back_and_apply_again_to_the_same_schema(database_url: str) -> None:
     ids = migration_ids()
+    assert EVENT_SEQUENCE_MIGRATION in ids
     async with fresh_database(database_url) as dsn:
         connection = await asyncpg.connect(dsn)
         try:
-            # Forwards one at a time, remembering the schema after each.
+            # Forwards one at a time, remembering the schema after each; rows are written just before the event
+            # sequence's migration, to check its backfill.
             after: list[Snapshot] = []
             for migration_id in ids:
+                if migration_id == EVENT_SEQUENCE_MIGRATION:
+                    tickets = await write_tickets_and_events(connection)
                 await forwards_to(migration_id)
+                if migration_id == EVENT_SEQUENCE_MIGRATION:
+                    await check_backfill(connection, tickets)
                 after.append(await snapshot(connection))
             assert await applied(connection) == ids
             first = after[-1]
