@@ -56,7 +56,7 @@ async def rollback_all() -> None:
 
     Piccolo's own migration table stays, with no migration recorded in it.
     """
-    # app_name="all" would ignore a failed rollback and report success; naming the app returns its result.
+    # Named, not app_name="all": that discards each app's result and always reports success.
     with contextlib.redirect_stdout(io.StringIO()) as output:
         try:
             result = await run_backwards(app_name="ticketing", migration_id="all", auto_agree=True)
