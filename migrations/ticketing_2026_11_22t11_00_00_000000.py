@@ -1,7 +1,9 @@
 """Tenants: one row per file in tenants/, synced by `python -m app tenants sync` and at start-up."""
 
+from collections.abc import Awaitable, Callable
+
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.table import Table
+from piccolo.engine import engine_finder
 
 ID = "2026-11-22T11:00:00:000000"
 VERSION = "1.38.0"
@@ -21,18 +23,27 @@ STATEMENTS = [
     """,
 ]
 
+# Undo: the exact reverse of STATEMENTS.
+BACKWARDS = [
+    "DROP TABLE tenant",
+]
 
-class RawTable(Table):
-    pass
+
+def run_ddl(statements: list[str]) -> Callable[[], Awaitable[None]]:
+    """A raw step running each statement verbatim (no placeholders: braces need no escaping) in the migration's
+    transaction, through the engine Piccolo runs migrations with."""
+
+    async def run() -> None:
+        engine = engine_finder()
+        assert engine is not None, "Piccolo found no engine (PICCOLO_CONF)"
+        for statement in statements:
+            await engine.run_ddl(statement)
+
+    return run
 
 
 async def forwards() -> MigrationManager:
     manager = MigrationManager(migration_id=ID, app_name="ticketing", description=DESCRIPTION)
-
-    async def run() -> None:
-        for statement in STATEMENTS:
-            # Piccolo's raw() treats braces as placeholders; regex quantifiers like {1,62} must be escaped.
-            await RawTable.raw(statement.replace("{", "{{").replace("}", "}}"))
-
-    manager.add_raw(run)
+    manager.add_raw(run_ddl(STATEMENTS))
+    manager.add_raw_backwards(run_ddl(BACKWARDS))
     return manager

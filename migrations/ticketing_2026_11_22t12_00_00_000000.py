@@ -1,8 +1,10 @@
 """Ticket types (versioned), tickets with JSONB data and an etag, their event log, display-ID sequences and
 idempotency keys. Every key starts with tenant_id: tenant scoping is structural."""
 
+from collections.abc import Awaitable, Callable
+
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.table import Table
+from piccolo.engine import engine_finder
 
 ID = "2026-11-22T12:00:00:000000"
 VERSION = "1.38.0"
@@ -97,18 +99,37 @@ STATEMENTS = [
     """,
 ]
 
+# Undo: everything in reverse order (dropping a table would drop its indexes too; naming them keeps the mirror).
+BACKWARDS = [
+    "DROP TABLE idempotency_key",
+    "DROP INDEX ticket_event_ticket_idx",
+    "DROP TABLE ticket_event",
+    "DROP INDEX ticket_data_idx",
+    "DROP INDEX ticket_type_idx",
+    "DROP INDEX ticket_updated_idx",
+    "DROP INDEX ticket_created_idx",
+    "DROP TABLE ticket",
+    "DROP TABLE display_id_sequence",
+    "DROP TABLE ticket_type_version",
+    "DROP TABLE ticket_type",
+]
 
-class RawTable(Table):
-    pass
+
+def run_ddl(statements: list[str]) -> Callable[[], Awaitable[None]]:
+    """A raw step running each statement verbatim (no placeholders: braces need no escaping) in the migration's
+    transaction, through the engine Piccolo runs migrations with."""
+
+    async def run() -> None:
+        engine = engine_finder()
+        assert engine is not None, "Piccolo found no engine (PICCOLO_CONF)"
+        for statement in statements:
+            await engine.run_ddl(statement)
+
+    return run
 
 
 async def forwards() -> MigrationManager:
     manager = MigrationManager(migration_id=ID, app_name="ticketing", description=DESCRIPTION)
-
-    async def run() -> None:
-        for statement in STATEMENTS:
-            # Piccolo's raw() treats braces as placeholders; regex quantifiers like {2,5} must be escaped.
-            await RawTable.raw(statement.replace("{", "{{").replace("}", "}}"))
-
-    manager.add_raw(run)
+    manager.add_raw(run_ddl(STATEMENTS))
+    manager.add_raw_backwards(run_ddl(BACKWARDS))
     return manager

@@ -1,7 +1,9 @@
 """Ticket states, configurable per tenant (seed 003's model), and each ticket's current state."""
 
+from collections.abc import Awaitable, Callable
+
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.table import Table
+from piccolo.engine import engine_finder
 
 ID = "2026-11-22T13:00:00:000000"
 VERSION = "1.38.0"
@@ -40,18 +42,32 @@ STATEMENTS = [
     "CREATE INDEX ticket_state_id_idx ON ticket (tenant_id, state_id)",
 ]
 
+# Undo, in reverse order. Dropping ticket.state_id also drops its foreign key (whose name PostgreSQL generated).
+BACKWARDS = [
+    "DROP INDEX ticket_state_id_idx",
+    "ALTER TABLE ticket DROP COLUMN state_id",
+    "DROP INDEX ticket_state_default_follow_up_idx",
+    "DROP INDEX ticket_state_default_create_idx",
+    "DROP INDEX ticket_state_name_idx",
+    "DROP TABLE ticket_state",
+]
 
-class RawTable(Table):
-    pass
+
+def run_ddl(statements: list[str]) -> Callable[[], Awaitable[None]]:
+    """A raw step running each statement verbatim (no placeholders: braces need no escaping) in the migration's
+    transaction, through the engine Piccolo runs migrations with."""
+
+    async def run() -> None:
+        engine = engine_finder()
+        assert engine is not None, "Piccolo found no engine (PICCOLO_CONF)"
+        for statement in statements:
+            await engine.run_ddl(statement)
+
+    return run
 
 
 async def forwards() -> MigrationManager:
     manager = MigrationManager(migration_id=ID, app_name="ticketing", description=DESCRIPTION)
-
-    async def run() -> None:
-        for statement in STATEMENTS:
-            # Piccolo's raw() treats braces as placeholders; escape any literal ones.
-            await RawTable.raw(statement.replace("{", "{{").replace("}", "}}"))
-
-    manager.add_raw(run)
+    manager.add_raw(run_ddl(STATEMENTS))
+    manager.add_raw_backwards(run_ddl(BACKWARDS))
     return manager

@@ -1,8 +1,10 @@
 """The status workflow and history: a ticket's pending time, and each event recording the ticket's state, type
 version and pending time after it (with the status change's note), so any past version can be rebuilt exactly."""
 
+from collections.abc import Awaitable, Callable
+
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.table import Table
+from piccolo.engine import engine_finder
 
 ID = "2026-11-22T14:00:00:000000"
 VERSION = "1.38.0"
@@ -29,18 +31,30 @@ STATEMENTS = [
     "ALTER TABLE ticket_event ALTER COLUMN type_version SET NOT NULL",
 ]
 
+# Undo, in reverse order: dropping the columns also undoes the backfill.
+BACKWARDS = [
+    "ALTER TABLE ticket_event DROP COLUMN note, DROP COLUMN pending_until, DROP COLUMN type_version, "
+    "DROP COLUMN state_id",
+    "DROP INDEX ticket_pending_until_idx",
+    "ALTER TABLE ticket DROP COLUMN pending_until",
+]
 
-class RawTable(Table):
-    pass
+
+def run_ddl(statements: list[str]) -> Callable[[], Awaitable[None]]:
+    """A raw step running each statement verbatim (no placeholders: braces need no escaping) in the migration's
+    transaction, through the engine Piccolo runs migrations with."""
+
+    async def run() -> None:
+        engine = engine_finder()
+        assert engine is not None, "Piccolo found no engine (PICCOLO_CONF)"
+        for statement in statements:
+            await engine.run_ddl(statement)
+
+    return run
 
 
 async def forwards() -> MigrationManager:
     manager = MigrationManager(migration_id=ID, app_name="ticketing", description=DESCRIPTION)
-
-    async def run() -> None:
-        for statement in STATEMENTS:
-            # Piccolo's raw() treats braces as placeholders; escape any literal ones.
-            await RawTable.raw(statement.replace("{", "{{").replace("}", "}}"))
-
-    manager.add_raw(run)
+    manager.add_raw(run_ddl(STATEMENTS))
+    manager.add_raw_backwards(run_ddl(BACKWARDS))
     return manager

@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("PICCOLO_CONF", "app.db.piccolo_conf")
 
 import asyncpg
+from piccolo.apps.migrations.commands.backwards import run_backwards
 from piccolo.apps.migrations.commands.forwards import run_forwards
 
 from app.db.database import Database
@@ -38,3 +39,18 @@ async def migrate() -> None:
             raise DatabaseUnavailable(f"migrations failed: {exc.__class__.__name__}: {exc}") from None
     if not result.success:
         raise DatabaseUnavailable(f"migrations failed: {result.message}\n{output.getvalue()}")
+
+
+async def rollback_all() -> None:
+    """Undo every applied migration, newest first, each with its backwards step (tests and local resets).
+
+    Piccolo's own migration table stays, with no migration recorded in it.
+    """
+    # Named, not app_name="all": that discards each app's result and always reports success.
+    with contextlib.redirect_stdout(io.StringIO()) as output:
+        try:
+            result = await run_backwards(app_name="ticketing", migration_id="all", auto_agree=True)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise DatabaseUnavailable(f"rollback failed: {exc.__class__.__name__}: {exc}") from None
+    if not result.success:
+        raise DatabaseUnavailable(f"rollback failed: {result.message}\n{output.getvalue()}")
