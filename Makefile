@@ -34,8 +34,8 @@ migrate: $(STAMP)
 	$(BIN)/python -m app migrate
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests
-	$(BIN)/ruff format --check app tests
+	$(BIN)/ruff check app tests migrations
+	$(BIN)/ruff format --check app tests migrations
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)

@@ -1,9 +1,8 @@
 """Tenants: one row per file in tenants/, synced by `python -m app tenants sync` and at start-up."""
 
-from collections.abc import Awaitable, Callable
-
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+
+from app.db.migration_steps import run_ddl
 
 ID = "2026-11-22T11:00:00:000000"
 VERSION = "1.38.0"
@@ -27,19 +26,6 @@ STATEMENTS = [
 BACKWARDS = [
     "DROP TABLE tenant",
 ]
-
-
-def run_ddl(statements: list[str]) -> Callable[[], Awaitable[None]]:
-    """A raw step running each statement verbatim (no placeholders: braces need no escaping) in the migration's
-    transaction, through the engine Piccolo runs migrations with."""
-
-    async def run() -> None:
-        engine = engine_finder()
-        assert engine is not None, "Piccolo found no engine (PICCOLO_CONF)"
-        for statement in statements:
-            await engine.run_ddl(statement)
-
-    return run
 
 
 async def forwards() -> MigrationManager:

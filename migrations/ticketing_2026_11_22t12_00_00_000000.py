@@ -1,10 +1,9 @@
 """Ticket types (versioned), tickets with JSONB data and an etag, their event log, display-ID sequences and
 idempotency keys. Every key starts with tenant_id: tenant scoping is structural."""
 
-from collections.abc import Awaitable, Callable
-
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+
+from app.db.migration_steps import run_ddl
 
 ID = "2026-11-22T12:00:00:000000"
 VERSION = "1.38.0"
@@ -113,19 +112,6 @@ BACKWARDS = [
     "DROP TABLE ticket_type_version",
     "DROP TABLE ticket_type",
 ]
-
-
-def run_ddl(statements: list[str]) -> Callable[[], Awaitable[None]]:
-    """A raw step running each statement verbatim (no placeholders: braces need no escaping) in the migration's
-    transaction, through the engine Piccolo runs migrations with."""
-
-    async def run() -> None:
-        engine = engine_finder()
-        assert engine is not None, "Piccolo found no engine (PICCOLO_CONF)"
-        for statement in statements:
-            await engine.run_ddl(statement)
-
-    return run
 
 
 async def forwards() -> MigrationManager:

@@ -1,9 +1,8 @@
 """Ticket states, configurable per tenant (seed 003's model), and each ticket's current state."""
 
-from collections.abc import Awaitable, Callable
-
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+
+from app.db.migration_steps import run_ddl
 
 ID = "2026-11-22T13:00:00:000000"
 VERSION = "1.38.0"
@@ -51,19 +50,6 @@ BACKWARDS = [
     "DROP INDEX ticket_state_name_idx",
     "DROP TABLE ticket_state",
 ]
-
-
-def run_ddl(statements: list[str]) -> Callable[[], Awaitable[None]]:
-    """A raw step running each statement verbatim (no placeholders: braces need no escaping) in the migration's
-    transaction, through the engine Piccolo runs migrations with."""
-
-    async def run() -> None:
-        engine = engine_finder()
-        assert engine is not None, "Piccolo found no engine (PICCOLO_CONF)"
-        for statement in statements:
-            await engine.run_ddl(statement)
-
-    return run
 
 
 async def forwards() -> MigrationManager:

@@ -1,10 +1,9 @@
 """The status workflow and history: a ticket's pending time, and each event recording the ticket's state, type
 version and pending time after it (with the status change's note), so any past version can be rebuilt exactly."""
 
-from collections.abc import Awaitable, Callable
-
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+
+from app.db.migration_steps import run_ddl
 
 ID = "2026-11-22T14:00:00:000000"
 VERSION = "1.38.0"
@@ -38,19 +37,6 @@ BACKWARDS = [
     "DROP INDEX ticket_pending_until_idx",
     "ALTER TABLE ticket DROP COLUMN pending_until",
 ]
-
-
-def run_ddl(statements: list[str]) -> Callable[[], Awaitable[None]]:
-    """A raw step running each statement verbatim (no placeholders: braces need no escaping) in the migration's
-    transaction, through the engine Piccolo runs migrations with."""
-
-    async def run() -> None:
-        engine = engine_finder()
-        assert engine is not None, "Piccolo found no engine (PICCOLO_CONF)"
-        for statement in statements:
-            await engine.run_ddl(statement)
-
-    return run
 
 
 async def forwards() -> MigrationManager:

@@ -9,10 +9,9 @@ The unique (tenant_id, ticket_id, sequence) index also serves reading a ticket's
 (tenant_id, ticket_id, id) index goes; the pending-close index leads with tenant_id so the sweep can run per tenant.
 """
 
-from collections.abc import Awaitable, Callable
-
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+
+from app.db.migration_steps import run_ddl
 
 ID = "2026-12-01T08:00:00:000000"
 VERSION = "1.38.0"
@@ -52,19 +51,6 @@ BACKWARDS = [
     "ALTER TABLE ticket_event DROP CONSTRAINT ticket_event_sequence_key",
     "ALTER TABLE ticket_event DROP COLUMN sequence",
 ]
-
-
-def run_ddl(statements: list[str]) -> Callable[[], Awaitable[None]]:
-    """A raw step running each statement verbatim (no placeholders: braces need no escaping) in the migration's
-    transaction, through the engine Piccolo runs migrations with."""
-
-    async def run() -> None:
-        engine = engine_finder()
-        assert engine is not None, "Piccolo found no engine (PICCOLO_CONF)"
-        for statement in statements:
-            await engine.run_ddl(statement)
-
-    return run
 
 
 async def forwards() -> MigrationManager:

@@ -27,7 +27,7 @@ import ast as py
 import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pglast import ast, parse_sql
@@ -107,6 +107,8 @@ class Statement:
     text: str  # the SQL text of the whole string (after substitutions)
     node: ast.Node
     start: int  # where the statement starts in text
+    # Part of a migration's backwards step (its BACKWARDS list): undoes the schema instead of building it.
+    backwards: bool = False
 
     def finding(self, message: str, location: int | None = None) -> Finding:
         where = self.start if location is None or location < 0 else location
@@ -399,6 +401,11 @@ def collect_source(source: str, path: str) -> Collection:
     tree = py.parse(source, filename=path)
     module = _Module(tree)
     collection = Collection()
+    backwards = [
+        (node.lineno, node.end_lineno or node.lineno)
+        for node in tree.body
+        if isinstance(node, py.Assign) and any(isinstance(t, py.Name) and t.id == "BACKWARDS" for t in node.targets)
+    ]
     for root in module.string_roots(tree):
         alternatives = list(dict.fromkeys(module.templates(root)))
         kind = _sql_kind(alternatives[0]) if alternatives else None
@@ -430,7 +437,8 @@ def collect_source(source: str, path: str) -> Collection:
                     message = f"a table name comes from {', '.join(holes)}, which the checker cannot resolve"
                     collection.problems.append(statement.finding(message, unresolved[0].location))
                 else:
-                    collection.statements.append(statement)
+                    in_backwards = any(first <= root.lineno <= last for first, last in backwards)
+                    collection.statements.append(replace(statement, backwards=in_backwards))
     return collection
 
 
@@ -848,5 +856,7 @@ class Project:
 def load_project(root: Path) -> Project:
     migrations = collect(root, (root / "migrations").glob("*.py"))
     app = collect(root, (root / "app").rglob("*.py"))
-    # Migration files sort by their timestamped names: the order they run in.
-    return Project(app, migrations, Schema.from_statements(migrations.statements))
+    # Migration files sort by their timestamped names: the order they run in. Backwards steps undo the schema, so
+    # the schema the code runs against is built from the forward steps alone.
+    forwards = [statement for statement in migrations.statements if not statement.backwards]
+    return Project(app, migrations, Schema.from_statements(forwards))
