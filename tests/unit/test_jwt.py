@@ -175,23 +175,35 @@ def test_verify_returns_the_claims(algorithm: str) -> None:
     assert verified(token, KEYS[algorithm]) == expected
 
 
+class Later:
+    """A time relative to when the test runs (parameters are built at collection, maybe minutes earlier)."""
+
+    def __init__(self, seconds: int, *, as_text: bool = False) -> None:
+        self.seconds = seconds
+        self.as_text = as_text
+
+    def value(self) -> int | str:
+        moment = int(time.time()) + self.seconds
+        return str(moment) if self.as_text else moment
+
+
 @pytest.mark.parametrize(
     ("changes", "accepted"),
     [
         pytest.param({"aud": [AUDIENCE, "other"]}, True, id="audience-in-a-list"),
-        pytest.param({"exp": int(time.time()) - LEEWAY + 5}, True, id="expired-within-leeway"),
-        pytest.param({"nbf": int(time.time()) + LEEWAY - 5}, True, id="nbf-within-leeway"),
-        pytest.param({"iat": int(time.time()) + LEEWAY - 5}, True, id="iat-within-leeway"),
+        pytest.param({"exp": Later(-LEEWAY + 5)}, True, id="expired-within-leeway"),
+        pytest.param({"nbf": Later(LEEWAY - 5)}, True, id="nbf-within-leeway"),
+        pytest.param({"iat": Later(LEEWAY - 5)}, True, id="iat-within-leeway"),
         pytest.param({"iat": None}, True, id="iat-optional"),
-        pytest.param({"exp": int(time.time()) - LEEWAY - 60}, False, id="expired-beyond-leeway"),
-        pytest.param({"nbf": int(time.time()) + LEEWAY + 60}, False, id="nbf-in-future"),
-        pytest.param({"iat": int(time.time()) + LEEWAY + 60}, False, id="iat-in-future"),
+        pytest.param({"exp": Later(-LEEWAY - 60)}, False, id="expired-beyond-leeway"),
+        pytest.param({"nbf": Later(LEEWAY + 60)}, False, id="nbf-in-future"),
+        pytest.param({"iat": Later(LEEWAY + 60)}, False, id="iat-in-future"),
         pytest.param({"iat": "yesterday"}, False, id="iat-not-a-number"),
         pytest.param({"aud": "other-api"}, False, id="wrong-audience"),
         pytest.param({"aud": ["other-api"]}, False, id="wrong-audience-list"),
         pytest.param({"iss": "https://evil.test/realms/main"}, False, id="wrong-issuer"),
         pytest.param({"exp": None}, False, id="exp-missing"),
-        pytest.param({"exp": str(int(time.time()) + 600)}, False, id="exp-as-text"),
+        pytest.param({"exp": str(Later(+(600)))}, False, id="exp-as-text"),
         pytest.param({"sub": None}, False, id="sub-missing"),
         pytest.param({"sub": 42}, False, id="sub-not-text"),
         pytest.param({"aud": None}, False, id="aud-missing"),
@@ -200,6 +212,7 @@ def test_verify_returns_the_claims(algorithm: str) -> None:
 )
 @pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
 def test_verify_checks_the_registered_claims(algorithm: str, changes: dict[str, Any], accepted: bool) -> None:
+    changes = {name: value.value() if isinstance(value, Later) else value for name, value in changes.items()}
     token = token_for(KEYS[algorithm], **changes)
     if accepted:
         assert verified(token, KEYS[algorithm])["sub"] == "user-1"
