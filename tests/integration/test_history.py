@@ -19,13 +19,26 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api import ADMIN_SCOPE, AGENT_SCOPE, API, CATALOG, TenantApi, auth_headers, field_ids, token
-from tests.integration.test_authentication import AUTHENTICATION_REQUIRED, INVALID_TOKEN, TENANT_NOT_FOUND
-from tests.integration.test_ticket_types import create_type, invalid, new_definition, timestamp
-from tests.support import TenantSpec
+from tests.support import (
+    ADMIN_SCOPE,
+    AGENT_SCOPE,
+    AUTHENTICATION_REQUIRED,
+    CATALOG,
+    INVALID_TOKEN,
+    STATES,
+    TENANT_NOT_FOUND,
+    TICKETS,
+    TenantApi,
+    TenantSpec,
+    auth_headers,
+    create_type,
+    field_ids,
+    invalid,
+    new_definition,
+    timestamp,
+    token,
+)
 
-TICKETS = f"{API}/ticket"
-STATES = f"{API}/ticket-state"
 MICROSECOND = datetime.timedelta(microseconds=1)
 PLUS_ONE = datetime.timezone(datetime.timedelta(hours=1))
 ENTRY_KEYS = [
@@ -43,10 +56,6 @@ READ_PERMISSION = {
 def not_found(object_id: str, as_of: str | None = None) -> dict[str, Any]:
     suffix = "" if as_of is None else f" as of {as_of}"
     return {"error": True, "message": f"Ticket not found ({object_id}{suffix})"}
-
-
-def new_request_id(label: str) -> str:
-    return f"{label}-{uuid.uuid4().hex}"
 
 
 def iso(moment: datetime.datetime) -> str:
@@ -251,7 +260,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
         return after
 
     # 1. created by a person, with a request id of our own; defaults are initial values too
-    create_id = new_request_id("create")
+    create_id = "create-request"
     response, _ = await send(
         agent,
         "POST",
@@ -303,7 +312,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
 
     # 3. the person opens it (a state name in any case), with a note
     etag, request_id = await change_status(
-        agent, object_id, etag, "Open", request_id=new_request_id("open"), note="Looking into it"
+        agent, object_id, etag, "Open", request_id="open-request", note="Looking into it"
     )
     await step(
         "ticket.status_changed",
@@ -320,7 +329,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
         object_id,
         etag,
         {f["description"]: "", f["due_date"]: None, f["requester_email"]: "ada@example.com"},
-        request_id=new_request_id("clear"),
+        request_id="clear-request",
         support=True,
     )
     # due_date had no value and still has none, but the key is new in the document: recorded, so that the
@@ -345,7 +354,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
         object_id,
         etag,
         states["pending reminder"],
-        request_id=new_request_id("hold"),
+        request_id="hold-request",
         note="Waiting for parts",
         pendingUntil=wake_up,
     )
@@ -368,7 +377,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
         object_id,
         etag,
         {f["tags"]: ["printer", "floor-3"], f["counter"]: 1},
-        request_id=new_request_id("tags"),
+        request_id="tags-request",
         support=True,
     )
     await step(
@@ -380,7 +389,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
     )
 
     # 7. an update that changes no value is still a write (new etag, time, author) with no changes
-    etag, request_id = await update(robot, object_id, etag, {f["priority"]: "high"}, request_id=new_request_id("noop"))
+    etag, request_id = await update(robot, object_id, etag, {f["priority"]: "high"}, request_id="noop-request")
     await step("ticket.updated", robot, etag, request_id)
 
     # 8. support takes it out of the pending state
@@ -389,7 +398,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
         object_id,
         etag,
         "OPEN",
-        request_id=new_request_id("resume"),
+        request_id="resume-request",
         support=True,
         note="Parts arrived",
     )
@@ -416,7 +425,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
     assert await snapshot(agent, object_id) == steps[-1].after
 
     # 9. closed, without a note
-    etag, request_id = await change_status(agent, object_id, etag, "closed", request_id=new_request_id("close"))
+    etag, request_id = await change_status(agent, object_id, etag, "closed", request_id="close-request")
     await step("ticket.status_changed", agent, etag, request_id, state=changed(states["open"], states["closed"]))
 
     # (a) the history is exactly the script, oldest first
@@ -708,7 +717,8 @@ READS = {
 
 
 async def foreign_ticket(client: httpx.AsyncClient, alpha: TenantSpec) -> tuple[str, str]:
-    """An alpha ticket of a fresh prefix (so beta has no ticket with the same object id); its object id and etag."""
+    """An alpha ticket of a type of alpha's own (so beta has no ticket with the same object id); its object id and
+    etag."""
     admin = TenantApi.admin(client, alpha)
     definition = new_definition()
     created = await create_type(client, admin, definition)
@@ -825,7 +835,7 @@ async def test_an_idempotent_replay_adds_no_entry(client: httpx.AsyncClient, alp
     agent = TenantApi.agent(client, alpha)
     request_type = await agent.ticket_type("REQ")
     data = {field_ids(request_type)["title"]: "Once"}
-    key = {"Idempotency-Key": new_request_id("once")}
+    key = {"Idempotency-Key": "once"}
     first = await agent.create(request_type["id"], data, **key)
     replayed = await agent.create(request_type["id"], data, **key)
     assert (first.status_code, replayed.status_code, replayed.headers["idempotent-replayed"]) == (201, 201, "true")
