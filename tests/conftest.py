@@ -1,30 +1,35 @@
-"""Shared fixtures: one throwaway PostgreSQL cluster per test session (schema from the real migrations), test
-tenants with their own keys, and the service running as a real HTTP server on loopback."""
+"""Shared fixtures: one throwaway PostgreSQL cluster per test session (schema from the real migrations), the service
+running as a real HTTP server on loopback, and fresh tenants for every test that asks for one.
+
+`alpha` and `beta` are new tenants for each test: their own UUIDs, slugs, realms, issuers and key pairs, seeded
+with the default ticket states and the REQ and FAC template types. They differ in their role names (see
+ALPHA_ROLES and BETA_ROLES in tests/support.py), so each is the other's stranger. A test needing other shapes asks
+`tenant_factory` directly.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from app.__main__ import bind_socket
-from app.asgi import create_app
 from app.bootstrap import apply_tenants
-from app.config import Settings
 from app.db import engine
 from app.db.cluster import EmbeddedCluster
-from tests.support import RealmSpec, SigningKey, TenantSpec, load_tenant_files, write_tenants
-
-ALPHA_ID = uuid.UUID("11111111-1111-4111-8111-111111111111")
-BETA_ID = uuid.UUID("22222222-2222-4222-8222-222222222222")
+from tests.support import (
+    BETA_ROLES,
+    LiveServer,
+    TenantFactory,
+    TenantSpec,
+    load_tenant_files,
+    make_settings,
+    write_tenants,
+)
 
 
 @pytest.fixture(scope="session")
@@ -58,79 +63,23 @@ async def migrated(database_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def alpha() -> TenantSpec:
-    return TenantSpec(
-        id=ALPHA_ID,
-        slug="alpha",
-        realms=[
-            RealmSpec("alpha-main", "https://idp.alpha.test/realms/alpha-main", SigningKey("RS256")),
-            RealmSpec("alpha-partners", "https://idp.alpha.test/realms/alpha-partners", SigningKey("ES256")),
-        ],
-    )
+def tenant_factory(migrated: str, workspace: Path) -> TenantFactory:
+    return TenantFactory(migrated, workspace)
 
 
 @pytest.fixture(scope="session")
-def beta() -> TenantSpec:
-    return TenantSpec(
-        id=BETA_ID,
-        slug="beta",
-        realms=[RealmSpec("beta-main", "https://idp.beta.test/realms/beta-main", SigningKey("RS256"))],
-        roles={"read": ["reader", "agent"], "write": ["agent"], "admin": ["boss"], "support": "helpdesk"},
-    )
+async def tenants(tenant_factory: TenantFactory, workspace: Path) -> list[TenantSpec]:
+    """The session's tenant folder, `workspace/tenants`, for the tests that start `python -m app serve` (which
+    syncs TENANTS_DIR at start-up and refuses an empty one). It holds one tenant, which no test uses."""
+    home = tenant_factory.spec("home")
+    directory = write_tenants(workspace / "tenants", [home])
+    await apply_tenants(tenant_factory.database_url, load_tenant_files(directory, workspace / "data"))
+    return [home]
 
 
 @pytest.fixture(scope="session")
-async def tenants(migrated: str, workspace: Path, alpha: TenantSpec, beta: TenantSpec) -> list[TenantSpec]:
-    directory = write_tenants(workspace / "tenants", [alpha, beta])
-    await apply_tenants(migrated, load_tenant_files(directory, workspace / "data"))
-    return [alpha, beta]
-
-
-class LiveServer:
-    """The real ASGI app under uvicorn on a loopback port, in the test session's event loop."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.app = create_app(settings)
-        # The same listening socket `python -m app serve` uses (TCP_NODELAY set), on a free loopback port.
-        self.socket = bind_socket("127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app, lifespan="on", log_config=None, access_log=False, loop="none")
-        )
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> LiveServer:
-        self._task = asyncio.create_task(self.server.serve(sockets=[self.socket]))
-        while not self.server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        if self._task is not None:
-            await self._task
-        self.socket.close()
-
-
-def make_settings(database_url: str, workspace: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "database_url": database_url,
-        "data_dir": workspace / "data",
-        "tenants_dir": workspace / "tenants",
-        "jwks_min_refresh_seconds": 0.3,
-        "db_pool_min": 1,
-        "db_pool_max": 8,
-        "log_level": "WARNING",
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="session")
-async def server(tenants: list[TenantSpec], database_url: str, workspace: Path) -> AsyncIterator[LiveServer]:
-    async with LiveServer(make_settings(database_url, workspace)) as live:
+async def server(migrated: str, workspace: Path) -> AsyncIterator[LiveServer]:
+    async with LiveServer(make_settings(migrated, workspace)) as live:
         yield live
 
 
@@ -138,3 +87,15 @@ async def server(tenants: list[TenantSpec], database_url: str, workspace: Path) 
 async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         yield http
+
+
+@pytest.fixture
+async def alpha(tenant_factory: TenantFactory) -> TenantSpec:
+    """A fresh tenant with one ES256 realm, `alpha-main`, and the roles viewer / agent / admin / support."""
+    return await tenant_factory.fresh("alpha")
+
+
+@pytest.fixture
+async def beta(tenant_factory: TenantFactory) -> TenantSpec:
+    """A fresh tenant with one ES256 realm, `beta-main`, and the roles reader / agent / boss / helpdesk."""
+    return await tenant_factory.fresh("beta", roles=BETA_ROLES)

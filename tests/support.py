@@ -1,19 +1,44 @@
-"""Test helpers: key pairs, tenant files and tokens, built the way a real identity provider would build them."""
+"""Everything the tests share, in one place: key pairs, tenant files and tokens built the way a real identity
+provider would build them; fresh tenants for each test; the service as a real HTTP server; a small client for the
+v2 API; the contract's response bodies; and helpers for ticket types, tickets, states, races and the CLI.
+
+Test modules import from here (or use the fixtures of tests/conftest.py), never from each other:
+tests/test_suite_structure.py checks that.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import copy
+import datetime
 import functools
 import hashlib
 import hmac
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from litestar import Litestar
+
+from app.__main__ import bind_socket
+from app.asgi import create_app
 from app.auth import jwt
+from app.bootstrap import apply_tenants
+from app.config import PROJECT_ROOT, Settings
 from app.db.database import Database
 from app.tenancy import files
 from app.tenancy.devkeys import generate_private_pem, public_jwk
@@ -21,7 +46,12 @@ from app.tenancy.model import TenantConfig
 from app.tenancy.repository import TenantRepository
 from app.tenancy.service import TenantService
 
+T = TypeVar("T")
 AUDIENCE = "ticketing-api"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# keys, tenant files, tokens
 
 
 def b64url(data: bytes) -> str:
@@ -62,21 +92,33 @@ class RealmSpec:
     jwks_url: str | None = None
 
 
+# Role mappings of the two kinds of tenant the tests use: the same permissions under different role names, so a
+# role name of one tenant means nothing in the other.
+ALPHA_ROLES: dict[str, Any] = {
+    "read": ["viewer", "agent", "admin"],
+    "write": ["agent", "admin"],
+    "admin": ["admin"],
+    "support": "support",
+}
+BETA_ROLES: dict[str, Any] = {
+    "read": ["reader", "agent"],
+    "write": ["agent"],
+    "admin": ["boss"],
+    "support": "helpdesk",
+}
+TEMPLATE_TYPES = ["request", "facility-request"]
+
+
 @dataclass
 class TenantSpec:
     id: uuid.UUID
     slug: str
     realms: list[RealmSpec]
-    roles: dict[str, Any] = field(
-        default_factory=lambda: {
-            "read": ["viewer", "agent", "admin"],
-            "write": ["agent", "admin"],
-            "admin": ["admin"],
-            "support": "support",
-        }
-    )
+    roles: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(ALPHA_ROLES))
     tenant_claim: str = "tenant_id"
-    ticket_types: list[str] = field(default_factory=lambda: ["request", "facility-request"])
+    ticket_types: list[str] = field(default_factory=lambda: list(TEMPLATE_TYPES))
+    # The folder its tenant file was written to, once it was (see TenantFactory).
+    directory: Path | None = None
 
     def toml(self) -> str:
         def quoted(values: list[str]) -> str:
@@ -172,6 +214,11 @@ def tamper(token: str, **changes: Any) -> str:
     return f"{header}.{b64url(json.dumps(claims).encode())}.{signature}"
 
 
+def tampered_signature(token: str) -> str:
+    """The token with the end of its signature replaced: well-formed, correctly signed no more."""
+    return token[:-6] + ("AAAAAA" if not token.endswith("AAAAAA") else "BBBBBB")
+
+
 def load_tenant_files(tenants_dir: Path, data_dir: Path) -> list[TenantConfig]:
     """Tenant files checked the way the service checks them (realm keys by the JWT module)."""
     return files.load_tenant_files(tenants_dir, data_dir, jwt.signing_key_problem)
@@ -206,3 +253,553 @@ def pyjwt_sign(claims: dict[str, Any], key: SigningKey, kid: str | None = None, 
     return pyjwt.encode(
         claims, _private_key(key.private_pem), algorithm=algorithm or key.algorithm, headers={"kid": kid or key.kid}
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the API: paths, tokens, headers, a client per principal
+
+API = "/api/v2/ticketing"
+ME = f"{API}/me"
+TYPES = f"{API}/ticket-type"
+TICKETS = f"{API}/ticket"
+STATES = f"{API}/ticket-state"
+CATALOG = {"type": "template", "module": "ticketing"}
+AGENT_SCOPE = "tickets:read tickets:write"
+ADMIN_SCOPE = "tickets:read tickets:write tickets:admin"
+
+
+def token(
+    tenant: TenantSpec,
+    *,
+    realm: str | None = None,
+    roles: list[str] | None = None,
+    scope: str = AGENT_SCOPE,
+    subject: str = "agent-1",
+    **claims: Any,
+) -> str:
+    """A valid token of the tenant's realm (its first one unless named), signed with the realm's key; `claims`
+    (and ttl) override or add claims."""
+    issuer = tenant.realm(realm)
+    return sign(claims_for(tenant, issuer, roles=roles, scope=scope, subject=subject, **claims), issuer.key)
+
+
+def auth_headers(tenant: TenantSpec, bearer: str | None, *, realm: str | None = None, **extra: str) -> dict[str, str]:
+    """The contract's headers for a call to the tenant (realmname: its first realm unless named)."""
+    headers = {
+        "x-tenantid": str(tenant.id),
+        "realmname": realm or tenant.realms[0].name,
+        "accept": "application/json",
+        **extra,
+    }
+    if bearer is not None:
+        headers["authorization"] = f"Bearer {bearer}"
+    return headers
+
+
+@dataclass
+class TenantApi:
+    """Calls as one principal of one tenant."""
+
+    http: httpx.AsyncClient
+    tenant: TenantSpec
+    bearer: str
+
+    @classmethod
+    def agent(cls, http: httpx.AsyncClient, tenant: TenantSpec, subject: str = "agent-1") -> TenantApi:
+        return cls(http, tenant, token(tenant, roles=["agent"], subject=subject))
+
+    @classmethod
+    def admin(cls, http: httpx.AsyncClient, tenant: TenantSpec, subject: str = "admin-1") -> TenantApi:
+        roles = tenant.roles["admin"]
+        return cls(http, tenant, token(tenant, roles=list(roles), scope=ADMIN_SCOPE, subject=subject))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return auth_headers(self.tenant, self.bearer)
+
+    async def ticket_types(self) -> list[dict[str, Any]]:
+        response = await self.http.get(TYPES, headers=self.headers)
+        assert response.status_code == 200, response.text
+        return list(response.json()["data"])
+
+    async def ticket_type(self, prefix: str) -> dict[str, Any]:
+        return next(t for t in await self.ticket_types() if t["prefix"] == prefix)
+
+    async def create(self, type_id: str, data: dict[str, Any], **headers: str) -> httpx.Response:
+        return await self.http.post(
+            TICKETS,
+            params=CATALOG,
+            headers={**self.headers, **headers},
+            json={"ticketTypeId": type_id, "data": data},
+        )
+
+    async def get(self, object_id: str) -> httpx.Response:
+        return await self.http.get(f"{TICKETS}/{object_id}", headers=self.headers)
+
+    async def update(self, object_id: str, body: Any, params: dict[str, str] | None = None) -> httpx.Response:
+        return await self.http.patch(
+            f"{TICKETS}/{object_id}/update",
+            params=CATALOG if params is None else params,
+            headers=self.headers,
+            json=body,
+        )
+
+
+def field_ids(ticket_type: dict[str, Any]) -> dict[str, str]:
+    """Field key -> field UUID."""
+    return {f["key"]: f["id"] for f in ticket_type["fields"]}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the contract's response bodies
+
+AUTHENTICATION_REQUIRED = {
+    "error": True,
+    "code": "AUTHENTICATION_REQUIRED",
+    "message": "A Bearer access token is required",
+    "status": 401,
+}
+INVALID_TOKEN = {
+    "error": True,
+    "code": "INVALID_TOKEN",
+    "message": "The access token is invalid or has expired",
+    "status": 401,
+}
+TENANT_NOT_FOUND = {"error": True, "message": "Tenant not found", "status": 404}
+# The WWW-Authenticate header of each kind of 401.
+BEARER_CHALLENGE = 'Bearer realm="ticketing"'
+INVALID_TOKEN_CHALLENGE = 'Bearer realm="ticketing", error="invalid_token"'
+INSUFFICIENT_SCOPE_CHALLENGE = 'Bearer realm="ticketing", error="insufficient_scope"'
+ETAG_MISMATCH = {
+    "error": True,
+    "code": "ETAG_MISMATCH",
+    "message": "Ticket might have been updated. Please check changes and resubmit",
+    "status": 400,
+}
+UPDATED = {"success": True, "message": "ticket updated successfully", "status": 200}
+STATE_HAS_REFERENCES = {
+    "error": True,
+    "code": "STATE_HAS_REFERENCES",
+    "message": "Can't delete, object has references.",
+    "status": 409,
+}
+MALFORMED_JSON = {
+    "error": True,
+    "code": "INPUT_VALIDATION_FAILURE",
+    "message": "Request body is not valid JSON",
+    "status": 400,
+    "validationResult": {"reason": {"body": "not valid JSON"}},
+}
+INVALID_DEFINITION = "Invalid ticket type definition"
+
+
+def permission_failure(action: str) -> dict[str, Any]:
+    """401 for a caller whose token lacks the role or the scope a route needs."""
+    return {
+        "error": True,
+        "code": "USER_PERMISSION_FAILURE",
+        "message": f"You do not have the permission to {action}",
+        "status": 401,
+    }
+
+
+def invalid(message: str, reason: dict[str, str]) -> dict[str, Any]:
+    return {
+        "error": True,
+        "code": "INPUT_VALIDATION_FAILURE",
+        "message": message,
+        "status": 400,
+        "validationResult": {"reason": reason},
+    }
+
+
+def type_not_found(type_id: str) -> dict[str, Any]:
+    return {"error": True, "message": f"Ticket type not found ({type_id})"}
+
+
+def ticket_not_found(object_id: str) -> dict[str, Any]:
+    return {"error": True, "message": f"Ticket not found ({object_id})"}
+
+
+def timestamp(value: str) -> datetime.datetime:
+    parsed = datetime.datetime.fromisoformat(value)
+    assert parsed.tzinfo is not None
+    return parsed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ticket types, tickets, states
+
+# The prefix of a type a test creates when it creates one; a test creating several names the others itself.
+PROBE_PREFIX = "PROBE"
+
+
+def new_field(key: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "key": key, "name": key.replace("_", " ").title(), "schema": schema, **extra}
+
+
+def new_definition(*fields: dict[str, Any], prefix: str = PROBE_PREFIX, name: str = "Probe") -> dict[str, Any]:
+    if not fields:
+        fields = (new_field("title", {"type": "string", "maxLength": 100}, required=True),)
+    return {
+        "name": name,
+        "description": f"{name} type of a test",
+        "prefix": prefix,
+        "fields": list(fields),
+    }
+
+
+async def create_type(http: httpx.AsyncClient, admin: TenantApi, definition: dict[str, Any]) -> dict[str, Any]:
+    response = await http.post(TYPES, json=definition, headers=admin.headers)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def new_ticket(api: TenantApi, type_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Create a ticket (asserting 201); returns the create response's body."""
+    response = await api.create(type_id, data)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def list_states(api: TenantApi) -> list[dict[str, Any]]:
+    response = await api.http.get(STATES, headers=api.headers)
+    assert response.status_code == 200, response.text
+    return list(response.json()["data"])
+
+
+async def by_name(api: TenantApi, name: str) -> dict[str, Any]:
+    return next(state for state in await list_states(api) if state["name"] == name)
+
+
+def editable(state: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A state's PUT body: its editable members, with `changes`."""
+    keys = ("name", "state_type", "next_state_id", "ignore_escalation", "default_create", "default_follow_up")
+    return {**{key: state[key] for key in keys}, "note": state["note"], "active": state["active"], **changes}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the service under test: a real server on loopback
+
+
+def find_litestar(app: Any) -> Litestar:
+    """The Litestar application inside the ASGI middleware that create_app wraps it in."""
+    while not isinstance(app, Litestar):
+        app = app.app
+    return app
+
+
+class LiveServer:
+    """The real ASGI app under uvicorn on a loopback port, in the test session's event loop."""
+
+    # Every server running now: a new tenant must be known to each before a test uses it (see TenantFactory).
+    running: ClassVar[list[LiveServer]] = []
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings)
+        # The same listening socket `python -m app serve` uses (TCP_NODELAY set), on a free loopback port.
+        self.socket = bind_socket("127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, lifespan="on", log_config=None, access_log=False, loop="none")
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LiveServer:
+        self._task = asyncio.create_task(self.server.serve(sockets=[self.socket]))
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        LiveServer.running.append(self)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self in LiveServer.running:
+            LiveServer.running.remove(self)
+        self.server.should_exit = True
+        if self._task is not None:
+            await self._task
+        self.socket.close()
+
+
+def make_settings(database_url: str, workspace: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "data_dir": workspace / "data",
+        "tenants_dir": workspace / "tenants",
+        "jwks_min_refresh_seconds": 0.3,
+        "db_pool_min": 1,
+        "db_pool_max": 8,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fresh tenants
+
+KNOWN_TIMEOUT = 10.0  # seconds for a running server to learn of a new tenant
+
+
+@dataclass
+class TenantFactory:
+    """Makes tenants no test has seen before: a fresh UUID, slug, realms with their own issuers and key pairs, the
+    seed states and the template ticket types.
+
+    Tenant files are written into a new folder, loaded the way the service loads them and applied the way `tenants
+    sync` applies them (apply_tenants: rows, states, template types, and a notification on which every running
+    server reloads its tenants); then the factory waits until each running server knows them. `fresh` hands out
+    such tenants one at a time, each to one caller only, from batches applied together: one sync, one notification
+    and one reload per batch instead of per tenant, which is what makes a tenant per test affordable."""
+
+    database_url: str
+    workspace: Path
+    first_batch: int = 4
+    largest_batch: int = 32
+    _stock: dict[str, list[TenantSpec]] = field(default_factory=dict)
+    _batch: dict[str, int] = field(default_factory=dict)
+
+    def spec(
+        self,
+        name: str,
+        *,
+        realms: Sequence[tuple[str, str]] = (("main", "ES256"),),
+        roles: dict[str, Any] | None = None,
+        ticket_types: list[str] | None = None,
+    ) -> TenantSpec:
+        """A tenant nobody has used, not yet written or applied. Its realms are named `<name>-<realm>`, one per
+        (realm, algorithm) pair, each with a new key pair; only the slug and the issuers carry the tenant's UUID, so
+        that they are unique in the database."""
+        tenant_id = uuid.uuid4()
+        slug = f"{name}-{tenant_id.hex[:12]}"
+        return TenantSpec(
+            id=tenant_id,
+            slug=slug,
+            realms=[
+                RealmSpec(f"{name}-{realm}", f"https://idp.{slug}.test/realms/{name}-{realm}", SigningKey(algorithm))
+                for realm, algorithm in realms
+            ],
+            roles=copy.deepcopy(ALPHA_ROLES if roles is None else roles),
+            ticket_types=list(TEMPLATE_TYPES if ticket_types is None else ticket_types),
+        )
+
+    def write(self, *tenants: TenantSpec) -> Path:
+        """Write the tenants' files into a new folder (named after the first); returns the folder."""
+        directory = write_tenants(self.workspace / "fresh-tenants" / tenants[0].slug, list(tenants))
+        for tenant in tenants:
+            tenant.directory = directory
+        return directory
+
+    def configs(self, *tenants: TenantSpec) -> list[TenantConfig]:
+        """The tenants' files, written and loaded as the service loads them."""
+        return load_tenant_files(self.write(*tenants), self.workspace / "data")
+
+    async def apply(self, *tenants: TenantSpec) -> None:
+        """Apply the tenants and wait until every running server knows them."""
+        await apply_tenants(self.database_url, self.configs(*tenants))
+        await self.known(tenants[-1])
+
+    async def known(self, tenant: TenantSpec) -> None:
+        """Wait until every running server knows the tenant (applied, by whatever means). A reload reads every
+        tenant, so a server knowing the last of a batch knows them all."""
+        for server in list(LiveServer.running):
+            await wait_until_known(server.url, tenant)
+
+    async def fresh(self, name: str, **options: Any) -> TenantSpec:
+        """A new tenant (see `spec` for the options), applied and known to every running server."""
+        kind = json.dumps([name, options], sort_keys=True)
+        stock = self._stock.setdefault(kind, [])
+        if not stock:
+            size = self._batch.get(kind, self.first_batch)
+            self._batch[kind] = min(2 * size, self.largest_batch)
+            batch = [self.spec(name, **options) for _ in range(size)]
+            await self.apply(*batch)
+            stock.extend(batch)
+        return stock.pop(0)
+
+
+async def wait_until_known(url: str, tenant: TenantSpec) -> None:
+    """Poll GET /me with a token of the tenant until the server at `url` answers 200 (within KNOWN_TIMEOUT)."""
+    headers = auth_headers(tenant, token(tenant, roles=[], scope=""))
+    deadline = time.monotonic() + KNOWN_TIMEOUT
+    async with httpx.AsyncClient(base_url=url, timeout=KNOWN_TIMEOUT) as http:
+        while True:
+            response = await http.get(ME, headers=headers)
+            if response.status_code == 200:
+                return
+            assert time.monotonic() < deadline, f"{url} does not know tenant {tenant.slug}: {response.text}"
+            await asyncio.sleep(0.005)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# races that really meet in PostgreSQL
+
+POOL_MAX = 40  # connections of a racing server's pool: enough that racing requests each hold their own
+GATE_TIMEOUT = 30.0  # seconds for the racers to pile up behind a held lock
+LOCK_TICKETS = "SELECT 1 FROM ticket WHERE tenant_id = $1 AND id = ANY($2::uuid[]) FOR UPDATE"
+# Backends of this database waiting for a lock (the cluster is the session's own).
+WAITING = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+
+
+async def gated(
+    db: asyncpg.Pool, lock_sql: str, lock_args: tuple[Any, ...], waiters: int, racers: Callable[[], Awaitable[T]]
+) -> T:
+    """Run `racers()` while this test holds a row lock (`lock_sql`, rolled back afterwards), until `waiters` server
+    statements are queued behind it (or behind each other), then let go: the racing statements really meet in
+    PostgreSQL instead of trickling in one by one from the single-threaded server."""
+    task: asyncio.Future[T] | None = None
+    try:
+        async with db.acquire() as conn:
+            gate = conn.transaction()
+            await gate.start()
+            try:
+                await conn.execute(lock_sql, *lock_args)
+                task = asyncio.ensure_future(racers())
+                deadline = time.monotonic() + GATE_TIMEOUT
+                while (waiting := await db.fetchval(WAITING)) < waiters:
+                    assert not task.done(), "the racers finished while the gate was closed"
+                    assert time.monotonic() < deadline, f"only {waiting} of {waiters} statements queued at the gate"
+                    await asyncio.sleep(0.01)
+            finally:
+                await gate.rollback()
+    finally:
+        if task is not None:
+            await asyncio.wait([task])
+    assert task is not None
+    return task.result()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `python -m app` as a child process
+
+START_TIMEOUT = 30.0  # until /health/live answers
+STOP_TIMEOUT = 20.0  # after SIGINT
+# The environment variables the service reads: each setting's name in upper case.
+APP_VARIABLES = frozenset(name.upper() for name in Settings.__struct_fields__)
+
+
+def cli_env(**variables: str | None) -> dict[str, str]:
+    """os.environ without any of the app's settings (so the host's own cannot leak in), plus `variables`;
+    None removes a variable."""
+    env = {k: v for k, v in os.environ.items() if k not in APP_VARIABLES}
+    env["LOG_LEVEL"] = "INFO"
+    for name, value in variables.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Serve:
+    """`python -m app serve` as a child process, its output in files (a full pipe would block it)."""
+
+    def __init__(self, env: dict[str, str], port: int, log_dir: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.stdout_path = log_dir / f"serve-{port}.stdout"
+        self.stderr_path = log_dir / f"serve-{port}.stderr"
+        with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve"], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=err
+            )
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def wait_live(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                pytest.fail(f"serve exited with {code} before answering:\n{self.stderr}")
+            try:
+                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"serve did not answer within {START_TIMEOUT} s:\n{self.stderr}")
+            time.sleep(0.1)
+
+    def stop(self) -> int | None:
+        """SIGINT, then wait; kill on timeout. Returns the exit code, or None if it had to be killed."""
+        if self.process.poll() is not None:
+            return self.process.returncode
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+            return None
+
+    def __enter__(self) -> Serve:
+        try:
+            self.wait_live()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def json_log(stderr: str) -> list[dict[str, Any]]:
+    """serve logs one JSON object per stderr line; anything else (a traceback, a print) fails here."""
+    records = []
+    for line in stderr.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"stderr line is not a JSON log record: {line!r}\n{stderr}")
+    return records
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tenant files for the loader's unit tests (never applied to a database, so a fixed id is harmless)
+
+GOOD_TENANT_ID = "11111111-1111-4111-8111-111111111111"
+GOOD_TENANT_ISSUER = "https://idp.alpha.test/realms/alpha-main"
+GOOD_TENANT_URL_KEYS = 'keys = { jwks_url = "https://idp.alpha.test/jwks/alpha-main" }'
+# A valid tenant file; each bad case of the loader's tests changes exactly one thing in it.
+GOOD_TENANT_FILE = f"""\
+id = "{GOOD_TENANT_ID}"
+slug = "alpha"
+name = "Alpha Ltd"
+
+[roles]
+read = ["viewer", "agent", "admin"]
+write = ["agent", "admin"]
+admin = ["admin"]
+support = "support"
+
+[[realms]]
+name = "alpha-main"
+issuer = "{GOOD_TENANT_ISSUER}"
+audience = "ticketing-api"
+{GOOD_TENANT_URL_KEYS}
+"""
+
+
+def write_files(directory: Path, contents: dict[str, str]) -> Path:
+    """Write each named text into `directory` (created if need be); returns the directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in contents.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    return directory

@@ -14,30 +14,30 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
 import msgspec
 import pytest
 
-from tests.api import API, TenantApi, field_ids
-from tests.conftest import LiveServer, make_settings
-from tests.support import TenantSpec
+from tests.support import (
+    API,
+    ETAG_MISMATCH,
+    LOCK_TICKETS,
+    POOL_MAX,
+    UPDATED,
+    LiveServer,
+    TenantApi,
+    TenantSpec,
+    field_ids,
+    gated,
+    make_settings,
+)
 
-T = TypeVar("T")
 AGENT_CATALOG = {"type": "agent", "module": "ticketing"}
-POOL_MAX = 40
-GATE_TIMEOUT = 30.0  # seconds for the racers to pile up behind a held lock
-UPDATED = {"success": True, "message": "ticket updated successfully", "status": 200}
-ETAG_MISMATCH = {
-    "error": True,
-    "code": "ETAG_MISMATCH",
-    "message": "Ticket might have been updated. Please check changes and resubmit",
-    "status": 400,
-}
 KEY_REUSED = {
     "error": True,
     "code": "IDEMPOTENCY_KEY_REUSED",
@@ -50,9 +50,9 @@ KEY_REUSED = {
 
 
 @pytest.fixture(scope="module")
-async def live(tenants: list[TenantSpec], database_url: str, workspace: Path) -> AsyncIterator[LiveServer]:
+async def live(migrated: str, workspace: Path) -> AsyncIterator[LiveServer]:
     # 40 connections: enough that nearly every racing request holds its own, so the races happen in PostgreSQL.
-    settings = make_settings(database_url, workspace, db_pool_min=8, db_pool_max=POOL_MAX)
+    settings = make_settings(migrated, workspace, db_pool_min=8, db_pool_max=POOL_MAX)
     async with LiveServer(settings) as server:
         yield server
 
@@ -72,7 +72,7 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def alpha_api(http: httpx.AsyncClient, alpha: TenantSpec) -> TenantApi:
     return TenantApi.agent(http, alpha, subject="concurrency-agent")
 
@@ -104,41 +104,6 @@ async def updated_events(db: asyncpg.Pool, tenant: TenantSpec, ticket_id: str) -
         tenant.id,
         uuid.UUID(ticket_id),
     )
-
-
-# Backends of this database waiting for a lock (the cluster is the session's own).
-_WAITING = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-
-
-async def gated(
-    db: asyncpg.Pool, lock_sql: str, lock_args: tuple[Any, ...], waiters: int, racers: Callable[[], Awaitable[T]]
-) -> T:
-    """Run `racers()` while this test holds a row lock (`lock_sql`, rolled back afterwards), until `waiters` server
-    statements are queued behind it (or behind each other), then let go: the racing statements really meet in
-    PostgreSQL instead of trickling in one by one from the single-threaded server."""
-    task: asyncio.Future[T] | None = None
-    try:
-        async with db.acquire() as conn:
-            gate = conn.transaction()
-            await gate.start()
-            try:
-                await conn.execute(lock_sql, *lock_args)
-                task = asyncio.ensure_future(racers())
-                deadline = time.monotonic() + GATE_TIMEOUT
-                while (waiting := await db.fetchval(_WAITING)) < waiters:
-                    assert not task.done(), "the racers finished while the gate was closed"
-                    assert time.monotonic() < deadline, f"only {waiting} of {waiters} statements queued at the gate"
-                    await asyncio.sleep(0.01)
-            finally:
-                await gate.rollback()
-    finally:
-        if task is not None:
-            await asyncio.wait([task])
-    assert task is not None
-    return task.result()
-
-
-LOCK_TICKETS = "SELECT 1 FROM ticket WHERE tenant_id = $1 AND id = ANY($2::uuid[]) FOR UPDATE"
 
 
 async def race(api: TenantApi, object_id: str, etag: str, field_id: str, values: list[str]) -> list[httpx.Response]:
@@ -273,15 +238,20 @@ FAC_TICKETS = "FROM ticket WHERE tenant_id = $1 AND object_id LIKE 'FAC-%'"
 FAC_SEQUENCE = "FROM display_id_sequence WHERE tenant_id = $1 AND prefix = 'FAC'"
 
 
+@pytest.mark.parametrize("sequence", ["new", "existing"])
 async def test_two_hundred_concurrent_creates_get_consecutive_display_ids(
-    http: httpx.AsyncClient, beta: TenantSpec, db: asyncpg.Pool
+    http: httpx.AsyncClient, beta: TenantSpec, db: asyncpg.Pool, sequence: str
 ) -> None:
-    # beta's FAC sequence is touched by no other test in this file; the start is read from the database anyway.
+    # A new tenant has no FAC sequence yet: the racers fight over creating it. An existing one (after one ticket)
+    # they take from its row.
     api = TenantApi.agent(http, beta, subject="concurrency-creator")
     type_id, fields = await ticket_type(api, "FAC")
-    before = await db.fetchval(f"SELECT coalesce(max(substr(object_id, 5)::bigint), 0) {FAC_TICKETS}", beta.id)
-    count_before = await db.fetchval(f"SELECT count(*) {FAC_TICKETS}", beta.id)
+    if sequence == "existing":
+        await new_ticket(api, "FAC", {"category": "CLEANING", "title": "the first spill"})
+    before = 0 if sequence == "new" else 1
+    assert await db.fetchval(f"SELECT count(*) {FAC_TICKETS}", beta.id) == before
     fresh = await db.fetchval(f"SELECT NOT EXISTS (SELECT 1 {FAC_SEQUENCE})", beta.id)
+    assert fresh is (sequence == "new")
 
     async def create(i: int) -> httpx.Response:
         return await http.post(
@@ -318,7 +288,7 @@ async def test_two_hundred_concurrent_creates_get_consecutive_display_ids(
     assert len({b["id"] for b in bodies}) == CREATES
     expected = [f"FAC-{n:04d}" for n in range(before + 1, before + CREATES + 1)]
     assert sorted(object_ids, key=lambda o: int(o[4:])) == expected
-    assert await db.fetchval(f"SELECT count(*) {FAC_TICKETS}", beta.id) == count_before + CREATES
+    assert await db.fetchval(f"SELECT count(*) {FAC_TICKETS}", beta.id) == before + CREATES
     assert await db.fetchval(f"SELECT last_value {FAC_SEQUENCE}", beta.id) == before + CREATES
     # Each ticket's title says which request created it: the response named the ticket that was stored.
     titles = dict(
@@ -340,8 +310,8 @@ async def test_concurrent_creates_with_one_idempotency_key_create_one_ticket(
 ) -> None:
     type_id, fields = await ticket_type(alpha_api, "REQ")
     await new_ticket(alpha_api, "REQ", {"title": "makes sure alpha's REQ sequence row exists"})
-    key = f"concurrency-{uuid.uuid4()}"
-    marker = f"idempotent {uuid.uuid4()}"
+    key = "concurrent-key"
+    marker = "idempotent marker"
     data = {fields["title"]: marker, fields["priority"]: "high"}
 
     # Holding the REQ sequence row parks the request that claimed the key mid-transaction (key inserted, ticket

@@ -17,7 +17,7 @@ Covers:
    (and are kept) or get ETAG_MISMATCH, and an update with the pre-move etag after the move is always refused.
 
 Races 1, 2 and the queued update of 4 are gated: the test holds the ticket's row lock until the racing statements
-are all waiting behind it in PostgreSQL (see tests/e2e/test_concurrency.py). Every wait polls with a deadline; the
+are all waiting behind it in PostgreSQL (see `gated` in tests/support.py). Every wait polls with a deadline; the
 only fixed pause is a few sweep intervals after the last move, for a second move (which must not come) to show.
 """
 
@@ -40,11 +40,27 @@ import httpx
 import msgspec
 import pytest
 
-from tests.api import API, TenantApi, field_ids
-from tests.conftest import LiveServer, make_settings
-from tests.e2e.test_cli import Serve, cli_env, free_port, json_log
-from tests.e2e.test_concurrency import ETAG_MISMATCH, GATE_TIMEOUT, LOCK_TICKETS, POOL_MAX, UPDATED, gated
-from tests.support import TenantSpec
+from tests.support import (
+    API,
+    BETA_ROLES,
+    ETAG_MISMATCH,
+    GATE_TIMEOUT,
+    LOCK_TICKETS,
+    POOL_MAX,
+    UPDATED,
+    WAITING,
+    LiveServer,
+    Serve,
+    TenantApi,
+    TenantFactory,
+    TenantSpec,
+    cli_env,
+    field_ids,
+    free_port,
+    gated,
+    json_log,
+    make_settings,
+)
 
 T = TypeVar("T")
 CHANGED = {"success": True, "message": "ticket status changed successfully", "status": 200}
@@ -58,8 +74,6 @@ WORKERS_TIMEOUT = 30.0  # seconds for both worker processes to finish start-up
 SWEEP_SQL = "%FOR UPDATE OF t SKIP LOCKED%"
 # The same for the sweep's first statement, which finds the tenants with due tickets (DUE_TENANTS).
 SWEEP_START_SQL = "%SELECT DISTINCT t.tenant_id%"
-# Backends of this database waiting for a lock (as in test_concurrency; the cluster is the session's own).
-WAITING = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
 EVENTS = (
     "SELECT ticket_id, id, kind, changes::text AS changes, actor, request_id, support, etag, created_at, state_id, "
     "pending_until, note FROM ticket_event WHERE tenant_id = $1 AND ticket_id = ANY($2::uuid[]) ORDER BY id"
@@ -74,11 +88,11 @@ TICKETS = (
 
 
 @pytest.fixture(scope="module")
-async def live(tenants: list[TenantSpec], database_url: str, workspace: Path) -> AsyncIterator[LiveServer]:
+async def live(migrated: str, workspace: Path) -> AsyncIterator[LiveServer]:
     # A big pool, so that racing requests each hold their own connection and meet in PostgreSQL. Its own
     # pending-close timer sweeps once at start-up and then sleeps: tests 3 and 4 are about the two-worker server's.
     settings = make_settings(
-        database_url, workspace, db_pool_min=8, db_pool_max=POOL_MAX, pending_close_interval_seconds=3600.0
+        migrated, workspace, db_pool_min=8, db_pool_max=POOL_MAX, pending_close_interval_seconds=3600.0
     )
     async with LiveServer(settings) as server:
         yield server
@@ -168,8 +182,24 @@ def parent_pid(pid: int) -> int | None:
 
 
 @pytest.fixture(scope="module")
+async def timer_tenants(tenant_factory: TenantFactory) -> dict[str, TenantSpec]:
+    """The tenants of the tests against the two-worker server, each test its own, applied before that server starts:
+    both workers read them at start-up (a test could not tell when a sync's notification has reached both)."""
+    return {
+        "alpha": await tenant_factory.fresh("alpha"),
+        "beta": await tenant_factory.fresh("beta", roles=BETA_ROLES),
+        "queued": await tenant_factory.fresh("alpha"),
+        "racing": await tenant_factory.fresh("alpha"),
+    }
+
+
+@pytest.fixture(scope="module")
 def two_workers(
-    tenants: list[TenantSpec], database_url: str, workspace: Path, tmp_path_factory: pytest.TempPathFactory
+    tenants: list[TenantSpec],
+    timer_tenants: dict[str, TenantSpec],
+    database_url: str,
+    workspace: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[TwoWorkers]:
     port = free_port()
     env = cli_env(
@@ -545,10 +575,10 @@ def from_now(seconds: float) -> datetime.datetime:
 async def test_pending_close_timer_moves_each_due_ticket_exactly_once_with_two_workers(
     two_workers: TwoWorkers,
     workers_http: httpx.AsyncClient,
-    alpha: TenantSpec,
-    beta: TenantSpec,
+    timer_tenants: dict[str, TenantSpec],
     db: asyncpg.Pool,
 ) -> None:
+    alpha, beta = timer_tenants["alpha"], timer_tenants["beta"]
     apis = {alpha.slug: TenantApi.agent(workers_http, alpha, subject="timer-agent")}
     apis[beta.slug] = TenantApi.agent(workers_http, beta, subject="timer-agent")
     for tenant in (alpha, beta):
@@ -662,9 +692,10 @@ async def check_both_workers_sweep(server: TwoWorkers, db: asyncpg.Pool) -> None
 
 
 async def test_update_queued_on_a_due_ticket_wins_and_the_timer_still_moves_it_once(
-    two_workers: TwoWorkers, workers_http: httpx.AsyncClient, beta: TenantSpec, db: asyncpg.Pool
+    two_workers: TwoWorkers, workers_http: httpx.AsyncClient, timer_tenants: dict[str, TenantSpec], db: asyncpg.Pool
 ) -> None:
-    api = TenantApi.agent(workers_http, beta, subject="timer-racer")
+    tenant = timer_tenants["queued"]
+    api = TenantApi.agent(workers_http, tenant, subject="timer-racer")
     description = field_ids(await api.ticket_type("REQ"))["description"]
     [ticket] = await create_many(api, 1, "queued update")
     due = from_now(1.5)
@@ -674,9 +705,9 @@ async def test_update_queued_on_a_due_ticket_wins_and_the_timer_still_moves_it_o
     # The test holds the row while the ticket falls due: the timers' sweeps skip it (SKIP LOCKED) for several
     # rounds. Then a client update with the pending etag queues on the lock. Queued, it holds PostgreSQL's tuple
     # lock, so the sweeps keep skipping the row until the update has committed: the client wins, every time.
-    async with holding(db, LOCK_TICKETS, beta.id, [uid(ticket["id"])]):
+    async with holding(db, LOCK_TICKETS, tenant.id, [uid(ticket["id"])]):
         await until_database_time(db, due + datetime.timedelta(seconds=5 * SWEEP_INTERVAL))
-        [row] = (await rows(db, beta, [ticket["id"]])).values()
+        [row] = (await rows(db, tenant, [ticket["id"]])).values()
         assert (str(row["etag"]), str(row["state_id"])) == (ticket["pending_etag"], pending["id"])
         update = asyncio.ensure_future(
             api.update(
@@ -687,10 +718,10 @@ async def test_update_queued_on_a_due_ticket_wins_and_the_timer_still_moves_it_o
     response = await update
 
     updated_etag = winner_etag(response, UPDATED, ticket["pending_etag"])
-    await until_moved(db, beta, [ticket["id"]], closed_id)
+    await until_moved(db, tenant, [ticket["id"]], closed_id)
     await settle()
-    [row] = (await rows(db, beta, [ticket["id"]])).values()
-    [_, waiting, updated, *rest] = (await events(db, beta, [ticket["id"]]))[ticket["id"]]
+    [row] = (await rows(db, tenant, [ticket["id"]])).values()
+    [_, waiting, updated, *rest] = (await events(db, tenant, [ticket["id"]]))[ticket["id"]]
     # The update kept the ticket pending close until `due`; the timer then moved it, once.
     assert (updated["kind"], str(updated["etag"]), updated["actor"]) == ("ticket.updated", updated_etag, "timer-racer")
     assert (str(updated["state_id"]), updated["pending_until"]) == (pending["id"], due)
@@ -703,16 +734,17 @@ async def test_update_queued_on_a_due_ticket_wins_and_the_timer_still_moves_it_o
     # The etag the client last saw is now stale: its next write is refused and changes nothing.
     stale = await api.update(ticket["object_id"], {"etag": updated_etag, "ticketUpdate": {description: "<p>no</p>"}})
     assert (stale.status_code, stale.json()) == (400, ETAG_MISMATCH)
-    assert (await rows(db, beta, [ticket["id"]]))[ticket["id"]]["etag"] == row["etag"]
+    assert (await rows(db, tenant, [ticket["id"]]))[ticket["id"]]["etag"] == row["etag"]
 
 
 RACERS = 24
 
 
 async def test_updates_fired_around_the_due_time_either_win_or_lose_cleanly(
-    two_workers: TwoWorkers, workers_http: httpx.AsyncClient, alpha: TenantSpec, db: asyncpg.Pool
+    two_workers: TwoWorkers, workers_http: httpx.AsyncClient, timer_tenants: dict[str, TenantSpec], db: asyncpg.Pool
 ) -> None:
-    api = TenantApi.agent(workers_http, alpha, subject="timer-racer")
+    tenant = timer_tenants["racing"]
+    api = TenantApi.agent(workers_http, tenant, subject="timer-racer")
     description = field_ids(await api.ticket_type("REQ"))["description"]
     tickets = await create_many(api, RACERS, "racing update")
     due = from_now(2)
@@ -729,11 +761,11 @@ async def test_updates_fired_around_the_due_time_either_win_or_lose_cleanly(
         )
 
     responses = await asyncio.gather(*(racer(i, t) for i, t in enumerate(tickets)))
-    await until_moved(db, alpha, ids, closed_id)
+    await until_moved(db, tenant, ids, closed_id)
     await settle()
 
-    stored = await rows(db, alpha, ids)
-    history = await events(db, alpha, ids)
+    stored = await rows(db, tenant, ids)
+    history = await events(db, tenant, ids)
     outcomes: Counter[str] = Counter()
     for index, (ticket, response) in enumerate(zip(tickets, responses, strict=True)):
         row, [_, waiting, *rest] = stored[ticket["id"]], history[ticket["id"]]
@@ -765,4 +797,4 @@ async def test_updates_fired_around_the_due_time_either_win_or_lose_cleanly(
         )
         assert (stale.status_code, stale.json()) == (400, ETAG_MISMATCH)
     assert sum(outcomes.values()) == RACERS, outcomes
-    assert {str(r["etag"]) for r in (await rows(db, alpha, ids)).values()} == {str(r["etag"]) for r in stored.values()}
+    assert {str(r["etag"]) for r in (await rows(db, tenant, ids)).values()} == {str(r["etag"]) for r in stored.values()}

@@ -5,53 +5,41 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
 from jose import jwe
 
 from tests.support import (
+    AUTHENTICATION_REQUIRED,
+    BEARER_CHALLENGE,
+    INVALID_TOKEN,
+    INVALID_TOKEN_CHALLENGE,
+    ME,
+    TENANT_NOT_FOUND,
     SigningKey,
+    TenantFactory,
     TenantSpec,
+    auth_headers,
     claims_for,
     hs256_with_public_key,
     sign,
     tamper,
+    token,
     unsigned_token,
 )
 
-ME = "/api/v2/ticketing/me"
-INVALID_TOKEN = {
-    "error": True,
-    "code": "INVALID_TOKEN",
-    "message": "The access token is invalid or has expired",
-    "status": 401,
-}
-AUTHENTICATION_REQUIRED = {
-    "error": True,
-    "code": "AUTHENTICATION_REQUIRED",
-    "message": "A Bearer access token is required",
-    "status": 401,
-}
-TENANT_NOT_FOUND = {"error": True, "message": "Tenant not found", "status": 404}
 
-
-def headers(tenant: TenantSpec, token: str | None, realm: str | None = None, **extra: str) -> dict[str, str]:
-    result = {"x-tenantid": str(tenant.id), "realmname": realm or tenant.realms[0].name, **extra}
-    if token is not None:
-        result["authorization"] = f"Bearer {token}"
-    return result
-
-
-def good_token(tenant: TenantSpec, **overrides: Any) -> str:
-    realm = tenant.realms[0]
-    return sign(claims_for(tenant, realm, **overrides), realm.key)
+@pytest.fixture(scope="module")
+async def alpha(tenant_factory: TenantFactory) -> TenantSpec:
+    """A tenant of this module's own with two realms: alpha-main (RS256) and alpha-partners (ES256). Module-scoped:
+    these tests only read /me, and a fresh RSA key pair per test would cost about 0.1 s each."""
+    return await tenant_factory.fresh("alpha", realms=[("main", "RS256"), ("partners", "ES256")])
 
 
 async def test_valid_token_yields_the_principal(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
-    token = good_token(alpha, roles=["agent"], subject="agent-7", preferred_username="ada")
-    response = await client.get(ME, headers=headers(alpha, token))
+    bearer = token(alpha, roles=["agent"], subject="agent-7", preferred_username="ada")
+    response = await client.get(ME, headers=auth_headers(alpha, bearer))
     assert response.status_code == 200, response.text
     assert response.json() == {
         "subject": "agent-7",
@@ -71,16 +59,16 @@ async def test_second_realm_of_the_tenant_authenticates_with_its_own_keys(
     client: httpx.AsyncClient, alpha: TenantSpec
 ) -> None:
     partners = alpha.realm("alpha-partners")
-    token = sign(claims_for(alpha, partners, roles=["viewer"], scope="tickets:read"), partners.key)
-    response = await client.get(ME, headers=headers(alpha, token, realm="alpha-partners"))
+    bearer = sign(claims_for(alpha, partners, roles=["viewer"], scope="tickets:read"), partners.key)
+    response = await client.get(ME, headers=auth_headers(alpha, bearer, realm="alpha-partners"))
     assert response.status_code == 200, response.text
     assert response.json()["realm"] == "alpha-partners"
     assert response.json()["permissions"] == ["read"]
 
 
 async def test_service_account_is_recorded_under_its_own_subject(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
-    token = good_token(alpha, subject="sa-tenant-billing", client_id="billing-sync")
-    response = await client.get(ME, headers=headers(alpha, token))
+    bearer = token(alpha, subject="sa-tenant-billing", client_id="billing-sync")
+    response = await client.get(ME, headers=auth_headers(alpha, bearer))
     assert response.status_code == 200
     assert (response.json()["subject"], response.json()["service_account"]) == ("sa-tenant-billing", True)
 
@@ -99,13 +87,13 @@ async def test_support_flag_is_honoured_only_with_the_support_role(
     client: httpx.AsyncClient, alpha: TenantSpec, roles: list[str], flag: str | None, expected: bool
 ) -> None:
     extra = {} if flag is None else {"issupportrequest": flag}
-    response = await client.get(ME, headers=headers(alpha, good_token(alpha, roles=roles), **extra))
+    response = await client.get(ME, headers=auth_headers(alpha, token(alpha, roles=roles), **extra))
     assert response.status_code == 200
     assert response.json()["support_request"] is expected
 
 
 async def test_malformed_support_flag_is_a_validation_error(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
-    response = await client.get(ME, headers=headers(alpha, good_token(alpha), issupportrequest="maybe"))
+    response = await client.get(ME, headers=auth_headers(alpha, token(alpha), issupportrequest="maybe"))
     assert response.status_code == 400
     assert response.json() == {
         "error": True,
@@ -117,29 +105,29 @@ async def test_malformed_support_flag_is_a_validation_error(client: httpx.AsyncC
 
 
 async def test_missing_authorization_header(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
-    response = await client.get(ME, headers=headers(alpha, None))
+    response = await client.get(ME, headers=auth_headers(alpha, None))
     assert response.status_code == 401
     assert response.json() == AUTHENTICATION_REQUIRED
-    assert response.headers["www-authenticate"] == 'Bearer realm="ticketing"'
+    assert response.headers["www-authenticate"] == BEARER_CHALLENGE
 
 
 @pytest.mark.parametrize("value", ["Basic dXNlcjpwYXNz", "Token abc", "Bearer", "bearer", "Bearer\tx"])
 async def test_non_bearer_scheme(client: httpx.AsyncClient, alpha: TenantSpec, value: str) -> None:
-    response = await client.get(ME, headers={**headers(alpha, None), "authorization": value})
+    response = await client.get(ME, headers={**auth_headers(alpha, None), "authorization": value})
     assert response.status_code == 401
     assert response.json() == AUTHENTICATION_REQUIRED
 
 
 def _expired(t: TenantSpec) -> str:
-    return good_token(t, ttl=-120)
+    return token(t, ttl=-120)
 
 
 def _not_yet_valid(t: TenantSpec) -> str:
-    return good_token(t, nbf=int(time.time()) + 600)
+    return token(t, nbf=int(time.time()) + 600)
 
 
 def _issued_in_future(t: TenantSpec) -> str:
-    return good_token(t, iat=int(time.time()) + 600)
+    return token(t, iat=int(time.time()) + 600)
 
 
 def _other_realm_of_same_tenant(t: TenantSpec) -> str:
@@ -149,7 +137,7 @@ def _other_realm_of_same_tenant(t: TenantSpec) -> str:
 
 
 def _unknown_realm_issuer(t: TenantSpec) -> str:
-    return good_token(t, iss="https://idp.alpha.test/realms/somewhere-else")
+    return token(t, iss=t.realm("alpha-main").issuer.replace("alpha-main", "somewhere-else"))
 
 
 def _issuer_of_other_realm_signed_with_this_key(t: TenantSpec) -> str:
@@ -158,7 +146,7 @@ def _issuer_of_other_realm_signed_with_this_key(t: TenantSpec) -> str:
 
 
 def _wrong_audience(t: TenantSpec) -> str:
-    return good_token(t, aud="some-other-api")
+    return token(t, aud="some-other-api")
 
 
 def _no_audience(t: TenantSpec) -> str:
@@ -206,12 +194,12 @@ def _signed_by_a_stranger(t: TenantSpec) -> str:
 
 
 def _tampered_payload(t: TenantSpec) -> str:
-    return tamper(good_token(t, roles=["viewer"]), realm_access={"roles": ["admin"]})
+    return tamper(token(t, roles=["viewer"]), realm_access={"roles": ["admin"]})
 
 
 def _tampered_signature(t: TenantSpec) -> str:
-    token = good_token(t)
-    return token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    bearer = token(t)
+    return bearer[:-4] + ("AAAA" if not bearer.endswith("AAAA") else "BBBB")
 
 
 def _jwe(t: TenantSpec) -> str:
@@ -222,7 +210,7 @@ def _jwe(t: TenantSpec) -> str:
 
 
 def _oversized(t: TenantSpec) -> str:
-    return good_token(t, padding="x" * 9000)
+    return token(t, padding="x" * 9000)
 
 
 def _garbage(_: TenantSpec) -> str:
@@ -269,14 +257,14 @@ HOSTILE_TOKENS: dict[str, Callable[[TenantSpec], str]] = {
 async def test_hostile_token_is_refused(
     client: httpx.AsyncClient, alpha: TenantSpec, make_token: Callable[[TenantSpec], str]
 ) -> None:
-    response = await client.get(ME, headers=headers(alpha, make_token(alpha), realm="alpha-main"))
+    response = await client.get(ME, headers=auth_headers(alpha, make_token(alpha), realm="alpha-main"))
     assert response.status_code == 401, response.text
     assert response.json() == INVALID_TOKEN
-    assert response.headers["www-authenticate"] == 'Bearer realm="ticketing", error="invalid_token"'
+    assert response.headers["www-authenticate"] == INVALID_TOKEN_CHALLENGE
 
 
 async def test_missing_realmname_header(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
-    request_headers = headers(alpha, good_token(alpha))
+    request_headers = auth_headers(alpha, token(alpha))
     del request_headers["realmname"]
     response = await client.get(ME, headers=request_headers)
     assert response.status_code == 401
@@ -287,7 +275,8 @@ async def test_token_of_another_tenant_is_tenant_not_found(
     client: httpx.AsyncClient, alpha: TenantSpec, beta: TenantSpec
 ) -> None:
     # A valid beta token presented for alpha: the token's tenant claim differs from x-tenantid.
-    request_headers = headers(beta, good_token(beta), realm="beta-main")
+    request_headers = auth_headers(beta, token(beta))
+    assert request_headers["realmname"] == "beta-main"
     request_headers["x-tenantid"] = str(alpha.id)
     response = await client.get(ME, headers=request_headers)
     assert response.status_code == 404
@@ -298,8 +287,8 @@ async def test_tenant_claim_naming_another_tenant_is_tenant_not_found(
     client: httpx.AsyncClient, alpha: TenantSpec, beta: TenantSpec
 ) -> None:
     # alpha's realm signs a token claiming beta's tenant: the realm does not belong to that tenant.
-    token = good_token(alpha, tenant_id=str(beta.id))
-    response = await client.get(ME, headers={**headers(alpha, token), "x-tenantid": str(beta.id)})
+    bearer = token(alpha, tenant_id=str(beta.id))
+    response = await client.get(ME, headers={**auth_headers(alpha, bearer), "x-tenantid": str(beta.id)})
     assert response.status_code == 404
     assert response.json() == TENANT_NOT_FOUND
 
@@ -308,22 +297,22 @@ async def test_tenant_claim_naming_another_tenant_is_tenant_not_found(
 async def test_malformed_tenant_header_is_tenant_not_found(
     client: httpx.AsyncClient, alpha: TenantSpec, value: str
 ) -> None:
-    response = await client.get(ME, headers={**headers(alpha, good_token(alpha)), "x-tenantid": value})
+    response = await client.get(ME, headers={**auth_headers(alpha, token(alpha)), "x-tenantid": value})
     assert response.status_code == 404
     assert response.json() == TENANT_NOT_FOUND
 
 
 async def test_unknown_tenant_uuid_is_tenant_not_found(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
     stranger = str(uuid.uuid4())
-    token = good_token(alpha, tenant_id=stranger)
-    response = await client.get(ME, headers={**headers(alpha, token), "x-tenantid": stranger})
+    bearer = token(alpha, tenant_id=stranger)
+    response = await client.get(ME, headers={**auth_headers(alpha, bearer), "x-tenantid": stranger})
     assert response.status_code == 404
     assert response.json() == TENANT_NOT_FOUND
 
 
 async def test_hostile_token_with_malformed_tenant_is_still_401(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
     # Authentication comes first: a forged token learns nothing about tenants.
-    response = await client.get(ME, headers={**headers(alpha, _alg_none(alpha)), "x-tenantid": "nope"})
+    response = await client.get(ME, headers={**auth_headers(alpha, _alg_none(alpha)), "x-tenantid": "nope"})
     assert response.status_code == 401
     assert response.json() == INVALID_TOKEN
 
@@ -331,11 +320,11 @@ async def test_hostile_token_with_malformed_tenant_is_still_401(client: httpx.As
 async def test_rejections_do_not_leak_tokens_into_the_log(
     client: httpx.AsyncClient, alpha: TenantSpec, caplog: pytest.LogCaptureFixture
 ) -> None:
-    token = _expired(alpha)
+    bearer = _expired(alpha)
     with caplog.at_level("DEBUG"):
-        response = await client.get(ME, headers=headers(alpha, token))
+        response = await client.get(ME, headers=auth_headers(alpha, bearer))
     assert response.status_code == 401
     assert any(record.name == "app.auth" for record in caplog.records)
     logged = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
-    assert token not in logged
-    assert token.split(".")[2] not in logged
+    assert bearer not in logged
+    assert bearer.split(".")[2] not in logged

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from app.tenancy.service import TenantConflict
-from tests.api import TenantApi, field_ids
-from tests.integration.test_authentication import TENANT_NOT_FOUND
-from tests.integration.test_ticket_types import TYPES, create_type, new_definition, new_field
-from tests.integration.test_tickets import TICKETS, new_ticket
-from tests.support import RealmSpec, SigningKey, TenantSpec, load_tenant_files, sync_tenants, write_tenants
+from tests.support import (
+    ME,
+    TENANT_NOT_FOUND,
+    TICKETS,
+    TYPES,
+    RealmSpec,
+    SigningKey,
+    TenantApi,
+    TenantFactory,
+    TenantSpec,
+    create_type,
+    field_ids,
+    new_definition,
+    new_field,
+    new_ticket,
+    sync_tenants,
+)
 
 
 @pytest.fixture
@@ -80,7 +90,7 @@ async def test_only_the_plain_uuid_form_names_a_tenant(
     agent = TenantApi.agent(client, alpha)
     value = alpha.id.hex if spelling == "hex" else spelling % alpha.id
     headers = {**agent.headers, "x-tenantid": value}
-    response = await client.get("/api/v2/ticketing/me", headers=headers)
+    response = await client.get(ME, headers=headers)
     assert (response.status_code, response.json()) == (404, TENANT_NOT_FOUND)
 
 
@@ -88,7 +98,7 @@ async def test_idempotency_keys_belong_to_their_caller(
     client: httpx.AsyncClient, alpha: TenantSpec, request_type: dict[str, Any]
 ) -> None:
     title = field_ids(request_type)["title"]
-    key = f"key-{uuid.uuid4()}"
+    key = "shared-key"
     first = await TenantApi.agent(client, alpha, subject="agent-a").create(
         request_type["id"], {title: "same"}, **{"Idempotency-Key": key}
     )
@@ -110,13 +120,9 @@ async def test_a_ticket_type_404_does_not_reflect_long_input(client: httpx.Async
 
 
 async def test_a_second_tenant_cannot_claim_another_tenants_issuer(
-    tenants: list[TenantSpec], workspace: Path, alpha: TenantSpec, database_url: str
+    tenant_factory: TenantFactory, alpha: TenantSpec, database_url: str
 ) -> None:
-    impostor = TenantSpec(
-        id=uuid.uuid4(),
-        slug=f"impostor{uuid.uuid4().hex[:6]}",
-        realms=[RealmSpec("stolen", alpha.realms[0].issuer, SigningKey("RS256"))],
-    )
-    directory = write_tenants(workspace / f"impostor-{impostor.slug}", [impostor])
+    impostor = tenant_factory.spec("impostor")
+    impostor.realms = [RealmSpec("stolen", alpha.realms[0].issuer, SigningKey("ES256"))]
     with pytest.raises(TenantConflict, match="already belongs to a realm of tenant"):
-        await sync_tenants(database_url, load_tenant_files(directory, workspace / "data"))
+        await sync_tenants(database_url, tenant_factory.configs(impostor))

@@ -11,8 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from app.errors import EXCEPTION_HANDLERS
 from app.observability import RequestContextMiddleware
-from tests.integration.test_authentication import ME, good_token, headers
-from tests.support import TenantSpec
+from tests.support import ME, TenantSpec, auth_headers, token
 
 
 async def test_unknown_route_is_a_404_envelope(client: httpx.AsyncClient) -> None:
@@ -22,7 +21,7 @@ async def test_unknown_route_is_a_404_envelope(client: httpx.AsyncClient) -> Non
 
 
 async def test_wrong_method_is_a_405_envelope_with_allow(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
-    response = await client.delete(ME, headers=headers(alpha, good_token(alpha)))
+    response = await client.delete(ME, headers=auth_headers(alpha, token(alpha)))
     assert response.status_code == 405
     assert response.json() == {
         "error": True,
@@ -34,7 +33,7 @@ async def test_wrong_method_is_a_405_envelope_with_allow(client: httpx.AsyncClie
 
 
 async def test_oversized_body_is_refused_before_routing(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
-    response = await client.post(ME, headers=headers(alpha, good_token(alpha)), content=b"x" * (1024 * 1024 + 1))
+    response = await client.post(ME, headers=auth_headers(alpha, token(alpha)), content=b"x" * (1024 * 1024 + 1))
     assert response.status_code == 413
     assert response.json() == {
         "error": True,

@@ -10,13 +10,11 @@ from typing import Any
 
 import httpx
 
-from tests.api import API, TenantApi, field_ids
-from tests.conftest import LiveServer, make_settings
-from tests.support import TenantSpec
+from tests.support import API, LiveServer, TenantApi, TenantSpec, field_ids, make_settings
 
 
 async def test_type_change_reaches_another_worker(
-    server: LiveServer, tenants: list[TenantSpec], database_url: str, workspace: Path, alpha: TenantSpec
+    server: LiveServer, database_url: str, workspace: Path, alpha: TenantSpec
 ) -> None:
     async with (
         LiveServer(make_settings(database_url, workspace)) as other_worker,
@@ -25,11 +23,10 @@ async def test_type_change_reaches_another_worker(
     ):
         admin = TenantApi.admin(first, alpha)
         agent_on_second = TenantApi.agent(second, alpha)
-        prefix = "CW" + uuid.uuid4().hex[:3].upper().translate(str.maketrans("0123456789", "GHIJKLMNOP"))
         field = str(uuid.uuid4())
         definition: dict[str, Any] = {
             "name": "Cache probe",
-            "prefix": prefix,
+            "prefix": "CACHE",
             "fields": [{"id": field, "key": "size", "name": "Size", "schema": {"type": "integer", "maximum": 10}}],
         }
         created = await first.post(f"{API}/ticket-type", headers=admin.headers, json=definition)

@@ -16,7 +16,16 @@ from app.config import PROJECT_ROOT
 from app.tenancy.devkeys import dev_key_path, public_jwk
 from app.tenancy.files import TenantFileError
 from app.tenancy.model import RealmConfig, RoleMapping, TenantConfig
-from tests.support import SigningKey, load_tenant_file, load_tenant_files
+from tests.support import (
+    GOOD_TENANT_FILE,
+    GOOD_TENANT_ID,
+    GOOD_TENANT_ISSUER,
+    GOOD_TENANT_URL_KEYS,
+    SigningKey,
+    load_tenant_file,
+    load_tenant_files,
+    write_files,
+)
 
 SHIPPED_TENANTS = PROJECT_ROOT / "tenants"
 ACME_ID = uuid.UUID("6f1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
@@ -27,28 +36,11 @@ RSA_KEY = SigningKey("RS256")
 OTHER_RSA_KEY = SigningKey("RS256")
 EC_KEY = SigningKey("ES256")
 
-ALPHA_ID = "11111111-1111-4111-8111-111111111111"
-ALPHA_ISSUER = "https://idp.alpha.test/realms/alpha-main"
-URL_KEYS = 'keys = { jwks_url = "https://idp.alpha.test/jwks/alpha-main" }'
-
-# A valid tenant file; each bad case below changes exactly one thing in it.
-GOOD = f"""\
-id = "{ALPHA_ID}"
-slug = "alpha"
-name = "Alpha Ltd"
-
-[roles]
-read = ["viewer", "agent", "admin"]
-write = ["agent", "admin"]
-admin = ["admin"]
-support = "support"
-
-[[realms]]
-name = "alpha-main"
-issuer = "{ALPHA_ISSUER}"
-audience = "ticketing-api"
-{URL_KEYS}
-"""
+# The loader's reference file (tests/support.py); each bad case below changes exactly one thing in it.
+GOOD = GOOD_TENANT_FILE
+ALPHA_ID = GOOD_TENANT_ID
+ALPHA_ISSUER = GOOD_TENANT_ISSUER
+URL_KEYS = GOOD_TENANT_URL_KEYS
 GOOD_REALM = GOOD[GOOD.index("[[realms]]") :]
 
 
@@ -66,11 +58,7 @@ def inline_jwks(*keys: dict[str, Any]) -> str:
     return "keys = { jwks = { keys = [ " + ", ".join(toml_table(key) for key in keys) + " ] } }"
 
 
-def write(directory: Path, files: dict[str, str]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (directory / name).write_text(text, encoding="utf-8")
-    return directory
+write = write_files
 
 
 # --- 1. The shipped example tenants ---------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from app.tenancy.files import TenantFileError
+from tests.support import GOOD_TENANT_FILE as GOOD
 from tests.support import load_tenant_file
-from tests.unit.test_tenant_files import GOOD, write
+from tests.support import write_files as write
 
 STATES = """
 [[states]]

@@ -1,0 +1,531 @@
+"""Who may call which route: one table with every /api/v2 route of the app's route table, what it requires, and how
+to build a valid request for it against real objects of the test's own tenant.
+
+`test_the_table_lists_exactly_the_apps_routes` reads the routes from the running app (Litestar's route table,
+without the OPTIONS handlers Litestar generates and without HEAD), so a new route without an entry, or an entry
+for a route that is gone, fails the suite.
+
+For every route (and every variant of a route's request), `test_who_may_call_the_route` checks, on the wire: no
+token is 401 AUTHENTICATION_REQUIRED; a garbage, tampered or stranger-signed token is 401 INVALID_TOKEN; another
+tenant's valid token with this tenant's x-tenantid, and this tenant's token with the other's, are 404 Tenant not
+found; for routes that need a permission, a token lacking the role (including role names that belong to the other
+tenant) or lacking the scope is 401 USER_PERMISSION_FAILURE naming the action; none of these refused calls changes
+anything in either tenant; and every role that grants the permission, with just the route's scope, gets through.
+Besides a valid request on a real object, most routes have a variant naming an absent object or sending input the
+route refuses: the caller is refused just the same (who may call is decided first), and once let through gets the
+404 or 400.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import pytest
+from litestar.routes import HTTPRoute
+
+from tests.support import (
+    ADMIN_SCOPE,
+    AGENT_SCOPE,
+    API,
+    AUTHENTICATION_REQUIRED,
+    BEARER_CHALLENGE,
+    CATALOG,
+    INSUFFICIENT_SCOPE_CHALLENGE,
+    INVALID_TOKEN,
+    INVALID_TOKEN_CHALLENGE,
+    STATES,
+    TENANT_NOT_FOUND,
+    TICKETS,
+    TYPES,
+    LiveServer,
+    SigningKey,
+    TenantApi,
+    TenantSpec,
+    auth_headers,
+    by_name,
+    claims_for,
+    create_type,
+    editable,
+    field_ids,
+    find_litestar,
+    new_definition,
+    permission_failure,
+    sign,
+    tampered_signature,
+    token,
+)
+
+READ_SCOPE = "tickets:read"
+WRITE_SCOPE = "tickets:write"
+ADMIN_ONLY_SCOPE = "tickets:admin"
+Requirement = Literal["authenticated", "read", "write", "admin"]
+# The one scope each permission needs.
+SCOPE_OF: dict[Requirement, str] = {
+    "authenticated": "",
+    "read": READ_SCOPE,
+    "write": WRITE_SCOPE,
+    "admin": ADMIN_ONLY_SCOPE,
+}
+
+
+@dataclass
+class Call:
+    method: str
+    path: str  # under API
+    params: dict[str, str] | None = None
+    body: Any = None
+
+
+class World:
+    """The objects a request needs, in the test's tenant (`owner`); `other` is a second tenant."""
+
+    def __init__(self, http: httpx.AsyncClient, owner: TenantSpec, other: TenantSpec) -> None:
+        self.http = http
+        self.owner = owner
+        self.other = other
+        self.admin = TenantApi.admin(http, owner)
+        self._made = 0
+        self._ticket: dict[str, Any] | None = None
+
+    def name(self) -> str:
+        """A new name (or type prefix) for each object a test creates: A, B, ... Z, AA, AB, ..."""
+        self._made += 1
+        number, letters = self._made, ""
+        while number:
+            number, rest = divmod(number - 1, 26)
+            letters = chr(ord("A") + rest) + letters
+        return f"MX{letters}"
+
+    async def request_type(self) -> dict[str, Any]:
+        return await self.admin.ticket_type("REQ")
+
+    async def new_ticket(self) -> dict[str, Any]:
+        """A new REQ ticket's GET document."""
+        request_type = await self.request_type()
+        created = await self.admin.create(request_type["id"], {field_ids(request_type)["title"]: "matrix"})
+        assert created.status_code == 201, created.text
+        shown = await self.admin.get(created.json()["objectId"])
+        assert shown.status_code == 200, shown.text
+        document: dict[str, Any] = shown.json()
+        return document
+
+    async def ticket(self) -> dict[str, Any]:
+        """The ticket the reads read (made once)."""
+        if self._ticket is None:
+            self._ticket = await self.new_ticket()
+        return self._ticket
+
+    async def new_type(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A new ticket type of the owner's: its definition and the created type."""
+        definition = new_definition(prefix=self.name())
+        return definition, await create_type(self.http, self.admin, definition)
+
+    async def new_state(self) -> dict[str, Any]:
+        response = await self.http.post(
+            STATES, headers=self.admin.headers, json={"name": self.name(), "state_type": "open"}
+        )
+        assert response.status_code == 201, response.text
+        state: dict[str, Any] = response.json()
+        return state
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Everything a refused call could have changed, in both tenants: their types (archived ones too), states,
+        tickets (with etags, states and data) and each ticket's history."""
+        seen: dict[str, Any] = {}
+        for tenant in (self.owner, self.other):
+            api = TenantApi(self.http, tenant, token(tenant, roles=every_role(tenant), scope=ADMIN_SCOPE))
+            reads = {
+                "types": (TYPES, {"include_archived": "true"}),
+                "states": (STATES, None),
+                "tickets": (TICKETS, {"per_page": "100"}),
+            }
+            for label, (path, params) in reads.items():
+                response = await self.http.get(path, params=params, headers=api.headers)
+                assert response.status_code == 200, response.text
+                seen[f"{tenant.slug} {label}"] = response.json()
+            for ticket in seen[f"{tenant.slug} tickets"]["data"]:
+                history = await self.http.get(f"{TICKETS}/{ticket['object_id']}/history", headers=api.headers)
+                assert history.status_code == 200, history.text
+                seen[f"{tenant.slug} history of {ticket['object_id']}"] = history.json()
+        return seen
+
+
+Build = Callable[[World], Awaitable[Call]]
+
+
+@dataclass(frozen=True)
+class Route:
+    requires: Requirement
+    # The action the refusal names ("You do not have the permission to <action>"); None for `authenticated`.
+    action: str | None
+    # Variant name -> how to build the request (a fresh target each time for writes) and the status of the call
+    # once it gets through. "valid" is a valid request on a real object of the tenant; "absent"/"invalid" variants
+    # name an object that does not exist or send input the route refuses, to show that who may call comes first.
+    variants: dict[str, tuple[Build, int]] = field(default_factory=dict)
+
+
+# Targets that do not exist: what a route answers once the caller is let through.
+ABSENT_ID = "00000000-0000-4000-8000-00000000abcd"
+ABSENT_TICKET = "REQ-99999999"
+
+
+def _fixed(method: str, path: str, params: dict[str, str] | None = None, body: Any = None) -> Build:
+    async def build(_: World) -> Call:
+        return Call(method, path, params, body)
+
+    return build
+
+
+def _get(path: Callable[[World], Awaitable[str]] | str) -> Build:
+    async def build(world: World) -> Call:
+        return Call("GET", path if isinstance(path, str) else await path(world))
+
+    return build
+
+
+async def _ticket_path(world: World, suffix: str = "") -> str:
+    return f"/ticket/{(await world.ticket())['object_id']}{suffix}"
+
+
+async def _show_ticket(world: World) -> Call:
+    return Call("GET", await _ticket_path(world))
+
+
+async def _show_ticket_as_of(world: World) -> Call:
+    return Call("GET", await _ticket_path(world), params={"asOf": (await world.ticket())["updated_at"]})
+
+
+async def _show_ticket_as_of_etag(world: World) -> Call:
+    return Call("GET", await _ticket_path(world), params={"asOfEtag": (await world.ticket())["etag"]})
+
+
+async def _history(world: World) -> Call:
+    return Call("GET", await _ticket_path(world, "/history"))
+
+
+async def _create_ticket(world: World) -> Call:
+    request_type = await world.request_type()
+    body = {"ticketTypeId": request_type["id"], "data": {field_ids(request_type)["title"]: "matrix"}}
+    return Call("POST", "/ticket", params=CATALOG, body=body)
+
+
+async def _update_ticket(world: World) -> Call:
+    ticket = await world.new_ticket()
+    counter = field_ids(await world.request_type())["counter"]
+    body = {"etag": ticket["etag"], "ticketUpdate": {counter: 1}}
+    return Call("PATCH", f"/ticket/{ticket['object_id']}/update", params=CATALOG, body=body)
+
+
+async def _change_status(world: World) -> Call:
+    ticket = await world.new_ticket()
+    return Call("PATCH", f"/ticket/{ticket['object_id']}/status", body={"etag": ticket["etag"], "state": "open"})
+
+
+async def _type_path(world: World, suffix: str = "") -> str:
+    return f"/ticket-type/{(await world.request_type())['id']}{suffix}"
+
+
+async def _create_type(world: World) -> Call:
+    return Call("POST", "/ticket-type", body=new_definition(prefix=world.name()))
+
+
+async def _replace_type(world: World) -> Call:
+    definition, created = await world.new_type()
+    return Call("PUT", f"/ticket-type/{created['id']}", body={**definition, "name": "Replaced"})
+
+
+async def _archive_type(world: World) -> Call:
+    _, created = await world.new_type()
+    return Call("DELETE", f"/ticket-type/{created['id']}")
+
+
+async def _closed_state_path(world: World) -> str:
+    return f"/ticket-state/{(await by_name(world.admin, 'closed'))['id']}"
+
+
+async def _change_state(world: World) -> Call:
+    state = await world.new_state()
+    return Call("PUT", f"/ticket-state/{state['id']}", body=editable(state, note="changed"))
+
+
+async def _delete_state(world: World) -> Call:
+    state = await world.new_state()
+    return Call("DELETE", f"/ticket-state/{state['id']}")
+
+
+async def _create_state(world: World) -> Call:
+    return Call("POST", "/ticket-state", body={"name": world.name(), "state_type": "open"})
+
+
+async def _create_ticket_of_an_absent_type(_: World) -> Call:
+    return Call("POST", "/ticket", params=CATALOG, body={"ticketTypeId": ABSENT_ID, "data": {}})
+
+
+async def _update_absent_ticket(_: World) -> Call:
+    # An unknown field: the values are checked before the ticket is looked up, so this is a 400, not a 404.
+    body = {"etag": ABSENT_ID, "ticketUpdate": {ABSENT_ID: "x"}}
+    return Call("PATCH", f"/ticket/{ABSENT_TICKET}/update", params=CATALOG, body=body)
+
+
+async def _replace_absent_type(world: World) -> Call:
+    return Call("PUT", f"/ticket-type/{ABSENT_ID}", body=new_definition(prefix=world.name()))
+
+
+async def _change_absent_state(world: World) -> Call:
+    state = await by_name(world.admin, "closed")
+    return Call("PUT", f"/ticket-state/{ABSENT_ID}", body=editable(state, name=world.name()))
+
+
+# Every /api/v2 route: "METHOD path" (the path under /api/v2/ticketing, parameters without their types) -> entry.
+ROUTES: dict[str, Route] = {
+    "GET /me": Route("authenticated", None, {"valid": (_get("/me"), 200)}),
+    "GET /ticket-type": Route(
+        "read",
+        "read ticket types",
+        {
+            "valid": (_get("/ticket-type"), 200),
+            "invalid query": (_fixed("GET", "/ticket-type", {"include_archived": "maybe"}), 400),
+        },
+    ),
+    "GET /ticket-type/{type_id}": Route(
+        "read",
+        "read ticket types",
+        {"valid": (_get(_type_path), 200), "absent": (_fixed("GET", f"/ticket-type/{ABSENT_ID}"), 404)},
+    ),
+    "GET /ticket-type/{type_id}/schema": Route(
+        "read",
+        "read ticket types",
+        {
+            "valid": (_get(lambda world: _type_path(world, "/schema")), 200),
+            "absent": (_fixed("GET", f"/ticket-type/{ABSENT_ID}/schema"), 404),
+        },
+    ),
+    "POST /ticket-type": Route(
+        "admin",
+        "administer ticket types",
+        {
+            "valid": (_create_type, 201),
+            "invalid definition": (_fixed("POST", "/ticket-type", body=new_definition(prefix="lower")), 400),
+        },
+    ),
+    "PUT /ticket-type/{type_id}": Route(
+        "admin", "administer ticket types", {"valid": (_replace_type, 200), "absent": (_replace_absent_type, 404)}
+    ),
+    "DELETE /ticket-type/{type_id}": Route(
+        "admin",
+        "administer ticket types",
+        {"valid": (_archive_type, 200), "absent": (_fixed("DELETE", f"/ticket-type/{ABSENT_ID}"), 404)},
+    ),
+    "GET /ticket": Route(
+        "read",
+        "read tickets",
+        {"valid": (_get("/ticket"), 200), "invalid query": (_fixed("GET", "/ticket", {"per_page": "0"}), 400)},
+    ),
+    "POST /ticket": Route(
+        "write",
+        "create a ticket",
+        {"valid": (_create_ticket, 201), "absent type": (_create_ticket_of_an_absent_type, 400)},
+    ),
+    "GET /ticket/{object_id}": Route(
+        "read",
+        "read tickets",
+        {
+            "valid": (_show_ticket, 200),
+            "asOf": (_show_ticket_as_of, 200),
+            "asOfEtag": (_show_ticket_as_of_etag, 200),
+            "absent": (_fixed("GET", f"/ticket/{ABSENT_TICKET}"), 404),
+            "absent asOf": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"asOf": "2999-01-01T00:00:00Z"}), 404),
+            "absent asOfEtag": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"asOfEtag": ABSENT_ID}), 404),
+        },
+    ),
+    "PATCH /ticket/{object_id}/update": Route(
+        "write", "update the ticket", {"valid": (_update_ticket, 200), "absent": (_update_absent_ticket, 400)}
+    ),
+    "PATCH /ticket/{object_id}/status": Route(
+        "write",
+        "change the ticket status",
+        {
+            "valid": (_change_status, 200),
+            "absent": (
+                _fixed("PATCH", f"/ticket/{ABSENT_TICKET}/status", body={"etag": ABSENT_ID, "state": "open"}),
+                404,
+            ),
+        },
+    ),
+    "GET /ticket/{object_id}/history": Route(
+        "read",
+        "read tickets",
+        {"valid": (_history, 200), "absent": (_fixed("GET", f"/ticket/{ABSENT_TICKET}/history"), 404)},
+    ),
+    "GET /ticket-state": Route("read", "read ticket states", {"valid": (_get("/ticket-state"), 200)}),
+    "GET /ticket-state/{state_id}": Route(
+        "read",
+        "read ticket states",
+        {"valid": (_get(_closed_state_path), 200), "absent": (_fixed("GET", f"/ticket-state/{ABSENT_ID}"), 404)},
+    ),
+    "POST /ticket-state": Route(
+        "admin",
+        "administer ticket states",
+        {
+            "valid": (_create_state, 201),
+            "invalid (a name taken)": (
+                _fixed("POST", "/ticket-state", body={"name": "Closed", "state_type": "open"}),
+                400,
+            ),
+        },
+    ),
+    "PUT /ticket-state/{state_id}": Route(
+        "admin", "administer ticket states", {"valid": (_change_state, 200), "absent": (_change_absent_state, 404)}
+    ),
+    "DELETE /ticket-state/{state_id}": Route(
+        "admin",
+        "administer ticket states",
+        {"valid": (_delete_state, 204), "absent": (_fixed("DELETE", f"/ticket-state/{ABSENT_ID}"), 404)},
+    ),
+}
+
+# Tokens of the owner (roles of ALPHA_ROLES) that lack what the permission needs: the realm role (a role the tenant
+# does not have, none at all, only the support role, or the other tenant's role names), the scope, or both.
+OTHER_TENANTS_ROLE_NAMES = ["reader", "boss", "helpdesk"]
+LACKING: dict[Requirement, dict[str, tuple[list[str], str]]] = {
+    "read": {
+        "unknown role": (["unrelated"], ADMIN_SCOPE),
+        "no roles": ([], AGENT_SCOPE),
+        "support role only": (["support"], AGENT_SCOPE),
+        "the other tenant's role names": (OTHER_TENANTS_ROLE_NAMES, ADMIN_SCOPE),
+        "no read scope": (["admin"], "tickets:write tickets:admin"),
+    },
+    "write": {
+        "read-only role": (["viewer"], ADMIN_SCOPE),
+        "viewer with the agent's scopes": (["viewer"], AGENT_SCOPE),
+        "no roles": ([], ADMIN_SCOPE),
+        "support role only": (["support"], ADMIN_SCOPE),
+        "the other tenant's role names": (OTHER_TENANTS_ROLE_NAMES, ADMIN_SCOPE),
+        "no write scope": (["admin"], "tickets:read tickets:admin"),
+        "agent with the read scope only": (["agent"], READ_SCOPE),
+    },
+    "admin": {
+        "agent role": (["agent"], ADMIN_SCOPE),
+        "every role but admin": (["viewer", "agent", "support"], ADMIN_SCOPE),
+        "the other tenant's role names": (OTHER_TENANTS_ROLE_NAMES, ADMIN_SCOPE),
+        "no admin scope": (["admin"], AGENT_SCOPE),
+        "an agent's token": (["agent"], AGENT_SCOPE),
+    },
+}
+# Every role of the owner that grants the permission; each must get through with just the route's scope.
+GRANTING: dict[Requirement, list[list[str]]] = {
+    "authenticated": [[]],
+    "read": [["viewer"], ["agent"], ["admin"]],
+    "write": [["agent"], ["admin"]],
+    "admin": [["admin"]],
+}
+STRANGER = SigningKey("ES256")
+
+
+async def send(world: World, call: Call, headers: dict[str, str]) -> httpx.Response:
+    return await world.http.request(call.method, API + call.path, params=call.params, json=call.body, headers=headers)
+
+
+def bad_tokens(tenant: TenantSpec) -> dict[str, str]:
+    realm = tenant.realms[0]
+    return {
+        "garbage": "not-a-jwt",
+        "tampered": tampered_signature(token(tenant, roles=["admin"], scope=ADMIN_SCOPE)),
+        "signed by a stranger's key": sign(
+            claims_for(tenant, realm, roles=["admin"], scope=ADMIN_SCOPE), STRANGER, realm.key.kid
+        ),
+    }
+
+
+def every_role(tenant: TenantSpec) -> list[str]:
+    roles = tenant.roles
+    return sorted({*roles["read"], *roles["write"], *roles["admin"], roles["support"]})
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_who_may_call_the_route(
+    client: httpx.AsyncClient, alpha: TenantSpec, beta: TenantSpec, route: str
+) -> None:
+    entry = ROUTES[route]
+    world = World(client, alpha, beta)
+    for variant, (build, passed) in entry.variants.items():
+        where = f"{route} ({variant})"
+        call = await build(world)
+        before = await world.snapshot()
+
+        missing = await send(world, call, auth_headers(alpha, None))
+        assert (missing.status_code, missing.json()) == (401, AUTHENTICATION_REQUIRED), where
+        assert missing.headers["www-authenticate"] == BEARER_CHALLENGE, where
+
+        for kind, bearer in bad_tokens(alpha).items():
+            bad = await send(world, call, auth_headers(alpha, bearer))
+            assert (bad.status_code, bad.json()) == (401, INVALID_TOKEN), (where, kind)
+            assert bad.headers["www-authenticate"] == INVALID_TOKEN_CHALLENGE, (where, kind)
+
+        # Valid tokens with every role and scope of their tenant, presented for the other tenant.
+        beta_for_alpha = auth_headers(beta, token(beta, roles=every_role(beta), scope=ADMIN_SCOPE))
+        alpha_for_beta = auth_headers(alpha, token(alpha, roles=every_role(alpha), scope=ADMIN_SCOPE))
+        beta_for_alpha["x-tenantid"], alpha_for_beta["x-tenantid"] = str(alpha.id), str(beta.id)
+        for direction, headers in (
+            ("beta's token for alpha", beta_for_alpha),
+            ("alpha's token for beta", alpha_for_beta),
+        ):
+            foreign = await send(world, call, headers)
+            assert (foreign.status_code, foreign.json()) == (404, TENANT_NOT_FOUND), (where, direction)
+
+        if entry.requires != "authenticated":
+            assert entry.action is not None
+            refusal = permission_failure(entry.action)
+            for lack, (roles, scope) in LACKING[entry.requires].items():
+                refused = await send(world, call, auth_headers(alpha, token(alpha, roles=roles, scope=scope)))
+                assert (refused.status_code, refused.json()) == (401, refusal), (where, lack)
+                assert refused.headers["www-authenticate"] == INSUFFICIENT_SCOPE_CHALLENGE, (where, lack)
+            # alpha's role names in a beta token, at beta: beta's roles are reader / agent / boss / helpdesk, so
+            # "admin" and "viewer" grant nothing there.
+            strange = await send(
+                world, call, auth_headers(beta, token(beta, roles=["admin", "viewer"], scope=ADMIN_SCOPE))
+            )
+            assert (strange.status_code, strange.json()) == (401, refusal), where
+
+        assert await world.snapshot() == before, f"{where}: a refused call changed something"
+
+        for roles in GRANTING[entry.requires]:
+            allowed = await build(world)
+            bearer = token(alpha, roles=roles, scope=SCOPE_OF[entry.requires])
+            response = await send(world, allowed, auth_headers(alpha, bearer))
+            assert response.status_code == passed, (where, roles, response.text)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the table against the app's route table
+
+_PARAMETER_TYPE = re.compile(r"\{(\w+):[^}]+\}")
+
+
+def api_routes(app: Any) -> set[str]:
+    """Every "METHOD path" under /api/v2/ticketing that the app routes, as ROUTES spells it: without the OPTIONS
+    handlers Litestar adds to every path, HEAD, and routes outside the API (health probes, the OpenAPI pages)."""
+    found = set()
+    for route in find_litestar(app).routes:
+        if not isinstance(route, HTTPRoute) or not route.path.startswith(API + "/"):
+            continue
+        path = _PARAMETER_TYPE.sub(r"{\1}", route.path.removeprefix(API))
+        for method, (handler, _) in route.route_handler_map.items():
+            generated = method == "OPTIONS" and getattr(handler.fn, "__module__", "").startswith("litestar.")
+            if method == "HEAD" or generated:
+                continue
+            found.add(f"{method} {path}")
+    return found
+
+
+def test_the_table_lists_exactly_the_apps_routes(server: LiveServer) -> None:
+    routes = api_routes(server.app)
+    assert routes, "no API routes found in the app's route table"
+    without_entry, without_route = sorted(routes - set(ROUTES)), sorted(set(ROUTES) - routes)
+    assert not without_entry and not without_route, (
+        f"routes without an entry in ROUTES: {without_entry}; entries in ROUTES that name no route: {without_route}"
+    )
