@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,9 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import _ENV as APP_VARIABLES
 from app.tenancy.devkeys import public_jwk
-from tests.support import TenantSpec
+from tests.support import Serve, TenantSpec, cli_env, free_port, json_log
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHIPPED_TENANTS = PROJECT / "tenants"
@@ -46,29 +44,10 @@ JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 # --- helpers ---------------------------------------------------------------------------------------------------
 
 
-def cli_env(**variables: str | None) -> dict[str, str]:
-    """os.environ without any of the app's settings (so the host's own cannot leak in), plus `variables`;
-    None removes a variable."""
-    env = {k: v for k, v in os.environ.items() if k not in APP_VARIABLES.values()}
-    env["LOG_LEVEL"] = "INFO"
-    for name, value in variables.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return env
-
-
 def run_cli(*args: str, env: dict[str, str], timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def new_dir(parent: Path, prefix: str) -> Path:
@@ -124,76 +103,6 @@ def stop_cluster_if_running(pgdata: Path) -> None:
     """Safety net for a failed test: never leave a postmaster behind."""
     if (pgdata / "postmaster.pid").exists():
         pg_ctl("stop", "-m", "immediate", "-w", "-D", str(pgdata), timeout=60)
-
-
-class Serve:
-    """`python -m app serve` as a child process, its output in files (a full pipe would block it)."""
-
-    def __init__(self, env: dict[str, str], port: int, log_dir: Path) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.stdout_path = log_dir / f"serve-{port}.stdout"
-        self.stderr_path = log_dir / f"serve-{port}.stderr"
-        with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve"], cwd=PROJECT, env=env, stdout=out, stderr=err
-            )
-
-    @property
-    def stdout(self) -> str:
-        return self.stdout_path.read_text()
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-    def wait_live(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            code = self.process.poll()
-            if code is not None:
-                pytest.fail(f"serve exited with {code} before answering:\n{self.stderr}")
-            try:
-                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve did not answer within {START_TIMEOUT} s:\n{self.stderr}")
-            time.sleep(0.1)
-
-    def stop(self) -> int | None:
-        """SIGINT, then wait; kill on timeout. Returns the exit code, or None if it had to be killed."""
-        if self.process.poll() is not None:
-            return self.process.returncode
-        self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT)
-            return None
-
-    def __enter__(self) -> Serve:
-        try:
-            self.wait_live()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-
-def json_log(stderr: str) -> list[dict[str, Any]]:
-    """serve logs one JSON object per stderr line; anything else (a traceback, a print) fails here."""
-    records = []
-    for line in stderr.splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            pytest.fail(f"stderr line is not a JSON log record: {line!r}\n{stderr}")
-    return records
 
 
 # --- 1. serve against the session database ---------------------------------------------------------------------
