@@ -18,8 +18,7 @@ from pathlib import Path
 import httpx
 
 from app.db.cluster import EmbeddedCluster
-from tests.api import API, auth_headers, token
-from tests.support import RealmSpec, SigningKey, TenantSpec, write_tenants
+from tests.support import API, RealmSpec, SigningKey, TenantSpec, auth_headers, token, write_tenants
 
 PROJECT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0

@@ -9,9 +9,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.api import API
 from tests.bench.cpu import CpuMeter
 from tests.bench.environment import BenchError, BenchTenant
+from tests.support import API
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 CATALOG_QUERY = "type=template&module=ticketing"
