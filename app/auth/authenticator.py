@@ -113,20 +113,20 @@ class Authenticator:
             self._cache.clear()
             self._rebuild_key_sets()
             self._cache_generation = self._registry.generation
+        generation = self._cache_generation
         cached = self._cache.get(token)
         # A cached token stays valid until it expires, unless its key has been withdrawn from the realm since.
-        if (
-            cached is not None
-            and cached.expires_at + self._leeway > time.time()
-            and self._key_sets[cached.realm.config.issuer].knows(cached.kid)
-        ):
-            return cached
+        if cached is not None and cached.expires_at + self._leeway > time.time():
+            key_set = self._key_sets.get(cached.realm.config.issuer)
+            if key_set is not None and key_set.knows(cached.kid):
+                return cached
         try:
             unverified = jwt.inspect(token)
             realm = self._registry.realm_for_issuer(unverified.issuer)
-            if realm is None or unverified.algorithm not in realm.config.algorithms:
+            key_set = self._key_sets.get(unverified.issuer)
+            if realm is None or key_set is None or unverified.algorithm not in realm.config.algorithms:
                 raise jwt.TokenRejected("unknown issuer or algorithm not accepted by the realm")
-            key = await self._key_sets[realm.config.issuer].get(unverified.kid)
+            key = await key_set.get(unverified.kid)
             if key is None:
                 raise jwt.TokenRejected("unknown kid")
             claims = jwt.verify(
@@ -140,9 +140,12 @@ class Authenticator:
         except jwt.TokenRejected as exc:
             raise _invalid(str(exc)) from None
         verified = _Verified(claims, realm, unverified.kid)
-        self._cache[token] = verified
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        # A reload while the key was fetched may have changed or removed the realm: then the verdict (checked
+        # against the realm as it was) holds for this request, but is not kept for the next ones.
+        if generation == self._cache_generation == self._registry.generation:
+            self._cache[token] = verified
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         return verified
 
     def _rebuild_key_sets(self) -> None:

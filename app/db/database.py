@@ -6,12 +6,14 @@ own for that one statement. Repositories therefore never pass connections around
 imports the driver: rows come back as the frozen msgspec Structs a repository names, and driver errors come out as
 the exceptions of app.db.errors.
 
-A task started inside a transaction inherits the context, so it would join the transaction too: start background
-tasks outside one.
+A transaction belongs to the task that opened it. A task started inside one inherits the context variable but does
+not join the transaction: its calls run on connections of their own, because one connection serves one task at a
+time, and the transaction's connection goes back to the pool when its block ends while the task may live on.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -25,8 +27,26 @@ from app.db.pool import ConnectionPool
 
 Row = TypeVar("Row", bound=msgspec.Struct)
 
+# Statements whose row shape has been checked; the list query composes its SQL, so the set is bounded.
+MAX_CHECKED_SHAPES = 1000
+
 # Raised while connecting: the server is down, refuses us, or the URL is wrong.
 _CONNECT_ERRORS = (OSError, ValueError, asyncpg.PostgresError, asyncpg.ClientConfigurationError)
+
+
+class RowShapeMismatch(Exception):
+    """A statement's columns are not the row type's fields in order: a programming error in a repository."""
+
+
+class _Transaction:
+    """The open transaction of one task: its connection, for as long as the block runs."""
+
+    __slots__ = ("connection", "open", "owner")
+
+    def __init__(self, connection: asyncpg.Connection, owner: asyncio.Task[Any] | None) -> None:
+        self.connection = connection
+        self.owner = owner
+        self.open = True
 
 
 def select_list(row_type: type[msgspec.Struct], *, prefix: str = "", **expressions: str) -> str:
@@ -45,7 +65,8 @@ class Database:
         self._max_size = max_size
         self._pool: ConnectionPool | None = None
         # Per instance: two databases in one process (a test and the app it drives) never share a transaction.
-        self._transaction: ContextVar[asyncpg.Connection | None] = ContextVar(f"transaction-{id(self)}", default=None)
+        self._transaction: ContextVar[_Transaction | None] = ContextVar(f"transaction-{id(self)}", default=None)
+        self._checked_shapes: set[tuple[type[msgspec.Struct], str]] = set()
 
     @property
     def dsn(self) -> str:
@@ -70,23 +91,55 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        """One transaction for every repository call inside the block; a nested block joins the outer one."""
-        if self._transaction.get() is not None:
-            yield
+        """One transaction for every repository call inside the block. A nested block is a savepoint of the outer
+        transaction: a failure inside it that the caller catches undoes only the nested block's work."""
+        current = self._current()
+        if current is not None:
+            async with current.connection.transaction():
+                yield
             return
         async with self.pool.acquire() as connection, connection.transaction():
-            token = self._transaction.set(connection)
+            current = _Transaction(connection, asyncio.current_task())
+            token = self._transaction.set(current)
             try:
                 yield
             finally:
+                current.open = False
                 self._transaction.reset(token)
 
+    def _check_shape(self, row_type: type[msgspec.Struct], sql: str, record: asyncpg.Record) -> None:
+        """Rows are filled by position, which msgspec does not check: the first time a statement returns a row,
+        its column names must be the row type's fields, in order, or two fields of one type could swap silently."""
+        if (row_type, sql) in self._checked_shapes:
+            return
+        columns = tuple(record.keys())
+        if columns != row_type.__struct_fields__:
+            raise RowShapeMismatch(
+                f"{row_type.__name__} has fields {row_type.__struct_fields__}, the statement returns {columns}"
+            )
+        if len(self._checked_shapes) > MAX_CHECKED_SHAPES:
+            self._checked_shapes.clear()
+        self._checked_shapes.add((row_type, sql))
+
+    def _current(self) -> _Transaction | None:
+        """This task's open transaction, if any (not one a parent task opened, nor one that has ended)."""
+        current = self._transaction.get()
+        if current is None or not current.open or current.owner is not asyncio.current_task():
+            return None
+        return current
+
     async def fetch_all(self, row_type: type[Row], sql: str, *args: Any) -> list[Row]:
-        return [row_type(*record) for record in await self._run("fetch", sql, args)]
+        records = await self._run("fetch", sql, args)
+        if records:
+            self._check_shape(row_type, sql, records[0])
+        return [row_type(*record) for record in records]
 
     async def fetch_one(self, row_type: type[Row], sql: str, *args: Any) -> Row | None:
         record = await self._run("fetchrow", sql, args)
-        return None if record is None else row_type(*record)
+        if record is None:
+            return None
+        self._check_shape(row_type, sql, record)
+        return row_type(*record)
 
     async def fetch_value(self, sql: str, *args: Any) -> Any:
         """The first column of the first row, or None when there is no row."""
@@ -108,10 +161,10 @@ class Database:
 
     async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
         """Call a connection method on the current transaction's connection, or on a pooled one for this call."""
-        connection = self._transaction.get()
+        current = self._current()
         try:
-            if connection is not None:
-                return await getattr(connection, method)(sql, *args)
+            if current is not None:
+                return await getattr(current.connection, method)(sql, *args)
             async with self.pool.acquire() as connection:
                 return await getattr(connection, method)(sql, *args)
         except asyncpg.PostgresError as exc:

@@ -24,6 +24,8 @@ log = logging.getLogger("app.db.pool")
 _BROKEN_CONNECTION = (
     OSError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.ProtocolError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
 )

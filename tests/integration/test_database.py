@@ -11,7 +11,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from app.db.database import Database, select_list
+from app.db.database import Database, RowShapeMismatch, select_list
 from app.db.errors import UniqueViolation, UnstorableText
 
 
@@ -91,7 +91,7 @@ async def test_a_failure_inside_rolls_back_every_call_and_keeps_the_connection(d
     with pytest.raises(LookupError):
         async with db.transaction():
             await db.execute(f"INSERT INTO {table} VALUES (1, 'one')")
-            async with db.transaction():  # a nested block joins the outer transaction
+            async with db.transaction():  # a nested block runs in the outer transaction
                 assert await backend_pid(db) == pid
                 await db.execute(f"INSERT INTO {table} VALUES (2, 'two')")
             raise LookupError("a rule the service enforces")
@@ -147,3 +147,49 @@ async def test_driver_errors_come_out_as_the_boundarys_own(db: Database, table: 
             await db.execute(f"INSERT INTO {table} VALUES (3, 'three')")
             await db.execute(f"INSERT INTO {table} VALUES (1, 'again')")
     assert await db.fetch_column(f"SELECT id FROM {table}") == [1]
+
+
+async def test_a_nested_block_is_a_savepoint(db: Database, table: str) -> None:
+    async with db.transaction():
+        await db.execute(f"INSERT INTO {table} VALUES (1, 'one')")
+        with pytest.raises(UniqueViolation):
+            async with db.transaction():
+                await db.execute(f"INSERT INTO {table} VALUES (2, 'two')")
+                await db.execute(f"INSERT INTO {table} VALUES (1, 'again')")
+        # The caught failure undid the nested block only; the outer transaction goes on and commits.
+        await db.execute(f"INSERT INTO {table} VALUES (3, 'three')")
+    assert await db.fetch_column(f"SELECT id FROM {table} ORDER BY id") == [1, 3]
+
+
+async def test_a_task_started_inside_a_transaction_does_not_join_it(db: Database, table: str) -> None:
+    release = asyncio.Event()
+
+    async def outlives_the_block() -> tuple[int, int]:
+        inside = (await backend_pid(db), await db.fetch_value(f"SELECT count(*) FROM {table}"))
+        await release.wait()
+        # The block has ended and its connection is back in the pool: the task never reaches it.
+        await db.execute(f"INSERT INTO {table} VALUES (2, 'from the task')")
+        return inside
+
+    async with db.transaction():
+        await db.execute(f"INSERT INTO {table} VALUES (1, 'one')")
+        pid = await backend_pid(db)
+        task = asyncio.create_task(outlives_the_block())
+        await asyncio.sleep(0.05)
+    async with db.transaction():
+        assert await backend_pid(db) == pid  # the pool hands the same connection to the next transaction
+        release.set()
+        task_pid, count_seen = await task
+        # The task ran on a connection of its own, and did not see the uncommitted row.
+        assert task_pid != pid
+        assert count_seen == 0
+        assert await db.fetch_column(f"SELECT id FROM {table} ORDER BY id") == [1, 2]
+
+
+async def test_a_statement_whose_columns_are_not_the_row_type_is_refused(db: Database, table: str) -> None:
+    await db.execute(f"INSERT INTO {table} VALUES (1, 'one')")
+    # Two fields of the same type in the wrong order would otherwise swap silently.
+    with pytest.raises(RowShapeMismatch, match=r"Item has fields \('id', 'label', 'doubled'\)"):
+        await db.fetch_one(Item, f"SELECT id * 2 AS doubled, label, id FROM {table}")
+    with pytest.raises(RowShapeMismatch):
+        await db.fetch_all(Item, f"SELECT id, label, id * 2 FROM {table}")

@@ -5,6 +5,7 @@ Order is part of the contract: the token first (401), then the realm named by `r
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -522,3 +523,31 @@ async def test_a_rotated_key_stops_cached_tokens(
 
 def _fields(config: TenantConfig) -> dict[str, Any]:
     return {name: getattr(config, name) for name in config.__struct_fields__}
+
+
+async def test_a_realm_removed_while_its_keys_are_fetched_leaves_nothing_cached(registry: TenantRegistry) -> None:
+    """The JWKS fetch is an await: a reload can remove the realm meanwhile, and another request rebuild the key
+    sets. The first request's verdict must not be cached, or every later request with its token would look up a
+    key set that no longer exists."""
+    url = "https://idp.alpha.test/realms/alpha-main/certs"
+    fetch_started, finish_fetch = asyncio.Event(), asyncio.Event()
+
+    async def slow_jwks(request: httpx.Request) -> httpx.Response:
+        fetch_started.set()
+        await finish_fetch.wait()
+        return httpx.Response(200, json={"keys": [ALPHA_KEY.jwk]})
+
+    by_url = RealmConfig(name="alpha-main", issuer=ALPHA_ISSUER, audience=AUDIENCE, algorithms=("RS256",), jwks_url=url)
+    registry.replace([TenantConfig(**{**_fields(ALPHA), "realms": (by_url,)}), BETA])
+    async with httpx.AsyncClient(transport=httpx.MockTransport(slow_jwks)) as http:
+        authenticator = make_authenticator(registry, http)
+        token = alpha_token()
+        first = asyncio.create_task(authenticator.authenticate(headers(token)))
+        await fetch_started.wait()
+        registry.replace([BETA])
+        with pytest.raises(InvalidToken):  # another request meanwhile: the key sets are rebuilt without alpha's
+            await authenticator.authenticate(headers(alpha_token(sub="user-2")))
+        finish_fetch.set()
+        assert (await first).subject == "user-1"  # verified against the realm as it was when the request came
+        with pytest.raises(InvalidToken):
+            await authenticator.authenticate(headers(token))
