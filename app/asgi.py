@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         dependencies={
             "ticket_types": provide(ticket_types),
             "tickets": provide(tickets),
-            "states": provide(ticket_states),
+            "ticket_states": provide(ticket_states),
         },
         middleware=[DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator)],
         security=[{"BearerToken": []}],

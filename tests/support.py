@@ -503,7 +503,11 @@ class LiveServer:
         self.socket = bind_socket("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
         self.server = uvicorn.Server(
-            uvicorn.Config(self.app, lifespan="on", log_config=None, access_log=False, loop="none")
+            # Idle keep-alive connections live longer than uvicorn's default 5 s: a module's client may sit idle
+            # while the next test's tenants are created, and a connection closed under it reads as a reset.
+            uvicorn.Config(
+                self.app, lifespan="on", log_config=None, access_log=False, loop="none", timeout_keep_alive=60
+            )
         )
         self._task: asyncio.Task[None] | None = None
 
@@ -803,3 +807,24 @@ def write_files(directory: Path, contents: dict[str, str]) -> Path:
     for name, text in contents.items():
         (directory / name).write_text(text, encoding="utf-8")
     return directory
+
+
+async def assert_numbered_events(db: asyncpg.Pool, tenant_id: uuid.UUID, ticket_ids: Sequence[str]) -> None:
+    """Each ticket's events, in the order they were written, carry the sequence numbers 1..n without a gap or a
+    repeat, and the ticket's event_sequence is n: numbering under the ticket's row lock held up under the race."""
+    ids = [uuid.UUID(ticket_id) for ticket_id in ticket_ids]
+    numbered: dict[uuid.UUID, list[int]] = {ticket_id: [] for ticket_id in ids}
+    for row in await db.fetch(
+        "SELECT ticket_id, sequence FROM ticket_event WHERE tenant_id = $1 AND ticket_id = ANY($2::uuid[]) ORDER BY id",
+        tenant_id,
+        ids,
+    ):
+        numbered[row["ticket_id"]].append(row["sequence"])
+    last = dict(
+        await db.fetch(
+            "SELECT id, event_sequence FROM ticket WHERE tenant_id = $1 AND id = ANY($2::uuid[])", tenant_id, ids
+        )
+    )
+    for ticket_id, sequences in numbered.items():
+        assert sequences == list(range(1, len(sequences) + 1)), (ticket_id, sequences)
+        assert last[ticket_id] == len(sequences), (ticket_id, last[ticket_id], len(sequences))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar.enums import ParamType
-from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Operation, Parameter, Schema
+from litestar.openapi.spec import OpenAPIType, Operation, Parameter, Schema
 
 from app.auth.principal import Permission, Principal
 from app.errors import PermissionDenied
@@ -38,27 +38,33 @@ class Requirement:
 
 # The headers the authentication middleware reads on every API request. They are documented on each operation
 # rather than declared as Litestar parameters, which Litestar would parse and validate a second time per request.
+_TENANT_DESCRIPTION = "UUID of the tenant; must equal the token's tenant claim"
+_REALM_DESCRIPTION = "Name of the realm that issued the token"
+_SUPPORT_DESCRIPTION = "true marks a support request; honoured only for tokens with the tenant's support role"
+
+# The headers the authentication middleware reads on every API request. They are documented on each operation
+# rather than declared as Litestar parameters, which Litestar would parse and validate a second time per request.
 TENANT_HEADERS = (
     Parameter(
         name="x-tenantid",
         param_in=ParamType.HEADER,
         required=True,
-        schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID),
-        description="UUID of the tenant; must equal the token's tenant claim",
+        schema=Schema(type=OpenAPIType.STRING, description=_TENANT_DESCRIPTION),
+        description=_TENANT_DESCRIPTION,
     ),
     Parameter(
         name="realmname",
         param_in=ParamType.HEADER,
         required=True,
-        schema=Schema(type=OpenAPIType.STRING),
-        description="Name of the realm that issued the token",
+        schema=Schema(type=OpenAPIType.STRING, description=_REALM_DESCRIPTION),
+        description=_REALM_DESCRIPTION,
     ),
     Parameter(
         name="issupportrequest",
         param_in=ParamType.HEADER,
         required=False,
-        schema=Schema(type=OpenAPIType.STRING, enum=["true", "false"]),
-        description="true marks a support request; honoured only for tokens with the tenant's support role",
+        schema=Schema(type=OpenAPIType.BOOLEAN, description=_SUPPORT_DESCRIPTION, default=False),
+        description=_SUPPORT_DESCRIPTION,
     ),
 )
 
@@ -68,7 +74,7 @@ class TenantScopedOperation(Operation):
     """An API operation: Litestar's own, plus the tenant headers."""
 
     def __post_init__(self) -> None:
-        self.parameters = [*(self.parameters or ()), *TENANT_HEADERS]
+        self.parameters = [*TENANT_HEADERS, *(self.parameters or ())]
 
 
 def requires(permission: Permission, scope: str, action: str) -> dict[str, Any]:

@@ -105,12 +105,12 @@ WITH number AS (
     RETURNING last_value
 ), created AS (
     INSERT INTO ticket (tenant_id, object_id, type_id, type_version, data, state_id, created_by, updated_by,
-                        event_sequence)
+                        event_sequence, etag)
     SELECT $1, $2 || '-' || lpad(number.last_value::text, greatest(4, length(number.last_value::text)), '0'),
            $3, $4, $5::jsonb,
            coalesce((SELECT id FROM ticket_state WHERE tenant_id = $1 AND lower(name) = lower($9) AND active),
                     (SELECT id FROM ticket_state WHERE tenant_id = $1 AND default_create AND active)),
-           $6, $6, 1
+           $6, $6, 1, $10
       FROM number
  RETURNING id, object_id, etag, data, state_id, created_at
 ), event AS (
@@ -160,8 +160,10 @@ SELECT DISTINCT t.tenant_id
 # Move one tenant's tickets whose pending-close time has come to their state's next state. SKIP LOCKED lets several
 # workers sweep at once without waiting on each other, and a ticket another sweep (or a client) changed meanwhile is
 # re-checked against its new version, so each ticket moves exactly once. Each moved ticket's etag is derived from
-# the sweep's random batch id ($3, from the application) and the ticket's id, and its time is never earlier than its
-# last change, so a client's write that committed after this statement began stays before the move in time.
+# the sweep's random batch id ($3, from the application) and the ticket's id. The move's time is never earlier than
+# the ticket's last change, so a client's write that committed after this statement began is not after the move in
+# time; it may be at the same instant, and then the event sequence orders the two (an asOf at that instant shows
+# the moved ticket).
 CLOSE_DUE = """
 WITH due AS (
     SELECT t.id, s.next_state_id
@@ -343,6 +345,7 @@ class TicketRepository:
         actor: str,
         request_id: str,
         support: bool,
+        etag: uuid.UUID,
     ) -> CreatedTicketRow:
         row = await self._db.fetch_one(
             CreatedTicketRow,
@@ -356,6 +359,7 @@ class TicketRepository:
             request_id,
             support,
             initial_state,
+            etag,
         )
         assert row is not None  # the statement always inserts
         return row

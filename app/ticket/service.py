@@ -107,6 +107,7 @@ class TicketService:
             principal.subject,
             request_id,
             principal.support_request,
+            uuid.uuid4(),
         )
         if idempotency is None:
             return _created(await self._repository.create(*arguments), replayed=False)

@@ -24,42 +24,42 @@ class TicketStateController(Controller):
 
     @get(**_read, summary="List ticket states", responses=error_responses(400, 401, 404))
     async def list_states(
-        self, request: Request[Principal, Any, Any], states: NamedDependency[TicketStateService]
+        self, request: Request[Principal, Any, Any], ticket_states: NamedDependency[TicketStateService]
     ) -> StateList:
         """The tenant's ticket states, active and inactive."""
-        return StateList(data=await states.list_states(request.user))
+        return StateList(data=await ticket_states.list_states(request.user))
 
     @get("/{state_id:str}", **_read, summary="Show a ticket state", responses=error_responses(400, 401, 404))
     async def show_state(
         self,
         request: Request[Principal, Any, Any],
-        states: NamedDependency[TicketStateService],
+        ticket_states: NamedDependency[TicketStateService],
         state_id: FromPath[str],
     ) -> StateOut:
         """One ticket state."""
-        return await states.get(request.user, state_id)
+        return await ticket_states.get(request.user, state_id)
 
     @post(**_admin, summary="Create a ticket state", responses=error_responses(400, 401, 404))
     async def create_state(
         self,
         request: Request[Principal, Any, Any],
-        states: NamedDependency[TicketStateService],
+        ticket_states: NamedDependency[TicketStateService],
         data: JSONBody[StateIn],
     ) -> StateOut:
         """Making a state `default_create` or `default_follow_up` moves that flag to it from the current holder."""
-        return await states.create(request.user, data)
+        return await ticket_states.create(request.user, data)
 
     @put("/{state_id:str}", **_admin, summary="Change a ticket state", responses=error_responses(400, 401, 404))
     async def replace_state(
         self,
         request: Request[Principal, Any, Any],
-        states: NamedDependency[TicketStateService],
+        ticket_states: NamedDependency[TicketStateService],
         state_id: FromPath[str],
         data: JSONBody[StateIn],
     ) -> StateOut:
         """Replaces the state's fields. The tenant's default states cannot lose their flag or be deactivated:
         make another state the default instead."""
-        return await states.replace(request.user, state_id, data)
+        return await ticket_states.replace(request.user, state_id, data)
 
     @delete(
         "/{state_id:str}",
@@ -71,9 +71,9 @@ class TicketStateController(Controller):
     async def delete_state(
         self,
         request: Request[Principal, Any, Any],
-        states: NamedDependency[TicketStateService],
+        ticket_states: NamedDependency[TicketStateService],
         state_id: FromPath[str],
     ) -> None:
         """Refused with 409 "Can't delete, object has references." while tickets or states refer to it; set
         `active: false` instead."""
-        await states.delete(request.user, state_id)
+        await ticket_states.delete(request.user, state_id)

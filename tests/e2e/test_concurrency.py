@@ -32,6 +32,7 @@ from tests.support import (
     LiveServer,
     TenantApi,
     TenantSpec,
+    assert_numbered_events,
     field_ids,
     gated,
     make_settings,
@@ -98,6 +99,7 @@ async def new_ticket(api: TenantApi, prefix: str, data: dict[str, str]) -> dict[
 
 
 async def updated_events(db: asyncpg.Pool, tenant: TenantSpec, ticket_id: str) -> list[asyncpg.Record]:
+    await assert_numbered_events(db, tenant.id, [ticket_id])
     return await db.fetch(
         "SELECT changes::text AS changes, etag FROM ticket_event "
         "WHERE tenant_id = $1 AND ticket_id = $2 AND kind = 'ticket.updated' ORDER BY id",

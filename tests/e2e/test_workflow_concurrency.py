@@ -54,6 +54,7 @@ from tests.support import (
     TenantApi,
     TenantFactory,
     TenantSpec,
+    assert_numbered_events,
     cli_env,
     field_ids,
     free_port,
@@ -257,6 +258,7 @@ async def document(api: TenantApi, object_id: str) -> dict[str, Any]:
 
 async def events(db: asyncpg.Pool, tenant: TenantSpec, ticket_ids: Sequence[str]) -> dict[str, list[asyncpg.Record]]:
     """Each ticket's events, oldest first."""
+    await assert_numbered_events(db, tenant.id, ticket_ids)
     rows = await db.fetch(EVENTS, tenant.id, [uuid.UUID(t) for t in ticket_ids])
     found: dict[str, list[asyncpg.Record]] = {t: [] for t in ticket_ids}
     for row in rows:

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -783,3 +784,44 @@ async def test_an_idempotent_replay_adds_no_entry(client: httpx.AsyncClient, alp
     assert replayed.json() == first.json()
     recorded = await full_history(agent, first.json()["objectId"])
     assert [(e["event"], e["request_id"]) for e in recorded] == [("ticket.created", first.headers["x-request-id"])]
+
+
+async def test_history_and_as_of_follow_the_per_ticket_sequence_not_the_insertion_order(
+    client: httpx.AsyncClient, alpha: TenantSpec, database_url: str
+) -> None:
+    """On several database nodes (Citus) event ids need not follow a ticket's order; the per-ticket sequence does.
+    Renumber two events so that sequence and insertion order disagree: history and as-of reads follow the
+    sequence."""
+    agent = TenantApi.agent(client, alpha)
+    object_id = await ticket_with_events(agent, 3)  # created, counter 1, counter 2
+    written = await full_history(agent, object_id)
+    connection = await asyncpg.connect(database_url)
+    try:
+        async with connection.transaction():
+            # Through a free number: the unique (tenant_id, ticket_id, sequence) key is checked row by row.
+            for old, new in ((2, 100), (3, 2), (100, 3)):
+                await connection.execute(
+                    "UPDATE ticket_event e SET sequence = $4 FROM ticket t "
+                    "WHERE t.tenant_id = $1 AND t.object_id = $2 AND e.tenant_id = t.tenant_id "
+                    "AND e.ticket_id = t.id AND e.sequence = $3",
+                    alpha.id,
+                    object_id,
+                    old,
+                    new,
+                )
+    finally:
+        await connection.close()
+    renumbered = await full_history(agent, object_id)
+    # The second write (counter 2) is now number 2 and comes first; the first write (counter 1) is number 3.
+    assert [entry["etag"] for entry in renumbered] == [written[0]["etag"], written[2]["etag"], written[1]["etag"]]
+    assert [entry["sequence"] for entry in renumbered] == [1, 2, 3]
+    counter = field_ids(await agent.ticket_type("REQ"))["counter"]
+    response = await client.get(
+        f"{TICKETS}/{object_id}", params={"asOfEtag": written[2]["etag"]}, headers=agent.headers
+    )
+    assert response.status_code == 200, response.text
+    # As of the event now numbered 2: the creation and that event only, so the counter is 2 (the later-numbered
+    # event that set it to 1 is not applied yet).
+    assert response.json()["data"][counter] == 2
+    latest = await agent.get(object_id)
+    assert latest.json()["data"][counter] == 2  # the row itself is unchanged: GET shows what was written last

@@ -73,6 +73,55 @@ async def test_openapi_documents_routes_headers_security_and_errors(client: http
     assert "text/html" in browsable.headers["content-type"]
 
 
+TENANT_HEADER_PARAMETERS = [
+    {
+        "name": "x-tenantid",
+        "in": "header",
+        "schema": {"type": "string", "description": "UUID of the tenant; must equal the token's tenant claim"},
+        "description": "UUID of the tenant; must equal the token's tenant claim",
+        "required": True,
+        "deprecated": False,
+    },
+    {
+        "name": "realmname",
+        "in": "header",
+        "schema": {"type": "string", "description": "Name of the realm that issued the token"},
+        "description": "Name of the realm that issued the token",
+        "required": True,
+        "deprecated": False,
+    },
+    {
+        "name": "issupportrequest",
+        "in": "header",
+        "schema": {
+            "type": "boolean",
+            "description": "true marks a support request; honoured only for tokens with the tenant's support role",
+            "default": False,
+        },
+        "description": "true marks a support request; honoured only for tokens with the tenant's support role",
+        "required": False,
+        "deprecated": False,
+    },
+]
+
+
+async def test_every_api_operation_documents_the_tenant_headers_first(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    operations = [
+        (path, method, operation)
+        for path, item in document["paths"].items()
+        if path.startswith("/api/v2/")
+        for method, operation in item.items()
+    ]
+    assert len(operations) == 18
+    for path, method, operation in operations:
+        assert operation["parameters"][:3] == TENANT_HEADER_PARAMETERS, (method, path)
+        own = operation["parameters"][3:]
+        assert not any(
+            parameter["in"] == "header" and parameter["name"] in {"x-tenantid", "realmname"} for parameter in own
+        )
+
+
 async def test_unexpected_failure_is_a_generic_500_with_the_detail_only_in_the_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
