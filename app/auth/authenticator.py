@@ -65,6 +65,9 @@ class Authenticator:
         self._cache_generation = -1
         # Each realm's signing keys, by issuer; rebuilt with the registry, keeping fetched keys of unchanged realms.
         self._key_sets: dict[str, RealmKeySet] = {}
+        # Rebuilt as the registry changes (parsing inline keys costs milliseconds: not on a request's time); a
+        # request that finds the generation moved anyway rebuilds first.
+        registry.on_change(self._follow_registry)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Authenticator:
         # Litestar deep-copies a router (and its middleware arguments) when registering it; the authenticator and
@@ -109,10 +112,7 @@ class Authenticator:
 
     async def _verify(self, token: str) -> _Verified:
         if self._cache_generation != self._registry.generation:
-            # Realms or keys may have changed: tokens verified under the old configuration are checked again.
-            self._cache.clear()
-            self._rebuild_key_sets()
-            self._cache_generation = self._registry.generation
+            self._follow_registry()
         generation = self._cache_generation
         cached = self._cache.get(token)
         # A cached token stays valid until it expires, unless its key has been withdrawn from the realm since.
@@ -147,6 +147,12 @@ class Authenticator:
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return verified
+
+    def _follow_registry(self) -> None:
+        # Realms or keys may have changed: tokens verified under the old configuration are checked again.
+        self._cache.clear()
+        self._rebuild_key_sets()
+        self._cache_generation = self._registry.generation
 
     def _rebuild_key_sets(self) -> None:
         key_sets: dict[str, RealmKeySet] = {}

@@ -43,6 +43,11 @@ class TenantRegistry:
         self._tenants: dict[uuid.UUID, Tenant] = {}
         self._realms_by_issuer: dict[str, Realm] = {}
         self.generation = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every change of tenants or realms (in the reload, not in a request)."""
+        self._listeners.append(listener)
 
     def tenant(self, tenant_id: uuid.UUID) -> Tenant | None:
         return self._tenants.get(tenant_id)
@@ -70,6 +75,8 @@ class TenantRegistry:
         # Swap whole maps: a request sees either the old or the new registry, never a mixture.
         self._tenants, self._realms_by_issuer = tenants, realms
         self.generation += 1
+        for listener in self._listeners:
+            listener()
 
     async def reload(self, _payload: str = "") -> None:
         self.replace(await self._load())
