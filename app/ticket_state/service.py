@@ -11,9 +11,10 @@ import msgspec
 
 from app.auth.principal import Principal
 from app.db.database import Database
-from app.errors import AppError, InputValidationFailure
+from app.errors import InputValidationFailure
 from app.tenancy.model import StateSeed, TenantConfig
 from app.ticket_state.dto import StateIn, StateOut
+from app.ticket_state.errors import StateHasReferences, TicketStateNotFound
 from app.ticket_state.repository import DefaultFlag, TicketStateRepository, TicketStateRow
 
 
@@ -40,22 +41,6 @@ DEFAULT_STATES = (
     StateSeed(name="removed", state_type="removed", ignore_escalation=True, active=False),
     StateSeed(name="pending close", state_type="pending close", ignore_escalation=True, next_state="closed"),
 )
-
-
-class TicketStateNotFound(AppError):
-    status = 404
-    include_status = False
-
-    def __init__(self, state_id: str) -> None:
-        super().__init__(f"Ticket state not found ({state_id[:64]})")
-
-
-class StateHasReferences(AppError):
-    status = 409
-    code = "STATE_HAS_REFERENCES"
-
-    def __init__(self) -> None:
-        super().__init__("Can't delete, object has references.")
 
 
 def to_out(row: TicketStateRow) -> StateOut:

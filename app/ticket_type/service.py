@@ -12,13 +12,14 @@ import msgspec
 from app.auth.principal import Principal
 from app.config import PROJECT_ROOT
 from app.db.database import Database
-from app.errors import AppError, InputValidationFailure
+from app.errors import InputValidationFailure
 from app.tenancy.model import TenantConfig
 from app.ticket_state.dto import StateIn
 from app.ticket_state.repository import TicketStateRepository
 from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.compiled import CompiledType, validate_definition
 from app.ticket_type.dto import TicketTypeDefinition, TicketTypeOut, Workflow, definition_decoder, definition_encoder
+from app.ticket_type.errors import TicketTypeNotFound
 from app.ticket_type.repository import PrefixTaken, TicketTypeRepository, TicketTypeRow
 from app.ticket_type.workflow import implied_state_types, named_states
 
@@ -28,14 +29,6 @@ TEMPLATES_DIR = PROJECT_ROOT / "schemas" / "templates"
 SYSTEM_ACTOR = "system"
 # Template-seeded types get a deterministic id per tenant, so seeding twice is a no-op.
 _TEMPLATE_NAMESPACE = uuid.UUID("5b0f7d1e-2f4c-4b8a-9d61-3c2a1e0f9b7d")
-
-
-class TicketTypeNotFound(AppError):
-    status = 404
-    include_status = False
-
-    def __init__(self, type_id: str) -> None:
-        super().__init__(f"Ticket type not found ({type_id[:64]})")
 
 
 def parse_type_id(value: str) -> uuid.UUID:
