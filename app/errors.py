@@ -7,6 +7,7 @@ INPUT_VALIDATION_FAILURE. A few contract bodies omit code or status (seed 002's 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any, ClassVar
 
@@ -83,8 +84,22 @@ class InputValidationFailure(AppError):
             message=self.message,
             code=self.code,
             status=self.status,
-            validationResult=ValidationResult(self.reason),
+            validationResult=ValidationResult(capped(self.reason)),
         )
+
+
+# A body naming every one of 100,000 unknown fields would be larger than the request: name the first ones only.
+MAX_REASONS = 100
+MORE_REASONS_KEY = "_more"
+
+
+def capped(reason: dict[str, str]) -> dict[str, str]:
+    """The first MAX_REASONS entries, plus `_more` saying how many were left out."""
+    if len(reason) <= MAX_REASONS:
+        return reason
+    kept = dict(itertools.islice(reason.items(), MAX_REASONS))
+    kept[MORE_REASONS_KEY] = f"{len(reason) - MAX_REASONS} more problems not listed"
+    return kept
 
 
 class AuthenticationRequired(AppError):
@@ -207,6 +222,13 @@ def handle_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[
 _TOO_DEEP = body_error("Request body is nested too deeply", "nested too deeply")
 
 
+def handle_undecodable_body(_: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[bytes]:
+    """A body with bytes that are not UTF-8: msgspec raises UnicodeDecodeError, which Litestar's JSON parsing does
+    not turn into its own 400, so it would otherwise reach the 500 handler. Only client input is decoded here."""
+    log.info("request body is not UTF-8", extra={"reason": str(exc)[:200]})
+    return _render(400, _MALFORMED_JSON)
+
+
 def handle_unstorable_text(_: Request[Any, Any, Any], exc: UnstorableText) -> Response[bytes]:
     """Text PostgreSQL cannot store (a NUL character) that no field check caught first: the client's input."""
     log.info("unstorable text in request", extra={"error": exc.__class__.__name__})
@@ -222,6 +244,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     AppError: handle_app_error,
     UnstorableText: handle_unstorable_text,
     RecursionError: handle_too_deep,
+    UnicodeDecodeError: handle_undecodable_body,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

@@ -21,7 +21,7 @@ class AuthenticationMiddleware:
         self.authenticator = authenticator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP:
+        if scope["type"] == ScopeType.HTTP and not _is_options_answer(scope):
             headers = {
                 name.decode("latin-1"): value.decode("latin-1")
                 for name, value in scope["headers"]
@@ -34,3 +34,10 @@ class AuthenticationMiddleware:
                 raise RuntimeError(f"route {scope['path']} declares no requirement (opt=requires(...))")
             requirement.check(principal)
         await self.app(scope, receive, send)
+
+
+def _is_options_answer(scope: Scope) -> bool:
+    """Litestar's own OPTIONS handler (204 with Allow) declares no requirement and reveals nothing but the route's
+    methods, the same for every caller; a CORS preflight carries no token. An OPTIONS route of ours would declare a
+    requirement and be authenticated like any other."""
+    return scope.get("method") == "OPTIONS" and REQUIREMENT not in scope["route_handler"].opt

@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from app.errors import EXCEPTION_HANDLERS
 from app.observability import RequestContextMiddleware
-from tests.support import ME, TenantSpec, auth_headers, token
+from tests.support import ADMIN_SCOPE, API, ME, TenantSpec, auth_headers, token
 
 
 async def test_unknown_route_is_a_404_envelope(client: httpx.AsyncClient) -> None:
@@ -144,3 +144,50 @@ async def test_unexpected_failure_is_a_generic_500_with_the_detail_only_in_the_l
     assert "secret" not in response.text
     [record] = [r for r in caplog.records if r.name == "app.errors"]
     assert record.exc_info is not None and "secret database detail" in str(record.exc_info[1])
+
+
+@pytest.mark.parametrize("with_token", [True, False], ids=["valid-token", "no-token"])
+async def test_options_answers_204_with_allow_on_api_routes(
+    client: httpx.AsyncClient, alpha: TenantSpec, with_token: bool
+) -> None:
+    headers = auth_headers(alpha, token(alpha) if with_token else None)
+    response = await client.options(ME, headers=headers)
+    assert response.status_code == 204, response.text
+    assert set(response.headers["allow"].split(", ")) == {"GET", "OPTIONS"}
+    update = await client.options(f"{API}/ticket/REQ-0001/update", headers=headers)
+    assert update.status_code == 204
+    assert set(update.headers["allow"].split(", ")) == {"PATCH", "OPTIONS"}
+
+
+NOT_VALID_JSON = {
+    "error": True,
+    "code": "INPUT_VALIDATION_FAILURE",
+    "message": "Request body is not valid JSON",
+    "status": 400,
+    "validationResult": {"reason": {"body": "not valid JSON"}},
+}
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-www-form-urlencoded", None])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/ticket?type=template&module=ticketing"),
+        ("PATCH", "/ticket/REQ-0001/update?type=template&module=ticketing"),
+        ("PATCH", "/ticket/REQ-0001/status"),
+        ("POST", "/ticket-state"),
+        ("POST", "/ticket-type"),
+    ],
+)
+async def test_a_body_that_is_not_utf8_is_400_not_valid_json(
+    client: httpx.AsyncClient, alpha: TenantSpec, method: str, path: str, content_type: str | None
+) -> None:
+    # curl --data-binary sends application/x-www-form-urlencoded unless told otherwise.
+    admin = token(alpha, roles=alpha.roles["admin"], scope=ADMIN_SCOPE)
+    headers = auth_headers(alpha, admin)
+    if content_type is not None:
+        headers["content-type"] = content_type
+    body = b'{"name": "\xff", "state_type": "open", "etag": "x", "ticketUpdate": {"a": "\xff"}}'
+    response = await client.request(method, f"{API}{path}", headers=headers, content=body)
+    assert response.status_code == 400, response.text
+    assert response.json() == NOT_VALID_JSON

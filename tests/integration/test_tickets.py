@@ -1141,3 +1141,21 @@ async def test_beta_cannot_reach_alphas_ticket_types(
     assert (deleted.status_code, deleted.json()) == (404, type_not_found(alpha_type["id"]))
     untouched = await client.get(f"{TYPES}/{alpha_type['id']}", headers=alpha_admin.headers)
     assert untouched.json() == alpha_type
+
+
+async def test_an_update_naming_seventy_thousand_unknown_fields_gets_a_small_error_body(
+    client: httpx.AsyncClient, alpha: TenantSpec
+) -> None:
+    agent = TenantApi.agent(client, alpha)
+    request_type = await agent.ticket_type("REQ")
+    ticket = await new_ticket(agent, request_type["id"], {field_ids(request_type)["title"]: "Many keys"})
+    changes = {f"k{index}": 1 for index in range(70_000)}  # 0.8 MB, under the 1 MiB body limit
+    response = await agent.update(ticket["objectId"], {"etag": ticket["etag"], "ticketUpdate": changes})
+    assert response.status_code == 400
+    assert len(response.content) < 10_000, len(response.content)
+    body = response.json()
+    reason = body["validationResult"]["reason"]
+    assert list(reason) == [*(f"k{index}" for index in range(100)), "_more"]
+    assert reason["k0"] == "unknown field for this ticket type"
+    assert reason["_more"] == "69900 more problems not listed"
+    assert (await agent.get(ticket["objectId"])).json()["etag"] == ticket["etag"]  # nothing changed

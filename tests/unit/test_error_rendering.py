@@ -503,3 +503,17 @@ async def test_unexpected_errors_do_not_leak_details(
         "status": 500,
     }
     assert any(record.exc_info and record.exc_info[0] is RuntimeError for record in caplog.records)
+
+
+@pytest.mark.parametrize(("count", "listed"), [(100, 100), (101, 100), (100_000, 100)])
+def test_the_reason_map_names_the_first_hundred_problems_and_counts_the_rest(count: int, listed: int) -> None:
+    reason = {f"field-{index}": "unknown field for this ticket type" for index in range(count)}
+    body = InputValidationFailure("Ticket update failed validation", reason).body()
+    assert body.validationResult is not None
+    shown = body.validationResult.reason
+    assert list(shown)[:listed] == [f"field-{index}" for index in range(listed)]
+    if count > listed:
+        assert list(shown)[listed:] == ["_more"]
+        assert shown["_more"] == f"{count - listed} more problems not listed"
+    else:
+        assert len(shown) == count
