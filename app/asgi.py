@@ -65,7 +65,12 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     settings = settings or load_settings()
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set; start the service with `python -m app serve`")
-    db = Database(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    db = Database(
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        acquire_timeout=settings.db_acquire_timeout_seconds,
+    )
 
     http = httpx.AsyncClient(headers={"user-agent": "ticketing-jwks-fetcher"})
     registry = TenantRegistry(TenantRepository(db).configs)

@@ -27,6 +27,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     db_pool_min: int = 2
     db_pool_max: int = 16
+    # How long a request waits for a database connection (opening one included) before it is answered 503.
+    db_acquire_timeout_seconds: float = 5.0
     # Clock skew tolerated on exp/nbf/iat, in seconds.
     jwt_leeway_seconds: int = 30
     # A JWKS URL is fetched again for an unknown kid at most this often, so forged kids cannot hammer the IdP.
@@ -48,6 +50,7 @@ _ENV = {
     "log_level": "LOG_LEVEL",
     "db_pool_min": "DB_POOL_MIN",
     "db_pool_max": "DB_POOL_MAX",
+    "db_acquire_timeout_seconds": "DB_ACQUIRE_TIMEOUT_SECONDS",
     "jwt_leeway_seconds": "JWT_LEEWAY_SECONDS",
     "jwks_min_refresh_seconds": "JWKS_MIN_REFRESH_SECONDS",
     "jwks_fetch_timeout_seconds": "JWKS_FETCH_TIMEOUT_SECONDS",
@@ -75,6 +78,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError(f"invalid environment variable PORT: {settings.port} is not a TCP port")
     if settings.max_body_bytes <= 0:
         raise ConfigError("invalid environment variable MAX_BODY_BYTES: must be positive")
+    if not (math.isfinite(settings.db_acquire_timeout_seconds) and settings.db_acquire_timeout_seconds > 0):
+        raise ConfigError("invalid environment variable DB_ACQUIRE_TIMEOUT_SECONDS: must be a positive number")
     if not (math.isfinite(settings.pending_close_interval_seconds) and settings.pending_close_interval_seconds > 0):
         raise ConfigError("invalid environment variable PENDING_CLOSE_INTERVAL_SECONDS: must be a positive number")
     return settings

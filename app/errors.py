@@ -17,7 +17,7 @@ from litestar.exceptions import HTTPException, NotFoundException, SerializationE
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from app.db.errors import UnstorableText
+from app.db.errors import DatabaseUnavailable, UnstorableText
 from app.observability import current_request_id
 
 log = logging.getLogger("app.errors")
@@ -229,6 +229,19 @@ def handle_undecodable_body(_: Request[Any, Any, Any], exc: UnicodeDecodeError) 
     return _render(400, _MALFORMED_JSON)
 
 
+# Seconds a client should wait before retrying while the database is away.
+RETRY_AFTER_SECONDS = 5
+
+
+def handle_database_unavailable(_: Request[Any, Any, Any], exc: DatabaseUnavailable) -> Response[bytes]:
+    """The database is down, restarting or out of connections: 503 with Retry-After, and nothing in the log here
+    (the database boundary logs each outage once, when it begins and when it ends)."""
+    return _render(503, _DATABASE_UNAVAILABLE, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+_DATABASE_UNAVAILABLE = ServiceUnavailable("The service is temporarily unavailable; retry later").body()
+
+
 def handle_unstorable_text(_: Request[Any, Any, Any], exc: UnstorableText) -> Response[bytes]:
     """Text PostgreSQL cannot store (a NUL character) that no field check caught first: the client's input."""
     log.info("unstorable text in request", extra={"error": exc.__class__.__name__})
@@ -243,6 +256,7 @@ _UNSTORABLE_TEXT = body_error(
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     AppError: handle_app_error,
     UnstorableText: handle_unstorable_text,
+    DatabaseUnavailable: handle_database_unavailable,
     RecursionError: handle_too_deep,
     UnicodeDecodeError: handle_undecodable_body,
     HTTPException: handle_http_exception,
@@ -258,15 +272,16 @@ _RESPONSE_DESCRIPTIONS = {
     409: "STATE_HAS_REFERENCES: tickets or other states still refer to the state",
     413: "PAYLOAD_TOO_LARGE: the body exceeds MAX_BODY_BYTES",
     422: "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with a different body",
-    503: "SERVICE_UNAVAILABLE: the database does not answer",
+    503: "SERVICE_UNAVAILABLE (with Retry-After): the database does not answer; retry later",
 }
 
 
 def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI documentation of the error envelopes a route can answer with."""
+    """OpenAPI documentation of the error envelopes a route can answer with; every route that reaches the database
+    may answer 503 while it is away."""
     return {
         status: ResponseSpec(
             data_container=ErrorBody, description=_RESPONSE_DESCRIPTIONS[status], generate_examples=False
         )
-        for status in statuses
+        for status in (*statuses, 503)
     }

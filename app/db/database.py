@@ -14,6 +14,8 @@ time, and the transaction's connection goes back to the pool when its block ends
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -27,11 +29,23 @@ from app.db.pool import ConnectionPool
 
 Row = TypeVar("Row", bound=msgspec.Struct)
 
+log = logging.getLogger("app.db")
+
 # Statements whose row shape has been checked; the list query composes its SQL, so the set is bounded.
 MAX_CHECKED_SHAPES = 1000
 
 # Raised while connecting: the server is down, refuses us, or the URL is wrong.
 _CONNECT_ERRORS = (OSError, ValueError, asyncpg.PostgresError, asyncpg.ClientConfigurationError)
+# Raised when the database goes away under a running service: it is down or restarting, an administrator shut it
+# down or ended our session, the network dropped, or no connection could be had within the acquire timeout.
+_CONNECTION_FAILURES = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 class RowShapeMismatch(Exception):
@@ -59,10 +73,13 @@ def select_list(row_type: type[msgspec.Struct], *, prefix: str = "", **expressio
 
 
 class Database:
-    def __init__(self, dsn: str, *, min_size: int, max_size: int) -> None:
+    def __init__(self, dsn: str, *, min_size: int, max_size: int, acquire_timeout: float = 5.0) -> None:
         self._dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
+        self._acquire_timeout = acquire_timeout
+        # When the current outage began (monotonic), so that it is logged once, not once per request.
+        self._unavailable_since: float | None = None
         self._pool: ConnectionPool | None = None
         # Per instance: two databases in one process (a test and the app it drives) never share a transaction.
         self._transaction: ContextVar[_Transaction | None] = ContextVar(f"transaction-{id(self)}", default=None)
@@ -74,7 +91,7 @@ class Database:
 
     async def open(self) -> None:
         try:
-            self._pool = await ConnectionPool.open(self._dsn, self._min_size, self._max_size)
+            self._pool = await ConnectionPool.open(self._dsn, self._min_size, self._max_size, self._acquire_timeout)
         except _CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"cannot connect to the database: {exc.__class__.__name__}: {exc}") from None
 
@@ -98,14 +115,18 @@ class Database:
             async with current.connection.transaction():
                 yield
             return
-        async with self.pool.acquire() as connection, connection.transaction():
-            current = _Transaction(connection, asyncio.current_task())
-            token = self._transaction.set(current)
-            try:
-                yield
-            finally:
-                current.open = False
-                self._transaction.reset(token)
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                current = _Transaction(connection, asyncio.current_task())
+                token = self._transaction.set(current)
+                try:
+                    yield
+                finally:
+                    current.open = False
+                    self._transaction.reset(token)
+        except _CONNECTION_FAILURES as exc:
+            # Taking the connection, or the rollback after a statement found the database gone.
+            raise self._unavailable(exc) from None
 
     def _check_shape(self, row_type: type[msgspec.Struct], sql: str, record: asyncpg.Record) -> None:
         """Rows are filled by position, which msgspec does not check: the first time a statement returns a row,
@@ -164,11 +185,30 @@ class Database:
         current = self._current()
         try:
             if current is not None:
-                return await getattr(current.connection, method)(sql, *args)
-            async with self.pool.acquire() as connection:
-                return await getattr(connection, method)(sql, *args)
+                result = await getattr(current.connection, method)(sql, *args)
+            else:
+                async with self.pool.acquire() as connection:
+                    result = await getattr(connection, method)(sql, *args)
+        except _CONNECTION_FAILURES as exc:
+            raise self._unavailable(exc) from None
         except asyncpg.PostgresError as exc:
             raise _translated(exc) from None
+        if self._unavailable_since is not None:
+            self._recovered()
+        return result
+
+    def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
+        cause = f"{exc.__class__.__name__}: {exc}"
+        if self._unavailable_since is None:
+            self._unavailable_since = time.monotonic()
+            log.warning("database unavailable; answering 503 until it is back", extra={"reason": cause[:300]})
+        return DatabaseUnavailable(f"the database is unavailable ({cause[:200]})")
+
+    def _recovered(self) -> None:
+        assert self._unavailable_since is not None
+        seconds = round(time.monotonic() - self._unavailable_since, 1)
+        self._unavailable_since = None
+        log.warning("database available again", extra={"unavailable_seconds": seconds})
 
 
 def _translated(exc: asyncpg.PostgresError) -> Exception:

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from app.db.errors import DatabaseUnavailable
+
 log = logging.getLogger("app.db.notifications")
 
 Handler = Callable[[str], Awaitable[None]]
@@ -45,14 +47,20 @@ class NotificationListener:
     async def _call(self, channel: str, payload: str) -> None:
         try:
             await self._handlers[channel](payload)
+        except DatabaseUnavailable:
+            pass  # logged once per outage by the database boundary; the reconnect's catch-up call runs it again
         except Exception:
             log.exception("notification handler failed", extra={"channel": channel})
 
     async def _run(self) -> None:
+        failing = False  # retries during one outage are logged once, at its start
         while True:
             connection: asyncpg.Connection | None = None
             try:
                 connection = await asyncpg.connect(self._dsn)
+                if failing:
+                    log.warning("notification listener reconnected")
+                    failing = False
                 closed = asyncio.Event()
                 connection.add_termination_listener(lambda _, closed=closed: closed.set())
                 for channel in self._handlers:
@@ -67,9 +75,12 @@ class NotificationListener:
                     await connection.close(timeout=2)
                 raise
             except Exception as exc:  # any failure must end in a retry, never in a silently dead listener
-                log.warning(
-                    "notification listener failed; retrying", extra={"reason": f"{exc.__class__.__name__}: {exc}"}
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "notification listener failed; retrying",
+                    extra={"reason": f"{exc.__class__.__name__}: {exc}"},
                 )
+                failing = True
                 if connection is not None and not connection.is_closed():
                     connection.terminate()
             await asyncio.sleep(self._retry)

@@ -18,10 +18,13 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from app.db.errors import DatabaseUnavailable
+
 log = logging.getLogger("app.db.pool")
 
 # Failures that leave the connection itself unusable: the socket, the protocol, or the server session is gone.
 _BROKEN_CONNECTION = (
+    DatabaseUnavailable,  # a statement inside the caller's transaction lost the connection
     OSError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.InternalClientError,
@@ -36,9 +39,11 @@ class PoolClosed(asyncpg.InterfaceError):  # type: ignore[misc]
 
 
 class ConnectionPool:
-    def __init__(self, dsn: str, max_size: int) -> None:
+    def __init__(self, dsn: str, max_size: int, acquire_timeout: float) -> None:
         self._dsn = dsn
         self._max_size = max_size
+        # How long a caller waits for a connection, opening one included, before TimeoutError.
+        self._acquire_timeout = acquire_timeout
         self._idle: list[asyncpg.Connection] = []
         self._open = 0  # connections open or being opened
         self._waiters: deque[asyncio.Future[asyncpg.Connection]] = deque()
@@ -46,8 +51,8 @@ class ConnectionPool:
         self._closed = False
 
     @classmethod
-    async def open(cls, dsn: str, min_size: int, max_size: int) -> ConnectionPool:
-        pool = cls(dsn, max_size)
+    async def open(cls, dsn: str, min_size: int, max_size: int, acquire_timeout: float = 5.0) -> ConnectionPool:
+        pool = cls(dsn, max_size, acquire_timeout)
         try:
             for _ in range(min_size):
                 pool._idle.append(await pool._connect())
@@ -101,7 +106,11 @@ class ConnectionPool:
         self._open += 1
         try:
             # Named after the worker process, so pg_stat_activity shows which worker holds which connection.
-            return await asyncpg.connect(self._dsn, server_settings={"application_name": f"ticketing-{os.getpid()}"})
+            return await asyncpg.connect(
+                self._dsn,
+                timeout=self._acquire_timeout,
+                server_settings={"application_name": f"ticketing-{os.getpid()}"},
+            )
         except BaseException:
             self._open -= 1
             raise
@@ -120,9 +129,10 @@ class ConnectionPool:
         waiter: asyncio.Future[asyncpg.Connection] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            return await waiter
-        except asyncio.CancelledError:
-            # Handed a connection in the same instant we were cancelled: pass it on rather than lose it.
+            async with asyncio.timeout(self._acquire_timeout):
+                return await waiter
+        except (asyncio.CancelledError, TimeoutError):
+            # Handed a connection in the same instant we were cancelled or timed out: pass it on, never lose it.
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self._release(waiter.result())
             raise

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import uuid
 
+from app.db.errors import DatabaseUnavailable
 from app.ticket.repository import TicketRepository
 
 log = logging.getLogger("app.ticket.pending_close")
@@ -61,7 +62,9 @@ class PendingCloseTimer:
                     log.info("pending-close tickets moved", extra={"count": moved})
             except asyncio.CancelledError:
                 raise
+            except DatabaseUnavailable:
+                # Logged once per outage by the database boundary; the next sweep catches up.
+                pass
             except Exception:
-                # The database may be briefly unreachable; the next sweep catches up.
                 log.exception("pending-close sweep failed")
             await asyncio.sleep(self._interval)

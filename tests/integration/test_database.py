@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from app.db.database import Database, RowShapeMismatch, select_list
-from app.db.errors import UniqueViolation, UnstorableText
+from app.db.errors import DatabaseUnavailable, UniqueViolation, UnstorableText
 
 
 class Item(msgspec.Struct, frozen=True):
@@ -193,3 +193,15 @@ async def test_a_statement_whose_columns_are_not_the_row_type_is_refused(db: Dat
         await db.fetch_one(Item, f"SELECT id * 2 AS doubled, label, id FROM {table}")
     with pytest.raises(RowShapeMismatch):
         await db.fetch_all(Item, f"SELECT id, label, id * 2 FROM {table}")
+
+
+async def test_no_free_connection_within_the_acquire_timeout_is_database_unavailable(migrated: str) -> None:
+    busy = Database(migrated, min_size=1, max_size=1, acquire_timeout=0.2)
+    await busy.open()
+    try:
+        async with busy.transaction():
+            with pytest.raises(DatabaseUnavailable):
+                await asyncio.create_task(busy.fetch_value("SELECT 1"))  # another task: it needs a connection
+        assert await busy.fetch_value("SELECT 1") == 1
+    finally:
+        await busy.close()

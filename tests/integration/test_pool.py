@@ -167,3 +167,16 @@ async def test_all_waiters_fail_when_no_replacement_connection_can_be_opened(mig
     results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
     assert all(isinstance(result, OSError) for result in results), results
     await pool.close()
+
+
+async def test_a_caller_waits_at_most_the_acquire_timeout_and_the_pool_stays_usable(migrated: str) -> None:
+    pool = await ConnectionPool.open(migrated, 1, 1, acquire_timeout=0.2)
+    async with pool.acquire():
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await fetch_value(pool, "SELECT 1")
+        assert 0.15 < asyncio.get_running_loop().time() - started < 2
+    # The timed-out waiter is gone: the next caller gets the connection at once.
+    assert await fetch_value(pool, "SELECT 1") == 1
+    assert pool.size == 1
+    await pool.close()

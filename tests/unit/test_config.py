@@ -32,6 +32,9 @@ def test_environment_overrides_are_typed() -> None:
         ("PENDING_CLOSE_INTERVAL_SECONDS", "soon"),
         ("PENDING_CLOSE_INTERVAL_SECONDS", "nan"),
         ("PENDING_CLOSE_INTERVAL_SECONDS", "inf"),
+        ("DB_ACQUIRE_TIMEOUT_SECONDS", "0"),
+        ("DB_ACQUIRE_TIMEOUT_SECONDS", "-1"),
+        ("DB_ACQUIRE_TIMEOUT_SECONDS", "nan"),
     ],
 )
 def test_malformed_variable_is_named(variable: str, value: str) -> None:
