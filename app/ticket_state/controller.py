@@ -11,7 +11,7 @@ from litestar.params import FromPath, JSONBody
 from app.auth.principal import Principal
 from app.auth.requirements import ADMIN_SCOPE, READ_SCOPE, requires
 from app.errors import error_responses
-from app.ticket_state.dto import StateIn, StateList, StateOut
+from app.ticket_state.dto import StateIn, StateList, StateOut, StateUpdate
 from app.ticket_state.service import TicketStateService
 
 _read = requires("read", READ_SCOPE, "read ticket states")
@@ -50,16 +50,17 @@ class TicketStateController(Controller):
         return await ticket_states.create(request.user, data)
 
     @put("/{state_id:str}", **_admin, summary="Change a ticket state", responses=error_responses(400, 401, 404))
-    async def replace_state(
+    async def update_state(
         self,
         request: Request[Principal, Any, Any],
         ticket_states: NamedDependency[TicketStateService],
         state_id: FromPath[str],
-        data: JSONBody[StateIn],
+        data: JSONBody[StateUpdate],
     ) -> StateOut:
-        """Replaces the state's fields. The tenant's default states cannot lose their flag or be deactivated:
-        make another state the default instead."""
-        return await ticket_states.replace(request.user, state_id, data)
+        """Changes the members sent (seed 003: `{"note": "..."}` alone is a valid change); the others keep their
+        values, and `null` clears `next_state_id` or `note`. The tenant's default states cannot lose their flag or
+        be deactivated: make another state the default instead."""
+        return await ticket_states.update(request.user, state_id, data)
 
     @delete(
         "/{state_id:str}",

@@ -7,6 +7,7 @@ import uuid
 from typing import Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 StateType = Literal["new", "open", "pending reminder", "pending close", "closed", "merged", "removed"]
 
@@ -20,6 +21,25 @@ class StateIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     default_follow_up: bool = False
     note: str | None = None
     active: bool = True
+
+
+class StateUpdate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A PUT: the members sent replace the state's; members left out keep their values (seed 003 changes a state
+    with just `{"note": ...}`). `null` clears `next_state_id` or `note`."""
+
+    name: str | UnsetType = UNSET
+    state_type: StateType | UnsetType = UNSET
+    next_state_id: uuid.UUID | UnsetType | None = UNSET
+    ignore_escalation: bool | UnsetType = UNSET
+    default_create: bool | UnsetType = UNSET
+    default_follow_up: bool | UnsetType = UNSET
+    note: str | UnsetType | None = UNSET
+    active: bool | UnsetType = UNSET
+
+    def applied_to(self, current: StateIn) -> StateIn:
+        """The state after this change."""
+        sent = {name: value for name, value in msgspec.structs.asdict(self).items() if value is not UNSET}
+        return msgspec.structs.replace(current, **sent)
 
 
 class StateOut(msgspec.Struct, frozen=True):

@@ -13,7 +13,7 @@ from app.auth.principal import Principal
 from app.db.database import Database
 from app.errors import InputValidationFailure
 from app.tenancy.model import StateSeed, TenantConfig
-from app.ticket_state.dto import StateIn, StateOut
+from app.ticket_state.dto import StateIn, StateOut, StateUpdate
 from app.ticket_state.errors import StateHasReferences, TicketStateNotFound
 from app.ticket_state.repository import DefaultFlag, TicketStateRepository, TicketStateRow
 
@@ -78,12 +78,14 @@ class TicketStateService:
             row = await self._repository.insert(principal.tenant_id, state, principal.subject)
         return to_out(row)
 
-    async def replace(self, principal: Principal, state_id: str, state: StateIn) -> StateOut:
+    async def update(self, principal: Principal, state_id: str, change: StateUpdate) -> StateOut:
+        """Apply the members sent; the others keep their values."""
         wanted = parse_state_id(state_id)
         async with self._db.transaction():
             states = await self._locked_states(principal.tenant_id)
             if wanted not in states:
                 raise TicketStateNotFound(state_id)
+            state = change.applied_to(_editable(states[wanted]))
             _check(state, wanted, states)
             await self._check_workflows(principal.tenant_id, states[wanted], state)
             await self._move_defaults(principal.tenant_id, state, wanted)
@@ -161,6 +163,11 @@ class TicketStateService:
                 await self._repository.assign_default_to_stateless_tickets(tenant.id)
                 seeded.append(tenant.slug)
         return seeded
+
+
+def _editable(row: TicketStateRow) -> StateIn:
+    """The members of a stored state that a PUT may change."""
+    return StateIn(**{name: getattr(row, name) for name in StateIn.__struct_fields__})
 
 
 def _check(state: StateIn, state_id: uuid.UUID | None, states: dict[uuid.UUID, TicketStateRow]) -> None:

@@ -206,3 +206,54 @@ async def test_another_tenants_states_are_out_of_reach(
     assert (await client.put(foreign, headers=beta_admin.headers, json=editable(alpha_closed))).status_code == 404
     assert (await client.delete(foreign, headers=beta_admin.headers)).status_code == 404
     assert await by_name(alpha_agent, "closed") == alpha_closed
+
+
+async def test_put_changes_only_the_members_sent(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    """Seed 003: `PUT /ticket_states/{id}` with just `{"note": ...}` succeeds; nothing left out is reset."""
+    admin = TenantApi.admin(client, alpha)
+    closed = await by_name(admin, "closed")
+    created = await create(
+        admin, "waiting", state_type="pending close", next_state_id=closed["id"], ignore_escalation=True, note="n"
+    )
+    assert created.status_code == 201, created.text
+    state = created.json()
+    path = f"{STATES}/{state['id']}"
+
+    noted = await client.put(path, headers=admin.headers, json={"note": "Waiting for the customer"})
+    assert noted.status_code == 200, noted.text
+    unchanged = {key: value for key, value in state.items() if key not in ("note", "updated_at")}
+    assert {key: value for key, value in noted.json().items() if key not in ("note", "updated_at")} == unchanged
+    assert noted.json()["note"] == "Waiting for the customer"
+    assert noted.json()["ignore_escalation"] is True  # not reset to its default by leaving it out
+
+    cleared = await client.put(
+        path, headers=admin.headers, json={"note": None, "state_type": "open", "next_state_id": None}
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert (cleared.json()["note"], cleared.json()["state_type"], cleared.json()["next_state_id"]) == (
+        None,
+        "open",
+        None,
+    )
+    assert (await client.get(path, headers=admin.headers)).json() == cleared.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"name": None}, {"name": "Expected `str`, got `null`"}),
+        ({"active": "yes"}, {"active": "Expected `bool`, got `str`"}),
+        ({"colour": "red"}, {"body": "Object contains unknown field `colour`"}),
+    ],
+    ids=["null name", "active not a boolean", "unknown member"],
+)
+async def test_a_bad_put_member_is_refused_and_nothing_changes(
+    client: httpx.AsyncClient, alpha: TenantSpec, body: dict[str, Any], expected: dict[str, str]
+) -> None:
+    admin = TenantApi.admin(client, alpha)
+    state = await by_name(admin, "open")
+    response = await client.put(f"{STATES}/{state['id']}", headers=admin.headers, json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "INPUT_VALIDATION_FAILURE"
+    assert response.json()["validationResult"]["reason"] == expected
+    assert await by_name(admin, "open") == state
