@@ -110,6 +110,19 @@ class AuthenticationRequired(AppError):
         super().__init__("A Bearer access token is required", headers={WWW_AUTHENTICATE: 'Bearer realm="ticketing"'})
 
 
+class RealmRequired(AppError):
+    """A valid token without the realmname header: the caller's set-up is incomplete, the token is fine."""
+
+    status = 401
+    code = "AUTHENTICATION_REQUIRED"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The realmname header is required: the name of the realm that issued the token",
+            headers={WWW_AUTHENTICATE: 'Bearer realm="ticketing", error="invalid_request"'},
+        )
+
+
 class InvalidToken(AppError):
     """Any token that fails verification. One message for every cause: the cause is logged, not disclosed."""
 

@@ -20,7 +20,7 @@ import httpx
 from app.auth import jwt
 from app.auth.keys import RealmKeySet
 from app.auth.principal import Permission, Principal
-from app.errors import AuthenticationRequired, InputValidationFailure, InvalidToken, TenantNotFound
+from app.errors import AuthenticationRequired, InputValidationFailure, InvalidToken, RealmRequired, TenantNotFound
 from app.tenancy.registry import Realm, TenantRegistry
 
 log = logging.getLogger("app.auth")
@@ -89,7 +89,10 @@ class Authenticator:
         if known is not None:
             return known
         realm = verified.realm
-        if headers.get("realmname") != realm.config.name:
+        realm_name = headers.get("realmname")
+        if not realm_name:
+            raise RealmRequired()
+        if realm_name != realm.config.name:
             raise _invalid("realmname header does not name the token's realm")
 
         tenant_claim = verified.claims.get(realm.tenant.config.tenant_claim)

@@ -268,7 +268,13 @@ async def test_missing_realmname_header(client: httpx.AsyncClient, alpha: Tenant
     del request_headers["realmname"]
     response = await client.get(ME, headers=request_headers)
     assert response.status_code == 401
-    assert response.json() == INVALID_TOKEN
+    assert response.json() == {
+        "error": True,
+        "code": "AUTHENTICATION_REQUIRED",
+        "message": "The realmname header is required: the name of the realm that issued the token",
+        "status": 401,
+    }
+    assert response.headers["www-authenticate"] == 'Bearer realm="ticketing", error="invalid_request"'
 
 
 async def test_token_of_another_tenant_is_tenant_not_found(

@@ -19,7 +19,7 @@ import app.auth.authenticator as authenticator_module
 import app.auth.jwt as jwt_module
 from app.auth.authenticator import Authenticator
 from app.auth.principal import Principal
-from app.errors import AuthenticationRequired, InputValidationFailure, InvalidToken, TenantNotFound
+from app.errors import AuthenticationRequired, InputValidationFailure, InvalidToken, RealmRequired, TenantNotFound
 from app.tenancy.model import RealmConfig, RoleMapping, TenantConfig
 from app.tenancy.registry import TenantRegistry
 from tests.support import AUDIENCE, SigningKey, pyjwt_sign, tamper
@@ -197,11 +197,26 @@ async def test_invalid_token(authenticator: Authenticator, token: str) -> None:
     assert caught.value.headers == {"WWW-Authenticate": 'Bearer realm="ticketing", error="invalid_token"'}
 
 
+@pytest.mark.parametrize("realmname", [pytest.param(None, id="missing"), pytest.param("", id="empty")])
+async def test_a_valid_token_without_realmname_is_told_the_header_is_missing(
+    authenticator: Authenticator, realmname: str | None
+) -> None:
+    with pytest.raises(RealmRequired) as caught:
+        await authenticator.authenticate(headers(realmname=realmname))
+    assert (caught.value.status, caught.value.code) == (401, "AUTHENTICATION_REQUIRED")
+    assert caught.value.message == "The realmname header is required: the name of the realm that issued the token"
+    assert caught.value.headers == {"WWW-Authenticate": 'Bearer realm="ticketing", error="invalid_request"'}
+
+
+async def test_an_invalid_token_without_realmname_is_an_invalid_token(authenticator: Authenticator) -> None:
+    # The token is checked first: a missing realmname says nothing about a token that is not valid.
+    with pytest.raises(InvalidToken):
+        await authenticator.authenticate(headers(tamper(alpha_token(), sub="admin"), realmname=None))
+
+
 @pytest.mark.parametrize(
     "realmname",
     [
-        pytest.param(None, id="missing"),
-        pytest.param("", id="empty"),
         pytest.param("alpha-partners", id="sibling-realm-of-the-tenant"),
         pytest.param("beta-main", id="realm-of-another-tenant"),
         pytest.param("ALPHA-MAIN", id="other-case"),
