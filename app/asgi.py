@@ -24,6 +24,7 @@ from app.errors import EXCEPTION_HANDLERS
 from app.health.controller import HealthController
 from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
+from app.query_parameters import UnknownQueryParametersMiddleware
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL, TenantRepository
 from app.ticket.controller import TicketController
@@ -117,7 +118,11 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             "tickets": provide(tickets),
             "ticket_states": provide(ticket_states),
         },
-        middleware=[DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator)],
+        # Authentication first: a caller without access learns nothing about a route's parameters.
+        middleware=[
+            DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator),
+            UnknownQueryParametersMiddleware,
+        ],
         security=[{"BearerToken": []}],
     )
     litestar = Litestar(

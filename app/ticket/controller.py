@@ -21,6 +21,7 @@ from app.auth.requirements import READ_SCOPE, WRITE_SCOPE, requires
 from app.errors import InputValidationFailure, error_responses
 from app.fast_response import JsonResponse
 from app.observability import current_request_id
+from app.query_parameters import QUERY_PREFIXES
 from app.ticket.dto import (
     ChangeStatusRequest,
     CreateTicketRequest,
@@ -43,6 +44,8 @@ MAX_FIELD_FILTERS = 10
 MAX_PER_PAGE = 100
 
 _read = requires("read", READ_SCOPE, "read tickets")
+# The list also takes field filters, data.<field-uuid>=<value>.
+_list = {**_read, "opt": {**_read["opt"], QUERY_PREFIXES: ("data.",)}}
 _create = requires("write", WRITE_SCOPE, "create a ticket")
 _update = requires("write", WRITE_SCOPE, "update the ticket")
 _change_status = requires("write", WRITE_SCOPE, "change the ticket status")
@@ -115,7 +118,7 @@ class TicketController(Controller):
             headers["Idempotent-Replayed"] = "true"
         return Response(body, status_code=201, headers=headers)
 
-    @get(**_read, summary="List tickets", responses=error_responses(400, 401, 404))
+    @get(**_list, summary="List tickets", responses=error_responses(400, 401, 404))
     async def list_tickets(
         self,
         request: Request[Principal, Any, Any],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import httpx
 import pytest
@@ -191,3 +192,37 @@ async def test_a_body_that_is_not_utf8_is_400_not_valid_json(
     response = await client.request(method, f"{API}{path}", headers=headers, content=body)
     assert response.status_code == 400, response.text
     assert response.json() == NOT_VALID_JSON
+
+
+async def test_unknown_query_parameters_are_400_naming_them(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    headers = auth_headers(alpha, token(alpha))
+    # A filter that does not exist would otherwise look like it worked: every ticket comes back.
+    response = await client.get(
+        f"{API}/ticket", params={"q": "printer", "status": "open", "page": "1"}, headers=headers
+    )
+    assert response.status_code == 400
+    accepted = "unknown query parameter; this route accepts: order, page, per_page, sort, ticket_type_id"
+    assert response.json() == {
+        "error": True,
+        "code": "INPUT_VALIDATION_FAILURE",
+        "message": "Invalid query parameters",
+        "status": 400,
+        "validationResult": {"reason": {"q": accepted, "status": accepted}},
+    }
+    # Every parameter the route declares, under its public name, and the field filters it takes by prefix.
+    known = {"page": "1", "per_page": "5", "sort": "updated_at", "order": "asc", f"data.{uuid.uuid4()}": "1"}
+    assert (await client.get(f"{API}/ticket", params=known, headers=headers)).status_code == 200
+    shown = await client.get(f"{API}/ticket/REQ-0001", params={"asof": "2026-01-01T00:00:00Z"}, headers=headers)
+    assert shown.status_code == 400
+    assert shown.json()["validationResult"]["reason"] == {
+        "asof": "unknown query parameter; this route accepts: asOf, asOfEtag"
+    }
+    me = await client.get(ME, params={"verbose": ""}, headers=headers)
+    assert me.status_code == 400
+    assert me.json()["validationResult"]["reason"] == {"verbose": "unknown query parameter; this route accepts: none"}
+
+
+async def test_query_parameters_are_checked_after_authentication(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    response = await client.get(f"{API}/ticket", params={"q": "printer"}, headers=auth_headers(alpha, None))
+    assert response.status_code == 401
+    assert response.json()["code"] == "AUTHENTICATION_REQUIRED"

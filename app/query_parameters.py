@@ -1,0 +1,65 @@
+"""Refuses query parameters a route does not know, naming them, instead of ignoring them.
+
+A client that sends `?status=open` to a route without that filter would otherwise get every ticket back and believe
+the filter worked. A route's known names come from its handler's signature (its query parameters, by their public
+name), read once per handler; a route may also accept every name under a prefix (`data.` for field filters) by
+listing the prefix in its `opt` under QUERY_PREFIXES.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+from litestar.enums import ScopeType
+from litestar.params import ParameterKwarg, QueryParameter
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from app.errors import InputValidationFailure
+
+QUERY_PREFIXES = "query_prefixes"
+# Echoed names are cut, so a client cannot make us reflect arbitrarily long input.
+_MAX_ECHOED_NAME = 64
+
+
+class UnknownQueryParametersMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        # Per route handler: its query parameter names and accepted prefixes.
+        self._known: dict[int, tuple[frozenset[str], tuple[str, ...]]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and scope["query_string"]:
+            names, prefixes = self._known_for(scope["route_handler"])
+            unknown = [
+                name
+                for name, _ in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+                if name not in names and not name.startswith(prefixes)
+            ]
+            if unknown:
+                accepted = ", ".join(sorted(names)) or "none"
+                raise InputValidationFailure(
+                    "Invalid query parameters",
+                    {
+                        name[:_MAX_ECHOED_NAME]: f"unknown query parameter; this route accepts: {accepted}"
+                        for name in unknown
+                    },
+                )
+        await self.app(scope, receive, send)
+
+    def _known_for(self, handler: Any) -> tuple[frozenset[str], tuple[str, ...]]:
+        known = self._known.get(id(handler))
+        if known is None:
+            names = frozenset(
+                definition.kwarg_definition.query or definition.kwarg_definition.name or name
+                for name, definition in handler.parsed_fn_signature.parameters.items()
+                if _is_query(definition.kwarg_definition)
+            )
+            known = (names, tuple(handler.opt.get(QUERY_PREFIXES, ())))
+            self._known[id(handler)] = known
+        return known
+
+
+def _is_query(kwarg: Any) -> bool:
+    """A query parameter: declared with QueryParameter / FromQuery, or as a parameter with a `query` alias."""
+    return isinstance(kwarg, QueryParameter) or (isinstance(kwarg, ParameterKwarg) and kwarg.query is not None)
