@@ -18,6 +18,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from app.errors import InputValidationFailure
 
 QUERY_PREFIXES = "query_prefixes"
+MAX_REMEMBERED = 10_000
 # Echoed names are cut, so a client cannot make us reflect arbitrarily long input.
 _MAX_ECHOED_NAME = 64
 
@@ -27,25 +28,36 @@ class UnknownQueryParametersMiddleware:
         self.app = app
         # Per route handler: its query parameter names and accepted prefixes.
         self._known: dict[int, tuple[frozenset[str], tuple[str, ...]]] = {}
+        # (handler, query string) pairs found acceptable: clients repeat the same query string (PATCH's
+        # ?type=...&module=...), so most requests skip parsing it.
+        self._accepted: set[tuple[int, bytes]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP and scope["query_string"]:
-            names, prefixes = self._known_for(scope["route_handler"])
-            unknown = [
-                name
-                for name, _ in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-                if name not in names and not name.startswith(prefixes)
-            ]
-            if unknown:
-                accepted = ", ".join(sorted(names)) or "none"
-                raise InputValidationFailure(
-                    "Invalid query parameters",
-                    {
-                        name[:_MAX_ECHOED_NAME]: f"unknown query parameter; this route accepts: {accepted}"
-                        for name in unknown
-                    },
-                )
+            self._check(scope["route_handler"], scope["query_string"])
         await self.app(scope, receive, send)
+
+    def _check(self, handler: Any, query_string: bytes) -> None:
+        if (id(handler), query_string) in self._accepted:
+            return
+        names, prefixes = self._known_for(handler)
+        unknown = [
+            name
+            for name, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+            if name not in names and not name.startswith(prefixes)
+        ]
+        if unknown:
+            accepted = ", ".join(sorted(names)) or "none"
+            raise InputValidationFailure(
+                "Invalid query parameters",
+                {
+                    name[:_MAX_ECHOED_NAME]: f"unknown query parameter; this route accepts: {accepted}"
+                    for name in unknown
+                },
+            )
+        if len(self._accepted) > MAX_REMEMBERED:
+            self._accepted.clear()
+        self._accepted.add((id(handler), query_string))
 
     def _known_for(self, handler: Any) -> tuple[frozenset[str], tuple[str, ...]]:
         known = self._known.get(id(handler))
