@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -28,9 +29,9 @@ from app.query_parameters import UnknownQueryParametersMiddleware
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL, TenantRepository
 from app.ticket.controller import TicketController
-from app.ticket.pending_close import PendingCloseTimer
 from app.ticket.repository import TicketRepository
 from app.ticket.service import TicketService
+from app.ticket.sweeps import ExpiredIdempotencyKeySweep, PendingCloseTimer
 from app.ticket_state.controller import TicketStateController
 from app.ticket_state.repository import TicketStateRepository
 from app.ticket_state.service import TicketStateService
@@ -40,6 +41,8 @@ from app.ticket_type.repository import TICKET_TYPES_CHANGED_CHANNEL, TicketTypeR
 from app.ticket_type.service import TicketTypeService
 
 API_PREFIX = "/api/v2/ticketing"
+# Expired Idempotency-Keys are already treated as unused; the sweep only keeps the table small.
+IDEMPOTENCY_SWEEP_INTERVAL_SECONDS = 300.0
 
 Service = TypeVar("Service")
 
@@ -89,8 +92,14 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     ticket_types = TicketTypeService(db, type_repository, type_cache, state_repository)
     ticket_states = TicketStateService(db, state_repository, ticket_types)
     ticket_repository = TicketRepository(db)
-    tickets = TicketService(db, ticket_repository, type_cache, state_repository)
-    timer = PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds)
+    idempotency_key_ttl = datetime.timedelta(seconds=settings.idempotency_key_ttl_seconds)
+    tickets = TicketService(
+        db, ticket_repository, type_cache, state_repository, idempotency_key_ttl=idempotency_key_ttl
+    )
+    sweeps = [
+        PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),
+        ExpiredIdempotencyKeySweep(ticket_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
+    ]
     listener = NotificationListener(
         settings.database_url,
         {TENANTS_CHANGED_CHANNEL: registry.reload, TICKET_TYPES_CHANGED_CHANNEL: type_cache.on_change},
@@ -102,10 +111,12 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         try:
             await registry.reload()
             listener.start()
-            timer.start()
+            for sweep in sweeps:
+                sweep.start()
             yield
         finally:
-            await timer.stop()
+            for sweep in sweeps:
+                await sweep.stop()
             await listener.stop()
             await http.aclose()
             await db.close()

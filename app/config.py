@@ -35,6 +35,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwks_min_refresh_seconds: float = 30.0
     jwks_fetch_timeout_seconds: float = 5.0
     token_cache_size: int = 10_000
+    # How long an Idempotency-Key is remembered (its answer replayed); expired keys are swept.
+    idempotency_key_ttl_seconds: float = 86_400.0
     # How often each worker looks for pending-close tickets whose time has come.
     pending_close_interval_seconds: float = 5.0
 
@@ -55,6 +57,7 @@ _ENV = {
     "jwks_min_refresh_seconds": "JWKS_MIN_REFRESH_SECONDS",
     "jwks_fetch_timeout_seconds": "JWKS_FETCH_TIMEOUT_SECONDS",
     "token_cache_size": "TOKEN_CACHE_SIZE",
+    "idempotency_key_ttl_seconds": "IDEMPOTENCY_KEY_TTL_SECONDS",
     "pending_close_interval_seconds": "PENDING_CLOSE_INTERVAL_SECONDS",
 }
 
@@ -80,6 +83,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError("invalid environment variable MAX_BODY_BYTES: must be positive")
     if not (math.isfinite(settings.db_acquire_timeout_seconds) and settings.db_acquire_timeout_seconds > 0):
         raise ConfigError("invalid environment variable DB_ACQUIRE_TIMEOUT_SECONDS: must be a positive number")
+    if not (math.isfinite(settings.idempotency_key_ttl_seconds) and settings.idempotency_key_ttl_seconds > 0):
+        raise ConfigError("invalid environment variable IDEMPOTENCY_KEY_TTL_SECONDS: must be a positive number")
     if not (math.isfinite(settings.pending_close_interval_seconds) and settings.pending_close_interval_seconds > 0):
         raise ConfigError("invalid environment variable PENDING_CLOSE_INTERVAL_SECONDS: must be a positive number")
     return settings

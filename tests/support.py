@@ -303,6 +303,7 @@ class TenantApi:
     http: httpx.AsyncClient
     tenant: TenantSpec
     bearer: str
+    realm: str | None = None  # the realm named in realmname (the tenant's first unless set)
 
     @classmethod
     def agent(cls, http: httpx.AsyncClient, tenant: TenantSpec, subject: str = "agent-1") -> TenantApi:
@@ -315,7 +316,7 @@ class TenantApi:
 
     @property
     def headers(self) -> dict[str, str]:
-        return auth_headers(self.tenant, self.bearer)
+        return auth_headers(self.tenant, self.bearer, realm=self.realm)
 
     async def ticket_types(self) -> list[dict[str, Any]]:
         response = await self.http.get(TYPES, headers=self.headers)
@@ -336,13 +337,18 @@ class TenantApi:
     async def get(self, object_id: str) -> httpx.Response:
         return await self.http.get(f"{TICKETS}/{object_id}", headers=self.headers)
 
-    async def update(self, object_id: str, body: Any, params: dict[str, str] | None = None) -> httpx.Response:
+    async def update(
+        self, object_id: str, body: Any, params: dict[str, str] | None = None, **headers: str
+    ) -> httpx.Response:
         return await self.http.patch(
             f"{TICKETS}/{object_id}/update",
             params=CATALOG if params is None else params,
-            headers=self.headers,
+            headers={**self.headers, **headers},
             json=body,
         )
+
+    async def change_status(self, object_id: str, body: Any, **headers: str) -> httpx.Response:
+        return await self.http.patch(f"{TICKETS}/{object_id}/status", headers={**self.headers, **headers}, json=body)
 
 
 def field_ids(ticket_type: dict[str, Any]) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import re
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 from urllib.parse import urlencode
 
 import msgspec
@@ -56,6 +56,16 @@ CatalogQuery = Annotated[
     str | None, QueryParameter(name="type", description="Catalog type: template, agent or user (required)")
 ]
 ModuleQuery = Annotated[str | None, QueryParameter(name="module", description="Module context, e.g. ticketing")]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        description="Retrying with the same key (and the same request) within IDEMPOTENCY_KEY_TTL_SECONDS returns "
+        "the first answer, with Idempotent-Replayed: true, instead of writing again; the key with another request "
+        "is 422",
+    ),
+]
+_REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 def check_catalog(catalog_type: str | None, module: str | None) -> None:
@@ -97,10 +107,7 @@ class TicketController(Controller):
         data: JSONBody[CreateTicketRequest],
         catalog_type: CatalogQuery = None,
         module: ModuleQuery = None,
-        idempotency_key: Annotated[
-            str | None,
-            HeaderParameter(name="Idempotency-Key", description="Retrying with the same key returns the first result"),
-        ] = None,
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[CreateTicketResponse]:
         """`data` maps field UUIDs to values; defaults are applied, required fields enforced, every value validated."""
         check_catalog(catalog_type, module)
@@ -113,9 +120,7 @@ class TicketController(Controller):
             id=created.id,
             etag=str(created.etag),
         )
-        headers = {"ETag": _etag_header(body.etag)}
-        if created.replayed:
-            headers["Idempotent-Replayed"] = "true"
+        headers = {"ETag": _etag_header(body.etag), **(_REPLAYED if created.replayed else {})}
         return Response(body, status_code=201, headers=headers)
 
     @get(**_list, summary="List tickets", responses=error_responses(400, 401, 404))
@@ -196,12 +201,18 @@ class TicketController(Controller):
         data: JSONBody[UpdateTicketRequest],
         catalog_type: CatalogQuery = None,
         module: ModuleQuery = None,
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> UpdateTicketResponse:
         """Shallow-merges `ticketUpdate` into the ticket's data if `etag` is still current; "", null or [] clears
         a field. A stale etag is 400 ETAG_MISMATCH; success returns the new etag."""
         check_catalog(catalog_type, module)
-        new_etag = await tickets.update(request.user, object_id, data.etag, data.ticketUpdate, current_request_id())
-        return UpdateTicketResponse(success=True, message="ticket updated successfully", status=200, etag=str(new_etag))
+        written = await tickets.update(
+            request.user, object_id, data.etag, data.ticketUpdate, current_request_id(), idempotency_key
+        )
+        body = UpdateTicketResponse(
+            success=True, message="ticket updated successfully", status=200, etag=str(written.etag)
+        )
+        return _replayed(body) if written.replayed else body
 
     @patch(
         "/{object_id:str}/status",
@@ -215,16 +226,18 @@ class TicketController(Controller):
         tickets: NamedDependency[TicketService],
         object_id: FromPath[str],
         data: JSONBody[ChangeStatusRequest],
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> UpdateTicketResponse:
         """Moves the ticket to `state` (a state id or name) if `etag` is still current: a stale etag is 400
         ETAG_MISMATCH, a move the type's workflow does not allow is 400 TRANSITION_NOT_ALLOWED listing the states
         allowed instead, and a state's guard that the data does not satisfy is 400 INPUT_VALIDATION_FAILURE naming
         the fields. `pendingUntil` is required for pending states (a pending-close ticket moves to its state's next
         state then) and refused for others. `note` is kept in the history. Success returns the new etag."""
-        new_etag = await tickets.change_status(request.user, object_id, data, current_request_id())
-        return UpdateTicketResponse(
-            success=True, message="ticket status changed successfully", status=200, etag=str(new_etag)
+        written = await tickets.change_status(request.user, object_id, data, current_request_id(), idempotency_key)
+        body = UpdateTicketResponse(
+            success=True, message="ticket status changed successfully", status=200, etag=str(written.etag)
         )
+        return _replayed(body) if written.replayed else body
 
     @get(
         "/{object_id:str}/history",
@@ -245,6 +258,12 @@ class TicketController(Controller):
         the time, the request id, the support flag and the etag it produced."""
         total, entries = await tickets.history(request.user, object_id, page, per_page)
         return HistoryPage(data=entries, pagination=_pagination(request, total, page, per_page))
+
+
+def _replayed(body: UpdateTicketResponse) -> UpdateTicketResponse:
+    """The body of a replayed write with its Idempotent-Replayed header. Litestar sends a Response returned in place
+    of the declared body as that Response; the first answer keeps Litestar's lean path for a plain body."""
+    return cast(UpdateTicketResponse, Response(body, headers=_REPLAYED))
 
 
 def _as_of_time(as_of: str | None, as_of_etag: str | None) -> datetime.datetime | None:

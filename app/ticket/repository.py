@@ -45,7 +45,8 @@ class CreatedTicketRow(msgspec.Struct, frozen=True):
 
 class IdempotencyRow(msgspec.Struct, frozen=True):
     request_hash: str
-    # The first response, {"id", "object_id", "etag"}, as JSON text.
+    # What the first request's write returned, as JSON text (a create: {"id", "object_id", "etag"}; an update or a
+    # status change: {"etag"}).
     response: str
 
 
@@ -364,15 +365,20 @@ class TicketRepository:
         assert row is not None  # the statement always inserts
         return row
 
-    async def claim_idempotency_key(self, tenant_id: uuid.UUID, key: str, request_hash: str) -> bool:
-        """Whether the key was free (and is now this request's). A concurrent request with the same key makes this
-        wait until that request's transaction ends, and then see its row."""
+    async def claim_idempotency_key(
+        self, tenant_id: uuid.UUID, key: str, request_hash: str, expired_before: datetime.datetime
+    ) -> bool:
+        """Whether the key was free, or expired (created before `expired_before`), and is now this request's. A
+        concurrent request with the same key makes this wait until that request's transaction ends, and then see
+        its row."""
         claimed = await self._db.fetch_value(
-            "INSERT INTO idempotency_key (tenant_id, key, request_hash) VALUES ($1, $2, $3) "
-            "ON CONFLICT (tenant_id, key) DO NOTHING RETURNING true",
+            "INSERT INTO idempotency_key AS k (tenant_id, key, request_hash) VALUES ($1, $2, $3) "
+            "ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = excluded.request_hash, response = NULL, "
+            "created_at = now() WHERE k.created_at < $4 RETURNING true",
             tenant_id,
             key,
             request_hash,
+            expired_before,
         )
         return claimed is not None
 
@@ -384,15 +390,23 @@ class TicketRepository:
             key,
         )
 
-    async def store_idempotent_response(self, tenant_id: uuid.UUID, key: str, created: CreatedTicketRow) -> None:
+    async def store_idempotent_response(self, tenant_id: uuid.UUID, key: str, response_json: str) -> None:
         await self._db.execute(
-            "UPDATE idempotency_key SET response = jsonb_build_object('id', $3::uuid, 'object_id', $4::text, "
-            "'etag', $5::uuid) WHERE tenant_id = $1 AND key = $2",
+            "UPDATE idempotency_key SET response = $3::jsonb WHERE tenant_id = $1 AND key = $2",
             tenant_id,
             key,
-            created.id,
-            created.object_id,
-            created.etag,
+            response_json,
+        )
+
+    async def tenants_with_expired_idempotency_keys(self, expired_before: datetime.datetime) -> list[uuid.UUID]:
+        tenants: list[uuid.UUID] = await self._db.fetch_column(
+            "SELECT DISTINCT tenant_id FROM idempotency_key WHERE created_at < $1", expired_before
+        )
+        return tenants
+
+    async def delete_expired_idempotency_keys(self, tenant_id: uuid.UUID, expired_before: datetime.datetime) -> int:
+        return await self._db.execute(
+            "DELETE FROM idempotency_key WHERE tenant_id = $1 AND created_at < $2", tenant_id, expired_before
         )
 
     async def page(

@@ -9,8 +9,9 @@ import hashlib
 import math
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import msgspec
 
@@ -57,6 +58,24 @@ class CreatedTicket:
 
 
 @dataclass(frozen=True, slots=True)
+class Written:
+    """An update's or a status change's outcome: the ticket's new etag, and whether this answer replays the one an
+    earlier request with the same Idempotency-Key got."""
+
+    etag: uuid.UUID
+    replayed: bool
+
+
+class _StoredEtag(msgspec.Struct, frozen=True):
+    """What an update or a status change stores under its Idempotency-Key."""
+
+    etag: uuid.UUID
+
+
+R = TypeVar("R", bound=msgspec.Struct)
+
+
+@dataclass(frozen=True, slots=True)
 class TicketQuery:
     page: int
     per_page: int
@@ -68,12 +87,19 @@ class TicketQuery:
 
 class TicketService:
     def __init__(
-        self, db: Database, repository: TicketRepository, types: TicketTypeCache, states: TicketStateRepository
+        self,
+        db: Database,
+        repository: TicketRepository,
+        types: TicketTypeCache,
+        states: TicketStateRepository,
+        *,
+        idempotency_key_ttl: datetime.timedelta,
     ) -> None:
         self._db = db
         self._repository = repository
         self._types = types
         self._states = states
+        self._idempotency_key_ttl = idempotency_key_ttl
 
     async def create(
         self, principal: Principal, request: CreateTicketRequest, request_id: str, idempotency_key: str | None
@@ -87,16 +113,6 @@ class TicketService:
         data, reason = ticket_type.complete_for_create(request.data)
         if reason:
             raise InputValidationFailure("Ticket data failed validation", reason)
-        idempotency = None
-        if idempotency_key is not None:
-            if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH or not idempotency_key.isprintable():
-                raise InputValidationFailure(
-                    "Invalid request headers",
-                    {"Idempotency-Key": f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters"},
-                )
-            # Scoped to the caller: another client of the tenant reusing a key must not receive this ticket.
-            scoped_key = f"{principal.subject}\n{idempotency_key}"
-            idempotency = (scoped_key, hashlib.sha256(canonical_encoder.encode(request)).hexdigest())
         arguments = (
             principal.tenant_id,
             ticket_type.prefix,
@@ -109,20 +125,54 @@ class TicketService:
             principal.support_request,
             uuid.uuid4(),
         )
+        created, replayed = await self._once(
+            principal,
+            self._idempotency(principal, idempotency_key, "create", request),
+            lambda: self._repository.create(*arguments),
+            _stored_created_decoder,
+        )
+        return CreatedTicket(created.id, created.object_id, created.etag, replayed=replayed)
+
+    def _idempotency(
+        self, principal: Principal, key: str | None, operation: str, *request: object
+    ) -> tuple[str, str] | None:
+        """(the key as stored, the request's fingerprint), or None without a key. The key is scoped to the caller
+        (tenant, realm and subject: another client reusing a key must not receive this answer), the fingerprint
+        covers the operation, the ticket and the body, so a key reused for anything else is refused."""
+        if key is None:
+            return None
+        if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+            raise InputValidationFailure(
+                "Invalid request headers",
+                {"Idempotency-Key": f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters"},
+            )
+        fingerprint = hashlib.sha256(canonical_encoder.encode([operation, *request])).hexdigest()
+        return f"{principal.realm}\n{principal.subject}\n{key}", fingerprint
+
+    async def _once(
+        self,
+        principal: Principal,
+        idempotency: tuple[str, str] | None,
+        write: Callable[[], Awaitable[R]],
+        stored: msgspec.json.Decoder[R],
+    ) -> tuple[R, bool]:
+        """Run `write` (a single statement, or several in the caller's transaction), or, when the key was used
+        before with the same request, return what that write returned; (result, replayed)."""
         if idempotency is None:
-            return _created(await self._repository.create(*arguments), replayed=False)
-        key, request_hash = idempotency
+            return await write(), False
+        key, fingerprint = idempotency
+        expired_before = datetime.datetime.now(datetime.UTC) - self._idempotency_key_ttl
         async with self._db.transaction():
-            if not await self._repository.claim_idempotency_key(principal.tenant_id, key, request_hash):
-                stored = await self._repository.idempotent_response(principal.tenant_id, key)
-                assert stored is not None  # claimed by a transaction that has committed
-                if stored.request_hash != request_hash:
+            if not await self._repository.claim_idempotency_key(principal.tenant_id, key, fingerprint, expired_before):
+                earlier = await self._repository.idempotent_response(principal.tenant_id, key)
+                assert earlier is not None  # claimed by a transaction that has committed, with its response
+                if earlier.request_hash != fingerprint:
                     raise IdempotencyKeyReused()
-                return _created(_stored_response_decoder.decode(stored.response), replayed=True)
-            created = await self._repository.create(*arguments)
-            # In the same transaction: a replay can never find the key claimed but without its ticket.
-            await self._repository.store_idempotent_response(principal.tenant_id, key, created)
-        return _created(created, replayed=False)
+                return stored.decode(earlier.response), True
+            result = await write()
+            # In the same transaction: a replay can never find the key claimed but without its write.
+            await self._repository.store_idempotent_response(principal.tenant_id, key, _json.encode(result).decode())
+        return result, False
 
     async def get(self, principal: Principal, object_id: str) -> TicketOut:
         return to_out(await self._row(principal, object_id))
@@ -163,11 +213,27 @@ class TicketService:
         return total, [_history_entry(row) for row in rows]
 
     async def change_status(
-        self, principal: Principal, object_id: str, request: ChangeStatusRequest, request_id: str
-    ) -> uuid.UUID:
+        self,
+        principal: Principal,
+        object_id: str,
+        request: ChangeStatusRequest,
+        request_id: str,
+        idempotency_key: str | None = None,
+    ) -> Written:
         """Move the ticket to another state if its etag is still `request.etag` and its type's workflow allows
         it; return the new etag."""
         _check_status_request(request)
+        idempotency = self._idempotency(principal, idempotency_key, "change_status", object_id, request)
+
+        async def write() -> _StoredEtag:
+            return _StoredEtag(await self._change_status(principal, object_id, request, request_id))
+
+        stored, replayed = await self._once(principal, idempotency, write, _stored_etag_decoder)
+        return Written(stored.etag, replayed)
+
+    async def _change_status(
+        self, principal: Principal, object_id: str, request: ChangeStatusRequest, request_id: str
+    ) -> uuid.UUID:
         assert request.etag is not None and request.state is not None
         ticket = await self._row(principal, object_id)
         # The decision below is taken on this version; the write happens only if it is still the current one.
@@ -218,8 +284,14 @@ class TicketService:
         return new_etag
 
     async def update(
-        self, principal: Principal, object_id: str, etag: str | None, changes: dict[str, Any] | None, request_id: str
-    ) -> uuid.UUID:
+        self,
+        principal: Principal,
+        object_id: str,
+        etag: str | None,
+        changes: dict[str, Any] | None,
+        request_id: str,
+        idempotency_key: str | None = None,
+    ) -> Written:
         """Merge `changes` into the ticket's data if its etag is still `etag`; return the new etag."""
         reason: dict[str, str] = {}
         if not etag:
@@ -241,6 +313,33 @@ class TicketService:
         reason = ticket_type.check_update(changes)
         if reason:
             raise InputValidationFailure("Ticket update failed validation", reason)
+        idempotency = self._idempotency(
+            principal, idempotency_key, "update", object_id, {"etag": etag, "ticketUpdate": changes}
+        )
+        if idempotency is None:
+            # The hot path: no transaction, one statement.
+            return Written(
+                await self._compare_and_swap(principal, object_id, etag, changes, ticket_type.version, request_id),
+                False,
+            )
+
+        async def write() -> _StoredEtag:
+            return _StoredEtag(
+                await self._compare_and_swap(principal, object_id, etag, changes, ticket_type.version, request_id)
+            )
+
+        stored, replayed = await self._once(principal, idempotency, write, _stored_etag_decoder)
+        return Written(stored.etag, replayed)
+
+    async def _compare_and_swap(
+        self,
+        principal: Principal,
+        object_id: str,
+        etag: str,
+        changes: dict[str, Any],
+        type_version: int,
+        request_id: str,
+    ) -> uuid.UUID:
         # An etag that is not a UUID was never issued by us, so it cannot be the current one.
         expected = _as_uuid(etag)
         if expected is not None:
@@ -252,7 +351,7 @@ class TicketService:
                 new_etag,
                 _json.encode(changes).decode(),
                 principal.subject,
-                ticket_type.version,
+                type_version,
                 request_id,
                 principal.support_request,
             ):
@@ -364,12 +463,9 @@ def _timestamp(at: datetime.datetime | None) -> str:
     return at.isoformat() if at is not None else ""
 
 
-def _created(row: CreatedTicketRow, *, replayed: bool) -> CreatedTicket:
-    return CreatedTicket(row.id, row.object_id, row.etag, replayed=replayed)
-
-
-# The first response stored under an Idempotency-Key: the created ticket's id, object_id and etag.
-_stored_response_decoder = msgspec.json.Decoder(CreatedTicketRow)
+# What a create and what an update or a status change store under an Idempotency-Key.
+_stored_created_decoder = msgspec.json.Decoder(CreatedTicketRow)
+_stored_etag_decoder = msgspec.json.Decoder(_StoredEtag)
 
 
 def to_out(row: TicketRow) -> TicketOut:

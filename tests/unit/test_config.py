@@ -40,3 +40,9 @@ def test_environment_overrides_are_typed() -> None:
 def test_malformed_variable_is_named(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         load_settings({variable: value})
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "inf", "never"])
+def test_the_idempotency_key_lifetime_must_be_a_positive_number(value: str) -> None:
+    with pytest.raises(ConfigError, match="IDEMPOTENCY_KEY_TTL_SECONDS"):
+        load_settings({"IDEMPOTENCY_KEY_TTL_SECONDS": value})

@@ -1,4 +1,6 @@
-"""The pending-close timer: tickets whose pending-close time has come move to their state's next state.
+"""Each worker's sweeps over tickets: the pending-close timer, and forgetting expired Idempotency-Keys.
+
+The pending-close timer: tickets whose pending-close time has come move to their state's next state.
 
 Every worker process runs one. A sweep finds the tenants with due tickets and moves each tenant's tickets in
 batches (row locks never span tenants, so the SQL routes to one shard on Citus). Sweeps may overlap freely: the
@@ -8,36 +10,23 @@ recorded as a status change by "system".
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
+import datetime
 import uuid
 
-from app.db.errors import DatabaseUnavailable
+from app.ticket.periodic import PeriodicSweep
 from app.ticket.repository import TicketRepository
-
-log = logging.getLogger("app.ticket.pending_close")
 
 SYSTEM_ACTOR = "system"
 NOTE = "pending close time reached"
 BATCH = 500
 
 
-class PendingCloseTimer:
+class PendingCloseTimer(PeriodicSweep):
+    name = "pending-close-timer"
+
     def __init__(self, repository: TicketRepository, interval_seconds: float) -> None:
+        super().__init__(interval_seconds)
         self._repository = repository
-        self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="pending-close-timer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def sweep(self) -> int:
         """Move every ticket that is due now; returns how many moved."""
@@ -54,17 +43,21 @@ class PendingCloseTimer:
                     break
         return moved
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                moved = await self.sweep()
-                if moved:
-                    log.info("pending-close tickets moved", extra={"count": moved})
-            except asyncio.CancelledError:
-                raise
-            except DatabaseUnavailable:
-                # Logged once per outage by the database boundary; the next sweep catches up.
-                pass
-            except Exception:
-                log.exception("pending-close sweep failed")
-            await asyncio.sleep(self._interval)
+
+class ExpiredIdempotencyKeySweep(PeriodicSweep):
+    """Forgets Idempotency-Keys older than their time to live, tenant by tenant (a key found expired before the
+    sweep reaches it is already treated as unused: see TicketRepository.claim_idempotency_key)."""
+
+    name = "idempotency-key-sweep"
+
+    def __init__(self, repository: TicketRepository, ttl: datetime.timedelta, interval_seconds: float) -> None:
+        super().__init__(interval_seconds)
+        self._repository = repository
+        self._ttl = ttl
+
+    async def sweep(self) -> int:
+        expired_before = datetime.datetime.now(datetime.UTC) - self._ttl
+        deleted = 0
+        for tenant_id in await self._repository.tenants_with_expired_idempotency_keys(expired_before):
+            deleted += await self._repository.delete_expired_idempotency_keys(tenant_id, expired_before)
+        return deleted

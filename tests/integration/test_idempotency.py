@@ -1,0 +1,172 @@
+"""Idempotency-Key on every write: a retry with the same key and request gets the first answer again (with
+Idempotent-Replayed: true) and writes nothing; the key with another request is 422; keys belong to one caller
+(tenant, realm, subject) and expire."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from app.db.database import Database
+from app.ticket.repository import TicketRepository
+from app.ticket.sweeps import ExpiredIdempotencyKeySweep
+from tests.support import (
+    TICKETS,
+    UPDATED,
+    LiveServer,
+    TenantApi,
+    TenantFactory,
+    TenantSpec,
+    field_ids,
+    make_settings,
+    new_ticket,
+    token,
+)
+
+KEY_REUSED = {
+    "error": True,
+    "code": "IDEMPOTENCY_KEY_REUSED",
+    "message": "This Idempotency-Key was already used with a different request body",
+    "status": 422,
+}
+STATUS_CHANGED = {"success": True, "message": "ticket status changed successfully", "status": 200}
+
+
+async def a_ticket(api: TenantApi) -> tuple[dict[str, Any], dict[str, str]]:
+    request_type = await api.ticket_type("REQ")
+    fields = field_ids(request_type)
+    return await new_ticket(api, request_type["id"], {fields["title"]: "Retried"}), fields
+
+
+async def events(api: TenantApi, object_id: str) -> list[str]:
+    response = await api.http.get(f"{TICKETS}/{object_id}/history", params={"per_page": 100}, headers=api.headers)
+    assert response.status_code == 200
+    return [entry["event"] for entry in response.json()["data"]]
+
+
+async def test_a_retried_update_gets_the_first_answer_and_writes_nothing(
+    client: httpx.AsyncClient, alpha: TenantSpec
+) -> None:
+    agent = TenantApi.agent(client, alpha)
+    ticket, fields = await a_ticket(agent)
+    body = {"etag": ticket["etag"], "ticketUpdate": {fields["counter"]: 1}}
+    first = await agent.update(ticket["objectId"], body, **{"Idempotency-Key": "update-1"})
+    assert first.status_code == 200, first.text
+    assert "idempotent-replayed" not in first.headers
+    # The ticket's etag has moved on, so without the key this retry would be a stale-etag 400.
+    again = await agent.update(ticket["objectId"], body, **{"Idempotency-Key": "update-1"})
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json() == {**UPDATED, "etag": first.json()["etag"]}
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await events(agent, ticket["objectId"]) == ["ticket.created", "ticket.updated"]
+    # The same key with another request is refused, and writes nothing.
+    other = {"etag": first.json()["etag"], "ticketUpdate": {fields["counter"]: 2}}
+    refused = await agent.update(ticket["objectId"], other, **{"Idempotency-Key": "update-1"})
+    assert (refused.status_code, refused.json()) == (422, KEY_REUSED)
+    assert (await agent.get(ticket["objectId"])).json()["etag"] == first.json()["etag"]
+
+
+async def test_a_retried_status_change_gets_the_first_answer_and_writes_nothing(
+    client: httpx.AsyncClient, alpha: TenantSpec
+) -> None:
+    agent = TenantApi.agent(client, alpha)
+    ticket, _ = await a_ticket(agent)
+    body = {"etag": ticket["etag"], "state": "open", "note": "on it"}
+    first = await agent.change_status(ticket["objectId"], body, **{"Idempotency-Key": "status-1"})
+    assert first.status_code == 200, first.text
+    again = await agent.change_status(ticket["objectId"], body, **{"Idempotency-Key": "status-1"})
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json() == {**STATUS_CHANGED, "etag": first.json()["etag"]}
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await events(agent, ticket["objectId"]) == ["ticket.created", "ticket.status_changed"]
+    # A key used for a status change is not a key for an update of the same ticket.
+    request_type = await agent.ticket_type("REQ")
+    valid = {"etag": first.json()["etag"], "ticketUpdate": {field_ids(request_type)["counter"]: 1}}
+    reused = await agent.update(ticket["objectId"], valid, **{"Idempotency-Key": "status-1"})
+    assert (reused.status_code, reused.json()) == (422, KEY_REUSED)
+
+
+async def test_a_refused_write_does_not_use_up_its_key(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    agent = TenantApi.agent(client, alpha)
+    ticket, fields = await a_ticket(agent)
+    stale = {"etag": "00000000-0000-4000-8000-000000000000", "ticketUpdate": {fields["counter"]: 1}}
+    assert (await agent.update(ticket["objectId"], stale, **{"Idempotency-Key": "k"})).status_code == 400
+    fresh = {"etag": ticket["etag"], "ticketUpdate": {fields["counter"]: 1}}
+    # Another request under the key is fine: the refused one stored nothing.
+    written = await agent.update(ticket["objectId"], fresh, **{"Idempotency-Key": "k"})
+    assert written.status_code == 200, written.text
+    assert "idempotent-replayed" not in written.headers
+
+
+async def test_concurrent_retries_with_one_key_write_once(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    agent = TenantApi.agent(client, alpha)
+    ticket, fields = await a_ticket(agent)
+    body = {"etag": ticket["etag"], "ticketUpdate": {fields["counter"]: 7}}
+    responses = await asyncio.gather(
+        *(agent.update(ticket["objectId"], body, **{"Idempotency-Key": "together"}) for _ in range(8))
+    )
+    assert [response.status_code for response in responses] == [200] * 8
+    assert len({response.json()["etag"] for response in responses}) == 1
+    assert sorted(response.headers.get("idempotent-replayed", "") for response in responses) == [""] + ["true"] * 7
+    assert await events(agent, ticket["objectId"]) == ["ticket.created", "ticket.updated"]
+
+
+async def test_keys_belong_to_one_realm_of_the_tenant(client: httpx.AsyncClient, tenant_factory: TenantFactory) -> None:
+    tenant = await tenant_factory.fresh("realms", realms=(("main", "ES256"), ("partners", "ES256")))
+    main = TenantApi.agent(client, tenant, subject="same-subject")
+    partner_realm = tenant.realms[1].name
+    partners = TenantApi(
+        client, tenant, token(tenant, roles=["agent"], subject="same-subject", realm=partner_realm), partner_realm
+    )
+    request_type = await main.ticket_type("REQ")
+    data = {field_ids(request_type)["title"]: "Same key, same body"}
+    first = await main.create(request_type["id"], data, **{"Idempotency-Key": "shared"})
+    second = await partners.create(request_type["id"], data, **{"Idempotency-Key": "shared"})
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["objectId"] != second.json()["objectId"]
+    assert "idempotent-replayed" not in second.headers
+
+
+async def test_keys_expire_and_are_swept(
+    tenant_factory: TenantFactory, database_url: str, workspace: Any, alpha: TenantSpec
+) -> None:
+    settings = make_settings(database_url, workspace, idempotency_key_ttl_seconds=1.0)
+    async with LiveServer(settings) as server, httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        await tenant_factory.known(alpha)
+        agent = TenantApi.agent(http, alpha)
+        request_type = await agent.ticket_type("REQ")
+        data = {field_ids(request_type)["title"]: "Once a second"}
+        first = await agent.create(request_type["id"], data, **{"Idempotency-Key": "expiring"})
+        replay = await agent.create(request_type["id"], data, **{"Idempotency-Key": "expiring"})
+        assert replay.json()["objectId"] == first.json()["objectId"]
+        await asyncio.sleep(1.2)
+        # Expired: the key is unused again, and the request is a new ticket.
+        later = await agent.create(request_type["id"], data, **{"Idempotency-Key": "expiring"})
+        assert later.status_code == 201
+        assert later.json()["objectId"] != first.json()["objectId"]
+        assert "idempotent-replayed" not in later.headers
+    db = Database(database_url, min_size=1, max_size=1)
+    await db.open()
+    try:
+        count = "SELECT count(*) FROM idempotency_key WHERE tenant_id = $1"
+        assert await db.fetch_value(count, alpha.id) == 1
+        await asyncio.sleep(1.1)
+        sweep = ExpiredIdempotencyKeySweep(TicketRepository(db), datetime.timedelta(seconds=1), 60)
+        assert await sweep.sweep() >= 1
+        assert await db.fetch_value(count, alpha.id) == 0
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "tab\there"], ids=["empty", "too-long", "control-character"])
+async def test_a_malformed_key_is_refused(client: httpx.AsyncClient, alpha: TenantSpec, key: str) -> None:
+    agent = TenantApi.agent(client, alpha)
+    ticket, fields = await a_ticket(agent)
+    body = {"etag": ticket["etag"], "ticketUpdate": {fields["counter"]: 1}}
+    response = await agent.update(ticket["objectId"], body, **{"Idempotency-Key": key})
+    assert response.status_code == 400
+    assert response.json()["validationResult"]["reason"] == {"Idempotency-Key": "1 to 255 printable characters"}
