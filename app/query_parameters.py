@@ -19,6 +19,7 @@ from app.errors import InputValidationFailure
 
 QUERY_PREFIXES = "query_prefixes"
 MAX_REMEMBERED = 10_000
+MAX_REMEMBERED_LENGTH = 256
 # Echoed names are cut, so a client cannot make us reflect arbitrarily long input.
 _MAX_ECHOED_NAME = 64
 
@@ -33,7 +34,9 @@ class UnknownQueryParametersMiddleware:
         self._accepted: set[tuple[int, bytes]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP and scope["query_string"]:
+        # OPTIONS answers with the route's methods whatever it is asked: a CORS preflight carries the real request's
+        # query string, which is not the OPTIONS handler's to judge.
+        if scope["type"] == ScopeType.HTTP and scope["query_string"] and scope.get("method") != "OPTIONS":
             self._check(scope["route_handler"], scope["query_string"])
         await self.app(scope, receive, send)
 
@@ -55,9 +58,10 @@ class UnknownQueryParametersMiddleware:
                     for name in unknown
                 },
             )
-        if len(self._accepted) > MAX_REMEMBERED:
-            self._accepted.clear()
-        self._accepted.add((id(handler), query_string))
+        if len(query_string) <= MAX_REMEMBERED_LENGTH:  # a long query string is checked each time, never kept
+            if len(self._accepted) > MAX_REMEMBERED:
+                self._accepted.clear()
+            self._accepted.add((id(handler), query_string))
 
     def _known_for(self, handler: Any) -> tuple[frozenset[str], tuple[str, ...]]:
         known = self._known.get(id(handler))

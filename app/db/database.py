@@ -45,6 +45,10 @@ _CONNECTION_FAILURES = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InternalClientError,
+    # Too many connections (right after a restart every worker reconnects at once), out of memory or disk.
+    asyncpg.exceptions.InsufficientResourcesError,
+    # A failover left us on a standby.
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 
 
@@ -183,17 +187,22 @@ class Database:
     async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
         """Call a connection method on the current transaction's connection, or on a pooled one for this call."""
         current = self._current()
+        started = time.monotonic()
         try:
             if current is not None:
                 result = await getattr(current.connection, method)(sql, *args)
             else:
                 async with self.pool.acquire() as connection:
                     result = await getattr(connection, method)(sql, *args)
+        except asyncpg.exceptions.QueryCanceledError:
+            raise  # a statement timeout or a cancel: the statement's problem, not the database's absence
         except _CONNECTION_FAILURES as exc:
             raise self._unavailable(exc) from None
         except asyncpg.PostgresError as exc:
             raise _translated(exc) from None
-        if self._unavailable_since is not None:
+        # Only a statement that began after the outage did proves the database is back: one already in flight
+        # when it went away may still finish.
+        if self._unavailable_since is not None and started > self._unavailable_since:
             self._recovered()
         return result
 
@@ -202,6 +211,10 @@ class Database:
         if self._unavailable_since is None:
             self._unavailable_since = time.monotonic()
             log.warning("database unavailable; answering 503 until it is back", extra={"reason": cause[:300]})
+            # Idle connections opened before the outage are most likely dead too, without knowing it yet: the next
+            # callers get fresh ones instead of finding out one failed request at a time.
+            if self._pool is not None:
+                self._pool.discard_idle()
         return DatabaseUnavailable(f"the database is unavailable ({cause[:200]})")
 
     def _recovered(self) -> None:

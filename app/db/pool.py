@@ -89,6 +89,13 @@ class ConnectionPool:
         else:
             self._release(connection)
 
+    def discard_idle(self) -> None:
+        """Close every idle connection; callers get new ones."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.terminate()
+            self._open -= 1
+
     async def close(self) -> None:
         self._closed = True
         for waiter in self._waiters:
@@ -162,7 +169,8 @@ class ConnectionPool:
             connection = await self._connect()
         except Exception as exc:
             # Every waiter would otherwise wait for a connection that nobody is going to open.
-            log.warning("cannot open a replacement connection", extra={"reason": str(exc)})
+            # The database boundary logs the outage once; this repeats for every failed replacement.
+            log.debug("cannot open a replacement connection", extra={"reason": str(exc)})
             while self._waiters:
                 waiter = self._waiters.popleft()
                 if not waiter.done():

@@ -313,10 +313,7 @@ class TicketService:
         reason = ticket_type.check_update(changes)
         if reason:
             raise InputValidationFailure("Ticket update failed validation", reason)
-        idempotency = self._idempotency(
-            principal, idempotency_key, "update", object_id, {"etag": etag, "ticketUpdate": changes}
-        )
-        if idempotency is None:
+        if idempotency_key is None:
             # The hot path: no transaction, one statement.
             return Written(
                 await self._compare_and_swap(principal, object_id, etag, changes, ticket_type.version, request_id),
@@ -328,6 +325,9 @@ class TicketService:
                 await self._compare_and_swap(principal, object_id, etag, changes, ticket_type.version, request_id)
             )
 
+        idempotency = self._idempotency(
+            principal, idempotency_key, "update", object_id, {"etag": etag, "ticketUpdate": changes}
+        )
         stored, replayed = await self._once(principal, idempotency, write, _stored_etag_decoder)
         return Written(stored.etag, replayed)
 

@@ -78,8 +78,9 @@ async def test_an_outage_is_503_with_retry_after_and_the_service_recovers_by_its
         failures: list[str] = []
         acknowledged: dict[str, list[str]] = {ticket["objectId"]: [] for ticket in tickets}
         recovered_at: list[float] = []
-        deadline = time.monotonic() + BEFORE_SECONDS + DOWN_SECONDS + AFTER_SECONDS
         restarted = asyncio.Event()
+        # Until AFTER_SECONDS past the restart, however long pg_ctl takes to stop and start the cluster.
+        deadline = [time.monotonic() + 600.0]
 
         def check(response: httpx.Response) -> None:
             statuses[response.status_code] += 1
@@ -94,7 +95,7 @@ async def test_an_outage_is_503_with_retry_after_and_the_service_recovers_by_its
 
         async def client(object_id: str) -> None:
             value = 0
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline[0]:
                 try:
                     shown = await api.get(object_id)
                     check(shown)
@@ -118,6 +119,7 @@ async def test_an_outage_is_503_with_retry_after_and_the_service_recovers_by_its
             await asyncio.sleep(DOWN_SECONDS)
             await asyncio.to_thread(cluster.start)
             restarted.set()
+            deadline[0] = time.monotonic() + AFTER_SECONDS
 
         await asyncio.gather(outage(), *(client(ticket["objectId"]) for ticket in tickets))
 
