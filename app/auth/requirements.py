@@ -36,35 +36,27 @@ class Requirement:
             raise PermissionDenied(self.message)
 
 
-# The headers the authentication middleware reads on every API request. They are documented on each operation
-# rather than declared as Litestar parameters, which Litestar would parse and validate a second time per request.
-_TENANT_DESCRIPTION = "UUID of the tenant; must equal the token's tenant claim"
-_REALM_DESCRIPTION = "Name of the realm that issued the token"
-_SUPPORT_DESCRIPTION = "true marks a support request; honoured only for tokens with the tenant's support role"
+def _header(name: str, schema: Schema, description: str, *, required: bool) -> Parameter:
+    # Litestar documented these with the description on the parameter and its schema alike; kept as it was.
+    schema.description = description
+    return Parameter(name=name, param_in=ParamType.HEADER, required=required, schema=schema, description=description)
+
 
 # The headers the authentication middleware reads on every API request. They are documented on each operation
 # rather than declared as Litestar parameters, which Litestar would parse and validate a second time per request.
 TENANT_HEADERS = (
-    Parameter(
-        name="x-tenantid",
-        param_in=ParamType.HEADER,
+    _header(
+        "x-tenantid",
+        Schema(type=OpenAPIType.STRING),
+        "UUID of the tenant; must equal the token's tenant claim",
         required=True,
-        schema=Schema(type=OpenAPIType.STRING, description=_TENANT_DESCRIPTION),
-        description=_TENANT_DESCRIPTION,
     ),
-    Parameter(
-        name="realmname",
-        param_in=ParamType.HEADER,
-        required=True,
-        schema=Schema(type=OpenAPIType.STRING, description=_REALM_DESCRIPTION),
-        description=_REALM_DESCRIPTION,
-    ),
-    Parameter(
-        name="issupportrequest",
-        param_in=ParamType.HEADER,
+    _header("realmname", Schema(type=OpenAPIType.STRING), "Name of the realm that issued the token", required=True),
+    _header(
+        "issupportrequest",
+        Schema(type=OpenAPIType.BOOLEAN, default=False),
+        "true marks a support request; honoured only for tokens with the tenant's support role",
         required=False,
-        schema=Schema(type=OpenAPIType.BOOLEAN, description=_SUPPORT_DESCRIPTION, default=False),
-        description=_SUPPORT_DESCRIPTION,
     ),
 )
 

@@ -187,7 +187,7 @@ class Database:
     async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
         """Call a connection method on the current transaction's connection, or on a pooled one for this call."""
         current = self._current()
-        started = time.monotonic()
+        outage_at_start = self._unavailable_since
         try:
             if current is not None:
                 result = await getattr(current.connection, method)(sql, *args)
@@ -200,9 +200,9 @@ class Database:
             raise self._unavailable(exc) from None
         except asyncpg.PostgresError as exc:
             raise _translated(exc) from None
-        # Only a statement that began after the outage did proves the database is back: one already in flight
-        # when it went away may still finish.
-        if self._unavailable_since is not None and started > self._unavailable_since:
+        # Only a statement that began during the outage proves the database is back: one already in flight when
+        # it went away may still finish.
+        if outage_at_start is not None and self._unavailable_since is not None:
             self._recovered()
         return result
 

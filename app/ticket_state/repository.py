@@ -33,6 +33,20 @@ class TicketStateRow(msgspec.Struct, frozen=True):
 _COLUMNS = select_list(TicketStateRow)
 
 
+def _values(state: StateIn) -> tuple[object, ...]:
+    """A state's writable members, in the column order of INSERT and UPDATE below."""
+    return (
+        state.name,
+        state.state_type,
+        state.next_state_id,
+        state.ignore_escalation,
+        state.default_create,
+        state.default_follow_up,
+        state.note,
+        state.active,
+    )
+
+
 class TicketStateRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -61,14 +75,7 @@ class TicketStateRepository:
             "default_follow_up, note, active, created_by, updated_by) "
             f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {_COLUMNS}",
             tenant_id,
-            state.name,
-            state.state_type,
-            state.next_state_id,
-            state.ignore_escalation,
-            state.default_create,
-            state.default_follow_up,
-            state.note,
-            state.active,
+            *_values(state),
             actor,
         )
         assert row is not None  # INSERT ... RETURNING returns the row it inserted
@@ -82,14 +89,7 @@ class TicketStateRepository:
             f"updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING {_COLUMNS}",
             tenant_id,
             state_id,
-            state.name,
-            state.state_type,
-            state.next_state_id,
-            state.ignore_escalation,
-            state.default_create,
-            state.default_follow_up,
-            state.note,
-            state.active,
+            *_values(state),
             actor,
         )
         assert row is not None  # the caller holds the tenant's state lock and has just read the state
