@@ -25,19 +25,21 @@ import asyncpg
 import msgspec
 
 from app.db.errors import DatabaseUnavailable, UniqueViolation, UnstorableText
-from app.db.pool import ConnectionPool
+from app.db.pool import ConnectionPool, PoolExhausted
 
 Row = TypeVar("Row", bound=msgspec.Struct)
 
 log = logging.getLogger("app.db")
 
+# An overloaded pool is logged at most this often.
+BUSY_LOG_INTERVAL_SECONDS = 60.0
 # Statements whose row shape has been checked; the list query composes its SQL, so the set is bounded.
 MAX_CHECKED_SHAPES = 1000
 
 # Raised while connecting: the server is down, refuses us, or the URL is wrong.
 _CONNECT_ERRORS = (OSError, ValueError, asyncpg.PostgresError, asyncpg.ClientConfigurationError)
 # Raised when the database goes away under a running service: it is down or restarting, an administrator shut it
-# down or ended our session, the network dropped, or no connection could be had within the acquire timeout.
+# down or ended our session, the network dropped, or a new connection could not be opened in time.
 _CONNECTION_FAILURES = (
     OSError,
     TimeoutError,
@@ -84,6 +86,7 @@ class Database:
         self._acquire_timeout = acquire_timeout
         # When the current outage began (monotonic), so that it is logged once, not once per request.
         self._unavailable_since: float | None = None
+        self._busy_logged_at = -BUSY_LOG_INTERVAL_SECONDS
         self._pool: ConnectionPool | None = None
         # Per instance: two databases in one process (a test and the app it drives) never share a transaction.
         self._transaction: ContextVar[_Transaction | None] = ContextVar(f"transaction-{id(self)}", default=None)
@@ -119,17 +122,27 @@ class Database:
             async with current.connection.transaction():
                 yield
             return
+        # The block's own failure passes through as it is: an OSError or a timeout of the caller's (a file, a
+        # network call) says nothing about the database, and the block's statements already translate theirs.
+        failure_of_block: BaseException | None = None
         try:
             async with self.pool.acquire() as connection, connection.transaction():
                 current = _Transaction(connection, asyncio.current_task())
                 token = self._transaction.set(current)
                 try:
                     yield
+                except BaseException as exc:
+                    failure_of_block = exc
+                    raise
                 finally:
                     current.open = False
                     self._transaction.reset(token)
+        except PoolExhausted as exc:
+            raise self._busy(exc) from None
         except _CONNECTION_FAILURES as exc:
-            # Taking the connection, or the rollback after a statement found the database gone.
+            if exc is failure_of_block:
+                raise
+            # Taking the connection, BEGIN, COMMIT, or the rollback after a statement found the database gone.
             raise self._unavailable(exc) from None
 
     def _check_shape(self, row_type: type[msgspec.Struct], sql: str, record: asyncpg.Record) -> None:
@@ -196,6 +209,8 @@ class Database:
                     result = await getattr(connection, method)(sql, *args)
         except asyncpg.exceptions.QueryCanceledError:
             raise  # a statement timeout or a cancel: the statement's problem, not the database's absence
+        except PoolExhausted as exc:
+            raise self._busy(exc) from None
         except _CONNECTION_FAILURES as exc:
             raise self._unavailable(exc) from None
         except asyncpg.PostgresError as exc:
@@ -216,6 +231,16 @@ class Database:
             if self._pool is not None:
                 self._pool.discard_idle()
         return DatabaseUnavailable(f"the database is unavailable ({cause[:200]})")
+
+    def _busy(self, exc: PoolExhausted) -> DatabaseUnavailable:
+        """Every connection is in use for longer than the acquire timeout: the service is overloaded, the database
+        is there. Answered like an outage (503, retry later) but not treated as one: the idle connections (there are
+        none) are kept, and the log says what it is, at most once a minute."""
+        now = time.monotonic()
+        if now - self._busy_logged_at >= BUSY_LOG_INTERVAL_SECONDS:
+            self._busy_logged_at = now
+            log.warning("every database connection is busy; answering 503 to requests that waited too long")
+        return DatabaseUnavailable(f"the database is busy ({exc})")
 
     def _recovered(self) -> None:
         assert self._unavailable_since is not None

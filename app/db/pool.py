@@ -38,6 +38,10 @@ class PoolClosed(asyncpg.InterfaceError):  # type: ignore[misc]
     """The pool was closed; no more connections are handed out."""
 
 
+class PoolExhausted(Exception):
+    """Every connection stayed in use for the whole acquire timeout: overload, not an outage."""
+
+
 class ConnectionPool:
     def __init__(self, dsn: str, max_size: int, acquire_timeout: float) -> None:
         self._dsn = dsn
@@ -138,10 +142,14 @@ class ConnectionPool:
         try:
             async with asyncio.timeout(self._acquire_timeout):
                 return await waiter
-        except (asyncio.CancelledError, TimeoutError):
+        except (asyncio.CancelledError, TimeoutError) as exc:
             # Handed a connection in the same instant we were cancelled or timed out: pass it on, never lose it.
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self._release(waiter.result())
+            if isinstance(exc, TimeoutError):
+                raise PoolExhausted(
+                    f"no connection became free within {self._acquire_timeout:g} s ({self._max_size} in use)"
+                ) from None
             raise
 
     def _release(self, connection: asyncpg.Connection) -> None:

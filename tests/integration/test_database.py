@@ -195,13 +195,54 @@ async def test_a_statement_whose_columns_are_not_the_row_type_is_refused(db: Dat
         await db.fetch_all(Item, f"SELECT id, label, id * 2 FROM {table}")
 
 
-async def test_no_free_connection_within_the_acquire_timeout_is_database_unavailable(migrated: str) -> None:
-    busy = Database(migrated, min_size=1, max_size=1, acquire_timeout=0.2)
+async def test_no_free_connection_within_the_acquire_timeout_is_503_but_not_an_outage(
+    migrated: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    busy = Database(migrated, min_size=2, max_size=2, acquire_timeout=0.2)
     await busy.open()
     try:
         async with busy.transaction():
-            with pytest.raises(DatabaseUnavailable):
-                await asyncio.create_task(busy.fetch_value("SELECT 1"))  # another task: it needs a connection
+            async with busy.transaction():  # a savepoint: still the one connection
+                idle_before = busy.pool.idle
+            assert idle_before == 1
+            holder = asyncio.Event()
+
+            async def hold_the_other_connection() -> None:
+                async with busy.transaction():
+                    await busy.fetch_value("SELECT 1")
+                    holder.set()
+                    await asyncio.sleep(0.6)
+
+            held = asyncio.create_task(hold_the_other_connection())
+            await holder.wait()
+            with caplog.at_level("WARNING", logger="app.db"):
+                for _ in range(2):
+                    with pytest.raises(DatabaseUnavailable, match="the database is busy"):
+                        await asyncio.create_task(busy.fetch_value("SELECT 1"))  # another task: needs a connection
+            await held
+        # Overload is not an outage: logged once as what it is, and no connection was thrown away for it.
+        assert [record.getMessage() for record in caplog.records] == [
+            "every database connection is busy; answering 503 to requests that waited too long"
+        ]
+        assert busy.pool.size == 2
+        assert busy.pool.idle == 2
         assert await busy.fetch_value("SELECT 1") == 1
     finally:
         await busy.close()
+
+
+async def test_a_blocks_own_os_error_passes_through_and_commits_nothing(
+    db: Database, table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="app.db")
+    with pytest.raises(FileNotFoundError):
+        async with db.transaction():
+            await db.execute(f"INSERT INTO {table} VALUES (1, 'a')")
+            raise FileNotFoundError("an attachment the block tried to read")
+    with pytest.raises(TimeoutError):
+        async with db.transaction():
+            await db.execute(f"INSERT INTO {table} VALUES (2, 'b')")
+            raise TimeoutError("a call the block made timed out")
+    assert await db.fetch_value(f"SELECT count(*) FROM {table}") == 0
+    # Neither failure is taken for the database going away.
+    assert caplog.records == []

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.db.pool import ConnectionPool, PoolClosed
+from app.db.pool import ConnectionPool, PoolClosed, PoolExhausted
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ async def test_a_caller_waits_at_most_the_acquire_timeout_and_the_pool_stays_usa
     pool = await ConnectionPool.open(migrated, 1, 1, acquire_timeout=0.2)
     async with pool.acquire():
         started = asyncio.get_running_loop().time()
-        with pytest.raises(TimeoutError):
+        with pytest.raises(PoolExhausted, match=r"no connection became free within 0.2 s \(1 in use\)"):
             await fetch_value(pool, "SELECT 1")
         assert 0.15 < asyncio.get_running_loop().time() - started < 2
     # The timed-out waiter is gone: the next caller gets the connection at once.
