@@ -1,9 +1,10 @@
 """Refuses query parameters a route does not know, naming them, instead of ignoring them.
 
 A client that sends `?status=open` to a route without that filter would otherwise get every ticket back and believe
-the filter worked. A route's known names come from its handler's signature (its query parameters, by their public
-name), read once per handler; a route may also accept every name under a prefix (`data.` for field filters) by
-listing the prefix in its `opt` under QUERY_PREFIXES.
+the filter worked. A route's known names are the query parameters Litestar itself expects for it (declared in any
+form, by their public name, its dependencies' included), read once per handler from the application's routes; a
+route may also accept every name under a prefix (`data.` for field filters) by listing the prefix in its `opt` under
+QUERY_PREFIXES.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
+from litestar import Litestar
 from litestar.enums import ScopeType
-from litestar.params import ParameterKwarg, QueryParameter
+from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import InputValidationFailure
@@ -37,13 +39,13 @@ class UnknownQueryParametersMiddleware:
         # OPTIONS answers with the route's methods whatever it is asked: a CORS preflight carries the real request's
         # query string, which is not the OPTIONS handler's to judge.
         if scope["type"] == ScopeType.HTTP and scope["query_string"] and scope.get("method") != "OPTIONS":
-            self._check(scope["route_handler"], scope["query_string"])
+            self._check(scope["litestar_app"], scope["route_handler"], scope["query_string"])
         await self.app(scope, receive, send)
 
-    def _check(self, handler: Any, query_string: bytes) -> None:
+    def _check(self, app: Litestar, handler: Any, query_string: bytes) -> None:
         if (id(handler), query_string) in self._accepted:
             return
-        names, prefixes = self._known_for(handler)
+        names, prefixes = self._known_for(app, handler)
         unknown = [
             name
             for name, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
@@ -63,19 +65,21 @@ class UnknownQueryParametersMiddleware:
                 self._accepted.clear()
             self._accepted.add((id(handler), query_string))
 
-    def _known_for(self, handler: Any) -> tuple[frozenset[str], tuple[str, ...]]:
+    def _known_for(self, app: Litestar, handler: Any) -> tuple[frozenset[str], tuple[str, ...]]:
         known = self._known.get(id(handler))
         if known is None:
-            names = frozenset(
-                definition.kwarg_definition.query or definition.kwarg_definition.name or name
-                for name, definition in handler.parsed_fn_signature.parameters.items()
-                if _is_query(definition.kwarg_definition)
-            )
-            known = (names, tuple(handler.opt.get(QUERY_PREFIXES, ())))
-            self._known[id(handler)] = known
+            self._known.update(_query_names_by_handler(app))
+            known = self._known.get(id(handler), (frozenset(), ()))
         return known
 
 
-def _is_query(kwarg: Any) -> bool:
-    """A query parameter: declared with QueryParameter / FromQuery, or as a parameter with a `query` alias."""
-    return isinstance(kwarg, QueryParameter) or (isinstance(kwarg, ParameterKwarg) and kwarg.query is not None)
+def _query_names_by_handler(app: Litestar) -> dict[int, tuple[frozenset[str], tuple[str, ...]]]:
+    """Every HTTP handler's query parameter names, as the parameter model Litestar built for its route expects them
+    (so a parameter declared with a bare Parameter(), a plain default or in a dependency is known too)."""
+    known: dict[int, tuple[frozenset[str], tuple[str, ...]]] = {}
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            for handler, parameters in route.route_handler_map.values():
+                names = frozenset(parameter.field_alias for parameter in parameters.expected_query_params)
+                known[id(handler)] = (names, tuple(handler.opt.get(QUERY_PREFIXES, ())))
+    return known
