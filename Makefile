@@ -4,7 +4,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench token lint typecheck check lock tenants-sync migrate clean
+# The API documentation's Swagger UI, served by the service itself (never from a CDN): the npm registry's
+# swagger-ui-dist at a pinned version, checked against the pinned integrity (`npm view swagger-ui-dist@VERSION
+# dist.integrity`). The service serves $(SWAGGER_UI) at /schema/assets.
+SWAGGER_UI_VERSION := 5.35.0
+SWAGGER_UI_INTEGRITY := sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ==
+SWAGGER_UI := vendor/swagger-ui
+SWAGGER_UI_STAMP := $(SWAGGER_UI)/.version-$(SWAGGER_UI_VERSION)
+SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-standalone-preset.js swagger-ui.css favicon-32x32.png LICENSE NOTICE
+# Debian's Chromium: the offline docs test opens the docs pages in it, and `make docs-screenshot` photographs them.
+CHROMIUM := /usr/bin/chromium
+SCREENSHOT ?= docs-screenshot.png
+
+.PHONY: run test bench token lint typecheck check lock tenants-sync migrate clean docs-assets docs-screenshot
 
 # Install output goes to stderr so that `make -s token` prints only the token.
 $(STAMP): requirements.lock pyproject.toml
@@ -13,11 +25,40 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock >&2
 	@touch $@
 
-run: $(STAMP)
+run: $(STAMP) $(SWAGGER_UI_STAMP)
 	$(BIN)/python -m app serve
 
-test: $(STAMP)
+test: $(STAMP) $(SWAGGER_UI_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+docs-assets: $(SWAGGER_UI_STAMP)
+
+$(SWAGGER_UI_STAMP):
+	@command -v npm >/dev/null || { echo "npm fetches Swagger UI for the docs pages: apt-get install -y npm" >&2; exit 1; }
+	@rm -rf $(SWAGGER_UI) $(SWAGGER_UI).download && mkdir -p $(SWAGGER_UI).download
+	@cd $(SWAGGER_UI).download && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) >/dev/null
+	@got="sha512-$$(openssl dgst -sha512 -binary $(SWAGGER_UI).download/swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz | base64 -w0)"; \
+	 if [ "$$got" != "$(SWAGGER_UI_INTEGRITY)" ]; then \
+	   echo "swagger-ui-dist $(SWAGGER_UI_VERSION): integrity $$got, expected $(SWAGGER_UI_INTEGRITY)" >&2; exit 1; fi
+	@tar -xzf $(SWAGGER_UI).download/swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz -C $(SWAGGER_UI).download \
+		$(addprefix package/,$(SWAGGER_UI_FILES))
+	@mv $(SWAGGER_UI).download/package $(SWAGGER_UI) && rm -rf $(SWAGGER_UI).download
+	@touch $@
+
+# Installed the way `make bench` installs wrk: apt-get as root (or password-less sudo), after an `apt-get update`
+# if the first attempt fails; otherwise stop with the one command to run.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt="apt-get"; elif sudo -n true 2>/dev/null; then apt="sudo -n apt-get"; \
+	 else echo "Chromium is needed by the docs test: sudo apt-get install -y chromium" >&2; exit 1; fi; \
+	 echo "chromium not found: $$apt install -y chromium" >&2; \
+	 export DEBIAN_FRONTEND=noninteractive; \
+	 $$apt install -y -q chromium >&2 || { $$apt update -q >&2 && $$apt install -y -q chromium >&2; } || \
+	 { echo "could not install Chromium; run: sudo apt-get update && sudo apt-get install -y chromium" >&2; exit 1; }
+	@test -x $@
+
+# A PNG of the API documentation page as a browser without network renders it (a throwaway cluster and server).
+docs-screenshot: $(STAMP) $(SWAGGER_UI_STAMP) $(CHROMIUM)
+	$(BIN)/python -m tests.docs_screenshot $(SCREENSHOT)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
@@ -49,4 +90,4 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SWAGGER_UI) .pytest_cache .mypy_cache .ruff_cache

@@ -12,7 +12,6 @@ from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app.auth.authenticator import Authenticator
@@ -21,6 +20,7 @@ from app.auth.middleware import AuthenticationMiddleware
 from app.config import Settings, load_settings
 from app.db.database import Database
 from app.db.notifications import NotificationListener
+from app.docs import docs_router, render_plugins
 from app.errors import EXCEPTION_HANDLERS
 from app.health.controller import HealthController
 from app.limits import BodySizeLimitMiddleware
@@ -147,8 +147,8 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             version="2.0.0",
             description="Multi-tenant v2 ticketing service. Every /api/v2 route needs a Bearer JWT plus the "
             "x-tenantid and realmname headers.",
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            openapi_router=docs_router(),
+            render_plugins=render_plugins(),
             components=Components(
                 security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
             ),

@@ -550,6 +550,105 @@ def make_settings(database_url: str, workspace: Path, **overrides: object) -> Se
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# a browser without network: Debian's Chromium, headless, reaching nothing but loopback
+
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_TIMEOUT = 90.0  # real seconds for one page; rendering itself runs on virtual time
+# Virtual milliseconds the page may run after its last network load: Swagger UI renders within a few hundred.
+RENDER_BUDGET_MS = 20_000
+
+
+@dataclass(frozen=True)
+class PageVisit:
+    dom: str  # the document as rendered, scripts run
+    page_requests: list[str]  # every URL the page itself asked for (scripts, styles, images, fonts, fetches)
+
+
+def _chromium_command(url: str, workdir: Path, net_log: Path, closed_port: int, *mode: str) -> list[str]:
+    if not os.access(CHROMIUM, os.X_OK):
+        raise AssertionError(f"{CHROMIUM} is missing: `make test` installs it, or run: apt-get install -y chromium")
+    return [
+        str(CHROMIUM),
+        "--headless",
+        *(["--no-sandbox"] if os.geteuid() == 0 else []),
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={workdir / 'profile'}",
+        # No network: host names resolve to nothing, and anything not on loopback goes to a proxy on a closed port
+        # (Chromium sends loopback directly, around the proxy).
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        f"--proxy-server=http://127.0.0.1:{closed_port}",
+        f"--log-net-log={net_log}",
+        f"--virtual-time-budget={RENDER_BUDGET_MS}",
+        *mode,
+        url,
+    ]
+
+
+async def _run_chromium(url: str, workdir: Path, *mode: str) -> tuple[bytes, list[str]]:
+    """Run Chromium once on `url`; its standard output and the URLs the page requested (from Chromium's own
+    network log: requests a document initiated, which leaves out the browser's own service calls)."""
+    net_log = _fresh_net_log(workdir)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections to it are refused
+        command = _chromium_command(url, workdir, net_log, closed.getsockname()[1], *mode)
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "HOME": str(workdir)},
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(), BROWSER_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise AssertionError(f"Chromium did not finish {url} in {BROWSER_TIMEOUT:.0f} s") from None
+    if process.returncode != 0:
+        raise AssertionError(f"Chromium exited with {process.returncode} on {url}: {stderr.decode()[-2000:]}")
+    return stdout, page_requests(net_log)
+
+
+def _fresh_net_log(workdir: Path) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir / f"net-log-{uuid.uuid4().hex}.json"
+
+
+def page_requests(net_log: Path) -> list[str]:
+    """The URLs of the requests a document initiated, in order. Chromium's own calls (sign-in, network time,
+    suggestions) and the navigation itself carry no initiator origin."""
+    log = json.loads(net_log.read_text())
+    start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    return [
+        str(event["params"]["url"])
+        for event in log["events"]
+        if event["type"] == start_job
+        and "url" in event.get("params", {})
+        and event["params"].get("initiator", "not an origin") != "not an origin"
+    ]
+
+
+async def visit_offline(url: str, workdir: Path) -> PageVisit:
+    """The page at `url` rendered by headless Chromium with no network but loopback."""
+    dom, requested = await _run_chromium(url, workdir, "--dump-dom")
+    return PageVisit(dom.decode(), requested)
+
+
+async def screenshot_offline(url: str, workdir: Path, png: Path, *, width: int = 1280, height: int = 2000) -> list[str]:
+    """Save a PNG of the page at `url` (an absolute path) as headless Chromium renders it with no network but
+    loopback; the URLs the page requested."""
+    _, requested = await _run_chromium(
+        url, workdir, f"--screenshot={png}", f"--window-size={width},{height}", "--hide-scrollbars"
+    )
+    return requested
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # fresh tenants
 
 KNOWN_TIMEOUT = 10.0  # seconds for a running server to learn of a new tenant
