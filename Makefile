@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench token lint typecheck check lock tenants-sync migrate clean
+.PHONY: run test bench token lint typecheck check lock tenants-sync tenants-purge migrate clean
 
 # Install output goes to stderr so that `make -s token` prints only the token.
 $(STAMP): requirements.lock pyproject.toml
@@ -29,6 +29,10 @@ token: $(STAMP)
 
 tenants-sync: $(STAMP)
 	$(BIN)/python -m app tenants sync
+
+# Delete every row of a disabled tenant: TENANT=<slug or id> shows what would go; add YES=1 to delete it.
+tenants-purge: $(STAMP)
+	$(BIN)/python -m app tenants purge "$(TENANT)" $(if $(YES),--yes)
 
 migrate: $(STAMP)
 	$(BIN)/python -m app migrate
