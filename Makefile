@@ -16,7 +16,7 @@ SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-standalone-preset.js swagger
 CHROMIUM := /usr/bin/chromium
 SCREENSHOT ?= docs-screenshot.png
 
-.PHONY: run test bench token lint typecheck check lock tenants-sync migrate clean docs-assets docs-screenshot
+.PHONY: run test bench token lint typecheck check lock tenants-sync tenants-purge migrate clean docs-assets docs-screenshot
 
 # Install output goes to stderr so that `make -s token` prints only the token.
 $(STAMP): requirements.lock pyproject.toml
@@ -70,6 +70,10 @@ token: $(STAMP)
 
 tenants-sync: $(STAMP)
 	$(BIN)/python -m app tenants sync
+
+# Delete every row of a disabled tenant: TENANT=<slug or id> shows what would go; add YES=1 to delete it.
+tenants-purge: $(STAMP)
+	$(BIN)/python -m app tenants purge "$(TENANT)" $(if $(YES),--yes)
 
 migrate: $(STAMP)
 	$(BIN)/python -m app migrate

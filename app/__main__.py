@@ -2,7 +2,10 @@
 
 python -m app serve           start the embedded cluster if needed, migrate, sync tenants, serve HTTP
 python -m app migrate         apply pending migrations
-python -m app tenants sync    load tenants/*.toml into the database (idempotent; running servers reload)
+python -m app tenants sync    load tenants/*.toml into the database (idempotent; running servers reload);
+                              a tenant whose file is gone or says `disabled = true` is disabled, its data kept
+python -m app tenants purge <id-or-slug> [--yes]
+                              delete every row of a disabled tenant (without --yes: only show what would go)
 python -m app token --tenant acme [--roles ...] [--scope ...] [--sub ...] [--ttl ...]
 """
 
@@ -18,10 +21,14 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from app.config import ConfigError, Settings, load_settings
 from app.db.cluster import ClusterError, EmbeddedCluster
 from app.tenancy.model import RoleMapping
+
+if TYPE_CHECKING:
+    from app.tenancy.service import SyncResult
 
 log = logging.getLogger("app.cli")
 
@@ -54,15 +61,17 @@ def database(settings: Settings) -> Iterator[str]:
             cluster.stop()
 
 
-async def prepare_database(settings: Settings, dsn: str) -> tuple[list[str], list[str]]:
-    """Check the database, migrate, sync tenant files and seed template ticket types."""
+async def prepare_database(settings: Settings, dsn: str) -> tuple[SyncResult, list[str]]:
+    """Check the database, migrate, sync tenant files and seed template ticket types. The files are every tenant
+    there is: a tenant without one is disabled. An empty or missing folder is refused (by load_tenant_files), so a
+    folder mounted wrong cannot disable every tenant."""
     from app.auth.jwt import signing_key_problem
     from app.bootstrap import apply_tenants, migrate
     from app.tenancy.files import load_tenant_files
 
     tenants = load_tenant_files(settings.tenants_dir, settings.data_dir, signing_key_problem)
     await migrate(dsn)
-    return await apply_tenants(dsn, tenants)
+    return await apply_tenants(dsn, tenants, disable_missing=True)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -126,10 +135,34 @@ def migrate(settings: Settings) -> None:
 
 def tenants_sync(settings: Settings) -> None:
     with database(settings) as dsn:
-        changed, seeded = asyncio.run(prepare_database(settings, dsn))
-    print(f"tenants changed: {', '.join(changed)}" if changed else "tenants unchanged")
+        synced, seeded = asyncio.run(prepare_database(settings, dsn))
+    print(f"tenants changed: {', '.join(synced.changed)}" if synced.changed else "tenants unchanged")
+    if synced.disabled:
+        print(
+            f"tenants disabled: {', '.join(synced.disabled)} (their data is kept; "
+            "`python -m app tenants purge <slug> --yes` deletes it)"
+        )
+    if synced.enabled:
+        print(f"tenants enabled again: {', '.join(synced.enabled)}")
     if seeded:
         print(f"ticket types seeded: {', '.join(seeded)}")
+
+
+def tenants_purge(settings: Settings, reference: str, confirmed: bool) -> None:
+    from app.bootstrap import purge_tenant
+    from app.tenancy.service import PurgeRefused
+
+    with database(settings) as dsn:
+        result = asyncio.run(purge_tenant(dsn, reference, commit=confirmed))
+    verb = "removed" if result.committed else "would be removed (nothing was)"
+    print(f"tenant {result.slug} ({result.tenant_id}): rows {verb}")
+    width = max(len(table) for table in result.removed)
+    for table, count in result.removed.items():
+        print(f"  {table:<{width}}  {count}")
+    if not result.committed:
+        raise PurgeRefused(
+            f"nothing was removed; to delete these rows for ever: python -m app tenants purge {reference} --yes"
+        )
 
 
 def token(settings: Settings, args: argparse.Namespace) -> None:
@@ -190,7 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("serve", help="run the HTTP service")
     commands.add_parser("migrate", help="apply pending migrations")
     tenants = commands.add_parser("tenants", help="tenant files")
-    tenants.add_argument("action", choices=["sync"])
+    tenant_actions = tenants.add_subparsers(dest="action", required=True)
+    tenant_actions.add_parser("sync", help="load the tenant files; a tenant without one is disabled")
+    purge_parser = tenant_actions.add_parser("purge", help="delete every row of a disabled tenant")
+    purge_parser.add_argument("tenant", help="the tenant's id or slug")
+    purge_parser.add_argument("--yes", action="store_true", help="delete (without it: show what would be deleted)")
     token_parser = commands.add_parser("token", help="print a development Bearer token")
     token_parser.add_argument("--tenant", required=True, help="tenant slug (file name in tenants/)")
     token_parser.add_argument("--realm", help="realm name (default: the tenant's development realm)")
@@ -204,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.db.errors import DatabaseUnavailable
     from app.observability import configure_logging
     from app.tenancy.files import TenantFileError
-    from app.tenancy.service import TenantConflict
+    from app.tenancy.service import PurgeRefused, TenantConflict
 
     try:
         settings = load_settings()
@@ -214,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             serve(settings)
         elif args.command == "migrate":
             migrate(settings)
+        elif args.command == "tenants" and args.action == "purge":
+            tenants_purge(settings, args.tenant, args.yes)
         elif args.command == "tenants":
             tenants_sync(settings)
         else:
@@ -224,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         DatabaseUnavailable,
         TenantFileError,
         TenantConflict,
+        PurgeRefused,
         StartupError,
         InvalidKey,
     ) as exc:

@@ -26,6 +26,7 @@ from app.health.controller import HealthController
 from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
 from app.query_parameters import UnknownQueryParametersMiddleware
+from app.tenancy.cors import CorsMiddleware
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL, TenantRepository
 from app.ticket.controller import TicketController
@@ -155,4 +156,6 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         ),
         logging_config=None,
     )
-    return RequestContextMiddleware(BodySizeLimitMiddleware(litestar, settings.max_body_bytes))
+    return RequestContextMiddleware(
+        CorsMiddleware(BodySizeLimitMiddleware(litestar, settings.max_body_bytes), registry)
+    )

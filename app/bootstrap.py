@@ -1,6 +1,7 @@
-"""Bringing the database in line with the files: migrations, tenant files, ticket states, template ticket types.
+"""Bringing the database in line with the files: migrations, tenant files, ticket states, template ticket types;
+and removing an offboarded tenant's rows.
 
-Used by `python -m app serve`, `python -m app tenants sync` and the tests, so all three do the same thing.
+Used by `python -m app serve`, `python -m app tenants sync|purge` and the tests, so all do the same thing.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from app.db import engine
 from app.db.database import Database
 from app.tenancy.model import TenantConfig
 from app.tenancy.repository import TenantRepository
-from app.tenancy.service import TenantService
+from app.tenancy.service import PurgeResult, SyncResult, TenantService
+from app.ticket.repository import TicketRepository
 from app.ticket_state.repository import TicketStateRepository
 from app.ticket_state.service import TicketStateService
 from app.ticket_type.cache import TicketTypeCache
@@ -23,18 +25,37 @@ async def migrate(dsn: str) -> None:
     await engine.migrate()
 
 
-async def apply_tenants(dsn: str, tenants: list[TenantConfig]) -> tuple[list[str], list[str]]:
-    """Sync tenant rows, then seed their ticket states and template ticket types.
-    Returns (changed tenants, seeded types)."""
+async def apply_tenants(
+    dsn: str, tenants: list[TenantConfig], *, disable_missing: bool
+) -> tuple[SyncResult, list[str]]:
+    """Sync tenant rows (see TenantService.sync for `disable_missing`), then seed the enabled tenants' ticket states
+    and template ticket types. Returns what the sync did and the seeded types."""
     db = Database(dsn, min_size=1, max_size=2)
     await db.open()
     try:
-        changed = await TenantService(db, TenantRepository(db)).sync(tenants)
+        synced = await TenantService(db, TenantRepository(db)).sync(tenants, disable_missing=disable_missing)
+        enabled = [tenant for tenant in tenants if not tenant.disabled]
         states = TicketStateRepository(db)
         types = TicketTypeRepository(db)
         ticket_types = TicketTypeService(db, types, TicketTypeCache(types), states)
-        await TicketStateService(db, states, ticket_types).seed(tenants)
-        seeded = await ticket_types.seed_templates(tenants)
+        await TicketStateService(db, states, ticket_types).seed(enabled)
+        seeded = await ticket_types.seed_templates(enabled)
     finally:
         await db.close()
-    return changed, seeded
+    return synced, seeded
+
+
+async def purge_tenant(dsn: str, reference: str, *, commit: bool) -> PurgeResult:
+    """Delete every row of a disabled tenant (its id or slug) in one transaction; without `commit`, only count
+    them. Tickets go first, then the types and states they reference, then the tenant row."""
+    db = Database(dsn, min_size=1, max_size=1)
+    await db.open()
+    try:
+        purges = [
+            TicketRepository(db).purge_tenant,
+            TicketTypeRepository(db).purge_tenant,
+            TicketStateRepository(db).purge_tenant,
+        ]
+        return await TenantService(db, TenantRepository(db)).purge(reference, purges, commit=commit)
+    finally:
+        await db.close()

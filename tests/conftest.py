@@ -23,6 +23,7 @@ from app.db import engine
 from app.db.cluster import EmbeddedCluster
 from tests.support import (
     BETA_ROLES,
+    SHARED_TENANTS,
     LiveServer,
     TenantFactory,
     TenantSpec,
@@ -70,10 +71,15 @@ def tenant_factory(migrated: str, workspace: Path) -> TenantFactory:
 @pytest.fixture(scope="session")
 async def tenants(tenant_factory: TenantFactory, workspace: Path) -> list[TenantSpec]:
     """The session's tenant folder, `workspace/tenants`, for the tests that start `python -m app serve` (which
-    syncs TENANTS_DIR at start-up and refuses an empty one). It holds one tenant, which no test uses."""
+    syncs TENANTS_DIR at start-up, refuses an empty one and disables every tenant without a file there). It holds
+    one tenant no test uses, and every tenant the factory applied (see TenantFactory)."""
     home = tenant_factory.spec("home")
-    directory = write_tenants(workspace / "tenants", [home])
-    await apply_tenants(tenant_factory.database_url, load_tenant_files(directory, workspace / "data"))
+    write_tenants(workspace / SHARED_TENANTS, [home])
+    await apply_tenants(
+        tenant_factory.database_url,
+        load_tenant_files(tenant_factory.write(home), workspace / "data"),
+        disable_missing=False,
+    )
     return [home]
 
 

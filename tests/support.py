@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import datetime
 import functools
@@ -23,10 +24,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -39,6 +41,7 @@ from app.asgi import create_app
 from app.auth import jwt
 from app.bootstrap import apply_tenants
 from app.config import PROJECT_ROOT, Settings
+from app.db import engine, piccolo_conf
 from app.db.database import Database
 from app.tenancy import files
 from app.tenancy.devkeys import generate_private_pem, public_jwk
@@ -117,6 +120,9 @@ class TenantSpec:
     roles: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(ALPHA_ROLES))
     tenant_claim: str = "tenant_id"
     ticket_types: list[str] = field(default_factory=lambda: list(TEMPLATE_TYPES))
+    # The file's `disabled` flag and `[cors] allowed_origins`.
+    disabled: bool = False
+    allowed_origins: list[str] = field(default_factory=list)
     # The folder its tenant file was written to, once it was (see TenantFactory).
     directory: Path | None = None
 
@@ -130,6 +136,7 @@ class TenantSpec:
             f'name = "Tenant {self.slug}"',
             f'tenant_claim = "{self.tenant_claim}"',
             f"ticket_types = {quoted(self.ticket_types)}",
+            f"disabled = {json.dumps(self.disabled)}",
             "[roles]",
             f"read = {quoted(self.roles['read'])}",
             f"write = {quoted(self.roles['write'])}",
@@ -147,6 +154,8 @@ class TenantSpec:
                 if realm.jwks_url
                 else f"keys = {{ jwks = {{ keys = [ {_inline_table(realm.key.jwk)} ] }} }}",
             ]
+        if self.allowed_origins:
+            lines += ["[cors]", f"allowed_origins = {quoted(self.allowed_origins)}"]
         return "\n".join(lines) + "\n"
 
     def realm(self, name: str | None = None) -> RealmSpec:
@@ -229,11 +238,12 @@ def load_tenant_file(path: Path, data_dir: Path) -> TenantConfig:
 
 
 async def sync_tenants(dsn: str, configs: list[TenantConfig]) -> list[str]:
-    """What `python -m app tenants sync` does to the tenant table: returns the slugs that changed."""
+    """What `python -m app tenants sync` does to the given tenants' rows (leaving every other tenant as it is):
+    returns the slugs that changed."""
     db = Database(dsn, min_size=1, max_size=1)
     await db.open()
     try:
-        return await TenantService(db, TenantRepository(db)).sync(configs)
+        return (await TenantService(db, TenantRepository(db)).sync(configs, disable_missing=False)).changed
     finally:
         await db.close()
 
@@ -652,6 +662,7 @@ async def screenshot_offline(url: str, workdir: Path, png: Path, *, width: int =
 # fresh tenants
 
 KNOWN_TIMEOUT = 10.0  # seconds for a running server to learn of a new tenant
+SHARED_TENANTS = "tenants"  # in the workspace: a file for every tenant the factory applied (see TenantFactory)
 
 
 @dataclass
@@ -661,7 +672,10 @@ class TenantFactory:
 
     Tenant files are written into a new folder, loaded the way the service loads them and applied the way `tenants
     sync` applies them (apply_tenants: rows, states, template types, and a notification on which every running
-    server reloads its tenants); then the factory waits until each running server knows them. `fresh` hands out
+    server reloads its tenants), but leaving the session's other tenants alone; then the factory waits until each
+    running server knows them. Applied tenants' files are also copied into `workspace/tenants` (SHARED_TENANTS),
+    the folder `python -m app serve` syncs at start-up in the tests that start it: that sync disables every tenant
+    without a file there. `fresh` hands out
     such tenants one at a time, each to one caller only, from batches applied together: one sync, one notification
     and one reload per batch instead of per tenant, which is what makes a tenant per test affordable."""
 
@@ -709,7 +723,8 @@ class TenantFactory:
 
     async def apply(self, *tenants: TenantSpec) -> None:
         """Apply the tenants and wait until every running server knows them."""
-        await apply_tenants(self.database_url, self.configs(*tenants))
+        await apply_tenants(self.database_url, self.configs(*tenants), disable_missing=False)
+        write_tenants(self.workspace / SHARED_TENANTS, list(tenants))
         await self.known(tenants[-1])
 
     async def known(self, tenant: TenantSpec) -> None:
@@ -933,3 +948,33 @@ async def assert_numbered_events(db: asyncpg.Pool, tenant_id: uuid.UUID, ticket_
     for ticket_id, sequences in numbered.items():
         assert sequences == list(range(1, len(sequences) + 1)), (ticket_id, sequences)
         assert last[ticket_id] == len(sequences), (ticket_id, last[ticket_id], len(sequences))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a database of a test's own
+
+
+@contextlib.asynccontextmanager
+async def own_database(database_url: str, prefix: str) -> AsyncIterator[str]:
+    """A new database on the session's cluster with every migration applied, dropped afterwards. For what must not
+    happen to the shared database: a full `tenants sync` disables every tenant it is not given."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(urlunsplit(urlsplit(database_url)._replace(path="/postgres")))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            dsn = urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+            previous = piccolo_conf.DB.config.get("dsn")
+            engine.configure(dsn)
+            try:
+                await engine.migrate()
+            finally:
+                if previous is None:
+                    piccolo_conf.DB.config.pop("dsn", None)
+                else:
+                    engine.configure(previous)
+            yield dsn
+        finally:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

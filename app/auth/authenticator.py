@@ -2,7 +2,7 @@
 
 Order matters and is part of the contract: the token is verified first (401 for anything wrong with it), then the
 realm named by `realmname` must be the token's realm (401), then `x-tenantid` must be a UUID equal to the token's
-tenant claim and be the realm's tenant (404 "Tenant not found", seed 002 note 7).
+tenant claim and be the realm's tenant, which must be enabled (404 "Tenant not found", seed 002 note 7).
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ class Authenticator:
             token_tenant = uuid.UUID(tenant_claim)
         except ValueError:
             raise TenantNotFound() from None
-        if requested_tenant != token_tenant or token_tenant != realm.tenant.id:
+        # A disabled (offboarded) tenant is not found, whoever asks: its rows are kept, but nothing reaches them.
+        if requested_tenant != token_tenant or token_tenant != realm.tenant.id or not realm.tenant.enabled:
             raise TenantNotFound()
         principal = self._principal(verified, headers.get("issupportrequest"))
         if len(verified.principals) < _MAX_PRINCIPALS_PER_TOKEN:

@@ -6,6 +6,7 @@ Every refusal names the file and the field, so a bad file is fixed from the mess
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 import uuid
 from collections.abc import Callable
@@ -98,7 +99,48 @@ def load_tenant_file(path: Path, data_dir: Path, check_key: SigningKeyCheck) -> 
         realms=tuple(realms),
         ticket_types=tuple(document.get("ticket_types", ())),
         states=_states(path, document.get("states", ())),
+        allowed_origins=_allowed_origins(path, document.get("cors", {}).get("allowed_origins", ())),
+        disabled=document.get("disabled", False),
     )
+
+
+# An origin as browsers serialise it (RFC 6454): lowercase scheme and host (IDNs in punycode), no default port.
+_ORIGIN = re.compile(
+    r"(https?)://(\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)"
+    r"(?::([1-9][0-9]{0,4}))?"
+)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _allowed_origins(path: Path, origins: list[str]) -> tuple[str, ...]:
+    """Exact origins only: the Origin header is compared byte for byte, so anything a browser never sends would
+    silently allow nothing, and a pattern would allow more than its author meant."""
+    for index, origin in enumerate(origins):
+        problem = _origin_problem(origin)
+        if problem is not None:
+            raise TenantFileError(
+                f"{path.name}: cors.allowed_origins[{index}]: {origin!r} is not an exact origin "
+                f"(scheme://host[:port]): {problem}"
+            )
+    return tuple(sorted(origins))
+
+
+def _origin_problem(origin: str) -> str | None:
+    if "*" in origin:
+        return "wildcards are not allowed, list each origin"
+    match = _ORIGIN.fullmatch(origin)
+    if match is None:
+        if origin != origin.lower():
+            return "browsers send it in lowercase"
+        if re.fullmatch(r"https?://[^/]+/.*", origin):
+            return "it must not have a path or a trailing slash"
+        return "the scheme must be http or https, followed by a host name or address and an optional port"
+    scheme, _, port = match.groups()
+    if port == _DEFAULT_PORTS[scheme]:
+        return f"browsers omit the default port {port}"
+    if port is not None and int(port) > 65535:
+        return "the port must be at most 65535"
+    return None
 
 
 def _states(path: Path, entries: list[dict[str, Any]]) -> tuple[StateSeed, ...]:

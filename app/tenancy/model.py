@@ -54,6 +54,11 @@ class TenantConfig(msgspec.Struct, frozen=True):
     ticket_types: tuple[str, ...] = ()
     # The states the tenant starts with; empty means seed 003's defaults (app/ticket_state/service.py).
     states: tuple[StateSeed, ...] = ()
+    # Browser origins (scheme://host[:port], exactly as browsers send them) allowed to call the API for this tenant.
+    allowed_origins: tuple[str, ...] = ()
+    # A disabled tenant is known (its tokens still verify) but refused as "Tenant not found"; its rows are kept.
+    # Set by the file's `disabled = true`, or by a sync that no longer finds the tenant's file.
+    disabled: bool = False
 
 
 tenant_config_encoder = msgspec.json.Encoder(order="sorted")

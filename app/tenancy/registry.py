@@ -18,11 +18,14 @@ log = logging.getLogger("app.tenancy")
 class Tenant:
     """A tenant with its role mapping turned into sets for per-request checks."""
 
-    __slots__ = ("admin_roles", "config", "id", "read_roles", "write_roles")
+    __slots__ = ("admin_roles", "config", "enabled", "id", "read_roles", "write_roles")
 
     def __init__(self, config: TenantConfig) -> None:
         self.config = config
         self.id = config.id
+        # A disabled tenant stays here, realms and all, so that its tokens are still verified (a forged one is 401
+        # as before) and then refused as "Tenant not found" (see Authenticator.authenticate).
+        self.enabled = not config.disabled
         self.read_roles = frozenset(config.roles.read)
         self.write_roles = frozenset(config.roles.write)
         self.admin_roles = frozenset(config.roles.admin)
@@ -42,6 +45,10 @@ class TenantRegistry:
         self._load = load
         self._tenants: dict[uuid.UUID, Tenant] = {}
         self._realms_by_issuer: dict[str, Realm] = {}
+        # CORS, for enabled tenants only, as the raw header bytes a request carries: the origins each tenant allows,
+        # by its id in the canonical lowercase form of x-tenantid, and every origin some tenant allows.
+        self._origins_by_tenant_header: dict[bytes, frozenset[bytes]] = {}
+        self._allowed_origins: frozenset[bytes] = frozenset()
         self.generation = 0
         self._listeners: list[Callable[[], None]] = []
 
@@ -58,6 +65,15 @@ class TenantRegistry:
     def tenants(self) -> list[Tenant]:
         return list(self._tenants.values())
 
+    def tenant_allows_origin(self, tenant_header: bytes, origin: bytes) -> bool:
+        """Whether the enabled tenant named by an x-tenantid header value allows the browser origin."""
+        origins = self._origins_by_tenant_header.get(tenant_header.lower())
+        return origins is not None and origin in origins
+
+    def some_tenant_allows_origin(self, origin: bytes) -> bool:
+        """Whether any enabled tenant allows the origin (a CORS preflight names no tenant)."""
+        return origin in self._allowed_origins
+
     def realms(self) -> list[Realm]:
         return list(self._realms_by_issuer.values())
 
@@ -67,17 +83,34 @@ class TenantRegistry:
             return
         tenants: dict[uuid.UUID, Tenant] = {}
         realms: dict[str, Realm] = {}
+        origins_by_tenant_header: dict[bytes, frozenset[bytes]] = {}
         for config in configs:
             tenant = Tenant(config)
             tenants[config.id] = tenant
             for realm_config in config.realms:
                 realms[realm_config.issuer] = Realm(tenant, realm_config)
+            if tenant.enabled and config.allowed_origins:
+                origins_by_tenant_header[str(config.id).encode()] = frozenset(
+                    o.encode() for o in config.allowed_origins
+                )
         # Swap whole maps: a request sees either the old or the new registry, never a mixture.
-        self._tenants, self._realms_by_issuer = tenants, realms
+        self._tenants, self._realms_by_issuer, self._origins_by_tenant_header, self._allowed_origins = (
+            tenants,
+            realms,
+            origins_by_tenant_header,
+            frozenset().union(*origins_by_tenant_header.values()),
+        )
         self.generation += 1
         for listener in self._listeners:
             listener()
 
     async def reload(self, _payload: str = "") -> None:
         self.replace(await self._load())
-        log.info("tenant registry loaded", extra={"tenants": len(self._tenants), "generation": self.generation})
+        log.info(
+            "tenant registry loaded",
+            extra={
+                "tenants": len(self._tenants),
+                "disabled": sum(1 for tenant in self._tenants.values() if not tenant.enabled),
+                "generation": self.generation,
+            },
+        )

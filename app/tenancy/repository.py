@@ -34,6 +34,12 @@ class TenantRepository:
     async def list_all(self) -> list[TenantRow]:
         return await self._db.fetch_all(TenantRow, f"SELECT {_COLUMNS} FROM tenant ORDER BY slug")
 
+    async def get(self, tenant_id: uuid.UUID) -> TenantRow | None:
+        return await self._db.fetch_one(TenantRow, f"SELECT {_COLUMNS} FROM tenant WHERE id = $1", tenant_id)
+
+    async def get_by_slug(self, slug: str) -> TenantRow | None:
+        return await self._db.fetch_one(TenantRow, f"SELECT {_COLUMNS} FROM tenant WHERE slug = $1", slug)
+
     async def configs(self) -> list[TenantConfig]:
         return [tenant_config_decoder.decode(row.config) for row in await self.list_all()]
 
@@ -57,6 +63,10 @@ class TenantRepository:
             document,
             digest,
         )
+
+    async def delete(self, tenant_id: uuid.UUID) -> int:
+        """Remove the tenant row (its rows in the other tables must be gone already); returns 1, or 0 if absent."""
+        return await self._db.execute("DELETE FROM tenant WHERE id = $1", tenant_id)
 
     async def notify_changed(self) -> None:
         # Delivered at commit: every worker reloads its registry (see TenantRegistry.reload).

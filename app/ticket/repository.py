@@ -150,12 +150,15 @@ WITH previous AS (
 SELECT etag FROM updated
 """
 
-# The tenants that have pending-close tickets whose time has come (read only: the sweep then locks per tenant).
+# The tenants that have pending-close tickets whose time has come (read only: the sweep then locks per tenant). A
+# disabled (offboarded) tenant's tickets stay as they are until it is enabled again or purged.
 DUE_TENANTS = """
 SELECT DISTINCT t.tenant_id
   FROM ticket t
   JOIN ticket_state s ON s.tenant_id = t.tenant_id AND s.id = t.state_id
+  JOIN tenant n ON n.id = t.tenant_id
  WHERE t.pending_until <= now() AND s.state_type = 'pending close' AND s.next_state_id IS NOT NULL
+   AND NOT n.config @> '{"disabled": true}'
 """
 
 # Move one tenant's tickets whose pending-close time has come to their state's next state. SKIP LOCKED lets several
@@ -239,6 +242,17 @@ _ORDERS = {"asc": "ASC", "desc": "DESC"}
 class TicketRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def purge_tenant(self, tenant_id: uuid.UUID) -> dict[str, int]:
+        """Delete all of a tenant's tickets, their events first, with its display-ID sequences and Idempotency-Keys;
+        rows removed per table."""
+        execute = self._db.execute
+        return {
+            "ticket_event": await execute("DELETE FROM ticket_event WHERE tenant_id = $1", tenant_id),
+            "ticket": await execute("DELETE FROM ticket WHERE tenant_id = $1", tenant_id),
+            "display_id_sequence": await execute("DELETE FROM display_id_sequence WHERE tenant_id = $1", tenant_id),
+            "idempotency_key": await execute("DELETE FROM idempotency_key WHERE tenant_id = $1", tenant_id),
+        }
 
     async def compare_and_swap(
         self,

@@ -51,6 +51,11 @@ class TicketStateRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    async def purge_tenant(self, tenant_id: uuid.UUID) -> dict[str, int]:
+        """Delete all of a tenant's states (its tickets must be gone already). One statement, so the states'
+        references to each other (next_state_id) are checked only once all of them are gone."""
+        return {"ticket_state": await self._db.execute("DELETE FROM ticket_state WHERE tenant_id = $1", tenant_id)}
+
     async def lock_tenant(self, tenant_id: uuid.UUID) -> None:
         """Held until commit: one change to a tenant's states at a time, because the "exactly one default" rules
         read the states and then write them."""

@@ -165,6 +165,18 @@ class TicketTypeRepository:
         assert row is not None  # the caller holds the row's lock
         return row
 
+    async def purge_tenant(self, tenant_id: uuid.UUID) -> dict[str, int]:
+        """Delete all of a tenant's types (its tickets must be gone already); rows removed per table."""
+        removed = {
+            "ticket_type_version": await self._db.execute(
+                "DELETE FROM ticket_type_version WHERE tenant_id = $1", tenant_id
+            ),
+            "ticket_type": await self._db.execute("DELETE FROM ticket_type WHERE tenant_id = $1", tenant_id),
+        }
+        # The tenant may come back (a new file with its id): no worker may keep its old types cached.
+        await self.notify_changed(tenant_id)
+        return removed
+
     async def notify_changed(self, tenant_id: uuid.UUID) -> None:
         # Delivered at commit, to every worker's type cache (see TicketTypeCache.invalidate).
         await self._db.execute("SELECT pg_notify($1, $2)", TICKET_TYPES_CHANGED_CHANNEL, str(tenant_id))

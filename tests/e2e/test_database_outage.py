@@ -63,7 +63,9 @@ async def test_an_outage_is_503_with_retry_after_and_the_service_recovers_by_its
     cluster: EmbeddedCluster, workspace: Path, tenant_factory: TenantFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     tenant = tenant_factory.spec("outage")
-    await apply_tenants(cluster.dsn(), load_tenant_files(tenant_factory.write(tenant), workspace / "data"))
+    await apply_tenants(
+        cluster.dsn(), load_tenant_files(tenant_factory.write(tenant), workspace / "data"), disable_missing=False
+    )
     settings = make_settings(cluster.dsn(), workspace, db_acquire_timeout_seconds=1.0)
     caplog.set_level(logging.WARNING, logger="app.db")
     async with LiveServer(settings) as server, httpx.AsyncClient(base_url=server.url, timeout=10) as http:

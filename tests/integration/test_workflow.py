@@ -604,7 +604,7 @@ async def test_seeding_skips_a_template_whose_workflow_does_not_fit_and_leaves_n
         StateSeed(name="PENDING", state_type="new", active=False),
     )
     config = msgspec.structs.replace(config, states=states)
-    _, seeded = await apply_tenants(database_url, [config])
+    _, seeded = await apply_tenants(database_url, [config], disable_missing=False)
     await tenant_factory.known(delta)  # no server is left to reload its tenants while the next test runs
     assert seeded == [f"{delta.slug}:REQ"]
     connection = await asyncpg.connect(database_url)

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 import app.auth.authenticator as authenticator_module
@@ -522,6 +523,28 @@ async def test_a_removed_realm_stops_cached_tokens(
     with pytest.raises(InvalidToken):
         await authenticator.authenticate(headers(token))
     assert verify_calls == [token]  # refused before verification: the issuer is no longer known
+
+
+async def test_a_disabled_tenant_is_not_found_even_for_cached_tokens(
+    authenticator: Authenticator, registry: TenantRegistry, verify_calls: list[str]
+) -> None:
+    token = alpha_token()
+    await authenticator.authenticate(headers(token))
+    registry.replace([msgspec.structs.replace(ALPHA, disabled=True), BETA])
+    with pytest.raises(TenantNotFound):
+        await authenticator.authenticate(headers(token))
+    # Still verified first: a forged token of the disabled tenant stays a 401, as the contract's order says.
+    forged = tamper(token, sub="someone-else")
+    with pytest.raises(InvalidToken):
+        await authenticator.authenticate(headers(forged))
+    assert verify_calls == [token, token, forged]
+    # The other tenant is untouched; enabling the tenant again lets the same token in.
+    beta = pyjwt_sign({**alpha_claims(iss=BETA_ISSUER, tenant_id=None), "org": str(BETA_ID)}, BETA_KEY)
+    assert (
+        await authenticator.authenticate(headers(beta, realmname="beta-main", **{"x-tenantid": str(BETA_ID)}))
+    ).tenant_id == BETA_ID
+    registry.replace([ALPHA, BETA])
+    assert (await authenticator.authenticate(headers(token))).tenant_id == ALPHA_ID
 
 
 async def test_a_rotated_key_stops_cached_tokens(

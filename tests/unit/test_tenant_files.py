@@ -425,3 +425,78 @@ def test_missing_tenants_folder_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(TenantFileError, match=rf"^{re.escape(str(tenants_dir))}: tenants folder not found$"):
         load_tenant_files(tenants_dir, tmp_path / "data")
+
+
+# --- 5. Offboarding (`disabled`) and browser origins (`[cors]`) ----------------------------------------------
+
+
+def test_disabled_flag_and_allowed_origins_load(tmp_path: Path) -> None:
+    document = edit(GOOD, 'name = "Alpha Ltd"\n', 'name = "Alpha Ltd"\ndisabled = true\n')
+    document += '\n[cors]\nallowed_origins = ["https://app.alpha.test", "http://localhost:3000", "http://[::1]:8080"]\n'
+    path = write(tmp_path / "tenants", {"alpha.toml": document}) / "alpha.toml"
+
+    tenant = load_tenant_file(path, tmp_path / "data")
+
+    assert tenant.disabled is True
+    assert tenant.allowed_origins == ("http://[::1]:8080", "http://localhost:3000", "https://app.alpha.test")
+
+
+def test_a_tenant_is_enabled_and_allows_no_origin_by_default(tmp_path: Path) -> None:
+    tenant = load_tenant_file(write(tmp_path / "tenants", {"alpha.toml": GOOD}) / "alpha.toml", tmp_path / "data")
+
+    assert (tenant.disabled, tenant.allowed_origins) == (False, ())
+
+
+NO_SCHEME = "the scheme must be http or https, followed by a host name or address and an optional port"
+NOT_AN_ORIGIN = r"^bad\.toml: cors\.allowed_origins\[0\]: '{}' is not an exact origin \(scheme://host\[:port\]\): {}$"
+
+
+@pytest.mark.parametrize(
+    ("origin", "problem"),
+    [
+        ("https://*.alpha.test", "wildcards are not allowed, list each origin"),
+        ("*", "wildcards are not allowed, list each origin"),
+        ("https://app.alpha.test/", "it must not have a path or a trailing slash"),
+        ("https://app.alpha.test/login", "it must not have a path or a trailing slash"),
+        ("https://App.Alpha.test", "browsers send it in lowercase"),
+        ("https://app.alpha.test:443", "browsers omit the default port 443"),
+        ("http://app.alpha.test:80", "browsers omit the default port 80"),
+        ("https://app.alpha.test:70000", "the port must be at most 65535"),
+        ("ftp://app.alpha.test", NO_SCHEME),
+        ("app.alpha.test", NO_SCHEME),
+        ("null", NO_SCHEME),
+    ],
+)
+def test_an_allowed_origin_must_be_exact(tmp_path: Path, origin: str, problem: str) -> None:
+    document = GOOD + f'\n[cors]\nallowed_origins = ["{origin}"]\n'
+    path = write(tmp_path / "tenants", {"bad.toml": document}) / "bad.toml"
+
+    with pytest.raises(TenantFileError, match=NOT_AN_ORIGIN.format(re.escape(origin), re.escape(problem))):
+        load_tenant_file(path, tmp_path / "data")
+
+
+@pytest.mark.parametrize(
+    ("addition", "match"),
+    [
+        ('\n[cors]\norigins = ["https://app.alpha.test"]\n', r"^bad\.toml: cors: "),
+        ('\n[cors]\nallowed_origins = "https://app.alpha.test"\n', r"^bad\.toml: cors\.allowed_origins: "),
+        (
+            '\n[cors]\nallowed_origins = ["https://app.alpha.test", "https://app.alpha.test"]\n',
+            r"^bad\.toml: cors\.allowed_origins: array items are not unique$",
+        ),
+    ],
+    ids=["unknown-key", "not-a-list", "repeated"],
+)
+def test_a_malformed_cors_table_is_refused(tmp_path: Path, addition: str, match: str) -> None:
+    path = write(tmp_path / "tenants", {"bad.toml": GOOD + addition}) / "bad.toml"
+
+    with pytest.raises(TenantFileError, match=match):
+        load_tenant_file(path, tmp_path / "data")
+
+
+def test_disabled_must_be_a_boolean(tmp_path: Path) -> None:
+    document = edit(GOOD, 'name = "Alpha Ltd"\n', 'name = "Alpha Ltd"\ndisabled = "yes"\n')
+    path = write(tmp_path / "tenants", {"bad.toml": document}) / "bad.toml"
+
+    with pytest.raises(TenantFileError, match=r"^bad\.toml: disabled: 'yes' is not of type 'boolean'$"):
+        load_tenant_file(path, tmp_path / "data")
