@@ -2,7 +2,8 @@
 
 Covers `serve` against the session database (health probes, clean SIGINT shutdown), start-up failures that must
 end in one `error: ...` line and no traceback, `token` (also through `make -s token`), and the embedded cluster's
-lifecycle when no DATABASE_URL is set (`tenants sync` twice, then `serve`, each stopping the cluster it started).
+lifecycle when no DATABASE_URL is set (`tenants sync` twice, then `serve`, each stopping the cluster it started;
+after a kill -9 the next `serve` adopts the orphaned cluster and stops it; a command run beside `serve` leaves it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -349,3 +351,74 @@ def test_serve_on_the_embedded_cluster_stops_it_on_sigint(
     assert [r["database"] for r in records if r["msg"] == "serving"] == ["embedded cluster"]
     assert not (pgdata / "postmaster.pid").exists()
     assert pg_ctl_status(pgdata) == 3
+
+
+def postmaster_pid(pgdata: Path) -> int:
+    return int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+
+
+def process_running(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited postmaster nobody has reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def test_serve_after_a_kill_9_adopts_the_orphaned_cluster_and_stops_it_on_sigterm(
+    embedded_data_dir: Path, first_sync: subprocess.CompletedProcess[str], tmp_path: Path
+) -> None:
+    assert first_sync.returncode == 0, first_sync.stderr
+    pgdata = embedded_data_dir / "postgres" / "pgdata"
+    port = free_port()
+    env = embedded_env(embedded_data_dir, PORT=str(port))
+    killed_logs = tmp_path / "killed"
+    killed_logs.mkdir()
+    with Serve(env, port, killed_logs) as killed:
+        assert pg_ctl_status(pgdata) == 0
+        postmaster = postmaster_pid(pgdata)
+        killed.process.kill()
+        assert killed.process.wait(STOP_TIMEOUT) == -signal.SIGKILL
+    assert pg_ctl_status(pgdata) == 0  # the orphan: its server is gone, the postmaster is not
+    assert process_running(postmaster)
+
+    with Serve(env, port, tmp_path) as adopting:
+        ready = httpx.get(f"{adopting.url}/health/ready", timeout=5)
+        assert (ready.status_code, ready.json()) == (200, {"status": "ok", "database": "ok"})
+        assert postmaster_pid(pgdata) == postmaster  # adopted, not restarted
+        adopting.process.send_signal(signal.SIGTERM)
+        code = adopting.process.wait(STOP_TIMEOUT)
+
+    assert code == 0, adopting.stderr
+    records = json_log(adopting.stderr)
+    assert "adopting the running embedded cluster: the process that used it is gone" in [r["msg"] for r in records]
+    assert not [r for r in records if r["level"] in ("ERROR", "CRITICAL")], records
+    assert pg_ctl_status(pgdata) == 3
+    assert not process_running(postmaster)
+
+
+def test_a_command_run_while_serve_uses_the_cluster_leaves_it_running(
+    embedded_data_dir: Path, first_sync: subprocess.CompletedProcess[str], tmp_path: Path
+) -> None:
+    assert first_sync.returncode == 0, first_sync.stderr
+    pgdata = embedded_data_dir / "postgres" / "pgdata"
+    port = free_port()
+    with Serve(embedded_env(embedded_data_dir, PORT=str(port)), port, tmp_path) as server:
+        postmaster = postmaster_pid(pgdata)
+
+        sync = run_cli("tenants", "sync", env=embedded_env(embedded_data_dir))
+
+        assert sync.returncode == 0, sync.stderr
+        assert sync.stdout == "tenants unchanged\n"
+        left_running = [r for r in json_log(sync.stderr) if r["msg"].startswith("embedded cluster left running")]
+        assert [r["pids"] for r in left_running] == [[server.process.pid]]
+        assert postmaster_pid(pgdata) == postmaster
+        ready = httpx.get(f"{server.url}/health/ready", timeout=5)
+        assert (ready.status_code, ready.json()) == (200, {"status": "ok", "database": "ok"})
+
+        code = server.stop()
+
+    assert code == 0, server.stderr
+    assert pg_ctl_status(pgdata) == 3
+    assert not process_running(postmaster)
