@@ -82,6 +82,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def serve(settings: Settings) -> None:
     import uvicorn
 
+    from app.limits import http_protocol
+
     sock = bind_socket(settings.host, settings.port)
     # SIGTERM ends serve as cleanly as Ctrl-C, so the embedded cluster is stopped too. (uvicorn shuts down
     # gracefully on either, then raises the signal again with this handler; the default one would kill us.)
@@ -105,7 +107,7 @@ def serve(settings: Settings) -> None:
             fd=sock.fileno(),
             workers=settings.workers,
             loop="uvloop",
-            http="httptools",
+            http=http_protocol(settings.request_header_timeout_seconds),
             lifespan="on",
             access_log=False,
             log_config=None,

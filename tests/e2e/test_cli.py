@@ -1,9 +1,10 @@
 """The real command line, end to end: `python -m app ...` as subprocesses, as an operator runs it.
 
-Covers `serve` against the session database (health probes, clean SIGINT shutdown), start-up failures that must
-end in one `error: ...` line and no traceback, `token` (also through `make -s token`), and the embedded cluster's
-lifecycle when no DATABASE_URL is set (`tenants sync` twice, then `serve`, each stopping the cluster it started;
-after a kill -9 the next `serve` adopts the orphaned cluster and stops it; a command run beside `serve` leaves it).
+Covers `serve` against the session database (health probes, clean SIGINT shutdown, the request-header timeout
+reaching worker processes), start-up failures that must end in one `error: ...` line and no traceback, `token`
+(also through `make -s token`), and the embedded cluster's lifecycle when no DATABASE_URL is set (`tenants sync`
+twice, then `serve`, each stopping the cluster it started; after a kill -9 the next `serve` adopts the orphaned
+cluster and stops it; a command run beside `serve` leaves it running).
 """
 
 from __future__ import annotations
@@ -139,6 +140,29 @@ def test_serve_answers_health_probes_and_stops_on_sigint(
     messages = [r["msg"] for r in records]
     assert "Application shutdown complete." in messages, messages
     assert not [r for r in records if r["level"] in ("ERROR", "CRITICAL")], records
+
+
+def test_serve_workers_close_a_connection_that_sends_no_request_in_time(
+    tenants: list[TenantSpec], database_url: str, workspace: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = cli_env(
+        DATABASE_URL=database_url,
+        PORT=str(port),
+        TENANTS_DIR=str(workspace / "tenants"),
+        DATA_DIR=str(workspace / "data"),
+        WORKERS="2",
+        REQUEST_HEADER_TIMEOUT_SECONDS="1",
+    )
+    with Serve(env, port, tmp_path) as server, socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+        started = time.monotonic()
+        assert idle.recv(1) == b""  # closed by the worker that accepted it
+        waited = time.monotonic() - started
+        assert httpx.get(f"{server.url}/health/live", timeout=5).status_code == 200
+        code = server.stop()
+
+    assert 0.5 < waited < 10
+    assert code == 0, server.stderr
 
 
 # --- 2. start-up failures: one clear line, no traceback --------------------------------------------------------
