@@ -74,6 +74,15 @@ def http_protocol(header_timeout_seconds: float) -> type[asyncio.Protocol]:
 
 
 class BodySizeLimitMiddleware:
+    """Answers 413 at once to a request whose declared Content-Length is over the limit, without reading the body.
+
+    The connection is kept alive rather than closed: uvicorn then reads and discards the rest of the body, as it
+    does for any body a response left unread, and the client reads the 413 and may send its next request on the
+    same connection. Closing it instead, with the body still arriving, makes the kernel answer with a reset that
+    can destroy the 413 before the client reads it. How long the discarding may last is bounded by the request
+    header deadline (RequestHeaderDeadlineProtocol): bytes after a response count as waiting for the next request.
+    """
+
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -85,22 +94,18 @@ class BodySizeLimitMiddleware:
                 status=PAYLOAD_TOO_LARGE,
             )
         )
+        self._headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self._body)).encode())]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
             declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": PAYLOAD_TOO_LARGE,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(self._body)).encode()),
-                            (b"connection", b"close"),
-                        ],
-                    }
-                )
+                headers = self._headers
+                if not declared.isdigit():
+                    # Where the body ends is unknown (the server normally refuses this first), so nothing after it
+                    # can be read as a request.
+                    headers = [*headers, (b"connection", b"close")]
+                await send({"type": "http.response.start", "status": PAYLOAD_TOO_LARGE, "headers": headers})
                 await send({"type": "http.response.body", "body": self._body, "more_body": False})
                 return
         await self.app(scope, receive, send)

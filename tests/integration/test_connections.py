@@ -1,6 +1,7 @@
-"""What the HTTP server does with connections, over raw sockets: a connection that does not complete a request's
-headers in time is closed (idle, half a request line, a trickled header), while keep-alive clients that are merely
-slow between requests, and requests that are slow but complete, are served."""
+"""What the HTTP server does with connections, over raw sockets and httpx: a connection that does not complete a
+request's headers in time is closed (idle, half a request line, a trickled header), while keep-alive clients that
+are merely slow between requests, and requests that are slow but complete, are served; and a 413 for an oversized
+body reaches the client as a 413 on a connection it can go on using, not as a reset."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support import ADMIN_SCOPE, STATES, LiveServer, TenantSpec, auth_headers, make_settings, token
@@ -149,4 +151,93 @@ async def test_a_slow_but_complete_request_is_served(quick: LiveServer, alpha: T
     assert json.loads(answer)["name"] == name
     await connection.send(LIVE)  # and the connection stays usable
     assert (await connection.response())[0] == 200
+    connection.close()
+
+
+# --- a 413 reaches a keep-alive client as a 413 ---------------------------------------------------------------------
+
+LIMIT = 1024 * 1024  # MAX_BODY_BYTES of the test servers
+TOO_LARGE = {
+    "error": True,
+    "code": "PAYLOAD_TOO_LARGE",
+    "message": f"Request body is larger than the limit of {LIMIT} bytes",
+    "status": 413,
+}
+# Refused by Litestar as it reads the body, which knows no limit to name.
+CHUNKED_TOO_LARGE = {**TOO_LARGE, "message": "Request body is larger than the limit"}
+
+
+def post_head(tenant: TenantSpec, framing: str) -> bytes:
+    """The head of an admin's POST of a ticket state, with `framing` (a content-length or transfer-encoding line)."""
+    admin = auth_headers(tenant, token(tenant, roles=tenant.roles["admin"], scope=ADMIN_SCOPE))
+    lines = [f"POST {STATES} HTTP/1.1", "host: test", "content-type: application/json", framing]
+    lines += [f"{header}: {value}" for header, value in admin.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def test_an_oversized_body_is_answered_413_and_the_connection_stays_usable(
+    quick: LiveServer, alpha: TenantSpec
+) -> None:
+    body = b"x" * (2 * LIMIT)
+    connection = await Connection.open(quick)
+
+    # All of it at once, reading nothing until it is sent: the server must read (and discard) what it refused,
+    # or closing the socket with unread data sends a reset that destroys the 413 before the client reads it.
+    await connection.send(post_head(alpha, f"content-length: {len(body)}") + body)
+    status, headers, answer = await connection.response()
+
+    assert (status, json.loads(answer)) == (413, TOO_LARGE)
+    assert "connection" not in headers  # kept alive: the rest of the body was read and discarded
+    await connection.send(LIVE)
+    assert (await connection.response())[0] == 200
+    connection.close()
+    fresh = await Connection.open(quick)
+    await fresh.send(LIVE)
+    assert (await fresh.response())[0] == 200
+    fresh.close()
+
+
+async def test_httpx_keep_alive_reads_the_413_and_reuses_the_connection(quick: LiveServer, alpha: TenantSpec) -> None:
+    admin = auth_headers(alpha, token(alpha, roles=alpha.roles["admin"], scope=ADMIN_SCOPE))
+    async with httpx.AsyncClient(base_url=quick.url, timeout=10, limits=httpx.Limits(max_connections=1)) as http:
+        for _ in range(3):
+            refused = await http.post(STATES, headers=admin, content=b"x" * (2 * LIMIT))
+            live = await http.get("/health/live")
+
+            assert (refused.status_code, refused.json()) == (413, TOO_LARGE)
+            assert live.status_code == 200
+            assert live.extensions["network_stream"] is refused.extensions["network_stream"]
+
+
+async def test_an_oversized_chunked_body_is_answered_413_and_the_connection_stays_usable(
+    quick: LiveServer, alpha: TenantSpec
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(32):
+            yield b"x" * (LIMIT // 16)  # twice the limit in all, without a content-length
+
+    admin = auth_headers(alpha, token(alpha, roles=alpha.roles["admin"], scope=ADMIN_SCOPE))
+    async with httpx.AsyncClient(base_url=quick.url, timeout=10, limits=httpx.Limits(max_connections=1)) as http:
+        refused = await http.post(STATES, headers=admin, content=chunks())
+        live = await http.get("/health/live")
+
+    assert refused.request.headers["transfer-encoding"] == "chunked"
+    assert (refused.status_code, refused.json()) == (413, CHUNKED_TOO_LARGE)
+    assert live.status_code == 200
+    assert live.extensions["network_stream"] is refused.extensions["network_stream"]
+
+
+async def test_a_client_that_stops_sending_a_huge_body_reads_the_413_and_is_then_cut_off(
+    quick: LiveServer, alpha: TenantSpec
+) -> None:
+    connection = await Connection.open(quick)
+    await connection.send(post_head(alpha, f"content-length: {1024 * LIMIT}") + b"x" * (LIMIT // 4))
+
+    status, _, answer = await connection.response()
+
+    assert (status, json.loads(answer)) == (413, TOO_LARGE)
+    # Discarding the rest of a refused body is bounded by the header timeout: the connection must deliver its next
+    # request's headers in time, and this one never will.
+    await connection.send(b"x" * 1024)
+    assert await connection.closed_by_server() < CLOSED_WITHIN
     connection.close()
