@@ -10,6 +10,7 @@ cluster and stops it; a command run beside `serve` leaves it running).
 from __future__ import annotations
 
 import base64
+import contextlib
 import glob
 import json
 import os
@@ -390,21 +391,40 @@ def process_running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(FileNotFoundError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_after_a_kill_9_adopts_the_orphaned_cluster_and_stops_it_on_sigterm(
-    embedded_data_dir: Path, first_sync: subprocess.CompletedProcess[str], tmp_path: Path
+    embedded_data_dir: Path, first_sync: subprocess.CompletedProcess[str], tmp_path: Path, workers: str
 ) -> None:
     assert first_sync.returncode == 0, first_sync.stderr
     pgdata = embedded_data_dir / "postgres" / "pgdata"
     port = free_port()
-    env = embedded_env(embedded_data_dir, PORT=str(port))
+    env = embedded_env(embedded_data_dir, PORT=str(port), WORKERS=workers)
     killed_logs = tmp_path / "killed"
     killed_logs.mkdir()
     with Serve(env, port, killed_logs) as killed:
         assert pg_ctl_status(pgdata) == 0
         postmaster = postmaster_pid(pgdata)
+        worker_processes = children(killed.process.pid)
+        assert len(worker_processes) >= int(workers) - 1
         killed.process.kill()
         assert killed.process.wait(STOP_TIMEOUT) == -signal.SIGKILL
-    assert pg_ctl_status(pgdata) == 0  # the orphan: its server is gone, the postmaster is not
+    # Its worker processes end with it (they would hold the port and the database)...
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while any(process_running(pid) for pid in worker_processes):
+        assert time.monotonic() < deadline, [pid for pid in worker_processes if process_running(pid)]
+        time.sleep(0.1)
+    # ... but the cluster is an orphan: its server is gone, the postmaster is not.
+    assert pg_ctl_status(pgdata) == 0
     assert process_running(postmaster)
 
     with Serve(env, port, tmp_path) as adopting:
