@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -47,18 +48,13 @@ def embedded_cluster(settings: Settings) -> EmbeddedCluster:
 
 @contextlib.contextmanager
 def database(settings: Settings) -> Iterator[str]:
-    """Yield a database URL: DATABASE_URL if set, else the embedded cluster, which is stopped afterwards
-    only if this call started it."""
+    """Yield a database URL: DATABASE_URL if set, else the embedded cluster's, which is stopped afterwards unless
+    another running command still uses it (see EmbeddedCluster.in_use)."""
     if settings.database_url:
         yield settings.database_url
         return
-    cluster = embedded_cluster(settings)
-    started = cluster.start()
-    try:
-        yield cluster.dsn()
-    finally:
-        if started:
-            cluster.stop()
+    with embedded_cluster(settings).in_use() as dsn:
+        yield dsn
 
 
 async def prepare_database(settings: Settings, dsn: str) -> tuple[SyncResult, list[str]]:
@@ -95,7 +91,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def serve(settings: Settings) -> None:
     import uvicorn
 
+    from app.limits import http_protocol
+
     sock = bind_socket(settings.host, settings.port)
+    # SIGTERM ends serve as cleanly as Ctrl-C, so the embedded cluster is stopped too. (uvicorn shuts down
+    # gracefully on either, then raises the signal again with this handler; the default one would kill us.)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with database(settings) as dsn:
         asyncio.run(prepare_database(settings, dsn))
         # Workers build their app from the environment (uvicorn's factory import), so hand them the resolved URL.
@@ -115,7 +116,7 @@ def serve(settings: Settings) -> None:
             fd=sock.fileno(),
             workers=settings.workers,
             loop="uvloop",
-            http="httptools",
+            http=http_protocol(settings.request_header_timeout_seconds),
             lifespan="on",
             access_log=False,
             log_config=None,

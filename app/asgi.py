@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime
+import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from multiprocessing.process import BaseProcess
 from typing import TypeVar
 
 import httpx
@@ -44,6 +50,7 @@ from app.ticket_type.service import TicketTypeService
 API_PREFIX = "/api/v2/ticketing"
 # Expired Idempotency-Keys are already treated as unused; the sweep only keeps the table small.
 IDEMPOTENCY_SWEEP_INTERVAL_SECONDS = 300.0
+PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
 
 Service = TypeVar("Service")
 
@@ -62,7 +69,20 @@ def worker_app() -> RequestContextMiddleware:
     """The ASGI factory each server worker process calls: process-wide logging first, then the app."""
     settings = load_settings()
     configure_logging(settings.log_level)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # one of WORKERS > 1 processes, not `serve` itself
+        end_with_parent(parent)
     return create_app(settings)
+
+
+def end_with_parent(parent: BaseProcess) -> None:
+    """Have this worker process get SIGTERM, and so shut down, when `serve` ends, even by kill -9: orphaned workers
+    would keep serving, holding the port (the next `make run` could not listen) and the database. Linux only."""
+    if sys.platform != "linux":
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent.pid:  # `serve` ended before the signal was asked for
+        raise SystemExit("the serve process is gone")
 
 
 def create_app(settings: Settings | None = None) -> RequestContextMiddleware:

@@ -24,6 +24,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path = PROJECT_ROOT / ".data"
     tenants_dir: Path = PROJECT_ROOT / "tenants"
     max_body_bytes: int = 1024 * 1024
+    # A connection must deliver each request's headers within this time, counted from its first byte (the first
+    # request's: from the connection being accepted); otherwise it is closed.
+    request_header_timeout_seconds: float = 10.0
     log_level: str = "INFO"
     db_pool_min: int = 2
     db_pool_max: int = 16
@@ -49,6 +52,7 @@ _ENV = {
     "data_dir": "DATA_DIR",
     "tenants_dir": "TENANTS_DIR",
     "max_body_bytes": "MAX_BODY_BYTES",
+    "request_header_timeout_seconds": "REQUEST_HEADER_TIMEOUT_SECONDS",
     "log_level": "LOG_LEVEL",
     "db_pool_min": "DB_POOL_MIN",
     "db_pool_max": "DB_POOL_MAX",
@@ -81,6 +85,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError(f"invalid environment variable PORT: {settings.port} is not a TCP port")
     if settings.max_body_bytes <= 0:
         raise ConfigError("invalid environment variable MAX_BODY_BYTES: must be positive")
+    if not (math.isfinite(settings.request_header_timeout_seconds) and settings.request_header_timeout_seconds > 0):
+        raise ConfigError("invalid environment variable REQUEST_HEADER_TIMEOUT_SECONDS: must be a positive number")
     if not (math.isfinite(settings.db_acquire_timeout_seconds) and settings.db_acquire_timeout_seconds > 0):
         raise ConfigError("invalid environment variable DB_ACQUIRE_TIMEOUT_SECONDS: must be a positive number")
     if not (math.isfinite(settings.idempotency_key_ttl_seconds) and settings.idempotency_key_ttl_seconds > 0):

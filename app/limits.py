@@ -1,19 +1,88 @@
-"""Refuses oversized request bodies at the edge, before routing, from their declared Content-Length.
+"""Limits at the edge: how long a connection may take to send a request's headers, and how large a body may be.
 
-Bodies without a Content-Length (chunked) are capped by Litestar's request_max_body_size as they are read.
+The header deadline is part of the HTTP server (a uvicorn protocol); an oversized body is refused before routing
+from its declared Content-Length, and bodies without one (chunked) are capped by Litestar's request_max_body_size
+as they are read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from typing import Any, cast
+
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.errors import ErrorBody, encode_error
 
 PAYLOAD_TOO_LARGE = 413
 
 
+class RequestHeaderDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, plus a deadline for each request's headers.
+
+    uvicorn arms no timer on a new connection, and the first byte that arrives cancels its keep-alive timer, so a
+    connection that never completes a request (idle from the start, or trickling a header: slowloris) was held for
+    ever. Here the headers must be complete within `header_timeout` seconds: the first request's counted from the
+    connection being accepted, a later one's from its first byte (idle time between requests stays under uvicorn's
+    keep-alive timeout). Bytes after a response that are not yet a new request's headers, such as the rest of a
+    refused body that is being discarded, are on the same clock. When the time is up the connection is closed, or,
+    with a response still being written, closed after it.
+
+    Cost per request: an attribute check after each read, plus one timer per connection cancelled by its first
+    request; a timer is armed again only while headers arrive in pieces.
+    """
+
+    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timeout = header_timeout
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_deadline = self.loop.call_later(self._header_timeout, self._header_deadline_passed)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        cycle = self.cycle
+        # uvicorn makes a request's cycle (with the scope the parser is filling) once its headers are complete.
+        if cycle is not None and cycle.scope is self.scope and not cycle.response_complete:
+            if self._header_deadline is not None:
+                self._header_deadline.cancel()
+                self._header_deadline = None
+        elif self._header_deadline is None:
+            self._header_deadline = self.loop.call_later(self._header_timeout, self._header_deadline_passed)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+        super().connection_lost(exc)
+
+    def _header_deadline_passed(self) -> None:
+        self._header_deadline = None
+        self.shutdown()  # uvicorn's graceful close: now if no response is under way, else once it is written
+
+
+def http_protocol(header_timeout_seconds: float) -> type[asyncio.Protocol]:
+    """What to pass uvicorn as `http`. uvicorn only calls it, with keyword arguments, so a partial that binds the
+    timeout will do; unlike a class made at run time, it pickles into worker processes."""
+    protocol = functools.partial(RequestHeaderDeadlineProtocol, header_timeout=header_timeout_seconds)
+    return cast("type[asyncio.Protocol]", protocol)
+
+
 class BodySizeLimitMiddleware:
+    """Answers 413 at once to a request whose declared Content-Length is over the limit, without reading the body.
+
+    The connection is kept alive rather than closed: uvicorn then reads and discards the rest of the body, as it
+    does for any body a response left unread, and the client reads the 413 and may send its next request on the
+    same connection. Closing it instead, with the body still arriving, makes the kernel answer with a reset that
+    can destroy the 413 before the client reads it. How long the discarding may last is bounded by the request
+    header deadline (RequestHeaderDeadlineProtocol): bytes after a response count as waiting for the next request.
+    """
+
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -25,22 +94,18 @@ class BodySizeLimitMiddleware:
                 status=PAYLOAD_TOO_LARGE,
             )
         )
+        self._headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self._body)).encode())]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
             declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": PAYLOAD_TOO_LARGE,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(self._body)).encode()),
-                            (b"connection", b"close"),
-                        ],
-                    }
-                )
+                headers = self._headers
+                if not declared.isdigit():
+                    # Where the body ends is unknown (the server normally refuses this first), so nothing after it
+                    # can be read as a request.
+                    headers = [*headers, (b"connection", b"close")]
+                await send({"type": "http.response.start", "status": PAYLOAD_TOO_LARGE, "headers": headers})
                 await send({"type": "http.response.body", "body": self._body, "more_body": False})
                 return
         await self.app(scope, receive, send)

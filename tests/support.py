@@ -43,6 +43,7 @@ from app.bootstrap import apply_tenants
 from app.config import PROJECT_ROOT, Settings
 from app.db import engine, piccolo_conf
 from app.db.database import Database
+from app.limits import http_protocol
 from app.tenancy import files
 from app.tenancy.devkeys import generate_private_pem, public_jwk
 from app.tenancy.model import TenantConfig
@@ -522,7 +523,13 @@ class LiveServer:
             # Idle keep-alive connections live longer than uvicorn's default 5 s: a module's client may sit idle
             # while the next test's tenants are created, and a connection closed under it reads as a reset.
             uvicorn.Config(
-                self.app, lifespan="on", log_config=None, access_log=False, loop="none", timeout_keep_alive=60
+                self.app,
+                lifespan="on",
+                log_config=None,
+                access_log=False,
+                loop="none",
+                timeout_keep_alive=60,
+                http=http_protocol(settings.request_header_timeout_seconds),
             )
         )
         self._task: asyncio.Task[None] | None = None

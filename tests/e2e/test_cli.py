@@ -1,18 +1,22 @@
 """The real command line, end to end: `python -m app ...` as subprocesses, as an operator runs it.
 
-Covers `serve` against the session database (health probes, clean SIGINT shutdown), start-up failures that must
-end in one `error: ...` line and no traceback, `token` (also through `make -s token`), and the embedded cluster's
-lifecycle when no DATABASE_URL is set (`tenants sync` twice, then `serve`, each stopping the cluster it started).
+Covers `serve` against the session database (health probes, clean SIGINT shutdown, the request-header timeout
+reaching worker processes), start-up failures that must end in one `error: ...` line and no traceback, `token`
+(also through `make -s token`), and the embedded cluster's lifecycle when no DATABASE_URL is set (`tenants sync`
+twice, then `serve`, each stopping the cluster it started; after a kill -9 the next `serve` adopts the orphaned
+cluster and stops it; a command run beside `serve` leaves it running).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import glob
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -137,6 +141,29 @@ def test_serve_answers_health_probes_and_stops_on_sigint(
     messages = [r["msg"] for r in records]
     assert "Application shutdown complete." in messages, messages
     assert not [r for r in records if r["level"] in ("ERROR", "CRITICAL")], records
+
+
+def test_serve_workers_close_a_connection_that_sends_no_request_in_time(
+    tenants: list[TenantSpec], database_url: str, workspace: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = cli_env(
+        DATABASE_URL=database_url,
+        PORT=str(port),
+        TENANTS_DIR=str(workspace / "tenants"),
+        DATA_DIR=str(workspace / "data"),
+        WORKERS="2",
+        REQUEST_HEADER_TIMEOUT_SECONDS="1",
+    )
+    with Serve(env, port, tmp_path) as server, socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+        started = time.monotonic()
+        assert idle.recv(1) == b""  # closed by the worker that accepted it
+        waited = time.monotonic() - started
+        assert httpx.get(f"{server.url}/health/live", timeout=5).status_code == 200
+        code = server.stop()
+
+    assert 0.5 < waited < 10
+    assert code == 0, server.stderr
 
 
 # --- 2. start-up failures: one clear line, no traceback --------------------------------------------------------
@@ -349,3 +376,93 @@ def test_serve_on_the_embedded_cluster_stops_it_on_sigint(
     assert [r["database"] for r in records if r["msg"] == "serving"] == ["embedded cluster"]
     assert not (pgdata / "postmaster.pid").exists()
     assert pg_ctl_status(pgdata) == 3
+
+
+def postmaster_pid(pgdata: Path) -> int:
+    return int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+
+
+def process_running(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited postmaster nobody has reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(FileNotFoundError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_after_a_kill_9_adopts_the_orphaned_cluster_and_stops_it_on_sigterm(
+    embedded_data_dir: Path, first_sync: subprocess.CompletedProcess[str], tmp_path: Path, workers: str
+) -> None:
+    assert first_sync.returncode == 0, first_sync.stderr
+    pgdata = embedded_data_dir / "postgres" / "pgdata"
+    port = free_port()
+    env = embedded_env(embedded_data_dir, PORT=str(port), WORKERS=workers)
+    killed_logs = tmp_path / "killed"
+    killed_logs.mkdir()
+    with Serve(env, port, killed_logs) as killed:
+        assert pg_ctl_status(pgdata) == 0
+        postmaster = postmaster_pid(pgdata)
+        worker_processes = children(killed.process.pid)
+        assert len(worker_processes) >= int(workers) - 1
+        killed.process.kill()
+        assert killed.process.wait(STOP_TIMEOUT) == -signal.SIGKILL
+    # Its worker processes end with it (they would hold the port and the database)...
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while any(process_running(pid) for pid in worker_processes):
+        assert time.monotonic() < deadline, [pid for pid in worker_processes if process_running(pid)]
+        time.sleep(0.1)
+    # ... but the cluster is an orphan: its server is gone, the postmaster is not.
+    assert pg_ctl_status(pgdata) == 0
+    assert process_running(postmaster)
+
+    with Serve(env, port, tmp_path) as adopting:
+        ready = httpx.get(f"{adopting.url}/health/ready", timeout=5)
+        assert (ready.status_code, ready.json()) == (200, {"status": "ok", "database": "ok"})
+        assert postmaster_pid(pgdata) == postmaster  # adopted, not restarted
+        adopting.process.send_signal(signal.SIGTERM)
+        code = adopting.process.wait(STOP_TIMEOUT)
+
+    assert code == 0, adopting.stderr
+    records = json_log(adopting.stderr)
+    assert "adopting the running embedded cluster: the process that used it is gone" in [r["msg"] for r in records]
+    assert not [r for r in records if r["level"] in ("ERROR", "CRITICAL")], records
+    assert pg_ctl_status(pgdata) == 3
+    assert not process_running(postmaster)
+
+
+def test_a_command_run_while_serve_uses_the_cluster_leaves_it_running(
+    embedded_data_dir: Path, first_sync: subprocess.CompletedProcess[str], tmp_path: Path
+) -> None:
+    assert first_sync.returncode == 0, first_sync.stderr
+    pgdata = embedded_data_dir / "postgres" / "pgdata"
+    port = free_port()
+    with Serve(embedded_env(embedded_data_dir, PORT=str(port)), port, tmp_path) as server:
+        postmaster = postmaster_pid(pgdata)
+
+        sync = run_cli("tenants", "sync", env=embedded_env(embedded_data_dir))
+
+        assert sync.returncode == 0, sync.stderr
+        assert sync.stdout == "tenants unchanged\n"
+        left_running = [r for r in json_log(sync.stderr) if r["msg"].startswith("embedded cluster left running")]
+        assert [r["pids"] for r in left_running] == [[server.process.pid]]
+        assert postmaster_pid(pgdata) == postmaster
+        ready = httpx.get(f"{server.url}/health/ready", timeout=5)
+        assert (ready.status_code, ready.json()) == (200, {"status": "ok", "database": "ok"})
+
+        code = server.stop()
+
+    assert code == 0, server.stderr
+    assert pg_ctl_status(pgdata) == 3
+    assert not process_running(postmaster)
