@@ -25,6 +25,7 @@ from app.errors import EXCEPTION_HANDLERS
 from app.health.controller import HealthController
 from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
+from app.openapi import StructSchemaPlugin
 from app.query_parameters import UnknownQueryParametersMiddleware
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL, TenantRepository
@@ -142,6 +143,8 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
+        # Wire types documented by msgspec, which also decodes them (see app/openapi.py).
+        plugins=[StructSchemaPlugin()],
         openapi_config=OpenAPIConfig(
             title="Ticketing API",
             version="2.0.0",
