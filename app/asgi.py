@@ -17,7 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app.auth.authenticator import Authenticator
 from app.auth.controller import MeController
-from app.auth.middleware import AuthenticationMiddleware
+from app.auth.middleware import AuthenticationMiddleware, complete_options_answers
 from app.config import Settings, load_settings
 from app.db.database import Database
 from app.db.notifications import NotificationListener
@@ -158,4 +158,5 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         ),
         logging_config=None,
     )
+    complete_options_answers(litestar)
     return RequestContextMiddleware(BodySizeLimitMiddleware(litestar, settings.max_body_bytes))

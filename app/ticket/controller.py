@@ -176,6 +176,10 @@ class TicketController(Controller):
         """Paginated (`page`, `per_page` ≤ 100), filtered by `ticket_type_id` and by field values
         (`data.<field-uuid>=<value>`, value read as JSON when it parses, else as a string), sorted by
         `created_at` or `updated_at`, `asc` or `desc`, ties broken by id so the order is stable."""
+        if ticket_type_id is None and "ticket_type_id" in request.query_params:
+            # Litestar's lenient conversion reads "null" (or nothing) as no filter: a filter that silently does
+            # nothing would look as if it worked.
+            raise InputValidationFailure("The request failed validation", {"ticket_type_id": "Invalid UUID"})
         query = TicketQuery(
             page=page,
             per_page=per_page,

@@ -171,6 +171,11 @@ async def test_options_answers_204_with_allow_on_api_routes(
     )
     assert update.status_code == 204
     assert set(update.headers["allow"].split(", ")) == {"PATCH", "OPTIONS"}
+    # Routes with several methods name them all (Litestar alone named only the first one registered).
+    tickets = await client.options(f"{API}/ticket", headers=headers)
+    assert set(tickets.headers["allow"].split(", ")) == {"GET", "POST", "OPTIONS"}
+    state = await client.options(f"{API}/ticket-state/{uuid.uuid4()}", headers=headers)
+    assert set(state.headers["allow"].split(", ")) == {"GET", "PUT", "DELETE", "OPTIONS"}
 
 
 NOT_VALID_JSON = {
