@@ -22,7 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app.auth.authenticator import Authenticator
 from app.auth.controller import MeController
-from app.auth.middleware import AuthenticationMiddleware
+from app.auth.middleware import AuthenticationMiddleware, complete_options_answers
 from app.config import Settings, load_settings
 from app.db.database import Database
 from app.db.notifications import NotificationListener
@@ -31,6 +31,7 @@ from app.errors import EXCEPTION_HANDLERS
 from app.health.controller import HealthController
 from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
+from app.openapi import StructSchemaPlugin
 from app.query_parameters import UnknownQueryParametersMiddleware
 from app.tenancy.cors import CorsMiddleware
 from app.tenancy.registry import TenantRegistry
@@ -163,6 +164,8 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
+        # Wire types documented by msgspec, which also decodes them (see app/openapi.py).
+        plugins=[StructSchemaPlugin()],
         openapi_config=OpenAPIConfig(
             title="Ticketing API",
             version="2.0.0",
@@ -176,6 +179,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         ),
         logging_config=None,
     )
+    complete_options_answers(litestar)
     return RequestContextMiddleware(
         CorsMiddleware(BodySizeLimitMiddleware(litestar, settings.max_body_bytes), registry)
     )

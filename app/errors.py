@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, SerializationException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from msgspec import UNSET, UnsetType
 
 from app.db.errors import DatabaseUnavailable, UnstorableText
 from app.observability import current_request_id
@@ -35,15 +36,17 @@ class NamedState(msgspec.Struct, frozen=True):
 
 
 class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
-    """The v2 error envelope. Field order is the wire order of the contract's examples."""
+    """The v2 error envelope. A member that does not apply is left out, never null (seed 002's "Ticket not found"
+    has neither code nor status)."""
 
-    error: bool  # always true; no default, so omit_defaults never drops it
-    code: str | None = None
+    # Field order is the wire order of the contract's examples.
+    error: Literal[True]  # no default, so omit_defaults never drops it
+    code: str | UnsetType = UNSET
     message: str
-    status: int | None = None
-    validationResult: ValidationResult | None = None
+    status: int | UnsetType = UNSET
+    validationResult: ValidationResult | UnsetType = UNSET
     # TRANSITION_NOT_ALLOWED: the states the ticket may move to instead.
-    allowedNextStates: list[NamedState] | None = None
+    allowedNextStates: list[NamedState] | UnsetType = UNSET
 
 
 _encoder = msgspec.json.Encoder()
@@ -65,8 +68,8 @@ class AppError(Exception):
         return ErrorBody(
             error=True,
             message=self.message,
-            code=self.code,
-            status=self.status if self.include_status else None,
+            code=UNSET if self.code is None else self.code,
+            status=self.status if self.include_status else UNSET,
         )
 
 
@@ -79,13 +82,7 @@ class InputValidationFailure(AppError):
         self.reason = reason or {}
 
     def body(self) -> ErrorBody:
-        return ErrorBody(
-            error=True,
-            message=self.message,
-            code=self.code,
-            status=self.status,
-            validationResult=ValidationResult(capped(self.reason)),
-        )
+        return msgspec.structs.replace(super().body(), validationResult=ValidationResult(capped(self.reason)))
 
 
 # A body naming every one of 100,000 unknown fields would be larger than the request: name the first ones only.

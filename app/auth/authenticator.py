@@ -209,9 +209,11 @@ def _invalid(reason: str) -> InvalidToken:
 
 
 def _support_flag(value: str | None) -> bool:
-    if value is None or value == "":
+    """The issupportrequest header: absent is false; otherwise true or false in any letter case (the document's
+    SUPPORT_FLAG_PATTERN). Blanks around it are HTTP's optional whitespace; an empty value is not a flag."""
+    if value is None:
         return False
-    lowered = value.strip().lower()
+    lowered = value.strip(" \t").lower()
     if lowered in ("true", "false"):
         return lowered == "true"
     raise InputValidationFailure("Invalid request headers", {"issupportrequest": "must be true or false"})

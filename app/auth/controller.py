@@ -29,7 +29,12 @@ class MeController(Controller):
     path = "/me"
     tags = ("identity",)
 
-    @get(**AUTHENTICATED, summary="The caller's principal", responses=error_responses(400, 401, 404))
+    @get(
+        **AUTHENTICATED,
+        operation_id="showMe",
+        summary="The caller's principal",
+        responses=error_responses(400, 401, 404),
+    )
     async def me(self, request: Request[Principal, Any, Any]) -> MeResponse:
         """Subject, tenant, realm, roles, scopes and the permissions they grant in this tenant."""
         principal = request.user

@@ -6,7 +6,9 @@ outside that router.
 
 from __future__ import annotations
 
+from litestar import Litestar
 from litestar.enums import ScopeType
+from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.authenticator import Authenticator
@@ -41,3 +43,16 @@ def _is_options_answer(scope: Scope) -> bool:
     methods, the same for every caller; a CORS preflight carries no token. An OPTIONS route of ours would declare a
     requirement and be authenticated like any other."""
     return scope.get("method") == "OPTIONS" and REQUIREMENT not in scope["route_handler"].opt
+
+
+def complete_options_answers(app: Litestar) -> None:
+    """Litestar (2.25) builds a route's OPTIONS handler when the route's first handler is registered and keeps it
+    as the route grows, so its Allow names only that first method (OPTIONS /ticket said "OPTIONS, POST", not GET).
+    The route object that handler answers from is given the complete route's methods, once, at start-up."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or "OPTIONS" not in route.route_handler_map:
+            continue
+        answering = route.route_handler_map["OPTIONS"][0]
+        for cell in getattr(answering.fn, "__closure__", None) or ():
+            if isinstance(cell.cell_contents, HTTPRoute) and cell.cell_contents is not route:
+                cell.cell_contents.methods = route.methods

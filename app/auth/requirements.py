@@ -8,11 +8,12 @@ refused (fail closed). This replaces Litestar guards, which copy the route handl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from litestar.enums import ParamType
-from litestar.openapi.spec import OpenAPIType, Operation, Parameter, Schema
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Operation, Parameter, Reference, Schema
 
 from app.auth.principal import Permission, Principal
 from app.errors import PermissionDenied
@@ -42,20 +43,29 @@ def _header(name: str, schema: Schema, description: str, *, required: bool) -> P
     return Parameter(name=name, param_in=ParamType.HEADER, required=required, schema=schema, description=description)
 
 
+# The values the authenticator accepts for issupportrequest (any letter case).
+SUPPORT_FLAG_PATTERN = "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"
+
 # The headers the authentication middleware reads on every API request. They are documented on each operation
 # rather than declared as Litestar parameters, which Litestar would parse and validate a second time per request.
 TENANT_HEADERS = (
     _header(
         "x-tenantid",
-        Schema(type=OpenAPIType.STRING),
+        Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID),
         "UUID of the tenant; must equal the token's tenant claim",
         required=True,
     ),
-    _header("realmname", Schema(type=OpenAPIType.STRING), "Name of the realm that issued the token", required=True),
+    _header(
+        "realmname",
+        Schema(type=OpenAPIType.STRING, min_length=1),
+        "Name of the realm that issued the token",
+        required=True,
+    ),
     _header(
         "issupportrequest",
-        Schema(type=OpenAPIType.BOOLEAN, default=False),
-        "true marks a support request; honoured only for tokens with the tenant's support role",
+        Schema(type=OpenAPIType.STRING, pattern=SUPPORT_FLAG_PATTERN, default="false"),
+        "true or false (in any letter case): true marks a support request, honoured only for tokens with the "
+        "tenant's support role",
         required=False,
     ),
 )
@@ -63,17 +73,57 @@ TENANT_HEADERS = (
 
 @dataclass
 class TenantScopedOperation(Operation):
-    """An API operation: Litestar's own, plus the tenant headers."""
+    """An API operation: Litestar's own, plus the tenant headers; an optional parameter is documented without Litestar's
+    `null` alternative (a parameter is absent or a string, never null)."""
 
     def __post_init__(self) -> None:
-        self.parameters = [*TENANT_HEADERS, *(self.parameters or ())]
+        self.parameters = [*TENANT_HEADERS, *(_not_null(parameter) for parameter in self.parameters or ())]
 
 
-def requires(permission: Permission, scope: str, action: str) -> dict[str, Any]:
+def _not_null(parameter: Parameter | Reference) -> Parameter | Reference:
+    schema = parameter.schema if isinstance(parameter, Parameter) else None
+    if isinstance(schema, Schema) and schema.one_of:
+        options = [
+            option for option in schema.one_of if not (isinstance(option, Schema) and option.type == OpenAPIType.NULL)
+        ]
+        if len(options) == 1 and isinstance(options[0], Schema):
+            assert isinstance(parameter, Parameter)
+            parameter.schema = options[0]
+            if parameter.description is not None:
+                options[0].description = parameter.description
+    return parameter
+
+
+def _documenting(parameters: tuple[Parameter, ...]) -> type[TenantScopedOperation]:
+    """An operation class that shows `parameters` in place of the generated parameters of the same name and place."""
+    if not parameters:
+        return TenantScopedOperation
+    documented = {(parameter.name, parameter.param_in): parameter for parameter in parameters}
+
+    @dataclass
+    class DocumentedOperation(TenantScopedOperation):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            generated = self.parameters or []
+            known = {(p.name, p.param_in) for p in generated if isinstance(p, Parameter)}
+            if not known >= documented.keys():
+                raise ValueError(f"documented parameters the route does not take: {set(documented) - known}")
+            self.parameters = [
+                documented.get((p.name, p.param_in), p) if isinstance(p, Parameter) else p for p in generated
+            ]
+
+    return DocumentedOperation
+
+
+def requires(
+    permission: Permission, scope: str, action: str, *, documented: Sequence[Parameter] = ()
+) -> dict[str, Any]:
     """Route decorator arguments for a route that needs `scope` in the token and a realm role granting
-    `permission`."""
+    `permission`. `documented` parameters replace the generated documentation of the route's own parameters of the
+    same name: for parameters the handler takes leniently so that its own check can report them in the contract's
+    shape, they state what that check enforces."""
     requirement = Requirement(permission, scope, f"You do not have the permission to {action}")
-    return {"opt": {REQUIREMENT: requirement}, "operation_class": TenantScopedOperation}
+    return {"opt": {REQUIREMENT: requirement}, "operation_class": _documenting(tuple(documented))}
 
 
 # Route decorator arguments for a route any authenticated caller of the tenant may use.

@@ -23,12 +23,17 @@ class HealthController(Controller):
     path = "/health"
     tags = ("health",)
 
-    @get("/live", summary="Liveness: the process serves requests")
+    @get("/live", operation_id="checkLiveness", summary="Liveness: the process serves requests")
     async def live(self) -> HealthStatus:
         """The process is up and its event loop answers."""
         return HealthStatus(status="ok")
 
-    @get("/ready", summary="Readiness: the database answers", responses=error_responses(503))
+    @get(
+        "/ready",
+        operation_id="checkReadiness",
+        summary="Readiness: the database answers",
+        responses=error_responses(503),
+    )
     async def ready(self, db: NamedDependency[Database]) -> HealthStatus:
         """Ready when the database answers a trivial query within two seconds; 503 otherwise."""
         try:

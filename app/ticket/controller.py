@@ -12,7 +12,9 @@ from urllib.parse import urlencode
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.di import NamedDependency
+from litestar.enums import ParamType
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Parameter, Schema
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.types import ASGIApp
 
@@ -33,38 +35,74 @@ from app.ticket.dto import (
     UpdateTicketRequest,
     UpdateTicketResponse,
 )
-from app.ticket.service import TIME_FORMAT, TicketQuery, TicketService, is_storable_time, last_page
+from app.ticket.service import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    TIME_FORMAT,
+    TicketQuery,
+    TicketService,
+    is_storable_time,
+    last_page,
+)
 
 _encoder = msgspec.json.Encoder()
 CATALOG_TYPES = ("template", "agent", "user")
-# fullmatch, not match with "$": Python's "$" also matches before a trailing newline.
-_MODULE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+MODULE_PATTERN = "^[a-z][a-z0-9_-]{0,63}$"
+# fullmatch without the anchors: Python's "$" also matches before a trailing newline.
+_MODULE = re.compile(MODULE_PATTERN.removeprefix("^").removesuffix("$"))
 _FIELD_FILTER = re.compile(r"data\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 MAX_FIELD_FILTERS = 10
 MAX_PER_PAGE = 100
 
+# The contract's `type` and `module` (seed 002: both required). The handlers take them as optional so that
+# check_catalog reports every problem with them in the contract's INPUT_VALIDATION_FAILURE shape; the document says
+# what check_catalog enforces.
+CATALOG_PARAMETERS = (
+    Parameter(
+        name="type",
+        param_in=ParamType.QUERY,
+        required=True,
+        schema=Schema(type=OpenAPIType.STRING, enum=list(CATALOG_TYPES)),
+        description="Catalog type",
+    ),
+    Parameter(
+        name="module",
+        param_in=ParamType.QUERY,
+        required=True,
+        schema=Schema(type=OpenAPIType.STRING, pattern=MODULE_PATTERN),
+        description="The module context, e.g. ticketing",
+    ),
+)
+# What TicketService accepts as a key (str.isprintable() over the header's Latin-1 characters), without the blanks
+# at either end that HTTP strips from every header value.
+_KEY_EDGE = r"!-~\xa1-\xac\xae-\xff"
+IDEMPOTENCY_KEY_PARAMETER = Parameter(
+    name="Idempotency-Key",
+    param_in=ParamType.HEADER,
+    required=False,
+    schema=Schema(
+        type=OpenAPIType.STRING,
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=f"^[{_KEY_EDGE}]([ {_KEY_EDGE}]*[{_KEY_EDGE}])?$",
+    ),
+    description="Retrying with the same key (and the same request) within IDEMPOTENCY_KEY_TTL_SECONDS returns the "
+    "first answer, with Idempotent-Replayed: true, instead of writing again; the key with another request is 422",
+)
+
 _read = requires("read", READ_SCOPE, "read tickets")
 # The list also takes field filters, data.<field-uuid>=<value>.
 _list = {**_read, "opt": {**_read["opt"], QUERY_PREFIXES: ("data.",)}}
-_create = requires("write", WRITE_SCOPE, "create a ticket")
-_update = requires("write", WRITE_SCOPE, "update the ticket")
-_change_status = requires("write", WRITE_SCOPE, "change the ticket status")
+_create = requires("write", WRITE_SCOPE, "create a ticket", documented=(*CATALOG_PARAMETERS, IDEMPOTENCY_KEY_PARAMETER))
+_update = requires(
+    "write", WRITE_SCOPE, "update the ticket", documented=(*CATALOG_PARAMETERS, IDEMPOTENCY_KEY_PARAMETER)
+)
+_change_status = requires("write", WRITE_SCOPE, "change the ticket status", documented=(IDEMPOTENCY_KEY_PARAMETER,))
 # A "+" in an unencoded query string arrives as a space: "...T10:00:00 01:00" meant "+01:00".
 _SPACED_OFFSET = re.compile(r" (\d{2}:?\d{2})$")
 
-CatalogQuery = Annotated[
-    str | None, QueryParameter(name="type", description="Catalog type: template, agent or user (required)")
-]
-ModuleQuery = Annotated[str | None, QueryParameter(name="module", description="Module context, e.g. ticketing")]
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    HeaderParameter(
-        name="Idempotency-Key",
-        description="Retrying with the same key (and the same request) within IDEMPOTENCY_KEY_TTL_SECONDS returns "
-        "the first answer, with Idempotent-Replayed: true, instead of writing again; the key with another request "
-        "is 422",
-    ),
-]
+CatalogQuery = Annotated[str | None, QueryParameter(name="type")]
+ModuleQuery = Annotated[str | None, QueryParameter(name="module")]
+IdempotencyKeyHeader = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
 _REPLAYED = {"Idempotent-Replayed": "true"}
 
 
@@ -96,6 +134,7 @@ class TicketController(Controller):
 
     @post(
         **_create,
+        operation_id="createTicket",
         summary="Create a ticket",
         status_code=201,
         responses=error_responses(400, 401, 404, 413, 422),
@@ -123,7 +162,7 @@ class TicketController(Controller):
         headers = {"ETag": _etag_header(body.etag), **(_REPLAYED if created.replayed else {})}
         return Response(body, status_code=201, headers=headers)
 
-    @get(**_list, summary="List tickets", responses=error_responses(400, 401, 404))
+    @get(**_list, operation_id="listTickets", summary="List tickets", responses=error_responses(400, 401, 404))
     async def list_tickets(
         self,
         request: Request[Principal, Any, Any],
@@ -137,6 +176,10 @@ class TicketController(Controller):
         """Paginated (`page`, `per_page` ≤ 100), filtered by `ticket_type_id` and by field values
         (`data.<field-uuid>=<value>`, value read as JSON when it parses, else as a string), sorted by
         `created_at` or `updated_at`, `asc` or `desc`, ties broken by id so the order is stable."""
+        if ticket_type_id is None and "ticket_type_id" in request.query_params:
+            # Litestar's lenient conversion reads "null" (or nothing) as no filter: a filter that silently does
+            # nothing would look as if it worked.
+            raise InputValidationFailure("The request failed validation", {"ticket_type_id": "Invalid UUID"})
         query = TicketQuery(
             page=page,
             per_page=per_page,
@@ -151,6 +194,7 @@ class TicketController(Controller):
     @get(
         "/{object_id:str}",
         **_read,
+        operation_id="showTicket",
         summary="Show a ticket",
         responses={
             200: ResponseSpec(TicketOut, description="The ticket; its etag also in the ETag header"),
@@ -167,7 +211,9 @@ class TicketController(Controller):
         as_of: Annotated[
             str | None,
             QueryParameter(
-                name="asOf", description="ISO 8601 timestamp with a time zone: the ticket as it was at that time"
+                name="asOf",
+                format=OpenAPIFormat.DATE_TIME,
+                description="ISO 8601 timestamp with a time zone: the ticket as it was at that time",
             ),
         ] = None,
         as_of_etag: Annotated[
@@ -190,8 +236,9 @@ class TicketController(Controller):
     @patch(
         "/{object_id:str}/update",
         **_update,
+        operation_id="updateTicket",
         summary="Update ticket fields (etag compare-and-swap)",
-        responses=error_responses(400, 401, 404, 413),
+        responses=error_responses(400, 401, 404, 413, 422),
     )
     async def update_ticket(
         self,
@@ -217,8 +264,9 @@ class TicketController(Controller):
     @patch(
         "/{object_id:str}/status",
         **_change_status,
+        operation_id="changeTicketStatus",
         summary="Change the ticket's state (etag compare-and-swap, checked against the type's workflow)",
-        responses=error_responses(400, 401, 404, 413),
+        responses=error_responses(400, 401, 404, 413, 422),
     )
     async def change_status(
         self,
@@ -242,6 +290,7 @@ class TicketController(Controller):
     @get(
         "/{object_id:str}/history",
         **_read,
+        operation_id="listTicketHistory",
         summary="A ticket's history, oldest first",
         responses=error_responses(400, 401, 404),
     )

@@ -4,12 +4,50 @@ responses, `object_id` and `lastUpdatedBy` in reads; everything else is snake_ca
 from __future__ import annotations
 
 import datetime
+import functools
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
+from msgspec import Meta
 
 CatalogType = Literal["template", "agent", "user"]
+MAX_NOTE_LENGTH = 2000
+# A field's id in a ticket type: the keys of `data` and `ticketUpdate` (schemas/ticket-type.schema.json).
+FIELD_ID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+Etag = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        description="The ticket's current etag, from the latest GET of the ticket or the previous create, update or "
+        "status change",
+    ),
+]
+
+
+class _UpdateTicketAsEnforced(msgspec.Struct, forbid_unknown_fields=True):
+    etag: Etag
+    ticketUpdate: Annotated[
+        dict[Annotated[str, Meta(pattern=FIELD_ID_PATTERN)], Any],
+        Meta(
+            min_length=1,
+            description="Field UUID to new value (the ticket type's fields[].id); only these fields change. "
+            '"", null or [] clears a field.',
+        ),
+    ]
+
+
+class _ChangeStatusAsEnforced(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    etag: Etag
+    state: Annotated[str, Meta(min_length=1, description="The id or name (any letter case) of the state to move to")]
+    note: Annotated[str, Meta(max_length=MAX_NOTE_LENGTH, description="Kept in the ticket's history")] | None = None
+    pendingUntil: (
+        Annotated[
+            datetime.datetime,
+            Meta(tz=True, description="Required for pending states (when the wait ends), refused for others"),
+        ]
+        | None
+    ) = None
 
 
 class CreateTicketRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -18,13 +56,17 @@ class CreateTicketRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
 
 
 class UpdateTicketRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    # Optional here so that a missing etag or map is reported in the contract's INPUT_VALIDATION_FAILURE shape.
+    # Optional here so that a missing etag or map is reported in the contract's INPUT_VALIDATION_FAILURE shape (both
+    # at once, under their own names); the document states what the service enforces (app/openapi.py).
+    documented_as: ClassVar[Any] = functools.partial(msgspec.json.schema, _UpdateTicketAsEnforced)
     etag: str | None = None
     ticketUpdate: dict[str, Any] | None = None
 
 
 class ChangeStatusRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    # Optional here so that a missing etag or state is reported in the contract's INPUT_VALIDATION_FAILURE shape.
+    # Optional here so that a missing etag or state is reported in the contract's INPUT_VALIDATION_FAILURE shape; the
+    # document states what the service enforces (app/openapi.py).
+    documented_as: ClassVar[Any] = functools.partial(msgspec.json.schema, _ChangeStatusAsEnforced)
     etag: str | None = None
     # The target state's id or name (names are case-insensitive).
     state: str | None = None

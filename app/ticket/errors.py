@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from app.errors import AppError, ErrorBody, NamedState
 
 # Echoed ids are cut so a client cannot make us reflect arbitrarily long input.
@@ -44,9 +46,7 @@ class TransitionNotAllowed(AppError):
         self.allowed = allowed
 
     def body(self) -> ErrorBody:
-        return ErrorBody(
-            error=True, code=self.code, message=self.message, status=self.status, allowedNextStates=self.allowed
-        )
+        return msgspec.structs.replace(super().body(), allowedNextStates=self.allowed)
 
 
 class TicketVersionNotFound(AppError):

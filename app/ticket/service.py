@@ -19,6 +19,7 @@ from app.auth.principal import Principal
 from app.db.database import Database
 from app.errors import InputValidationFailure, NamedState
 from app.ticket.dto import (
+    MAX_NOTE_LENGTH,
     ChangeStatusRequest,
     CreateTicketRequest,
     HistoryEntry,
@@ -42,7 +43,6 @@ from app.ticket_type.values import value_problem
 # Used with fullmatch: Python's "$" would also accept a trailing newline.
 OBJECT_ID = re.compile(r"([A-Z]{2,5})-([0-9]{4,18})")
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
-MAX_NOTE_LENGTH = 2000
 # States whose tickets wait until a time (pendingUntil): a pending-close ticket then moves on by itself.
 PENDING_STATE_TYPES = ("pending close", "pending reminder")
 _json = msgspec.json.Encoder()

@@ -22,14 +22,22 @@ class TicketStateController(Controller):
     path = "/ticket-state"
     tags = ("ticket states",)
 
-    @get(**_read, summary="List ticket states", responses=error_responses(400, 401, 404))
+    @get(
+        **_read, operation_id="listTicketStates", summary="List ticket states", responses=error_responses(400, 401, 404)
+    )
     async def list_states(
         self, request: Request[Principal, Any, Any], ticket_states: NamedDependency[TicketStateService]
     ) -> StateList:
         """The tenant's ticket states, active and inactive."""
         return StateList(data=await ticket_states.list_states(request.user))
 
-    @get("/{state_id:str}", **_read, summary="Show a ticket state", responses=error_responses(400, 401, 404))
+    @get(
+        "/{state_id:str}",
+        **_read,
+        operation_id="showTicketState",
+        summary="Show a ticket state",
+        responses=error_responses(400, 401, 404),
+    )
     async def show_state(
         self,
         request: Request[Principal, Any, Any],
@@ -39,7 +47,12 @@ class TicketStateController(Controller):
         """One ticket state."""
         return await ticket_states.get(request.user, state_id)
 
-    @post(**_admin, summary="Create a ticket state", responses=error_responses(400, 401, 404))
+    @post(
+        **_admin,
+        operation_id="createTicketState",
+        summary="Create a ticket state",
+        responses=error_responses(400, 401, 404, 413),
+    )
     async def create_state(
         self,
         request: Request[Principal, Any, Any],
@@ -49,7 +62,13 @@ class TicketStateController(Controller):
         """Making a state `default_create` or `default_follow_up` moves that flag to it from the current holder."""
         return await ticket_states.create(request.user, data)
 
-    @put("/{state_id:str}", **_admin, summary="Change a ticket state", responses=error_responses(400, 401, 404))
+    @put(
+        "/{state_id:str}",
+        **_admin,
+        operation_id="updateTicketState",
+        summary="Change a ticket state",
+        responses=error_responses(400, 401, 404, 413),
+    )
     async def update_state(
         self,
         request: Request[Principal, Any, Any],
@@ -66,6 +85,7 @@ class TicketStateController(Controller):
         "/{state_id:str}",
         **_admin,
         status_code=204,
+        operation_id="deleteTicketState",
         summary="Delete a ticket state",
         responses=error_responses(400, 401, 404, 409),
     )

@@ -13,7 +13,7 @@ from app.auth.principal import Principal
 from app.db.database import Database
 from app.errors import InputValidationFailure
 from app.tenancy.model import StateSeed, TenantConfig
-from app.ticket_state.dto import StateIn, StateOut, StateUpdate
+from app.ticket_state.dto import MAX_NAME_LENGTH, MAX_NOTE_LENGTH, StateIn, StateOut, StateUpdate
 from app.ticket_state.errors import StateHasReferences, TicketStateNotFound
 from app.ticket_state.repository import DefaultFlag, TicketStateRepository, TicketStateRow
 
@@ -173,8 +173,8 @@ def _editable(row: TicketStateRow) -> StateIn:
 def _check(state: StateIn, state_id: uuid.UUID | None, states: dict[uuid.UUID, TicketStateRow]) -> None:
     reason: dict[str, str] = {}
     name = state.name.strip()
-    if not 1 <= len(name) <= 100 or name != state.name:
-        reason["name"] = "1 to 100 characters, without leading or trailing spaces"
+    if not 1 <= len(name) <= MAX_NAME_LENGTH or name != state.name:
+        reason["name"] = f"1 to {MAX_NAME_LENGTH} characters, without leading or trailing spaces"
     elif any(row.name.lower() == name.lower() and row.id != state_id for row in states.values()):
         reason["name"] = f"{name!r} is already used by another state of this tenant"
     if state.next_state_id is not None:
@@ -200,7 +200,7 @@ def _check(state: StateIn, state_id: uuid.UUID | None, states: dict[uuid.UUID, T
         pointing = sorted(row.name for row in states.values() if row.next_state_id == state_id and row.active)
         if pointing:
             reason["active"] = f"active states name this state as their next_state_id: {', '.join(pointing)}"
-    if len(state.note or "") > 2000:
-        reason["note"] = "at most 2000 characters"
+    if len(state.note or "") > MAX_NOTE_LENGTH:
+        reason["note"] = f"at most {MAX_NOTE_LENGTH} characters"
     if reason:
         raise InputValidationFailure("Invalid ticket state", reason)

@@ -6,7 +6,6 @@ valid JSON Schema 2020-12, refer to nothing outside itself, use only RE2-compati
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from functools import cache
@@ -15,7 +14,6 @@ from typing import Any
 import msgspec
 from jsonschema import Draft202012Validator
 
-from app.config import PROJECT_ROOT
 from app.errors import InputValidationFailure
 from app.schema_validation import (
     SCHEMA_MAPS,
@@ -25,17 +23,16 @@ from app.schema_validation import (
     safe_validator,
     schema_problem,
 )
-from app.ticket_type.dto import FieldDefinition, TicketTypeDefinition
+from app.ticket_type.dto import FieldDefinition, TicketTypeDefinition, definition_schema
 from app.ticket_type.values import EMPTY_VALUES, is_empty, value_problem
 from app.ticket_type.workflow import CompiledWorkflow, workflow_problems
 
-DEFINITION_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "ticket-type.schema.json"
 MAX_DEFINITION_BYTES = 256 * 1024
 
 
 @cache
 def _definition_validator() -> Any:
-    schema = json.loads(DEFINITION_SCHEMA_PATH.read_text())
+    schema = definition_schema()
     Draft202012Validator.check_schema(schema)
     return safe_validator(schema)
 

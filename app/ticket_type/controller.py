@@ -22,7 +22,7 @@ class TicketTypeController(Controller):
     path = "/ticket-type"
     tags = ("ticket types",)
 
-    @get(**_read, summary="List ticket types", responses=error_responses(400, 401, 404))
+    @get(**_read, operation_id="listTicketTypes", summary="List ticket types", responses=error_responses(400, 401, 404))
     async def list_types(
         self,
         request: Request[Principal, Any, Any],
@@ -32,7 +32,13 @@ class TicketTypeController(Controller):
         """The tenant's ticket types with their fields (field `id`s are the keys of a ticket's `data`)."""
         return TicketTypeList(data=await ticket_types.list_types(request.user, include_archived))
 
-    @get("/{type_id:str}", **_read, summary="Show a ticket type", responses=error_responses(400, 401, 404))
+    @get(
+        "/{type_id:str}",
+        **_read,
+        operation_id="showTicketType",
+        summary="Show a ticket type",
+        responses=error_responses(400, 401, 404),
+    )
     async def show_type(
         self,
         request: Request[Principal, Any, Any],
@@ -45,6 +51,7 @@ class TicketTypeController(Controller):
     @get(
         "/{type_id:str}/schema",
         **_read,
+        operation_id="showTicketDataSchema",
         summary="JSON Schema of a ticket's data",
         responses=error_responses(400, 401, 404),
     )
@@ -60,6 +67,7 @@ class TicketTypeController(Controller):
 
     @post(
         **_admin,
+        operation_id="createTicketType",
         summary="Create a ticket type",
         responses=error_responses(400, 401, 404, 413),
     )
@@ -75,6 +83,7 @@ class TicketTypeController(Controller):
     @put(
         "/{type_id:str}",
         **_admin,
+        operation_id="replaceTicketType",
         summary="Change a ticket type (a new version)",
         responses=error_responses(400, 401, 404, 413),
     )
@@ -92,6 +101,7 @@ class TicketTypeController(Controller):
         "/{type_id:str}",
         **_admin,
         status_code=200,
+        operation_id="archiveTicketType",
         summary="Archive a ticket type",
         responses=error_responses(400, 401, 404),
     )

@@ -3,13 +3,54 @@
 from __future__ import annotations
 
 import datetime
+import json
 import uuid
-from typing import Any
+from functools import cache
+from typing import Any, ClassVar
 
 import msgspec
 
+from app.config import PROJECT_ROOT
+
+DEFINITION_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "ticket-type.schema.json"
+
+
+@cache
+def definition_schema() -> dict[str, Any]:
+    """The JSON Schema every ticket-type definition is checked against (compiled.validate_definition)."""
+    schema: dict[str, Any] = json.loads(DEFINITION_SCHEMA_PATH.read_text())
+    return schema
+
+
+def _accepting_null(schema: dict[str, Any], *members: str) -> dict[str, Any]:
+    """The schema of what a request may send: msgspec reads null as an absent optional member (the struct defaults
+    to None, which is left out) before the definition schema checks what remains."""
+    properties = dict(schema["properties"])
+    for member in members:
+        described = properties[member]
+        properties[member] = {
+            "description": described["description"],
+            "anyOf": [{k: v for k, v in described.items() if k != "description"}, {"type": "null"}],
+        }
+    return {**schema, "properties": properties}
+
+
+def _documented_definition() -> dict[str, Any]:
+    return _accepting_null(definition_schema(), "workflow")
+
+
+def _documented_part(name: str, *nullable: str) -> dict[str, Any]:
+    """One of the definition schema's $defs, standalone (with the $defs it refers to)."""
+    schema = definition_schema()
+    return _accepting_null({**schema["$defs"][name], "$defs": schema["$defs"]}, *nullable)
+
+
+# Definitions are checked against DEFINITION_SCHEMA_PATH (naming every problem at once) after msgspec decodes them
+# leniently; the document shows that schema, whose $defs are named after these structs (app/openapi.py).
+
 
 class FieldDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    documented_as: ClassVar[Any] = staticmethod(lambda: _documented_part("FieldDefinition"))
     id: str
     key: str
     name: str
@@ -24,6 +65,8 @@ class FieldDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
 class Workflow(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """A ticket type's status workflow. States are named (case-insensitively), so a template fits any tenant."""
 
+    documented_as: ClassVar[Any] = staticmethod(lambda: _documented_part("Workflow", "initialState", "transitions"))
+
     # Where new tickets of the type start; None: the tenant's default_create state.
     initialState: str | None = None
     # From-state name to the names of the states that may follow it; None: any active state may follow any other.
@@ -35,6 +78,8 @@ class Workflow(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 class TicketTypeDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """What an administrator sends (POST/PUT) and what each version stores. Unset members are left out, so the
     definition schema (schemas/ticket-type.schema.json) checks exactly what was sent."""
+
+    documented_as: ClassVar[Any] = staticmethod(_documented_definition)
 
     name: str
     description: str = ""

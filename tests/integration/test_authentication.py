@@ -92,8 +92,11 @@ async def test_support_flag_is_honoured_only_with_the_support_role(
     assert response.json()["support_request"] is expected
 
 
-async def test_malformed_support_flag_is_a_validation_error(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
-    response = await client.get(ME, headers=auth_headers(alpha, token(alpha), issupportrequest="maybe"))
+@pytest.mark.parametrize("flag", ["maybe", ""], ids=["maybe", "empty"])
+async def test_malformed_support_flag_is_a_validation_error(
+    client: httpx.AsyncClient, alpha: TenantSpec, flag: str
+) -> None:
+    response = await client.get(ME, headers=auth_headers(alpha, token(alpha), issupportrequest=flag))
     assert response.status_code == 400
     assert response.json() == {
         "error": True,
