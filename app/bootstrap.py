@@ -10,6 +10,7 @@ from app.db.database import Database
 from app.tenancy.model import TenantConfig
 from app.tenancy.repository import TenantRepository
 from app.tenancy.service import TenantService
+from app.ticket_state.cache import TicketStateCache
 from app.ticket_state.repository import TicketStateRepository
 from app.ticket_state.service import TicketStateService
 from app.ticket_type.cache import TicketTypeCache
@@ -33,7 +34,7 @@ async def apply_tenants(dsn: str, tenants: list[TenantConfig]) -> tuple[list[str
         states = TicketStateRepository(db)
         types = TicketTypeRepository(db)
         ticket_types = TicketTypeService(db, types, TicketTypeCache(types), states)
-        await TicketStateService(db, states, ticket_types).seed(tenants)
+        await TicketStateService(db, states, ticket_types, TicketStateCache(states)).seed(tenants)
         seeded = await ticket_types.seed_templates(tenants)
     finally:
         await db.close()

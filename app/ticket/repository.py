@@ -41,6 +41,13 @@ class CreatedTicketRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
     object_id: str
     etag: uuid.UUID
+    state_id: uuid.UUID | None
+
+
+class UpdatedTicketRow(msgspec.Struct, frozen=True):
+    """What an update changed nothing of, but its response names: the ticket's state."""
+
+    state_id: uuid.UUID | None
 
 
 class IdempotencyRow(msgspec.Struct, frozen=True):
@@ -93,7 +100,7 @@ WITH previous AS (
            $5, $7, $8, updated.etag, updated.state_id, $6, updated.pending_until, updated.updated_at
       FROM updated, previous
 )
-SELECT etag FROM updated
+SELECT state_id FROM updated
 """
 
 # Allocate the next display number of (tenant, prefix) and insert the ticket with its creation event. The
@@ -123,7 +130,7 @@ WITH number AS (
            $6, $7, $8, created.etag, created.state_id, $4, created.created_at
       FROM created
 )
-SELECT id, object_id, etag FROM created
+SELECT id, object_id, etag, state_id FROM created
 """
 
 # The status compare-and-swap: like COMPARE_AND_SWAP, and only into a state that is (still) active.
@@ -251,9 +258,10 @@ class TicketRepository:
         type_version: int,
         request_id: str,
         support: bool,
-    ) -> bool:
-        """Whether the ticket was changed: False when no ticket of this tenant has that object_id and etag."""
-        changed = await self._db.fetch_value(
+    ) -> UpdatedTicketRow | None:
+        """The changed ticket's state; None when no ticket of this tenant has that object_id and etag."""
+        return await self._db.fetch_one(
+            UpdatedTicketRow,
             COMPARE_AND_SWAP,
             tenant_id,
             object_id,
@@ -265,7 +273,6 @@ class TicketRepository:
             support,
             new_etag,
         )
-        return changed is not None
 
     async def change_status(
         self,

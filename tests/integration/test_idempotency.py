@@ -15,14 +15,17 @@ from app.db.database import Database
 from app.ticket.repository import TicketRepository
 from app.ticket.sweeps import ExpiredIdempotencyKeySweep
 from tests.support import (
+    STATUS_CHANGED,
     TICKETS,
     UPDATED,
     LiveServer,
     TenantApi,
     TenantFactory,
     TenantSpec,
+    by_name,
     field_ids,
     make_settings,
+    named,
     new_ticket,
     token,
 )
@@ -33,7 +36,6 @@ KEY_REUSED = {
     "message": "This Idempotency-Key was already used with a different request body",
     "status": 422,
 }
-STATUS_CHANGED = {"success": True, "message": "ticket status changed successfully", "status": 200}
 
 
 async def a_ticket(api: TenantApi) -> tuple[dict[str, Any], dict[str, str]]:
@@ -60,7 +62,9 @@ async def test_a_retried_update_gets_the_first_answer_and_writes_nothing(
     # The ticket's etag has moved on, so without the key this retry would be a stale-etag 400.
     again = await agent.update(ticket["objectId"], body, **{"Idempotency-Key": "update-1"})
     assert again.status_code == 200, again.text
-    assert again.json() == first.json() == {**UPDATED, "etag": first.json()["etag"]}
+    assert (
+        again.json() == first.json() == {**UPDATED, "etag": first.json()["etag"], **named(await by_name(agent, "new"))}
+    )
     assert again.headers["idempotent-replayed"] == "true"
     assert await events(agent, ticket["objectId"]) == ["ticket.created", "ticket.updated"]
     # The same key with another request is refused, and writes nothing.
@@ -80,7 +84,8 @@ async def test_a_retried_status_change_gets_the_first_answer_and_writes_nothing(
     assert first.status_code == 200, first.text
     again = await agent.change_status(ticket["objectId"], body, **{"Idempotency-Key": "status-1"})
     assert again.status_code == 200, again.text
-    assert again.json() == first.json() == {**STATUS_CHANGED, "etag": first.json()["etag"]}
+    expected = {**STATUS_CHANGED, "etag": first.json()["etag"], **named(await by_name(agent, "open"))}
+    assert again.json() == first.json() == expected
     assert again.headers["idempotent-replayed"] == "true"
     assert await events(agent, ticket["objectId"]) == ["ticket.created", "ticket.status_changed"]
     # A key used for a status change is not a key for an update of the same ticket.
