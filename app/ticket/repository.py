@@ -239,6 +239,10 @@ SELECT ticket_row.id, ticket_row.object_id, ticket_row.type_id, last_event.type_
   FROM last_event, first_event, ticket_row
 """
 
+# One tenant's expired Idempotency-Keys: a range of the (tenant_id, created_at) index, so the sweep reads only
+# the keys it deletes.
+DELETE_EXPIRED_IDEMPOTENCY_KEYS = "DELETE FROM idempotency_key WHERE tenant_id = $1 AND created_at < $2"
+
 _SORT_COLUMNS = {"created_at": "created_at", "updated_at": "updated_at"}
 _ORDERS = {"asc": "ASC", "desc": "DESC"}
 
@@ -373,48 +377,47 @@ class TicketRepository:
         return row
 
     async def claim_idempotency_key(
-        self, tenant_id: uuid.UUID, key: str, request_hash: str, expired_before: datetime.datetime
+        self, tenant_id: uuid.UUID, scope_digest: bytes, request_hash: str, expired_before: datetime.datetime
     ) -> bool:
         """Whether the key was free, or expired (created before `expired_before`), and is now this request's. A
         concurrent request with the same key makes this wait until that request's transaction ends, and then see
         its row."""
         claimed = await self._db.fetch_value(
-            "INSERT INTO idempotency_key AS k (tenant_id, key, request_hash) VALUES ($1, $2, $3) "
-            "ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = excluded.request_hash, response = NULL, "
-            "created_at = now() WHERE k.created_at < $4 RETURNING true",
+            "INSERT INTO idempotency_key AS k (tenant_id, scope_digest, request_hash) VALUES ($1, $2, $3) "
+            "ON CONFLICT (tenant_id, scope_digest) DO UPDATE SET request_hash = excluded.request_hash, "
+            "response = NULL, created_at = now() WHERE k.created_at < $4 RETURNING true",
             tenant_id,
-            key,
+            scope_digest,
             request_hash,
             expired_before,
         )
         return claimed is not None
 
-    async def idempotent_response(self, tenant_id: uuid.UUID, key: str) -> IdempotencyRow | None:
+    async def idempotent_response(self, tenant_id: uuid.UUID, scope_digest: bytes) -> IdempotencyRow | None:
         return await self._db.fetch_one(
             IdempotencyRow,
-            "SELECT request_hash, response::text FROM idempotency_key WHERE tenant_id = $1 AND key = $2",
+            "SELECT request_hash, response::text FROM idempotency_key WHERE tenant_id = $1 AND scope_digest = $2",
             tenant_id,
-            key,
+            scope_digest,
         )
 
-    async def store_idempotent_response(self, tenant_id: uuid.UUID, key: str, response_json: str) -> None:
+    async def store_idempotent_response(self, tenant_id: uuid.UUID, scope_digest: bytes, response_json: str) -> None:
         await self._db.execute(
-            "UPDATE idempotency_key SET response = $3::jsonb WHERE tenant_id = $1 AND key = $2",
+            "UPDATE idempotency_key SET response = $3::jsonb WHERE tenant_id = $1 AND scope_digest = $2",
             tenant_id,
-            key,
+            scope_digest,
             response_json,
         )
 
-    async def tenants_with_expired_idempotency_keys(self, expired_before: datetime.datetime) -> list[uuid.UUID]:
-        tenants: list[uuid.UUID] = await self._db.fetch_column(
-            "SELECT DISTINCT tenant_id FROM idempotency_key WHERE created_at < $1", expired_before
-        )
+    async def all_tenants(self) -> list[uuid.UUID]:
+        """Every tenant's id. The Idempotency-Key sweep asks each tenant in turn rather than asking the keys which
+        tenants have expired ones: that question has no index (it would read every key of every tenant), and the
+        one that would answer it, correlated with the tenant table, is not one Citus runs."""
+        tenants: list[uuid.UUID] = await self._db.fetch_column("SELECT id FROM tenant")
         return tenants
 
     async def delete_expired_idempotency_keys(self, tenant_id: uuid.UUID, expired_before: datetime.datetime) -> int:
-        return await self._db.execute(
-            "DELETE FROM idempotency_key WHERE tenant_id = $1 AND created_at < $2", tenant_id, expired_before
-        )
+        return await self._db.execute(DELETE_EXPIRED_IDEMPOTENCY_KEYS, tenant_id, expired_before)
 
     async def page(
         self,

@@ -44,6 +44,8 @@ from app.ticket_type.values import value_problem
 # Used with fullmatch: Python's "$" would also accept a trailing newline.
 OBJECT_ID = re.compile(r"([A-Z]{2,5})-([0-9]{4,18})")
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# Printable ASCII, like the IETF draft's Idempotency-Key (a structured-field string).
+IDEMPOTENCY_KEY = re.compile(rf"[ -~]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}")
 MAX_NOTE_LENGTH = 2000
 # States whose tickets wait until a time (pendingUntil): a pending-close ticket then moves on by itself.
 PENDING_STATE_TYPES = ("pending close", "pending reminder")
@@ -141,24 +143,24 @@ class TicketService:
 
     def _idempotency(
         self, principal: Principal, key: str | None, operation: str, *request: object
-    ) -> tuple[str, str] | None:
-        """(the key as stored, the request's fingerprint), or None without a key. The key is scoped to the caller
-        (tenant, realm and subject: another client reusing a key must not receive this answer), the fingerprint
-        covers the operation, the ticket and the body, so a key reused for anything else is refused."""
+    ) -> tuple[bytes, str] | None:
+        """(the key's scope digest, the request's fingerprint), or None without a key. The key is scoped to the
+        caller (tenant, realm and subject: another client reusing a key must not receive this answer), the
+        fingerprint covers the operation, the ticket and the body, so a key reused for anything else is refused."""
         if key is None:
             return None
-        if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+        if IDEMPOTENCY_KEY.fullmatch(key) is None:
             raise InputValidationFailure(
                 "Invalid request headers",
-                {"Idempotency-Key": f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters"},
+                {"Idempotency-Key": f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters"},
             )
         fingerprint = hashlib.sha256(canonical_encoder.encode([operation, *request])).hexdigest()
-        return f"{principal.realm}\n{principal.subject}\n{key}", fingerprint
+        return idempotency_scope_digest(principal.realm, principal.subject, key), fingerprint
 
     async def _once(
         self,
         principal: Principal,
-        idempotency: tuple[str, str] | None,
+        idempotency: tuple[bytes, str] | None,
         write: Callable[[], Awaitable[R]],
         stored: msgspec.json.Decoder[R],
     ) -> Outcome[R]:
@@ -166,18 +168,20 @@ class TicketService:
         before with the same request, return what that write returned; (result, replayed)."""
         if idempotency is None:
             return await write(), False
-        key, fingerprint = idempotency
+        scope, fingerprint = idempotency
         expired_before = datetime.datetime.now(datetime.UTC) - self._idempotency_key_ttl
         async with self._db.transaction():
-            if not await self._repository.claim_idempotency_key(principal.tenant_id, key, fingerprint, expired_before):
-                earlier = await self._repository.idempotent_response(principal.tenant_id, key)
+            if not await self._repository.claim_idempotency_key(
+                principal.tenant_id, scope, fingerprint, expired_before
+            ):
+                earlier = await self._repository.idempotent_response(principal.tenant_id, scope)
                 assert earlier is not None  # claimed by a transaction that has committed, with its response
                 if earlier.request_hash != fingerprint:
                     raise IdempotencyKeyReused()
                 return stored.decode(earlier.response), True
             result = await write()
             # In the same transaction: a replay can never find the key claimed but without its write.
-            await self._repository.store_idempotent_response(principal.tenant_id, key, _json.encode(result).decode())
+            await self._repository.store_idempotent_response(principal.tenant_id, scope, _json.encode(result).decode())
         return result, False
 
     async def get(self, principal: Principal, object_id: str) -> TicketOut:
@@ -387,6 +391,13 @@ class TicketService:
         )
         labels = await self._state_labels.labels(principal.tenant_id, {row.state_id for row in rows})
         return total, [to_out(row, _label(labels, row.state_id)) for row in rows]
+
+
+def idempotency_scope_digest(realm: str, subject: str, key: str) -> bytes:
+    """What an Idempotency-Key is stored as: the SHA-256 of its scope, 32 bytes however long the token's subject is
+    (a btree index row cannot exceed about 2.7 kB). Realm names and keys hold no newline, so the three parts cannot
+    run into each other; a subject's lone surrogates (JSON allows them) are digested as they came."""
+    return hashlib.sha256(f"{realm}\n{subject}\n{key}".encode(errors="surrogatepass")).digest()
 
 
 def last_page(total: int, per_page: int) -> int:

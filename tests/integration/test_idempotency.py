@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
+import secrets
+import string
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from app.auth.jwt import MAX_TOKEN_LENGTH
 from app.db.database import Database
-from app.ticket.repository import TicketRepository
+from app.ticket.repository import DELETE_EXPIRED_IDEMPOTENCY_KEYS, TicketRepository
 from app.ticket.sweeps import ExpiredIdempotencyKeySweep
 from tests.support import (
+    CATALOG,
+    INVALID_TOKEN,
     STATUS_CHANGED,
     TICKETS,
     UPDATED,
@@ -24,12 +31,15 @@ from tests.support import (
     TenantSpec,
     by_name,
     field_ids,
+    invalid,
     make_settings,
     named,
     new_ticket,
     token,
 )
 
+# About the longest `sub` a token within MAX_TOKEN_LENGTH can carry, next to the claims tests/support.py adds.
+LONGEST_SUBJECT = 5_000
 KEY_REUSED = {
     "error": True,
     "code": "IDEMPOTENCY_KEY_REUSED",
@@ -167,11 +177,98 @@ async def test_keys_expire_and_are_swept(
         await db.close()
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "tab\there"], ids=["empty", "too-long", "control-character"])
-async def test_a_malformed_key_is_refused(client: httpx.AsyncClient, alpha: TenantSpec, key: str) -> None:
+def nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan."""
+    return [plan, *(node for child in plan.get("Plans", []) for node in nodes(child))]
+
+
+async def test_the_sweep_reads_expired_keys_through_their_index(alpha: TenantSpec, database_url: str) -> None:
+    db = await asyncpg.connect(database_url)
+    try:
+        async with db.transaction():
+            # Enough keys (fresh ones, none expired) that reading them all would cost the planner something.
+            await db.execute(
+                "INSERT INTO idempotency_key (tenant_id, scope_digest, request_hash) "
+                "SELECT $1, sha256(convert_to(n::text, 'UTF8')), 'x' FROM generate_series(1, 20000) AS n",
+                alpha.id,
+            )
+            await db.execute("ANALYZE idempotency_key")
+            expired_before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+            [explained] = json.loads(
+                await db.fetchval(f"EXPLAIN (FORMAT JSON) {DELETE_EXPIRED_IDEMPOTENCY_KEYS}", alpha.id, expired_before)
+            )
+            [delete, scan] = nodes(explained["Plan"])
+            assert (delete["Node Type"], delete["Operation"]) == ("ModifyTable", "Delete")
+            assert (scan["Node Type"], scan["Index Name"]) == ("Index Scan", "idempotency_key_created_idx"), scan
+            assert scan["Index Cond"].startswith(f"((tenant_id = '{alpha.id}'::uuid) AND (created_at < "), scan
+            raise Rollback
+    except Rollback:
+        pass
+    finally:
+        await db.close()
+
+
+class Rollback(Exception):
+    """Leaves the test's transaction without a trace (its rows and its statistics)."""
+
+
+@pytest.mark.parametrize(
+    "key",
+    [b"", b"x" * 256, b"x" * 10_240, b"tab\there", "caf\u00e9".encode()],
+    ids=["empty", "too-long", "10-kb", "control-character", "not-ascii"],
+)
+async def test_a_malformed_key_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, alpha: TenantSpec, key: bytes
+) -> None:
     agent = TenantApi.agent(client, alpha)
     ticket, fields = await a_ticket(agent)
     body = {"etag": ticket["etag"], "ticketUpdate": {fields["counter"]: 1}}
-    response = await agent.update(ticket["objectId"], body, **{"Idempotency-Key": key})
-    assert response.status_code == 400
-    assert response.json()["validationResult"]["reason"] == {"Idempotency-Key": "1 to 255 printable characters"}
+    headers = [(name.encode(), value.encode()) for name, value in agent.headers.items()]
+    response = await client.patch(
+        f"{TICKETS}/{ticket['objectId']}/update",
+        params=CATALOG,
+        json=body,
+        headers=[*headers, (b"idempotency-key", key)],
+    )
+    assert response.status_code == 400, response.text
+    assert response.json() == invalid(
+        "Invalid request headers", {"Idempotency-Key": "1 to 255 printable ASCII characters"}
+    )
+    assert (await agent.get(ticket["objectId"])).json()["etag"] == ticket["etag"]
+    assert await events(agent, ticket["objectId"]) == ["ticket.created"]
+
+
+def incompressible(length: int) -> str:
+    """Printable ASCII that PostgreSQL cannot compress under its index row limit (about 2.7 kB)."""
+    alphabet = string.ascii_letters + string.digits + string.punctuation
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+async def test_a_long_subject_and_a_long_key_are_kept_and_replayed(
+    client: httpx.AsyncClient, alpha: TenantSpec
+) -> None:
+    """The key's scope (realm, subject, key) is stored as a fixed-size digest: a subject of thousands of bytes, as
+    long as a token within its 8 KiB limit can carry, and the longest key fit the index."""
+    subject = incompressible(LONGEST_SUBJECT)
+    caller = TenantApi(client, alpha, token(alpha, roles=["agent"], subject=subject))
+    assert len(caller.bearer) <= MAX_TOKEN_LENGTH
+    key = incompressible(255)
+    request_type = await caller.ticket_type("REQ")
+    data = {field_ids(request_type)["title"]: "A long subject"}
+    first = await caller.create(request_type["id"], data, **{"Idempotency-Key": key})
+    assert first.status_code == 201, first.text
+    again = await caller.create(request_type["id"], data, **{"Idempotency-Key": key})
+    assert (again.status_code, again.json(), again.headers["idempotent-replayed"]) == (201, first.json(), "true")
+    shown = await caller.get(first.json()["objectId"])
+    assert shown.json()["created_by"] == subject
+    # The same key from another subject is another key.
+    other = await TenantApi.agent(client, alpha).create(request_type["id"], data, **{"Idempotency-Key": key})
+    assert other.status_code == 201 and other.json()["objectId"] != first.json()["objectId"]
+
+
+async def test_a_subject_longer_than_a_token_may_be_is_401(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    caller = TenantApi(client, alpha, token(alpha, roles=["agent"], subject=incompressible(10_240)))
+    request_type = await TenantApi.agent(client, alpha).ticket_type("REQ")
+    data = {field_ids(request_type)["title"]: "Never created"}
+    response = await caller.create(request_type["id"], data, **{"Idempotency-Key": "long-subject"})
+    assert (response.status_code, response.json()) == (401, INVALID_TOKEN)
