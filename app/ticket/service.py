@@ -111,17 +111,16 @@ class TicketService:
     async def create(
         self, principal: Principal, request: CreateTicketRequest, request_id: str, idempotency_key: str | None
     ) -> Outcome[CreatedTicket]:
-        ticket_type = await self._types.by_id(principal.tenant_id, request.ticketTypeId)
-        if ticket_type is None or ticket_type.archived:
-            raise InputValidationFailure(
-                "Invalid ticket type",
-                {"ticketTypeId": "no active ticket type with this id in the tenant"},
-            )
-        data, reason = ticket_type.complete_for_create(request.data)
-        if reason:
-            raise InputValidationFailure("Ticket data failed validation", reason)
-
         async def write() -> CreatedTicket:
+            ticket_type = await self._types.by_id(principal.tenant_id, request.ticketTypeId)
+            if ticket_type is None or ticket_type.archived:
+                raise InputValidationFailure(
+                    "Invalid ticket type",
+                    {"ticketTypeId": "no active ticket type with this id in the tenant"},
+                )
+            data, reason = ticket_type.complete_for_create(request.data)
+            if reason:
+                raise InputValidationFailure("Ticket data failed validation", reason)
             row = await self._repository.create(
                 principal.tenant_id,
                 ticket_type.prefix,
@@ -137,6 +136,9 @@ class TicketService:
             state = await self._state_label(principal.tenant_id, row.state_id)
             return CreatedTicket(row.id, row.object_id, row.etag, *_state_members(row.state_id, state))
 
+        # The key is looked up before the request is checked against its ticket type: a retry gets the first answer
+        # even if the type has changed since and would now refuse the request (a different request under the key is
+        # 422 whether or not the type would take it). A refused request rolls its claim of the key back.
         return await self._once(
             principal, self._idempotency(principal, idempotency_key, "create", request), write, _created_decoder
         )

@@ -9,6 +9,9 @@ import datetime
 import json
 import secrets
 import string
+import time
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -21,19 +24,26 @@ from app.ticket.repository import DELETE_EXPIRED_IDEMPOTENCY_KEYS, TicketReposit
 from app.ticket.sweeps import ExpiredIdempotencyKeySweep
 from tests.support import (
     CATALOG,
+    GATE_TIMEOUT,
     INVALID_TOKEN,
+    LOCK_TICKETS,
     STATUS_CHANGED,
     TICKETS,
+    TYPES,
     UPDATED,
+    WAITING,
     LiveServer,
     TenantApi,
     TenantFactory,
     TenantSpec,
     by_name,
+    create_type,
     field_ids,
     invalid,
     make_settings,
     named,
+    new_definition,
+    new_field,
     new_ticket,
     token,
 )
@@ -117,17 +127,150 @@ async def test_a_refused_write_does_not_use_up_its_key(client: httpx.AsyncClient
     assert "idempotent-replayed" not in written.headers
 
 
-async def test_concurrent_retries_with_one_key_write_once(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+async def test_a_retried_create_replays_after_its_type_was_archived(
+    client: httpx.AsyncClient, alpha: TenantSpec
+) -> None:
+    """The key is looked up before the request is checked against its ticket type: a retry of a stored request gets
+    the stored answer although the type would refuse the request now, and another request under the key is 422
+    whether or not the type would take it."""
+    admin, agent = TenantApi.admin(client, alpha), TenantApi.agent(client, alpha)
+    definition = new_definition()
+    probe = await create_type(client, admin, definition)
+    title = definition["fields"][0]["id"]
+    first = await agent.create(probe["id"], {title: "Before"}, **{"Idempotency-Key": "create-then-archive"})
+    assert first.status_code == 201, first.text
+    archived = await client.delete(f"{TYPES}/{probe['id']}", headers=admin.headers)
+    assert archived.status_code in (200, 204), archived.text
+
+    no_type = invalid("Invalid ticket type", {"ticketTypeId": "no active ticket type with this id in the tenant"})
+    refused = await agent.create(probe["id"], {title: "Before"})
+    assert (refused.status_code, refused.json()) == (400, no_type)
+    again = await agent.create(probe["id"], {title: "Before"}, **{"Idempotency-Key": "create-then-archive"})
+    assert (again.status_code, again.json(), again.headers["idempotent-replayed"]) == (201, first.json(), "true")
+    other = await agent.create(probe["id"], {title: "Other"}, **{"Idempotency-Key": "create-then-archive"})
+    assert (other.status_code, other.json()) == (422, KEY_REUSED)
+
+
+async def test_a_retried_update_replays_after_a_new_type_version_refuses_its_value(
+    client: httpx.AsyncClient, alpha: TenantSpec
+) -> None:
+    admin, agent = TenantApi.admin(client, alpha), TenantApi.agent(client, alpha)
+    size = new_field("size", {"type": "integer", "maximum": 100})
+    definition = new_definition(size)
+    probe = await create_type(client, admin, definition)
+    ticket = await new_ticket(agent, probe["id"], {size["id"]: 1})
+    body = {"etag": ticket["etag"], "ticketUpdate": {size["id"]: 50}}
+    first = await agent.update(ticket["objectId"], body, **{"Idempotency-Key": "update-then-tighten"})
+    assert first.status_code == 200, first.text
+    size["schema"] = {"type": "integer", "maximum": 10}
+    tightened = await client.put(f"{TYPES}/{probe['id']}", headers=admin.headers, json=definition)
+    assert (tightened.status_code, tightened.json()["version"]) == (200, 2), tightened.text
+
+    now_invalid = {"etag": first.json()["etag"], "ticketUpdate": {size["id"]: 50}}
+    refused = await agent.update(ticket["objectId"], now_invalid)
+    assert (refused.status_code, refused.json()["validationResult"]["reason"]) == (
+        400,
+        {size["id"]: "50 is greater than the maximum of 10"},
+    )
+    again = await agent.update(ticket["objectId"], body, **{"Idempotency-Key": "update-then-tighten"})
+    assert (again.status_code, again.json(), again.headers["idempotent-replayed"]) == (200, first.json(), "true")
+    other = await agent.update(ticket["objectId"], now_invalid, **{"Idempotency-Key": "update-then-tighten"})
+    assert (other.status_code, other.json()) == (422, KEY_REUSED)
+    assert await events(agent, ticket["objectId"]) == ["ticket.created", "ticket.updated"]
+
+
+async def waiting_for_locks(db: asyncpg.Connection, count: int, requests: list[asyncio.Future[Any]]) -> None:
+    """Until `count` server statements wait for a lock (the session's cluster is this test run's own)."""
+    deadline = time.monotonic() + GATE_TIMEOUT
+    while (waiting := await db.fetchval(WAITING)) < count:
+        assert not any(request.done() for request in requests), "a request finished while it should wait"
+        assert time.monotonic() < deadline, f"only {waiting} of {count} statements wait for a lock"
+        await asyncio.sleep(0.01)
+
+
+async def first_in_flight_then_retried(
+    database_url: str, lock: str, lock_args: tuple[Any, ...], send: Callable[[], Awaitable[httpx.Response]]
+) -> tuple[httpx.Response, httpx.Response]:
+    """`send()` twice, provably overlapping: the first request has claimed its key and waits to write behind a row
+    lock this test holds; the second arrives while the first is in flight and waits for the first's key; then the
+    lock is let go (a rollback). Returns (first, second)."""
+    db = await asyncpg.connect(database_url)
+    try:
+        gate = db.transaction()
+        await gate.start()
+        try:
+            await db.execute(lock, *lock_args)
+            first = asyncio.ensure_future(send())
+            await waiting_for_locks(db, 1, [first])
+            second = asyncio.ensure_future(send())
+            await waiting_for_locks(db, 2, [first, second])
+        finally:
+            await gate.rollback()
+        return await first, await second
+    finally:
+        await db.close()
+
+
+def executed_then_replayed(first: httpx.Response, second: httpx.Response, status: int) -> None:
+    assert (first.status_code, second.status_code) == (status, status), (first.text, second.text)
+    assert "idempotent-replayed" not in first.headers
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.json() == first.json()
+
+
+async def test_a_retry_while_the_first_update_is_in_flight_waits_and_replays(
+    client: httpx.AsyncClient, alpha: TenantSpec, database_url: str
+) -> None:
     agent = TenantApi.agent(client, alpha)
     ticket, fields = await a_ticket(agent)
     body = {"etag": ticket["etag"], "ticketUpdate": {fields["counter"]: 7}}
-    responses = await asyncio.gather(
-        *(agent.update(ticket["objectId"], body, **{"Idempotency-Key": "together"}) for _ in range(8))
+    first, second = await first_in_flight_then_retried(
+        database_url,
+        LOCK_TICKETS,
+        (alpha.id, [uuid.UUID(ticket["id"])]),
+        lambda: agent.update(ticket["objectId"], body, **{"Idempotency-Key": "together"}),
     )
-    assert [response.status_code for response in responses] == [200] * 8
-    assert len({response.json()["etag"] for response in responses}) == 1
-    assert sorted(response.headers.get("idempotent-replayed", "") for response in responses) == [""] + ["true"] * 7
+    executed_then_replayed(first, second, 200)
+    assert first.json() == {**UPDATED, "etag": first.json()["etag"], **named(await by_name(agent, "new"))}
     assert await events(agent, ticket["objectId"]) == ["ticket.created", "ticket.updated"]
+    assert (await agent.get(ticket["objectId"])).json()["data"][fields["counter"]] == 7
+
+
+async def test_a_retry_while_the_first_status_change_is_in_flight_waits_and_replays(
+    client: httpx.AsyncClient, alpha: TenantSpec, database_url: str
+) -> None:
+    agent = TenantApi.agent(client, alpha)
+    ticket, _ = await a_ticket(agent)
+    body = {"etag": ticket["etag"], "state": "open", "note": "once"}
+    first, second = await first_in_flight_then_retried(
+        database_url,
+        LOCK_TICKETS,
+        (alpha.id, [uuid.UUID(ticket["id"])]),
+        lambda: agent.change_status(ticket["objectId"], body, **{"Idempotency-Key": "together"}),
+    )
+    executed_then_replayed(first, second, 200)
+    assert first.json() == {**STATUS_CHANGED, "etag": first.json()["etag"], **named(await by_name(agent, "open"))}
+    assert await events(agent, ticket["objectId"]) == ["ticket.created", "ticket.status_changed"]
+
+
+async def test_a_retry_while_the_first_create_is_in_flight_waits_and_replays(
+    client: httpx.AsyncClient, alpha: TenantSpec, database_url: str
+) -> None:
+    agent = TenantApi.agent(client, alpha)
+    await a_ticket(agent)  # alpha's REQ display-ID sequence row exists: the lock below holds creates of REQ
+    request_type = await agent.ticket_type("REQ")
+    data = {field_ids(request_type)["title"]: "Created once"}
+    first, second = await first_in_flight_then_retried(
+        database_url,
+        "SELECT 1 FROM display_id_sequence WHERE tenant_id = $1 AND prefix = 'REQ' FOR UPDATE",
+        (alpha.id,),
+        lambda: agent.create(request_type["id"], data, **{"Idempotency-Key": "together"}),
+    )
+    executed_then_replayed(first, second, 201)
+    assert first.json()["objectId"] == "REQ-0002"
+    listed = await client.get(TICKETS, params={"per_page": 100}, headers=agent.headers)
+    assert [t["object_id"] for t in listed.json()["data"]] == ["REQ-0002", "REQ-0001"]
+    assert await events(agent, "REQ-0002") == ["ticket.created"]
 
 
 async def test_keys_belong_to_one_realm_of_the_tenant(client: httpx.AsyncClient, tenant_factory: TenantFactory) -> None:
