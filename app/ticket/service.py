@@ -193,7 +193,7 @@ class TicketService:
     async def _state_label(self, tenant_id: uuid.UUID, state_id: uuid.UUID | None) -> StateLabelRow | None:
         if state_id is None:
             return None
-        return (await self._state_labels.labels(tenant_id, (state_id,)))[state_id]
+        return await self._state_labels.label(tenant_id, state_id)
 
     async def _row(self, principal: Principal, object_id: str) -> TicketRow:
         if OBJECT_ID.fullmatch(object_id) is None:
@@ -398,8 +398,8 @@ class TicketService:
 def idempotency_scope_digest(realm: str, subject: str, key: str) -> bytes:
     """What an Idempotency-Key is stored as: the SHA-256 of its scope, 32 bytes however long the token's subject is
     (a btree index row cannot exceed about 2.7 kB). Realm names and keys hold no newline, so the three parts cannot
-    run into each other; a subject's lone surrogates (JSON allows them) are digested as they came."""
-    return hashlib.sha256(f"{realm}\n{subject}\n{key}".encode(errors="surrogatepass")).digest()
+    run into each other. The migration that introduced digests computes the same from the stored text."""
+    return hashlib.sha256(f"{realm}\n{subject}\n{key}".encode()).digest()
 
 
 def last_page(total: int, per_page: int) -> int:

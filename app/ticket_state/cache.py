@@ -44,11 +44,21 @@ class TicketStateCache:
         self._generation[tenant_id] += 1
         self._labels.pop(tenant_id, None)
 
+    async def label(self, tenant_id: uuid.UUID, state_id: uuid.UUID) -> StateLabelRow | None:
+        """One state's name and type (None: it no longer exists). GET's path: one dict look-up when cached."""
+        labels = self._labels.get(tenant_id)
+        if labels is not None and state_id in labels:
+            return labels[state_id]
+        return (await self._load(tenant_id, (state_id,)))[state_id]
+
     async def labels(self, tenant_id: uuid.UUID, state_ids: Collection[uuid.UUID | None]) -> Labels:
         """The tenant's states by id, covering every id of `state_ids` (None for one that no longer exists)."""
         labels = self._labels.get(tenant_id)
         if labels is not None and all(state_id in labels for state_id in state_ids if state_id is not None):
             return labels
+        return await self._load(tenant_id, state_ids)
+
+    async def _load(self, tenant_id: uuid.UUID, state_ids: Collection[uuid.UUID | None]) -> Labels:
         generation = (self._epoch, self._generation[tenant_id])
         rows = await self._repository.labels(tenant_id)
         loaded: dict[uuid.UUID, StateLabelRow | None] = {row.id: row for row in rows}
