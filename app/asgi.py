@@ -40,8 +40,9 @@ from app.ticket.controller import TicketController
 from app.ticket.repository import TicketRepository
 from app.ticket.service import TicketService
 from app.ticket.sweeps import ExpiredIdempotencyKeySweep, PendingCloseTimer
+from app.ticket_state.cache import TicketStateCache
 from app.ticket_state.controller import TicketStateController
-from app.ticket_state.repository import TicketStateRepository
+from app.ticket_state.repository import TICKET_STATES_CHANGED_CHANNEL, TicketStateRepository
 from app.ticket_state.service import TicketStateService
 from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.controller import TicketTypeController
@@ -112,11 +113,12 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     type_repository = TicketTypeRepository(db)
     type_cache = TicketTypeCache(type_repository)
     ticket_types = TicketTypeService(db, type_repository, type_cache, state_repository)
-    ticket_states = TicketStateService(db, state_repository, ticket_types)
+    state_cache = TicketStateCache(state_repository)
+    ticket_states = TicketStateService(db, state_repository, ticket_types, state_cache)
     ticket_repository = TicketRepository(db)
     idempotency_key_ttl = datetime.timedelta(seconds=settings.idempotency_key_ttl_seconds)
     tickets = TicketService(
-        db, ticket_repository, type_cache, state_repository, idempotency_key_ttl=idempotency_key_ttl
+        db, ticket_repository, type_cache, state_repository, state_cache, idempotency_key_ttl=idempotency_key_ttl
     )
     sweeps = [
         PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),
@@ -124,7 +126,11 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     ]
     listener = NotificationListener(
         settings.database_url,
-        {TENANTS_CHANGED_CHANNEL: registry.reload, TICKET_TYPES_CHANGED_CHANNEL: type_cache.on_change},
+        {
+            TENANTS_CHANGED_CHANNEL: registry.reload,
+            TICKET_TYPES_CHANGED_CHANNEL: type_cache.on_change,
+            TICKET_STATES_CHANGED_CHANNEL: state_cache.on_change,
+        },
     )
 
     @asynccontextmanager

@@ -12,6 +12,7 @@ from app.tenancy.model import TenantConfig
 from app.tenancy.repository import TenantRepository
 from app.tenancy.service import PurgeResult, SyncResult, TenantService
 from app.ticket.repository import TicketRepository
+from app.ticket_state.cache import TicketStateCache
 from app.ticket_state.repository import TicketStateRepository
 from app.ticket_state.service import TicketStateService
 from app.ticket_type.cache import TicketTypeCache
@@ -38,7 +39,7 @@ async def apply_tenants(
         states = TicketStateRepository(db)
         types = TicketTypeRepository(db)
         ticket_types = TicketTypeService(db, types, TicketTypeCache(types), states)
-        await TicketStateService(db, states, ticket_types).seed(enabled)
+        await TicketStateService(db, states, ticket_types, TicketStateCache(states)).seed(enabled)
         seeded = await ticket_types.seed_templates(enabled)
     finally:
         await db.close()

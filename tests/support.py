@@ -394,6 +394,15 @@ ETAG_MISMATCH = {
     "status": 400,
 }
 UPDATED = {"success": True, "message": "ticket updated successfully", "status": 200}
+STATUS_CHANGED = {"success": True, "message": "ticket status changed successfully", "status": 200}
+
+
+def named(state: dict[str, Any]) -> dict[str, Any]:
+    """How a ticket, its list entry and a write's answer name the state they are in (`state`: the state as
+    /ticket-state shows it)."""
+    return {"state_id": state["id"], "state_name": state["name"], "state_type": state["state_type"]}
+
+
 STATE_HAS_REFERENCES = {
     "error": True,
     "code": "STATE_HAS_REFERENCES",

@@ -40,6 +40,7 @@ from app.ticket.service import (
     TIME_FORMAT,
     TicketQuery,
     TicketService,
+    WrittenTicket,
     is_storable_time,
     last_page,
 )
@@ -72,9 +73,9 @@ CATALOG_PARAMETERS = (
         description="The module context, e.g. ticketing",
     ),
 )
-# What TicketService accepts as a key (str.isprintable() over the header's Latin-1 characters), without the blanks
-# at either end that HTTP strips from every header value.
-_KEY_EDGE = r"!-~\xa1-\xac\xae-\xff"
+# What TicketService accepts as a key (printable ASCII), without the blanks at either end that HTTP strips from
+# every header value.
+_KEY_EDGE = "!-~"
 IDEMPOTENCY_KEY_PARAMETER = Parameter(
     name="Idempotency-Key",
     param_in=ParamType.HEADER,
@@ -150,7 +151,7 @@ class TicketController(Controller):
     ) -> Response[CreateTicketResponse]:
         """`data` maps field UUIDs to values; defaults are applied, required fields enforced, every value validated."""
         check_catalog(catalog_type, module)
-        created = await tickets.create(request.user, data, current_request_id(), idempotency_key)
+        created, replayed = await tickets.create(request.user, data, current_request_id(), idempotency_key)
         body = CreateTicketResponse(
             success=True,
             message="ticket created successfully",
@@ -158,8 +159,11 @@ class TicketController(Controller):
             objectId=created.object_id,
             id=created.id,
             etag=str(created.etag),
+            state_id=created.state_id,
+            state_name=created.state_name,
+            state_type=created.state_type,
         )
-        headers = {"ETag": _etag_header(body.etag), **(_REPLAYED if created.replayed else {})}
+        headers = {"ETag": _etag_header(body.etag), **(_REPLAYED if replayed else {})}
         return Response(body, status_code=201, headers=headers)
 
     @get(**_list, operation_id="listTickets", summary="List tickets", responses=error_responses(400, 401, 404))
@@ -253,13 +257,11 @@ class TicketController(Controller):
         """Shallow-merges `ticketUpdate` into the ticket's data if `etag` is still current; "", null or [] clears
         a field. A stale etag is 400 ETAG_MISMATCH; success returns the new etag."""
         check_catalog(catalog_type, module)
-        written = await tickets.update(
+        written, replayed = await tickets.update(
             request.user, object_id, data.etag, data.ticketUpdate, current_request_id(), idempotency_key
         )
-        body = UpdateTicketResponse(
-            success=True, message="ticket updated successfully", status=200, etag=str(written.etag)
-        )
-        return _replayed(body) if written.replayed else body
+        body = _written("ticket updated successfully", written)
+        return _replayed(body) if replayed else body
 
     @patch(
         "/{object_id:str}/status",
@@ -281,11 +283,11 @@ class TicketController(Controller):
         allowed instead, and a state's guard that the data does not satisfy is 400 INPUT_VALIDATION_FAILURE naming
         the fields. `pendingUntil` is required for pending states (a pending-close ticket moves to its state's next
         state then) and refused for others. `note` is kept in the history. Success returns the new etag."""
-        written = await tickets.change_status(request.user, object_id, data, current_request_id(), idempotency_key)
-        body = UpdateTicketResponse(
-            success=True, message="ticket status changed successfully", status=200, etag=str(written.etag)
+        written, replayed = await tickets.change_status(
+            request.user, object_id, data, current_request_id(), idempotency_key
         )
-        return _replayed(body) if written.replayed else body
+        body = _written("ticket status changed successfully", written)
+        return _replayed(body) if replayed else body
 
     @get(
         "/{object_id:str}/history",
@@ -307,6 +309,18 @@ class TicketController(Controller):
         the time, the request id, the support flag and the etag it produced."""
         total, entries = await tickets.history(request.user, object_id, page, per_page)
         return HistoryPage(data=entries, pagination=_pagination(request, total, page, per_page))
+
+
+def _written(message: str, written: WrittenTicket) -> UpdateTicketResponse:
+    return UpdateTicketResponse(
+        success=True,
+        message=message,
+        status=200,
+        etag=str(written.etag),
+        state_id=written.state_id,
+        state_name=written.state_name,
+        state_type=written.state_type,
+    )
 
 
 def _replayed(body: UpdateTicketResponse) -> UpdateTicketResponse:

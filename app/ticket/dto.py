@@ -1,5 +1,10 @@
 """Wire types of the ticket API. Names follow the contract (seed 002): `ticketUpdate`, `objectId` in write
-responses, `object_id` and `lastUpdatedBy` in reads; everything else is snake_case like `object_id`."""
+responses, `object_id` and `lastUpdatedBy` in reads; everything else is snake_case like `object_id`.
+
+A ticket's state is named next to its id as flat siblings, `state_id`, `state_name` and `state_type`, the way the
+ticket already carries `ticket_type_id` and `ticket_type_version` (and `state_type` is the ticket-state resource's
+own member name). The name and type are the state's current ones, also in as-of reads and the history; null when
+the ticket has no state, or the history names a state deleted since."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
+
+from app.ticket_state.dto import StateType
 
 CatalogType = Literal["template", "agent", "user"]
 MAX_NOTE_LENGTH = 2000
@@ -80,6 +87,10 @@ class UpdateTicketResponse(msgspec.Struct, frozen=True):
     message: str
     status: int
     etag: str
+    # The state the ticket is in after the write (a replay shows it as the first answer did).
+    state_id: uuid.UUID | None
+    state_name: str | None
+    state_type: StateType | None
 
 
 class CreateTicketResponse(msgspec.Struct, frozen=True):
@@ -89,6 +100,10 @@ class CreateTicketResponse(msgspec.Struct, frozen=True):
     objectId: str
     id: uuid.UUID
     etag: str
+    # The state the ticket starts in.
+    state_id: uuid.UUID | None
+    state_name: str | None
+    state_type: StateType | None
 
 
 class TicketOut(msgspec.Struct, frozen=True):
@@ -98,6 +113,8 @@ class TicketOut(msgspec.Struct, frozen=True):
     ticket_type_id: uuid.UUID
     ticket_type_version: int
     state_id: uuid.UUID | None
+    state_name: str | None
+    state_type: StateType | None
     pending_until: datetime.datetime | None
     # Served as stored: the JSONB text is passed through as msgspec.Raw, never decoded and re-encoded.
     data: dict[str, Any]
@@ -125,6 +142,10 @@ class TicketPage(msgspec.Struct, frozen=True):
 class StateChange(msgspec.Struct, frozen=True):
     old: uuid.UUID | None
     new: uuid.UUID | None
+    old_name: str | None
+    new_name: str | None
+    old_state_type: StateType | None
+    new_state_type: StateType | None
 
 
 class PendingChange(msgspec.Struct, frozen=True):

@@ -41,6 +41,13 @@ class CreatedTicketRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
     object_id: str
     etag: uuid.UUID
+    state_id: uuid.UUID | None
+
+
+class UpdatedTicketRow(msgspec.Struct, frozen=True):
+    """What an update changed nothing of, but its response names: the ticket's state."""
+
+    state_id: uuid.UUID | None
 
 
 class IdempotencyRow(msgspec.Struct, frozen=True):
@@ -93,7 +100,7 @@ WITH previous AS (
            $5, $7, $8, updated.etag, updated.state_id, $6, updated.pending_until, updated.updated_at
       FROM updated, previous
 )
-SELECT etag FROM updated
+SELECT state_id FROM updated
 """
 
 # Allocate the next display number of (tenant, prefix) and insert the ticket with its creation event. The
@@ -123,7 +130,7 @@ WITH number AS (
            $6, $7, $8, created.etag, created.state_id, $4, created.created_at
       FROM created
 )
-SELECT id, object_id, etag FROM created
+SELECT id, object_id, etag, state_id FROM created
 """
 
 # The status compare-and-swap: like COMPARE_AND_SWAP, and only into a state that is (still) active.
@@ -235,6 +242,10 @@ SELECT ticket_row.id, ticket_row.object_id, ticket_row.type_id, last_event.type_
   FROM last_event, first_event, ticket_row
 """
 
+# One tenant's expired Idempotency-Keys: a range of the (tenant_id, created_at) index, so the sweep reads only
+# the keys it deletes.
+DELETE_EXPIRED_IDEMPOTENCY_KEYS = "DELETE FROM idempotency_key WHERE tenant_id = $1 AND created_at < $2"
+
 _SORT_COLUMNS = {"created_at": "created_at", "updated_at": "updated_at"}
 _ORDERS = {"asc": "ASC", "desc": "DESC"}
 
@@ -265,9 +276,10 @@ class TicketRepository:
         type_version: int,
         request_id: str,
         support: bool,
-    ) -> bool:
-        """Whether the ticket was changed: False when no ticket of this tenant has that object_id and etag."""
-        changed = await self._db.fetch_value(
+    ) -> UpdatedTicketRow | None:
+        """The changed ticket's state; None when no ticket of this tenant has that object_id and etag."""
+        return await self._db.fetch_one(
+            UpdatedTicketRow,
             COMPARE_AND_SWAP,
             tenant_id,
             object_id,
@@ -279,7 +291,6 @@ class TicketRepository:
             support,
             new_etag,
         )
-        return changed is not None
 
     async def change_status(
         self,
@@ -380,48 +391,47 @@ class TicketRepository:
         return row
 
     async def claim_idempotency_key(
-        self, tenant_id: uuid.UUID, key: str, request_hash: str, expired_before: datetime.datetime
+        self, tenant_id: uuid.UUID, scope_digest: bytes, request_hash: str, expired_before: datetime.datetime
     ) -> bool:
         """Whether the key was free, or expired (created before `expired_before`), and is now this request's. A
         concurrent request with the same key makes this wait until that request's transaction ends, and then see
         its row."""
         claimed = await self._db.fetch_value(
-            "INSERT INTO idempotency_key AS k (tenant_id, key, request_hash) VALUES ($1, $2, $3) "
-            "ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = excluded.request_hash, response = NULL, "
-            "created_at = now() WHERE k.created_at < $4 RETURNING true",
+            "INSERT INTO idempotency_key AS k (tenant_id, scope_digest, request_hash) VALUES ($1, $2, $3) "
+            "ON CONFLICT (tenant_id, scope_digest) DO UPDATE SET request_hash = excluded.request_hash, "
+            "response = NULL, created_at = now() WHERE k.created_at < $4 RETURNING true",
             tenant_id,
-            key,
+            scope_digest,
             request_hash,
             expired_before,
         )
         return claimed is not None
 
-    async def idempotent_response(self, tenant_id: uuid.UUID, key: str) -> IdempotencyRow | None:
+    async def idempotent_response(self, tenant_id: uuid.UUID, scope_digest: bytes) -> IdempotencyRow | None:
         return await self._db.fetch_one(
             IdempotencyRow,
-            "SELECT request_hash, response::text FROM idempotency_key WHERE tenant_id = $1 AND key = $2",
+            "SELECT request_hash, response::text FROM idempotency_key WHERE tenant_id = $1 AND scope_digest = $2",
             tenant_id,
-            key,
+            scope_digest,
         )
 
-    async def store_idempotent_response(self, tenant_id: uuid.UUID, key: str, response_json: str) -> None:
+    async def store_idempotent_response(self, tenant_id: uuid.UUID, scope_digest: bytes, response_json: str) -> None:
         await self._db.execute(
-            "UPDATE idempotency_key SET response = $3::jsonb WHERE tenant_id = $1 AND key = $2",
+            "UPDATE idempotency_key SET response = $3::jsonb WHERE tenant_id = $1 AND scope_digest = $2",
             tenant_id,
-            key,
+            scope_digest,
             response_json,
         )
 
-    async def tenants_with_expired_idempotency_keys(self, expired_before: datetime.datetime) -> list[uuid.UUID]:
-        tenants: list[uuid.UUID] = await self._db.fetch_column(
-            "SELECT DISTINCT tenant_id FROM idempotency_key WHERE created_at < $1", expired_before
-        )
+    async def all_tenants(self) -> list[uuid.UUID]:
+        """Every tenant's id. The Idempotency-Key sweep asks each tenant in turn rather than asking the keys which
+        tenants have expired ones: that question has no index (it would read every key of every tenant), and the
+        one that would answer it, correlated with the tenant table, is not one Citus runs."""
+        tenants: list[uuid.UUID] = await self._db.fetch_column("SELECT id FROM tenant")
         return tenants
 
     async def delete_expired_idempotency_keys(self, tenant_id: uuid.UUID, expired_before: datetime.datetime) -> int:
-        return await self._db.execute(
-            "DELETE FROM idempotency_key WHERE tenant_id = $1 AND created_at < $2", tenant_id, expired_before
-        )
+        return await self._db.execute(DELETE_EXPIRED_IDEMPOTENCY_KEYS, tenant_id, expired_before)
 
     async def page(
         self,

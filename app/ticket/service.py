@@ -35,44 +35,49 @@ from app.ticket.errors import (
     TicketVersionNotFound,
     TransitionNotAllowed,
 )
-from app.ticket.repository import CreatedTicketRow, HistoryRow, TicketRepository, TicketRow
-from app.ticket_state.repository import TicketStateRepository, TicketStateRow
+from app.ticket.repository import HistoryRow, TicketRepository, TicketRow
+from app.ticket_state.cache import Labels, TicketStateCache
+from app.ticket_state.dto import StateType
+from app.ticket_state.repository import StateLabelRow, TicketStateRepository, TicketStateRow
 from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.values import value_problem
 
 # Used with fullmatch: Python's "$" would also accept a trailing newline.
 OBJECT_ID = re.compile(r"([A-Z]{2,5})-([0-9]{4,18})")
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# Printable ASCII, like the IETF draft's Idempotency-Key (a structured-field string).
+IDEMPOTENCY_KEY = re.compile(rf"[ -~]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}")
 # States whose tickets wait until a time (pendingUntil): a pending-close ticket then moves on by itself.
 PENDING_STATE_TYPES = ("pending close", "pending reminder")
 _json = msgspec.json.Encoder()
 _data_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
-@dataclass(frozen=True, slots=True)
-class CreatedTicket:
+class CreatedTicket(msgspec.Struct, frozen=True):
+    """A create's outcome, also what it stores under its Idempotency-Key: the new ticket and the state it starts in.
+    The state members default to null only for answers stored before responses named states."""
+
     id: uuid.UUID
     object_id: str
     etag: uuid.UUID
-    replayed: bool
+    state_id: uuid.UUID | None = None
+    state_name: str | None = None
+    state_type: StateType | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Written:
-    """An update's or a status change's outcome: the ticket's new etag, and whether this answer replays the one an
-    earlier request with the same Idempotency-Key got."""
-
-    etag: uuid.UUID
-    replayed: bool
-
-
-class _StoredEtag(msgspec.Struct, frozen=True):
-    """What an update or a status change stores under its Idempotency-Key."""
+class WrittenTicket(msgspec.Struct, frozen=True):
+    """An update's or a status change's outcome, also what it stores under its Idempotency-Key: the ticket's new
+    etag and the state it is in after the write (null members: see CreatedTicket)."""
 
     etag: uuid.UUID
+    state_id: uuid.UUID | None = None
+    state_name: str | None = None
+    state_type: StateType | None = None
 
 
 R = TypeVar("R", bound=msgspec.Struct)
+# A write's outcome, and whether it replays the answer an earlier request with the same Idempotency-Key got.
+Outcome = tuple[R, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,7 @@ class TicketService:
         repository: TicketRepository,
         types: TicketTypeCache,
         states: TicketStateRepository,
+        state_labels: TicketStateCache,
         *,
         idempotency_key_ttl: datetime.timedelta,
     ) -> None:
@@ -99,83 +105,95 @@ class TicketService:
         self._repository = repository
         self._types = types
         self._states = states
+        self._state_labels = state_labels
         self._idempotency_key_ttl = idempotency_key_ttl
 
     async def create(
         self, principal: Principal, request: CreateTicketRequest, request_id: str, idempotency_key: str | None
-    ) -> CreatedTicket:
-        ticket_type = await self._types.by_id(principal.tenant_id, request.ticketTypeId)
-        if ticket_type is None or ticket_type.archived:
-            raise InputValidationFailure(
-                "Invalid ticket type",
-                {"ticketTypeId": "no active ticket type with this id in the tenant"},
+    ) -> Outcome[CreatedTicket]:
+        async def write() -> CreatedTicket:
+            ticket_type = await self._types.by_id(principal.tenant_id, request.ticketTypeId)
+            if ticket_type is None or ticket_type.archived:
+                raise InputValidationFailure(
+                    "Invalid ticket type",
+                    {"ticketTypeId": "no active ticket type with this id in the tenant"},
+                )
+            data, reason = ticket_type.complete_for_create(request.data)
+            if reason:
+                raise InputValidationFailure("Ticket data failed validation", reason)
+            row = await self._repository.create(
+                principal.tenant_id,
+                ticket_type.prefix,
+                ticket_type.id,
+                ticket_type.version,
+                _json.encode(data).decode(),
+                ticket_type.workflow.initial_state,
+                principal.subject,
+                request_id,
+                principal.support_request,
+                uuid.uuid4(),
             )
-        data, reason = ticket_type.complete_for_create(request.data)
-        if reason:
-            raise InputValidationFailure("Ticket data failed validation", reason)
-        arguments = (
-            principal.tenant_id,
-            ticket_type.prefix,
-            ticket_type.id,
-            ticket_type.version,
-            _json.encode(data).decode(),
-            ticket_type.workflow.initial_state,
-            principal.subject,
-            request_id,
-            principal.support_request,
-            uuid.uuid4(),
+            state = await self._state_label(principal.tenant_id, row.state_id)
+            return CreatedTicket(row.id, row.object_id, row.etag, *_state_members(row.state_id, state))
+
+        # The key is looked up before the request is checked against its ticket type: a retry gets the first answer
+        # even if the type has changed since and would now refuse the request (a different request under the key is
+        # 422 whether or not the type would take it). A refused request rolls its claim of the key back.
+        return await self._once(
+            principal, self._idempotency(principal, idempotency_key, "create", request), write, _created_decoder
         )
-        created, replayed = await self._once(
-            principal,
-            self._idempotency(principal, idempotency_key, "create", request),
-            lambda: self._repository.create(*arguments),
-            _stored_created_decoder,
-        )
-        return CreatedTicket(created.id, created.object_id, created.etag, replayed=replayed)
 
     def _idempotency(
         self, principal: Principal, key: str | None, operation: str, *request: object
-    ) -> tuple[str, str] | None:
-        """(the key as stored, the request's fingerprint), or None without a key. The key is scoped to the caller
-        (tenant, realm and subject: another client reusing a key must not receive this answer), the fingerprint
-        covers the operation, the ticket and the body, so a key reused for anything else is refused."""
+    ) -> tuple[bytes, str] | None:
+        """(the key's scope digest, the request's fingerprint), or None without a key. The key is scoped to the
+        caller (tenant, realm and subject: another client reusing a key must not receive this answer), the
+        fingerprint covers the operation, the ticket and the body, so a key reused for anything else is refused."""
         if key is None:
             return None
-        if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+        if IDEMPOTENCY_KEY.fullmatch(key) is None:
             raise InputValidationFailure(
                 "Invalid request headers",
-                {"Idempotency-Key": f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters"},
+                {"Idempotency-Key": f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters"},
             )
         fingerprint = hashlib.sha256(canonical_encoder.encode([operation, *request])).hexdigest()
-        return f"{principal.realm}\n{principal.subject}\n{key}", fingerprint
+        return idempotency_scope_digest(principal.realm, principal.subject, key), fingerprint
 
     async def _once(
         self,
         principal: Principal,
-        idempotency: tuple[str, str] | None,
+        idempotency: tuple[bytes, str] | None,
         write: Callable[[], Awaitable[R]],
         stored: msgspec.json.Decoder[R],
-    ) -> tuple[R, bool]:
+    ) -> Outcome[R]:
         """Run `write` (a single statement, or several in the caller's transaction), or, when the key was used
         before with the same request, return what that write returned; (result, replayed)."""
         if idempotency is None:
             return await write(), False
-        key, fingerprint = idempotency
+        scope, fingerprint = idempotency
         expired_before = datetime.datetime.now(datetime.UTC) - self._idempotency_key_ttl
         async with self._db.transaction():
-            if not await self._repository.claim_idempotency_key(principal.tenant_id, key, fingerprint, expired_before):
-                earlier = await self._repository.idempotent_response(principal.tenant_id, key)
+            if not await self._repository.claim_idempotency_key(
+                principal.tenant_id, scope, fingerprint, expired_before
+            ):
+                earlier = await self._repository.idempotent_response(principal.tenant_id, scope)
                 assert earlier is not None  # claimed by a transaction that has committed, with its response
                 if earlier.request_hash != fingerprint:
                     raise IdempotencyKeyReused()
                 return stored.decode(earlier.response), True
             result = await write()
             # In the same transaction: a replay can never find the key claimed but without its write.
-            await self._repository.store_idempotent_response(principal.tenant_id, key, _json.encode(result).decode())
+            await self._repository.store_idempotent_response(principal.tenant_id, scope, _json.encode(result).decode())
         return result, False
 
     async def get(self, principal: Principal, object_id: str) -> TicketOut:
-        return to_out(await self._row(principal, object_id))
+        row = await self._row(principal, object_id)
+        return to_out(row, await self._state_label(principal.tenant_id, row.state_id))
+
+    async def _state_label(self, tenant_id: uuid.UUID, state_id: uuid.UUID | None) -> StateLabelRow | None:
+        if state_id is None:
+            return None
+        return await self._state_labels.label(tenant_id, state_id)
 
     async def _row(self, principal: Principal, object_id: str) -> TicketRow:
         if OBJECT_ID.fullmatch(object_id) is None:
@@ -197,7 +215,8 @@ class TicketService:
             raise TicketNotFound(object_id)
         row = await self._repository.as_of(principal.tenant_id, object_id, at, expected)
         if row is not None:
-            return to_out(row)
+            # The state's current name: names are not versioned (documented in the README).
+            return to_out(row, await self._state_label(principal.tenant_id, row.state_id))
         if await self._repository.exists(principal.tenant_id, object_id):
             raise TicketVersionNotFound(object_id, etag if etag is not None else _timestamp(at))
         raise TicketNotFound(object_id)
@@ -210,7 +229,9 @@ class TicketService:
         rows = await self._repository.history(
             principal.tenant_id, ticket.id, limit=per_page, offset=(page - 1) * per_page
         )
-        return total, [_history_entry(row) for row in rows]
+        state_ids = {state_id for row in rows for state_id in (row.state_id, row.previous_state_id)}
+        labels = await self._state_labels.labels(principal.tenant_id, state_ids)
+        return total, [_history_entry(row, labels) for row in rows]
 
     async def change_status(
         self,
@@ -219,21 +240,21 @@ class TicketService:
         request: ChangeStatusRequest,
         request_id: str,
         idempotency_key: str | None = None,
-    ) -> Written:
+    ) -> Outcome[WrittenTicket]:
         """Move the ticket to another state if its etag is still `request.etag` and its type's workflow allows
-        it; return the new etag."""
+        it; return the new etag and state."""
         _check_status_request(request)
         idempotency = self._idempotency(principal, idempotency_key, "change_status", object_id, request)
-
-        async def write() -> _StoredEtag:
-            return _StoredEtag(await self._change_status(principal, object_id, request, request_id))
-
-        stored, replayed = await self._once(principal, idempotency, write, _stored_etag_decoder)
-        return Written(stored.etag, replayed)
+        return await self._once(
+            principal,
+            idempotency,
+            lambda: self._change_status(principal, object_id, request, request_id),
+            _written_decoder,
+        )
 
     async def _change_status(
         self, principal: Principal, object_id: str, request: ChangeStatusRequest, request_id: str
-    ) -> uuid.UUID:
+    ) -> WrittenTicket:
         assert request.etag is not None and request.state is not None
         ticket = await self._row(principal, object_id)
         # The decision below is taken on this version; the write happens only if it is still the current one.
@@ -281,7 +302,7 @@ class TicketService:
         if not changed:
             # Changed since it was read: by a client (its etag moved on) or by an admin (the state went inactive).
             raise EtagMismatch()
-        return new_etag
+        return WrittenTicket(new_etag, target.id, target.name, target.state_type)
 
     async def update(
         self,
@@ -291,8 +312,8 @@ class TicketService:
         changes: dict[str, Any] | None,
         request_id: str,
         idempotency_key: str | None = None,
-    ) -> Written:
-        """Merge `changes` into the ticket's data if its etag is still `etag`; return the new etag."""
+    ) -> Outcome[WrittenTicket]:
+        """Merge `changes` into the ticket's data if its etag is still `etag`; return the new etag and the state."""
         reason: dict[str, str] = {}
         if not etag:
             reason["etag"] = "required: the ticket's current etag (from GET, create or the previous update)"
@@ -306,56 +327,55 @@ class TicketService:
         match = OBJECT_ID.fullmatch(object_id)
         if match is None:
             raise TicketNotFound(object_id)
+        prefix = match.group(1)
+        if idempotency_key is None:
+            # The hot path: no transaction, one statement.
+            return await self._update(principal, object_id, prefix, etag, changes, request_id), False
+        idempotency = self._idempotency(
+            principal, idempotency_key, "update", object_id, {"etag": etag, "ticketUpdate": changes}
+        )
+        # The key is looked up before the values are checked against the ticket type (see create).
+        return await self._once(
+            principal,
+            idempotency,
+            lambda: self._update(principal, object_id, prefix, etag, changes, request_id),
+            _written_decoder,
+        )
+
+    async def _update(
+        self,
+        principal: Principal,
+        object_id: str,
+        prefix: str,
+        etag: str,
+        changes: dict[str, Any],
+        request_id: str,
+    ) -> WrittenTicket:
         # The type comes from the display-ID prefix: values are validated without reading the ticket.
-        ticket_type = await self._types.by_prefix(principal.tenant_id, match.group(1))
+        ticket_type = await self._types.by_prefix(principal.tenant_id, prefix)
         if ticket_type is None:
             raise TicketNotFound(object_id)
         reason = ticket_type.check_update(changes)
         if reason:
             raise InputValidationFailure("Ticket update failed validation", reason)
-        if idempotency_key is None:
-            # The hot path: no transaction, one statement.
-            return Written(
-                await self._compare_and_swap(principal, object_id, etag, changes, ticket_type.version, request_id),
-                False,
-            )
-
-        async def write() -> _StoredEtag:
-            return _StoredEtag(
-                await self._compare_and_swap(principal, object_id, etag, changes, ticket_type.version, request_id)
-            )
-
-        idempotency = self._idempotency(
-            principal, idempotency_key, "update", object_id, {"etag": etag, "ticketUpdate": changes}
-        )
-        stored, replayed = await self._once(principal, idempotency, write, _stored_etag_decoder)
-        return Written(stored.etag, replayed)
-
-    async def _compare_and_swap(
-        self,
-        principal: Principal,
-        object_id: str,
-        etag: str,
-        changes: dict[str, Any],
-        type_version: int,
-        request_id: str,
-    ) -> uuid.UUID:
         # An etag that is not a UUID was never issued by us, so it cannot be the current one.
         expected = _as_uuid(etag)
         if expected is not None:
             new_etag = uuid.uuid4()
-            if await self._repository.compare_and_swap(
+            updated = await self._repository.compare_and_swap(
                 principal.tenant_id,
                 object_id,
                 expected,
                 new_etag,
                 _json.encode(changes).decode(),
                 principal.subject,
-                type_version,
+                ticket_type.version,
                 request_id,
                 principal.support_request,
-            ):
-                return new_etag
+            )
+            if updated is not None:
+                state = await self._state_label(principal.tenant_id, updated.state_id)
+                return WrittenTicket(new_etag, *_state_members(updated.state_id, state))
         if await self._repository.exists(principal.tenant_id, object_id):
             raise EtagMismatch()
         raise TicketNotFound(object_id)
@@ -371,7 +391,15 @@ class TicketService:
             limit=query.per_page,
             offset=(query.page - 1) * query.per_page,
         )
-        return total, [to_out(row) for row in rows]
+        labels = await self._state_labels.labels(principal.tenant_id, {row.state_id for row in rows})
+        return total, [to_out(row, _label(labels, row.state_id)) for row in rows]
+
+
+def idempotency_scope_digest(realm: str, subject: str, key: str) -> bytes:
+    """What an Idempotency-Key is stored as: the SHA-256 of its scope, 32 bytes however long the token's subject is
+    (a btree index row cannot exceed about 2.7 kB). Realm names and keys hold no newline, so the three parts cannot
+    run into each other. The migration that introduced digests computes the same from the stored text."""
+    return hashlib.sha256(f"{realm}\n{subject}\n{key}".encode()).digest()
 
 
 def last_page(total: int, per_page: int) -> int:
@@ -436,10 +464,31 @@ def _find_state(states: list[TicketStateRow], wanted: str) -> TicketStateRow | N
     return by_id or next((state for state in states if state.name.lower() == wanted.lower()), None)
 
 
-def _history_entry(row: HistoryRow) -> HistoryEntry:
+def _label(labels: Labels, state_id: uuid.UUID | None) -> StateLabelRow | None:
+    return labels[state_id] if state_id is not None else None
+
+
+def _state_members(
+    state_id: uuid.UUID | None, label: StateLabelRow | None
+) -> tuple[uuid.UUID | None, str | None, StateType | None]:
+    """A response's state_id, state_name and state_type."""
+    if label is None:
+        return state_id, None, None
+    return state_id, label.name, label.state_type
+
+
+def _history_entry(row: HistoryRow, labels: Labels) -> HistoryEntry:
     state = None
     if row.state_id != row.previous_state_id:
-        state = StateChange(old=row.previous_state_id, new=row.state_id)
+        old, new = _label(labels, row.previous_state_id), _label(labels, row.state_id)
+        state = StateChange(
+            old=row.previous_state_id,
+            new=row.state_id,
+            old_name=old.name if old is not None else None,
+            new_name=new.name if new is not None else None,
+            old_state_type=old.state_type if old is not None else None,
+            new_state_type=new.state_type if new is not None else None,
+        )
     pending = None
     if row.pending_until != row.previous_pending_until:
         pending = PendingChange(old=row.previous_pending_until, new=row.pending_until)
@@ -464,11 +513,11 @@ def _timestamp(at: datetime.datetime | None) -> str:
 
 
 # What a create and what an update or a status change store under an Idempotency-Key.
-_stored_created_decoder = msgspec.json.Decoder(CreatedTicketRow)
-_stored_etag_decoder = msgspec.json.Decoder(_StoredEtag)
+_created_decoder = msgspec.json.Decoder(CreatedTicket)
+_written_decoder = msgspec.json.Decoder(WrittenTicket)
 
 
-def to_out(row: TicketRow) -> TicketOut:
+def to_out(row: TicketRow, state: StateLabelRow | None) -> TicketOut:
     return TicketOut(
         etag=str(row.etag),
         id=row.id,
@@ -476,6 +525,8 @@ def to_out(row: TicketRow) -> TicketOut:
         ticket_type_id=row.type_id,
         ticket_type_version=row.type_version,
         state_id=row.state_id,
+        state_name=state.name if state is not None else None,
+        state_type=state.state_type if state is not None else None,
         pending_until=row.pending_until,
         # The stored JSONB text goes out as is (msgspec.Raw); decoding and re-encoding it would be wasted work.
         data=cast(Any, msgspec.Raw(row.data)),

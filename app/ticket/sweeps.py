@@ -45,8 +45,9 @@ class PendingCloseTimer(PeriodicSweep):
 
 
 class ExpiredIdempotencyKeySweep(PeriodicSweep):
-    """Forgets Idempotency-Keys older than their time to live, tenant by tenant (a key found expired before the
-    sweep reaches it is already treated as unused: see TicketRepository.claim_idempotency_key)."""
+    """Forgets Idempotency-Keys older than their time to live, tenant by tenant, each through the (tenant_id,
+    created_at) index (a key found expired before the sweep reaches it is already treated as unused: see
+    TicketRepository.claim_idempotency_key)."""
 
     name = "idempotency-key-sweep"
 
@@ -58,6 +59,6 @@ class ExpiredIdempotencyKeySweep(PeriodicSweep):
     async def sweep(self) -> int:
         expired_before = datetime.datetime.now(datetime.UTC) - self._ttl
         deleted = 0
-        for tenant_id in await self._repository.tenants_with_expired_idempotency_keys(expired_before):
+        for tenant_id in await self._repository.all_tenants():
             deleted += await self._repository.delete_expired_idempotency_keys(tenant_id, expired_before)
         return deleted

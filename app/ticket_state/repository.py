@@ -12,6 +12,7 @@ from app.db.database import Database, select_list
 from app.ticket_state.dto import StateIn, StateType
 
 DefaultFlag = Literal["default_create", "default_follow_up"]
+TICKET_STATES_CHANGED_CHANNEL = "ticket_states_changed"
 
 
 class TicketStateRow(msgspec.Struct, frozen=True):
@@ -28,6 +29,14 @@ class TicketStateRow(msgspec.Struct, frozen=True):
     created_at: datetime.datetime
     updated_by: str
     updated_at: datetime.datetime
+
+
+class StateLabelRow(msgspec.Struct, frozen=True):
+    """What a ticket shows of its state next to the state's id."""
+
+    id: uuid.UUID
+    name: str
+    state_type: StateType
 
 
 _COLUMNS = select_list(TicketStateRow)
@@ -67,6 +76,15 @@ class TicketStateRepository:
             f"SELECT {_COLUMNS} FROM ticket_state WHERE tenant_id = $1 ORDER BY created_at, name",
             tenant_id,
         )
+
+    async def labels(self, tenant_id: uuid.UUID) -> list[StateLabelRow]:
+        return await self._db.fetch_all(
+            StateLabelRow, "SELECT id, name, state_type FROM ticket_state WHERE tenant_id = $1", tenant_id
+        )
+
+    async def notify_changed(self, tenant_id: uuid.UUID) -> None:
+        # Delivered at commit, to every worker's state cache (see TicketStateCache.invalidate).
+        await self._db.execute("SELECT pg_notify($1, $2)", TICKET_STATES_CHANGED_CHANNEL, str(tenant_id))
 
     async def get(self, tenant_id: uuid.UUID, state_id: uuid.UUID) -> TicketStateRow | None:
         return await self._db.fetch_one(

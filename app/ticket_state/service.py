@@ -13,6 +13,7 @@ from app.auth.principal import Principal
 from app.db.database import Database
 from app.errors import InputValidationFailure
 from app.tenancy.model import StateSeed, TenantConfig
+from app.ticket_state.cache import TicketStateCache
 from app.ticket_state.dto import MAX_NAME_LENGTH, MAX_NOTE_LENGTH, StateIn, StateOut, StateUpdate
 from app.ticket_state.errors import StateHasReferences, TicketStateNotFound
 from app.ticket_state.repository import DefaultFlag, TicketStateRepository, TicketStateRow
@@ -56,10 +57,13 @@ def parse_state_id(value: str) -> uuid.UUID:
 
 
 class TicketStateService:
-    def __init__(self, db: Database, repository: TicketStateRepository, workflows: WorkflowReferences) -> None:
+    def __init__(
+        self, db: Database, repository: TicketStateRepository, workflows: WorkflowReferences, cache: TicketStateCache
+    ) -> None:
         self._db = db
         self._repository = repository
         self._workflows = workflows
+        self._cache = cache
 
     async def list_states(self, principal: Principal) -> list[StateOut]:
         return [to_out(row) for row in await self._repository.list_all(principal.tenant_id)]
@@ -90,6 +94,10 @@ class TicketStateService:
             await self._check_workflows(principal.tenant_id, states[wanted], state)
             await self._move_defaults(principal.tenant_id, state, wanted)
             row = await self._repository.update(principal.tenant_id, wanted, state, principal.subject)
+            # Tickets name their state: every worker's cache learns the new name and type.
+            await self._repository.notify_changed(principal.tenant_id)
+        # This worker need not wait for its own notification.
+        self._cache.invalidate(principal.tenant_id)
         return to_out(row)
 
     async def delete(self, principal: Principal, state_id: str) -> None:
@@ -110,6 +118,9 @@ class TicketStateService:
             ) or await self._workflows.types_naming_state(principal.tenant_id, current.name):
                 raise StateHasReferences()
             await self._repository.delete(principal.tenant_id, wanted)
+            # A ticket's history may still name the state: from now on without its name.
+            await self._repository.notify_changed(principal.tenant_id)
+        self._cache.invalidate(principal.tenant_id)
 
     async def _locked_states(self, tenant_id: uuid.UUID) -> dict[uuid.UUID, TicketStateRow]:
         await self._repository.lock_tenant(tenant_id)

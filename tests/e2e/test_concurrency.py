@@ -33,9 +33,11 @@ from tests.support import (
     TenantApi,
     TenantSpec,
     assert_numbered_events,
+    by_name,
     field_ids,
     gated,
     make_settings,
+    named,
 )
 
 AGENT_CATALOG = {"type": "agent", "module": "ticketing"}
@@ -98,6 +100,11 @@ async def new_ticket(api: TenantApi, prefix: str, data: dict[str, str]) -> dict[
     return ticket
 
 
+def state_of(ticket: dict[str, Any]) -> dict[str, Any]:
+    """How a ticket's GET document names its state: a write's answer names it alike."""
+    return {key: ticket[key] for key in ("state_id", "state_name", "state_type")}
+
+
 async def updated_events(db: asyncpg.Pool, tenant: TenantSpec, ticket_id: str) -> list[asyncpg.Record]:
     await assert_numbered_events(db, tenant.id, [ticket_id])
     return await db.fetch(
@@ -115,16 +122,18 @@ async def race(api: TenantApi, object_id: str, etag: str, field_id: str, values:
     )
 
 
-def single_winner(responses: list[httpx.Response], values: list[str], old_etag: str) -> tuple[str, str]:
-    """Assert exactly one 200 and only exact ETAG_MISMATCH losers; return (winning value, new etag)."""
+def single_winner(responses: list[httpx.Response], values: list[str], ticket: dict[str, Any]) -> tuple[str, str]:
+    """Assert exactly one 200 and only exact ETAG_MISMATCH losers (`ticket`: the GET document all raced with);
+    return (winning value, new etag)."""
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: 1, 400: len(responses) - 1}, statuses
     winners = [(value, r) for value, r in zip(values, responses, strict=True) if r.status_code == 200]
     [(value, winner)] = winners
     body = winner.json()
     new_etag = body["etag"]
-    assert body == {**UPDATED, "etag": new_etag}
-    assert str(uuid.UUID(new_etag)) == new_etag and new_etag != old_etag
+    # An update leaves the state as it was.
+    assert body == {**UPDATED, "etag": new_etag, **state_of(ticket)}
+    assert str(uuid.UUID(new_etag)) == new_etag and new_etag != ticket["etag"]
     for response in responses:
         if response.status_code == 400:
             assert response.json() == ETAG_MISMATCH
@@ -150,7 +159,7 @@ async def test_fifty_simultaneous_updates_with_one_etag_have_exactly_one_winner(
         POOL_MAX,
         lambda: race(alpha_api, ticket["object_id"], ticket["etag"], description, values),
     )
-    value, new_etag = single_winner(responses, values, ticket["etag"])
+    value, new_etag = single_winner(responses, values, ticket)
 
     shown = await alpha_api.get(ticket["object_id"])
     assert shown.status_code == 200
@@ -200,7 +209,7 @@ async def test_concurrent_read_cas_retry_increments_lose_nothing(
             cycle = 0.9 * cycle + 0.1 * (time.monotonic() - started)
             if written.status_code == 200:
                 body = written.json()
-                assert body == {**UPDATED, "etag": body["etag"]}
+                assert body == {**UPDATED, "etag": body["etag"], **state_of(ticket)}
                 success_etags.append(body["etag"])
                 transitions.append((value, value + 1))
                 done += 1
@@ -276,6 +285,7 @@ async def test_two_hundred_concurrent_creates_get_consecutive_display_ids(
 
     assert Counter(r.status_code for r in responses) == {201: CREATES}
     bodies = [r.json() for r in responses]
+    initial = named(await by_name(api, "PENDING"))  # the facility workflow's initial state
     for body in bodies:
         assert body == {
             "success": True,
@@ -284,6 +294,7 @@ async def test_two_hundred_concurrent_creates_get_consecutive_display_ids(
             "objectId": body["objectId"],
             "id": body["id"],
             "etag": body["etag"],
+            **initial,
         }
     object_ids = [b["objectId"] for b in bodies]
     assert len(set(object_ids)) == CREATES
@@ -336,6 +347,7 @@ async def test_concurrent_creates_with_one_idempotency_key_create_one_ticket(
         "objectId": first["objectId"],
         "id": first["id"],
         "etag": first["etag"],
+        **named(await by_name(alpha_api, "new")),
     }
     assert all(body == first for body in bodies)
     assert all(r.headers["etag"] == f'"{first["etag"]}"' for r in responses)
@@ -406,7 +418,7 @@ async def test_simultaneous_races_on_two_tickets_do_not_interfere(
         (first, first_race, first_values, req_fields["description"]),
         (second, second_race, second_values, fac_fields["description"]),
     ):
-        value, new_etag = single_winner(responses, values, ticket["etag"])
+        value, new_etag = single_winner(responses, values, ticket)
         shown = (await alpha_api.get(ticket["object_id"])).json()
         assert (shown["etag"], shown["data"][description]) == (new_etag, value)
         assert {k: v for k, v in shown["data"].items() if k != description} == ticket["data"]

@@ -61,6 +61,7 @@ from tests.support import (
     gated,
     json_log,
     make_settings,
+    named,
 )
 
 T = TypeVar("T")
@@ -271,10 +272,10 @@ async def rows(db: asyncpg.Pool, tenant: TenantSpec, ticket_ids: Sequence[str]) 
     return {str(row["id"]): row for row in found}
 
 
-def winner_etag(response: httpx.Response, body: dict[str, Any], old_etag: str) -> str:
-    """The success body is exactly `body` plus a new etag, which it returns."""
+def winner_etag(response: httpx.Response, body: dict[str, Any], old_etag: str, state: dict[str, Any]) -> str:
+    """The success body is exactly `body` plus a new etag, which it returns, and `state`, named."""
     new_etag = str(response.json()["etag"])
-    assert response.json() == {**body, "etag": new_etag}
+    assert response.json() == {**body, "etag": new_etag, **named(state)}
     assert str(uuid.UUID(new_etag)) == new_etag != old_etag
     return new_etag
 
@@ -417,6 +418,7 @@ async def test_status_change_and_update_with_one_etag_have_exactly_one_winner_ea
     by_name = await states(api)
     # REQ has no workflow: any active state may follow any other. Each round targets a state the ticket is not in.
     targets = [by_name["open"]["id"], by_name["closed"]["id"]]
+    state_by_id = {state["id"]: state for state in by_name.values()}
     ticket = await new_ticket(api, "REQ", {"title": "status versus update"})
     object_id = ticket["object_id"]
     [created] = (await events(db, alpha, [ticket["id"]]))[ticket["id"]]
@@ -451,7 +453,10 @@ async def test_status_change_and_update_with_one_etag_have_exactly_one_winner_ea
         [loser] = [kind for kind, r in results.items() if r.status_code == 400]
         winners[winner] += 1
         assert results[loser].json() == ETAG_MISMATCH
-        new_etag = winner_etag(results[winner], CHANGED if winner == "status" else UPDATED, before["etag"])
+        if winner == "status":
+            new_etag = winner_etag(results[winner], CHANGED, before["etag"], state_by_id[target])
+        else:
+            new_etag = winner_etag(results[winner], UPDATED, before["etag"], state_by_id[before["state_id"]])
 
         ticket = await document(api, object_id)
         assert ticket["etag"] == new_etag
@@ -523,7 +528,7 @@ async def test_twenty_simultaneous_status_changes_with_one_etag_have_exactly_one
     assert Counter(r.status_code for r in responses) == {200: 1, 400: CHANGERS - 1}, [r.text for r in responses]
     assert [r.json() for r in responses if r.status_code == 400] == [ETAG_MISMATCH] * (CHANGERS - 1)
     [won] = [i for i, r in enumerate(responses) if r.status_code == 200]
-    new_etag = winner_etag(responses[won], CHANGED, ticket["etag"])
+    new_etag = winner_etag(responses[won], CHANGED, ticket["etag"], wanted[won])
 
     after = await document(api, ticket["object_id"])
     assert (after["etag"], after["state_id"], after["data"]) == (new_etag, wanted[won]["id"], ticket["data"])
@@ -566,7 +571,7 @@ async def to_pending_close(api: TenantApi, tickets: list[dict[str, Any]], due: d
     )
     for ticket, response in zip(tickets, responses, strict=True):
         assert response.status_code == 200, response.text
-        ticket["pending_etag"] = winner_etag(response, CHANGED, ticket["etag"])
+        ticket["pending_etag"] = winner_etag(response, CHANGED, ticket["etag"], pending)
     return pending
 
 
@@ -719,7 +724,7 @@ async def test_update_queued_on_a_due_ticket_wins_and_the_timer_still_moves_it_o
         await queued(db, 1, [update])
     response = await update
 
-    updated_etag = winner_etag(response, UPDATED, ticket["pending_etag"])
+    updated_etag = winner_etag(response, UPDATED, ticket["pending_etag"], pending)
     await until_moved(db, tenant, [ticket["id"]], closed_id)
     await settle()
     [row] = (await rows(db, tenant, [ticket["id"]])).values()
@@ -775,7 +780,7 @@ async def test_updates_fired_around_the_due_time_either_win_or_lose_cleanly(
         if response.status_code == 200:
             # The client won: its write is kept, and the timer moved the ticket afterwards, once.
             outcomes["client first"] += 1
-            updated_etag = winner_etag(response, UPDATED, ticket["pending_etag"])
+            updated_etag = winner_etag(response, UPDATED, ticket["pending_etag"], pending)
             assert len(rest) == 2, [dict(e) for e in rest]
             updated, moved = rest
             assert (updated["kind"], str(updated["etag"]), str(updated["state_id"])) == (

@@ -25,13 +25,16 @@ from tests.support import (
     ADMIN_SCOPE,
     CATALOG,
     STATES,
+    STATUS_CHANGED,
     TICKETS,
+    UPDATED,
     TenantApi,
     TenantSpec,
     auth_headers,
     create_type,
     field_ids,
     invalid,
+    named,
     new_definition,
     timestamp,
     token,
@@ -86,10 +89,22 @@ async def full_history(api: TenantApi, object_id: str) -> list[dict[str, Any]]:
     return list(body["data"])
 
 
-async def state_ids(api: TenantApi) -> dict[str, str]:
+async def states_by_name(api: TenantApi) -> dict[str, dict[str, Any]]:
     response = await api.http.get(STATES, headers=api.headers)
     assert response.status_code == 200, response.text
-    return {state["name"]: state["id"] for state in response.json()["data"]}
+    return {state["name"]: state for state in response.json()["data"]}
+
+
+def moved(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """A history entry's `state`: from `old` (None: none, on creation) to `new`, each by id, name and type."""
+    return {
+        "old": old["id"] if old else None,
+        "new": new["id"],
+        "old_name": old["name"] if old else None,
+        "new_name": new["name"],
+        "old_state_type": old["state_type"] if old else None,
+        "new_state_type": new["state_type"],
+    }
 
 
 async def send(
@@ -117,9 +132,16 @@ async def send(
 
 
 async def update(
-    api: TenantApi, object_id: str, etag: str, changes: dict[str, Any], *, request_id: str | None, support: bool = False
+    api: TenantApi,
+    object_id: str,
+    etag: str,
+    changes: dict[str, Any],
+    *,
+    request_id: str | None,
+    support: bool = False,
+    state: dict[str, Any],
 ) -> tuple[str, str]:
-    """Returns the new etag and the request id."""
+    """Returns the new etag and the request id; the answer names `state`, the state the ticket is in."""
     response, used = await send(
         api,
         "PATCH",
@@ -130,7 +152,7 @@ async def update(
         params=CATALOG,
     )
     body = response.json()
-    assert body == {"success": True, "message": "ticket updated successfully", "status": 200, "etag": body["etag"]}
+    assert body == {**UPDATED, "etag": body["etag"], **named(state)}
     return str(body["etag"]), used
 
 
@@ -142,9 +164,11 @@ async def change_status(
     *,
     request_id: str | None,
     support: bool = False,
+    now_in: dict[str, Any],
     **extra: str,
 ) -> tuple[str, str]:
-    """Returns the new etag and the request id; `extra` is note and/or pendingUntil."""
+    """Returns the new etag and the request id; `state` names the target by id or name, `now_in` is the state the
+    answer must name; `extra` is note and/or pendingUntil."""
     response, used = await send(
         api,
         "PATCH",
@@ -154,12 +178,7 @@ async def change_status(
         support=support,
     )
     body = response.json()
-    assert body == {
-        "success": True,
-        "message": "ticket status changed successfully",
-        "status": 200,
-        "etag": body["etag"],
-    }
+    assert body == {**STATUS_CHANGED, "etag": body["etag"], **named(now_in)}
     return str(body["etag"]), used
 
 
@@ -174,9 +193,10 @@ async def ticket_with_events(api: TenantApi, count: int) -> str:
     """A REQ ticket with `count` events: its creation, then counter updates."""
     request_type = await api.ticket_type("REQ")
     counter = field_ids(request_type)["counter"]
+    new = (await states_by_name(api))["new"]
     object_id, etag = await new_ticket(api, request_type["id"], {field_ids(request_type)["title"]: "Busy"})
     for value in range(1, count):
-        etag, _ = await update(api, object_id, etag, {counter: value}, request_id=None)
+        etag, _ = await update(api, object_id, etag, {counter: value}, request_id=None, state=new)
     return object_id
 
 
@@ -228,7 +248,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
     subject_of = {id(agent): "agent-history", id(robot): "service-account-billing", id(supporter): "support-history"}
     request_type = await agent.ticket_type("REQ")
     f = field_ids(request_type)
-    states = await state_ids(agent)
+    states = await states_by_name(agent)
     steps: list[Step] = []
 
     async def step(
@@ -267,8 +287,8 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
     object_id, etag = response.json()["objectId"], response.json()["etag"]
     assert response.headers["etag"] == f'"{etag}"'
     created = await snapshot(agent, object_id)
-    initial_state = created.document["state_id"]
-    assert initial_state is not None
+    initial_state = states["new"]
+    assert {key: created.document[key] for key in ("state_id", "state_name", "state_type")} == named(initial_state)
     await step(
         "ticket.created",
         agent,
@@ -282,7 +302,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
             f["counter"]: changed(None, 0),
             f["source"]: changed(None, "api"),
         },
-        state=changed(None, initial_state),
+        state=moved(None, initial_state),
     )
 
     # 2. a service account changes two fields and resends the title unchanged; the server picks the request id
@@ -292,6 +312,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
         etag,
         {f["title"]: "Printer jams", f["counter"]: 1, f["priority"]: "high"},
         request_id=None,
+        state=initial_state,
     )
     assert len(request_id) == 32
     await step(
@@ -304,14 +325,14 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
 
     # 3. the person opens it (a state name in any case), with a note
     etag, request_id = await change_status(
-        agent, object_id, etag, "Open", request_id="open-request", note="Looking into it"
+        agent, object_id, etag, "Open", request_id="open-request", now_in=states["open"], note="Looking into it"
     )
     await step(
         "ticket.status_changed",
         agent,
         etag,
         request_id,
-        state=changed(initial_state, states["open"]),
+        state=moved(initial_state, states["open"]),
         note="Looking into it",
     )
 
@@ -323,6 +344,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
         {f["description"]: "", f["due_date"]: None, f["requester_email"]: "ada@example.com"},
         request_id="clear-request",
         support=True,
+        state=states["open"],
     )
     # due_date had no value and still has none, but the key is new in the document: recorded, so that the
     # version can be rebuilt byte for byte.
@@ -345,8 +367,9 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
         robot,
         object_id,
         etag,
-        states["pending reminder"],
+        states["pending reminder"]["id"],
         request_id="hold-request",
+        now_in=states["pending reminder"],
         note="Waiting for parts",
         pendingUntil=wake_up,
     )
@@ -355,7 +378,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
         robot,
         etag,
         request_id,
-        state=changed(states["open"], states["pending reminder"]),
+        state=moved(states["open"], states["pending reminder"]),
         pending_until=changed(None, "2031-03-04T03:06:07.089000Z"),
         note="Waiting for parts",
     )
@@ -371,6 +394,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
         {f["tags"]: ["printer", "floor-3"], f["counter"]: 1},
         request_id="tags-request",
         support=True,
+        state=states["pending reminder"],
     )
     await step(
         "ticket.updated",
@@ -381,7 +405,9 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
     )
 
     # 7. an update that changes no value is still a write (new etag, time, author) with no changes
-    etag, request_id = await update(robot, object_id, etag, {f["priority"]: "high"}, request_id="noop-request")
+    etag, request_id = await update(
+        robot, object_id, etag, {f["priority"]: "high"}, request_id="noop-request", state=states["pending reminder"]
+    )
     await step("ticket.updated", robot, etag, request_id)
 
     # 8. support takes it out of the pending state
@@ -392,6 +418,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
         "OPEN",
         request_id="resume-request",
         support=True,
+        now_in=states["open"],
         note="Parts arrived",
     )
     await step(
@@ -400,7 +427,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
         etag,
         request_id,
         support=True,
-        state=changed(states["pending reminder"], states["open"]),
+        state=moved(states["pending reminder"], states["open"]),
         pending_until=changed("2031-03-04T03:06:07.089000Z", None),
         note="Parts arrived",
     )
@@ -408,7 +435,7 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
     # refused writes leave no trace: a move to the state it is in, a stale etag
     same = await client.patch(
         f"{TICKETS}/{object_id}/status",
-        json={"etag": etag, "state": states["open"], "note": "Still on it"},
+        json={"etag": etag, "state": states["open"]["id"], "note": "Still on it"},
         headers=agent.headers,
     )
     assert (same.status_code, same.json()["code"]) == (400, "TRANSITION_NOT_ALLOWED")
@@ -417,8 +444,10 @@ async def test_history_and_as_of_replay_every_step_of_a_ticket(client: httpx.Asy
     assert await snapshot(agent, object_id) == steps[-1].after
 
     # 9. closed, without a note
-    etag, request_id = await change_status(agent, object_id, etag, "closed", request_id="close-request")
-    await step("ticket.status_changed", agent, etag, request_id, state=changed(states["open"], states["closed"]))
+    etag, request_id = await change_status(
+        agent, object_id, etag, "closed", request_id="close-request", now_in=states["closed"]
+    )
+    await step("ticket.status_changed", agent, etag, request_id, state=moved(states["open"], states["closed"]))
 
     # (a) the history is exactly the script, oldest first
     recorded = await full_history(agent, object_id)
@@ -480,8 +509,9 @@ async def test_support_flag_follows_the_tenants_own_support_role(client: httpx.A
         params=CATALOG,
     )
     object_id, etag = response.json()["objectId"], response.json()["etag"]
-    etag, _ = await update(pretender, object_id, etag, {counter: 1}, request_id=None, support=True)
-    etag, _ = await update(helpdesk, object_id, etag, {counter: 2}, request_id=None)
+    new = (await states_by_name(helpdesk))["new"]
+    etag, _ = await update(pretender, object_id, etag, {counter: 1}, request_id=None, support=True, state=new)
+    etag, _ = await update(helpdesk, object_id, etag, {counter: 2}, request_id=None, state=new)
     recorded = await full_history(helpdesk, object_id)
     assert [(e["actor"], e["support"]) for e in recorded] == [
         ("beta-helpdesk", True),

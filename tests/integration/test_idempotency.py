@@ -6,34 +6,56 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
+import secrets
+import string
+import time
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from app.auth.jwt import MAX_TOKEN_LENGTH
 from app.db.database import Database
-from app.ticket.repository import TicketRepository
+from app.ticket.repository import DELETE_EXPIRED_IDEMPOTENCY_KEYS, TicketRepository
 from app.ticket.sweeps import ExpiredIdempotencyKeySweep
 from tests.support import (
+    CATALOG,
+    GATE_TIMEOUT,
+    INVALID_TOKEN,
+    LOCK_TICKETS,
+    STATUS_CHANGED,
     TICKETS,
+    TYPES,
     UPDATED,
+    WAITING,
     LiveServer,
     TenantApi,
     TenantFactory,
     TenantSpec,
+    by_name,
+    create_type,
     field_ids,
+    invalid,
     make_settings,
+    named,
+    new_definition,
+    new_field,
     new_ticket,
     token,
 )
 
+# About the longest `sub` a token within MAX_TOKEN_LENGTH can carry, next to the claims tests/support.py adds.
+LONGEST_SUBJECT = 5_000
 KEY_REUSED = {
     "error": True,
     "code": "IDEMPOTENCY_KEY_REUSED",
     "message": "This Idempotency-Key was already used with a different request body",
     "status": 422,
 }
-STATUS_CHANGED = {"success": True, "message": "ticket status changed successfully", "status": 200}
 
 
 async def a_ticket(api: TenantApi) -> tuple[dict[str, Any], dict[str, str]]:
@@ -60,7 +82,9 @@ async def test_a_retried_update_gets_the_first_answer_and_writes_nothing(
     # The ticket's etag has moved on, so without the key this retry would be a stale-etag 400.
     again = await agent.update(ticket["objectId"], body, **{"Idempotency-Key": "update-1"})
     assert again.status_code == 200, again.text
-    assert again.json() == first.json() == {**UPDATED, "etag": first.json()["etag"]}
+    assert (
+        again.json() == first.json() == {**UPDATED, "etag": first.json()["etag"], **named(await by_name(agent, "new"))}
+    )
     assert again.headers["idempotent-replayed"] == "true"
     assert await events(agent, ticket["objectId"]) == ["ticket.created", "ticket.updated"]
     # The same key with another request is refused, and writes nothing.
@@ -80,7 +104,8 @@ async def test_a_retried_status_change_gets_the_first_answer_and_writes_nothing(
     assert first.status_code == 200, first.text
     again = await agent.change_status(ticket["objectId"], body, **{"Idempotency-Key": "status-1"})
     assert again.status_code == 200, again.text
-    assert again.json() == first.json() == {**STATUS_CHANGED, "etag": first.json()["etag"]}
+    expected = {**STATUS_CHANGED, "etag": first.json()["etag"], **named(await by_name(agent, "open"))}
+    assert again.json() == first.json() == expected
     assert again.headers["idempotent-replayed"] == "true"
     assert await events(agent, ticket["objectId"]) == ["ticket.created", "ticket.status_changed"]
     # A key used for a status change is not a key for an update of the same ticket.
@@ -102,17 +127,150 @@ async def test_a_refused_write_does_not_use_up_its_key(client: httpx.AsyncClient
     assert "idempotent-replayed" not in written.headers
 
 
-async def test_concurrent_retries_with_one_key_write_once(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+async def test_a_retried_create_replays_after_its_type_was_archived(
+    client: httpx.AsyncClient, alpha: TenantSpec
+) -> None:
+    """The key is looked up before the request is checked against its ticket type: a retry of a stored request gets
+    the stored answer although the type would refuse the request now, and another request under the key is 422
+    whether or not the type would take it."""
+    admin, agent = TenantApi.admin(client, alpha), TenantApi.agent(client, alpha)
+    definition = new_definition()
+    probe = await create_type(client, admin, definition)
+    title = definition["fields"][0]["id"]
+    first = await agent.create(probe["id"], {title: "Before"}, **{"Idempotency-Key": "create-then-archive"})
+    assert first.status_code == 201, first.text
+    archived = await client.delete(f"{TYPES}/{probe['id']}", headers=admin.headers)
+    assert archived.status_code in (200, 204), archived.text
+
+    no_type = invalid("Invalid ticket type", {"ticketTypeId": "no active ticket type with this id in the tenant"})
+    refused = await agent.create(probe["id"], {title: "Before"})
+    assert (refused.status_code, refused.json()) == (400, no_type)
+    again = await agent.create(probe["id"], {title: "Before"}, **{"Idempotency-Key": "create-then-archive"})
+    assert (again.status_code, again.json(), again.headers["idempotent-replayed"]) == (201, first.json(), "true")
+    other = await agent.create(probe["id"], {title: "Other"}, **{"Idempotency-Key": "create-then-archive"})
+    assert (other.status_code, other.json()) == (422, KEY_REUSED)
+
+
+async def test_a_retried_update_replays_after_a_new_type_version_refuses_its_value(
+    client: httpx.AsyncClient, alpha: TenantSpec
+) -> None:
+    admin, agent = TenantApi.admin(client, alpha), TenantApi.agent(client, alpha)
+    size = new_field("size", {"type": "integer", "maximum": 100})
+    definition = new_definition(size)
+    probe = await create_type(client, admin, definition)
+    ticket = await new_ticket(agent, probe["id"], {size["id"]: 1})
+    body = {"etag": ticket["etag"], "ticketUpdate": {size["id"]: 50}}
+    first = await agent.update(ticket["objectId"], body, **{"Idempotency-Key": "update-then-tighten"})
+    assert first.status_code == 200, first.text
+    size["schema"] = {"type": "integer", "maximum": 10}
+    tightened = await client.put(f"{TYPES}/{probe['id']}", headers=admin.headers, json=definition)
+    assert (tightened.status_code, tightened.json()["version"]) == (200, 2), tightened.text
+
+    now_invalid = {"etag": first.json()["etag"], "ticketUpdate": {size["id"]: 50}}
+    refused = await agent.update(ticket["objectId"], now_invalid)
+    assert (refused.status_code, refused.json()["validationResult"]["reason"]) == (
+        400,
+        {size["id"]: "50 is greater than the maximum of 10"},
+    )
+    again = await agent.update(ticket["objectId"], body, **{"Idempotency-Key": "update-then-tighten"})
+    assert (again.status_code, again.json(), again.headers["idempotent-replayed"]) == (200, first.json(), "true")
+    other = await agent.update(ticket["objectId"], now_invalid, **{"Idempotency-Key": "update-then-tighten"})
+    assert (other.status_code, other.json()) == (422, KEY_REUSED)
+    assert await events(agent, ticket["objectId"]) == ["ticket.created", "ticket.updated"]
+
+
+async def waiting_for_locks(db: asyncpg.Connection, count: int, requests: list[asyncio.Future[Any]]) -> None:
+    """Until `count` server statements wait for a lock (the session's cluster is this test run's own)."""
+    deadline = time.monotonic() + GATE_TIMEOUT
+    while (waiting := await db.fetchval(WAITING)) < count:
+        assert not any(request.done() for request in requests), "a request finished while it should wait"
+        assert time.monotonic() < deadline, f"only {waiting} of {count} statements wait for a lock"
+        await asyncio.sleep(0.01)
+
+
+async def first_in_flight_then_retried(
+    database_url: str, lock: str, lock_args: tuple[Any, ...], send: Callable[[], Awaitable[httpx.Response]]
+) -> tuple[httpx.Response, httpx.Response]:
+    """`send()` twice, provably overlapping: the first request has claimed its key and waits to write behind a row
+    lock this test holds; the second arrives while the first is in flight and waits for the first's key; then the
+    lock is let go (a rollback). Returns (first, second)."""
+    db = await asyncpg.connect(database_url)
+    try:
+        gate = db.transaction()
+        await gate.start()
+        try:
+            await db.execute(lock, *lock_args)
+            first = asyncio.ensure_future(send())
+            await waiting_for_locks(db, 1, [first])
+            second = asyncio.ensure_future(send())
+            await waiting_for_locks(db, 2, [first, second])
+        finally:
+            await gate.rollback()
+        return await first, await second
+    finally:
+        await db.close()
+
+
+def executed_then_replayed(first: httpx.Response, second: httpx.Response, status: int) -> None:
+    assert (first.status_code, second.status_code) == (status, status), (first.text, second.text)
+    assert "idempotent-replayed" not in first.headers
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.json() == first.json()
+
+
+async def test_a_retry_while_the_first_update_is_in_flight_waits_and_replays(
+    client: httpx.AsyncClient, alpha: TenantSpec, database_url: str
+) -> None:
     agent = TenantApi.agent(client, alpha)
     ticket, fields = await a_ticket(agent)
     body = {"etag": ticket["etag"], "ticketUpdate": {fields["counter"]: 7}}
-    responses = await asyncio.gather(
-        *(agent.update(ticket["objectId"], body, **{"Idempotency-Key": "together"}) for _ in range(8))
+    first, second = await first_in_flight_then_retried(
+        database_url,
+        LOCK_TICKETS,
+        (alpha.id, [uuid.UUID(ticket["id"])]),
+        lambda: agent.update(ticket["objectId"], body, **{"Idempotency-Key": "together"}),
     )
-    assert [response.status_code for response in responses] == [200] * 8
-    assert len({response.json()["etag"] for response in responses}) == 1
-    assert sorted(response.headers.get("idempotent-replayed", "") for response in responses) == [""] + ["true"] * 7
+    executed_then_replayed(first, second, 200)
+    assert first.json() == {**UPDATED, "etag": first.json()["etag"], **named(await by_name(agent, "new"))}
     assert await events(agent, ticket["objectId"]) == ["ticket.created", "ticket.updated"]
+    assert (await agent.get(ticket["objectId"])).json()["data"][fields["counter"]] == 7
+
+
+async def test_a_retry_while_the_first_status_change_is_in_flight_waits_and_replays(
+    client: httpx.AsyncClient, alpha: TenantSpec, database_url: str
+) -> None:
+    agent = TenantApi.agent(client, alpha)
+    ticket, _ = await a_ticket(agent)
+    body = {"etag": ticket["etag"], "state": "open", "note": "once"}
+    first, second = await first_in_flight_then_retried(
+        database_url,
+        LOCK_TICKETS,
+        (alpha.id, [uuid.UUID(ticket["id"])]),
+        lambda: agent.change_status(ticket["objectId"], body, **{"Idempotency-Key": "together"}),
+    )
+    executed_then_replayed(first, second, 200)
+    assert first.json() == {**STATUS_CHANGED, "etag": first.json()["etag"], **named(await by_name(agent, "open"))}
+    assert await events(agent, ticket["objectId"]) == ["ticket.created", "ticket.status_changed"]
+
+
+async def test_a_retry_while_the_first_create_is_in_flight_waits_and_replays(
+    client: httpx.AsyncClient, alpha: TenantSpec, database_url: str
+) -> None:
+    agent = TenantApi.agent(client, alpha)
+    await a_ticket(agent)  # alpha's REQ display-ID sequence row exists: the lock below holds creates of REQ
+    request_type = await agent.ticket_type("REQ")
+    data = {field_ids(request_type)["title"]: "Created once"}
+    first, second = await first_in_flight_then_retried(
+        database_url,
+        "SELECT 1 FROM display_id_sequence WHERE tenant_id = $1 AND prefix = 'REQ' FOR UPDATE",
+        (alpha.id,),
+        lambda: agent.create(request_type["id"], data, **{"Idempotency-Key": "together"}),
+    )
+    executed_then_replayed(first, second, 201)
+    assert first.json()["objectId"] == "REQ-0002"
+    listed = await client.get(TICKETS, params={"per_page": 100}, headers=agent.headers)
+    assert [t["object_id"] for t in listed.json()["data"]] == ["REQ-0002", "REQ-0001"]
+    assert await events(agent, "REQ-0002") == ["ticket.created"]
 
 
 async def test_keys_belong_to_one_realm_of_the_tenant(client: httpx.AsyncClient, tenant_factory: TenantFactory) -> None:
@@ -162,11 +320,98 @@ async def test_keys_expire_and_are_swept(
         await db.close()
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "tab\there"], ids=["empty", "too-long", "control-character"])
-async def test_a_malformed_key_is_refused(client: httpx.AsyncClient, alpha: TenantSpec, key: str) -> None:
+def nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan."""
+    return [plan, *(node for child in plan.get("Plans", []) for node in nodes(child))]
+
+
+async def test_the_sweep_reads_expired_keys_through_their_index(alpha: TenantSpec, database_url: str) -> None:
+    db = await asyncpg.connect(database_url)
+    try:
+        async with db.transaction():
+            # Enough keys (fresh ones, none expired) that reading them all would cost the planner something.
+            await db.execute(
+                "INSERT INTO idempotency_key (tenant_id, scope_digest, request_hash) "
+                "SELECT $1, sha256(convert_to(n::text, 'UTF8')), 'x' FROM generate_series(1, 20000) AS n",
+                alpha.id,
+            )
+            await db.execute("ANALYZE idempotency_key")
+            expired_before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+            [explained] = json.loads(
+                await db.fetchval(f"EXPLAIN (FORMAT JSON) {DELETE_EXPIRED_IDEMPOTENCY_KEYS}", alpha.id, expired_before)
+            )
+            [delete, scan] = nodes(explained["Plan"])
+            assert (delete["Node Type"], delete["Operation"]) == ("ModifyTable", "Delete")
+            assert (scan["Node Type"], scan["Index Name"]) == ("Index Scan", "idempotency_key_created_idx"), scan
+            assert scan["Index Cond"].startswith(f"((tenant_id = '{alpha.id}'::uuid) AND (created_at < "), scan
+            raise Rollback
+    except Rollback:
+        pass
+    finally:
+        await db.close()
+
+
+class Rollback(Exception):
+    """Leaves the test's transaction without a trace (its rows and its statistics)."""
+
+
+@pytest.mark.parametrize(
+    "key",
+    [b"", b"x" * 256, b"x" * 10_240, b"tab\there", "caf\u00e9".encode()],
+    ids=["empty", "too-long", "10-kb", "control-character", "not-ascii"],
+)
+async def test_a_malformed_key_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, alpha: TenantSpec, key: bytes
+) -> None:
     agent = TenantApi.agent(client, alpha)
     ticket, fields = await a_ticket(agent)
     body = {"etag": ticket["etag"], "ticketUpdate": {fields["counter"]: 1}}
-    response = await agent.update(ticket["objectId"], body, **{"Idempotency-Key": key})
-    assert response.status_code == 400
-    assert response.json()["validationResult"]["reason"] == {"Idempotency-Key": "1 to 255 printable characters"}
+    headers = [(name.encode(), value.encode()) for name, value in agent.headers.items()]
+    response = await client.patch(
+        f"{TICKETS}/{ticket['objectId']}/update",
+        params=CATALOG,
+        json=body,
+        headers=[*headers, (b"idempotency-key", key)],
+    )
+    assert response.status_code == 400, response.text
+    assert response.json() == invalid(
+        "Invalid request headers", {"Idempotency-Key": "1 to 255 printable ASCII characters"}
+    )
+    assert (await agent.get(ticket["objectId"])).json()["etag"] == ticket["etag"]
+    assert await events(agent, ticket["objectId"]) == ["ticket.created"]
+
+
+def incompressible(length: int) -> str:
+    """Printable ASCII that PostgreSQL cannot compress under its index row limit (about 2.7 kB)."""
+    alphabet = string.ascii_letters + string.digits + string.punctuation
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+async def test_a_long_subject_and_a_long_key_are_kept_and_replayed(
+    client: httpx.AsyncClient, alpha: TenantSpec
+) -> None:
+    """The key's scope (realm, subject, key) is stored as a fixed-size digest: a subject of thousands of bytes, as
+    long as a token within its 8 KiB limit can carry, and the longest key fit the index."""
+    subject = incompressible(LONGEST_SUBJECT)
+    caller = TenantApi(client, alpha, token(alpha, roles=["agent"], subject=subject))
+    assert len(caller.bearer) <= MAX_TOKEN_LENGTH
+    key = incompressible(255)
+    request_type = await caller.ticket_type("REQ")
+    data = {field_ids(request_type)["title"]: "A long subject"}
+    first = await caller.create(request_type["id"], data, **{"Idempotency-Key": key})
+    assert first.status_code == 201, first.text
+    again = await caller.create(request_type["id"], data, **{"Idempotency-Key": key})
+    assert (again.status_code, again.json(), again.headers["idempotent-replayed"]) == (201, first.json(), "true")
+    shown = await caller.get(first.json()["objectId"])
+    assert shown.json()["created_by"] == subject
+    # The same key from another subject is another key.
+    other = await TenantApi.agent(client, alpha).create(request_type["id"], data, **{"Idempotency-Key": key})
+    assert other.status_code == 201 and other.json()["objectId"] != first.json()["objectId"]
+
+
+async def test_a_subject_longer_than_a_token_may_be_is_401(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    caller = TenantApi(client, alpha, token(alpha, roles=["agent"], subject=incompressible(10_240)))
+    request_type = await TenantApi.agent(client, alpha).ticket_type("REQ")
+    data = {field_ids(request_type)["title"]: "Never created"}
+    response = await caller.create(request_type["id"], data, **{"Idempotency-Key": "long-subject"})
+    assert (response.status_code, response.json()) == (401, INVALID_TOKEN)

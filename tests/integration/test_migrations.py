@@ -1,7 +1,7 @@
 """The migrations through Piccolo on a fresh database of their own: forwards one at a time, backwards (each step
 restores exactly the schema before it, and rolling back everything leaves only Piccolo's migration table), and
-forwards again to the very same schema. The per-ticket event sequence's backfill is checked on rows written before
-its migration.
+forwards again to the very same schema. The per-ticket event sequence's backfill, and the idempotency keys' conversion
+to digests, are checked on rows written before their migrations.
 
 The shared `ticketing` test database is never touched: Piccolo's engine points at the fresh database only inside
 the test, and back at what it pointed to before afterwards."""
@@ -22,9 +22,13 @@ from piccolo.apps.migrations.commands.forwards import run_forwards
 from app.db import engine
 from app.db.piccolo_app import APP_CONFIG
 from app.db.piccolo_conf import DB
+from app.ticket.service import idempotency_scope_digest
 
 APP = APP_CONFIG.app_name
 EVENT_SEQUENCE_MIGRATION = "2026-12-01T08:00:00:000000"
+IDEMPOTENCY_DIGEST_MIGRATION = "2026-12-02T09:00:00:000000"
+# A key claimed before the digest migration, stored as its scope: realm, subject (any text) and key.
+OLD_KEY = ("acme-dev", "sub with a newline\nand ünïcödé", "retry-1")
 
 # Everything a migration defines in the public schema, in a stable order, as PostgreSQL itself spells it.
 SNAPSHOT_QUERIES = {
@@ -168,6 +172,21 @@ async def check_backfill(connection: asyncpg.Connection, tickets: dict[str, uuid
     assert {names[row["id"]]: row["event_sequence"] for row in rows} == {"A": 3, "B": 2, "C": 0}
 
 
+async def write_old_key(connection: asyncpg.Connection) -> None:
+    await connection.execute(
+        "INSERT INTO idempotency_key (tenant_id, key, request_hash, response) VALUES ($1, $2, 'hash', '{}')",
+        TENANT,
+        "\n".join(OLD_KEY),
+    )
+
+
+async def check_digest(connection: asyncpg.Connection) -> None:
+    """The key claimed before the migration is found under the digest the application computes: it still
+    replays."""
+    stored = await connection.fetch("SELECT tenant_id, scope_digest, request_hash FROM idempotency_key")
+    assert [tuple(row) for row in stored] == [(TENANT, idempotency_scope_digest(*OLD_KEY), "hash")]
+
+
 def check_schema(schema: Snapshot) -> None:
     """What the code relies on, spelled out; the snapshot comparisons cover everything else."""
     assert {name for name, kind in schema["relations"] if kind == "r"} == {
@@ -186,21 +205,26 @@ def check_schema(schema: Snapshot) -> None:
     assert columns["ticket", "event_sequence"] == ("integer", True, "0")
     assert columns["ticket_event", "type_version"] == ("integer", True, None)
     assert columns["ticket", "pending_until"] == ("timestamp with time zone", False, None)
+    assert columns["idempotency_key", "scope_digest"] == ("bytea", True, None)
     constraints = {row[1]: row[3] for row in schema["constraints"]}
     assert constraints["ticket_event_sequence_key"] == "UNIQUE (tenant_id, ticket_id, sequence)"
     assert constraints["tenant_slug_check"] == "CHECK ((slug ~ '^[a-z][a-z0-9-]{1,62}$'::text))"
     assert constraints["ticket_type_prefix_check"] == "CHECK ((prefix ~ '^[A-Z]{2,5}$'::text))"
+    assert constraints["idempotency_key_pkey"] == "PRIMARY KEY (tenant_id, scope_digest)"
     indexes = {row[1]: row[2] for row in schema["indexes"]}
     assert "ticket_event_ticket_idx" not in indexes
     assert indexes["ticket_pending_until_idx"] == (
         "CREATE INDEX ticket_pending_until_idx ON public.ticket USING btree (tenant_id, pending_until) "
         "WHERE (pending_until IS NOT NULL)"
     )
+    assert indexes["idempotency_key_created_idx"] == (
+        "CREATE INDEX idempotency_key_created_idx ON public.idempotency_key USING btree (tenant_id, created_at)"
+    )
 
 
 async def test_migrations_apply_roll_back_and_apply_again_to_the_same_schema(database_url: str) -> None:
     ids = migration_ids()
-    assert EVENT_SEQUENCE_MIGRATION in ids
+    assert EVENT_SEQUENCE_MIGRATION in ids and IDEMPOTENCY_DIGEST_MIGRATION in ids
     async with fresh_database(database_url) as dsn:
         connection = await asyncpg.connect(dsn)
         try:
@@ -210,9 +234,13 @@ async def test_migrations_apply_roll_back_and_apply_again_to_the_same_schema(dat
             for migration_id in ids:
                 if migration_id == EVENT_SEQUENCE_MIGRATION:
                     tickets = await write_tickets_and_events(connection)
+                if migration_id == IDEMPOTENCY_DIGEST_MIGRATION:
+                    await write_old_key(connection)
                 await forwards_to(migration_id)
                 if migration_id == EVENT_SEQUENCE_MIGRATION:
                     await check_backfill(connection, tickets)
+                if migration_id == IDEMPOTENCY_DIGEST_MIGRATION:
+                    await check_digest(connection)
                 after.append(await snapshot(connection))
             assert await applied(connection) == ids
             first = after[-1]

@@ -21,11 +21,14 @@ from tests.support import (
     MALFORMED_JSON,
     TICKETS,
     TYPES,
+    UPDATED,
     TenantApi,
     TenantSpec,
+    by_name,
     create_type,
     field_ids,
     invalid,
+    named,
     new_definition,
     new_field,
     new_ticket,
@@ -42,6 +45,8 @@ TICKET_KEYS = {
     "ticket_type_id",
     "ticket_type_version",
     "state_id",
+    "state_name",
+    "state_type",
     "pending_until",
     "data",
     "created_at",
@@ -52,10 +57,6 @@ TICKET_KEYS = {
 }
 UPDATE_FAILED = "Ticket update failed validation"
 CREATE_FAILED = "Ticket data failed validation"
-
-
-def updated(etag: str) -> dict[str, Any]:
-    return {"success": True, "message": "ticket updated successfully", "status": 200, "etag": etag}
 
 
 @pytest.fixture
@@ -112,8 +113,12 @@ async def test_create_answers_201_with_the_contract_body(
         "objectId": body["objectId"],
         "id": body["id"],
         "etag": body["etag"],
+        # Additions to the contract's body: the state the ticket starts in.
+        **named(await by_name(agent, "new")),
     }
-    assert list(body) == ["success", "message", "status", "objectId", "id", "etag"]
+    assert list(body) == [
+        "success", "message", "status", "objectId", "id", "etag", "state_id", "state_name", "state_type",
+    ]  # fmt: skip
     assert body["objectId"] == "REQ-0001"  # the tenant's first REQ ticket
     assert uuid.UUID(body["id"]) and uuid.UUID(body["etag"])
     assert response.headers["etag"] == f'"{body["etag"]}"'
@@ -248,7 +253,8 @@ async def test_get_returns_the_ticket_with_its_etag(
     assert response.status_code == 200
     body = response.json()
     states = (await client.get("/api/v2/ticketing/ticket-state", headers=agent.headers)).json()["data"]
-    [initial_state] = [state["id"] for state in states if state["default_create"] and state["active"]]
+    [initial_state] = [state for state in states if state["default_create"] and state["active"]]
+    assert initial_state["name"] == "new"
     assert set(body) == TICKET_KEYS
     assert body == {
         "etag": created["etag"],
@@ -256,7 +262,9 @@ async def test_get_returns_the_ticket_with_its_etag(
         "object_id": created["objectId"],
         "ticket_type_id": request_type["id"],
         "ticket_type_version": request_type["version"],
-        "state_id": initial_state,
+        "state_id": initial_state["id"],
+        "state_name": "new",
+        "state_type": "new",
         "pending_until": None,
         "data": {
             f["title"]: "Shape",
@@ -344,8 +352,9 @@ async def test_update_answers_the_contract_body_and_changes_only_sent_keys(
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body == updated(body["etag"])
-    assert list(body) == ["success", "message", "status", "etag"]
+    # The contract's body, then the ticket's state (unchanged by an update).
+    assert body == {**UPDATED, "etag": body["etag"], **named(await by_name(author, "new"))}
+    assert list(body) == ["success", "message", "status", "etag", "state_id", "state_name", "state_type"]
     assert uuid.UUID(body["etag"]) and body["etag"] != created["etag"]
 
     after = await read(author, created["objectId"])
