@@ -31,6 +31,10 @@ MAX_TOKEN_LENGTH = 8192
 _COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 
 
+# The longest subject accepted (OpenID Connect Core 1.0, section 2).
+MAX_SUBJECT_LENGTH = 255
+
+
 class TokenRejected(Exception):
     """A token failed verification. The reason is for the log, never for the client."""
 
@@ -191,6 +195,12 @@ def verify(
         raise TokenRejected("iat is in the future")
     if not isinstance(claims.get("exp"), int | float):
         raise TokenRejected("exp is not a number")
+    subject = claims["sub"]  # python-jose has checked that it is text
+    # OpenID Connect Core 1.0, section 2: sub "MUST NOT exceed 255 ASCII characters". The subject is stored and
+    # indexed (created_by, assignee, idempotency scope): a longer one, or one with control characters or lone
+    # surrogates (which the database cannot store), is refused here rather than failing a write later.
+    if not 0 < len(subject) <= MAX_SUBJECT_LENGTH or not subject.isprintable():
+        raise TokenRejected(f"sub must be 1 to {MAX_SUBJECT_LENGTH} printable characters")
     return claims
 
 

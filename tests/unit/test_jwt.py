@@ -206,6 +206,12 @@ class Later:
         pytest.param({"exp": str(Later(+(600)))}, False, id="exp-as-text"),
         pytest.param({"sub": None}, False, id="sub-missing"),
         pytest.param({"sub": 42}, False, id="sub-not-text"),
+        pytest.param({"sub": ""}, False, id="sub-empty"),
+        pytest.param({"sub": "s" * 255}, True, id="sub-of-255-characters"),
+        pytest.param({"sub": "s" * 256}, False, id="sub-over-255-characters"),
+        pytest.param({"sub": "user\n1"}, False, id="sub-with-a-control-character"),
+        pytest.param({"sub": "user-\ud800"}, False, id="sub-with-a-lone-surrogate"),
+        pytest.param({"sub": "usér-1"}, True, id="sub-non-ascii-printable"),
         pytest.param({"aud": None}, False, id="aud-missing"),
         pytest.param({"iss": None}, False, id="iss-missing"),
     ],
@@ -215,7 +221,7 @@ def test_verify_checks_the_registered_claims(algorithm: str, changes: dict[str, 
     changes = {name: value.value() if isinstance(value, Later) else value for name, value in changes.items()}
     token = token_for(KEYS[algorithm], **changes)
     if accepted:
-        assert verified(token, KEYS[algorithm])["sub"] == "user-1"
+        assert verified(token, KEYS[algorithm])["sub"] == changes.get("sub", "user-1")
     else:
         with pytest.raises(TokenRejected):
             verified(token, KEYS[algorithm])
@@ -239,6 +245,7 @@ def test_verify_checks_the_registered_claims(algorithm: str, changes: dict[str, 
         pytest.param({"exp": None}, 'JWTError: missing required key "exp" among claims', id="no-exp"),
         pytest.param({"sub": None}, 'JWTError: missing required key "sub" among claims', id="no-sub"),
         pytest.param({"aud": None}, 'JWTError: missing required key "aud" among claims', id="no-aud"),
+        pytest.param({"sub": "s" * 256}, "sub must be 1 to 255 printable characters", id="long-sub"),
     ],
 )
 def test_verify_says_why_for_the_log(changes: dict[str, Any], reason: str) -> None:
