@@ -19,7 +19,7 @@ import httpx
 
 from app.auth import jwt
 from app.auth.keys import RealmKeySet
-from app.auth.principal import Permission, Principal
+from app.auth.principal import AGENT_PERMISSIONS, Permission, Principal
 from app.errors import AuthenticationRequired, InputValidationFailure, InvalidToken, RealmRequired, TenantNotFound
 from app.tenancy.registry import Realm, TenantRegistry
 
@@ -188,6 +188,12 @@ class Authenticator:
             permissions.add("write")
         if roles & tenant.admin_roles:
             permissions.add("admin")
+        if roles & tenant.customer_roles:
+            permissions.add("customer")
+        if roles & tenant.comment_roles:
+            permissions.add("comment")
+        if roles & tenant.delete_roles:
+            permissions.add("delete")
         username = claims.get("preferred_username")
         return Principal(
             subject=claims["sub"],
@@ -200,6 +206,7 @@ class Authenticator:
             service_account=isinstance(claims.get("client_id") or claims.get("clientId"), str),
             support_request=_support_flag(support_header) and tenant.config.roles.support in roles,
             username=username if isinstance(username, str) else None,
+            customer_only="customer" in permissions and not permissions & AGENT_PERMISSIONS,
         )
 
 

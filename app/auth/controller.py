@@ -23,6 +23,8 @@ class MeResponse(msgspec.Struct, frozen=True):
     roles: list[str]
     scopes: list[str]
     permissions: list[Permission]
+    # Customer-level only: the caller sees the tickets it created and no internal notes.
+    customer_only: bool
 
 
 class MeController(Controller):
@@ -48,4 +50,5 @@ class MeController(Controller):
             roles=sorted(principal.roles),
             scopes=sorted(principal.scopes),
             permissions=sorted(principal.permissions),
+            customer_only=principal.customer_only,
         )

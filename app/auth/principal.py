@@ -7,7 +7,10 @@ from typing import Literal
 
 import msgspec
 
-Permission = Literal["read", "write", "admin"]
+# read, write, admin: agent-level permissions. customer: the caller's own tickets only (see Principal.customer_only).
+# comment and delete: what the tenant file's comment and delete roles grant.
+Permission = Literal["read", "write", "admin", "customer", "comment", "delete"]
+AGENT_PERMISSIONS: frozenset[Permission] = frozenset(("read", "write", "admin"))
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -22,3 +25,5 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     # True only when the caller asked (issupportrequest: true) and carries the tenant's support role.
     support_request: bool
     username: str | None = None
+    # A customer-level caller with no agent-level role: sees only the tickets it created, and no internal notes.
+    customer_only: bool = False

@@ -29,12 +29,18 @@ class Requirement:
     permission: Permission | None
     scope: str | None
     message: str
+    # Whether a customer-level role will do instead of `permission`: the service then limits the caller to the
+    # tickets it created (Principal.customer_only).
+    customers: bool = False
 
     def check(self, principal: Principal) -> None:
         if self.scope is not None and self.scope not in principal.scopes:
             raise PermissionDenied(self.message)
-        if self.permission is not None and self.permission not in principal.permissions:
-            raise PermissionDenied(self.message)
+        if self.permission is None or self.permission in principal.permissions:
+            return
+        if self.customers and "customer" in principal.permissions:
+            return
+        raise PermissionDenied(self.message)
 
 
 def _header(name: str, schema: Schema, description: str, *, required: bool) -> Parameter:
@@ -116,13 +122,18 @@ def _documenting(parameters: tuple[Parameter, ...]) -> type[TenantScopedOperatio
 
 
 def requires(
-    permission: Permission, scope: str, action: str, *, documented: Sequence[Parameter] = ()
+    permission: Permission,
+    scope: str,
+    action: str,
+    *,
+    documented: Sequence[Parameter] = (),
+    customers: bool = False,
 ) -> dict[str, Any]:
     """Route decorator arguments for a route that needs `scope` in the token and a realm role granting
-    `permission`. `documented` parameters replace the generated documentation of the route's own parameters of the
-    same name: for parameters the handler takes leniently so that its own check can report them in the contract's
-    shape, they state what that check enforces."""
-    requirement = Requirement(permission, scope, f"You do not have the permission to {action}")
+    `permission` (or, with `customers`, a customer-level role). `documented` parameters replace the generated
+    documentation of the route's own parameters of the same name: for parameters the handler takes leniently so
+    that its own check can report them in the contract's shape, they state what that check enforces."""
+    requirement = Requirement(permission, scope, f"You do not have the permission to {action}", customers)
     return {"opt": {REQUIREMENT: requirement}, "operation_class": _documenting(tuple(documented))}
 
 

@@ -16,6 +16,12 @@ class RoleMapping(msgspec.Struct, frozen=True):
     write: tuple[str, ...]
     admin: tuple[str, ...]
     support: str
+    # Customer-level roles: their own tickets only, no internal notes.
+    customer: tuple[str, ...] = ()
+    # None: the defaults (comment: write and customer roles; delete: admin roles), resolved by the registry so a
+    # change of the write or admin roles carries over.
+    comment: tuple[str, ...] | None = None
+    delete: tuple[str, ...] | None = None
 
 
 class RealmConfig(msgspec.Struct, frozen=True):

@@ -18,7 +18,17 @@ log = logging.getLogger("app.tenancy")
 class Tenant:
     """A tenant with its role mapping turned into sets for per-request checks."""
 
-    __slots__ = ("admin_roles", "config", "enabled", "id", "read_roles", "write_roles")
+    __slots__ = (
+        "admin_roles",
+        "comment_roles",
+        "config",
+        "customer_roles",
+        "delete_roles",
+        "enabled",
+        "id",
+        "read_roles",
+        "write_roles",
+    )
 
     def __init__(self, config: TenantConfig) -> None:
         self.config = config
@@ -29,6 +39,10 @@ class Tenant:
         self.read_roles = frozenset(config.roles.read)
         self.write_roles = frozenset(config.roles.write)
         self.admin_roles = frozenset(config.roles.admin)
+        self.customer_roles = frozenset(config.roles.customer)
+        roles = config.roles
+        self.comment_roles = frozenset(roles.write + roles.customer if roles.comment is None else roles.comment)
+        self.delete_roles = frozenset(roles.admin if roles.delete is None else roles.delete)
 
 
 class Realm:

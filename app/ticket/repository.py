@@ -355,7 +355,7 @@ class TicketRepository:
     async def get(self, tenant_id: uuid.UUID, object_id: str) -> TicketRow | None:
         return await self._db.fetch_one(
             TicketRow,
-            f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE tenant_id = $1 AND object_id = $2",
+            f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE tenant_id = $1 AND object_id = $2 AND deleted_at IS NULL",
             tenant_id,
             object_id,
         )
@@ -444,7 +444,7 @@ class TicketRepository:
         limit: int,
         offset: int,
     ) -> tuple[int, list[TicketRow]]:
-        conditions = ["tenant_id = $1"]
+        conditions = ["tenant_id = $1", "deleted_at IS NULL"]
         arguments: list[Any] = [tenant_id]
         if type_id is not None:
             arguments.append(type_id)

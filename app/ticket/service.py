@@ -187,7 +187,7 @@ class TicketService:
         return result, False
 
     async def get(self, principal: Principal, object_id: str) -> TicketOut:
-        row = await self._row(principal, object_id)
+        row = await self.visible(principal, object_id)
         return to_out(row, await self._state_label(principal.tenant_id, row.state_id))
 
     async def _state_label(self, tenant_id: uuid.UUID, state_id: uuid.UUID | None) -> StateLabelRow | None:
@@ -195,11 +195,14 @@ class TicketService:
             return None
         return await self._state_labels.label(tenant_id, state_id)
 
-    async def _row(self, principal: Principal, object_id: str) -> TicketRow:
+    async def visible(self, principal: Principal, object_id: str) -> TicketRow:
+        """The ticket as the caller may see it, for every read and for the work around a ticket (comments,
+        attachments): a deleted ticket, and for a customer-level caller a ticket it did not create, is not found
+        (the same answer as a ticket that never existed, so nothing can be probed)."""
         if OBJECT_ID.fullmatch(object_id) is None:
             raise TicketNotFound(object_id)
         row = await self._repository.get(principal.tenant_id, object_id)
-        if row is None:
+        if row is None or (principal.customer_only and row.created_by != principal.subject):
             raise TicketNotFound(object_id)
         return row
 
@@ -224,7 +227,7 @@ class TicketService:
     async def history(
         self, principal: Principal, object_id: str, page: int, per_page: int
     ) -> tuple[int, list[HistoryEntry]]:
-        ticket = await self._row(principal, object_id)
+        ticket = await self.visible(principal, object_id)
         total = await self._repository.count_events(principal.tenant_id, ticket.id)
         rows = await self._repository.history(
             principal.tenant_id, ticket.id, limit=per_page, offset=(page - 1) * per_page
@@ -256,7 +259,7 @@ class TicketService:
         self, principal: Principal, object_id: str, request: ChangeStatusRequest, request_id: str
     ) -> WrittenTicket:
         assert request.etag is not None and request.state is not None
-        ticket = await self._row(principal, object_id)
+        ticket = await self.visible(principal, object_id)
         # The decision below is taken on this version; the write happens only if it is still the current one.
         if _as_uuid(request.etag) != ticket.etag:
             raise EtagMismatch()

@@ -50,7 +50,8 @@ async def test_valid_token_yields_the_principal(client: httpx.AsyncClient, alpha
         "support_request": False,
         "roles": ["agent"],
         "scopes": ["tickets:read", "tickets:write"],
-        "permissions": ["read", "write"],
+        "permissions": ["comment", "read", "write"],
+        "customer_only": False,
     }
     assert response.headers["x-request-id"]
 

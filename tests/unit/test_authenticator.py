@@ -48,7 +48,13 @@ ALPHA = TenantConfig(
     slug="alpha",
     name="Alpha",
     tenant_claim="tenant_id",
-    roles=RoleMapping(read=("viewer", "agent", "admin"), write=("agent", "admin"), admin=("admin",), support="support"),
+    roles=RoleMapping(
+        read=("viewer", "agent", "admin"),
+        write=("agent", "admin"),
+        admin=("admin",),
+        support="support",
+        customer=("customer",),
+    ),
     realms=(
         realm("alpha-main", ALPHA_ISSUER, ALPHA_KEY),
         realm("alpha-partners", PARTNERS_ISSUER, PARTNERS_KEY),
@@ -59,7 +65,14 @@ BETA = TenantConfig(
     slug="beta",
     name="Beta",
     tenant_claim="org",
-    roles=RoleMapping(read=("reader", "agent"), write=("agent",), admin=("boss",), support="helpdesk"),
+    roles=RoleMapping(
+        read=("reader", "agent"),
+        write=("agent",),
+        admin=("boss",),
+        support="helpdesk",
+        comment=("reader",),
+        delete=("agent",),
+    ),
     realms=(realm("beta-main", BETA_ISSUER, BETA_KEY),),
 )
 
@@ -300,7 +313,7 @@ async def test_principal_of_an_alpha_agent(authenticator: Authenticator) -> None
         realm="alpha-main",
         roles=frozenset({"agent"}),
         scopes=frozenset({"tickets:read", "tickets:write"}),
-        permissions=frozenset({"read", "write"}),
+        permissions=frozenset({"read", "write", "comment"}),
         service_account=False,
         support_request=False,
         username="ada",
@@ -311,28 +324,33 @@ async def test_principal_of_an_alpha_agent(authenticator: Authenticator) -> None
     ("roles", "permissions"),
     [
         pytest.param(["viewer"], {"read"}, id="viewer"),
-        pytest.param(["agent"], {"read", "write"}, id="agent"),
-        pytest.param(["admin"], {"read", "write", "admin"}, id="admin"),
+        # By default the write and customer roles may comment, and the admin roles may delete.
+        pytest.param(["agent"], {"read", "write", "comment"}, id="agent"),
+        pytest.param(["admin"], {"read", "write", "admin", "comment", "delete"}, id="admin"),
+        pytest.param(["customer"], {"customer", "comment"}, id="customer"),
         pytest.param(["viewer", "unknown"], {"read"}, id="unknown-roles-ignored"),
         pytest.param(["boss"], set(), id="another-tenants-admin-role"),
         pytest.param(["Admin"], set(), id="roles-are-case-sensitive"),
         pytest.param([], set(), id="no-roles"),
-        pytest.param(["admin", 5, None], {"read", "write", "admin"}, id="non-text-roles-ignored"),
+        pytest.param(["admin", 5, None], {"read", "write", "admin", "comment", "delete"}, id="non-text-roles-ignored"),
     ],
 )
 async def test_alpha_role_mapping(authenticator: Authenticator, roles: list[Any], permissions: set[str]) -> None:
     principal = await authenticator.authenticate(headers(alpha_token(realm_access={"roles": roles})))
     assert principal.permissions == permissions
+    assert principal.customer_only == (roles == ["customer"])
     assert principal.roles == {role for role in roles if isinstance(role, str)}
 
 
 @pytest.mark.parametrize(
     ("roles", "permissions"),
     [
-        pytest.param(["reader"], {"read"}, id="reader"),
-        pytest.param(["agent"], {"read", "write"}, id="agent"),
+        # Beta names its comment and delete roles itself.
+        pytest.param(["reader"], {"read", "comment"}, id="reader"),
+        pytest.param(["agent"], {"read", "write", "delete"}, id="agent"),
         pytest.param(["boss"], {"admin"}, id="boss-admin-only"),
         pytest.param(["admin"], set(), id="alphas-admin-role-means-nothing"),
+        pytest.param(["customer"], set(), id="alphas-customer-role-means-nothing"),
     ],
 )
 async def test_beta_role_mapping(authenticator: Authenticator, roles: list[str], permissions: set[str]) -> None:
@@ -342,6 +360,12 @@ async def test_beta_role_mapping(authenticator: Authenticator, roles: list[str],
     assert principal.tenant_id == BETA_ID
     assert principal.realm == "beta-main"
     assert principal.permissions == permissions
+
+
+async def test_a_customer_who_also_has_an_agent_role_is_an_agent(authenticator: Authenticator) -> None:
+    principal = await authenticator.authenticate(headers(alpha_token(realm_access={"roles": ["customer", "viewer"]})))
+    assert principal.permissions == {"customer", "comment", "read"}
+    assert principal.customer_only is False
 
 
 @pytest.mark.parametrize(
@@ -511,7 +535,7 @@ async def test_a_registry_change_drops_the_cache(
         realms=ALPHA.realms,
     )
     registry.replace([changed, BETA])
-    assert (await authenticator.authenticate(headers(token))).permissions == {"read", "write"}
+    assert (await authenticator.authenticate(headers(token))).permissions == {"read", "write", "comment"}
     assert verify_calls == [token, token]
 
 

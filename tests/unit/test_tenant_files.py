@@ -74,6 +74,7 @@ def test_shipped_example_tenants_load_with_generated_dev_keys(tmp_path: Path) ->
         write=("ticket-admin", "ticket-agent"),
         admin=("ticket-admin",),
         support="ticket-support",
+        customer=("ticket-customer",),
     )
     expected = {"acme": ("acme-dev", "RS256", "RSA"), "globex": ("globex-dev", "ES256", "EC")}
     for tenant in tenants:
