@@ -29,6 +29,8 @@ from app.db.notifications import NotificationListener
 from app.docs import docs_router, render_plugins
 from app.errors import EXCEPTION_HANDLERS
 from app.health.controller import HealthController
+from app.idempotency.repository import IdempotencyRepository
+from app.idempotency.service import Idempotency
 from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
 from app.openapi import StructSchemaPlugin
@@ -109,20 +111,20 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         jwks_min_refresh_seconds=settings.jwks_min_refresh_seconds,
         jwks_timeout_seconds=settings.jwks_fetch_timeout_seconds,
     )
+    idempotency_key_ttl = datetime.timedelta(seconds=settings.idempotency_key_ttl_seconds)
+    key_repository = IdempotencyRepository(db)
+    keys = Idempotency(db, key_repository, idempotency_key_ttl)
     state_repository = TicketStateRepository(db)
     type_repository = TicketTypeRepository(db)
     type_cache = TicketTypeCache(type_repository)
-    ticket_types = TicketTypeService(db, type_repository, type_cache, state_repository)
+    ticket_types = TicketTypeService(db, type_repository, type_cache, state_repository, keys)
     state_cache = TicketStateCache(state_repository)
-    ticket_states = TicketStateService(db, state_repository, ticket_types, state_cache)
+    ticket_states = TicketStateService(db, state_repository, ticket_types, state_cache, keys)
     ticket_repository = TicketRepository(db)
-    idempotency_key_ttl = datetime.timedelta(seconds=settings.idempotency_key_ttl_seconds)
-    tickets = TicketService(
-        db, ticket_repository, type_cache, state_repository, state_cache, idempotency_key_ttl=idempotency_key_ttl
-    )
+    tickets = TicketService(db, ticket_repository, type_cache, state_repository, state_cache, keys)
     sweeps = [
         PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),
-        ExpiredIdempotencyKeySweep(ticket_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
+        ExpiredIdempotencyKeySweep(key_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
     ]
     listener = NotificationListener(
         settings.database_url,

@@ -6,8 +6,12 @@ Used by `python -m app serve`, `python -m app tenants sync|purge` and the tests,
 
 from __future__ import annotations
 
+import datetime
+
 from app.db import engine
 from app.db.database import Database
+from app.idempotency.repository import IdempotencyRepository
+from app.idempotency.service import Idempotency
 from app.tenancy.model import TenantConfig
 from app.tenancy.repository import TenantRepository
 from app.tenancy.service import PurgeResult, SyncResult, TenantService
@@ -38,8 +42,10 @@ async def apply_tenants(
         enabled = [tenant for tenant in tenants if not tenant.disabled]
         states = TicketStateRepository(db)
         types = TicketTypeRepository(db)
-        ticket_types = TicketTypeService(db, types, TicketTypeCache(types), states)
-        await TicketStateService(db, states, ticket_types, TicketStateCache(states)).seed(enabled)
+        # Seeding takes no Idempotency-Keys; the services need the object all the same.
+        keys = Idempotency(db, IdempotencyRepository(db), datetime.timedelta(days=1))
+        ticket_types = TicketTypeService(db, types, TicketTypeCache(types), states, keys)
+        await TicketStateService(db, states, ticket_types, TicketStateCache(states), keys).seed(enabled)
         seeded = await ticket_types.seed_templates(enabled)
     finally:
         await db.close()
@@ -54,6 +60,7 @@ async def purge_tenant(dsn: str, reference: str, *, commit: bool) -> PurgeResult
     try:
         purges = [
             TicketRepository(db).purge_tenant,
+            IdempotencyRepository(db).purge_tenant,
             TicketTypeRepository(db).purge_tenant,
             TicketStateRepository(db).purge_tenant,
         ]

@@ -22,6 +22,7 @@ from app.auth.principal import Principal
 from app.auth.requirements import READ_SCOPE, WRITE_SCOPE, requires
 from app.errors import InputValidationFailure, error_responses
 from app.fast_response import JsonResponse
+from app.idempotency.http import IDEMPOTENCY_KEY_PARAMETER, REPLAYED, IdempotencyKeyHeader
 from app.observability import current_request_id
 from app.query_parameters import QUERY_PREFIXES
 from app.ticket.dto import (
@@ -36,7 +37,6 @@ from app.ticket.dto import (
     UpdateTicketResponse,
 )
 from app.ticket.service import (
-    MAX_IDEMPOTENCY_KEY_LENGTH,
     TIME_FORMAT,
     TicketQuery,
     TicketService,
@@ -73,23 +73,6 @@ CATALOG_PARAMETERS = (
         description="The module context, e.g. ticketing",
     ),
 )
-# What TicketService accepts as a key (printable ASCII), without the blanks at either end that HTTP strips from
-# every header value.
-_KEY_EDGE = "!-~"
-IDEMPOTENCY_KEY_PARAMETER = Parameter(
-    name="Idempotency-Key",
-    param_in=ParamType.HEADER,
-    required=False,
-    schema=Schema(
-        type=OpenAPIType.STRING,
-        min_length=1,
-        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
-        pattern=f"^[{_KEY_EDGE}]([ {_KEY_EDGE}]*[{_KEY_EDGE}])?$",
-    ),
-    description="Retrying with the same key (and the same request) within IDEMPOTENCY_KEY_TTL_SECONDS returns the "
-    "first answer, with Idempotent-Replayed: true, instead of writing again; the key with another request is 422",
-)
-
 _read = requires("read", READ_SCOPE, "read tickets")
 # The list also takes field filters, data.<field-uuid>=<value>.
 _list = {**_read, "opt": {**_read["opt"], QUERY_PREFIXES: ("data.",)}}
@@ -103,8 +86,6 @@ _SPACED_OFFSET = re.compile(r" (\d{2}:?\d{2})$")
 
 CatalogQuery = Annotated[str | None, QueryParameter(name="type")]
 ModuleQuery = Annotated[str | None, QueryParameter(name="module")]
-IdempotencyKeyHeader = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
-_REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 def check_catalog(catalog_type: str | None, module: str | None) -> None:
@@ -163,7 +144,7 @@ class TicketController(Controller):
             state_name=created.state_name,
             state_type=created.state_type,
         )
-        headers = {"ETag": _etag_header(body.etag), **(_REPLAYED if replayed else {})}
+        headers = {"ETag": _etag_header(body.etag), **(REPLAYED if replayed else {})}
         return Response(body, status_code=201, headers=headers)
 
     @get(**_list, operation_id="listTickets", summary="List tickets", responses=error_responses(400, 401, 404))
@@ -326,7 +307,7 @@ def _written(message: str, written: WrittenTicket) -> UpdateTicketResponse:
 def _replayed(body: UpdateTicketResponse) -> UpdateTicketResponse:
     """The body of a replayed write with its Idempotent-Replayed header. Litestar sends a Response returned in place
     of the declared body as that Response; the first answer keeps Litestar's lean path for a plain body."""
-    return cast(UpdateTicketResponse, Response(body, headers=_REPLAYED))
+    return cast(UpdateTicketResponse, Response(body, headers=REPLAYED))
 
 
 def _as_of_time(as_of: str | None, as_of_etag: str | None) -> datetime.datetime | None:

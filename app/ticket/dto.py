@@ -171,9 +171,3 @@ class HistoryEntry(msgspec.Struct, frozen=True):
 class HistoryPage(msgspec.Struct, frozen=True):
     data: list[HistoryEntry]
     pagination: Pagination
-
-
-create_response_encoder = msgspec.json.Encoder()
-create_response_decoder = msgspec.json.Decoder(CreateTicketResponse)
-# Canonical form of a create request, so an Idempotency-Key replay compares meaning, not whitespace.
-canonical_encoder = msgspec.json.Encoder(order="sorted")

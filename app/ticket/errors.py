@@ -28,14 +28,6 @@ class EtagMismatch(AppError):
         super().__init__("Ticket might have been updated. Please check changes and resubmit")
 
 
-class IdempotencyKeyReused(AppError):
-    status = 422
-    code = "IDEMPOTENCY_KEY_REUSED"
-
-    def __init__(self) -> None:
-        super().__init__("This Idempotency-Key was already used with a different request body")
-
-
 class TransitionNotAllowed(AppError):
     status = 400
     code = "TRANSITION_NOT_ALLOWED"

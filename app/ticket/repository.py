@@ -50,13 +50,6 @@ class UpdatedTicketRow(msgspec.Struct, frozen=True):
     state_id: uuid.UUID | None
 
 
-class IdempotencyRow(msgspec.Struct, frozen=True):
-    request_hash: str
-    # What the first request's write returned, as JSON text (a create: {"id", "object_id", "etag"}; an update or a
-    # status change: {"etag"}).
-    response: str
-
-
 class HistoryRow(msgspec.Struct, frozen=True):
     sequence: int
     kind: str
@@ -244,8 +237,6 @@ SELECT ticket_row.id, ticket_row.object_id, ticket_row.type_id, last_event.type_
 
 # One tenant's expired Idempotency-Keys: a range of the (tenant_id, created_at) index, so the sweep reads only
 # the keys it deletes.
-DELETE_EXPIRED_IDEMPOTENCY_KEYS = "DELETE FROM idempotency_key WHERE tenant_id = $1 AND created_at < $2"
-
 _SORT_COLUMNS = {"created_at": "created_at", "updated_at": "updated_at"}
 _ORDERS = {"asc": "ASC", "desc": "DESC"}
 
@@ -255,14 +246,13 @@ class TicketRepository:
         self._db = db
 
     async def purge_tenant(self, tenant_id: uuid.UUID) -> dict[str, int]:
-        """Delete all of a tenant's tickets, their events first, with its display-ID sequences and Idempotency-Keys;
-        rows removed per table."""
+        """Delete all of a tenant's tickets, their events first, with its display-ID sequences; rows removed per
+        table."""
         execute = self._db.execute
         return {
             "ticket_event": await execute("DELETE FROM ticket_event WHERE tenant_id = $1", tenant_id),
             "ticket": await execute("DELETE FROM ticket WHERE tenant_id = $1", tenant_id),
             "display_id_sequence": await execute("DELETE FROM display_id_sequence WHERE tenant_id = $1", tenant_id),
-            "idempotency_key": await execute("DELETE FROM idempotency_key WHERE tenant_id = $1", tenant_id),
         }
 
     async def compare_and_swap(
@@ -389,49 +379,6 @@ class TicketRepository:
         )
         assert row is not None  # the statement always inserts
         return row
-
-    async def claim_idempotency_key(
-        self, tenant_id: uuid.UUID, scope_digest: bytes, request_hash: str, expired_before: datetime.datetime
-    ) -> bool:
-        """Whether the key was free, or expired (created before `expired_before`), and is now this request's. A
-        concurrent request with the same key makes this wait until that request's transaction ends, and then see
-        its row."""
-        claimed = await self._db.fetch_value(
-            "INSERT INTO idempotency_key AS k (tenant_id, scope_digest, request_hash) VALUES ($1, $2, $3) "
-            "ON CONFLICT (tenant_id, scope_digest) DO UPDATE SET request_hash = excluded.request_hash, "
-            "response = NULL, created_at = now() WHERE k.created_at < $4 RETURNING true",
-            tenant_id,
-            scope_digest,
-            request_hash,
-            expired_before,
-        )
-        return claimed is not None
-
-    async def idempotent_response(self, tenant_id: uuid.UUID, scope_digest: bytes) -> IdempotencyRow | None:
-        return await self._db.fetch_one(
-            IdempotencyRow,
-            "SELECT request_hash, response::text FROM idempotency_key WHERE tenant_id = $1 AND scope_digest = $2",
-            tenant_id,
-            scope_digest,
-        )
-
-    async def store_idempotent_response(self, tenant_id: uuid.UUID, scope_digest: bytes, response_json: str) -> None:
-        await self._db.execute(
-            "UPDATE idempotency_key SET response = $3::jsonb WHERE tenant_id = $1 AND scope_digest = $2",
-            tenant_id,
-            scope_digest,
-            response_json,
-        )
-
-    async def all_tenants(self) -> list[uuid.UUID]:
-        """Every tenant's id. The Idempotency-Key sweep asks each tenant in turn rather than asking the keys which
-        tenants have expired ones: that question has no index (it would read every key of every tenant), and the
-        one that would answer it, correlated with the tenant table, is not one Citus runs."""
-        tenants: list[uuid.UUID] = await self._db.fetch_column("SELECT id FROM tenant")
-        return tenants
-
-    async def delete_expired_idempotency_keys(self, tenant_id: uuid.UUID, expired_before: datetime.datetime) -> int:
-        return await self._db.execute(DELETE_EXPIRED_IDEMPOTENCY_KEYS, tenant_id, expired_before)
 
     async def page(
         self,

@@ -5,7 +5,6 @@ against the type's workflow, and any past version can be read back from the tick
 from __future__ import annotations
 
 import datetime
-import hashlib
 import math
 import re
 import uuid
@@ -18,6 +17,7 @@ import msgspec
 from app.auth.principal import Principal
 from app.db.database import Database
 from app.errors import InputValidationFailure, NamedState
+from app.idempotency.service import Claim, Idempotency, Outcome
 from app.ticket.dto import (
     MAX_NOTE_LENGTH,
     ChangeStatusRequest,
@@ -26,11 +26,9 @@ from app.ticket.dto import (
     PendingChange,
     StateChange,
     TicketOut,
-    canonical_encoder,
 )
 from app.ticket.errors import (
     EtagMismatch,
-    IdempotencyKeyReused,
     TicketNotFound,
     TicketVersionNotFound,
     TransitionNotAllowed,
@@ -44,9 +42,6 @@ from app.ticket_type.values import value_problem
 
 # Used with fullmatch: Python's "$" would also accept a trailing newline.
 OBJECT_ID = re.compile(r"([A-Z]{2,5})-([0-9]{4,18})")
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
-# Printable ASCII, like the IETF draft's Idempotency-Key (a structured-field string).
-IDEMPOTENCY_KEY = re.compile(rf"[ -~]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}")
 # States whose tickets wait until a time (pendingUntil): a pending-close ticket then moves on by itself.
 PENDING_STATE_TYPES = ("pending close", "pending reminder")
 _json = msgspec.json.Encoder()
@@ -76,8 +71,6 @@ class WrittenTicket(msgspec.Struct, frozen=True):
 
 
 R = TypeVar("R", bound=msgspec.Struct)
-# A write's outcome, and whether it replays the answer an earlier request with the same Idempotency-Key got.
-Outcome = tuple[R, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +91,14 @@ class TicketService:
         types: TicketTypeCache,
         states: TicketStateRepository,
         state_labels: TicketStateCache,
-        *,
-        idempotency_key_ttl: datetime.timedelta,
+        keys: Idempotency,
     ) -> None:
         self._db = db
         self._repository = repository
         self._types = types
         self._states = states
         self._state_labels = state_labels
-        self._idempotency_key_ttl = idempotency_key_ttl
+        self._keys = keys
 
     async def create(
         self, principal: Principal, request: CreateTicketRequest, request_id: str, idempotency_key: str | None
@@ -143,48 +135,18 @@ class TicketService:
             principal, self._idempotency(principal, idempotency_key, "create", request), write, _created_decoder
         )
 
-    def _idempotency(
-        self, principal: Principal, key: str | None, operation: str, *request: object
-    ) -> tuple[bytes, str] | None:
-        """(the key's scope digest, the request's fingerprint), or None without a key. The key is scoped to the
-        caller (tenant, realm and subject: another client reusing a key must not receive this answer), the
-        fingerprint covers the operation, the ticket and the body, so a key reused for anything else is refused."""
-        if key is None:
-            return None
-        if IDEMPOTENCY_KEY.fullmatch(key) is None:
-            raise InputValidationFailure(
-                "Invalid request headers",
-                {"Idempotency-Key": f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters"},
-            )
-        fingerprint = hashlib.sha256(canonical_encoder.encode([operation, *request])).hexdigest()
-        return idempotency_scope_digest(principal.realm, principal.subject, key), fingerprint
+    def _idempotency(self, principal: Principal, key: str | None, operation: str, *request: object) -> Claim | None:
+        return self._keys.claim(principal, key, operation, *request)
 
     async def _once(
         self,
         principal: Principal,
-        idempotency: tuple[bytes, str] | None,
+        claim: Claim | None,
         write: Callable[[], Awaitable[R]],
         stored: msgspec.json.Decoder[R],
     ) -> Outcome[R]:
-        """Run `write` (a single statement, or several in the caller's transaction), or, when the key was used
-        before with the same request, return what that write returned; (result, replayed)."""
-        if idempotency is None:
-            return await write(), False
-        scope, fingerprint = idempotency
-        expired_before = datetime.datetime.now(datetime.UTC) - self._idempotency_key_ttl
-        async with self._db.transaction():
-            if not await self._repository.claim_idempotency_key(
-                principal.tenant_id, scope, fingerprint, expired_before
-            ):
-                earlier = await self._repository.idempotent_response(principal.tenant_id, scope)
-                assert earlier is not None  # claimed by a transaction that has committed, with its response
-                if earlier.request_hash != fingerprint:
-                    raise IdempotencyKeyReused()
-                return stored.decode(earlier.response), True
-            result = await write()
-            # In the same transaction: a replay can never find the key claimed but without its write.
-            await self._repository.store_idempotent_response(principal.tenant_id, scope, _json.encode(result).decode())
-        return result, False
+        """Run `write` (a single statement, or several in the caller's transaction) once per Idempotency-Key."""
+        return await self._keys.once(principal, claim, write, stored)
 
     async def get(self, principal: Principal, object_id: str) -> TicketOut:
         row = await self.visible(principal, object_id)
@@ -396,13 +358,6 @@ class TicketService:
         )
         labels = await self._state_labels.labels(principal.tenant_id, {row.state_id for row in rows})
         return total, [to_out(row, _label(labels, row.state_id)) for row in rows]
-
-
-def idempotency_scope_digest(realm: str, subject: str, key: str) -> bytes:
-    """What an Idempotency-Key is stored as: the SHA-256 of its scope, 32 bytes however long the token's subject is
-    (a btree index row cannot exceed about 2.7 kB). Realm names and keys hold no newline, so the three parts cannot
-    run into each other. The migration that introduced digests computes the same from the stored text."""
-    return hashlib.sha256(f"{realm}\n{subject}\n{key}".encode()).digest()
 
 
 def last_page(total: int, per_page: int) -> int:

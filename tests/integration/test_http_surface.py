@@ -219,7 +219,7 @@ async def test_unknown_query_parameters_are_400_naming_them(client: httpx.AsyncC
         f"{API}/ticket", params={"q": "printer", "status": "open", "page": "1"}, headers=headers
     )
     assert response.status_code == 400
-    accepted = "unknown query parameter; this route accepts: order, page, per_page, sort, ticket_type_id"
+    accepted = "unknown query parameter; this route accepts: order, page, per_page, sort, ticket_type_id, data.<name>"
     assert response.json() == {
         "error": True,
         "code": "INPUT_VALIDATION_FAILURE",

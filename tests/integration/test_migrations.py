@@ -22,7 +22,7 @@ from piccolo.apps.migrations.commands.forwards import run_forwards
 from app.db import engine
 from app.db.piccolo_app import APP_CONFIG
 from app.db.piccolo_conf import DB
-from app.ticket.service import idempotency_scope_digest
+from app.idempotency.service import scope_digest
 
 APP = APP_CONFIG.app_name
 EVENT_SEQUENCE_MIGRATION = "2026-12-01T08:00:00:000000"
@@ -184,7 +184,7 @@ async def check_digest(connection: asyncpg.Connection) -> None:
     """The key claimed before the migration is found under the digest the application computes: it still
     replays."""
     stored = await connection.fetch("SELECT tenant_id, scope_digest, request_hash FROM idempotency_key")
-    assert [tuple(row) for row in stored] == [(TENANT, idempotency_scope_digest(*OLD_KEY), "hash")]
+    assert [tuple(row) for row in stored] == [(TENANT, scope_digest(*OLD_KEY), "hash")]
 
 
 def check_schema(schema: Snapshot) -> None:

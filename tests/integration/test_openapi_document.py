@@ -95,6 +95,21 @@ def test_every_api_operation_documents_its_error_responses_with_the_envelope(doc
     assert all("anyOf" not in member for member in envelope["properties"].values())
 
 
+def test_every_write_takes_an_idempotency_key(document: dict[str, Any]) -> None:
+    """Issue 9: every POST, PUT, PATCH and DELETE honours Idempotency-Key; a new write route must too."""
+    writes = [
+        (method, path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in ("post", "put", "patch", "delete")
+    ]
+    assert len(writes) >= 9
+    for method, path, operation in writes:
+        key = next((p for p in operation["parameters"] if p["name"] == "Idempotency-Key"), None)
+        assert key is not None, (method, path)
+        assert (key["in"], key.get("required", False), key["schema"]["maxLength"]) == ("header", False, 255)
+
+
 def test_the_update_body_requires_a_non_empty_etag_and_changes(document: dict[str, Any]) -> None:
     update = document["components"]["schemas"]["UpdateTicketRequest"]
     assert update["required"] == ["etag", "ticketUpdate"]
