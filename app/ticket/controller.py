@@ -97,19 +97,21 @@ IDEMPOTENCY_KEY_PARAMETER = Parameter(
     "first answer, with Idempotent-Replayed: true, instead of writing again; the key with another request is 422",
 )
 
-# An entity-tag list (RFC 9110, section 8.8.3: "..." or W/"...", comma separated) or "*". HTTP strips the blanks
-# at either end of a header value.
-_ENTITY_TAG = r'(W/)?"[!#-~]*"'
-IF_MATCH_PATTERN = rf"^(\*|{_ENTITY_TAG}([ \t]*,[ \t]*{_ENTITY_TAG})*)$"
-_IF_MATCH = re.compile(IF_MATCH_PATTERN.removeprefix("^").removesuffix("$"))
-_STRONG_TAG = re.compile(r'(W/)?"([!#-~]*)"')
+# If-Match as RFC 9110 (section 13.1.1) has it: "*" or a list of entity tags ("..." or W/"..."), comma separated,
+# where empty list elements are ignored (section 5.6.1), so an empty value is an empty list, which no etag matches.
+# Anything else is refused as malformed.
+_ENTITY_TAG = r'(?:W/)?"[!#-~]*"'
+_IF_MATCH = re.compile(rf"[ \t]*(?:{_ENTITY_TAG})?(?:[ \t]*,[ \t]*(?:{_ENTITY_TAG})?)*[ \t]*")
+_TAG = re.compile(r'(W/)?"([!#-~]*)"')
+# The schema leaves the syntax to HTTP's definition of the header, which clients and test generators know by name.
 IF_MATCH_PARAMETER = Parameter(
     name="If-Match",
     param_in=ParamType.HEADER,
     required=False,
-    schema=Schema(type=OpenAPIType.STRING, pattern=IF_MATCH_PATTERN),
-    description='Delete only if the ticket\'s etag is still this one ("<etag>", as the ETag header has it); 412 '
-    "PRECONDITION_FAILED otherwise. * or no If-Match: whatever its etag",
+    schema=Schema(type=OpenAPIType.STRING),
+    description='Delete only if the ticket\'s etag is still this one: "<etag>" (in quotes, as the ETag header has '
+    "it), or a comma-separated list of entity tags (RFC 9110); 412 PRECONDITION_FAILED otherwise, 400 when the value "
+    "is not an entity-tag list. * or no If-Match: whatever its etag",
 )
 
 _read = requires("read", READ_SCOPE, "read tickets")
@@ -358,7 +360,10 @@ class TicketController(Controller):
         operation_id="deleteTicket",
         summary="Delete a ticket",
         status_code=204,
-        responses=error_responses(400, 401, 404, 412, 422),
+        responses={
+            204: ResponseSpec(None, description="Deleted (or, with Idempotent-Replayed: true, deleted before)"),
+            **error_responses(400, 401, 404, 412, 422),
+        },
     )
     async def delete_ticket(
         self,
@@ -426,14 +431,14 @@ def _assigned(message: str, assigned: AssignedTicket) -> AssignTicketResponse:
 def _accepted_etags(if_match: str | None) -> list[uuid.UUID] | None:
     """The etags an If-Match accepts; None for any (no If-Match, or *). A weak tag never matches (If-Match compares
     strongly), nor does one that is not a UUID (it was never issued), so the list may be empty."""
-    if if_match is None or if_match == "*":
+    if if_match is None or if_match.strip(" \t") == "*":
         return None
     if _IF_MATCH.fullmatch(if_match) is None:
         raise InputValidationFailure(
             "Invalid request headers", {"If-Match": 'the ticket\'s etag in quotes ("<etag>"), a list of them, or *'}
         )
     accepted = []
-    for tag in _STRONG_TAG.finditer(if_match):
+    for tag in _TAG.finditer(if_match):
         etag = None if tag.group(1) else as_uuid(tag.group(2))
         if etag is not None:
             accepted.append(etag)

@@ -204,6 +204,8 @@ async def test_a_stale_if_match_is_412_and_changes_nothing(client: httpx.AsyncCl
         f'"{uuid.uuid4()}", "{ticket["etag"]}"',
         '"not-an-etag-we-issued"',
         '""',
+        "",  # an empty list: no etag matches
+        ", ,",
     ):
         response = await admin.delete(ticket["object_id"], **{"If-Match": if_match})
         assert (response.status_code, response.json()) == (412, PRECONDITION_FAILED), if_match
@@ -212,7 +214,18 @@ async def test_a_stale_if_match_is_412_and_changes_nothing(client: httpx.AsyncCl
     assert assigned.json()["etag"] == current["etag"]
 
 
-@pytest.mark.parametrize("form", ['"{etag}"', '"{stale}", "{etag}"', '"{stale}",W/"x" ,\t"{etag}"', "*"])
+@pytest.mark.parametrize(
+    "form",
+    [
+        '"{etag}"',
+        '"{stale}", "{etag}"',
+        '"{stale}",W/"x" ,\t"{etag}"',
+        '"{etag}",',
+        ', ,"{etag}"',
+        '"a,b", "{etag}"',
+        "*",
+    ],
+)
 async def test_a_current_if_match_deletes(client: httpx.AsyncClient, alpha: TenantSpec, form: str) -> None:
     admin = TenantApi.admin(client, alpha)
     ticket = await a_ticket(admin)
@@ -227,9 +240,8 @@ async def test_a_current_if_match_deletes(client: httpx.AsyncClient, alpha: Tena
         "{etag}",  # an entity tag is quoted
         '"{etag}',
         '"{etag}" "{etag}"',
-        '"{etag}",',
-        ',"{etag}"',
         '*, "{etag}"',
+        "*,",
         "**",
         'w/"{etag}"',
         '"with space"',
