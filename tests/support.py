@@ -103,6 +103,9 @@ ALPHA_ROLES: dict[str, Any] = {
     "write": ["agent", "admin"],
     "admin": ["admin"],
     "support": "support",
+    # Customer-level: the tickets they created only. Comment and delete roles are the defaults (write and customer
+    # roles; admin roles).
+    "customer": ["customer"],
 }
 BETA_ROLES: dict[str, Any] = {
     "read": ["reader", "agent"],
@@ -143,6 +146,11 @@ class TenantSpec:
             f"write = {quoted(self.roles['write'])}",
             f"admin = {quoted(self.roles['admin'])}",
             f'support = "{self.roles["support"]}"',
+            *(
+                f"{kind} = {quoted(self.roles[kind])}"
+                for kind in ("customer", "comment", "delete")
+                if kind in self.roles
+            ),
         ]
         for realm in self.realms:
             lines += [
@@ -325,6 +333,11 @@ class TenantApi:
         roles = tenant.roles["admin"]
         return cls(http, tenant, token(tenant, roles=list(roles), scope=ADMIN_SCOPE, subject=subject))
 
+    @classmethod
+    def customer(cls, http: httpx.AsyncClient, tenant: TenantSpec, subject: str = "customer-1") -> TenantApi:
+        """A customer-level caller (the tenant's customer role only), with the scopes to read and create."""
+        return cls(http, tenant, token(tenant, roles=list(tenant.roles["customer"]), subject=subject))
+
     @property
     def headers(self) -> dict[str, str]:
         return auth_headers(self.tenant, self.bearer, realm=self.realm)
@@ -361,6 +374,15 @@ class TenantApi:
     async def change_status(self, object_id: str, body: Any, **headers: str) -> httpx.Response:
         return await self.http.patch(f"{TICKETS}/{object_id}/status", headers={**self.headers, **headers}, json=body)
 
+    async def assign(self, object_id: str, body: Any, **headers: str) -> httpx.Response:
+        return await self.http.patch(f"{TICKETS}/{object_id}/assign", headers={**self.headers, **headers}, json=body)
+
+    async def delete(self, object_id: str, **headers: str) -> httpx.Response:
+        return await self.http.delete(f"{TICKETS}/{object_id}", headers={**self.headers, **headers})
+
+    async def history(self, object_id: str, **params: str) -> httpx.Response:
+        return await self.http.get(f"{TICKETS}/{object_id}/history", params=params, headers=self.headers)
+
 
 def field_ids(ticket_type: dict[str, Any]) -> dict[str, str]:
     """Field key -> field UUID."""
@@ -394,6 +416,14 @@ ETAG_MISMATCH = {
     "status": 400,
 }
 UPDATED = {"success": True, "message": "ticket updated successfully", "status": 200}
+ASSIGNED = {"success": True, "message": "ticket assigned successfully", "status": 200}
+UNASSIGNED = {"success": True, "message": "ticket unassigned successfully", "status": 200}
+PRECONDITION_FAILED = {
+    "error": True,
+    "code": "PRECONDITION_FAILED",
+    "message": "The ticket has changed since the etag in If-Match was read; read it again and resubmit",
+    "status": 412,
+}
 STATUS_CHANGED = {"success": True, "message": "ticket status changed successfully", "status": 200}
 
 

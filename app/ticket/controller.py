@@ -1,5 +1,8 @@
 """/api/v2/ticketing/ticket: create, read (now or as of a past version), list, the etag compare-and-swap update
-(seed 002), the status change and the history."""
+(seed 002), the status change, the assignment, the deletion (seed 004) and the history.
+
+Customer-level callers (Principal.customer_only) may create tickets and read the ones they created (the service
+hides every other); updating, changing the status, assigning and deleting need an agent's permission."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Annotated, Any, Literal, cast
 from urllib.parse import urlencode
 
 import msgspec
-from litestar import Controller, Request, Response, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.enums import ParamType
 from litestar.openapi.datastructures import ResponseSpec
@@ -26,6 +29,8 @@ from app.idempotency.http import IDEMPOTENCY_KEY_PARAMETER, REPLAYED, Idempotenc
 from app.observability import current_request_id
 from app.query_parameters import QUERY_PREFIXES
 from app.ticket.dto import (
+    AssignTicketRequest,
+    AssignTicketResponse,
     ChangeStatusRequest,
     CreateTicketRequest,
     CreateTicketResponse,
@@ -38,9 +43,11 @@ from app.ticket.dto import (
 )
 from app.ticket.service import (
     TIME_FORMAT,
+    AssignedTicket,
     TicketQuery,
     TicketService,
     WrittenTicket,
+    as_uuid,
     is_storable_time,
     last_page,
 )
@@ -73,19 +80,50 @@ CATALOG_PARAMETERS = (
         description="The module context, e.g. ticketing",
     ),
 )
+# If-Match as RFC 9110 (section 13.1.1) has it: "*" or a list of entity tags ("..." or W/"..."), comma separated,
+# where empty list elements are ignored (section 5.6.1), so an empty value is an empty list, which no etag matches.
+# Anything else is refused as malformed.
+_ENTITY_TAG = r'(?:W/)?"[!#-~]*"'
+_IF_MATCH = re.compile(rf"[ \t]*(?:{_ENTITY_TAG})?(?:[ \t]*,[ \t]*(?:{_ENTITY_TAG})?)*[ \t]*")
+_TAG = re.compile(r'(W/)?"([!#-~]*)"')
+# The schema leaves the syntax to HTTP's definition of the header, which clients and test generators know by name.
+IF_MATCH_PARAMETER = Parameter(
+    name="If-Match",
+    param_in=ParamType.HEADER,
+    required=False,
+    schema=Schema(type=OpenAPIType.STRING),
+    description='Delete only if the ticket\'s etag is still this one: "<etag>" (in quotes, as the ETag header has '
+    "it), or a comma-separated list of entity tags (RFC 9110); 412 PRECONDITION_FAILED otherwise, 400 when the value "
+    "is not an entity-tag list. * or no If-Match: whatever its etag",
+)
+
 _read = requires("read", READ_SCOPE, "read tickets")
+# Customers read the tickets they created (TicketService.visible hides every other one).
+_read_visible = requires("read", READ_SCOPE, "read tickets", customers=True)
 # The list also takes field filters, data.<field-uuid>=<value>.
 _list = {**_read, "opt": {**_read["opt"], QUERY_PREFIXES: ("data.",)}}
-_create = requires("write", WRITE_SCOPE, "create a ticket", documented=(*CATALOG_PARAMETERS, IDEMPOTENCY_KEY_PARAMETER))
+_create = requires(
+    "write",
+    WRITE_SCOPE,
+    "create a ticket",
+    documented=(*CATALOG_PARAMETERS, IDEMPOTENCY_KEY_PARAMETER),
+    customers=True,
+)
 _update = requires(
     "write", WRITE_SCOPE, "update the ticket", documented=(*CATALOG_PARAMETERS, IDEMPOTENCY_KEY_PARAMETER)
 )
 _change_status = requires("write", WRITE_SCOPE, "change the ticket status", documented=(IDEMPOTENCY_KEY_PARAMETER,))
+_assign = requires("write", WRITE_SCOPE, "assign the ticket", documented=(IDEMPOTENCY_KEY_PARAMETER,))
+_delete = requires(
+    "delete", WRITE_SCOPE, "delete the ticket", documented=(IF_MATCH_PARAMETER, IDEMPOTENCY_KEY_PARAMETER)
+)
 # A "+" in an unencoded query string arrives as a space: "...T10:00:00 01:00" meant "+01:00".
 _SPACED_OFFSET = re.compile(r" (\d{2}:?\d{2})$")
 
 CatalogQuery = Annotated[str | None, QueryParameter(name="type")]
 ModuleQuery = Annotated[str | None, QueryParameter(name="module")]
+IfMatchHeader = Annotated[str | None, HeaderParameter(name="If-Match")]
+_REPLAYED_HEADER = ((b"idempotent-replayed", b"true"),)
 
 
 def check_catalog(catalog_type: str | None, module: str | None) -> None:
@@ -178,7 +216,7 @@ class TicketController(Controller):
 
     @get(
         "/{object_id:str}",
-        **_read,
+        **_read_visible,
         operation_id="showTicket",
         summary="Show a ticket",
         responses={
@@ -270,9 +308,62 @@ class TicketController(Controller):
         body = _written("ticket status changed successfully", written)
         return _replayed(body) if replayed else body
 
+    @patch(
+        "/{object_id:str}/assign",
+        **_assign,
+        operation_id="assignTicket",
+        summary="Assign or unassign the ticket (etag compare-and-swap)",
+        responses={
+            200: ResponseSpec(AssignTicketResponse, description="Assigned; the new etag also in the ETag header"),
+            **error_responses(400, 401, 404, 413, 422),
+        },
+    )
+    async def assign_ticket(
+        self,
+        request: Request[Principal, Any, Any],
+        tickets: NamedDependency[TicketService],
+        object_id: FromPath[str],
+        data: JSONBody[AssignTicketRequest],
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> ASGIApp:
+        """Sets `assignee` (a subject; null unassigns) if `etag` is still current: a stale etag is 400
+        ETAG_MISMATCH, as for an update. Any subject is accepted (no users directory yet). Success returns the new
+        etag; the history records the old and the new assignee."""
+        assigned, replayed = await tickets.assign(request.user, object_id, data, current_request_id(), idempotency_key)
+        message = "ticket assigned successfully" if assigned.assignee is not None else "ticket unassigned successfully"
+        body = _assigned(message, assigned)
+        headers = ((b"etag", _etag_header(body.etag).encode()), *(_REPLAYED_HEADER if replayed else ()))
+        return JsonResponse(_encoder.encode(body), headers=headers)
+
+    @delete(
+        "/{object_id:str}",
+        **_delete,
+        operation_id="deleteTicket",
+        summary="Delete a ticket",
+        status_code=204,
+        responses={
+            204: ResponseSpec(None, description="Deleted (or, with Idempotent-Replayed: true, deleted before)"),
+            **error_responses(400, 401, 404, 412, 422),
+        },
+    )
+    async def delete_ticket(
+        self,
+        request: Request[Principal, Any, Any],
+        tickets: NamedDependency[TicketService],
+        object_id: FromPath[str],
+        if_match: IfMatchHeader = None,
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[None]:
+        """Deletes the ticket (seed 004: 204 No Content), if `If-Match` names its current etag (412
+        PRECONDITION_FAILED if not; without If-Match, or with *, whatever its etag). From then on it is not found by
+        any route and its display ID is never given out again; its history stays readable for administrators."""
+        accepted = _accepted_etags(if_match)
+        _, replayed = await tickets.delete(request.user, object_id, accepted, current_request_id(), idempotency_key)
+        return Response(None, status_code=204, headers=REPLAYED if replayed else None)
+
     @get(
         "/{object_id:str}/history",
-        **_read,
+        **_read_visible,
         operation_id="listTicketHistory",
         summary="A ticket's history, oldest first",
         responses=error_responses(400, 401, 404),
@@ -286,8 +377,9 @@ class TicketController(Controller):
         per_page: Annotated[int, QueryParameter(ge=1, le=MAX_PER_PAGE)] = 20,
     ) -> HistoryPage:
         """Every change, oldest first: the creation with each initial value, each update with each changed
-        field's old and new value, each state change (with its note and pending time), and for each the actor,
-        the time, the request id, the support flag and the etag it produced."""
+        field's old and new value, each state change (with its note and pending time), each assignment (old and new
+        assignee), the deletion, and for each the actor, the time, the request id, the support flag and the etag it
+        produced. A deleted ticket's history stays readable for administrators (tickets:admin scope, admin role)."""
         total, entries = await tickets.history(request.user, object_id, page, per_page)
         return HistoryPage(data=entries, pagination=_pagination(request, total, page, per_page))
 
@@ -302,6 +394,36 @@ def _written(message: str, written: WrittenTicket) -> UpdateTicketResponse:
         state_name=written.state_name,
         state_type=written.state_type,
     )
+
+
+def _assigned(message: str, assigned: AssignedTicket) -> AssignTicketResponse:
+    return AssignTicketResponse(
+        success=True,
+        message=message,
+        status=200,
+        etag=str(assigned.etag),
+        state_id=assigned.state_id,
+        state_name=assigned.state_name,
+        state_type=assigned.state_type,
+        assignee=assigned.assignee,
+    )
+
+
+def _accepted_etags(if_match: str | None) -> list[uuid.UUID] | None:
+    """The etags an If-Match accepts; None for any (no If-Match, or *). A weak tag never matches (If-Match compares
+    strongly), nor does one that is not a UUID (it was never issued), so the list may be empty."""
+    if if_match is None or if_match.strip(" \t") == "*":
+        return None
+    if _IF_MATCH.fullmatch(if_match) is None:
+        raise InputValidationFailure(
+            "Invalid request headers", {"If-Match": 'the ticket\'s etag in quotes ("<etag>"), a list of them, or *'}
+        )
+    accepted = []
+    for tag in _TAG.finditer(if_match):
+        etag = None if tag.group(1) else as_uuid(tag.group(2))
+        if etag is not None:
+            accepted.append(etag)
+    return accepted
 
 
 def _replayed(body: UpdateTicketResponse) -> UpdateTicketResponse:

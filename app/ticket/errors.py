@@ -47,3 +47,12 @@ class TicketVersionNotFound(AppError):
 
     def __init__(self, object_id: str, as_of: str) -> None:
         super().__init__(f"Ticket not found ({object_id[:_MAX_ECHOED_ID]} as of {as_of[:_MAX_ECHOED_ID]})")
+
+
+class PreconditionFailed(AppError):
+    # 412, as HTTP has it for a false If-Match (RFC 9110, section 13.1.1); the body is the v2 envelope.
+    status = 412
+    code = "PRECONDITION_FAILED"
+
+    def __init__(self) -> None:
+        super().__init__("The ticket has changed since the etag in If-Match was read; read it again and resubmit")

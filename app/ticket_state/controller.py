@@ -15,7 +15,8 @@ from app.idempotency.http import IDEMPOTENCY_KEY_PARAMETER, IdempotencyKeyHeader
 from app.ticket_state.dto import StateIn, StateList, StateOut, StateUpdate
 from app.ticket_state.service import TicketStateService
 
-_read = requires("read", READ_SCOPE, "read ticket states")
+# Customers read them too: a customer creating a ticket needs its type's fields, and a ticket names its state.
+_read = requires("read", READ_SCOPE, "read ticket states", customers=True)
 _admin = requires("admin", ADMIN_SCOPE, "administer ticket states", documented=(IDEMPOTENCY_KEY_PARAMETER,))
 
 

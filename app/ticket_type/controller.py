@@ -15,7 +15,8 @@ from app.idempotency.http import IDEMPOTENCY_KEY_PARAMETER, IdempotencyKeyHeader
 from app.ticket_type.dto import TicketTypeDefinition, TicketTypeList, TicketTypeOut
 from app.ticket_type.service import TicketTypeService
 
-_read = requires("read", READ_SCOPE, "read ticket types")
+# Customers read them too: a customer creating a ticket needs its type's fields, and a ticket names its state.
+_read = requires("read", READ_SCOPE, "read ticket types", customers=True)
 _admin = requires("admin", ADMIN_SCOPE, "administer ticket types", documented=(IDEMPOTENCY_KEY_PARAMETER,))
 
 

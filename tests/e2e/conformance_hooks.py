@@ -52,6 +52,12 @@ def _change_status(body: dict[str, Any]) -> bool:
     )
 
 
+def _assign_ticket(body: dict[str, Any]) -> bool:
+    # The same compare-and-swap as an update (issue 10: "exactly like /update"): a stale etag is seed 002's 400
+    # ETAG_MISMATCH.
+    return body.get("code") == "ETAG_MISMATCH"
+
+
 def _create_ticket(body: dict[str, Any]) -> bool:
     # `data` is checked against the chosen ticket type's field schemas, and ticketTypeId must be an active type of the
     # tenant: per-tenant, per-type rules (seed 002's INPUT_VALIDATION_FAILURE naming the field UUIDs).
@@ -93,6 +99,7 @@ def _ticket_state(body: dict[str, Any]) -> bool:
 REFUSED_FOR_BUSINESS_RULES = {
     f"PATCH {API}/ticket/{{object_id}}/update": _update_ticket,
     f"PATCH {API}/ticket/{{object_id}}/status": _change_status,
+    f"PATCH {API}/ticket/{{object_id}}/assign": _assign_ticket,
     f"POST {API}/ticket": _create_ticket,
     f"GET {API}/ticket/{{object_id}}": _show_ticket,
     f"POST {API}/ticket-type": _ticket_type_definition,
@@ -118,7 +125,12 @@ TAKING_IDEMPOTENCY_KEYS = {
     f"POST {API}/ticket",
     f"PATCH {API}/ticket/{{object_id}}/update",
     f"PATCH {API}/ticket/{{object_id}}/status",
+    f"PATCH {API}/ticket/{{object_id}}/assign",
+    f"DELETE {API}/ticket/{{object_id}}",
 }
+# A well-formed If-Match naming an etag the ticket does not have (issue 10: "It honours If-Match: <etag> (412 when
+# stale)"): the precondition is over stored data, as RFC 9110 defines If-Match.
+PRECONDITIONS = {f"DELETE {API}/ticket/{{object_id}}"}
 
 
 def _refused_by_rule(operation: str, status: int, body: dict[str, Any]) -> bool:
@@ -127,6 +139,8 @@ def _refused_by_rule(operation: str, status: int, body: dict[str, Any]) -> bool:
         return allowed is not None and allowed(body)
     if status == 422:
         return operation in TAKING_IDEMPOTENCY_KEYS and body.get("code") == "IDEMPOTENCY_KEY_REUSED"
+    if status == 412:
+        return operation in PRECONDITIONS and body.get("code") == "PRECONDITION_FAILED"
     return False
 
 

@@ -3,10 +3,11 @@
 routes need). Any 5xx, any response the document does not describe (status, headers, body schema), any request the
 document calls valid that the server refuses, and any it calls invalid that the server accepts, fails the suite.
 
-Path parameters are pinned to objects that exist (a ticket, a type, a state), and the tenant headers to the
-tenant's own, so that requests get past "not found" to the checks that matter. Three built-in checks conflict with
-fixed parts of the contract in a few named cases; tests/e2e/conformance_hooks.py replaces exactly those checks with
-wrappers that let through only those cases (and assert their contract answer where there is one).
+Path parameters are pinned to objects that exist (a ticket, a type, a state; DELETE of a ticket gets a ticket of its
+own), and the tenant headers to the tenant's own, so that requests get past "not found" to the checks that matter.
+Three built-in checks conflict with fixed parts of the contract in a few named cases; tests/e2e/conformance_hooks.py
+replaces exactly those checks with wrappers that let through only those cases (and assert their contract answer
+where there is one).
 
 Run by hand, against `make run`, with the same settings: the configuration written below, then
 `SCHEMATHESIS_HOOKS=tests/e2e/conformance_hooks.py st --config-file <it> run <url>/schema/openapi.json ...`.
@@ -34,7 +35,9 @@ RUN_TIMEOUT_SECONDS = 300
 SEED = 1
 
 
-def schemathesis_config(tenant_id: str, realm: str, bearer: str, path_parameters: dict[str, str]) -> str:
+def schemathesis_config(
+    tenant_id: str, realm: str, bearer: str, path_parameters: dict[str, str], deleted_ticket: str
+) -> str:
     parameters = {"header.x-tenantid": tenant_id, "header.realmname": realm} | {
         f"path.{name}": value for name, value in path_parameters.items()
     }
@@ -42,6 +45,11 @@ def schemathesis_config(tenant_id: str, realm: str, bearer: str, path_parameters
         [
             "[parameters]",
             *(f"{json.dumps(name)} = {json.dumps(value)}" for name, value in parameters.items()),
+            # DELETE gets a ticket of its own: once deleted, a ticket is 404 everywhere, and the other operations
+            # are to be tried on one that exists.
+            "[[operations]]",
+            'include-operation-id = "deleteTicket"',
+            f"parameters = {{ {json.dumps('path.object_id')} = {json.dumps(deleted_ticket)} }}",
             "[auth.openapi.BearerToken]",
             f"bearer = {json.dumps(bearer)}",
             # PostgreSQL text cannot hold NUL, and every stored string refuses one with a 400 naming it; the document
@@ -61,6 +69,7 @@ async def test_the_server_conforms_to_its_openapi_document(
         admin = TenantApi(http, tenant, bearer)
         request_type = await admin.ticket_type("REQ")
         ticket = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "Conformance"})
+        doomed = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "To be deleted"})
         states = (await http.get(STATES, headers=admin.headers)).json()["data"]
     directory = workspace / f"schemathesis-{tenant.slug}"
     directory.mkdir()
@@ -71,6 +80,7 @@ async def test_the_server_conforms_to_its_openapi_document(
             tenant.realms[0].name,
             bearer,
             {"object_id": ticket["objectId"], "type_id": request_type["id"], "state_id": states[0]["id"]},
+            doomed["objectId"],
         )
     )
     process = await asyncio.create_subprocess_exec(
@@ -93,4 +103,4 @@ async def test_the_server_conforms_to_its_openapi_document(
             await process.wait()
     report = output.decode(errors="replace")
     assert process.returncode == 0, report
-    assert "20 selected / 20 total" in report, report
+    assert "22 selected / 22 total" in report, report

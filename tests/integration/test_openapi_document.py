@@ -27,6 +27,8 @@ OPERATION_IDS = {
     ("get", f"{API}/ticket/{{object_id}}"): "showTicket",
     ("patch", f"{API}/ticket/{{object_id}}/update"): "updateTicket",
     ("patch", f"{API}/ticket/{{object_id}}/status"): "changeTicketStatus",
+    ("patch", f"{API}/ticket/{{object_id}}/assign"): "assignTicket",
+    ("delete", f"{API}/ticket/{{object_id}}"): "deleteTicket",
     ("get", f"{API}/ticket/{{object_id}}/history"): "listTicketHistory",
     ("get", f"{API}/ticket-state"): "listTicketStates",
     ("post", f"{API}/ticket-state"): "createTicketState",
@@ -39,6 +41,8 @@ MORE_ERRORS = {
     "createTicket": {"413", "422"},
     "updateTicket": {"413", "422"},
     "changeTicketStatus": {"413", "422"},
+    "assignTicket": {"413", "422"},
+    "deleteTicket": {"412", "422"},
     "createTicketType": {"413"},
     "replaceTicketType": {"413"},
     "createTicketState": {"413"},
@@ -49,6 +53,7 @@ REQUEST_BODIES = {
     "createTicket": "CreateTicketRequest",
     "updateTicket": "UpdateTicketRequest",
     "changeTicketStatus": "ChangeStatusRequest",
+    "assignTicket": "AssignTicketRequest",
     "createTicketType": "TicketTypeDefinition",
     "replaceTicketType": "TicketTypeDefinition",
     "createTicketState": "StateIn",
@@ -123,6 +128,28 @@ def test_the_update_body_requires_a_non_empty_etag_and_changes(document: dict[st
     assert status["properties"]["pendingUntil"]["anyOf"][0]["format"] == "date-time"
 
 
+def test_the_assign_body_requires_an_etag_and_a_subject_or_null(document: dict[str, Any]) -> None:
+    assign = document["components"]["schemas"]["AssignTicketRequest"]
+    assert assign["required"] == ["etag", "assignee"]
+    assert assign["additionalProperties"] is False
+    subject, unassigned = assign["properties"]["assignee"]["anyOf"]
+    assert (subject["type"], subject["pattern"]) == ("string", "^[ -~]{1,255}$")
+    assert unassigned == {"type": "null"}
+    assigned = document["components"]["schemas"]["AssignTicketResponse"]
+    assert assigned["properties"]["assignee"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+
+
+def test_delete_documents_if_match_and_an_empty_204(document: dict[str, Any]) -> None:
+    operation = operations(document)["deleteTicket"]
+    if_match = parameter(operation, "If-Match")
+    assert if_match["required"] is False
+    # Its syntax is HTTP's (RFC 9110): left to the header's name, which generators such as Schemathesis know.
+    assert if_match["schema"] == {"type": "string"}
+    assert parameter(operation, "Idempotency-Key")["required"] is False
+    assert set(operation["responses"]) == {"204", "400", "401", "404", "412", "422", "503"}
+    assert "content" not in operation["responses"]["204"]
+
+
 @pytest.mark.parametrize("operation_id", ["createTicket", "updateTicket"])
 def test_type_and_module_are_required_with_the_values_the_server_accepts(
     document: dict[str, Any], operation_id: str
@@ -152,7 +179,13 @@ def test_request_bodies_refuse_unknown_members(document: dict[str, Any]) -> None
             reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             assert reference == f"#/components/schemas/{REQUEST_BODIES.pop(operation_id)}"
     assert not REQUEST_BODIES, f"operations without their request body: {REQUEST_BODIES}"
-    for name in ("CreateTicketRequest", "UpdateTicketRequest", "ChangeStatusRequest", "TicketTypeDefinition"):
+    for name in (
+        "CreateTicketRequest",
+        "UpdateTicketRequest",
+        "ChangeStatusRequest",
+        "AssignTicketRequest",
+        "TicketTypeDefinition",
+    ):
         assert schemas[name]["additionalProperties"] is False, name
     for name in ("StateIn", "StateUpdate", "FieldDefinition", "Workflow"):
         assert schemas[name]["additionalProperties"] is False, name
