@@ -153,9 +153,14 @@ class PendingChange(msgspec.Struct, frozen=True):
     new: datetime.datetime | None
 
 
+class CommentEvent(msgspec.Struct, frozen=True):
+    id: uuid.UUID  # the comment's id (GET .../comments/{id})
+    is_internal: bool
+
+
 class HistoryEntry(msgspec.Struct, frozen=True):
     sequence: int  # 1 for the creation, then one more per change
-    event: str  # ticket.created, ticket.updated or ticket.status_changed
+    event: str  # ticket.created, ticket.updated, ticket.status_changed or comment.created
     at: datetime.datetime
     actor: str
     request_id: str
@@ -166,6 +171,8 @@ class HistoryEntry(msgspec.Struct, frozen=True):
     state: StateChange | None  # set when the state changed (on creation: the initial state)
     pending_until: PendingChange | None  # set when the pending time changed
     note: str | None
+    # comment.created: the comment it added (customer-level callers never see an internal note's event).
+    comment: CommentEvent | None
 
 
 class HistoryPage(msgspec.Struct, frozen=True):

@@ -21,6 +21,7 @@ from app.errors import InputValidationFailure, NamedState
 from app.ticket.dto import (
     MAX_NOTE_LENGTH,
     ChangeStatusRequest,
+    CommentEvent,
     CreateTicketRequest,
     HistoryEntry,
     PendingChange,
@@ -35,6 +36,7 @@ from app.ticket.errors import (
     TicketVersionNotFound,
     TransitionNotAllowed,
 )
+from app.ticket.includes import TicketIncludes
 from app.ticket.repository import HistoryRow, TicketRepository, TicketRow
 from app.ticket_state.cache import Labels, TicketStateCache
 from app.ticket_state.dto import StateType
@@ -100,6 +102,7 @@ class TicketService:
         state_labels: TicketStateCache,
         *,
         idempotency_key_ttl: datetime.timedelta,
+        includes: TicketIncludes,
     ) -> None:
         self._db = db
         self._repository = repository
@@ -107,6 +110,7 @@ class TicketService:
         self._states = states
         self._state_labels = state_labels
         self._idempotency_key_ttl = idempotency_key_ttl
+        self._includes = includes
 
     async def create(
         self, principal: Principal, request: CreateTicketRequest, request_id: str, idempotency_key: str | None
@@ -159,6 +163,22 @@ class TicketService:
         fingerprint = hashlib.sha256(canonical_encoder.encode([operation, *request])).hexdigest()
         return idempotency_scope_digest(principal.realm, principal.subject, key), fingerprint
 
+    async def once(
+        self,
+        principal: Principal,
+        idempotency_key: str | None,
+        operation: str,
+        request: tuple[object, ...],
+        write: Callable[[], Awaitable[R]],
+        stored: msgspec.json.Decoder[R],
+    ) -> Outcome[R]:
+        """The Idempotency-Key rules of the ticket writes, for the writes around a ticket that other packages own
+        (comments): `write` runs once per key, and a retry with the key and the same `operation` and `request` gets
+        what it returned, decoded with `stored`."""
+        return await self._once(
+            principal, self._idempotency(principal, idempotency_key, operation, *request), write, stored
+        )
+
     async def _once(
         self,
         principal: Principal,
@@ -190,6 +210,14 @@ class TicketService:
         row = await self.visible(principal, object_id)
         return to_out(row, await self._state_label(principal.tenant_id, row.state_id))
 
+    async def get_including(
+        self, principal: Principal, object_id: str, names: tuple[str, ...]
+    ) -> tuple[TicketOut, list[tuple[str, bytes]]]:
+        """The ticket and the JSON of each member `names` asks to embed (see app/ticket/includes.py)."""
+        row = await self.visible(principal, object_id)
+        ticket = to_out(row, await self._state_label(principal.tenant_id, row.state_id))
+        return ticket, await self._includes.embed(principal, row, names)
+
     async def _state_label(self, tenant_id: uuid.UUID, state_id: uuid.UUID | None) -> StateLabelRow | None:
         if state_id is None:
             return None
@@ -216,6 +244,9 @@ class TicketService:
             expected = _as_uuid(etag) or uuid.UUID(int=0)
         if OBJECT_ID.fullmatch(object_id) is None:
             raise TicketNotFound(object_id)
+        if principal.customer_only:
+            # Only the customer's own tickets; one look-up more, for customers only.
+            await self.visible(principal, object_id)
         row = await self._repository.as_of(principal.tenant_id, object_id, at, expected)
         if row is not None:
             # The state's current name: names are not versioned (documented in the README).
@@ -228,9 +259,11 @@ class TicketService:
         self, principal: Principal, object_id: str, page: int, per_page: int
     ) -> tuple[int, list[HistoryEntry]]:
         ticket = await self.visible(principal, object_id)
-        total = await self._repository.count_events(principal.tenant_id, ticket.id)
+        # A customer-level caller never learns of an internal note, so neither of the event recording it.
+        internal = not principal.customer_only
+        total = await self._repository.count_events(principal.tenant_id, ticket.id, internal=internal)
         rows = await self._repository.history(
-            principal.tenant_id, ticket.id, limit=per_page, offset=(page - 1) * per_page
+            principal.tenant_id, ticket.id, limit=per_page, offset=(page - 1) * per_page, internal=internal
         )
         state_ids = {state_id for row in rows for state_id in (row.state_id, row.previous_state_id)}
         labels = await self._state_labels.labels(principal.tenant_id, state_ids)
@@ -495,6 +528,9 @@ def _history_entry(row: HistoryRow, labels: Labels) -> HistoryEntry:
     pending = None
     if row.pending_until != row.previous_pending_until:
         pending = PendingChange(old=row.previous_pending_until, new=row.pending_until)
+    comment = None
+    if row.comment_id is not None:
+        comment = CommentEvent(id=row.comment_id, is_internal=row.internal)
     return HistoryEntry(
         sequence=row.sequence,
         event=row.kind,
@@ -508,6 +544,7 @@ def _history_entry(row: HistoryRow, labels: Labels) -> HistoryEntry:
         state=state,
         pending_until=pending,
         note=row.note,
+        comment=comment,
     )
 
 

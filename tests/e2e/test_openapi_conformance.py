@@ -3,7 +3,7 @@
 routes need). Any 5xx, any response the document does not describe (status, headers, body schema), any request the
 document calls valid that the server refuses, and any it calls invalid that the server accepts, fails the suite.
 
-Path parameters are pinned to objects that exist (a ticket, a type, a state), and the tenant headers to the
+Path parameters are pinned to objects that exist (a ticket, a type, a state, a comment), and the tenant headers to the
 tenant's own, so that requests get past "not found" to the checks that matter. Three built-in checks conflict with
 fixed parts of the contract in a few named cases; tests/e2e/conformance_hooks.py replaces exactly those checks with
 wrappers that let through only those cases (and assert their contract answer where there is one).
@@ -62,6 +62,8 @@ async def test_the_server_conforms_to_its_openapi_document(
         request_type = await admin.ticket_type("REQ")
         ticket = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "Conformance"})
         states = (await http.get(STATES, headers=admin.headers)).json()["data"]
+        comment = await admin.comment(ticket["objectId"], {"content": "Conformance"})
+        assert comment.status_code == 201, comment.text
     directory = workspace / f"schemathesis-{tenant.slug}"
     directory.mkdir()
     config = directory / "schemathesis.toml"
@@ -70,7 +72,12 @@ async def test_the_server_conforms_to_its_openapi_document(
             str(tenant.id),
             tenant.realms[0].name,
             bearer,
-            {"object_id": ticket["objectId"], "type_id": request_type["id"], "state_id": states[0]["id"]},
+            {
+                "object_id": ticket["objectId"],
+                "type_id": request_type["id"],
+                "state_id": states[0]["id"],
+                "comment_id": comment.json()["id"],
+            },
         )
     )
     process = await asyncio.create_subprocess_exec(
@@ -93,4 +100,4 @@ async def test_the_server_conforms_to_its_openapi_document(
             await process.wait()
     report = output.decode(errors="replace")
     assert process.returncode == 0, report
-    assert "20 selected / 20 total" in report, report
+    assert "23 selected / 23 total" in report, report

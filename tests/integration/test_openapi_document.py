@@ -28,6 +28,9 @@ OPERATION_IDS = {
     ("patch", f"{API}/ticket/{{object_id}}/update"): "updateTicket",
     ("patch", f"{API}/ticket/{{object_id}}/status"): "changeTicketStatus",
     ("get", f"{API}/ticket/{{object_id}}/history"): "listTicketHistory",
+    ("post", f"{API}/ticket/{{object_id}}/comments"): "createComment",
+    ("get", f"{API}/ticket/{{object_id}}/comments"): "listComments",
+    ("get", f"{API}/ticket/{{object_id}}/comments/{{comment_id}}"): "showComment",
     ("get", f"{API}/ticket-state"): "listTicketStates",
     ("post", f"{API}/ticket-state"): "createTicketState",
     ("get", f"{API}/ticket-state/{{state_id}}"): "showTicketState",
@@ -44,6 +47,7 @@ MORE_ERRORS = {
     "createTicketState": {"413"},
     "updateTicketState": {"413"},
     "deleteTicketState": {"409"},
+    "createComment": {"413", "422"},
 }
 REQUEST_BODIES = {
     "createTicket": "CreateTicketRequest",
@@ -53,6 +57,7 @@ REQUEST_BODIES = {
     "replaceTicketType": "TicketTypeDefinition",
     "createTicketState": "StateIn",
     "updateTicketState": "StateUpdate",
+    "createComment": "CreateCommentRequest",
 }
 
 
@@ -108,6 +113,24 @@ def test_the_update_body_requires_a_non_empty_etag_and_changes(document: dict[st
     assert status["properties"]["pendingUntil"]["anyOf"][0]["format"] == "date-time"
 
 
+def test_the_comment_body_and_the_include_parameter_say_what_the_server_accepts(document: dict[str, Any]) -> None:
+    comment = document["components"]["schemas"]["CreateCommentRequest"]
+    assert comment["required"] == ["content"]
+    content = comment["properties"]["content"]
+    assert (content["type"], content["minLength"], content["maxLength"]) == ("string", 1, 20000)
+    assert comment["properties"]["is_internal"]["type"] == "boolean"
+    # Inline attachments on comments are not wired yet: the document admits only an empty list.
+    attachments = comment["properties"]["attachments"]
+    assert (attachments["maxItems"], attachments["items"]) == (0, {"$ref": "#/components/schemas/InlineAttachment"})
+    include = parameter(operations(document)["showTicket"], "include")
+    assert (include["required"], include["schema"]) == (
+        False,
+        {"type": "string", "pattern": "^(comments)(,(comments))*$"},
+    )
+    key = parameter(operations(document)["createComment"], "Idempotency-Key")
+    assert (key["required"], key["schema"]["maxLength"]) == (False, 255)
+
+
 @pytest.mark.parametrize("operation_id", ["createTicket", "updateTicket"])
 def test_type_and_module_are_required_with_the_values_the_server_accepts(
     document: dict[str, Any], operation_id: str
@@ -137,7 +160,14 @@ def test_request_bodies_refuse_unknown_members(document: dict[str, Any]) -> None
             reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             assert reference == f"#/components/schemas/{REQUEST_BODIES.pop(operation_id)}"
     assert not REQUEST_BODIES, f"operations without their request body: {REQUEST_BODIES}"
-    for name in ("CreateTicketRequest", "UpdateTicketRequest", "ChangeStatusRequest", "TicketTypeDefinition"):
+    for name in (
+        "CreateTicketRequest",
+        "UpdateTicketRequest",
+        "ChangeStatusRequest",
+        "TicketTypeDefinition",
+        "CreateCommentRequest",
+        "InlineAttachment",
+    ):
         assert schemas[name]["additionalProperties"] is False, name
     for name in ("StateIn", "StateUpdate", "FieldDefinition", "Workflow"):
         assert schemas[name]["additionalProperties"] is False, name
