@@ -23,6 +23,9 @@ from litestar.openapi.spec import Components, SecurityScheme
 from app.auth.authenticator import Authenticator
 from app.auth.controller import MeController
 from app.auth.middleware import AuthenticationMiddleware, complete_options_answers
+from app.comment.controller import CommentController
+from app.comment.repository import CommentRepository
+from app.comment.service import CommentService
 from app.config import Settings, load_settings
 from app.db.database import Database
 from app.db.notifications import NotificationListener
@@ -39,6 +42,7 @@ from app.tenancy.cors import CorsMiddleware
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL, TenantRepository
 from app.ticket.controller import TicketController
+from app.ticket.includes import TicketIncludes
 from app.ticket.repository import TicketRepository
 from app.ticket.service import TicketService
 from app.ticket.sweeps import ExpiredIdempotencyKeySweep, PendingCloseTimer
@@ -121,7 +125,14 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     state_cache = TicketStateCache(state_repository)
     ticket_states = TicketStateService(db, state_repository, ticket_types, state_cache, keys)
     ticket_repository = TicketRepository(db)
-    tickets = TicketService(db, ticket_repository, type_cache, state_repository, state_cache, keys)
+    # What GET /ticket/{objectId}?include= embeds comes from the packages above app.ticket, registered below.
+    ticket_includes = TicketIncludes()
+    tickets = TicketService(
+        db, ticket_repository, type_cache, state_repository, state_cache, keys, includes=ticket_includes
+    )
+    comments = CommentService(CommentRepository(db), tickets, keys)
+    ticket_includes.register("comments", comments.embedded)
+    ticket_includes.check_complete()
     sweeps = [
         PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),
         ExpiredIdempotencyKeySweep(key_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
@@ -153,11 +164,12 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
 
     api = Router(
         path=API_PREFIX,
-        route_handlers=[MeController, TicketTypeController, TicketController, TicketStateController],
+        route_handlers=[MeController, TicketTypeController, TicketController, TicketStateController, CommentController],
         dependencies={
             "ticket_types": provide(ticket_types),
             "tickets": provide(tickets),
             "ticket_states": provide(ticket_states),
+            "comments": provide(comments),
         },
         # Authentication first: a caller without access learns nothing about a route's parameters.
         middleware=[

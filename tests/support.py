@@ -112,6 +112,7 @@ BETA_ROLES: dict[str, Any] = {
     "write": ["agent"],
     "admin": ["boss"],
     "support": "helpdesk",
+    "customer": ["client"],
 }
 TEMPLATE_TYPES = ["request", "facility-request"]
 
@@ -329,6 +330,11 @@ class TenantApi:
         return cls(http, tenant, token(tenant, roles=["agent"], subject=subject))
 
     @classmethod
+    def customer(cls, http: httpx.AsyncClient, tenant: TenantSpec, subject: str = "customer-1") -> TenantApi:
+        """A caller with only the tenant's customer role: its own tickets, no internal notes."""
+        return cls(http, tenant, token(tenant, roles=list(tenant.roles["customer"]), subject=subject))
+
+    @classmethod
     def admin(cls, http: httpx.AsyncClient, tenant: TenantSpec, subject: str = "admin-1") -> TenantApi:
         roles = tenant.roles["admin"]
         return cls(http, tenant, token(tenant, roles=list(roles), scope=ADMIN_SCOPE, subject=subject))
@@ -382,6 +388,17 @@ class TenantApi:
 
     async def history(self, object_id: str, **params: str) -> httpx.Response:
         return await self.http.get(f"{TICKETS}/{object_id}/history", params=params, headers=self.headers)
+
+    async def comment(self, object_id: str, body: Any, **headers: str) -> httpx.Response:
+        return await self.http.post(comments_path(object_id), headers={**self.headers, **headers}, json=body)
+
+    async def comments(self, object_id: str, **params: str) -> httpx.Response:
+        return await self.http.get(comments_path(object_id), params=params, headers=self.headers)
+
+
+def comments_path(object_id: str, comment_id: str | None = None) -> str:
+    path = f"{TICKETS}/{object_id}/comments"
+    return path if comment_id is None else f"{path}/{comment_id}"
 
 
 def field_ids(ticket_type: dict[str, Any]) -> dict[str, str]:

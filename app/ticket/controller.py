@@ -7,6 +7,7 @@ hides every other); updating, changing the status, assigning and deleting need a
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 import uuid
 from typing import Annotated, Any, Literal, cast
@@ -41,6 +42,7 @@ from app.ticket.dto import (
     UpdateTicketRequest,
     UpdateTicketResponse,
 )
+from app.ticket.includes import INCLUDABLE, INCLUDE_PATTERN, parse_include
 from app.ticket.service import (
     TIME_FORMAT,
     AssignedTicket,
@@ -98,8 +100,18 @@ IF_MATCH_PARAMETER = Parameter(
 )
 
 _read = requires("read", READ_SCOPE, "read tickets")
-# Customers read the tickets they created (TicketService.visible hides every other one).
-_read_visible = requires("read", READ_SCOPE, "read tickets", customers=True)
+# Taken as any string, so that parse_include can name the unknown members; documented as what it accepts.
+INCLUDE_PARAMETER = Parameter(
+    name="include",
+    param_in=ParamType.QUERY,
+    required=False,
+    schema=Schema(type=OpenAPIType.STRING, pattern=INCLUDE_PATTERN),
+    description=f"Members to embed in the ticket, comma-separated: {', '.join(INCLUDABLE)} (the comments the "
+    "caller may see, oldest first)",
+)
+# A customer-level caller reads the tickets it created (TicketService.visible), with their comments and history.
+_show = requires("read", READ_SCOPE, "read tickets", documented=(INCLUDE_PARAMETER,), customers=True)
+_read_own = requires("read", READ_SCOPE, "read tickets", customers=True)
 # The list also takes field filters, data.<field-uuid>=<value>.
 _list = {**_read, "opt": {**_read["opt"], QUERY_PREFIXES: ("data.",)}}
 _create = requires(
@@ -212,16 +224,16 @@ class TicketController(Controller):
             order=order,
         )
         total, rows = await tickets.page(request.user, query)
-        return TicketPage(data=rows, pagination=_pagination(request, total, page, per_page))
+        return TicketPage(data=rows, pagination=pagination(request, total, page, per_page))
 
     @get(
         "/{object_id:str}",
-        **_read_visible,
+        **_show,
         operation_id="showTicket",
         summary="Show a ticket",
         responses={
             200: ResponseSpec(TicketOut, description="The ticket; its etag also in the ETag header"),
-            304: ResponseSpec(None, description="If-None-Match named the current etag"),
+            304: ResponseSpec(None, description="If-None-Match named the current ETag"),
             **error_responses(400, 401, 404),
         },
     )
@@ -242,11 +254,16 @@ class TicketController(Controller):
         as_of_etag: Annotated[
             str | None, QueryParameter(name="asOfEtag", description="The ticket as it was when it had this etag")
         ] = None,
+        include: FromQuery[str | None] = None,
     ) -> ASGIApp:
         """By display ID (e.g. REQ-0509); the internal UUID is not an address. The etag is in the body and the
         ETag header; If-None-Match with the current etag answers 304. With `asOf` or `asOfEtag`, the document a
-        GET returned then, rebuilt from the ticket's history (404 when the ticket did not exist yet)."""
+        GET returned then, rebuilt from the ticket's history (404 when the ticket did not exist yet). With
+        `include`, the ticket with those members too, under a weak ETag of its own (the ticket's etag stays in the
+        body): a comment changes what is embedded but not the ticket's etag."""
         principal = request.user
+        if include is not None:
+            return await _show_including(request, tickets, object_id, include, if_none_match, as_of, as_of_etag)
         if as_of is None and as_of_etag is None:
             ticket = await tickets.get(principal, object_id)
         else:
@@ -363,7 +380,7 @@ class TicketController(Controller):
 
     @get(
         "/{object_id:str}/history",
-        **_read_visible,
+        **_read_own,
         operation_id="listTicketHistory",
         summary="A ticket's history, oldest first",
         responses=error_responses(400, 401, 404),
@@ -381,7 +398,34 @@ class TicketController(Controller):
         assignee), the deletion, and for each the actor, the time, the request id, the support flag and the etag it
         produced. A deleted ticket's history stays readable for administrators (tickets:admin scope, admin role)."""
         total, entries = await tickets.history(request.user, object_id, page, per_page)
-        return HistoryPage(data=entries, pagination=_pagination(request, total, page, per_page))
+        return HistoryPage(data=entries, pagination=pagination(request, total, page, per_page))
+
+
+async def _show_including(
+    request: Request[Principal, Any, Any],
+    tickets: TicketService,
+    object_id: str,
+    include: str,
+    if_none_match: str | None,
+    as_of: str | None,
+    as_of_etag: str | None,
+) -> ASGIApp:
+    names = parse_include(include)
+    if as_of is not None or as_of_etag is not None:
+        # What is embedded is current: next to a past version of the ticket it would be a document no GET returned.
+        raise InputValidationFailure(
+            "Invalid query parameters", {"include": "cannot be combined with asOf or asOfEtag"}
+        )
+    ticket, members = await tickets.get_including(request.user, object_id, names)
+    document = _encoder.encode(ticket)
+    body = b"".join((document[:-1], *(b',"%s":%s' % (name.encode(), value) for name, value in members), b"}"))
+    # Derived from everything the body says, the ticket's etag included: a copy cached before a comment was added
+    # is stale, although the ticket's etag did not change.
+    validator = hashlib.sha256(body).hexdigest()[:32]
+    etag_header = ((b"etag", f'W/"{validator}"'.encode()),)
+    if _matches(if_none_match, validator):
+        return JsonResponse(b"", status=304, headers=etag_header)
+    return JsonResponse(body, headers=etag_header)
 
 
 def _written(message: str, written: WrittenTicket) -> UpdateTicketResponse:
@@ -466,7 +510,7 @@ def _filter_value(raw: str) -> Any:
         return raw
 
 
-def _pagination(request: Request[Principal, Any, Any], total: int, page: int, per_page: int) -> Pagination:
+def pagination(request: Request[Principal, Any, Any], total: int, page: int, per_page: int) -> Pagination:
     last = last_page(total, per_page)
     return Pagination(
         total=total,

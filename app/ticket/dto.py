@@ -200,9 +200,15 @@ class AssigneeChange(msgspec.Struct, frozen=True):
     new: str | None
 
 
+class CommentEvent(msgspec.Struct, frozen=True):
+    id: uuid.UUID  # the comment's id (GET .../comments/{id})
+    is_internal: bool
+
+
 class HistoryEntry(msgspec.Struct, frozen=True):
     sequence: int  # 1 for the creation, then one more per change
-    event: str  # ticket.created, ticket.updated, ticket.status_changed, ticket.assigned or ticket.deleted
+    # ticket.created, ticket.updated, ticket.status_changed, ticket.assigned, ticket.deleted or comment.created
+    event: str
     at: datetime.datetime
     actor: str
     request_id: str
@@ -214,6 +220,8 @@ class HistoryEntry(msgspec.Struct, frozen=True):
     pending_until: PendingChange | None  # set when the pending time changed
     assignee: AssigneeChange | None  # set by an assignment
     note: str | None
+    # comment.created: the comment it added (customer-level callers never see an internal note's event).
+    comment: CommentEvent | None
 
 
 class HistoryPage(msgspec.Struct, frozen=True):

@@ -77,6 +77,9 @@ class HistoryRow(msgspec.Struct, frozen=True):
     support: bool
     etag: uuid.UUID
     created_at: datetime.datetime
+    # comment.created: the comment, and whether it is an internal note (then customer-level callers never see it).
+    comment_id: uuid.UUID | None
+    internal: bool
 
 
 _TICKET_COLUMNS = select_list(TicketRow, data="data::text")
@@ -254,16 +257,20 @@ SELECT $1, id, event_sequence, 'ticket.status_changed', '{}'::jsonb, $4, $5, fal
   FROM moved
 """
 
-# A ticket's events, oldest first, each with the state, pending time and assignee before it.
+# A ticket's events, oldest first, each with the state, pending time and assignee before it; internal events (those
+# of internal notes) only when $5.
 HISTORY = """
 SELECT sequence, kind, changes::text AS changes, state_id, previous_state_id, pending_until,
-       previous_pending_until, assignee, previous_assignee, note, actor, request_id, support, etag, created_at
+       previous_pending_until, assignee, previous_assignee, note, actor, request_id, support, etag, created_at,
+       comment_id, internal
   FROM (SELECT sequence, kind, changes, state_id, lag(state_id) OVER w AS previous_state_id, pending_until,
                lag(pending_until) OVER w AS previous_pending_until, assignee,
-               lag(assignee) OVER w AS previous_assignee, note, actor, request_id, support, etag, created_at
+               lag(assignee) OVER w AS previous_assignee, note, actor, request_id, support, etag, created_at,
+               comment_id, internal
           FROM ticket_event
          WHERE tenant_id = $1 AND ticket_id = $2
         WINDOW w AS (ORDER BY sequence)) AS events
+ WHERE $5 OR NOT internal
  ORDER BY sequence
  LIMIT $3 OFFSET $4
 """
@@ -428,14 +435,20 @@ class TicketRepository:
         """Move up to `batch` of the tenant's tickets whose pending-close time has come; returns how many."""
         return await self._db.execute(CLOSE_DUE, tenant_id, batch, str(batch_id), actor, request_id, note)
 
-    async def count_events(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> int:
+    async def count_events(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID, *, internal: bool) -> int:
+        """How many events the ticket has; internal ones (see HISTORY) counted only with `internal`."""
         count: int = await self._db.fetch_value(
-            "SELECT count(*) FROM ticket_event WHERE tenant_id = $1 AND ticket_id = $2", tenant_id, ticket_id
+            "SELECT count(*) FROM ticket_event WHERE tenant_id = $1 AND ticket_id = $2 AND ($3 OR NOT internal)",
+            tenant_id,
+            ticket_id,
+            internal,
         )
         return count
 
-    async def history(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID, limit: int, offset: int) -> list[HistoryRow]:
-        return await self._db.fetch_all(HistoryRow, HISTORY, tenant_id, ticket_id, limit, offset)
+    async def history(
+        self, tenant_id: uuid.UUID, ticket_id: uuid.UUID, limit: int, offset: int, *, internal: bool
+    ) -> list[HistoryRow]:
+        return await self._db.fetch_all(HistoryRow, HISTORY, tenant_id, ticket_id, limit, offset, internal)
 
     async def as_of(
         self, tenant_id: uuid.UUID, ticket_id: uuid.UUID, at: datetime.datetime | None, etag: uuid.UUID | None

@@ -29,6 +29,7 @@ from app.ticket.dto import (
     AssigneeChange,
     AssignTicketRequest,
     ChangeStatusRequest,
+    CommentEvent,
     CreateTicketRequest,
     HistoryEntry,
     PendingChange,
@@ -42,6 +43,7 @@ from app.ticket.errors import (
     TicketVersionNotFound,
     TransitionNotAllowed,
 )
+from app.ticket.includes import TicketIncludes
 from app.ticket.repository import HistoryRow, TicketRepository, TicketRow
 from app.ticket_state.cache import Labels, TicketStateCache
 from app.ticket_state.dto import StateType
@@ -121,6 +123,8 @@ class TicketService:
         states: TicketStateRepository,
         state_labels: TicketStateCache,
         keys: Idempotency,
+        *,
+        includes: TicketIncludes,
     ) -> None:
         self._db = db
         self._repository = repository
@@ -128,6 +132,7 @@ class TicketService:
         self._states = states
         self._state_labels = state_labels
         self._keys = keys
+        self._includes = includes
 
     async def create(
         self, principal: Principal, request: CreateTicketRequest, request_id: str, idempotency_key: str | None
@@ -181,6 +186,14 @@ class TicketService:
         row = await self.visible(principal, object_id)
         return to_out(row, await self._state_label(principal.tenant_id, row.state_id))
 
+    async def get_including(
+        self, principal: Principal, object_id: str, names: tuple[str, ...]
+    ) -> tuple[TicketOut, list[tuple[str, bytes]]]:
+        """The ticket and the JSON of each member `names` asks to embed (see app/ticket/includes.py)."""
+        row = await self.visible(principal, object_id)
+        ticket = to_out(row, await self._state_label(principal.tenant_id, row.state_id))
+        return ticket, await self._includes.embed(principal, row, names)
+
     async def _state_label(self, tenant_id: uuid.UUID, state_id: uuid.UUID | None) -> StateLabelRow | None:
         if state_id is None:
             return None
@@ -218,12 +231,12 @@ class TicketService:
     async def history(
         self, principal: Principal, object_id: str, page: int, per_page: int
     ) -> tuple[int, list[HistoryEntry]]:
-        # Every event is shown to whoever may see the ticket. Events a customer-level caller must not see (internal
-        # notes) are to be left out here, by kind, for principal.customer_only.
         ticket = await self.visible(principal, object_id, audit=True)
-        total = await self._repository.count_events(principal.tenant_id, ticket.id)
+        # A customer-level caller never learns of an internal note, so neither of the event recording it.
+        internal = not principal.customer_only
+        total = await self._repository.count_events(principal.tenant_id, ticket.id, internal=internal)
         rows = await self._repository.history(
-            principal.tenant_id, ticket.id, limit=per_page, offset=(page - 1) * per_page
+            principal.tenant_id, ticket.id, limit=per_page, offset=(page - 1) * per_page, internal=internal
         )
         state_ids = {state_id for row in rows for state_id in (row.state_id, row.previous_state_id)}
         labels = await self._state_labels.labels(principal.tenant_id, state_ids)
@@ -599,6 +612,9 @@ def _history_entry(row: HistoryRow, labels: Labels) -> HistoryEntry:
     assignee = None
     if row.kind == ASSIGNED or row.assignee != row.previous_assignee:
         assignee = AssigneeChange(old=row.previous_assignee, new=row.assignee)
+    comment = None
+    if row.comment_id is not None:
+        comment = CommentEvent(id=row.comment_id, is_internal=row.internal)
     return HistoryEntry(
         sequence=row.sequence,
         event=row.kind,
@@ -613,6 +629,7 @@ def _history_entry(row: HistoryRow, labels: Labels) -> HistoryEntry:
         pending_until=pending,
         assignee=assignee,
         note=row.note,
+        comment=comment,
     )
 
 

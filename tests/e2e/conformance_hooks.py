@@ -21,6 +21,10 @@ API = "/api/v2/ticketing"
 INVALID = "INPUT_VALIDATION_FAILURE"
 # The rules of ticket-state names and notes, which the document states: a refusal naming them is not a business rule.
 STATE_FORMAT_REASONS = {"1 to 100 characters, without leading or trailing spaces", "at most 2000 characters"}
+SANITISED_CONTENT_REASONS = {
+    "shows no text once sanitised (scripts, styles and unsupported markup are removed)",
+    "at most 20000 characters once sanitised (text escaped)",
+}
 AS_OF_REASONS = {
     "use either asOf or asOfEtag, not both",
     "an ISO 8601 timestamp with a time zone, in the years 1 to 9999 in UTC, e.g. 2026-11-22T18:00:00Z",
@@ -68,10 +72,25 @@ def _create_ticket(body: dict[str, Any]) -> bool:
 
 
 def _show_ticket(body: dict[str, Any]) -> bool:
-    # asOf and asOfEtag exclude each other, and asOf must fall in the years 1 to 9999 in UTC: no OpenAPI parameter
-    # can say either.
+    # asOf and asOfEtag exclude each other, asOf must fall in the years 1 to 9999 in UTC, and include (what is
+    # embedded now) goes with neither: no OpenAPI parameter can say any of these.
     reason = body.get("validationResult", {}).get("reason", {})
-    return body.get("code") == INVALID and reason.keys() == {"asOf"} and reason["asOf"] in AS_OF_REASONS
+    return body.get("code") == INVALID and (
+        (reason.keys() == {"asOf"} and reason["asOf"] in AS_OF_REASONS)
+        or reason == {"include": "cannot be combined with asOf or asOfEtag"}
+    )
+
+
+def _create_comment(body: dict[str, Any]) -> bool:
+    # Content is HTML, sanitised before it is stored: what is left must show some text and fit the limit once
+    # escaped, which depends on the sanitiser, not on the request's shape.
+    reason = body.get("validationResult", {}).get("reason", {})
+    return (
+        body.get("code") == INVALID
+        and body.get("message") == "Invalid comment"
+        and reason.keys() == {"content"}
+        and reason["content"] in SANITISED_CONTENT_REASONS
+    )
 
 
 def _ticket_type_definition(body: dict[str, Any]) -> bool:
@@ -102,6 +121,7 @@ REFUSED_FOR_BUSINESS_RULES = {
     f"PATCH {API}/ticket/{{object_id}}/assign": _assign_ticket,
     f"POST {API}/ticket": _create_ticket,
     f"GET {API}/ticket/{{object_id}}": _show_ticket,
+    f"POST {API}/ticket/{{object_id}}/comments": _create_comment,
     f"POST {API}/ticket-type": _ticket_type_definition,
     f"PUT {API}/ticket-type/{{type_id}}": _ticket_type_definition,
     f"POST {API}/ticket-state": _ticket_state,
@@ -127,6 +147,7 @@ TAKING_IDEMPOTENCY_KEYS = {
     f"PATCH {API}/ticket/{{object_id}}/status",
     f"PATCH {API}/ticket/{{object_id}}/assign",
     f"DELETE {API}/ticket/{{object_id}}",
+    f"POST {API}/ticket/{{object_id}}/comments",
 }
 # A well-formed If-Match naming an etag the ticket does not have (issue 10: "It honours If-Match: <etag> (412 when
 # stale)"): the precondition is over stored data, as RFC 9110 defines If-Match.

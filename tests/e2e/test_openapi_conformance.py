@@ -3,11 +3,11 @@
 routes need). Any 5xx, any response the document does not describe (status, headers, body schema), any request the
 document calls valid that the server refuses, and any it calls invalid that the server accepts, fails the suite.
 
-Path parameters are pinned to objects that exist (a ticket, a type, a state; DELETE of a ticket gets a ticket of its
-own), and the tenant headers to the tenant's own, so that requests get past "not found" to the checks that matter.
-Three built-in checks conflict with fixed parts of the contract in a few named cases; tests/e2e/conformance_hooks.py
-replaces exactly those checks with wrappers that let through only those cases (and assert their contract answer
-where there is one).
+Path parameters are pinned to objects that exist (a ticket, a type, a state, a comment; DELETE of a ticket gets a
+ticket of its own), and the tenant headers to the tenant's own, so that requests get past "not found" to the checks
+that matter. Three built-in checks conflict with fixed parts of the contract in a few named cases;
+tests/e2e/conformance_hooks.py replaces exactly those checks with wrappers that let through only those cases (and
+assert their contract answer where there is one).
 
 Run by hand, against `make run`, with the same settings: the configuration written below, then
 `SCHEMATHESIS_HOOKS=tests/e2e/conformance_hooks.py st --config-file <it> run <url>/schema/openapi.json ...`.
@@ -71,6 +71,8 @@ async def test_the_server_conforms_to_its_openapi_document(
         ticket = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "Conformance"})
         doomed = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "To be deleted"})
         states = (await http.get(STATES, headers=admin.headers)).json()["data"]
+        comment = await admin.comment(ticket["objectId"], {"content": "Conformance"})
+        assert comment.status_code == 201, comment.text
     directory = workspace / f"schemathesis-{tenant.slug}"
     directory.mkdir()
     config = directory / "schemathesis.toml"
@@ -79,7 +81,12 @@ async def test_the_server_conforms_to_its_openapi_document(
             str(tenant.id),
             tenant.realms[0].name,
             bearer,
-            {"object_id": ticket["objectId"], "type_id": request_type["id"], "state_id": states[0]["id"]},
+            {
+                "object_id": ticket["objectId"],
+                "type_id": request_type["id"],
+                "state_id": states[0]["id"],
+                "comment_id": comment.json()["id"],
+            },
             doomed["objectId"],
         )
     )
@@ -103,4 +110,4 @@ async def test_the_server_conforms_to_its_openapi_document(
             await process.wait()
     report = output.decode(errors="replace")
     assert process.returncode == 0, report
-    assert "22 selected / 22 total" in report, report
+    assert "25 selected / 25 total" in report, report

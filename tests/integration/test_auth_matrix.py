@@ -94,6 +94,7 @@ class World:
         self.admin = TenantApi.admin(http, owner)
         self._made = 0
         self._ticket: dict[str, Any] | None = None
+        self._comment: dict[str, Any] | None = None
 
     def name(self) -> str:
         """A new name (or type prefix) for each object a test creates: A, B, ... Z, AA, AB, ..."""
@@ -122,6 +123,14 @@ class World:
         if self._ticket is None:
             self._ticket = await self.new_ticket()
         return self._ticket
+
+    async def comment(self) -> dict[str, Any]:
+        """A comment on the ticket the reads read (made once)."""
+        if self._comment is None:
+            response = await self.admin.comment((await self.ticket())["object_id"], {"content": "matrix"})
+            assert response.status_code == 201, response.text
+            self._comment = response.json()
+        return self._comment
 
     async def new_type(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """A new ticket type of the owner's: its definition and the created type."""
@@ -212,6 +221,30 @@ async def _show_ticket_as_of_etag(world: World) -> Call:
 
 async def _history(world: World) -> Call:
     return Call("GET", await _ticket_path(world, "/history"))
+
+
+async def _show_ticket_with_comments(world: World) -> Call:
+    return Call("GET", await _ticket_path(world), params={"include": "comments"})
+
+
+async def _add_comment(world: World) -> Call:
+    return Call("POST", await _ticket_path(world, "/comments"), body={"content": "<p>matrix</p>"})
+
+
+async def _add_empty_comment(world: World) -> Call:
+    return Call("POST", await _ticket_path(world, "/comments"), body={"content": "<script>x</script>"})
+
+
+async def _list_comments(world: World) -> Call:
+    return Call("GET", await _ticket_path(world, "/comments"))
+
+
+async def _show_comment(world: World) -> Call:
+    return Call("GET", await _ticket_path(world, f"/comments/{(await world.comment())['id']}"))
+
+
+async def _show_absent_comment(world: World) -> Call:
+    return Call("GET", await _ticket_path(world, f"/comments/{ABSENT_ID}"))
 
 
 async def _create_ticket(world: World) -> Call:
@@ -368,6 +401,8 @@ ROUTES: dict[str, Route] = {
             "valid": (_show_ticket, 200),
             "asOf": (_show_ticket_as_of, 200),
             "asOfEtag": (_show_ticket_as_of_etag, 200),
+            "include=comments": (_show_ticket_with_comments, 200),
+            "unknown include": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"include": "everything"}), 400),
             "absent": (_fixed("GET", f"/ticket/{ABSENT_TICKET}"), 404),
             "absent asOf": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"asOf": "2999-01-01T00:00:00Z"}), 404),
             "absent asOfEtag": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"asOfEtag": ABSENT_ID}), 404),
@@ -417,6 +452,30 @@ ROUTES: dict[str, Route] = {
     ),
     "GET /ticket-state": Route(
         "read", "read ticket states", {"valid": (_get("/ticket-state"), 200)}, customers={"valid": 200}
+    ),
+    # Customers' access to the comment routes (their own tickets only): tests/integration/test_comments.py.
+    "POST /ticket/{object_id}/comments": Route(
+        "write",
+        "comment on tickets",
+        {
+            "valid": (_add_comment, 201),
+            "absent": (_fixed("POST", f"/ticket/{ABSENT_TICKET}/comments", body={"content": "x"}), 404),
+            "invalid (no text once sanitised)": (_add_empty_comment, 400),
+        },
+    ),
+    "GET /ticket/{object_id}/comments": Route(
+        "read",
+        "read tickets",
+        {
+            "valid": (_list_comments, 200),
+            "absent": (_fixed("GET", f"/ticket/{ABSENT_TICKET}/comments"), 404),
+            "invalid query": (_fixed("GET", f"/ticket/{ABSENT_TICKET}/comments", {"per_page": "0"}), 400),
+        },
+    ),
+    "GET /ticket/{object_id}/comments/{comment_id}": Route(
+        "read",
+        "read tickets",
+        {"valid": (_show_comment, 200), "absent": (_show_absent_comment, 404)},
     ),
     "GET /ticket-state/{state_id}": Route(
         "read",

@@ -30,6 +30,9 @@ OPERATION_IDS = {
     ("patch", f"{API}/ticket/{{object_id}}/assign"): "assignTicket",
     ("delete", f"{API}/ticket/{{object_id}}"): "deleteTicket",
     ("get", f"{API}/ticket/{{object_id}}/history"): "listTicketHistory",
+    ("post", f"{API}/ticket/{{object_id}}/comments"): "createComment",
+    ("get", f"{API}/ticket/{{object_id}}/comments"): "listComments",
+    ("get", f"{API}/ticket/{{object_id}}/comments/{{comment_id}}"): "showComment",
     ("get", f"{API}/ticket-state"): "listTicketStates",
     ("post", f"{API}/ticket-state"): "createTicketState",
     ("get", f"{API}/ticket-state/{{state_id}}"): "showTicketState",
@@ -48,6 +51,7 @@ MORE_ERRORS = {
     "createTicketState": {"413"},
     "updateTicketState": {"413"},
     "deleteTicketState": {"409"},
+    "createComment": {"413", "422"},
 }
 REQUEST_BODIES = {
     "createTicket": "CreateTicketRequest",
@@ -58,6 +62,7 @@ REQUEST_BODIES = {
     "replaceTicketType": "TicketTypeDefinition",
     "createTicketState": "StateIn",
     "updateTicketState": "StateUpdate",
+    "createComment": "CreateCommentRequest",
 }
 
 
@@ -150,6 +155,24 @@ def test_delete_documents_if_match_and_an_empty_204(document: dict[str, Any]) ->
     assert "content" not in operation["responses"]["204"]
 
 
+def test_the_comment_body_and_the_include_parameter_say_what_the_server_accepts(document: dict[str, Any]) -> None:
+    comment = document["components"]["schemas"]["CreateCommentRequest"]
+    assert comment["required"] == ["content"]
+    content = comment["properties"]["content"]
+    assert (content["type"], content["minLength"], content["maxLength"]) == ("string", 1, 20000)
+    assert comment["properties"]["is_internal"]["type"] == "boolean"
+    # Inline attachments on comments are not wired yet: the document admits only an empty list.
+    attachments = comment["properties"]["attachments"]
+    assert (attachments["maxItems"], attachments["items"]) == (0, {"$ref": "#/components/schemas/InlineAttachment"})
+    include = parameter(operations(document)["showTicket"], "include")
+    assert (include["required"], include["schema"]) == (
+        False,
+        {"type": "string", "pattern": "^(comments)(,(comments))*$"},
+    )
+    key = parameter(operations(document)["createComment"], "Idempotency-Key")
+    assert (key["required"], key["schema"]["maxLength"]) == (False, 255)
+
+
 @pytest.mark.parametrize("operation_id", ["createTicket", "updateTicket"])
 def test_type_and_module_are_required_with_the_values_the_server_accepts(
     document: dict[str, Any], operation_id: str
@@ -185,6 +208,8 @@ def test_request_bodies_refuse_unknown_members(document: dict[str, Any]) -> None
         "ChangeStatusRequest",
         "AssignTicketRequest",
         "TicketTypeDefinition",
+        "CreateCommentRequest",
+        "InlineAttachment",
     ):
         assert schemas[name]["additionalProperties"] is False, name
     for name in ("StateIn", "StateUpdate", "FieldDefinition", "Workflow"):
