@@ -339,11 +339,6 @@ class TenantApi:
         roles = tenant.roles["admin"]
         return cls(http, tenant, token(tenant, roles=list(roles), scope=ADMIN_SCOPE, subject=subject))
 
-    @classmethod
-    def customer(cls, http: httpx.AsyncClient, tenant: TenantSpec, subject: str = "customer-1") -> TenantApi:
-        """A customer-level caller (the tenant's customer role only), with the scopes to read and create."""
-        return cls(http, tenant, token(tenant, roles=list(tenant.roles["customer"]), subject=subject))
-
     @property
     def headers(self) -> dict[str, str]:
         return auth_headers(self.tenant, self.bearer, realm=self.realm)
