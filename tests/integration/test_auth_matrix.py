@@ -407,7 +407,12 @@ ROUTES: dict[str, Route] = {
             "absent asOf": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"asOf": "2999-01-01T00:00:00Z"}), 404),
             "absent asOfEtag": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"asOfEtag": ABSENT_ID}), 404),
         },
-        customers=dict.fromkeys(("valid", "asOf", "asOfEtag", "absent", "absent asOf", "absent asOfEtag"), 404),
+        customers={
+            **dict.fromkeys(
+                ("valid", "asOf", "asOfEtag", "include=comments", "absent", "absent asOf", "absent asOfEtag"), 404
+            ),
+            "unknown include": 400,
+        },
     ),
     "PATCH /ticket/{object_id}/update": Route(
         "write", "update the ticket", {"valid": (_update_ticket, 200), "absent": (_update_absent_ticket, 400)}
@@ -462,6 +467,7 @@ ROUTES: dict[str, Route] = {
             "absent": (_fixed("POST", f"/ticket/{ABSENT_TICKET}/comments", body={"content": "x"}), 404),
             "invalid (no text once sanitised)": (_add_empty_comment, 400),
         },
+        customers={"valid": 404, "absent": 404, "invalid (no text once sanitised)": 400},
     ),
     "GET /ticket/{object_id}/comments": Route(
         "read",
@@ -471,11 +477,13 @@ ROUTES: dict[str, Route] = {
             "absent": (_fixed("GET", f"/ticket/{ABSENT_TICKET}/comments"), 404),
             "invalid query": (_fixed("GET", f"/ticket/{ABSENT_TICKET}/comments", {"per_page": "0"}), 400),
         },
+        customers={"valid": 404, "absent": 404, "invalid query": 400},
     ),
     "GET /ticket/{object_id}/comments/{comment_id}": Route(
         "read",
         "read tickets",
         {"valid": (_show_comment, 200), "absent": (_show_absent_comment, 404)},
+        customers={"valid": 404, "absent": 404},
     ),
     "GET /ticket-state/{state_id}": Route(
         "read",
