@@ -237,6 +237,7 @@ async def test_a_comment_keeps_the_etag_moves_updated_at_and_is_an_event(
         "changes": {},
         "state": None,
         "pending_until": None,
+        "assignee": None,
         "note": None,
         "comment": {"id": comment["id"], "is_internal": True},
     }
