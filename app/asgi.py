@@ -29,6 +29,7 @@ from app.db.notifications import NotificationListener
 from app.docs import docs_router, render_plugins
 from app.errors import EXCEPTION_HANDLERS
 from app.health.controller import HealthController
+from app.json_body import StrictJsonRequest
 from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
 from app.openapi import StructSchemaPlugin
@@ -170,6 +171,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
+        request_class=StrictJsonRequest,
         # Wire types documented by msgspec, which also decodes them (see app/openapi.py).
         plugins=[StructSchemaPlugin()],
         openapi_config=OpenAPIConfig(
