@@ -46,7 +46,8 @@ class RequestDeadlineProtocol(HttpToolsProtocol):
     allows goes through on a slow link as long as it keeps flowing. Not an idle timeout alone either: a byte every
     few seconds would hold the connection and its handler task for days. The handler then sees the client gone
     (Litestar raises "client disconnected prematurely", logged as a client disconnect). While uvicorn has paused
-    reading because the handler has not consumed what arrived, the server is the slow one, and the clock restarts.
+    reading because the handler has not consumed what arrived, or a client that sent `Expect: 100-continue` waits
+    for the handler to ask for the body, the server is the slow one, and the clock restarts.
 
     Cost per request: an attribute check or two after each read, plus one timer per connection cancelled by its
     first request. A header timer is armed again only while headers arrive in pieces, a body timer only while a
@@ -116,8 +117,9 @@ class RequestDeadlineProtocol(HttpToolsProtocol):
             self._body_cycle = None
             return
         now = self.loop.time()
-        if self.flow.read_paused:
-            # Waiting for the handler to take what arrived: the client is not the slow one.
+        if self.flow.read_paused or cycle.waiting_for_100_continue:
+            # Waiting for the handler to take what arrived, or to ask for the body (a client that sent
+            # `Expect: 100-continue` sends it only then): the client is not the slow one.
             self._body_idle_until = now + self._body_timeout
             self._body_slow_after = max(self._body_slow_after, now + self._body_timeout)
         due = min(self._body_idle_until, self._body_slow_after)
