@@ -14,6 +14,8 @@ SWAGGER_UI_STAMP := $(SWAGGER_UI)/.version-$(SWAGGER_UI_VERSION)
 SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-standalone-preset.js swagger-ui.css favicon-32x32.png LICENSE NOTICE
 # Debian's Chromium: the offline docs test opens the docs pages in it, and `make docs-screenshot` photographs them.
 CHROMIUM := /usr/bin/chromium
+# jq: the README's walk-through pipes through it, and tests/e2e/test_readme_walkthrough.py runs the walk-through.
+JQ := /usr/bin/jq
 SCREENSHOT ?= docs-screenshot.png
 
 .PHONY: run test bench token lint typecheck check lock tenants-sync tenants-purge migrate clean docs-assets docs-screenshot
@@ -28,7 +30,7 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP) $(SWAGGER_UI_STAMP)
 	$(BIN)/python -m app serve
 
-test: $(STAMP) $(SWAGGER_UI_STAMP) $(CHROMIUM)
+test: $(STAMP) $(SWAGGER_UI_STAMP) $(CHROMIUM) $(JQ)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 docs-assets: $(SWAGGER_UI_STAMP)
@@ -46,14 +48,15 @@ $(SWAGGER_UI_STAMP):
 	@touch $@
 
 # Installed the way `make bench` installs wrk: apt-get as root (or password-less sudo), after an `apt-get update`
-# if the first attempt fails; otherwise stop with the one command to run.
-$(CHROMIUM):
+# if the first attempt fails; otherwise stop with the one command to run. The Debian package is named like the
+# program.
+$(CHROMIUM) $(JQ): /usr/bin/%:
 	@if [ "$$(id -u)" = 0 ]; then apt="apt-get"; elif sudo -n true 2>/dev/null; then apt="sudo -n apt-get"; \
-	 else echo "Chromium is needed by the docs test: sudo apt-get install -y chromium" >&2; exit 1; fi; \
-	 echo "chromium not found: $$apt install -y chromium" >&2; \
+	 else echo "$* is needed by the tests: sudo apt-get install -y $*" >&2; exit 1; fi; \
+	 echo "$* not found: $$apt install -y $*" >&2; \
 	 export DEBIAN_FRONTEND=noninteractive; \
-	 $$apt install -y -q chromium >&2 || { $$apt update -q >&2 && $$apt install -y -q chromium >&2; } || \
-	 { echo "could not install Chromium; run: sudo apt-get update && sudo apt-get install -y chromium" >&2; exit 1; }
+	 $$apt install -y -q $* >&2 || { $$apt update -q >&2 && $$apt install -y -q $* >&2; } || \
+	 { echo "could not install $*; run: sudo apt-get update && sudo apt-get install -y $*" >&2; exit 1; }
 	@test -x $@
 
 # A PNG of the API documentation page as a browser without network renders it (a throwaway cluster and server).

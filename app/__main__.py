@@ -116,7 +116,7 @@ def serve(settings: Settings) -> None:
             fd=sock.fileno(),
             workers=settings.workers,
             loop="uvloop",
-            http=http_protocol(settings.request_header_timeout_seconds),
+            http=http_protocol(settings.request_header_timeout_seconds, settings.request_body_timeout_seconds),
             lifespan="on",
             access_log=False,
             log_config=None,

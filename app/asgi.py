@@ -34,6 +34,7 @@ from app.errors import EXCEPTION_HANDLERS
 from app.health.controller import HealthController
 from app.idempotency.repository import IdempotencyRepository
 from app.idempotency.service import Idempotency
+from app.json_body import StrictJsonRequest
 from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
 from app.openapi import StructSchemaPlugin
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
+        request_class=StrictJsonRequest,
         # Wire types documented by msgspec, which also decodes them (see app/openapi.py).
         plugins=[StructSchemaPlugin()],
         openapi_config=OpenAPIConfig(

@@ -27,6 +27,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A connection must deliver each request's headers within this time, counted from its first byte (the first
     # request's: from the connection being accepted); otherwise it is closed.
     request_header_timeout_seconds: float = 10.0
+    # While a request's body is incomplete, a connection that sends nothing for this long, or whose body has taken
+    # this long plus a second per 500 bytes, is closed (app/limits.py).
+    request_body_timeout_seconds: float = 10.0
     log_level: str = "INFO"
     db_pool_min: int = 2
     db_pool_max: int = 16
@@ -53,6 +56,7 @@ _ENV = {
     "tenants_dir": "TENANTS_DIR",
     "max_body_bytes": "MAX_BODY_BYTES",
     "request_header_timeout_seconds": "REQUEST_HEADER_TIMEOUT_SECONDS",
+    "request_body_timeout_seconds": "REQUEST_BODY_TIMEOUT_SECONDS",
     "log_level": "LOG_LEVEL",
     "db_pool_min": "DB_POOL_MIN",
     "db_pool_max": "DB_POOL_MAX",
@@ -87,6 +91,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError("invalid environment variable MAX_BODY_BYTES: must be positive")
     if not (math.isfinite(settings.request_header_timeout_seconds) and settings.request_header_timeout_seconds > 0):
         raise ConfigError("invalid environment variable REQUEST_HEADER_TIMEOUT_SECONDS: must be a positive number")
+    if not (math.isfinite(settings.request_body_timeout_seconds) and settings.request_body_timeout_seconds > 0):
+        raise ConfigError("invalid environment variable REQUEST_BODY_TIMEOUT_SECONDS: must be a positive number")
     if not (math.isfinite(settings.db_acquire_timeout_seconds) and settings.db_acquire_timeout_seconds > 0):
         raise ConfigError("invalid environment variable DB_ACQUIRE_TIMEOUT_SECONDS: must be a positive number")
     if not (math.isfinite(settings.idempotency_key_ttl_seconds) and settings.idempotency_key_ttl_seconds > 0):

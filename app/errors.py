@@ -13,7 +13,13 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotFoundException, SerializationException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    InternalServerException,
+    NotFoundException,
+    SerializationException,
+    ValidationException,
+)
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from msgspec import UNSET, UnsetType
@@ -178,6 +184,8 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     """Framework errors (routing, method, body size, parsing) in the same envelope, with our own wording."""
     status = exc.status_code
     if status >= HTTP_500_INTERNAL_SERVER_ERROR:
+        if isinstance(exc, InternalServerException) and exc.detail == _CLIENT_DISCONNECTED:
+            return _client_went_away()
         return handle_unexpected(request, exc)
     if isinstance(exc, ValidationException):
         return _render(status, _validation_body(exc))
@@ -188,6 +196,19 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         message = exc.detail
     headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
     return _render(status, ErrorBody(error=True, message=message, code=code, status=status), headers)
+
+
+# What Litestar's body reader raises when the client hangs up (or is cut off by the body deadline of app/limits.py)
+# before its body is complete.
+_CLIENT_DISCONNECTED = "client disconnected prematurely"
+# nginx's "client closed request": never sent (there is no one to send it to), but the access log shows it.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def _client_went_away() -> Response[bytes]:
+    """Not a failure of ours: one quiet line, no traceback."""
+    log.info("client disconnected before sending the whole request body")
+    return Response(content=b"", status_code=CLIENT_CLOSED_REQUEST)
 
 
 def _validation_body(exc: ValidationException) -> ErrorBody:

@@ -580,7 +580,7 @@ class LiveServer:
                 access_log=False,
                 loop="none",
                 timeout_keep_alive=60,
-                http=http_protocol(settings.request_header_timeout_seconds),
+                http=http_protocol(settings.request_header_timeout_seconds, settings.request_body_timeout_seconds),
             )
         )
         self._task: asyncio.Task[None] | None = None

@@ -78,7 +78,18 @@ class _AssignTicketAsEnforced(msgspec.Struct, forbid_unknown_fields=True):
     assignee: Annotated[Assignee | None, Meta(description="null unassigns the ticket")]
 
 
+class _CreateTicketAsEnforced(msgspec.Struct, forbid_unknown_fields=True):
+    ticketTypeId: uuid.UUID
+    data: Annotated[
+        dict[Annotated[str, Meta(pattern=FIELD_ID_PATTERN)], Any],
+        Meta(description="Field UUID to value (the ticket type's fields[].id); defaults fill the fields left out"),
+    ] = {}
+
+
 class CreateTicketRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Any key here, so that every key the type does not have is named in the contract's INPUT_VALIDATION_FAILURE;
+    # the document states what the service enforces (app/openapi.py).
+    documented_as: ClassVar[Any] = functools.partial(msgspec.json.schema, _CreateTicketAsEnforced)
     ticketTypeId: uuid.UUID
     data: dict[str, Any] = {}
 

@@ -1,13 +1,16 @@
 """What the HTTP server does with connections, over raw sockets and httpx: a connection that does not complete a
-request's headers in time is closed (idle, half a request line, a trickled header), while keep-alive clients that
-are merely slow between requests, and requests that are slow but complete, are served; and a 413 for an oversized
-body reaches the client as a 413 on a connection it can go on using, not as a reset."""
+request's headers in time is closed (idle, half a request line, a trickled header), and so is one whose body stops
+or trickles, while keep-alive clients that are merely slow between requests, and requests whose headers or body are
+slow but flowing, are served; a client hanging up in the middle of its body is one quiet log line, not a 500 with a
+traceback; and a 413 for an oversized body reaches the client as a 413 on a connection it can go on using, not as a
+reset."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +22,7 @@ import pytest
 from tests.support import ADMIN_SCOPE, STATES, LiveServer, TenantSpec, auth_headers, make_settings, token
 
 HEADER_TIMEOUT = 1.0
+BODY_TIMEOUT = HEADER_TIMEOUT
 # Generous upper bounds: the server must have acted by then; only a server that never acts fails them.
 CLOSED_WITHIN = 5.0 * HEADER_TIMEOUT
 SLOW_STEP = 0.15 * HEADER_TIMEOUT  # pause between the pieces of a slow request
@@ -28,8 +32,12 @@ LIVE = b"GET /health/live HTTP/1.1\r\nhost: test\r\n\r\n"
 
 @pytest.fixture(scope="module")
 async def quick(migrated: str, workspace: Path) -> AsyncIterator[LiveServer]:
-    """A server that gives a connection one second to deliver a request's headers."""
-    async with LiveServer(make_settings(migrated, workspace, request_header_timeout_seconds=HEADER_TIMEOUT)) as live:
+    """A server that gives a connection one second to deliver a request's headers, and a body one second between
+    reads (plus a second per 500 bytes in all)."""
+    settings = make_settings(
+        migrated, workspace, request_header_timeout_seconds=HEADER_TIMEOUT, request_body_timeout_seconds=BODY_TIMEOUT
+    )
+    async with LiveServer(settings) as live:
         yield live
 
 
@@ -123,28 +131,34 @@ async def test_a_keep_alive_client_may_wait_longer_than_the_header_timeout_betwe
     connection.close()
 
 
-async def test_a_slow_but_complete_request_is_served(quick: LiveServer, alpha: TenantSpec) -> None:
-    admin = auth_headers(alpha, token(alpha, roles=alpha.roles["admin"], scope=ADMIN_SCOPE))
+def post_head(tenant: TenantSpec, framing: str) -> bytes:
+    """The head of an admin's POST of a ticket state, with `framing` (a content-length or transfer-encoding line)."""
+    admin = auth_headers(tenant, token(tenant, roles=tenant.roles["admin"], scope=ADMIN_SCOPE))
+    lines = [f"POST {STATES} HTTP/1.1", "host: test", "content-type: application/json", framing]
+    lines += [f"{header}: {value}" for header, value in admin.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def new_state_body(size: int) -> tuple[str, bytes]:
+    """A valid new state's body padded with JSON whitespace to `size` bytes; the state's name."""
     name = f"slow-{uuid.uuid4().hex[:8]}"
     body = json.dumps({"name": name, "state_type": "open"}).encode()
-    head = "".join(
-        [
-            f"POST {STATES} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n",
-            *(f"{header}: {value}\r\n" for header, value in admin.items()),
-            f"content-length: {len(body)}\r\n\r\n",
-        ]
-    ).encode()
+    return name, body.ljust(size)
+
+
+async def test_a_slow_but_flowing_request_is_served(quick: LiveServer, alpha: TenantSpec) -> None:
+    name, body = new_state_body(3000)
+    head = post_head(alpha, f"content-length: {len(body)}")
     connection = await Connection.open(quick)
 
-    # The headers in three pieces, well within the timeout; then the body a few bytes at a time, for longer than it.
+    # The headers in three pieces, well within the timeout; then the body at about 1000 bytes a second, for three
+    # times the body timeout: a slow upload that keeps flowing (above 500 bytes a second) is never cut.
     for piece in (head[:20], head[20:200], head[200:]):
         await connection.send(piece)
         await asyncio.sleep(SLOW_STEP)
-    pieces = [body[i : i + 5] for i in range(0, len(body), 5)]
-    pause = 1.5 * HEADER_TIMEOUT / len(pieces)
-    for piece in pieces:
-        await connection.send(piece)
-        await asyncio.sleep(pause)
+    for start in range(0, len(body), 150):
+        await connection.send(body[start : start + 150])
+        await asyncio.sleep(SLOW_STEP)
     status, _, answer = await connection.response()
 
     assert status == 201, answer
@@ -152,6 +166,83 @@ async def test_a_slow_but_complete_request_is_served(quick: LiveServer, alpha: T
     await connection.send(LIVE)  # and the connection stays usable
     assert (await connection.response())[0] == 200
     connection.close()
+
+
+class RequestsFinished(logging.Handler):
+    """Counts the server's access-log lines, each written as a request's handling ends (the server runs in this
+    event loop), so a test can wait for a request it cannot see an answer to."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.finished = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.finished.set()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def awaited(cls, caplog: pytest.LogCaptureFixture) -> AsyncIterator[None]:
+        """Capture every log record at INFO and above into `caplog` during the block, then wait (bounded) until a
+        request's handling has ended."""
+        watch = cls()
+        access = logging.getLogger("app.access")
+        access.addHandler(watch)
+        try:
+            with caplog.at_level(logging.INFO):
+                yield
+                await asyncio.wait_for(watch.finished.wait(), CLOSED_WITHIN)
+        finally:
+            access.removeHandler(watch)
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["body stops", "a byte at a time"])
+async def test_an_incomplete_body_is_cut_off(
+    quick: LiveServer, alpha: TenantSpec, trickle: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, body = new_state_body(200)
+    connection = await Connection.open(quick)
+    await connection.send(post_head(alpha, f"content-length: {len(body)}") + body[:20])
+    closed = asyncio.ensure_future(connection.closed_by_server())
+    # Either nothing more, or a byte every SLOW_STEP: never idle for the timeout, but far below 500 bytes a second.
+    async with RequestsFinished.awaited(caplog):  # and the handler waiting for the body ends
+        with contextlib.suppress(ConnectionError):
+            for byte in body[20:] if trickle else b"":
+                if closed.done():
+                    break
+                await connection.send(bytes([byte]))
+                await asyncio.sleep(SLOW_STEP)
+
+        assert BODY_TIMEOUT / 2 < await closed < CLOSED_WITHIN
+
+    assert_client_disconnect_logged_quietly(caplog)
+    connection.close()
+
+
+async def test_a_client_hanging_up_mid_body_is_logged_quietly_and_the_server_goes_on(
+    quick: LiveServer, alpha: TenantSpec, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, body = new_state_body(200)
+    connection = await Connection.open(quick)
+
+    async with RequestsFinished.awaited(caplog):
+        await connection.send(post_head(alpha, f"content-length: {len(body)}") + body[:50])
+        connection.close()
+
+    assert_client_disconnect_logged_quietly(caplog)
+    fresh = await Connection.open(quick)
+    await fresh.send(LIVE)
+    assert (await fresh.response())[0] == 200
+    fresh.close()
+
+
+def assert_client_disconnect_logged_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    """One INFO line for the request whose client went away, its access line with nginx's 499, and nothing at
+    WARNING or above, no traceback."""
+    assert [r.getMessage() for r in caplog.records if r.name == "app.errors"] == [
+        "client disconnected before sending the whole request body"
+    ]
+    assert [getattr(r, "status", None) for r in caplog.records if r.name == "app.access"] == [499]
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
 
 
 # --- a 413 reaches a keep-alive client as a 413 ---------------------------------------------------------------------
@@ -165,14 +256,6 @@ TOO_LARGE = {
 }
 # Refused by Litestar as it reads the body, which knows no limit to name.
 CHUNKED_TOO_LARGE = {**TOO_LARGE, "message": "Request body is larger than the limit"}
-
-
-def post_head(tenant: TenantSpec, framing: str) -> bytes:
-    """The head of an admin's POST of a ticket state, with `framing` (a content-length or transfer-encoding line)."""
-    admin = auth_headers(tenant, token(tenant, roles=tenant.roles["admin"], scope=ADMIN_SCOPE))
-    lines = [f"POST {STATES} HTTP/1.1", "host: test", "content-type: application/json", framing]
-    lines += [f"{header}: {value}" for header, value in admin.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 async def test_an_oversized_body_is_answered_413_and_the_connection_stays_usable(

@@ -120,7 +120,7 @@ def test_every_write_takes_an_idempotency_key(document: dict[str, Any]) -> None:
         assert (key["in"], key.get("required", False), key["schema"]["maxLength"]) == ("header", False, 255)
 
 
-def test_the_update_body_requires_a_non_empty_etag_and_changes(document: dict[str, Any]) -> None:
+def test_the_ticket_write_bodies_declare_what_the_service_enforces(document: dict[str, Any]) -> None:
     update = document["components"]["schemas"]["UpdateTicketRequest"]
     assert update["required"] == ["etag", "ticketUpdate"]
     assert update["additionalProperties"] is False
@@ -128,6 +128,9 @@ def test_the_update_body_requires_a_non_empty_etag_and_changes(document: dict[st
     assert (etag["type"], etag["minLength"]) == ("string", 1)
     assert (changes["type"], changes["minProperties"]) == ("object", 1)
     assert changes["propertyNames"] == {"pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
+    create = document["components"]["schemas"]["CreateTicketRequest"]
+    assert create["required"] == ["ticketTypeId"]
+    assert create["properties"]["data"]["propertyNames"] == changes["propertyNames"]
     status = document["components"]["schemas"]["ChangeStatusRequest"]
     assert status["required"] == ["etag", "state"]
     assert status["properties"]["pendingUntil"]["anyOf"][0]["format"] == "date-time"

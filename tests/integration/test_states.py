@@ -243,9 +243,11 @@ async def test_put_changes_only_the_members_sent(client: httpx.AsyncClient, alph
     [
         ({"name": None}, {"name": "Expected `str`, got `null`"}),
         ({"active": "yes"}, {"active": "Expected `bool`, got `str`"}),
+        ({"active": 0}, {"active": "Expected `bool`, got `int`"}),
+        ({"ignore_escalation": "true"}, {"ignore_escalation": "Expected `bool`, got `str`"}),
         ({"colour": "red"}, {"body": "Object contains unknown field `colour`"}),
     ],
-    ids=["null name", "active not a boolean", "unknown member"],
+    ids=["null name", "active not a boolean", "active 0", "ignore_escalation a string", "unknown member"],
 )
 async def test_a_bad_put_member_is_refused_and_nothing_changes(
     client: httpx.AsyncClient, alpha: TenantSpec, body: dict[str, Any], expected: dict[str, str]

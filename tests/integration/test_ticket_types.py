@@ -510,6 +510,21 @@ async def test_unknown_member_of_a_definition_is_refused(client: httpx.AsyncClie
     )
 
 
+@pytest.mark.parametrize(
+    ("member", "value", "expected"),
+    [("readOnly", 0, "Expected `bool`, got `int`"), ("required", "true", "Expected `bool`, got `str`")],
+)
+async def test_a_value_of_another_json_type_is_refused_not_coerced(
+    client: httpx.AsyncClient, alpha: TenantSpec, member: str, value: Any, expected: str
+) -> None:
+    # The document says boolean: 0 and "true" are not booleans (a lax decoder once took them for false and true).
+    definition = new_definition()
+    definition["fields"][0][member] = value
+    response = await client.post(TYPES, json=definition, headers=TenantApi.admin(client, alpha).headers)
+    assert response.status_code == 400, response.text
+    assert response.json() == invalid("The request failed validation", {f"fields[0].{member}": expected})
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT"])
 async def test_malformed_json_definition(client: httpx.AsyncClient, alpha: TenantSpec, method: str) -> None:
     admin = TenantApi.admin(client, alpha)

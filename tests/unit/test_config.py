@@ -10,6 +10,7 @@ def test_defaults_without_environment() -> None:
     assert (settings.database_url, settings.host, settings.port) == (None, "127.0.0.1", 8000)
     assert settings.max_body_bytes == 1024 * 1024
     assert settings.request_header_timeout_seconds == 10.0
+    assert settings.request_body_timeout_seconds == 10.0
 
 
 def test_environment_overrides_are_typed() -> None:
@@ -40,6 +41,8 @@ def test_environment_overrides_are_typed() -> None:
         ("REQUEST_HEADER_TIMEOUT_SECONDS", "-1"),
         ("REQUEST_HEADER_TIMEOUT_SECONDS", "inf"),
         ("REQUEST_HEADER_TIMEOUT_SECONDS", "soon"),
+        ("REQUEST_BODY_TIMEOUT_SECONDS", "0"),
+        ("REQUEST_BODY_TIMEOUT_SECONDS", "nan"),
     ],
 )
 def test_malformed_variable_is_named(variable: str, value: str) -> None:
