@@ -53,7 +53,7 @@ class TicketStateController(Controller):
         **_admin,
         operation_id="createTicketState",
         summary="Create a ticket state",
-        responses=error_responses(400, 401, 404, 413),
+        responses=error_responses(400, 401, 404, 413, 422),
     )
     async def create_state(
         self,
@@ -71,7 +71,7 @@ class TicketStateController(Controller):
         **_admin,
         operation_id="updateTicketState",
         summary="Change a ticket state",
-        responses=error_responses(400, 401, 404, 413),
+        responses=error_responses(400, 401, 404, 413, 422),
     )
     async def update_state(
         self,
@@ -93,7 +93,7 @@ class TicketStateController(Controller):
         status_code=204,
         operation_id="deleteTicketState",
         summary="Delete a ticket state",
-        responses=error_responses(400, 401, 404, 409),
+        responses=error_responses(400, 401, 404, 409, 422),
     )
     async def delete_state(
         self,

@@ -148,6 +148,12 @@ TAKING_IDEMPOTENCY_KEYS = {
     f"PATCH {API}/ticket/{{object_id}}/assign",
     f"DELETE {API}/ticket/{{object_id}}",
     f"POST {API}/ticket/{{object_id}}/comments",
+    f"POST {API}/ticket-type",
+    f"PUT {API}/ticket-type/{{type_id}}",
+    f"DELETE {API}/ticket-type/{{type_id}}",
+    f"POST {API}/ticket-state",
+    f"PUT {API}/ticket-state/{{state_id}}",
+    f"DELETE {API}/ticket-state/{{state_id}}",
 }
 # A well-formed If-Match naming an etag the ticket does not have (issue 10: "It honours If-Match: <etag> (412 when
 # stale)"): the precondition is over stored data, as RFC 9110 defines If-Match.

@@ -46,11 +46,12 @@ MORE_ERRORS = {
     "changeTicketStatus": {"413", "422"},
     "assignTicket": {"413", "422"},
     "deleteTicket": {"412", "422"},
-    "createTicketType": {"413"},
-    "replaceTicketType": {"413"},
-    "createTicketState": {"413"},
-    "updateTicketState": {"413"},
-    "deleteTicketState": {"409"},
+    "createTicketType": {"413", "422"},
+    "replaceTicketType": {"413", "422"},
+    "archiveTicketType": {"422"},
+    "createTicketState": {"413", "422"},
+    "updateTicketState": {"413", "422"},
+    "deleteTicketState": {"409", "422"},
     "createComment": {"413", "422"},
 }
 REQUEST_BODIES = {
