@@ -23,12 +23,17 @@ from litestar.openapi.spec import Components, SecurityScheme
 from app.auth.authenticator import Authenticator
 from app.auth.controller import MeController
 from app.auth.middleware import AuthenticationMiddleware, complete_options_answers
+from app.comment.controller import CommentController
+from app.comment.repository import CommentRepository
+from app.comment.service import CommentService
 from app.config import Settings, load_settings
 from app.db.database import Database
 from app.db.notifications import NotificationListener
 from app.docs import docs_router, render_plugins
 from app.errors import EXCEPTION_HANDLERS
 from app.health.controller import HealthController
+from app.idempotency.repository import IdempotencyRepository
+from app.idempotency.service import Idempotency
 from app.json_body import StrictJsonRequest
 from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
@@ -38,6 +43,7 @@ from app.tenancy.cors import CorsMiddleware
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL, TenantRepository
 from app.ticket.controller import TicketController
+from app.ticket.includes import TicketIncludes
 from app.ticket.repository import TicketRepository
 from app.ticket.service import TicketService
 from app.ticket.sweeps import ExpiredIdempotencyKeySweep, PendingCloseTimer
@@ -110,20 +116,27 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         jwks_min_refresh_seconds=settings.jwks_min_refresh_seconds,
         jwks_timeout_seconds=settings.jwks_fetch_timeout_seconds,
     )
+    idempotency_key_ttl = datetime.timedelta(seconds=settings.idempotency_key_ttl_seconds)
+    key_repository = IdempotencyRepository(db)
+    keys = Idempotency(db, key_repository, idempotency_key_ttl)
     state_repository = TicketStateRepository(db)
     type_repository = TicketTypeRepository(db)
     type_cache = TicketTypeCache(type_repository)
-    ticket_types = TicketTypeService(db, type_repository, type_cache, state_repository)
+    ticket_types = TicketTypeService(db, type_repository, type_cache, state_repository, keys)
     state_cache = TicketStateCache(state_repository)
-    ticket_states = TicketStateService(db, state_repository, ticket_types, state_cache)
+    ticket_states = TicketStateService(db, state_repository, ticket_types, state_cache, keys)
     ticket_repository = TicketRepository(db)
-    idempotency_key_ttl = datetime.timedelta(seconds=settings.idempotency_key_ttl_seconds)
+    # What GET /ticket/{objectId}?include= embeds comes from the packages above app.ticket, registered below.
+    ticket_includes = TicketIncludes()
     tickets = TicketService(
-        db, ticket_repository, type_cache, state_repository, state_cache, idempotency_key_ttl=idempotency_key_ttl
+        db, ticket_repository, type_cache, state_repository, state_cache, keys, includes=ticket_includes
     )
+    comments = CommentService(CommentRepository(db), tickets, keys)
+    ticket_includes.register("comments", comments.embedded)
+    ticket_includes.check_complete()
     sweeps = [
         PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),
-        ExpiredIdempotencyKeySweep(ticket_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
+        ExpiredIdempotencyKeySweep(key_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
     ]
     listener = NotificationListener(
         settings.database_url,
@@ -152,11 +165,12 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
 
     api = Router(
         path=API_PREFIX,
-        route_handlers=[MeController, TicketTypeController, TicketController, TicketStateController],
+        route_handlers=[MeController, TicketTypeController, TicketController, TicketStateController, CommentController],
         dependencies={
             "ticket_types": provide(ticket_types),
             "tickets": provide(tickets),
             "ticket_states": provide(ticket_states),
+            "comments": provide(comments),
         },
         # Authentication first: a caller without access learns nothing about a route's parameters.
         middleware=[

@@ -6,8 +6,13 @@ Used by `python -m app serve`, `python -m app tenants sync|purge` and the tests,
 
 from __future__ import annotations
 
+import datetime
+
+from app.comment.repository import CommentRepository
 from app.db import engine
 from app.db.database import Database
+from app.idempotency.repository import IdempotencyRepository
+from app.idempotency.service import Idempotency
 from app.tenancy.model import TenantConfig
 from app.tenancy.repository import TenantRepository
 from app.tenancy.service import PurgeResult, SyncResult, TenantService
@@ -38,8 +43,10 @@ async def apply_tenants(
         enabled = [tenant for tenant in tenants if not tenant.disabled]
         states = TicketStateRepository(db)
         types = TicketTypeRepository(db)
-        ticket_types = TicketTypeService(db, types, TicketTypeCache(types), states)
-        await TicketStateService(db, states, ticket_types, TicketStateCache(states)).seed(enabled)
+        # Seeding takes no Idempotency-Keys; the services need the object all the same.
+        keys = Idempotency(db, IdempotencyRepository(db), datetime.timedelta(days=1))
+        ticket_types = TicketTypeService(db, types, TicketTypeCache(types), states, keys)
+        await TicketStateService(db, states, ticket_types, TicketStateCache(states), keys).seed(enabled)
         seeded = await ticket_types.seed_templates(enabled)
     finally:
         await db.close()
@@ -48,12 +55,15 @@ async def apply_tenants(
 
 async def purge_tenant(dsn: str, reference: str, *, commit: bool) -> PurgeResult:
     """Delete every row of a disabled tenant (its id or slug) in one transaction; without `commit`, only count
-    them. Tickets go first, then the types and states they reference, then the tenant row."""
+    them. Comments go first, then the tickets they are on, then the types and states those reference, then the tenant
+    row."""
     db = Database(dsn, min_size=1, max_size=1)
     await db.open()
     try:
         purges = [
+            CommentRepository(db).purge_tenant,
             TicketRepository(db).purge_tenant,
+            IdempotencyRepository(db).purge_tenant,
             TicketTypeRepository(db).purge_tenant,
             TicketStateRepository(db).purge_tenant,
         ]

@@ -52,7 +52,7 @@ class UnknownQueryParametersMiddleware:
             if name not in names and not name.startswith(prefixes)
         ]
         if unknown:
-            accepted = ", ".join(sorted(names)) or "none"
+            accepted = ", ".join([*sorted(names), *(f"{prefix}<name>" for prefix in prefixes)]) or "none"
             raise InputValidationFailure(
                 "Invalid query parameters",
                 {

@@ -103,12 +103,16 @@ ALPHA_ROLES: dict[str, Any] = {
     "write": ["agent", "admin"],
     "admin": ["admin"],
     "support": "support",
+    # Customer-level: the tickets they created only. Comment and delete roles are the defaults (write and customer
+    # roles; admin roles).
+    "customer": ["customer"],
 }
 BETA_ROLES: dict[str, Any] = {
     "read": ["reader", "agent"],
     "write": ["agent"],
     "admin": ["boss"],
     "support": "helpdesk",
+    "customer": ["client"],
 }
 TEMPLATE_TYPES = ["request", "facility-request"]
 
@@ -143,6 +147,11 @@ class TenantSpec:
             f"write = {quoted(self.roles['write'])}",
             f"admin = {quoted(self.roles['admin'])}",
             f'support = "{self.roles["support"]}"',
+            *(
+                f"{kind} = {quoted(self.roles[kind])}"
+                for kind in ("customer", "comment", "delete")
+                if kind in self.roles
+            ),
         ]
         for realm in self.realms:
             lines += [
@@ -321,6 +330,11 @@ class TenantApi:
         return cls(http, tenant, token(tenant, roles=["agent"], subject=subject))
 
     @classmethod
+    def customer(cls, http: httpx.AsyncClient, tenant: TenantSpec, subject: str = "customer-1") -> TenantApi:
+        """A caller with only the tenant's customer role: its own tickets, no internal notes."""
+        return cls(http, tenant, token(tenant, roles=list(tenant.roles["customer"]), subject=subject))
+
+    @classmethod
     def admin(cls, http: httpx.AsyncClient, tenant: TenantSpec, subject: str = "admin-1") -> TenantApi:
         roles = tenant.roles["admin"]
         return cls(http, tenant, token(tenant, roles=list(roles), scope=ADMIN_SCOPE, subject=subject))
@@ -361,6 +375,26 @@ class TenantApi:
     async def change_status(self, object_id: str, body: Any, **headers: str) -> httpx.Response:
         return await self.http.patch(f"{TICKETS}/{object_id}/status", headers={**self.headers, **headers}, json=body)
 
+    async def assign(self, object_id: str, body: Any, **headers: str) -> httpx.Response:
+        return await self.http.patch(f"{TICKETS}/{object_id}/assign", headers={**self.headers, **headers}, json=body)
+
+    async def delete(self, object_id: str, **headers: str) -> httpx.Response:
+        return await self.http.delete(f"{TICKETS}/{object_id}", headers={**self.headers, **headers})
+
+    async def history(self, object_id: str, **params: str) -> httpx.Response:
+        return await self.http.get(f"{TICKETS}/{object_id}/history", params=params, headers=self.headers)
+
+    async def comment(self, object_id: str, body: Any, **headers: str) -> httpx.Response:
+        return await self.http.post(comments_path(object_id), headers={**self.headers, **headers}, json=body)
+
+    async def comments(self, object_id: str, **params: str) -> httpx.Response:
+        return await self.http.get(comments_path(object_id), params=params, headers=self.headers)
+
+
+def comments_path(object_id: str, comment_id: str | None = None) -> str:
+    path = f"{TICKETS}/{object_id}/comments"
+    return path if comment_id is None else f"{path}/{comment_id}"
+
 
 def field_ids(ticket_type: dict[str, Any]) -> dict[str, str]:
     """Field key -> field UUID."""
@@ -394,6 +428,14 @@ ETAG_MISMATCH = {
     "status": 400,
 }
 UPDATED = {"success": True, "message": "ticket updated successfully", "status": 200}
+ASSIGNED = {"success": True, "message": "ticket assigned successfully", "status": 200}
+UNASSIGNED = {"success": True, "message": "ticket unassigned successfully", "status": 200}
+PRECONDITION_FAILED = {
+    "error": True,
+    "code": "PRECONDITION_FAILED",
+    "message": "The ticket has changed since the etag in If-Match was read; read it again and resubmit",
+    "status": 412,
+}
 STATUS_CHANGED = {"success": True, "message": "ticket status changed successfully", "status": 200}
 
 

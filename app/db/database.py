@@ -207,8 +207,10 @@ class Database:
             else:
                 async with self.pool.acquire() as connection:
                     result = await getattr(connection, method)(sql, *args)
-        except asyncpg.exceptions.QueryCanceledError:
-            raise  # a statement timeout or a cancel: the statement's problem, not the database's absence
+        except asyncpg.exceptions.QueryCanceledError as exc:
+            # A statement timeout or an administrator's cancel: the statement's problem, not the database's absence
+            # (no outage is recorded), but the caller can only be told to try again later.
+            raise DatabaseUnavailable(f"the statement was cancelled ({exc})") from None
         except PoolExhausted as exc:
             raise self._busy(exc) from None
         except _CONNECTION_FAILURES as exc:

@@ -141,8 +141,8 @@ class TenantService:
                         f"tenant {row.slug} ({row.id}) is enabled; only a disabled tenant is purged: remove its file "
                         "from the tenants folder (or set `disabled = true` in it) and sync first"
                     )
-                # The tenant is disabled, so no request reaches its rows and the sweeps skip it: nothing writes
-                # them while they are deleted.
+                # The tenant is disabled, so no request reaches its rows and the pending-close timer skips it: only
+                # the Idempotency-Key sweep may delete its expired keys meanwhile, which a purge does anyway.
                 removed: dict[str, int] = {}
                 for purge in purges:
                     removed.update(await purge(row.id))

@@ -1,16 +1,20 @@
 """/api/v2/ticketing/ticket: create, read (now or as of a past version), list, the etag compare-and-swap update
-(seed 002), the status change and the history."""
+(seed 002), the status change, the assignment, the deletion (seed 004) and the history.
+
+Customer-level callers (Principal.customer_only) may create tickets and read the ones they created (the service
+hides every other); updating, changing the status, assigning and deleting need an agent's permission."""
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 import uuid
 from typing import Annotated, Any, Literal, cast
 from urllib.parse import urlencode
 
 import msgspec
-from litestar import Controller, Request, Response, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.enums import ParamType
 from litestar.openapi.datastructures import ResponseSpec
@@ -22,9 +26,12 @@ from app.auth.principal import Principal
 from app.auth.requirements import READ_SCOPE, WRITE_SCOPE, requires
 from app.errors import InputValidationFailure, error_responses
 from app.fast_response import JsonResponse
+from app.idempotency.http import IDEMPOTENCY_KEY_PARAMETER, REPLAYED, IdempotencyKeyHeader
 from app.observability import current_request_id
 from app.query_parameters import QUERY_PREFIXES
 from app.ticket.dto import (
+    AssignTicketRequest,
+    AssignTicketResponse,
     ChangeStatusRequest,
     CreateTicketRequest,
     CreateTicketResponse,
@@ -35,12 +42,14 @@ from app.ticket.dto import (
     UpdateTicketRequest,
     UpdateTicketResponse,
 )
+from app.ticket.includes import INCLUDABLE, INCLUDE_PATTERN, parse_include
 from app.ticket.service import (
-    MAX_IDEMPOTENCY_KEY_LENGTH,
     TIME_FORMAT,
+    AssignedTicket,
     TicketQuery,
     TicketService,
     WrittenTicket,
+    as_uuid,
     is_storable_time,
     last_page,
 )
@@ -73,38 +82,60 @@ CATALOG_PARAMETERS = (
         description="The module context, e.g. ticketing",
     ),
 )
-# What TicketService accepts as a key (printable ASCII), without the blanks at either end that HTTP strips from
-# every header value.
-_KEY_EDGE = "!-~"
-IDEMPOTENCY_KEY_PARAMETER = Parameter(
-    name="Idempotency-Key",
+# If-Match as RFC 9110 (section 13.1.1) has it: "*" or a list of entity tags ("..." or W/"..."), comma separated,
+# where empty list elements are ignored (section 5.6.1), so an empty value is an empty list, which no etag matches.
+# Anything else is refused as malformed.
+_ENTITY_TAG = r'(?:W/)?"[!#-~]*"'
+_IF_MATCH = re.compile(rf"[ \t]*(?:{_ENTITY_TAG})?(?:[ \t]*,[ \t]*(?:{_ENTITY_TAG})?)*[ \t]*")
+_TAG = re.compile(r'(W/)?"([!#-~]*)"')
+# The schema leaves the syntax to HTTP's definition of the header, which clients and test generators know by name.
+IF_MATCH_PARAMETER = Parameter(
+    name="If-Match",
     param_in=ParamType.HEADER,
     required=False,
-    schema=Schema(
-        type=OpenAPIType.STRING,
-        min_length=1,
-        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
-        pattern=f"^[{_KEY_EDGE}]([ {_KEY_EDGE}]*[{_KEY_EDGE}])?$",
-    ),
-    description="Retrying with the same key (and the same request) within IDEMPOTENCY_KEY_TTL_SECONDS returns the "
-    "first answer, with Idempotent-Replayed: true, instead of writing again; the key with another request is 422",
+    schema=Schema(type=OpenAPIType.STRING),
+    description='Delete only if the ticket\'s etag is still this one: "<etag>" (in quotes, as the ETag header has '
+    "it), or a comma-separated list of entity tags (RFC 9110); 412 PRECONDITION_FAILED otherwise, 400 when the value "
+    "is not an entity-tag list. * or no If-Match: whatever its etag",
 )
 
 _read = requires("read", READ_SCOPE, "read tickets")
+# Taken as any string, so that parse_include can name the unknown members; documented as what it accepts.
+INCLUDE_PARAMETER = Parameter(
+    name="include",
+    param_in=ParamType.QUERY,
+    required=False,
+    schema=Schema(type=OpenAPIType.STRING, pattern=INCLUDE_PATTERN),
+    description=f"Members to embed in the ticket, comma-separated: {', '.join(INCLUDABLE)} (the comments the "
+    "caller may see, oldest first)",
+)
+# A customer-level caller reads the tickets it created (TicketService.visible), with their comments and history.
+_show = requires("read", READ_SCOPE, "read tickets", documented=(INCLUDE_PARAMETER,), customers=True)
+_read_own = requires("read", READ_SCOPE, "read tickets", customers=True)
 # The list also takes field filters, data.<field-uuid>=<value>.
 _list = {**_read, "opt": {**_read["opt"], QUERY_PREFIXES: ("data.",)}}
-_create = requires("write", WRITE_SCOPE, "create a ticket", documented=(*CATALOG_PARAMETERS, IDEMPOTENCY_KEY_PARAMETER))
+_create = requires(
+    "write",
+    WRITE_SCOPE,
+    "create a ticket",
+    documented=(*CATALOG_PARAMETERS, IDEMPOTENCY_KEY_PARAMETER),
+    customers=True,
+)
 _update = requires(
     "write", WRITE_SCOPE, "update the ticket", documented=(*CATALOG_PARAMETERS, IDEMPOTENCY_KEY_PARAMETER)
 )
 _change_status = requires("write", WRITE_SCOPE, "change the ticket status", documented=(IDEMPOTENCY_KEY_PARAMETER,))
+_assign = requires("write", WRITE_SCOPE, "assign the ticket", documented=(IDEMPOTENCY_KEY_PARAMETER,))
+_delete = requires(
+    "delete", WRITE_SCOPE, "delete the ticket", documented=(IF_MATCH_PARAMETER, IDEMPOTENCY_KEY_PARAMETER)
+)
 # A "+" in an unencoded query string arrives as a space: "...T10:00:00 01:00" meant "+01:00".
 _SPACED_OFFSET = re.compile(r" (\d{2}:?\d{2})$")
 
 CatalogQuery = Annotated[str | None, QueryParameter(name="type")]
 ModuleQuery = Annotated[str | None, QueryParameter(name="module")]
-IdempotencyKeyHeader = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
-_REPLAYED = {"Idempotent-Replayed": "true"}
+IfMatchHeader = Annotated[str | None, HeaderParameter(name="If-Match")]
+_REPLAYED_HEADER = ((b"idempotent-replayed", b"true"),)
 
 
 def check_catalog(catalog_type: str | None, module: str | None) -> None:
@@ -163,7 +194,7 @@ class TicketController(Controller):
             state_name=created.state_name,
             state_type=created.state_type,
         )
-        headers = {"ETag": _etag_header(body.etag), **(_REPLAYED if replayed else {})}
+        headers = {"ETag": _etag_header(body.etag), **(REPLAYED if replayed else {})}
         return Response(body, status_code=201, headers=headers)
 
     @get(**_list, operation_id="listTickets", summary="List tickets", responses=error_responses(400, 401, 404))
@@ -193,16 +224,16 @@ class TicketController(Controller):
             order=order,
         )
         total, rows = await tickets.page(request.user, query)
-        return TicketPage(data=rows, pagination=_pagination(request, total, page, per_page))
+        return TicketPage(data=rows, pagination=pagination(request, total, page, per_page))
 
     @get(
         "/{object_id:str}",
-        **_read,
+        **_show,
         operation_id="showTicket",
         summary="Show a ticket",
         responses={
             200: ResponseSpec(TicketOut, description="The ticket; its etag also in the ETag header"),
-            304: ResponseSpec(None, description="If-None-Match named the current etag"),
+            304: ResponseSpec(None, description="If-None-Match named the current ETag"),
             **error_responses(400, 401, 404),
         },
     )
@@ -223,11 +254,16 @@ class TicketController(Controller):
         as_of_etag: Annotated[
             str | None, QueryParameter(name="asOfEtag", description="The ticket as it was when it had this etag")
         ] = None,
+        include: FromQuery[str | None] = None,
     ) -> ASGIApp:
         """By display ID (e.g. REQ-0509); the internal UUID is not an address. The etag is in the body and the
         ETag header; If-None-Match with the current etag answers 304. With `asOf` or `asOfEtag`, the document a
-        GET returned then, rebuilt from the ticket's history (404 when the ticket did not exist yet)."""
+        GET returned then, rebuilt from the ticket's history (404 when the ticket did not exist yet). With
+        `include`, the ticket with those members too, under a weak ETag of its own (the ticket's etag stays in the
+        body): a comment changes what is embedded but not the ticket's etag."""
         principal = request.user
+        if include is not None:
+            return await _show_including(request, tickets, object_id, include, if_none_match, as_of, as_of_etag)
         if as_of is None and as_of_etag is None:
             ticket = await tickets.get(principal, object_id)
         else:
@@ -289,9 +325,62 @@ class TicketController(Controller):
         body = _written("ticket status changed successfully", written)
         return _replayed(body) if replayed else body
 
+    @patch(
+        "/{object_id:str}/assign",
+        **_assign,
+        operation_id="assignTicket",
+        summary="Assign or unassign the ticket (etag compare-and-swap)",
+        responses={
+            200: ResponseSpec(AssignTicketResponse, description="Assigned; the new etag also in the ETag header"),
+            **error_responses(400, 401, 404, 413, 422),
+        },
+    )
+    async def assign_ticket(
+        self,
+        request: Request[Principal, Any, Any],
+        tickets: NamedDependency[TicketService],
+        object_id: FromPath[str],
+        data: JSONBody[AssignTicketRequest],
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> ASGIApp:
+        """Sets `assignee` (a subject; null unassigns) if `etag` is still current: a stale etag is 400
+        ETAG_MISMATCH, as for an update. Any subject is accepted (no users directory yet). Success returns the new
+        etag; the history records the old and the new assignee."""
+        assigned, replayed = await tickets.assign(request.user, object_id, data, current_request_id(), idempotency_key)
+        message = "ticket assigned successfully" if assigned.assignee is not None else "ticket unassigned successfully"
+        body = _assigned(message, assigned)
+        headers = ((b"etag", _etag_header(body.etag).encode()), *(_REPLAYED_HEADER if replayed else ()))
+        return JsonResponse(_encoder.encode(body), headers=headers)
+
+    @delete(
+        "/{object_id:str}",
+        **_delete,
+        operation_id="deleteTicket",
+        summary="Delete a ticket",
+        status_code=204,
+        responses={
+            204: ResponseSpec(None, description="Deleted (or, with Idempotent-Replayed: true, deleted before)"),
+            **error_responses(400, 401, 404, 412, 422),
+        },
+    )
+    async def delete_ticket(
+        self,
+        request: Request[Principal, Any, Any],
+        tickets: NamedDependency[TicketService],
+        object_id: FromPath[str],
+        if_match: IfMatchHeader = None,
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[None]:
+        """Deletes the ticket (seed 004: 204 No Content), if `If-Match` names its current etag (412
+        PRECONDITION_FAILED if not; without If-Match, or with *, whatever its etag). From then on it is not found by
+        any route and its display ID is never given out again; its history stays readable for administrators."""
+        accepted = _accepted_etags(if_match)
+        _, replayed = await tickets.delete(request.user, object_id, accepted, current_request_id(), idempotency_key)
+        return Response(None, status_code=204, headers=REPLAYED if replayed else None)
+
     @get(
         "/{object_id:str}/history",
-        **_read,
+        **_read_own,
         operation_id="listTicketHistory",
         summary="A ticket's history, oldest first",
         responses=error_responses(400, 401, 404),
@@ -305,10 +394,38 @@ class TicketController(Controller):
         per_page: Annotated[int, QueryParameter(ge=1, le=MAX_PER_PAGE)] = 20,
     ) -> HistoryPage:
         """Every change, oldest first: the creation with each initial value, each update with each changed
-        field's old and new value, each state change (with its note and pending time), and for each the actor,
-        the time, the request id, the support flag and the etag it produced."""
+        field's old and new value, each state change (with its note and pending time), each assignment (old and new
+        assignee), the deletion, and for each the actor, the time, the request id, the support flag and the etag it
+        produced. A deleted ticket's history stays readable for administrators (tickets:admin scope, admin role)."""
         total, entries = await tickets.history(request.user, object_id, page, per_page)
-        return HistoryPage(data=entries, pagination=_pagination(request, total, page, per_page))
+        return HistoryPage(data=entries, pagination=pagination(request, total, page, per_page))
+
+
+async def _show_including(
+    request: Request[Principal, Any, Any],
+    tickets: TicketService,
+    object_id: str,
+    include: str,
+    if_none_match: str | None,
+    as_of: str | None,
+    as_of_etag: str | None,
+) -> ASGIApp:
+    names = parse_include(include)
+    if as_of is not None or as_of_etag is not None:
+        # What is embedded is current: next to a past version of the ticket it would be a document no GET returned.
+        raise InputValidationFailure(
+            "Invalid query parameters", {"include": "cannot be combined with asOf or asOfEtag"}
+        )
+    ticket, members = await tickets.get_including(request.user, object_id, names)
+    document = _encoder.encode(ticket)
+    body = b"".join((document[:-1], *(b',"%s":%s' % (name.encode(), value) for name, value in members), b"}"))
+    # Derived from everything the body says, the ticket's etag included: a copy cached before a comment was added
+    # is stale, although the ticket's etag did not change.
+    validator = hashlib.sha256(body).hexdigest()[:32]
+    etag_header = ((b"etag", f'W/"{validator}"'.encode()),)
+    if _matches(if_none_match, validator):
+        return JsonResponse(b"", status=304, headers=etag_header)
+    return JsonResponse(body, headers=etag_header)
 
 
 def _written(message: str, written: WrittenTicket) -> UpdateTicketResponse:
@@ -323,10 +440,40 @@ def _written(message: str, written: WrittenTicket) -> UpdateTicketResponse:
     )
 
 
+def _assigned(message: str, assigned: AssignedTicket) -> AssignTicketResponse:
+    return AssignTicketResponse(
+        success=True,
+        message=message,
+        status=200,
+        etag=str(assigned.etag),
+        state_id=assigned.state_id,
+        state_name=assigned.state_name,
+        state_type=assigned.state_type,
+        assignee=assigned.assignee,
+    )
+
+
+def _accepted_etags(if_match: str | None) -> list[uuid.UUID] | None:
+    """The etags an If-Match accepts; None for any (no If-Match, or *). A weak tag never matches (If-Match compares
+    strongly), nor does one that is not a UUID (it was never issued), so the list may be empty."""
+    if if_match is None or if_match.strip(" \t") == "*":
+        return None
+    if _IF_MATCH.fullmatch(if_match) is None:
+        raise InputValidationFailure(
+            "Invalid request headers", {"If-Match": 'the ticket\'s etag in quotes ("<etag>"), a list of them, or *'}
+        )
+    accepted = []
+    for tag in _TAG.finditer(if_match):
+        etag = None if tag.group(1) else as_uuid(tag.group(2))
+        if etag is not None:
+            accepted.append(etag)
+    return accepted
+
+
 def _replayed(body: UpdateTicketResponse) -> UpdateTicketResponse:
     """The body of a replayed write with its Idempotent-Replayed header. Litestar sends a Response returned in place
     of the declared body as that Response; the first answer keeps Litestar's lean path for a plain body."""
-    return cast(UpdateTicketResponse, Response(body, headers=_REPLAYED))
+    return cast(UpdateTicketResponse, Response(body, headers=REPLAYED))
 
 
 def _as_of_time(as_of: str | None, as_of_etag: str | None) -> datetime.datetime | None:
@@ -363,7 +510,7 @@ def _filter_value(raw: str) -> Any:
         return raw
 
 
-def _pagination(request: Request[Principal, Any, Any], total: int, page: int, per_page: int) -> Pagination:
+def pagination(request: Request[Principal, Any, Any], total: int, page: int, per_page: int) -> Pagination:
     last = last_page(total, per_page)
     return Pagination(
         total=total,

@@ -4,7 +4,10 @@ responses, `object_id` and `lastUpdatedBy` in reads; everything else is snake_ca
 A ticket's state is named next to its id as flat siblings, `state_id`, `state_name` and `state_type`, the way the
 ticket already carries `ticket_type_id` and `ticket_type_version` (and `state_type` is the ticket-state resource's
 own member name). The name and type are the state's current ones, also in as-of reads and the history; null when
-the ticket has no state, or the history names a state deleted since."""
+the ticket has no state, or the history names a state deleted since.
+
+`created_by` and `assignee` are subjects (a token's `sub`), as `updated_by` is: there is no users directory yet, so
+an assignee is any subject, known to the service or not."""
 
 from __future__ import annotations
 
@@ -57,6 +60,24 @@ class _ChangeStatusAsEnforced(msgspec.Struct, forbid_unknown_fields=True, kw_onl
     ) = None
 
 
+# An assignee is a subject as OpenID Connect Core limits it: at most 255 ASCII characters, here the printable ones.
+MAX_ASSIGNEE_LENGTH = 255
+ASSIGNEE_PATTERN = f"^[ -~]{{1,{MAX_ASSIGNEE_LENGTH}}}$"
+Assignee = Annotated[
+    str,
+    Meta(
+        pattern=ASSIGNEE_PATTERN,
+        description="The subject (a token's sub) to assign the ticket to: 1 to 255 printable ASCII characters. Any "
+        "subject is accepted: the service keeps no users directory yet",
+    ),
+]
+
+
+class _AssignTicketAsEnforced(msgspec.Struct, forbid_unknown_fields=True):
+    etag: Etag
+    assignee: Annotated[Assignee | None, Meta(description="null unassigns the ticket")]
+
+
 class _CreateTicketAsEnforced(msgspec.Struct, forbid_unknown_fields=True):
     ticketTypeId: uuid.UUID
     data: Annotated[
@@ -93,6 +114,14 @@ class ChangeStatusRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     pendingUntil: datetime.datetime | None = None
 
 
+class AssignTicketRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Lenient, like UpdateTicketRequest: a missing etag or assignee, or an assignee of the wrong form, is reported in
+    # the contract's INPUT_VALIDATION_FAILURE shape. UNSET tells a missing assignee from null (unassign).
+    documented_as: ClassVar[Any] = functools.partial(msgspec.json.schema, _AssignTicketAsEnforced)
+    etag: str | None = None
+    assignee: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
 class UpdateTicketResponse(msgspec.Struct, frozen=True):
     success: bool
     message: str
@@ -102,6 +131,17 @@ class UpdateTicketResponse(msgspec.Struct, frozen=True):
     state_id: uuid.UUID | None
     state_name: str | None
     state_type: StateType | None
+
+
+class AssignTicketResponse(msgspec.Struct, frozen=True):
+    success: bool
+    message: str
+    status: int
+    etag: str
+    state_id: uuid.UUID | None
+    state_name: str | None
+    state_type: StateType | None
+    assignee: str | None
 
 
 class CreateTicketResponse(msgspec.Struct, frozen=True):
@@ -134,6 +174,8 @@ class TicketOut(msgspec.Struct, frozen=True):
     updated_at: datetime.datetime
     updated_by: str
     lastUpdatedBy: str
+    # The subject the ticket is assigned to; null while unassigned.
+    assignee: str | None
 
 
 class Pagination(msgspec.Struct, frozen=True):
@@ -164,9 +206,20 @@ class PendingChange(msgspec.Struct, frozen=True):
     new: datetime.datetime | None
 
 
+class AssigneeChange(msgspec.Struct, frozen=True):
+    old: str | None
+    new: str | None
+
+
+class CommentEvent(msgspec.Struct, frozen=True):
+    id: uuid.UUID  # the comment's id (GET .../comments/{id})
+    is_internal: bool
+
+
 class HistoryEntry(msgspec.Struct, frozen=True):
     sequence: int  # 1 for the creation, then one more per change
-    event: str  # ticket.created, ticket.updated or ticket.status_changed
+    # ticket.created, ticket.updated, ticket.status_changed, ticket.assigned, ticket.deleted or comment.created
+    event: str
     at: datetime.datetime
     actor: str
     request_id: str
@@ -176,15 +229,12 @@ class HistoryEntry(msgspec.Struct, frozen=True):
     changes: dict[str, Any]
     state: StateChange | None  # set when the state changed (on creation: the initial state)
     pending_until: PendingChange | None  # set when the pending time changed
+    assignee: AssigneeChange | None  # set by an assignment
     note: str | None
+    # comment.created: the comment it added (customer-level callers never see an internal note's event).
+    comment: CommentEvent | None
 
 
 class HistoryPage(msgspec.Struct, frozen=True):
     data: list[HistoryEntry]
     pagination: Pagination
-
-
-create_response_encoder = msgspec.json.Encoder()
-create_response_decoder = msgspec.json.Decoder(CreateTicketResponse)
-# Canonical form of a create request, so an Idempotency-Key replay compares meaning, not whitespace.
-canonical_encoder = msgspec.json.Encoder(order="sorted")

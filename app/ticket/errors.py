@@ -28,14 +28,6 @@ class EtagMismatch(AppError):
         super().__init__("Ticket might have been updated. Please check changes and resubmit")
 
 
-class IdempotencyKeyReused(AppError):
-    status = 422
-    code = "IDEMPOTENCY_KEY_REUSED"
-
-    def __init__(self) -> None:
-        super().__init__("This Idempotency-Key was already used with a different request body")
-
-
 class TransitionNotAllowed(AppError):
     status = 400
     code = "TRANSITION_NOT_ALLOWED"
@@ -55,3 +47,12 @@ class TicketVersionNotFound(AppError):
 
     def __init__(self, object_id: str, as_of: str) -> None:
         super().__init__(f"Ticket not found ({object_id[:_MAX_ECHOED_ID]} as of {as_of[:_MAX_ECHOED_ID]})")
+
+
+class PreconditionFailed(AppError):
+    # 412, as HTTP has it for a false If-Match (RFC 9110, section 13.1.1); the body is the v2 envelope.
+    status = 412
+    code = "PRECONDITION_FAILED"
+
+    def __init__(self) -> None:
+        super().__init__("The ticket has changed since the etag in If-Match was read; read it again and resubmit")

@@ -2,9 +2,11 @@
 
 Every write and its ticket_event row are one statement: a rejected write (stale etag, unknown ticket) writes
 nothing, and history and webhooks can be built on the events alone. Each event records the changed fields (old and
-new value) and the ticket's state, type version and pending time after it, so any earlier version of a ticket can
-be rebuilt exactly from its events (AS_OF). Events are numbered per ticket (`sequence`, from the ticket's
-`event_sequence`, bumped under the ticket's row lock), so their order does not depend on one node handing out ids.
+new value) and the ticket's state, type version, pending time and assignee after it, so any earlier version of a
+ticket can be rebuilt exactly from its events (AS_OF). Events are numbered per ticket (`sequence`, from the
+ticket's `event_sequence`, bumped under the ticket's row lock), so their order does not depend on one node handing
+out ids. A deleted ticket keeps its row and its events (`deleted_at` is set): no write reaches it any more, and its
+display ID stays taken.
 
 New etags come from the application: Citus, where this SQL must keep running, refuses volatile functions such as
 gen_random_uuid() in an UPDATE of a distributed table.
@@ -35,6 +37,8 @@ class TicketRow(msgspec.Struct, frozen=True):
     created_by: str
     updated_at: datetime.datetime
     updated_by: str
+    # A subject of the tenant; None while nobody is assigned.
+    assignee: str | None
 
 
 class CreatedTicketRow(msgspec.Struct, frozen=True):
@@ -50,11 +54,10 @@ class UpdatedTicketRow(msgspec.Struct, frozen=True):
     state_id: uuid.UUID | None
 
 
-class IdempotencyRow(msgspec.Struct, frozen=True):
-    request_hash: str
-    # What the first request's write returned, as JSON text (a create: {"id", "object_id", "etag"}; an update or a
-    # status change: {"etag"}).
-    response: str
+class AssignedTicketRow(msgspec.Struct, frozen=True):
+    """What an assignment's response names: the ticket's state, unchanged by it."""
+
+    state_id: uuid.UUID | None
 
 
 class HistoryRow(msgspec.Struct, frozen=True):
@@ -66,22 +69,29 @@ class HistoryRow(msgspec.Struct, frozen=True):
     previous_state_id: uuid.UUID | None
     pending_until: datetime.datetime | None
     previous_pending_until: datetime.datetime | None
+    assignee: str | None
+    previous_assignee: str | None
     note: str | None
     actor: str
     request_id: str
     support: bool
     etag: uuid.UUID
     created_at: datetime.datetime
+    # comment.created: the comment, and whether it is an internal note (then customer-level callers never see it).
+    comment_id: uuid.UUID | None
+    internal: bool
 
 
 _TICKET_COLUMNS = select_list(TicketRow, data="data::text")
+_GET_ANY = f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE tenant_id = $1 AND object_id = $2"
+_GET = f"{_GET_ANY} AND deleted_at IS NULL"
 
 # The compare-and-swap: lock the row only if its etag is the expected one, merge the sent keys (a shallow
 # `||`), give it a new etag, and record each field whose value changed with its old and new value.
 COMPARE_AND_SWAP = """
 WITH previous AS (
     SELECT id, data FROM ticket
-     WHERE tenant_id = $1 AND object_id = $2 AND etag = $3
+     WHERE tenant_id = $1 AND object_id = $2 AND etag = $3 AND deleted_at IS NULL
        FOR UPDATE
 ), updated AS (
     UPDATE ticket t
@@ -89,15 +99,15 @@ WITH previous AS (
            event_sequence = t.event_sequence + 1
       FROM previous
      WHERE t.tenant_id = $1 AND t.id = previous.id
- RETURNING t.id, t.etag, t.state_id, t.pending_until, t.updated_at, t.event_sequence
+ RETURNING t.id, t.etag, t.state_id, t.pending_until, t.assignee, t.updated_at, t.event_sequence
 ), event AS (
     INSERT INTO ticket_event (tenant_id, ticket_id, sequence, kind, changes, actor, request_id, support, etag,
-                              state_id, type_version, pending_until, created_at)
+                              state_id, type_version, pending_until, assignee, created_at)
     SELECT $1, updated.id, updated.event_sequence, 'ticket.updated',
            coalesce((SELECT jsonb_object_agg(p.key, jsonb_build_object('old', previous.data -> p.key, 'new', p.value))
                        FROM jsonb_each($4::jsonb) AS p
                       WHERE previous.data -> p.key IS DISTINCT FROM p.value), '{}'::jsonb),
-           $5, $7, $8, updated.etag, updated.state_id, $6, updated.pending_until, updated.updated_at
+           $5, $7, $8, updated.etag, updated.state_id, $6, updated.pending_until, updated.assignee, updated.updated_at
       FROM updated, previous
 )
 SELECT state_id FROM updated
@@ -105,7 +115,8 @@ SELECT state_id FROM updated
 
 # Allocate the next display number of (tenant, prefix) and insert the ticket with its creation event. The
 # sequence row stays locked until commit, so concurrent creates get consecutive numbers and no gaps. The ticket
-# starts in its type's initial state ($9, a name; NULL for none), else in the tenant's default_create state.
+# starts in its type's initial state ($9, a name; NULL for none), else in the tenant's default_create state, and
+# unassigned (its creation event's assignee is NULL).
 CREATE = """
 WITH number AS (
     INSERT INTO display_id_sequence AS s (tenant_id, prefix, last_value) VALUES ($1, $2, 1)
@@ -137,7 +148,7 @@ SELECT id, object_id, etag, state_id FROM created
 CHANGE_STATUS = """
 WITH previous AS (
     SELECT id FROM ticket
-     WHERE tenant_id = $1 AND object_id = $2 AND etag = $3
+     WHERE tenant_id = $1 AND object_id = $2 AND etag = $3 AND deleted_at IS NULL
        FOR UPDATE
 ), updated AS (
     UPDATE ticket t
@@ -146,15 +157,61 @@ WITH previous AS (
       FROM previous
      WHERE t.tenant_id = $1 AND t.id = previous.id
        AND EXISTS (SELECT 1 FROM ticket_state s WHERE s.tenant_id = $1 AND s.id = $4 AND s.active)
- RETURNING t.id, t.etag, t.type_version, t.updated_at, t.event_sequence
+ RETURNING t.id, t.etag, t.type_version, t.assignee, t.updated_at, t.event_sequence
 ), event AS (
     INSERT INTO ticket_event (tenant_id, ticket_id, sequence, kind, changes, actor, request_id, support, etag,
-                              state_id, type_version, pending_until, note, created_at)
+                              state_id, type_version, pending_until, assignee, note, created_at)
     SELECT $1, updated.id, updated.event_sequence, 'ticket.status_changed', '{}'::jsonb, $6, $7, $8, updated.etag, $4,
-           updated.type_version, $5, $9, updated.updated_at
+           updated.type_version, $5, updated.assignee, $9, updated.updated_at
       FROM updated
 )
 SELECT etag FROM updated
+"""
+
+# The assignment compare-and-swap: like COMPARE_AND_SWAP, it sets the assignee ($4; NULL unassigns). The event
+# records the assignee after it; the one before is the previous event's (see HISTORY).
+ASSIGN = """
+WITH previous AS (
+    SELECT id FROM ticket
+     WHERE tenant_id = $1 AND object_id = $2 AND etag = $3 AND deleted_at IS NULL
+       FOR UPDATE
+), updated AS (
+    UPDATE ticket t
+       SET assignee = $4, etag = $5, updated_at = now(), updated_by = $6, event_sequence = t.event_sequence + 1
+      FROM previous
+     WHERE t.tenant_id = $1 AND t.id = previous.id
+ RETURNING t.id, t.etag, t.state_id, t.type_version, t.pending_until, t.assignee, t.updated_at, t.event_sequence
+), event AS (
+    INSERT INTO ticket_event (tenant_id, ticket_id, sequence, kind, changes, actor, request_id, support, etag,
+                              state_id, type_version, pending_until, assignee, created_at)
+    SELECT $1, id, event_sequence, 'ticket.assigned', '{}'::jsonb, $6, $7, $8, etag, state_id, type_version,
+           pending_until, assignee, updated_at
+      FROM updated
+)
+SELECT state_id FROM updated
+"""
+
+# Soft deletion: the row stays (its events refer to it, and its display ID stays taken) with deleted_at set, and a
+# ticket.deleted event records who deleted it. $3: the etags If-Match accepts (NULL: any).
+DELETE = """
+WITH previous AS (
+    SELECT id FROM ticket
+     WHERE tenant_id = $1 AND object_id = $2 AND deleted_at IS NULL AND ($3::uuid[] IS NULL OR etag = ANY($3))
+       FOR UPDATE
+), deleted AS (
+    UPDATE ticket t
+       SET deleted_at = now(), etag = $4, updated_at = now(), updated_by = $5, event_sequence = t.event_sequence + 1
+      FROM previous
+     WHERE t.tenant_id = $1 AND t.id = previous.id
+ RETURNING t.id, t.etag, t.state_id, t.type_version, t.pending_until, t.assignee, t.updated_at, t.event_sequence
+), event AS (
+    INSERT INTO ticket_event (tenant_id, ticket_id, sequence, kind, changes, actor, request_id, support, etag,
+                              state_id, type_version, pending_until, assignee, created_at)
+    SELECT $1, id, event_sequence, 'ticket.deleted', '{}'::jsonb, $5, $6, $7, etag, state_id, type_version,
+           pending_until, assignee, updated_at
+      FROM deleted
+)
+SELECT id FROM deleted
 """
 
 # The tenants that have pending-close tickets whose time has come (read only: the sweep then locks per tenant). A
@@ -165,7 +222,7 @@ SELECT DISTINCT t.tenant_id
   JOIN ticket_state s ON s.tenant_id = t.tenant_id AND s.id = t.state_id
   JOIN tenant n ON n.id = t.tenant_id
  WHERE t.pending_until <= now() AND s.state_type = 'pending close' AND s.next_state_id IS NOT NULL
-   AND NOT n.config @> '{"disabled": true}'
+   AND t.deleted_at IS NULL AND NOT n.config @> '{"disabled": true}'
 """
 
 # Move one tenant's tickets whose pending-close time has come to their state's next state. SKIP LOCKED lets several
@@ -181,7 +238,7 @@ WITH due AS (
       FROM ticket t
       JOIN ticket_state s ON s.tenant_id = t.tenant_id AND s.id = t.state_id
      WHERE t.tenant_id = $1 AND t.pending_until <= now() AND s.state_type = 'pending close'
-       AND s.next_state_id IS NOT NULL
+       AND s.next_state_id IS NOT NULL AND t.deleted_at IS NULL
      ORDER BY t.pending_until
      LIMIT $2
        FOR UPDATE OF t SKIP LOCKED
@@ -191,34 +248,40 @@ WITH due AS (
            updated_at = greatest(now(), t.updated_at), updated_by = $4, event_sequence = t.event_sequence + 1
       FROM due
      WHERE t.tenant_id = $1 AND t.id = due.id
- RETURNING t.id, t.etag, t.state_id, t.type_version, t.updated_at, t.event_sequence
+ RETURNING t.id, t.etag, t.state_id, t.type_version, t.assignee, t.updated_at, t.event_sequence
 )
 INSERT INTO ticket_event (tenant_id, ticket_id, sequence, kind, changes, actor, request_id, support, etag, state_id,
-                          type_version, pending_until, note, created_at)
+                          type_version, pending_until, assignee, note, created_at)
 SELECT $1, id, event_sequence, 'ticket.status_changed', '{}'::jsonb, $4, $5, false, etag, state_id, type_version,
-       NULL, $6, updated_at
+       NULL, assignee, $6, updated_at
   FROM moved
 """
 
-# A ticket's events, oldest first, each with the state and pending time before it.
+# A ticket's events, oldest first, each with the state, pending time and assignee before it; internal events (those
+# of internal notes) only when $5.
 HISTORY = """
 SELECT sequence, kind, changes::text AS changes, state_id, previous_state_id, pending_until,
-       previous_pending_until, note, actor, request_id, support, etag, created_at
+       previous_pending_until, assignee, previous_assignee, note, actor, request_id, support, etag, created_at,
+       comment_id, internal
   FROM (SELECT sequence, kind, changes, state_id, lag(state_id) OVER w AS previous_state_id, pending_until,
-               lag(pending_until) OVER w AS previous_pending_until, note, actor, request_id, support, etag, created_at
+               lag(pending_until) OVER w AS previous_pending_until, assignee,
+               lag(assignee) OVER w AS previous_assignee, note, actor, request_id, support, etag, created_at,
+               comment_id, internal
           FROM ticket_event
          WHERE tenant_id = $1 AND ticket_id = $2
         WINDOW w AS (ORDER BY sequence)) AS events
+ WHERE $5 OR NOT internal
  ORDER BY sequence
  LIMIT $3 OFFSET $4
 """
 
-# The ticket as it was after its last event at or before a time ($3) or with an etag ($4): each field holds the
-# new value of the last event that changed it (fields are merged, never removed), everything else is the last
-# event's. The data is built as jsonb, so its text is byte for byte what a GET showed.
+# The ticket ($2, its id) as it was after its last event at or before a time ($3) or with an etag ($4): each field
+# holds the new value of the last event that changed it (fields are merged, never removed), everything else is the
+# last event's. The data is built as jsonb, so its text is byte for byte what a GET showed. After its deletion there
+# is no ticket to show.
 AS_OF = """
 WITH ticket_row AS (
-    SELECT id, object_id, type_id FROM ticket WHERE tenant_id = $1 AND object_id = $2
+    SELECT id, object_id, type_id FROM ticket WHERE tenant_id = $1 AND id = $2
 ), events AS (
     SELECT e.* FROM ticket_event e, ticket_row WHERE e.tenant_id = $1 AND e.ticket_id = ticket_row.id
 ), cut AS (
@@ -238,14 +301,13 @@ SELECT ticket_row.id, ticket_row.object_id, ticket_row.type_id, last_event.type_
        last_event.pending_until,
        (SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) FROM fields)::text AS data,
        last_event.etag, first_event.created_at, first_event.actor AS created_by,
-       last_event.created_at AS updated_at, last_event.actor AS updated_by
+       last_event.created_at AS updated_at, last_event.actor AS updated_by, last_event.assignee
   FROM last_event, first_event, ticket_row
+ WHERE last_event.kind <> 'ticket.deleted'
 """
 
 # One tenant's expired Idempotency-Keys: a range of the (tenant_id, created_at) index, so the sweep reads only
 # the keys it deletes.
-DELETE_EXPIRED_IDEMPOTENCY_KEYS = "DELETE FROM idempotency_key WHERE tenant_id = $1 AND created_at < $2"
-
 _SORT_COLUMNS = {"created_at": "created_at", "updated_at": "updated_at"}
 _ORDERS = {"asc": "ASC", "desc": "DESC"}
 
@@ -255,14 +317,13 @@ class TicketRepository:
         self._db = db
 
     async def purge_tenant(self, tenant_id: uuid.UUID) -> dict[str, int]:
-        """Delete all of a tenant's tickets, their events first, with its display-ID sequences and Idempotency-Keys;
-        rows removed per table."""
+        """Delete all of a tenant's tickets, their events first, with its display-ID sequences; rows removed per
+        table."""
         execute = self._db.execute
         return {
             "ticket_event": await execute("DELETE FROM ticket_event WHERE tenant_id = $1", tenant_id),
             "ticket": await execute("DELETE FROM ticket WHERE tenant_id = $1", tenant_id),
             "display_id_sequence": await execute("DELETE FROM display_id_sequence WHERE tenant_id = $1", tenant_id),
-            "idempotency_key": await execute("DELETE FROM idempotency_key WHERE tenant_id = $1", tenant_id),
         }
 
     async def compare_and_swap(
@@ -291,6 +352,48 @@ class TicketRepository:
             support,
             new_etag,
         )
+
+    async def assign(
+        self,
+        tenant_id: uuid.UUID,
+        object_id: str,
+        expected_etag: uuid.UUID,
+        new_etag: uuid.UUID,
+        assignee: str | None,
+        actor: str,
+        request_id: str,
+        support: bool,
+    ) -> AssignedTicketRow | None:
+        """The assigned ticket's state; None when no ticket of this tenant has that object_id and etag."""
+        return await self._db.fetch_one(
+            AssignedTicketRow,
+            ASSIGN,
+            tenant_id,
+            object_id,
+            expected_etag,
+            assignee,
+            new_etag,
+            actor,
+            request_id,
+            support,
+        )
+
+    async def delete(
+        self,
+        tenant_id: uuid.UUID,
+        object_id: str,
+        accepted_etags: list[uuid.UUID] | None,
+        new_etag: uuid.UUID,
+        actor: str,
+        request_id: str,
+        support: bool,
+    ) -> bool:
+        """Whether the ticket was deleted: False when no ticket of this tenant has that object_id (deleted ones
+        included) and, unless `accepted_etags` is None, one of those etags."""
+        deleted = await self._db.fetch_value(
+            DELETE, tenant_id, object_id, accepted_etags, new_etag, actor, request_id, support
+        )
+        return deleted is not None
 
     async def change_status(
         self,
@@ -332,30 +435,39 @@ class TicketRepository:
         """Move up to `batch` of the tenant's tickets whose pending-close time has come; returns how many."""
         return await self._db.execute(CLOSE_DUE, tenant_id, batch, str(batch_id), actor, request_id, note)
 
-    async def count_events(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> int:
+    async def count_events(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID, *, internal: bool) -> int:
+        """How many events the ticket has; internal ones (see HISTORY) counted only with `internal`."""
         count: int = await self._db.fetch_value(
-            "SELECT count(*) FROM ticket_event WHERE tenant_id = $1 AND ticket_id = $2", tenant_id, ticket_id
+            "SELECT count(*) FROM ticket_event WHERE tenant_id = $1 AND ticket_id = $2 AND ($3 OR NOT internal)",
+            tenant_id,
+            ticket_id,
+            internal,
         )
         return count
 
-    async def history(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID, limit: int, offset: int) -> list[HistoryRow]:
-        return await self._db.fetch_all(HistoryRow, HISTORY, tenant_id, ticket_id, limit, offset)
+    async def history(
+        self, tenant_id: uuid.UUID, ticket_id: uuid.UUID, limit: int, offset: int, *, internal: bool
+    ) -> list[HistoryRow]:
+        return await self._db.fetch_all(HistoryRow, HISTORY, tenant_id, ticket_id, limit, offset, internal)
 
     async def as_of(
-        self, tenant_id: uuid.UUID, object_id: str, at: datetime.datetime | None, etag: uuid.UUID | None
+        self, tenant_id: uuid.UUID, ticket_id: uuid.UUID, at: datetime.datetime | None, etag: uuid.UUID | None
     ) -> TicketRow | None:
-        return await self._db.fetch_one(TicketRow, AS_OF, tenant_id, object_id, at, etag)
+        return await self._db.fetch_one(TicketRow, AS_OF, tenant_id, ticket_id, at, etag)
 
     async def exists(self, tenant_id: uuid.UUID, object_id: str) -> bool:
+        """Whether the tenant has this ticket (and it is not deleted)."""
         found: bool = await self._db.fetch_value(
-            "SELECT EXISTS (SELECT 1 FROM ticket WHERE tenant_id = $1 AND object_id = $2)", tenant_id, object_id
+            "SELECT EXISTS (SELECT 1 FROM ticket WHERE tenant_id = $1 AND object_id = $2 AND deleted_at IS NULL)",
+            tenant_id,
+            object_id,
         )
         return found
 
-    async def get(self, tenant_id: uuid.UUID, object_id: str) -> TicketRow | None:
+    async def get(self, tenant_id: uuid.UUID, object_id: str, *, include_deleted: bool = False) -> TicketRow | None:
         return await self._db.fetch_one(
             TicketRow,
-            f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE tenant_id = $1 AND object_id = $2 AND deleted_at IS NULL",
+            _GET_ANY if include_deleted else _GET,
             tenant_id,
             object_id,
         )
@@ -389,49 +501,6 @@ class TicketRepository:
         )
         assert row is not None  # the statement always inserts
         return row
-
-    async def claim_idempotency_key(
-        self, tenant_id: uuid.UUID, scope_digest: bytes, request_hash: str, expired_before: datetime.datetime
-    ) -> bool:
-        """Whether the key was free, or expired (created before `expired_before`), and is now this request's. A
-        concurrent request with the same key makes this wait until that request's transaction ends, and then see
-        its row."""
-        claimed = await self._db.fetch_value(
-            "INSERT INTO idempotency_key AS k (tenant_id, scope_digest, request_hash) VALUES ($1, $2, $3) "
-            "ON CONFLICT (tenant_id, scope_digest) DO UPDATE SET request_hash = excluded.request_hash, "
-            "response = NULL, created_at = now() WHERE k.created_at < $4 RETURNING true",
-            tenant_id,
-            scope_digest,
-            request_hash,
-            expired_before,
-        )
-        return claimed is not None
-
-    async def idempotent_response(self, tenant_id: uuid.UUID, scope_digest: bytes) -> IdempotencyRow | None:
-        return await self._db.fetch_one(
-            IdempotencyRow,
-            "SELECT request_hash, response::text FROM idempotency_key WHERE tenant_id = $1 AND scope_digest = $2",
-            tenant_id,
-            scope_digest,
-        )
-
-    async def store_idempotent_response(self, tenant_id: uuid.UUID, scope_digest: bytes, response_json: str) -> None:
-        await self._db.execute(
-            "UPDATE idempotency_key SET response = $3::jsonb WHERE tenant_id = $1 AND scope_digest = $2",
-            tenant_id,
-            scope_digest,
-            response_json,
-        )
-
-    async def all_tenants(self) -> list[uuid.UUID]:
-        """Every tenant's id. The Idempotency-Key sweep asks each tenant in turn rather than asking the keys which
-        tenants have expired ones: that question has no index (it would read every key of every tenant), and the
-        one that would answer it, correlated with the tenant table, is not one Citus runs."""
-        tenants: list[uuid.UUID] = await self._db.fetch_column("SELECT id FROM tenant")
-        return tenants
-
-    async def delete_expired_idempotency_keys(self, tenant_id: uuid.UUID, expired_before: datetime.datetime) -> int:
-        return await self._db.execute(DELETE_EXPIRED_IDEMPOTENCY_KEYS, tenant_id, expired_before)
 
     async def page(
         self,

@@ -1,11 +1,14 @@
 """Rules for tickets: values are validated against the ticket type's compiled field schemas before any SQL runs,
-display IDs are allocated per tenant and prefix, updates and status changes are an etag compare-and-swap checked
-against the type's workflow, and any past version can be read back from the ticket's history."""
+display IDs are allocated per tenant and prefix, updates, status changes and assignments are an etag
+compare-and-swap (status changes checked against the type's workflow), deletion is soft and conditional on If-Match,
+and any past version can be read back from the ticket's history.
+
+Who sees a ticket is decided in one place, `visible`: a deleted ticket is not found (except, for audit, its history
+and earlier versions to an administrator), and a customer-level caller finds only the tickets it created."""
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import math
 import re
 import uuid
@@ -16,25 +19,31 @@ from typing import Any, TypeVar, cast
 import msgspec
 
 from app.auth.principal import Principal
+from app.auth.requirements import ADMIN_SCOPE
 from app.db.database import Database
 from app.errors import InputValidationFailure, NamedState
+from app.idempotency.service import Claim, Idempotency, Outcome
 from app.ticket.dto import (
+    ASSIGNEE_PATTERN,
     MAX_NOTE_LENGTH,
+    AssigneeChange,
+    AssignTicketRequest,
     ChangeStatusRequest,
+    CommentEvent,
     CreateTicketRequest,
     HistoryEntry,
     PendingChange,
     StateChange,
     TicketOut,
-    canonical_encoder,
 )
 from app.ticket.errors import (
     EtagMismatch,
-    IdempotencyKeyReused,
+    PreconditionFailed,
     TicketNotFound,
     TicketVersionNotFound,
     TransitionNotAllowed,
 )
+from app.ticket.includes import TicketIncludes
 from app.ticket.repository import HistoryRow, TicketRepository, TicketRow
 from app.ticket_state.cache import Labels, TicketStateCache
 from app.ticket_state.dto import StateType
@@ -44,11 +53,11 @@ from app.ticket_type.values import value_problem
 
 # Used with fullmatch: Python's "$" would also accept a trailing newline.
 OBJECT_ID = re.compile(r"([A-Z]{2,5})-([0-9]{4,18})")
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
-# Printable ASCII, like the IETF draft's Idempotency-Key (a structured-field string).
-IDEMPOTENCY_KEY = re.compile(rf"[ -~]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}")
 # States whose tickets wait until a time (pendingUntil): a pending-close ticket then moves on by itself.
 PENDING_STATE_TYPES = ("pending close", "pending reminder")
+ASSIGNED = "ticket.assigned"
+# Used with fullmatch (the pattern's anchors are for the OpenAPI document).
+_ASSIGNEE = re.compile(ASSIGNEE_PATTERN.removeprefix("^").removesuffix("$"))
 _json = msgspec.json.Encoder()
 _data_decoder = msgspec.json.Decoder(dict[str, Any])
 
@@ -75,9 +84,24 @@ class WrittenTicket(msgspec.Struct, frozen=True):
     state_type: StateType | None = None
 
 
+class AssignedTicket(msgspec.Struct, frozen=True):
+    """An assignment's outcome, also what it stores under its Idempotency-Key: the new etag, the state (unchanged)
+    and the assignee (None: unassigned)."""
+
+    etag: uuid.UUID
+    state_id: uuid.UUID | None
+    state_name: str | None
+    state_type: StateType | None
+    assignee: str | None
+
+
+class DeletedTicket(msgspec.Struct, frozen=True):
+    """A deletion's outcome, also what it stores under its Idempotency-Key."""
+
+    object_id: str
+
+
 R = TypeVar("R", bound=msgspec.Struct)
-# A write's outcome, and whether it replays the answer an earlier request with the same Idempotency-Key got.
-Outcome = tuple[R, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +122,17 @@ class TicketService:
         types: TicketTypeCache,
         states: TicketStateRepository,
         state_labels: TicketStateCache,
+        keys: Idempotency,
         *,
-        idempotency_key_ttl: datetime.timedelta,
+        includes: TicketIncludes,
     ) -> None:
         self._db = db
         self._repository = repository
         self._types = types
         self._states = states
         self._state_labels = state_labels
-        self._idempotency_key_ttl = idempotency_key_ttl
+        self._keys = keys
+        self._includes = includes
 
     async def create(
         self, principal: Principal, request: CreateTicketRequest, request_id: str, idempotency_key: str | None
@@ -143,65 +169,45 @@ class TicketService:
             principal, self._idempotency(principal, idempotency_key, "create", request), write, _created_decoder
         )
 
-    def _idempotency(
-        self, principal: Principal, key: str | None, operation: str, *request: object
-    ) -> tuple[bytes, str] | None:
-        """(the key's scope digest, the request's fingerprint), or None without a key. The key is scoped to the
-        caller (tenant, realm and subject: another client reusing a key must not receive this answer), the
-        fingerprint covers the operation, the ticket and the body, so a key reused for anything else is refused."""
-        if key is None:
-            return None
-        if IDEMPOTENCY_KEY.fullmatch(key) is None:
-            raise InputValidationFailure(
-                "Invalid request headers",
-                {"Idempotency-Key": f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters"},
-            )
-        fingerprint = hashlib.sha256(canonical_encoder.encode([operation, *request])).hexdigest()
-        return idempotency_scope_digest(principal.realm, principal.subject, key), fingerprint
+    def _idempotency(self, principal: Principal, key: str | None, operation: str, *request: object) -> Claim | None:
+        return self._keys.claim(principal, key, operation, *request)
 
     async def _once(
         self,
         principal: Principal,
-        idempotency: tuple[bytes, str] | None,
+        claim: Claim | None,
         write: Callable[[], Awaitable[R]],
         stored: msgspec.json.Decoder[R],
     ) -> Outcome[R]:
-        """Run `write` (a single statement, or several in the caller's transaction), or, when the key was used
-        before with the same request, return what that write returned; (result, replayed)."""
-        if idempotency is None:
-            return await write(), False
-        scope, fingerprint = idempotency
-        expired_before = datetime.datetime.now(datetime.UTC) - self._idempotency_key_ttl
-        async with self._db.transaction():
-            if not await self._repository.claim_idempotency_key(
-                principal.tenant_id, scope, fingerprint, expired_before
-            ):
-                earlier = await self._repository.idempotent_response(principal.tenant_id, scope)
-                assert earlier is not None  # claimed by a transaction that has committed, with its response
-                if earlier.request_hash != fingerprint:
-                    raise IdempotencyKeyReused()
-                return stored.decode(earlier.response), True
-            result = await write()
-            # In the same transaction: a replay can never find the key claimed but without its write.
-            await self._repository.store_idempotent_response(principal.tenant_id, scope, _json.encode(result).decode())
-        return result, False
+        """Run `write` (a single statement, or several in the caller's transaction) once per Idempotency-Key."""
+        return await self._keys.once(principal, claim, write, stored)
 
     async def get(self, principal: Principal, object_id: str) -> TicketOut:
         row = await self.visible(principal, object_id)
         return to_out(row, await self._state_label(principal.tenant_id, row.state_id))
+
+    async def get_including(
+        self, principal: Principal, object_id: str, names: tuple[str, ...]
+    ) -> tuple[TicketOut, list[tuple[str, bytes]]]:
+        """The ticket and the JSON of each member `names` asks to embed (see app/ticket/includes.py)."""
+        row = await self.visible(principal, object_id)
+        ticket = to_out(row, await self._state_label(principal.tenant_id, row.state_id))
+        return ticket, await self._includes.embed(principal, row, names)
 
     async def _state_label(self, tenant_id: uuid.UUID, state_id: uuid.UUID | None) -> StateLabelRow | None:
         if state_id is None:
             return None
         return await self._state_labels.label(tenant_id, state_id)
 
-    async def visible(self, principal: Principal, object_id: str) -> TicketRow:
+    async def visible(self, principal: Principal, object_id: str, *, audit: bool = False) -> TicketRow:
         """The ticket as the caller may see it, for every read and for the work around a ticket (comments,
         attachments): a deleted ticket, and for a customer-level caller a ticket it did not create, is not found
-        (the same answer as a ticket that never existed, so nothing can be probed)."""
+        (the same answer as a ticket that never existed, so nothing can be probed). With `audit` (its history and
+        earlier versions), a deleted ticket is still found for an administrator: deletion keeps them for audit."""
         if OBJECT_ID.fullmatch(object_id) is None:
             raise TicketNotFound(object_id)
-        row = await self._repository.get(principal.tenant_id, object_id)
+        include_deleted = audit and may_audit(principal)
+        row = await self._repository.get(principal.tenant_id, object_id, include_deleted=include_deleted)
         if row is None or (principal.customer_only and row.created_by != principal.subject):
             raise TicketNotFound(object_id)
         return row
@@ -209,28 +215,28 @@ class TicketService:
     async def as_of(
         self, principal: Principal, object_id: str, at: datetime.datetime | None, etag: str | None
     ) -> TicketOut:
-        """The ticket as a GET showed it after its last change at or before `at`, or when its etag was `etag`."""
+        """The ticket as a GET showed it after its last change at or before `at`, or when its etag was `etag`
+        (before its deletion, if it was deleted)."""
         expected = None
         if etag is not None:
             # An etag that is not a UUID was never issued: no version has it, like the nil UUID.
-            expected = _as_uuid(etag) or uuid.UUID(int=0)
-        if OBJECT_ID.fullmatch(object_id) is None:
-            raise TicketNotFound(object_id)
-        row = await self._repository.as_of(principal.tenant_id, object_id, at, expected)
-        if row is not None:
-            # The state's current name: names are not versioned (documented in the README).
-            return to_out(row, await self._state_label(principal.tenant_id, row.state_id))
-        if await self._repository.exists(principal.tenant_id, object_id):
+            expected = as_uuid(etag) or uuid.UUID(int=0)
+        ticket = await self.visible(principal, object_id, audit=True)
+        row = await self._repository.as_of(principal.tenant_id, ticket.id, at, expected)
+        if row is None:
             raise TicketVersionNotFound(object_id, etag if etag is not None else _timestamp(at))
-        raise TicketNotFound(object_id)
+        # The state's current name: names are not versioned (documented in the README).
+        return to_out(row, await self._state_label(principal.tenant_id, row.state_id))
 
     async def history(
         self, principal: Principal, object_id: str, page: int, per_page: int
     ) -> tuple[int, list[HistoryEntry]]:
-        ticket = await self.visible(principal, object_id)
-        total = await self._repository.count_events(principal.tenant_id, ticket.id)
+        ticket = await self.visible(principal, object_id, audit=True)
+        # A customer-level caller never learns of an internal note, so neither of the event recording it.
+        internal = not principal.customer_only
+        total = await self._repository.count_events(principal.tenant_id, ticket.id, internal=internal)
         rows = await self._repository.history(
-            principal.tenant_id, ticket.id, limit=per_page, offset=(page - 1) * per_page
+            principal.tenant_id, ticket.id, limit=per_page, offset=(page - 1) * per_page, internal=internal
         )
         state_ids = {state_id for row in rows for state_id in (row.state_id, row.previous_state_id)}
         labels = await self._state_labels.labels(principal.tenant_id, state_ids)
@@ -261,7 +267,7 @@ class TicketService:
         assert request.etag is not None and request.state is not None
         ticket = await self.visible(principal, object_id)
         # The decision below is taken on this version; the write happens only if it is still the current one.
-        if _as_uuid(request.etag) != ticket.etag:
+        if as_uuid(request.etag) != ticket.etag:
             raise EtagMismatch()
         states = await self._states.list_all(principal.tenant_id)
         target = _find_state(states, request.state)
@@ -362,7 +368,7 @@ class TicketService:
         if reason:
             raise InputValidationFailure("Ticket update failed validation", reason)
         # An etag that is not a UUID was never issued by us, so it cannot be the current one.
-        expected = _as_uuid(etag)
+        expected = as_uuid(etag)
         if expected is not None:
             new_etag = uuid.uuid4()
             updated = await self._repository.compare_and_swap(
@@ -383,6 +389,100 @@ class TicketService:
             raise EtagMismatch()
         raise TicketNotFound(object_id)
 
+    async def assign(
+        self,
+        principal: Principal,
+        object_id: str,
+        request: AssignTicketRequest,
+        request_id: str,
+        idempotency_key: str | None = None,
+    ) -> Outcome[AssignedTicket]:
+        """Assign the ticket to `request.assignee` (None unassigns) if its etag is still `request.etag`; return the
+        new etag, the state and the assignee. Any subject is accepted: there is no users directory yet."""
+        etag, assignee = _checked_assignment(request)
+        if OBJECT_ID.fullmatch(object_id) is None:
+            raise TicketNotFound(object_id)
+        if idempotency_key is None:
+            # The hot path, like an update's: no transaction, one statement.
+            return await self._assign(principal, object_id, etag, assignee, request_id), False
+        idempotency = self._idempotency(
+            principal, idempotency_key, "assign", object_id, {"etag": etag, "assignee": assignee}
+        )
+        return await self._once(
+            principal,
+            idempotency,
+            lambda: self._assign(principal, object_id, etag, assignee, request_id),
+            _assigned_decoder,
+        )
+
+    async def _assign(
+        self, principal: Principal, object_id: str, etag: str, assignee: str | None, request_id: str
+    ) -> AssignedTicket:
+        # An etag that is not a UUID was never issued by us, so it cannot be the current one.
+        expected = as_uuid(etag)
+        if expected is not None:
+            new_etag = uuid.uuid4()
+            assigned = await self._repository.assign(
+                principal.tenant_id,
+                object_id,
+                expected,
+                new_etag,
+                assignee,
+                principal.subject,
+                request_id,
+                principal.support_request,
+            )
+            if assigned is not None:
+                state = await self._state_label(principal.tenant_id, assigned.state_id)
+                return AssignedTicket(new_etag, *_state_members(assigned.state_id, state), assignee)
+        if await self._repository.exists(principal.tenant_id, object_id):
+            raise EtagMismatch()
+        raise TicketNotFound(object_id)
+
+    async def delete(
+        self,
+        principal: Principal,
+        object_id: str,
+        accepted_etags: list[uuid.UUID] | None,
+        request_id: str,
+        idempotency_key: str | None = None,
+    ) -> Outcome[DeletedTicket]:
+        """Delete the ticket if its etag is one of `accepted_etags` (If-Match; None: whatever it is). It is kept, with
+        its events, for audit: from now on it is not found, its display ID is never given out again, and only an
+        administrator reads its history."""
+        if OBJECT_ID.fullmatch(object_id) is None:
+            raise TicketNotFound(object_id)
+        etags = None if accepted_etags is None else sorted(str(etag) for etag in accepted_etags)
+        idempotency = self._idempotency(principal, idempotency_key, "delete", object_id, etags)
+        return await self._once(
+            principal,
+            idempotency,
+            lambda: self._delete(principal, object_id, accepted_etags, request_id),
+            _deleted_decoder,
+        )
+
+    async def _delete(
+        self, principal: Principal, object_id: str, accepted_etags: list[uuid.UUID] | None, request_id: str
+    ) -> DeletedTicket:
+        if principal.customer_only:
+            # A tenant file may give a customer role the delete permission: such a caller still reaches only the
+            # tickets it created.
+            await self.visible(principal, object_id)
+        deleted = await self._repository.delete(
+            principal.tenant_id,
+            object_id,
+            accepted_etags,
+            uuid.uuid4(),
+            principal.subject,
+            request_id,
+            principal.support_request,
+        )
+        if deleted:
+            return DeletedTicket(object_id)
+        if accepted_etags is not None and await self._repository.exists(principal.tenant_id, object_id):
+            raise PreconditionFailed()
+        raise TicketNotFound(object_id)
+
     async def page(self, principal: Principal, query: TicketQuery) -> tuple[int, list[TicketOut]]:
         contains = [_json.encode({field_id: value}).decode() for field_id, value in query.field_values.items()]
         total, rows = await self._repository.page(
@@ -398,15 +498,28 @@ class TicketService:
         return total, [to_out(row, _label(labels, row.state_id)) for row in rows]
 
 
-def idempotency_scope_digest(realm: str, subject: str, key: str) -> bytes:
-    """What an Idempotency-Key is stored as: the SHA-256 of its scope, 32 bytes however long the token's subject is
-    (a btree index row cannot exceed about 2.7 kB). Realm names and keys hold no newline, so the three parts cannot
-    run into each other. The migration that introduced digests computes the same from the stored text."""
-    return hashlib.sha256(f"{realm}\n{subject}\n{key}".encode()).digest()
-
-
 def last_page(total: int, per_page: int) -> int:
     return max(1, math.ceil(total / per_page))
+
+
+def may_audit(principal: Principal) -> bool:
+    """Whether the caller administers the tenant's tickets (an admin role and the tickets:admin scope): it reads the
+    history and earlier versions of deleted tickets."""
+    return "admin" in principal.permissions and ADMIN_SCOPE in principal.scopes
+
+
+def _checked_assignment(request: AssignTicketRequest) -> tuple[str, str | None]:
+    reason: dict[str, str] = {}
+    if not request.etag:
+        reason["etag"] = "required: the ticket's current etag (from GET, create or the previous change)"
+    if isinstance(request.assignee, msgspec.UnsetType):
+        reason["assignee"] = "required: the subject to assign the ticket to, or null to unassign it"
+    elif request.assignee is not None and _ASSIGNEE.fullmatch(request.assignee) is None:
+        reason["assignee"] = "a subject: 1 to 255 printable ASCII characters"
+    if reason:
+        raise InputValidationFailure("Invalid request body", reason)
+    assert request.etag is not None and not isinstance(request.assignee, msgspec.UnsetType)
+    return request.etag, request.assignee
 
 
 def _check_status_request(request: ChangeStatusRequest) -> None:
@@ -453,7 +566,7 @@ def is_storable_time(moment: datetime.datetime) -> bool:
     return True
 
 
-def _as_uuid(value: str) -> uuid.UUID | None:
+def as_uuid(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value)
     except ValueError:
@@ -461,7 +574,7 @@ def _as_uuid(value: str) -> uuid.UUID | None:
 
 
 def _find_state(states: list[TicketStateRow], wanted: str) -> TicketStateRow | None:
-    wanted_id = _as_uuid(wanted)
+    wanted_id = as_uuid(wanted)
     by_id = next((state for state in states if state.id == wanted_id), None)
     # An id wins over a name, even a state named like another state's id.
     return by_id or next((state for state in states if state.name.lower() == wanted.lower()), None)
@@ -495,6 +608,13 @@ def _history_entry(row: HistoryRow, labels: Labels) -> HistoryEntry:
     pending = None
     if row.pending_until != row.previous_pending_until:
         pending = PendingChange(old=row.previous_pending_until, new=row.pending_until)
+    # An assignment shows both sides even when it named the assignee the ticket already had.
+    assignee = None
+    if row.kind == ASSIGNED or row.assignee != row.previous_assignee:
+        assignee = AssigneeChange(old=row.previous_assignee, new=row.assignee)
+    comment = None
+    if row.comment_id is not None:
+        comment = CommentEvent(id=row.comment_id, is_internal=row.internal)
     return HistoryEntry(
         sequence=row.sequence,
         event=row.kind,
@@ -507,7 +627,9 @@ def _history_entry(row: HistoryRow, labels: Labels) -> HistoryEntry:
         changes=cast(Any, msgspec.Raw(row.changes)),
         state=state,
         pending_until=pending,
+        assignee=assignee,
         note=row.note,
+        comment=comment,
     )
 
 
@@ -518,6 +640,8 @@ def _timestamp(at: datetime.datetime | None) -> str:
 # What a create and what an update or a status change store under an Idempotency-Key.
 _created_decoder = msgspec.json.Decoder(CreatedTicket)
 _written_decoder = msgspec.json.Decoder(WrittenTicket)
+_assigned_decoder = msgspec.json.Decoder(AssignedTicket)
+_deleted_decoder = msgspec.json.Decoder(DeletedTicket)
 
 
 def to_out(row: TicketRow, state: StateLabelRow | None) -> TicketOut:
@@ -538,4 +662,5 @@ def to_out(row: TicketRow, state: StateLabelRow | None) -> TicketOut:
         updated_at=row.updated_at,
         updated_by=row.updated_by,
         lastUpdatedBy=row.updated_by,
+        assignee=row.assignee,
     )

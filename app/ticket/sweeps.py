@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import uuid
 
+from app.idempotency.repository import IdempotencyRepository
 from app.ticket.periodic import PeriodicSweep
 from app.ticket.repository import TicketRepository
 
@@ -47,18 +48,18 @@ class PendingCloseTimer(PeriodicSweep):
 class ExpiredIdempotencyKeySweep(PeriodicSweep):
     """Forgets Idempotency-Keys older than their time to live, tenant by tenant, each through the (tenant_id,
     created_at) index (a key found expired before the sweep reaches it is already treated as unused: see
-    TicketRepository.claim_idempotency_key)."""
+    IdempotencyRepository.claim)."""
 
     name = "idempotency-key-sweep"
 
-    def __init__(self, repository: TicketRepository, ttl: datetime.timedelta, interval_seconds: float) -> None:
+    def __init__(self, keys: IdempotencyRepository, ttl: datetime.timedelta, interval_seconds: float) -> None:
         super().__init__(interval_seconds)
-        self._repository = repository
+        self._keys = keys
         self._ttl = ttl
 
     async def sweep(self) -> int:
         expired_before = datetime.datetime.now(datetime.UTC) - self._ttl
         deleted = 0
-        for tenant_id in await self._repository.all_tenants():
-            deleted += await self._repository.delete_expired_idempotency_keys(tenant_id, expired_before)
+        for tenant_id in await self._keys.all_tenants():
+            deleted += await self._keys.delete_expired(tenant_id, expired_before)
         return deleted

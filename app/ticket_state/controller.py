@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from app.auth.principal import Principal
 from app.auth.requirements import ADMIN_SCOPE, READ_SCOPE, requires
 from app.errors import error_responses
+from app.idempotency.http import IDEMPOTENCY_KEY_PARAMETER, IdempotencyKeyHeader, replayed_headers
 from app.ticket_state.dto import StateIn, StateList, StateOut, StateUpdate
 from app.ticket_state.service import TicketStateService
 
-_read = requires("read", READ_SCOPE, "read ticket states")
-_admin = requires("admin", ADMIN_SCOPE, "administer ticket states")
+# Customers read them too: a customer creating a ticket needs its type's fields, and a ticket names its state.
+_read = requires("read", READ_SCOPE, "read ticket states", customers=True)
+_admin = requires("admin", ADMIN_SCOPE, "administer ticket states", documented=(IDEMPOTENCY_KEY_PARAMETER,))
 
 
 class TicketStateController(Controller):
@@ -58,9 +60,11 @@ class TicketStateController(Controller):
         request: Request[Principal, Any, Any],
         ticket_states: NamedDependency[TicketStateService],
         data: JSONBody[StateIn],
-    ) -> StateOut:
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[StateOut]:
         """Making a state `default_create` or `default_follow_up` moves that flag to it from the current holder."""
-        return await ticket_states.create(request.user, data)
+        body, replayed = await ticket_states.create(request.user, data, idempotency_key)
+        return Response(body, status_code=201, headers=replayed_headers(replayed))
 
     @put(
         "/{state_id:str}",
@@ -75,11 +79,13 @@ class TicketStateController(Controller):
         ticket_states: NamedDependency[TicketStateService],
         state_id: FromPath[str],
         data: JSONBody[StateUpdate],
-    ) -> StateOut:
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[StateOut]:
         """Changes the members sent (seed 003: `{"note": "..."}` alone is a valid change); the others keep their
         values, and `null` clears `next_state_id` or `note`. The tenant's default states cannot lose their flag or
         be deactivated: make another state the default instead."""
-        return await ticket_states.update(request.user, state_id, data)
+        body, replayed = await ticket_states.update(request.user, state_id, data, idempotency_key)
+        return Response(body, headers=replayed_headers(replayed))
 
     @delete(
         "/{state_id:str}",
@@ -94,7 +100,9 @@ class TicketStateController(Controller):
         request: Request[Principal, Any, Any],
         ticket_states: NamedDependency[TicketStateService],
         state_id: FromPath[str],
-    ) -> None:
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[None]:
         """Refused with 409 "Can't delete, object has references." while tickets or states refer to it; set
         `active: false` instead."""
-        await ticket_states.delete(request.user, state_id)
+        _, replayed = await ticket_states.delete(request.user, state_id, idempotency_key)
+        return Response(None, status_code=204, headers=replayed_headers(replayed))

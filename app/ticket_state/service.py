@@ -12,6 +12,7 @@ import msgspec
 from app.auth.principal import Principal
 from app.db.database import Database
 from app.errors import InputValidationFailure
+from app.idempotency.service import Idempotency, Outcome
 from app.tenancy.model import StateSeed, TenantConfig
 from app.ticket_state.cache import TicketStateCache
 from app.ticket_state.dto import MAX_NAME_LENGTH, MAX_NOTE_LENGTH, StateIn, StateOut, StateUpdate
@@ -56,14 +57,24 @@ def parse_state_id(value: str) -> uuid.UUID:
         raise TicketStateNotFound(value) from None
 
 
+_state_decoder = msgspec.json.Decoder(StateOut)
+_nothing_decoder = msgspec.json.Decoder(None)
+
+
 class TicketStateService:
     def __init__(
-        self, db: Database, repository: TicketStateRepository, workflows: WorkflowReferences, cache: TicketStateCache
+        self,
+        db: Database,
+        repository: TicketStateRepository,
+        workflows: WorkflowReferences,
+        cache: TicketStateCache,
+        keys: Idempotency,
     ) -> None:
         self._db = db
         self._repository = repository
         self._workflows = workflows
         self._cache = cache
+        self._keys = keys
 
     async def list_states(self, principal: Principal) -> list[StateOut]:
         return [to_out(row) for row in await self._repository.list_all(principal.tenant_id)]
@@ -74,7 +85,11 @@ class TicketStateService:
             raise TicketStateNotFound(state_id)
         return to_out(row)
 
-    async def create(self, principal: Principal, state: StateIn) -> StateOut:
+    async def create(self, principal: Principal, state: StateIn, idempotency_key: str | None) -> Outcome[StateOut]:
+        claim = self._keys.claim(principal, idempotency_key, "create_state", state)
+        return await self._keys.once(principal, claim, lambda: self._create(principal, state), _state_decoder)
+
+    async def _create(self, principal: Principal, state: StateIn) -> StateOut:
         async with self._db.transaction():
             states = await self._locked_states(principal.tenant_id)
             _check(state, None, states)
@@ -82,8 +97,16 @@ class TicketStateService:
             row = await self._repository.insert(principal.tenant_id, state, principal.subject)
         return to_out(row)
 
-    async def update(self, principal: Principal, state_id: str, change: StateUpdate) -> StateOut:
+    async def update(
+        self, principal: Principal, state_id: str, change: StateUpdate, idempotency_key: str | None
+    ) -> Outcome[StateOut]:
         """Apply the members sent; the others keep their values."""
+        claim = self._keys.claim(principal, idempotency_key, "update_state", state_id, change)
+        return await self._keys.once(
+            principal, claim, lambda: self._update(principal, state_id, change), _state_decoder
+        )
+
+    async def _update(self, principal: Principal, state_id: str, change: StateUpdate) -> StateOut:
         wanted = parse_state_id(state_id)
         async with self._db.transaction():
             states = await self._locked_states(principal.tenant_id)
@@ -100,7 +123,11 @@ class TicketStateService:
         self._cache.invalidate(principal.tenant_id)
         return to_out(row)
 
-    async def delete(self, principal: Principal, state_id: str) -> None:
+    async def delete(self, principal: Principal, state_id: str, idempotency_key: str | None) -> Outcome[None]:
+        claim = self._keys.claim(principal, idempotency_key, "delete_state", state_id)
+        return await self._keys.once(principal, claim, lambda: self._delete(principal, state_id), _nothing_decoder)
+
+    async def _delete(self, principal: Principal, state_id: str) -> None:
         wanted = parse_state_id(state_id)
         async with self._db.transaction():
             states = await self._locked_states(principal.tenant_id)

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from app.auth.principal import Principal
 from app.auth.requirements import ADMIN_SCOPE, READ_SCOPE, requires
 from app.errors import error_responses
+from app.idempotency.http import IDEMPOTENCY_KEY_PARAMETER, IdempotencyKeyHeader, replayed_headers
 from app.ticket_type.dto import TicketTypeDefinition, TicketTypeList, TicketTypeOut
 from app.ticket_type.service import TicketTypeService
 
-_read = requires("read", READ_SCOPE, "read ticket types")
-_admin = requires("admin", ADMIN_SCOPE, "administer ticket types")
+# Customers read them too: a customer creating a ticket needs its type's fields, and a ticket names its state.
+_read = requires("read", READ_SCOPE, "read ticket types", customers=True)
+_admin = requires("admin", ADMIN_SCOPE, "administer ticket types", documented=(IDEMPOTENCY_KEY_PARAMETER,))
 
 
 class TicketTypeController(Controller):
@@ -76,9 +78,11 @@ class TicketTypeController(Controller):
         request: Request[Principal, Any, Any],
         ticket_types: NamedDependency[TicketTypeService],
         data: JSONBody[TicketTypeDefinition],
-    ) -> TicketTypeOut:
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[TicketTypeOut]:
         """Administrators only (admin role and tickets:admin scope). The definition is validated in full."""
-        return await ticket_types.create(request.user, data)
+        body, replayed = await ticket_types.create(request.user, data, idempotency_key)
+        return Response(body, status_code=201, headers=replayed_headers(replayed))
 
     @put(
         "/{type_id:str}",
@@ -93,9 +97,11 @@ class TicketTypeController(Controller):
         ticket_types: NamedDependency[TicketTypeService],
         type_id: FromPath[str],
         data: JSONBody[TicketTypeDefinition],
-    ) -> TicketTypeOut:
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[TicketTypeOut]:
         """Stores a new version. The prefix is fixed; a field UUID keeps its key forever; ticket data is untouched."""
-        return await ticket_types.replace(request.user, type_id, data)
+        body, replayed = await ticket_types.replace(request.user, type_id, data, idempotency_key)
+        return Response(body, headers=replayed_headers(replayed))
 
     @delete(
         "/{type_id:str}",
@@ -110,6 +116,8 @@ class TicketTypeController(Controller):
         request: Request[Principal, Any, Any],
         ticket_types: NamedDependency[TicketTypeService],
         type_id: FromPath[str],
-    ) -> TicketTypeOut:
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[TicketTypeOut]:
         """Archives: no new tickets of the type; existing tickets and the prefix stay. Never a hard delete."""
-        return await ticket_types.archive(request.user, type_id)
+        body, replayed = await ticket_types.archive(request.user, type_id, idempotency_key)
+        return Response(body, headers=replayed_headers(replayed))

@@ -13,6 +13,7 @@ from app.auth.principal import Principal
 from app.config import PROJECT_ROOT
 from app.db.database import Database
 from app.errors import InputValidationFailure
+from app.idempotency.service import Idempotency, Outcome
 from app.tenancy.model import TenantConfig
 from app.ticket_state.dto import StateIn
 from app.ticket_state.repository import TicketStateRepository
@@ -59,14 +60,23 @@ def to_out(row: TicketTypeRow) -> TicketTypeOut:
     )
 
 
+_type_decoder = msgspec.json.Decoder(TicketTypeOut)
+
+
 class TicketTypeService:
     def __init__(
-        self, db: Database, repository: TicketTypeRepository, cache: TicketTypeCache, states: TicketStateRepository
+        self,
+        db: Database,
+        repository: TicketTypeRepository,
+        cache: TicketTypeCache,
+        states: TicketStateRepository,
+        keys: Idempotency,
     ) -> None:
         self._db = db
         self._repository = repository
         self._cache = cache
         self._states = states
+        self._keys = keys
 
     async def list_types(self, principal: Principal, include_archived: bool) -> list[TicketTypeOut]:
         return [to_out(row) for row in await self._repository.list_all(principal.tenant_id, include_archived)]
@@ -83,7 +93,13 @@ class TicketTypeService:
             raise TicketTypeNotFound(type_id)
         return compiled
 
-    async def create(self, principal: Principal, submitted: TicketTypeDefinition) -> TicketTypeOut:
+    async def create(
+        self, principal: Principal, submitted: TicketTypeDefinition, idempotency_key: str | None
+    ) -> Outcome[TicketTypeOut]:
+        claim = self._keys.claim(principal, idempotency_key, "create_type", submitted)
+        return await self._keys.once(principal, claim, lambda: self._create(principal, submitted), _type_decoder)
+
+    async def _create(self, principal: Principal, submitted: TicketTypeDefinition) -> TicketTypeOut:
         definition = validate_definition(msgspec.to_builtins(submitted))
         async with self._db.transaction():
             await self._check_workflow_states(principal.tenant_id, definition.workflow)
@@ -99,8 +115,16 @@ class TicketTypeService:
         self._cache.invalidate(principal.tenant_id)
         return to_out(row)
 
-    async def replace(self, principal: Principal, type_id: str, submitted: TicketTypeDefinition) -> TicketTypeOut:
+    async def replace(
+        self, principal: Principal, type_id: str, submitted: TicketTypeDefinition, idempotency_key: str | None
+    ) -> Outcome[TicketTypeOut]:
         """A new version. Existing tickets keep their data; field UUIDs keep their meaning across versions."""
+        claim = self._keys.claim(principal, idempotency_key, "replace_type", type_id, submitted)
+        return await self._keys.once(
+            principal, claim, lambda: self._replace(principal, type_id, submitted), _type_decoder
+        )
+
+    async def _replace(self, principal: Principal, type_id: str, submitted: TicketTypeDefinition) -> TicketTypeOut:
         definition = validate_definition(msgspec.to_builtins(submitted))
         type_uuid = parse_type_id(type_id)
         async with self._db.transaction():
@@ -128,7 +152,11 @@ class TicketTypeService:
         self._cache.invalidate(principal.tenant_id)
         return to_out(row)
 
-    async def archive(self, principal: Principal, type_id: str) -> TicketTypeOut:
+    async def archive(self, principal: Principal, type_id: str, idempotency_key: str | None) -> Outcome[TicketTypeOut]:
+        claim = self._keys.claim(principal, idempotency_key, "archive_type", type_id)
+        return await self._keys.once(principal, claim, lambda: self._archive(principal, type_id), _type_decoder)
+
+    async def _archive(self, principal: Principal, type_id: str) -> TicketTypeOut:
         type_uuid = parse_type_id(type_id)
         async with self._db.transaction():
             if await self._repository.lock(principal.tenant_id, type_uuid) is None:

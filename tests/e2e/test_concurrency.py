@@ -2,9 +2,9 @@
 pool is large enough that the racing statements really meet in PostgreSQL.
 
 Covers the etag compare-and-swap (one winner among simultaneous writers, no lost increments under a
-read/CAS/retry loop, races on different tickets staying independent), gap-free display IDs under concurrent
-creates, and Idempotency-Key under concurrent identical creates. Every outcome is checked on the wire and in the
-database (ticket_event, display_id_sequence).
+read/CAS/retry loop, races on different tickets staying independent, assignments racing updates on one etag with
+nothing lost), gap-free display IDs under concurrent creates, and Idempotency-Key under concurrent identical
+creates. Every outcome is checked on the wire and in the database (ticket_event, display_id_sequence).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import pytest
 
 from tests.support import (
     API,
+    ASSIGNED,
     ETAG_MISMATCH,
     LOCK_TICKETS,
     POOL_MAX,
@@ -425,3 +426,123 @@ async def test_simultaneous_races_on_two_tickets_do_not_interfere(
         events = await updated_events(db, alpha, ticket["id"])
         assert len(events) == 1
         assert msgspec.json.decode(events[0]["changes"]) == {description: {"old": None, "new": value}}
+
+
+# --- 6. assignments and updates racing on one etag ---------------------------------------------------------------
+
+ASSIGNERS = 20
+UPDATERS = 20
+
+
+async def events_of(db: asyncpg.Pool, tenant: TenantSpec, ticket_id: str) -> list[asyncpg.Record]:
+    """A ticket's events in sequence order, numbered without gaps."""
+    await assert_numbered_events(db, tenant.id, [ticket_id])
+    return await db.fetch(
+        "SELECT kind, changes::text AS changes, assignee, etag FROM ticket_event "
+        "WHERE tenant_id = $1 AND ticket_id = $2 ORDER BY sequence",
+        tenant.id,
+        uuid.UUID(ticket_id),
+    )
+
+
+async def test_assignments_and_updates_with_one_etag_have_exactly_one_winner(
+    alpha_api: TenantApi, alpha: TenantSpec, db: asyncpg.Pool
+) -> None:
+    ticket = await new_ticket(alpha_api, "REQ", {"title": "assign or update"})
+    _, fields = await ticket_type(alpha_api, "REQ")
+    description = fields["description"]
+    object_id, etag = ticket["object_id"], ticket["etag"]
+
+    def racers() -> Awaitable[list[httpx.Response]]:
+        assigns = [alpha_api.assign(object_id, {"etag": etag, "assignee": f"agent-{i}"}) for i in range(ASSIGNERS)]
+        updates = [
+            alpha_api.update(object_id, {"etag": etag, "ticketUpdate": {description: f"<p>writer {i}</p>"}})
+            for i in range(UPDATERS)
+        ]
+        return asyncio.gather(*assigns, *updates)
+
+    # All 40 queue on the ticket's row lock and are released together.
+    responses = await gated(db, LOCK_TICKETS, (alpha.id, [uuid.UUID(ticket["id"])]), ASSIGNERS + UPDATERS, racers)
+
+    assert Counter(r.status_code for r in responses) == {200: 1, 400: ASSIGNERS + UPDATERS - 1}
+    assert all(r.json() == ETAG_MISMATCH for r in responses if r.status_code == 400)
+    [(index, winner)] = [(i, r) for i, r in enumerate(responses) if r.status_code == 200]
+    new_etag = winner.json()["etag"]
+    shown = (await alpha_api.get(object_id)).json()
+    assert shown["etag"] == new_etag
+    events = await events_of(db, alpha, ticket["id"])
+    assert len(events) == 2  # the creation and the one winner
+    if index < ASSIGNERS:
+        assert winner.json() == {**ASSIGNED, "etag": new_etag, **state_of(ticket), "assignee": f"agent-{index}"}
+        assert winner.headers["etag"] == f'"{new_etag}"'
+        assert (shown["assignee"], shown["data"]) == (f"agent-{index}", ticket["data"])
+        assert (events[1]["kind"], events[1]["assignee"]) == ("ticket.assigned", f"agent-{index}")
+    else:
+        value = f"<p>writer {index - ASSIGNERS}</p>"
+        assert winner.json() == {**UPDATED, "etag": new_etag, **state_of(ticket)}
+        assert (shown["assignee"], shown["data"][description]) == (None, value)
+        assert (events[1]["kind"], events[1]["assignee"]) == ("ticket.updated", None)
+        assert msgspec.json.decode(events[1]["changes"]) == {description: {"old": None, "new": value}}
+    assert str(events[1]["etag"]) == new_etag
+
+
+MIXED_WORKERS = 16
+MIXED_WRITES = 12  # per worker, alternating: an assignment, then an increment
+
+
+async def test_interleaved_assignments_and_updates_under_retry_lose_nothing(
+    alpha_api: TenantApi, alpha: TenantSpec, db: asyncpg.Pool
+) -> None:
+    """Every worker reads, then assigns the ticket to itself or increments its counter with that etag, retrying on
+    ETAG_MISMATCH: every assignment and every increment lands exactly once, and none undoes another (an update
+    keeps the assignee, an assignment keeps the data)."""
+    ticket = await new_ticket(alpha_api, "REQ", {"title": "busy"})
+    _, fields = await ticket_type(alpha_api, "REQ")
+    counter = fields["counter"]
+    object_id = ticket["object_id"]
+    mismatches = 0
+    assigned: list[tuple[str, str]] = []  # (assignee, etag) of each successful assignment
+
+    async def worker(number: int) -> None:
+        nonlocal mismatches
+        rng = random.Random(number)
+        for write in range(MIXED_WRITES):
+            while True:
+                current = (await alpha_api.get(object_id)).json()
+                if write % 2 == 0:
+                    assignee = f"worker-{number}-{write}"
+                    response = await alpha_api.assign(object_id, {"etag": current["etag"], "assignee": assignee})
+                else:
+                    value = current["data"][counter]
+                    response = await alpha_api.update(
+                        object_id, {"etag": current["etag"], "ticketUpdate": {counter: value + 1}}
+                    )
+                if response.status_code == 200:
+                    if write % 2 == 0:
+                        assert response.json()["assignee"] == assignee
+                        assigned.append((assignee, response.json()["etag"]))
+                    break
+                assert (response.status_code, response.json()) == (400, ETAG_MISMATCH)
+                mismatches += 1
+                await asyncio.sleep(rng.uniform(0, 0.02))
+
+    await asyncio.gather(*(worker(number) for number in range(MIXED_WORKERS)))
+
+    assert mismatches > 0, "the writers never collided: the race was not exercised"
+    increments = MIXED_WORKERS * MIXED_WRITES // 2
+    final = (await alpha_api.get(object_id)).json()
+    assert final["data"][counter] == increments
+    events = await events_of(db, alpha, ticket["id"])
+    assert len(events) == 1 + MIXED_WORKERS * MIXED_WRITES
+    assignments = [(e["assignee"], str(e["etag"])) for e in events if e["kind"] == "ticket.assigned"]
+    assert sorted(assignments) == sorted(assigned)
+    assert len(assignments) == MIXED_WORKERS * MIXED_WRITES // 2
+    counts = [msgspec.json.decode(e["changes"])[counter] for e in events if e["kind"] == "ticket.updated"]
+    assert counts == [{"old": n, "new": n + 1} for n in range(increments)]
+    # Each event carries the assignee of the last assignment before it; the ticket ends with the last one's.
+    holder = None
+    for event in events:
+        if event["kind"] == "ticket.assigned":
+            holder = event["assignee"]
+        assert event["assignee"] == holder
+    assert final["assignee"] == holder == assignments[-1][0]

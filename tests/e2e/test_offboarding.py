@@ -325,6 +325,8 @@ async def test_purge_removes_every_row_of_a_disabled_tenant_and_nothing_else(
             ticket["object_id"], {"etag": ticket["etag"], "state": "open"}, **{"idempotency-key": "purge-me"}
         )
         assert changed.status_code == 200, changed.text
+        commented = await api.comment(ticket["object_id"], {"content": "Purge me too"})
+        assert commented.status_code == 201, commented.text
     doomed_rows, bystander_rows = await world.rows(doomed), await world.rows(bystander)
     assert all(doomed_rows.values()), doomed_rows  # a row in every tenant table: the purge has work everywhere
 
@@ -359,6 +361,7 @@ async def test_purge_removes_every_row_of_a_disabled_tenant_and_nothing_else(
     report = removed_rows(purged.stdout, doomed, "removed")
     # Every table with a tenant_id column, children before parents, the tenant row last.
     assert list(report) == [
+        "ticket_comment",
         "ticket_event",
         "ticket",
         "display_id_sequence",

@@ -9,8 +9,10 @@ For every route (and every variant of a route's request), `test_who_may_call_the
 token is 401 AUTHENTICATION_REQUIRED; a garbage, tampered or stranger-signed token is 401 INVALID_TOKEN; another
 tenant's valid token with this tenant's x-tenantid, and this tenant's token with the other's, are 404 Tenant not
 found; for routes that need a permission, a token lacking the role (including role names that belong to the other
-tenant) or lacking the scope is 401 USER_PERMISSION_FAILURE naming the action; none of these refused calls changes
-anything in either tenant; and every role that grants the permission, with just the route's scope, gets through.
+tenant, and the customer role where customers may not call) or lacking the scope is 401 USER_PERMISSION_FAILURE
+naming the action; none of these refused calls changes anything in either tenant; every role that grants the
+permission, with just the route's scope, gets through; and where customers may call, a customer's token with the
+route's scope gets through too (to a 404 for a ticket it did not create).
 Besides a valid request on a real object, most routes have a variant naming an absent object or sending input the
 route refuses: the caller is refused just the same (who may call is decided first), and once let through gets the
 404 or 400.
@@ -62,13 +64,14 @@ from tests.support import (
 READ_SCOPE = "tickets:read"
 WRITE_SCOPE = "tickets:write"
 ADMIN_ONLY_SCOPE = "tickets:admin"
-Requirement = Literal["authenticated", "read", "write", "admin"]
+Requirement = Literal["authenticated", "read", "write", "admin", "delete"]
 # The one scope each permission needs.
 SCOPE_OF: dict[Requirement, str] = {
     "authenticated": "",
     "read": READ_SCOPE,
     "write": WRITE_SCOPE,
     "admin": ADMIN_ONLY_SCOPE,
+    "delete": WRITE_SCOPE,
 }
 
 
@@ -78,6 +81,7 @@ class Call:
     path: str  # under API
     params: dict[str, str] | None = None
     body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class World:
@@ -90,6 +94,7 @@ class World:
         self.admin = TenantApi.admin(http, owner)
         self._made = 0
         self._ticket: dict[str, Any] | None = None
+        self._comment: dict[str, Any] | None = None
 
     def name(self) -> str:
         """A new name (or type prefix) for each object a test creates: A, B, ... Z, AA, AB, ..."""
@@ -118,6 +123,14 @@ class World:
         if self._ticket is None:
             self._ticket = await self.new_ticket()
         return self._ticket
+
+    async def comment(self) -> dict[str, Any]:
+        """A comment on the ticket the reads read (made once)."""
+        if self._comment is None:
+            response = await self.admin.comment((await self.ticket())["object_id"], {"content": "matrix"})
+            assert response.status_code == 201, response.text
+            self._comment = response.json()
+        return self._comment
 
     async def new_type(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """A new ticket type of the owner's: its definition and the created type."""
@@ -166,6 +179,9 @@ class Route:
     # once it gets through. "valid" is a valid request on a real object of the tenant; "absent"/"invalid" variants
     # name an object that does not exist or send input the route refuses, to show that who may call comes first.
     variants: dict[str, tuple[Build, int]] = field(default_factory=dict)
+    # Where customers may call the route: the status a customer's call gets, per variant (the test's objects are not
+    # the customer's). Empty: a customer is refused like any caller without the permission.
+    customers: dict[str, int] = field(default_factory=dict)
 
 
 # Targets that do not exist: what a route answers once the caller is let through.
@@ -207,6 +223,30 @@ async def _history(world: World) -> Call:
     return Call("GET", await _ticket_path(world, "/history"))
 
 
+async def _show_ticket_with_comments(world: World) -> Call:
+    return Call("GET", await _ticket_path(world), params={"include": "comments"})
+
+
+async def _add_comment(world: World) -> Call:
+    return Call("POST", await _ticket_path(world, "/comments"), body={"content": "<p>matrix</p>"})
+
+
+async def _add_empty_comment(world: World) -> Call:
+    return Call("POST", await _ticket_path(world, "/comments"), body={"content": "<script>x</script>"})
+
+
+async def _list_comments(world: World) -> Call:
+    return Call("GET", await _ticket_path(world, "/comments"))
+
+
+async def _show_comment(world: World) -> Call:
+    return Call("GET", await _ticket_path(world, f"/comments/{(await world.comment())['id']}"))
+
+
+async def _show_absent_comment(world: World) -> Call:
+    return Call("GET", await _ticket_path(world, f"/comments/{ABSENT_ID}"))
+
+
 async def _create_ticket(world: World) -> Call:
     request_type = await world.request_type()
     body = {"ticketTypeId": request_type["id"], "data": {field_ids(request_type)["title"]: "matrix"}}
@@ -223,6 +263,26 @@ async def _update_ticket(world: World) -> Call:
 async def _change_status(world: World) -> Call:
     ticket = await world.new_ticket()
     return Call("PATCH", f"/ticket/{ticket['object_id']}/status", body={"etag": ticket["etag"], "state": "open"})
+
+
+async def _assign_ticket(world: World) -> Call:
+    ticket = await world.new_ticket()
+    return Call("PATCH", f"/ticket/{ticket['object_id']}/assign", body={"etag": ticket["etag"], "assignee": "matrix"})
+
+
+async def _assign_a_bad_subject(world: World) -> Call:
+    ticket = await world.ticket()
+    return Call("PATCH", f"/ticket/{ticket['object_id']}/assign", body={"etag": ticket["etag"], "assignee": ""})
+
+
+async def _delete_ticket(world: World) -> Call:
+    ticket = await world.new_ticket()
+    return Call("DELETE", f"/ticket/{ticket['object_id']}", headers={"If-Match": f'"{ticket["etag"]}"'})
+
+
+async def _delete_with_a_stale_if_match(world: World) -> Call:
+    ticket = await world.ticket()
+    return Call("DELETE", f"/ticket/{ticket['object_id']}", headers={"If-Match": f'"{ABSENT_ID}"'})
 
 
 async def _type_path(world: World, suffix: str = "") -> str:
@@ -290,11 +350,13 @@ ROUTES: dict[str, Route] = {
             "valid": (_get("/ticket-type"), 200),
             "invalid query": (_fixed("GET", "/ticket-type", {"include_archived": "maybe"}), 400),
         },
+        customers={"valid": 200, "invalid query": 400},
     ),
     "GET /ticket-type/{type_id}": Route(
         "read",
         "read ticket types",
         {"valid": (_get(_type_path), 200), "absent": (_fixed("GET", f"/ticket-type/{ABSENT_ID}"), 404)},
+        customers={"valid": 200, "absent": 404},
     ),
     "GET /ticket-type/{type_id}/schema": Route(
         "read",
@@ -303,6 +365,7 @@ ROUTES: dict[str, Route] = {
             "valid": (_get(lambda world: _type_path(world, "/schema")), 200),
             "absent": (_fixed("GET", f"/ticket-type/{ABSENT_ID}/schema"), 404),
         },
+        customers={"valid": 200, "absent": 404},
     ),
     "POST /ticket-type": Route(
         "admin",
@@ -329,6 +392,7 @@ ROUTES: dict[str, Route] = {
         "write",
         "create a ticket",
         {"valid": (_create_ticket, 201), "absent type": (_create_ticket_of_an_absent_type, 400)},
+        customers={"valid": 201, "absent type": 400},
     ),
     "GET /ticket/{object_id}": Route(
         "read",
@@ -337,9 +401,17 @@ ROUTES: dict[str, Route] = {
             "valid": (_show_ticket, 200),
             "asOf": (_show_ticket_as_of, 200),
             "asOfEtag": (_show_ticket_as_of_etag, 200),
+            "include=comments": (_show_ticket_with_comments, 200),
+            "unknown include": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"include": "everything"}), 400),
             "absent": (_fixed("GET", f"/ticket/{ABSENT_TICKET}"), 404),
             "absent asOf": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"asOf": "2999-01-01T00:00:00Z"}), 404),
             "absent asOfEtag": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"asOfEtag": ABSENT_ID}), 404),
+        },
+        customers={
+            **dict.fromkeys(
+                ("valid", "asOf", "asOfEtag", "include=comments", "absent", "absent asOf", "absent asOfEtag"), 404
+            ),
+            "unknown include": 400,
         },
     ),
     "PATCH /ticket/{object_id}/update": Route(
@@ -356,16 +428,68 @@ ROUTES: dict[str, Route] = {
             ),
         },
     ),
+    "PATCH /ticket/{object_id}/assign": Route(
+        "write",
+        "assign the ticket",
+        {
+            "valid": (_assign_ticket, 200),
+            "absent": (
+                _fixed("PATCH", f"/ticket/{ABSENT_TICKET}/assign", body={"etag": ABSENT_ID, "assignee": None}),
+                404,
+            ),
+            "invalid subject": (_assign_a_bad_subject, 400),
+        },
+    ),
+    "DELETE /ticket/{object_id}": Route(
+        "delete",
+        "delete the ticket",
+        {
+            "valid": (_delete_ticket, 204),
+            "absent": (_fixed("DELETE", f"/ticket/{ABSENT_TICKET}"), 404),
+            "stale If-Match": (_delete_with_a_stale_if_match, 412),
+        },
+    ),
     "GET /ticket/{object_id}/history": Route(
         "read",
         "read tickets",
         {"valid": (_history, 200), "absent": (_fixed("GET", f"/ticket/{ABSENT_TICKET}/history"), 404)},
+        customers={"valid": 404, "absent": 404},
     ),
-    "GET /ticket-state": Route("read", "read ticket states", {"valid": (_get("/ticket-state"), 200)}),
+    "GET /ticket-state": Route(
+        "read", "read ticket states", {"valid": (_get("/ticket-state"), 200)}, customers={"valid": 200}
+    ),
+    # Customers' access to the comment routes (their own tickets only): tests/integration/test_comments.py.
+    "POST /ticket/{object_id}/comments": Route(
+        "write",
+        "comment on tickets",
+        {
+            "valid": (_add_comment, 201),
+            "absent": (_fixed("POST", f"/ticket/{ABSENT_TICKET}/comments", body={"content": "x"}), 404),
+            "invalid (no text once sanitised)": (_add_empty_comment, 400),
+        },
+        customers={"valid": 404, "absent": 404, "invalid (no text once sanitised)": 400},
+    ),
+    "GET /ticket/{object_id}/comments": Route(
+        "read",
+        "read tickets",
+        {
+            "valid": (_list_comments, 200),
+            "absent": (_fixed("GET", f"/ticket/{ABSENT_TICKET}/comments"), 404),
+            "invalid query": (_fixed("GET", f"/ticket/{ABSENT_TICKET}/comments", {"per_page": "0"}), 400),
+        },
+        customers={"valid": 404, "absent": 404, "invalid query": 400},
+    ),
+    "GET /ticket/{object_id}/comments/{comment_id}": Route(
+        "read",
+        "read tickets",
+        {"valid": (_show_comment, 200), "absent": (_show_absent_comment, 404)},
+        customers={"valid": 404, "absent": 404},
+    ),
     "GET /ticket-state/{state_id}": Route(
         "read",
         "read ticket states",
         {"valid": (_get(_closed_state_path), 200), "absent": (_fixed("GET", f"/ticket-state/{ABSENT_ID}"), 404)},
+        customers={"valid": 200, "absent": 404},
     ),
     "POST /ticket-state": Route(
         "admin",
@@ -415,19 +539,32 @@ LACKING: dict[Requirement, dict[str, tuple[list[str], str]]] = {
         "no admin scope": (["admin"], AGENT_SCOPE),
         "an agent's token": (["agent"], AGENT_SCOPE),
     },
+    # The default delete roles are the admin roles.
+    "delete": {
+        "agent role": (["agent"], ADMIN_SCOPE),
+        "every role but admin": (["viewer", "agent", "support"], ADMIN_SCOPE),
+        "no roles": ([], ADMIN_SCOPE),
+        "the other tenant's role names": (OTHER_TENANTS_ROLE_NAMES, ADMIN_SCOPE),
+        "no write scope": (["admin"], "tickets:read tickets:admin"),
+    },
 }
+# A customer-level token with every scope: refused wherever customers may not call.
+CUSTOMER = (["customer"], ADMIN_SCOPE)
 # Every role of the owner that grants the permission; each must get through with just the route's scope.
 GRANTING: dict[Requirement, list[list[str]]] = {
     "authenticated": [[]],
     "read": [["viewer"], ["agent"], ["admin"]],
     "write": [["agent"], ["admin"]],
     "admin": [["admin"]],
+    "delete": [["admin"]],
 }
 STRANGER = SigningKey("ES256")
 
 
 async def send(world: World, call: Call, headers: dict[str, str]) -> httpx.Response:
-    return await world.http.request(call.method, API + call.path, params=call.params, json=call.body, headers=headers)
+    return await world.http.request(
+        call.method, API + call.path, params=call.params, json=call.body, headers={**headers, **call.headers}
+    )
 
 
 def bad_tokens(tenant: TenantSpec) -> dict[str, str]:
@@ -443,7 +580,7 @@ def bad_tokens(tenant: TenantSpec) -> dict[str, str]:
 
 def every_role(tenant: TenantSpec) -> list[str]:
     roles = tenant.roles
-    return sorted({*roles["read"], *roles["write"], *roles["admin"], roles["support"]})
+    return sorted({*roles["read"], *roles["write"], *roles["admin"], roles["support"], *roles.get("customer", ())})
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -480,7 +617,8 @@ async def test_who_may_call_the_route(
         if entry.requires != "authenticated":
             assert entry.action is not None
             refusal = permission_failure(entry.action)
-            for lack, (roles, scope) in LACKING[entry.requires].items():
+            lacking = LACKING[entry.requires] | ({} if entry.customers else {"customer role": CUSTOMER})
+            for lack, (roles, scope) in lacking.items():
                 refused = await send(world, call, auth_headers(alpha, token(alpha, roles=roles, scope=scope)))
                 assert (refused.status_code, refused.json()) == (401, refusal), (where, lack)
                 assert refused.headers["www-authenticate"] == INSUFFICIENT_SCOPE_CHALLENGE, (where, lack)
@@ -498,6 +636,11 @@ async def test_who_may_call_the_route(
             bearer = token(alpha, roles=roles, scope=SCOPE_OF[entry.requires])
             response = await send(world, allowed, auth_headers(alpha, bearer))
             assert response.status_code == passed, (where, roles, response.text)
+        if entry.customers:
+            allowed = await build(world)
+            bearer = token(alpha, roles=["customer"], scope=SCOPE_OF[entry.requires], subject="customer-1")
+            response = await send(world, allowed, auth_headers(alpha, bearer))
+            assert response.status_code == entry.customers[variant], (where, "customer", response.text)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -246,3 +246,15 @@ async def test_a_blocks_own_os_error_passes_through_and_commits_nothing(
     assert await db.fetch_value(f"SELECT count(*) FROM {table}") == 0
     # Neither failure is taken for the database going away.
     assert caplog.records == []
+
+
+async def test_a_cancelled_statement_is_unavailable_but_not_an_outage(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="app.db")
+    with pytest.raises(DatabaseUnavailable, match="the statement was cancelled"):
+        async with db.transaction():
+            await db.execute("SET LOCAL statement_timeout = 50")
+            await db.fetch_value("SELECT pg_sleep(5)")
+    assert caplog.records == []
+    assert await db.fetch_value("SELECT 1") == 1

@@ -43,7 +43,8 @@ from tests.support import (
 MICROSECOND = datetime.timedelta(microseconds=1)
 PLUS_ONE = datetime.timezone(datetime.timedelta(hours=1))
 ENTRY_KEYS = [
-    "sequence", "event", "at", "actor", "request_id", "support", "etag", "changes", "state", "pending_until", "note",
+    "sequence", "event", "at", "actor", "request_id", "support", "etag", "changes", "state", "pending_until",
+    "assignee", "note", "comment",
 ]  # fmt: skip
 BAD_AS_OF = "an ISO 8601 timestamp with a time zone, in the years 1 to 9999 in UTC, e.g. 2026-11-22T18:00:00Z"
 
@@ -214,6 +215,7 @@ class Step:
     pending_until: dict[str, Any] | None
     note: str | None
     after: Snapshot  # GET right after the write
+    assignee: dict[str, Any] | None = None  # {"old", "new"} of an assignment
 
     def entry(self, sequence: int) -> dict[str, Any]:
         return {
@@ -227,7 +229,9 @@ class Step:
             "changes": self.changes,
             "state": self.state,
             "pending_until": self.pending_until,
+            "assignee": self.assignee,
             "note": self.note,
+            "comment": None,
         }
 
 

@@ -22,7 +22,7 @@ from piccolo.apps.migrations.commands.forwards import run_forwards
 from app.db import engine
 from app.db.piccolo_app import APP_CONFIG
 from app.db.piccolo_conf import DB
-from app.ticket.service import idempotency_scope_digest
+from app.idempotency.service import scope_digest
 
 APP = APP_CONFIG.app_name
 EVENT_SEQUENCE_MIGRATION = "2026-12-01T08:00:00:000000"
@@ -184,7 +184,7 @@ async def check_digest(connection: asyncpg.Connection) -> None:
     """The key claimed before the migration is found under the digest the application computes: it still
     replays."""
     stored = await connection.fetch("SELECT tenant_id, scope_digest, request_hash FROM idempotency_key")
-    assert [tuple(row) for row in stored] == [(TENANT, idempotency_scope_digest(*OLD_KEY), "hash")]
+    assert [tuple(row) for row in stored] == [(TENANT, scope_digest(*OLD_KEY), "hash")]
 
 
 def check_schema(schema: Snapshot) -> None:
@@ -199,6 +199,7 @@ def check_schema(schema: Snapshot) -> None:
         "ticket_event",
         "idempotency_key",
         "ticket_state",
+        "ticket_comment",
     }
     columns = {(row[0], row[2]): row[3:6] for row in schema["columns"]}
     assert columns["ticket_event", "sequence"] == ("integer", True, None)
@@ -206,11 +207,15 @@ def check_schema(schema: Snapshot) -> None:
     assert columns["ticket_event", "type_version"] == ("integer", True, None)
     assert columns["ticket", "pending_until"] == ("timestamp with time zone", False, None)
     assert columns["idempotency_key", "scope_digest"] == ("bytea", True, None)
+    assert columns["ticket_event", "comment_id"] == ("uuid", False, None)
+    assert columns["ticket_event", "internal"] == ("boolean", True, "false")
     constraints = {row[1]: row[3] for row in schema["constraints"]}
     assert constraints["ticket_event_sequence_key"] == "UNIQUE (tenant_id, ticket_id, sequence)"
     assert constraints["tenant_slug_check"] == "CHECK ((slug ~ '^[a-z][a-z0-9-]{1,62}$'::text))"
     assert constraints["ticket_type_prefix_check"] == "CHECK ((prefix ~ '^[A-Z]{2,5}$'::text))"
     assert constraints["idempotency_key_pkey"] == "PRIMARY KEY (tenant_id, scope_digest)"
+    assert constraints["ticket_comment_pkey"] == "PRIMARY KEY (tenant_id, id)"
+    assert constraints["ticket_comment_sequence_key"] == "UNIQUE (tenant_id, ticket_id, sequence)"
     indexes = {row[1]: row[2] for row in schema["indexes"]}
     assert "ticket_event_ticket_idx" not in indexes
     assert indexes["ticket_pending_until_idx"] == (

@@ -27,7 +27,12 @@ OPERATION_IDS = {
     ("get", f"{API}/ticket/{{object_id}}"): "showTicket",
     ("patch", f"{API}/ticket/{{object_id}}/update"): "updateTicket",
     ("patch", f"{API}/ticket/{{object_id}}/status"): "changeTicketStatus",
+    ("patch", f"{API}/ticket/{{object_id}}/assign"): "assignTicket",
+    ("delete", f"{API}/ticket/{{object_id}}"): "deleteTicket",
     ("get", f"{API}/ticket/{{object_id}}/history"): "listTicketHistory",
+    ("post", f"{API}/ticket/{{object_id}}/comments"): "createComment",
+    ("get", f"{API}/ticket/{{object_id}}/comments"): "listComments",
+    ("get", f"{API}/ticket/{{object_id}}/comments/{{comment_id}}"): "showComment",
     ("get", f"{API}/ticket-state"): "listTicketStates",
     ("post", f"{API}/ticket-state"): "createTicketState",
     ("get", f"{API}/ticket-state/{{state_id}}"): "showTicketState",
@@ -39,20 +44,25 @@ MORE_ERRORS = {
     "createTicket": {"413", "422"},
     "updateTicket": {"413", "422"},
     "changeTicketStatus": {"413", "422"},
+    "assignTicket": {"413", "422"},
+    "deleteTicket": {"412", "422"},
     "createTicketType": {"413"},
     "replaceTicketType": {"413"},
     "createTicketState": {"413"},
     "updateTicketState": {"413"},
     "deleteTicketState": {"409"},
+    "createComment": {"413", "422"},
 }
 REQUEST_BODIES = {
     "createTicket": "CreateTicketRequest",
     "updateTicket": "UpdateTicketRequest",
     "changeTicketStatus": "ChangeStatusRequest",
+    "assignTicket": "AssignTicketRequest",
     "createTicketType": "TicketTypeDefinition",
     "replaceTicketType": "TicketTypeDefinition",
     "createTicketState": "StateIn",
     "updateTicketState": "StateUpdate",
+    "createComment": "CreateCommentRequest",
 }
 
 
@@ -95,6 +105,21 @@ def test_every_api_operation_documents_its_error_responses_with_the_envelope(doc
     assert all("anyOf" not in member for member in envelope["properties"].values())
 
 
+def test_every_write_takes_an_idempotency_key(document: dict[str, Any]) -> None:
+    """Issue 9: every POST, PUT, PATCH and DELETE honours Idempotency-Key; a new write route must too."""
+    writes = [
+        (method, path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in ("post", "put", "patch", "delete")
+    ]
+    assert len(writes) >= 9
+    for method, path, operation in writes:
+        key = next((p for p in operation["parameters"] if p["name"] == "Idempotency-Key"), None)
+        assert key is not None, (method, path)
+        assert (key["in"], key.get("required", False), key["schema"]["maxLength"]) == ("header", False, 255)
+
+
 def test_the_ticket_write_bodies_declare_what_the_service_enforces(document: dict[str, Any]) -> None:
     update = document["components"]["schemas"]["UpdateTicketRequest"]
     assert update["required"] == ["etag", "ticketUpdate"]
@@ -109,6 +134,46 @@ def test_the_ticket_write_bodies_declare_what_the_service_enforces(document: dic
     status = document["components"]["schemas"]["ChangeStatusRequest"]
     assert status["required"] == ["etag", "state"]
     assert status["properties"]["pendingUntil"]["anyOf"][0]["format"] == "date-time"
+
+
+def test_the_assign_body_requires_an_etag_and_a_subject_or_null(document: dict[str, Any]) -> None:
+    assign = document["components"]["schemas"]["AssignTicketRequest"]
+    assert assign["required"] == ["etag", "assignee"]
+    assert assign["additionalProperties"] is False
+    subject, unassigned = assign["properties"]["assignee"]["anyOf"]
+    assert (subject["type"], subject["pattern"]) == ("string", "^[ -~]{1,255}$")
+    assert unassigned == {"type": "null"}
+    assigned = document["components"]["schemas"]["AssignTicketResponse"]
+    assert assigned["properties"]["assignee"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+
+
+def test_delete_documents_if_match_and_an_empty_204(document: dict[str, Any]) -> None:
+    operation = operations(document)["deleteTicket"]
+    if_match = parameter(operation, "If-Match")
+    assert if_match["required"] is False
+    # Its syntax is HTTP's (RFC 9110): left to the header's name, which generators such as Schemathesis know.
+    assert if_match["schema"] == {"type": "string"}
+    assert parameter(operation, "Idempotency-Key")["required"] is False
+    assert set(operation["responses"]) == {"204", "400", "401", "404", "412", "422", "503"}
+    assert "content" not in operation["responses"]["204"]
+
+
+def test_the_comment_body_and_the_include_parameter_say_what_the_server_accepts(document: dict[str, Any]) -> None:
+    comment = document["components"]["schemas"]["CreateCommentRequest"]
+    assert comment["required"] == ["content"]
+    content = comment["properties"]["content"]
+    assert (content["type"], content["minLength"], content["maxLength"]) == ("string", 1, 20000)
+    assert comment["properties"]["is_internal"]["type"] == "boolean"
+    # Inline attachments on comments are not wired yet: the document admits only an empty list.
+    attachments = comment["properties"]["attachments"]
+    assert (attachments["maxItems"], attachments["items"]) == (0, {"$ref": "#/components/schemas/InlineAttachment"})
+    include = parameter(operations(document)["showTicket"], "include")
+    assert (include["required"], include["schema"]) == (
+        False,
+        {"type": "string", "pattern": "^(comments)(,(comments))*$"},
+    )
+    key = parameter(operations(document)["createComment"], "Idempotency-Key")
+    assert (key["required"], key["schema"]["maxLength"]) == (False, 255)
 
 
 @pytest.mark.parametrize("operation_id", ["createTicket", "updateTicket"])
@@ -140,7 +205,15 @@ def test_request_bodies_refuse_unknown_members(document: dict[str, Any]) -> None
             reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             assert reference == f"#/components/schemas/{REQUEST_BODIES.pop(operation_id)}"
     assert not REQUEST_BODIES, f"operations without their request body: {REQUEST_BODIES}"
-    for name in ("CreateTicketRequest", "UpdateTicketRequest", "ChangeStatusRequest", "TicketTypeDefinition"):
+    for name in (
+        "CreateTicketRequest",
+        "UpdateTicketRequest",
+        "ChangeStatusRequest",
+        "AssignTicketRequest",
+        "TicketTypeDefinition",
+        "CreateCommentRequest",
+        "InlineAttachment",
+    ):
         assert schemas[name]["additionalProperties"] is False, name
     for name in ("StateIn", "StateUpdate", "FieldDefinition", "Workflow"):
         assert schemas[name]["additionalProperties"] is False, name

@@ -54,6 +54,7 @@ TICKET_KEYS = {
     "updated_at",
     "updated_by",
     "lastUpdatedBy",
+    "assignee",
 }
 UPDATE_FAILED = "Ticket update failed validation"
 CREATE_FAILED = "Ticket data failed validation"
@@ -278,6 +279,7 @@ async def test_get_returns_the_ticket_with_its_etag(
         "updated_at": body["created_at"],
         "updated_by": "agent-reader",
         "lastUpdatedBy": "agent-reader",
+        "assignee": None,
     }
     timestamp(body["created_at"])
     assert response.headers["etag"] == f'"{created["etag"]}"'

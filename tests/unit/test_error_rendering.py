@@ -38,9 +38,9 @@ from app.errors import (
     handle_app_error,
     handle_http_exception,
 )
+from app.idempotency.service import IdempotencyKeyReused
 from app.ticket.errors import (
     EtagMismatch,
-    IdempotencyKeyReused,
     TicketNotFound,
     TicketVersionNotFound,
     TransitionNotAllowed,

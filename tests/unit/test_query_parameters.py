@@ -49,7 +49,7 @@ def test_path_header_dependency_and_private_names_are_not_query_parameters() -> 
     with client() as http:
         response = http.get("/items/7?item_id=1&x-thing=a&aliased=2&paging=3")
     assert response.status_code == 400
-    accepted = "unknown query parameter; this route accepts: per_page, plain, publicName"
+    accepted = "unknown query parameter; this route accepts: per_page, plain, publicName, f.<name>"
     assert response.json()["validationResult"]["reason"] == {
         "item_id": accepted,
         "x-thing": accepted,
