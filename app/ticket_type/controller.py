@@ -71,7 +71,7 @@ class TicketTypeController(Controller):
         **_admin,
         operation_id="createTicketType",
         summary="Create a ticket type",
-        responses=error_responses(400, 401, 404, 413),
+        responses=error_responses(400, 401, 404, 413, 422),
     )
     async def create_type(
         self,
@@ -89,7 +89,7 @@ class TicketTypeController(Controller):
         **_admin,
         operation_id="replaceTicketType",
         summary="Change a ticket type (a new version)",
-        responses=error_responses(400, 401, 404, 413),
+        responses=error_responses(400, 401, 404, 413, 422),
     )
     async def replace_type(
         self,
@@ -109,7 +109,7 @@ class TicketTypeController(Controller):
         status_code=200,
         operation_id="archiveTicketType",
         summary="Archive a ticket type",
-        responses=error_responses(400, 401, 404),
+        responses=error_responses(400, 401, 404, 422),
     )
     async def archive_type(
         self,

@@ -46,11 +46,12 @@ MORE_ERRORS = {
     "changeTicketStatus": {"413", "422"},
     "assignTicket": {"413", "422"},
     "deleteTicket": {"412", "422"},
-    "createTicketType": {"413"},
-    "replaceTicketType": {"413"},
-    "createTicketState": {"413"},
-    "updateTicketState": {"413"},
-    "deleteTicketState": {"409"},
+    "createTicketType": {"413", "422"},
+    "replaceTicketType": {"413", "422"},
+    "archiveTicketType": {"422"},
+    "createTicketState": {"413", "422"},
+    "updateTicketState": {"413", "422"},
+    "deleteTicketState": {"409", "422"},
     "createComment": {"413", "422"},
 }
 REQUEST_BODIES = {
@@ -156,6 +157,10 @@ def test_delete_documents_if_match_and_an_empty_204(document: dict[str, Any]) ->
     assert parameter(operation, "Idempotency-Key")["required"] is False
     assert set(operation["responses"]) == {"204", "400", "401", "404", "412", "422", "503"}
     assert "content" not in operation["responses"]["204"]
+
+
+def test_deleting_a_state_documents_an_empty_204(document: dict[str, Any]) -> None:
+    assert "content" not in operations(document)["deleteTicketState"]["responses"]["204"]
 
 
 def test_the_comment_body_and_the_include_parameter_say_what_the_server_accepts(document: dict[str, Any]) -> None:
