@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from app.auth.principal import Principal
@@ -93,7 +94,10 @@ class TicketStateController(Controller):
         status_code=204,
         operation_id="deleteTicketState",
         summary="Delete a ticket state",
-        responses=error_responses(400, 401, 404, 409, 422),
+        responses={
+            204: ResponseSpec(None, description="Deleted (or, with Idempotent-Replayed: true, deleted before)"),
+            **error_responses(400, 401, 404, 409, 422),
+        },
     )
     async def delete_state(
         self,

@@ -159,6 +159,10 @@ def test_delete_documents_if_match_and_an_empty_204(document: dict[str, Any]) ->
     assert "content" not in operation["responses"]["204"]
 
 
+def test_deleting_a_state_documents_an_empty_204(document: dict[str, Any]) -> None:
+    assert "content" not in operations(document)["deleteTicketState"]["responses"]["204"]
+
+
 def test_the_comment_body_and_the_include_parameter_say_what_the_server_accepts(document: dict[str, Any]) -> None:
     comment = document["components"]["schemas"]["CreateCommentRequest"]
     assert comment["required"] == ["content"]
