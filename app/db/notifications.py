@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -84,3 +85,11 @@ class NotificationListener:
                 if connection is not None and not connection.is_closed():
                     connection.terminate()
             await asyncio.sleep(self._retry)
+
+
+def changed_tenant(payload: str) -> uuid.UUID | None:
+    """The tenant a "changed" notification names, or None for "all tenants" (an empty or unreadable payload)."""
+    try:
+        return uuid.UUID(payload) if payload else None
+    except ValueError:
+        return None

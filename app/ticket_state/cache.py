@@ -14,6 +14,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 
+from app.db.notifications import changed_tenant
 from app.ticket_state.repository import StateLabelRow, TicketStateRepository
 
 MAX_TENANTS = 10_000
@@ -30,11 +31,7 @@ class TicketStateCache:
 
     async def on_change(self, payload: str) -> None:
         """Notification handler: the payload is the tenant whose states changed, or empty for "all"."""
-        try:
-            tenant_id = uuid.UUID(payload) if payload else None
-        except ValueError:
-            tenant_id = None
-        self.invalidate(tenant_id)
+        self.invalidate(changed_tenant(payload))
 
     def invalidate(self, tenant_id: uuid.UUID | None = None) -> None:
         if tenant_id is None:

@@ -11,6 +11,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
+from app.db.notifications import changed_tenant
 from app.ticket_type.compiled import CompiledType
 from app.ticket_type.dto import definition_decoder
 from app.ticket_type.repository import TicketTypeRepository, TicketTypeRow
@@ -29,11 +30,7 @@ class TicketTypeCache:
 
     async def on_change(self, payload: str) -> None:
         """Notification handler: the payload is the tenant whose types changed, or empty for "all"."""
-        try:
-            tenant_id = uuid.UUID(payload) if payload else None
-        except ValueError:
-            tenant_id = None
-        self.invalidate(tenant_id)
+        self.invalidate(changed_tenant(payload))
 
     def invalidate(self, tenant_id: uuid.UUID | None = None) -> None:
         if tenant_id is None:
