@@ -143,6 +143,7 @@ class TenantSpec:
             f"write = {quoted(self.roles['write'])}",
             f"admin = {quoted(self.roles['admin'])}",
             f'support = "{self.roles["support"]}"',
+            *([f"customer = {quoted(self.roles['customer'])}"] if "customer" in self.roles else []),
         ]
         for realm in self.realms:
             lines += [

@@ -10,7 +10,6 @@ import math
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import msgspec
@@ -18,6 +17,7 @@ import msgspec
 from app.auth.principal import Principal
 from app.db.database import Database
 from app.errors import InputValidationFailure, NamedState
+from app.ticket import listing
 from app.ticket.dto import (
     MAX_NOTE_LENGTH,
     ChangeStatusRequest,
@@ -35,6 +35,7 @@ from app.ticket.errors import (
     TicketVersionNotFound,
     TransitionNotAllowed,
 )
+from app.ticket.listing import TicketQuery
 from app.ticket.repository import HistoryRow, TicketRepository, TicketRow
 from app.ticket_state.cache import Labels, TicketStateCache
 from app.ticket_state.dto import StateType
@@ -78,16 +79,6 @@ class WrittenTicket(msgspec.Struct, frozen=True):
 R = TypeVar("R", bound=msgspec.Struct)
 # A write's outcome, and whether it replays the answer an earlier request with the same Idempotency-Key got.
 Outcome = tuple[R, bool]
-
-
-@dataclass(frozen=True, slots=True)
-class TicketQuery:
-    page: int
-    per_page: int
-    type_id: uuid.UUID | None
-    field_values: dict[str, Any]
-    sort: str
-    order: str
 
 
 class TicketService:
@@ -384,17 +375,30 @@ class TicketService:
         raise TicketNotFound(object_id)
 
     async def page(self, principal: Principal, query: TicketQuery) -> tuple[int, list[TicketOut]]:
-        contains = [_json.encode({field_id: value}).decode() for field_id, value in query.field_values.items()]
+        """A page of the tenant's tickets the query matches, with their exact number. A customer-level caller sees
+        only the tickets it created."""
+        tenant_id = principal.tenant_id
+        listing.check_text(query)
+        creator = query.created_by
+        if principal.customer_only:
+            if creator is not None and creator != principal.subject:
+                return 0, []
+            creator = principal.subject
+        state_ids = None
+        if query.states:
+            found = [(wanted, await self._state_labels.find(tenant_id, wanted)) for wanted in query.states]
+            unknown = [wanted for wanted, state in found if state is None]
+            if unknown:
+                named = ", ".join(repr(wanted[:64]) for wanted in unknown)
+                raise InputValidationFailure("Invalid query parameters", {"state": f"{listing.UNKNOWN_STATE}: {named}"})
+            state_ids = tuple(state.id for _, state in found if state is not None)
+        needs_fields = bool(query.fields) or (query.sort is not None and query.sort.startswith("data."))
+        types = await self._types.all_types(tenant_id) if needs_fields else ()
+        where, order = listing.plan(query, types, state_ids, creator)
         total, rows = await self._repository.page(
-            principal.tenant_id,
-            type_id=query.type_id,
-            contains=contains,
-            sort=query.sort,
-            order=query.order,
-            limit=query.per_page,
-            offset=(query.page - 1) * query.per_page,
+            tenant_id, where, order, limit=query.per_page, offset=(query.page - 1) * query.per_page
         )
-        labels = await self._state_labels.labels(principal.tenant_id, {row.state_id for row in rows})
+        labels = await self._state_labels.labels(tenant_id, {row.state_id for row in rows})
         return total, [to_out(row, _label(labels, row.state_id)) for row in rows]
 
 

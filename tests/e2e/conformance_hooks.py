@@ -15,6 +15,7 @@ import schemathesis
 from schemathesis.openapi.checks import MissingHeaderNotRejected, RejectedPositiveData, UseAfterFree
 from schemathesis.specs.openapi import checks as builtin
 
+from app.ticket import listing
 from tests.support import TENANT_NOT_FOUND
 
 API = "/api/v2/ticketing"
@@ -68,6 +69,28 @@ def _show_ticket(body: dict[str, Any]) -> bool:
     return body.get("code") == INVALID and reason.keys() == {"asOf"} and reason["asOf"] in AS_OF_REASONS
 
 
+def _list_tickets(body: dict[str, Any]) -> bool:
+    # A state is one of the tenant's, a sorted field one of its ticket types' fields, and a time RFC 3339 within the
+    # years 1 to 9999 in UTC: rules over the tenant's data, or beyond what a format can say.
+    reason = body.get("validationResult", {}).get("reason", {})
+    return (
+        body.get("code") == INVALID
+        and body.get("message") == "Invalid query parameters"
+        and bool(reason)
+        and all(_refused_list_value(name, problem) for name, problem in reason.items())
+    )
+
+
+def _refused_list_value(name: str, problem: str) -> bool:
+    if name == "state":
+        return problem.startswith(f"{listing.UNKNOWN_STATE}: ")
+    if name in ("created_after", "created_before", "updated_after", "updated_before"):
+        return problem == listing.TIME_FORMAT
+    if name == "sort":
+        return problem in (listing.UNKNOWN_FIELD, listing.UNKNOWN_TYPE_FIELD)
+    return False
+
+
 def _ticket_type_definition(body: dict[str, Any]) -> bool:
     # Beyond schemas/ticket-type.schema.json (the document's schema): each field schema must itself be a valid, safe
     # JSON Schema, field ids and keys unique, defaults valid, the prefix free and unchanged, the workflow's states
@@ -95,6 +118,7 @@ REFUSED_FOR_BUSINESS_RULES = {
     f"PATCH {API}/ticket/{{object_id}}/status": _change_status,
     f"POST {API}/ticket": _create_ticket,
     f"GET {API}/ticket/{{object_id}}": _show_ticket,
+    f"GET {API}/ticket": _list_tickets,
     f"POST {API}/ticket-type": _ticket_type_definition,
     f"PUT {API}/ticket-type/{{type_id}}": _ticket_type_definition,
     f"POST {API}/ticket-state": _ticket_state,
