@@ -11,10 +11,14 @@ therefore taken as a JSON array's text (`jsonb_path_query_array`), their escapes
 characters, at most about 600 kB of tsvector whatever the text. Every function used is IMMUTABLE with the regconfig
 named, as a generated column requires.
 
-The list's other indexes become partial (`WHERE deleted_at IS NULL`, as every list query says) and end with
-(created_at, id), the default order: a filtered page is then a walk of one index, and its exact total an index-only
-count, which never reads the table. The state filter gets such an index of its own; the plain (tenant_id, state_id)
-index stays for the foreign key and the state's reference check, which must see deleted tickets too.
+The list's other indexes become partial (`WHERE deleted_at IS NULL`, as every list query says), so a filtered list's
+exact total is an index-only count that never reads the table. Those of the orders (created_at, updated_at, and the
+type filter's) end with (created_at, id) or (updated_at, id): a page is a walk of one index. Those of the state,
+assignee and creator filters hold just (tenant_id, value): few distinct values, which B-tree deduplication stores
+once each, so they stay small (7 MB for a million tickets instead of 161 MB with (created_at, id) added; counting
+from either takes the same time); a page of a common value walks the creation-order index, a rare one is sorted
+after a bitmap scan. The plain (tenant_id, state_id) index stays for the foreign key and the state's reference
+check, which must see deleted tickets too.
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
@@ -43,9 +47,9 @@ STATEMENTS = [
     "CREATE INDEX ticket_created_idx ON ticket (tenant_id, created_at, id) WHERE deleted_at IS NULL",
     "CREATE INDEX ticket_updated_idx ON ticket (tenant_id, updated_at, id) WHERE deleted_at IS NULL",
     "CREATE INDEX ticket_type_idx ON ticket (tenant_id, type_id, created_at, id) WHERE deleted_at IS NULL",
-    "CREATE INDEX ticket_list_state_idx ON ticket (tenant_id, state_id, created_at, id) WHERE deleted_at IS NULL",
-    "CREATE INDEX ticket_assignee_idx ON ticket (tenant_id, assignee, created_at, id) WHERE deleted_at IS NULL",
-    "CREATE INDEX ticket_created_by_idx ON ticket (tenant_id, created_by, created_at, id) WHERE deleted_at IS NULL",
+    "CREATE INDEX ticket_list_state_idx ON ticket (tenant_id, state_id) WHERE deleted_at IS NULL",
+    "CREATE INDEX ticket_assignee_idx ON ticket (tenant_id, assignee) WHERE deleted_at IS NULL",
+    "CREATE INDEX ticket_created_by_idx ON ticket (tenant_id, created_by) WHERE deleted_at IS NULL",
 ]
 
 BACKWARDS = [
