@@ -507,9 +507,7 @@ class TicketRepository:
             return total, []
         direction = _DIRECTIONS[order.descending]
         if order.key == "field" and order.field_kind == "enum":
-            rows = await self._db.fetch_all(
-                TicketRow, _enum_page(order, matching, direction, limit, offset, argument), *arguments
-            )
+            rows = await self._db.fetch_all(TicketRow, _enum_page(order, matching, limit, offset, argument), *arguments)
             return total, rows
         if order.key == "rank":
             assert where.text is not None
@@ -587,14 +585,13 @@ def _field_sort_key(kind: FieldSortKind, field: str) -> str:
     return f"(CASE WHEN jsonb_typeof(data -> {field}) = 'string' THEN nullif(data ->> {field}, '') END)"
 
 
-def _enum_page(
-    order: TicketOrder, matching: str, direction: str, limit: int, offset: int, argument: Callable[[Any], str]
-) -> str:
+def _enum_page(order: TicketOrder, matching: str, limit: int, offset: int, argument: Callable[[Any], str]) -> str:
     """A page sorted by an enum field, in the enum's order: the tickets holding each value in turn (in creation
     order within one), then those holding none of them. Each value's tickets are read from the creation-order index
     only as far as the page needs, and the values after the page are never read, so the page costs about as much as
     a page of the plain list. (A value few tickets hold, before the page, is read to its end.)"""
     assert order.field_id is not None
+    direction = _DIRECTIONS[order.descending]
     field = argument(order.field_id)
     values = list(order.enum_values)
     # Descending reverses the values; the tickets holding none of them (NULL: the last group) come last either way.

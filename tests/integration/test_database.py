@@ -246,3 +246,8 @@ async def test_a_blocks_own_os_error_passes_through_and_commits_nothing(
     assert await db.fetch_value(f"SELECT count(*) FROM {table}") == 0
     # Neither failure is taken for the database going away.
     assert caplog.records == []
+
+
+async def test_connections_run_without_jit(db: Database) -> None:
+    # A list query over a large tenant would otherwise be JIT-compiled on every request (see app/db/pool.py).
+    assert await db.fetch_value("SHOW jit") == "off"
