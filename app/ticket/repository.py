@@ -78,6 +78,15 @@ class HistoryRow(msgspec.Struct, frozen=True):
 
 _TICKET_COLUMNS = select_list(TicketRow, data="data::text")
 
+
+class CountedTicketRow(TicketRow, frozen=True):
+    """A ticket of a page that counts its matches as it reads them: their number."""
+
+    total: int
+
+
+_COUNTED_COLUMNS = select_list(CountedTicketRow, prefix="t.", data="t.data::text", total="hits.total")
+
 # The compare-and-swap: lock the row only if its etag is the expected one, merge the sent keys (a shallow
 # `||`), give it a new etag, and record each field whose value changed with its old and new value.
 COMPARE_AND_SWAP = """
@@ -500,20 +509,26 @@ class TicketRepository:
             arguments.append(value)
             return f"${len(arguments)}"
 
-        conditions = _conditions(where, argument)
-        matching = " AND ".join(conditions)
-        total: int = await self._db.fetch_value(f"SELECT count(*) FROM ticket WHERE {matching}", *arguments)
-        if offset >= total:
-            return total, []
+        matching = " AND ".join(_conditions(where, argument))
+        count_arguments = [*arguments]  # the ranked page adds its own
         direction = _DIRECTIONS[order.descending]
+        if order.key == "rank":
+            assert where.text is not None
+            ranked = await self._db.fetch_all(
+                CountedTicketRow,
+                _ranked_page(where.text, matching, order.descending, limit, offset, argument),
+                *arguments,
+            )
+            if ranked or offset == 0:
+                return (ranked[0].total if ranked else 0), [*ranked]
+            # A page past the last: the matches are counted on their own.
+        total: int = await self._db.fetch_value(f"SELECT count(*) FROM ticket WHERE {matching}", *count_arguments)
+        if offset >= total or order.key == "rank":
+            return total, []
         if order.key == "field" and order.field_kind == "enum":
             rows = await self._db.fetch_all(TicketRow, _enum_page(order, matching, limit, offset, argument), *arguments)
             return total, rows
-        if order.key == "rank":
-            assert where.text is not None
-            rank = f"ts_rank(search, websearch_to_tsquery('simple', {argument(where.text)}))"
-            keys = f"{rank} {direction}, created_at {direction}"
-        elif order.key == "field":
+        if order.key == "field":
             assert order.field_id is not None and order.field_kind is not None
             value = _field_sort_key(order.field_kind, argument(order.field_id))
             keys = f"{value} {direction} NULLS LAST, created_at {direction}"
@@ -583,6 +598,25 @@ def _field_sort_key(kind: FieldSortKind, field: str) -> str:
     if kind == "number":
         return f"(CASE WHEN jsonb_typeof(data -> {field}) = 'number' THEN data -> {field} END)"
     return f"(CASE WHEN jsonb_typeof(data -> {field}) = 'string' THEN nullif(data ->> {field}, '') END)"
+
+
+def _ranked_page(
+    text: str, matching: str, descending: bool, limit: int, offset: int, argument: Callable[[Any], str]
+) -> str:
+    """A page of a search's matches by relevance, with their number: ranking reads every match anyway, so the count
+    comes from the same pass (a window over the matches' ids and ranks only) instead of a second scan; the page's
+    tickets are then read by their keys."""
+    direction = _DIRECTIONS[descending]
+    rank = f"ts_rank(search, websearch_to_tsquery('simple', {argument(text)}))"
+    return f"""
+        SELECT {_COUNTED_COLUMNS} FROM (
+               SELECT id, {rank} AS rank, created_at, count(*) OVER () AS total FROM ticket
+                WHERE {matching}
+                ORDER BY rank {direction}, created_at {direction}, id {direction}
+                LIMIT {int(limit)} OFFSET {int(offset)}) AS hits
+          JOIN ticket t ON t.tenant_id = $1 AND t.id = hits.id
+         ORDER BY hits.rank {direction}, hits.created_at {direction}, hits.id {direction}
+    """
 
 
 def _enum_page(order: TicketOrder, matching: str, limit: int, offset: int, argument: Callable[[Any], str]) -> str:

@@ -407,6 +407,20 @@ async def test_best_matches_come_first_unless_another_sort_is_asked(
     )
 
 
+async def test_every_page_of_a_search_has_the_exact_total(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    agent = TenantApi.agent(client, alpha)
+    seeded = await seed(client, alpha)
+    everything, total = await listed(client, agent, {"q": "printer or battery or vpn"})
+    assert (sorted(everything), total) == (seeded.of(1, 2, 3, 4), 4)
+    for page in (1, 2, 3, 4, 5, 9):
+        response = await client.get(
+            TICKETS, params={"q": "printer or battery or vpn", "per_page": 1, "page": page}, headers=agent.headers
+        )
+        body = response.json()
+        assert [t["object_id"] for t in body["data"]] == everything[page - 1 : page]
+        assert (body["pagination"]["total"], body["pagination"]["last_page"]) == (4, 4)
+
+
 async def test_a_ticket_with_a_megabyte_of_distinct_words_is_stored_and_found(
     client: httpx.AsyncClient, alpha: TenantSpec
 ) -> None:
