@@ -127,7 +127,7 @@ def plan(
         if kind is None:
             continue
         if (range_kind := _RANGE_KINDS.get(kind[0])) is None:
-            reason[name] = NOT_A_RANGE_FIELD.format(kind=_described(kind[0]))
+            reason[name] = NOT_A_RANGE_FIELD.format(kind=_DESCRIBED[kind[0]])
         else:
             bound = _bound(range_kind, value)
             if bound is None:
@@ -177,7 +177,7 @@ def _order(query: TicketQuery, types: tuple[CompiledType, ...], reason: dict[str
     elif sort_kind in ("text", "date", "date-time"):
         sorted_as = "text"
     else:
-        reason["sort"] = NOT_A_SORT_FIELD.format(kind=_described(sort_kind))
+        reason["sort"] = NOT_A_SORT_FIELD.format(kind=_DESCRIBED[sort_kind])
         return TicketOrder("created_at", descending)
     return TicketOrder("field", descending, field_id, sorted_as, values)
 
@@ -233,10 +233,6 @@ _DESCRIBED: dict[FieldKind, str] = {
     "text": "text",
     "other": "neither a number, text nor an enum",
 }
-
-
-def _described(kind: FieldKind) -> str:
-    return _DESCRIBED[kind]
 
 
 def _json_or_text(raw: str) -> Any:

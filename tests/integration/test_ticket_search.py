@@ -560,6 +560,8 @@ async def test_a_customer_lists_only_the_tickets_it_created(
     assert await listed(client, ada, {"created_by": "ada"}) == (mine[::-1], 2)
     assert await listed(client, ada, {"created_by": "bob"}) == ([], 0)
     assert await listed(client, ada, {"created_by": "agent-1"}) == ([], 0)
+    refusal = await refused(client, ada, {"created_by": "bob", "created_after": "soon"})
+    assert refusal["validationResult"] == {"reason": {"created_after": TIME_FORMAT}}
     assert await listed(client, bob, {"sort": f"data.{seeded.f['priority']}"}) == ([theirs], 1)
     everything, total = await listed(client, TenantApi.agent(client, tenant), {})
     assert (set(everything), total) == ({*seeded.ids, *mine, theirs}, 9)
