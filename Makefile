@@ -18,7 +18,7 @@ CHROMIUM := /usr/bin/chromium
 JQ := /usr/bin/jq
 SCREENSHOT ?= docs-screenshot.png
 
-.PHONY: run test bench token lint typecheck check lock tenants-sync tenants-purge migrate clean docs-assets docs-screenshot
+.PHONY: run test bench bench-scale token lint typecheck check lock tenants-sync tenants-purge migrate clean docs-assets docs-screenshot
 
 # Install output goes to stderr so that `make -s token` prints only the token.
 $(STAMP): requirements.lock pyproject.toml
@@ -65,6 +65,10 @@ docs-screenshot: $(STAMP) $(SWAGGER_UI_STAMP) $(CHROMIUM)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+# The ticket list, GET and PATCH at 10,000 and 1,000,000 tickets of one tenant (about 15 minutes; see README).
+bench-scale: $(STAMP)
+	$(BIN)/python -m tests.bench.scale
 
 token: $(STAMP)
 	@$(BIN)/python -m app token --tenant "$(TENANT)" \

@@ -43,10 +43,10 @@ from app.ticket.dto import (
     UpdateTicketResponse,
 )
 from app.ticket.includes import INCLUDABLE, INCLUDE_PATTERN, parse_include
+from app.ticket.listing import MAX_SEARCH_LENGTH, MAX_STATES, SORT_PATTERN, UNASSIGNED, TicketQuery
 from app.ticket.service import (
     TIME_FORMAT,
     AssignedTicket,
-    TicketQuery,
     TicketService,
     WrittenTicket,
     as_uuid,
@@ -59,8 +59,6 @@ CATALOG_TYPES = ("template", "agent", "user")
 MODULE_PATTERN = "^[a-z][a-z0-9_-]{0,63}$"
 # fullmatch without the anchors: Python's "$" also matches before a trailing newline.
 _MODULE = re.compile(MODULE_PATTERN.removeprefix("^").removesuffix("$"))
-_FIELD_FILTER = re.compile(r"data\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
-MAX_FIELD_FILTERS = 10
 MAX_PER_PAGE = 100
 
 # The contract's `type` and `module` (seed 002: both required). The handlers take them as optional so that
@@ -99,7 +97,6 @@ IF_MATCH_PARAMETER = Parameter(
     "is not an entity-tag list. * or no If-Match: whatever its etag",
 )
 
-_read = requires("read", READ_SCOPE, "read tickets")
 # Taken as any string, so that parse_include can name the unknown members; documented as what it accepts.
 INCLUDE_PARAMETER = Parameter(
     name="include",
@@ -112,8 +109,58 @@ INCLUDE_PARAMETER = Parameter(
 # A customer-level caller reads the tickets it created (TicketService.visible), with their comments and history.
 _show = requires("read", READ_SCOPE, "read tickets", documented=(INCLUDE_PARAMETER,), customers=True)
 _read_own = requires("read", READ_SCOPE, "read tickets", customers=True)
-# The list also takes field filters, data.<field-uuid>=<value>.
-_list = {**_read, "opt": {**_read["opt"], QUERY_PREFIXES: ("data.",)}}
+
+
+def _query(name: str, schema: Schema, description: str) -> Parameter:
+    return Parameter(name=name, param_in=ParamType.QUERY, required=False, schema=schema, description=description)
+
+
+def _time_query(name: str, description: str) -> Parameter:
+    return _query(name, Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME), f"{description} (RFC 3339)")
+
+
+# What the list's own checks enforce (app/ticket/listing.py); the handler takes these leniently, as text.
+LIST_PARAMETERS = (
+    _query(
+        "state",
+        Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING), max_items=MAX_STATES),
+        "A state's id or name (any letter case); repeat it for tickets in any of several states",
+    ),
+    _time_query("created_after", "Tickets created at or after this time"),
+    _time_query("created_before", "Tickets created before this time"),
+    _time_query("updated_after", "Tickets last changed at or after this time"),
+    _time_query("updated_before", "Tickets last changed before this time"),
+    _query(
+        "q",
+        Schema(type=OpenAPIType.STRING, min_length=1, max_length=MAX_SEARCH_LENGTH),
+        "Full-text search in the display ID and every text of the ticket's data, in web-search syntax: words (all "
+        'of them), "a phrase", `or`, `-word` (without it); whole words, no stemming. Without `sort`, the best matches '
+        "come first.",
+    ),
+    _query(
+        "sort",
+        Schema(type=OpenAPIType.STRING, pattern=SORT_PATTERN),
+        "created_at, updated_at, or data.<field-uuid> for a field's value (an enum field in the enum's order); "
+        "without it, created_at, or the relevance of the matches when `q` is given",
+    ),
+)
+# Customers may list too (their own tickets only); the list also takes field filters, data.<field-uuid>[.<op>].
+_listing = requires("read", READ_SCOPE, "read tickets", customers=True, documented=LIST_PARAMETERS)
+_list = {**_listing, "opt": {**_listing["opt"], QUERY_PREFIXES: ("data.",)}}
+_TIME_PARAMETERS = ("created_after", "created_before", "updated_after", "updated_before")
+LIST_DESCRIPTION = (
+    "Paginated (`page`, `per_page` ≤ 100) with the exact `total`. Filtered by `ticket_type_id`, `state`, `assignee`, "
+    "`created_by`, the time ranges (`*_after` includes its time, `*_before` excludes it), `q`, and field values: "
+    "`data.<field-uuid>=<value>` for equality (the value is read as JSON when it parses, else as text) and "
+    "`data.<field-uuid>.gte|gt|lte|lt=<bound>` for ranges of number, date (`format: date`) and date-time "
+    "(`format: date-time`) fields; at most 10 field filters. A field named that no ticket type of the tenant has, or "
+    "a range on a field of another kind, is 400 naming the parameter. Sorted by `created_at` (the default), "
+    "`updated_at`, the relevance of a `q` search (the default with `q`), or a field (`sort=data.<field-uuid>`: an "
+    "enum field in the enum's order, numbers as numbers, text as text, tickets without a value last), `asc` or "
+    "`desc` (the default); ties go by created_at, then id, so pages never overlap. A customer-level caller sees only "
+    "the tickets it created; deleted tickets are never listed."
+)
+
 _create = requires(
     "write",
     WRITE_SCOPE,
@@ -197,7 +244,13 @@ class TicketController(Controller):
         headers = {"ETag": _etag_header(body.etag), **(REPLAYED if replayed else {})}
         return Response(body, status_code=201, headers=headers)
 
-    @get(**_list, operation_id="listTickets", summary="List tickets", responses=error_responses(400, 401, 404))
+    @get(
+        **_list,
+        operation_id="listTickets",
+        summary="List and find tickets",
+        description=LIST_DESCRIPTION,
+        responses=error_responses(400, 401, 404),
+    )
     async def list_tickets(
         self,
         request: Request[Principal, Any, Any],
@@ -205,13 +258,23 @@ class TicketController(Controller):
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(ge=1, le=MAX_PER_PAGE)] = 20,
         ticket_type_id: FromQuery[uuid.UUID | None] = None,
-        sort: FromQuery[Literal["created_at", "updated_at"]] = "created_at",
+        # "state" names Litestar's application state as a handler argument.
+        states: Annotated[list[str] | None, QueryParameter(name="state")] = None,
+        assignee: Annotated[
+            str | None, QueryParameter(description=f"The subject tickets are assigned to; `{UNASSIGNED}`: unassigned")
+        ] = None,
+        created_by: Annotated[str | None, QueryParameter(description="The subject that created the tickets")] = None,
+        created_after: FromQuery[str | None] = None,
+        created_before: FromQuery[str | None] = None,
+        updated_after: FromQuery[str | None] = None,
+        updated_before: FromQuery[str | None] = None,
+        q: Annotated[str | None, QueryParameter(min_length=1, max_length=MAX_SEARCH_LENGTH)] = None,
+        sort: FromQuery[str | None] = None,
         order: FromQuery[Literal["asc", "desc"]] = "desc",
     ) -> TicketPage:
-        """Paginated (`page`, `per_page` ≤ 100), filtered by `ticket_type_id` and by field values
-        (`data.<field-uuid>=<value>`, value read as JSON when it parses, else as a string), sorted by
-        `created_at` or `updated_at`, `asc` or `desc`, ties broken by id so the order is stable."""
-        if ticket_type_id is None and "ticket_type_id" in request.query_params:
+        """LIST_DESCRIPTION says what each parameter does; app/ticket/listing.py checks them."""
+        raw = request.query_params
+        if ticket_type_id is None and "ticket_type_id" in raw:
             # Litestar's lenient conversion reads "null" (or nothing) as no filter: a filter that silently does
             # nothing would look as if it worked.
             raise InputValidationFailure("The request failed validation", {"ticket_type_id": "Invalid UUID"})
@@ -219,8 +282,14 @@ class TicketController(Controller):
             page=page,
             per_page=per_page,
             type_id=ticket_type_id,
-            field_values=_field_filters(request),
-            sort=sort,
+            # Read as sent: Litestar would read "null" as no value at all.
+            states=tuple(raw.getall("state", [])),
+            assignee=raw.get("assignee"),
+            created_by=raw.get("created_by"),
+            times=tuple((name, raw[name]) for name in _TIME_PARAMETERS if name in raw),
+            fields=tuple((name, value) for name, value in raw.multi_items() if name.startswith("data.")),
+            q=raw.get("q"),
+            sort=raw.get("sort"),
             order=order,
         )
         total, rows = await tickets.page(request.user, query)
@@ -488,26 +557,6 @@ def _as_of_time(as_of: str | None, as_of_etag: str | None) -> datetime.datetime 
     if moment is None or not is_storable_time(moment):
         raise InputValidationFailure("Invalid query parameters", {"asOf": TIME_FORMAT})
     return moment
-
-
-def _field_filters(request: Request[Principal, Any, Any]) -> dict[str, Any]:
-    filters: dict[str, Any] = {}
-    for name, value in request.query_params.items():
-        if name.startswith("data."):
-            match = _FIELD_FILTER.fullmatch(name)
-            if match is None:
-                raise InputValidationFailure("Invalid query parameters", {name: "filter must be data.<field-uuid>"})
-            filters[match.group(1)] = _filter_value(value)
-    if len(filters) > MAX_FIELD_FILTERS:
-        raise InputValidationFailure("Invalid query parameters", {"data": f"at most {MAX_FIELD_FILTERS} filters"})
-    return filters
-
-
-def _filter_value(raw: str) -> Any:
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return raw
 
 
 def pagination(request: Request[Principal, Any, Any], total: int, page: int, per_page: int) -> Pagination:

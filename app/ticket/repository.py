@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import msgspec
 
@@ -85,6 +87,15 @@ class HistoryRow(msgspec.Struct, frozen=True):
 _TICKET_COLUMNS = select_list(TicketRow, data="data::text")
 _GET_ANY = f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE tenant_id = $1 AND object_id = $2"
 _GET = f"{_GET_ANY} AND deleted_at IS NULL"
+
+
+class CountedTicketRow(TicketRow, frozen=True):
+    """A ticket of a page that counts its matches as it reads them: their number."""
+
+    total: int
+
+
+_COUNTED_COLUMNS = select_list(CountedTicketRow, prefix="t.", data="t.data::text", total="hits.total")
 
 # The compare-and-swap: lock the row only if its etag is the expected one, merge the sent keys (a shallow
 # `||`), give it a new etag, and record each field whose value changed with its old and new value.
@@ -306,10 +317,63 @@ SELECT ticket_row.id, ticket_row.object_id, ticket_row.type_id, last_event.type_
  WHERE last_event.kind <> 'ticket.deleted'
 """
 
-# One tenant's expired Idempotency-Keys: a range of the (tenant_id, created_at) index, so the sweep reads only
-# the keys it deletes.
+# --- The list ---------------------------------------------------------------------------------------------------
+
+RangeKind = Literal["number", "date", "date-time"]
+RangeOperator = Literal[">=", ">", "<=", "<"]
+SortKey = Literal["created_at", "updated_at", "rank", "field"]
+FieldSortKind = Literal["enum", "number", "text"]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRange:
+    field_id: str
+    operator: RangeOperator
+    kind: RangeKind
+    # The bound: a number's JSON text, a date (YYYY-MM-DD), or a date-time in UTC (ISO 8601 with +00:00).
+    bound: str
+
+
+@dataclass(frozen=True, slots=True)
+class TicketFilter:
+    """Which tickets a list shows; every member that is set narrows it (deleted tickets are never listed)."""
+
+    type_id: uuid.UUID | None = None
+    state_ids: tuple[uuid.UUID, ...] | None = None
+    assignee: str | None = None
+    unassigned: bool = False
+    created_by: str | None = None
+    created_from: datetime.datetime | None = None  # inclusive
+    created_until: datetime.datetime | None = None  # exclusive
+    updated_from: datetime.datetime | None = None
+    updated_until: datetime.datetime | None = None
+    # JSON documents the ticket's data must contain (one field each: equality).
+    contains: tuple[str, ...] = ()
+    ranges: tuple[FieldRange, ...] = ()
+    # websearch_to_tsquery syntax over the `search` column.
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketOrder:
+    key: SortKey
+    descending: bool
+    field_id: str | None = None
+    field_kind: FieldSortKind | None = None
+    # An enum field's values (JSON text each) in the enum's order.
+    enum_values: tuple[str, ...] = ()
+
+
+_DIRECTIONS = {False: "ASC", True: "DESC"}
 _SORT_COLUMNS = {"created_at": "created_at", "updated_at": "updated_at"}
-_ORDERS = {"asc": "ASC", "desc": "DESC"}
+_RANGE_OPERATORS: dict[str, RangeOperator] = {">=": ">=", ">": ">", "<=": "<=", "<": "<"}
+# A date-time value as jsonpath's .datetime() reads it: PostgreSQL 15 does not take RFC 3339's "Z" (nor a lower-case
+# "t" or "z"), so those are rewritten first. A value .datetime() cannot read matches no range (silent = true).
+_DATE_TIME_RANGE = (
+    "jsonb_path_exists_tz(jsonb_build_array(regexp_replace(regexp_replace(data ->> {field}, '[Zz]$', '+00:00'), "
+    "'^([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})t', '\\1T')), "
+    "'$[*] ? (@.datetime() {operator} $bound.datetime())', jsonb_build_object('bound', {bound}::text), true)"
+)
 
 
 class TicketRepository:
@@ -503,32 +567,146 @@ class TicketRepository:
         return row
 
     async def page(
-        self,
-        tenant_id: uuid.UUID,
-        *,
-        type_id: uuid.UUID | None,
-        contains: list[str],
-        sort: str,
-        order: str,
-        limit: int,
-        offset: int,
+        self, tenant_id: uuid.UUID, where: TicketFilter, order: TicketOrder, limit: int, offset: int
     ) -> tuple[int, list[TicketRow]]:
-        conditions = ["tenant_id = $1", "deleted_at IS NULL"]
+        """One page of the tenant's tickets and the exact number of tickets the filter matches."""
         arguments: list[Any] = [tenant_id]
-        if type_id is not None:
-            arguments.append(type_id)
-            conditions.append(f"type_id = ${len(arguments)}")
-        for document in contains:
-            arguments.append(document)
-            conditions.append(f"data @> ${len(arguments)}::jsonb")
-        where = " AND ".join(conditions)
-        direction = _ORDERS[order]
-        column = _SORT_COLUMNS[sort]
-        total: int = await self._db.fetch_value(f"SELECT count(*) FROM ticket WHERE {where}", *arguments)
+
+        def argument(value: Any) -> str:
+            arguments.append(value)
+            return f"${len(arguments)}"
+
+        matching = " AND ".join(_conditions(where, argument))
+        count_arguments = [*arguments]  # the ranked page adds its own
+        direction = _DIRECTIONS[order.descending]
+        if order.key == "rank":
+            assert where.text is not None
+            ranked = await self._db.fetch_all(
+                CountedTicketRow,
+                _ranked_page(where.text, matching, order.descending, limit, offset, argument),
+                *arguments,
+            )
+            if ranked or offset == 0:
+                return (ranked[0].total if ranked else 0), [*ranked]
+            # A page past the last: the matches are counted on their own.
+        total: int = await self._db.fetch_value(f"SELECT count(*) FROM ticket WHERE {matching}", *count_arguments)
+        if offset >= total or order.key == "rank":
+            return total, []
+        if order.key == "field" and order.field_kind == "enum":
+            rows = await self._db.fetch_all(TicketRow, _enum_page(order, matching, limit, offset, argument), *arguments)
+            return total, rows
+        if order.key == "field":
+            assert order.field_id is not None and order.field_kind is not None
+            value = _field_sort_key(order.field_kind, argument(order.field_id))
+            keys = f"{value} {direction} NULLS LAST, created_at {direction}"
+        else:
+            keys = f"{_SORT_COLUMNS[order.key]} {direction}"
         rows = await self._db.fetch_all(
             TicketRow,
-            f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE {where} "
-            f"ORDER BY {column} {direction}, id {direction} LIMIT {int(limit)} OFFSET {int(offset)}",
+            f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE {matching} "
+            f"ORDER BY {keys}, id {direction} LIMIT {int(limit)} OFFSET {int(offset)}",
             *arguments,
         )
         return total, rows
+
+
+def _conditions(where: TicketFilter, argument: Callable[[Any], str]) -> list[str]:
+    """The WHERE conditions of a list query: each value is a bind parameter (`argument` numbers it)."""
+    conditions = ["tenant_id = $1", "deleted_at IS NULL"]
+    if where.type_id is not None:
+        conditions.append(f"type_id = {argument(where.type_id)}")
+    if where.state_ids is not None:
+        conditions.append(f"state_id = ANY({argument(list(where.state_ids))}::uuid[])")
+    if where.unassigned:
+        conditions.append("assignee IS NULL")
+    elif where.assignee is not None:
+        conditions.append(f"assignee = {argument(where.assignee)}")
+    if where.created_by is not None:
+        conditions.append(f"created_by = {argument(where.created_by)}")
+    for column, operator, moment in (
+        ("created_at", ">=", where.created_from),
+        ("created_at", "<", where.created_until),
+        ("updated_at", ">=", where.updated_from),
+        ("updated_at", "<", where.updated_until),
+    ):
+        if moment is not None:
+            conditions.append(f"{column} {operator} {argument(moment)}")
+    for document in where.contains:
+        conditions.append(f"data @> {argument(document)}::jsonb")
+    for bound in where.ranges:
+        conditions.append(_range_condition(bound, argument))
+    if where.text is not None:
+        conditions.append(f"search @@ websearch_to_tsquery('simple', {argument(where.text)})")
+    return conditions
+
+
+def _range_condition(bound: FieldRange, argument: Callable[[Any], str]) -> str:
+    """A field compared with a bound, safely for whatever the stored value is: a value of another kind (a field whose
+    schema changed, a cleared field) never matches, and nothing is cast that could fail."""
+    operator = _RANGE_OPERATORS[bound.operator]
+    field = argument(bound.field_id)
+    if bound.kind == "number":
+        # jsonb compares numbers as numbers; the type check keeps strings, arrays and objects out (jsonb orders
+        # every value of one type before or after every value of another).
+        return (
+            f"(jsonb_typeof(data -> {field}) = 'number' AND data -> {field} {operator} {argument(bound.bound)}::jsonb)"
+        )
+    if bound.kind == "date":
+        # Dates in ISO form compare as text, byte by byte.
+        value = f"data ->> {field}"
+        date = argument(bound.bound)
+        return f"({value} ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}$' AND {value} COLLATE \"C\" {operator} {date})"
+    return _DATE_TIME_RANGE.format(field=field, operator=operator, bound=argument(bound.bound))
+
+
+def _field_sort_key(kind: FieldSortKind, field: str) -> str:
+    """What a field sort compares: numbers as numbers, text as text; any other value (of another type, or a cleared
+    field) counts as none, and tickets without a value come last either way."""
+    if kind == "number":
+        return f"(CASE WHEN jsonb_typeof(data -> {field}) = 'number' THEN data -> {field} END)"
+    return f"(CASE WHEN jsonb_typeof(data -> {field}) = 'string' THEN nullif(data ->> {field}, '') END)"
+
+
+def _ranked_page(
+    text: str, matching: str, descending: bool, limit: int, offset: int, argument: Callable[[Any], str]
+) -> str:
+    """A page of a search's matches by relevance, with their number: ranking reads every match anyway, so the count
+    comes from the same pass (a window over the matches' ids and ranks only) instead of a second scan; the page's
+    tickets are then read by their keys."""
+    direction = _DIRECTIONS[descending]
+    rank = f"ts_rank(search, websearch_to_tsquery('simple', {argument(text)}))"
+    return f"""
+        SELECT {_COUNTED_COLUMNS} FROM (
+               SELECT id, {rank} AS rank, created_at, count(*) OVER () AS total FROM ticket
+                WHERE {matching}
+                ORDER BY rank {direction}, created_at {direction}, id {direction}
+                LIMIT {int(limit)} OFFSET {int(offset)}) AS hits
+          JOIN ticket t ON t.tenant_id = $1 AND t.id = hits.id
+         ORDER BY hits.rank {direction}, hits.created_at {direction}, hits.id {direction}
+    """
+
+
+def _enum_page(order: TicketOrder, matching: str, limit: int, offset: int, argument: Callable[[Any], str]) -> str:
+    """A page sorted by an enum field, in the enum's order: the tickets holding each value in turn (in creation
+    order within one), then those holding none of them. Each value's tickets are read from the creation-order index
+    only as far as the page needs, and the values after the page are never read, so the page costs about as much as
+    a page of the plain list. (A value few tickets hold, before the page, is read to its end.)"""
+    assert order.field_id is not None
+    direction = _DIRECTIONS[order.descending]
+    field = argument(order.field_id)
+    values = list(order.enum_values)
+    # Descending reverses the values; the tickets holding none of them (NULL: the last group) come last either way.
+    groups = argument([*(reversed(values) if order.descending else values), None])
+    enum = argument(values)
+    return f"""
+        SELECT t.* FROM unnest({groups}::jsonb[]) WITH ORDINALITY AS g(value, position)
+         CROSS JOIN LATERAL (
+               SELECT {_TICKET_COLUMNS} FROM ticket
+                WHERE {matching}
+                  AND (data -> {field} = g.value
+                       OR (g.value IS NULL AND NOT coalesce(data -> {field} = ANY({enum}::jsonb[]), false)))
+                ORDER BY created_at {direction}, id {direction}
+                LIMIT {int(offset) + int(limit)}) AS t
+         ORDER BY g.position, t.created_at {direction}, t.id {direction}
+         LIMIT {int(limit)} OFFSET {int(offset)}
+    """

@@ -13,7 +13,6 @@ import math
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import msgspec
@@ -23,6 +22,7 @@ from app.auth.requirements import ADMIN_SCOPE
 from app.db.database import Database
 from app.errors import InputValidationFailure, NamedState
 from app.idempotency.service import Claim, Idempotency, Outcome
+from app.ticket import listing
 from app.ticket.dto import (
     ASSIGNEE_PATTERN,
     MAX_NOTE_LENGTH,
@@ -44,6 +44,7 @@ from app.ticket.errors import (
     TransitionNotAllowed,
 )
 from app.ticket.includes import TicketIncludes
+from app.ticket.listing import TicketQuery
 from app.ticket.repository import HistoryRow, TicketRepository, TicketRow
 from app.ticket_state.cache import Labels, TicketStateCache
 from app.ticket_state.dto import StateType
@@ -102,16 +103,6 @@ class DeletedTicket(msgspec.Struct, frozen=True):
 
 
 R = TypeVar("R", bound=msgspec.Struct)
-
-
-@dataclass(frozen=True, slots=True)
-class TicketQuery:
-    page: int
-    per_page: int
-    type_id: uuid.UUID | None
-    field_values: dict[str, Any]
-    sort: str
-    order: str
 
 
 class TicketService:
@@ -484,17 +475,32 @@ class TicketService:
         raise TicketNotFound(object_id)
 
     async def page(self, principal: Principal, query: TicketQuery) -> tuple[int, list[TicketOut]]:
-        contains = [_json.encode({field_id: value}).decode() for field_id, value in query.field_values.items()]
+        """A page of the tenant's tickets the query matches, with their exact number. A customer-level caller sees
+        only the tickets it created."""
+        tenant_id = principal.tenant_id
+        listing.check_text(query)
+        creator = query.created_by
+        # A customer asking for someone else's tickets gets none, once its query is known to be well-formed.
+        others = principal.customer_only and creator is not None and creator != principal.subject
+        if principal.customer_only:
+            creator = principal.subject
+        state_ids = None
+        if query.states:
+            found = [(wanted, await self._state_labels.find(tenant_id, wanted)) for wanted in query.states]
+            unknown = [wanted for wanted, state in found if state is None]
+            if unknown:
+                named = ", ".join(repr(wanted[:64]) for wanted in unknown)
+                raise InputValidationFailure("Invalid query parameters", {"state": f"{listing.UNKNOWN_STATE}: {named}"})
+            state_ids = tuple(state.id for _, state in found if state is not None)
+        needs_fields = bool(query.fields) or (query.sort is not None and query.sort.startswith("data."))
+        types = await self._types.all_types(tenant_id) if needs_fields else ()
+        where, order = listing.plan(query, types, state_ids, creator)
+        if others:
+            return 0, []
         total, rows = await self._repository.page(
-            principal.tenant_id,
-            type_id=query.type_id,
-            contains=contains,
-            sort=query.sort,
-            order=query.order,
-            limit=query.per_page,
-            offset=(query.page - 1) * query.per_page,
+            tenant_id, where, order, limit=query.per_page, offset=(query.page - 1) * query.per_page
         )
-        labels = await self._state_labels.labels(principal.tenant_id, {row.state_id for row in rows})
+        labels = await self._state_labels.labels(tenant_id, {row.state_id for row in rows})
         return total, [to_out(row, _label(labels, row.state_id)) for row in rows]
 
 

@@ -55,6 +55,15 @@ class TicketStateCache:
             return labels
         return await self._load(tenant_id, state_ids)
 
+    async def find(self, tenant_id: uuid.UUID, wanted: str) -> StateLabelRow | None:
+        """The state with this id, else with this name in any letter case (an id wins over a name); None when the
+        tenant has none. A miss reloads the tenant's states once: the state may be newer than the cache."""
+        labels = self._labels.get(tenant_id)
+        found = _find(labels, wanted) if labels is not None else None
+        if found is None:
+            found = _find(await self._load(tenant_id, ()), wanted)
+        return found
+
     async def _load(self, tenant_id: uuid.UUID, state_ids: Collection[uuid.UUID | None]) -> Labels:
         generation = (self._epoch, self._generation[tenant_id])
         rows = await self._repository.labels(tenant_id)
@@ -68,3 +77,14 @@ class TicketStateCache:
                 self._labels.clear()
             self._labels[tenant_id] = loaded
         return loaded
+
+
+def _find(labels: Labels, wanted: str) -> StateLabelRow | None:
+    try:
+        by_id = labels.get(uuid.UUID(wanted))
+    except ValueError:
+        by_id = None
+    if by_id is not None:
+        return by_id
+    name = wanted.lower()
+    return next((label for label in labels.values() if label is not None and label.name.lower() == name), None)

@@ -1,4 +1,4 @@
-"""Per-worker cache of compiled ticket types, by prefix and by id.
+"""Per-worker cache of compiled ticket types, by prefix and by id, and each tenant's whole list.
 
 Compiling a type (one jsonschema validator per field) happens once per type version per worker. A change anywhere
 sends a `ticket_types_changed` notification carrying the tenant id; every worker drops that tenant's entries.
@@ -24,6 +24,9 @@ class TicketTypeCache:
         self._repository = repository
         # (tenant, prefix) and (tenant, type id) share one map: a prefix (str) never equals an id (UUID).
         self._current: dict[tuple[uuid.UUID, str | uuid.UUID], CompiledType | None] = {}
+        # Every type of a tenant, archived ones included (the ticket list's field filters and sorts look fields up
+        # in them).
+        self._all: dict[uuid.UUID, tuple[CompiledType, ...]] = {}
         self._compiled: dict[tuple[uuid.UUID, uuid.UUID, int, bool], CompiledType] = {}
         self._generation: defaultdict[uuid.UUID, int] = defaultdict(int)
         self._epoch = 0  # bumped by a whole-cache invalidation
@@ -36,8 +39,10 @@ class TicketTypeCache:
         if tenant_id is None:
             self._epoch += 1
             self._current.clear()
+            self._all.clear()
             return
         self._generation[tenant_id] += 1
+        self._all.pop(tenant_id, None)
         for key in [k for k in self._current if k[0] == tenant_id]:
             del self._current[key]
 
@@ -46,6 +51,20 @@ class TicketTypeCache:
 
     async def by_id(self, tenant_id: uuid.UUID, type_id: uuid.UUID) -> CompiledType | None:
         return await self._lookup(tenant_id, type_id, lambda: self._repository.get(tenant_id, type_id))
+
+    async def all_types(self, tenant_id: uuid.UUID) -> tuple[CompiledType, ...]:
+        """The tenant's types, archived ones included, each at its current version."""
+        known = self._all.get(tenant_id)
+        if known is not None:
+            return known
+        generation = (self._epoch, self._generation[tenant_id])
+        rows = await self._repository.list_all(tenant_id, include_archived=True)
+        compiled = tuple(c for c in (self._compile(tenant_id, row) for row in rows) if c is not None)
+        if generation == (self._epoch, self._generation[tenant_id]):
+            if len(self._all) > MAX_ENTRIES:
+                self._all.clear()
+            self._all[tenant_id] = compiled
+        return compiled
 
     async def _lookup(
         self, tenant_id: uuid.UUID, value: str | uuid.UUID, fetch: Callable[[], Awaitable[TicketTypeRow | None]]

@@ -35,6 +35,7 @@ from schemathesis.openapi.checks import MissingHeaderNotRejected, RejectedPositi
 from schemathesis.specs.openapi import checks as builtin
 
 from app.schema_validation import safe_validator
+from app.ticket import listing
 from app.ticket_type.dto import TicketTypeDefinition, definition_schema
 from tests.support import TENANT_NOT_FOUND
 
@@ -46,6 +47,7 @@ ASSIGN = f"PATCH {API}/ticket/{{object_id}}/assign"
 DELETE_TICKET = f"DELETE {API}/ticket/{{object_id}}"
 CREATE_COMMENT = f"POST {API}/ticket/{{object_id}}/comments"
 SHOW = f"GET {API}/ticket/{{object_id}}"
+LIST = f"GET {API}/ticket"
 CREATE_TYPE = f"POST {API}/ticket-type"
 REPLACE_TYPE = f"PUT {API}/ticket-type/{{type_id}}"
 ARCHIVE_TYPE = f"DELETE {API}/ticket-type/{{type_id}}"
@@ -235,6 +237,28 @@ STATE_FORMAT_REASONS = {"1 to 100 characters, without leading or trailing spaces
 STATE_RULE_MEMBERS = {"name", "next_state_id", "default_create", "default_follow_up", "active"}
 
 
+def _list_rule(case: Any, body: dict[str, Any]) -> bool:
+    """A state that is not one of the tenant's, a sorted field that is not one of its ticket types' fields, or a time
+    outside the years 1 to 9999 in UTC."""
+    reason = _reason(body)
+    return (
+        body.get("code") == INVALID
+        and body.get("message") == "Invalid query parameters"
+        and bool(reason)
+        and all(_refused_list_value(name, problem) for name, problem in reason.items())
+    )
+
+
+def _refused_list_value(name: str, problem: str) -> bool:
+    if name == "state":
+        return problem.startswith(f"{listing.UNKNOWN_STATE}: ")
+    if name in ("created_after", "created_before", "updated_after", "updated_before"):
+        return problem == listing.TIME_FORMAT
+    if name == "sort":
+        return problem in (listing.UNKNOWN_FIELD, listing.UNKNOWN_TYPE_FIELD)
+    return False
+
+
 def _state_rule(case: Any, body: dict[str, Any]) -> bool:
     reason = _reason(body)
     return (
@@ -320,6 +344,13 @@ EXEMPTIONS = (
             body.get("code") == INVALID and _reason(body) == {"include": "cannot be combined with asOf or asOfEtag"}
         ),
         "include (what is embedded now) goes with neither asOf nor asOfEtag",
+    ),
+    Exemption(
+        (LIST,),
+        400,
+        _list_rule,
+        "a state filter names one of the tenant's states, a sort one of its ticket types' fields, a time the years "
+        "1 to 9999 in UTC",
     ),
     Exemption(
         (CREATE_COMMENT,),

@@ -386,7 +386,12 @@ ROUTES: dict[str, Route] = {
     "GET /ticket": Route(
         "read",
         "read tickets",
-        {"valid": (_get("/ticket"), 200), "invalid query": (_fixed("GET", "/ticket", {"per_page": "0"}), 400)},
+        {
+            "valid": (_get("/ticket"), 200),
+            "search": (_fixed("GET", "/ticket", {"q": "printer", "state": "new", "sort": "updated_at"}), 200),
+            "invalid query": (_fixed("GET", "/ticket", {"per_page": "0"}), 400),
+            "unknown state": (_fixed("GET", "/ticket", {"state": "no such state"}), 400),
+        },
     ),
     "POST /ticket": Route(
         "write",

@@ -258,3 +258,8 @@ async def test_a_cancelled_statement_is_unavailable_but_not_an_outage(
             await db.fetch_value("SELECT pg_sleep(5)")
     assert caplog.records == []
     assert await db.fetch_value("SELECT 1") == 1
+
+
+async def test_connections_run_without_jit(db: Database) -> None:
+    # A list query over a large tenant would otherwise be JIT-compiled on every request (see app/db/pool.py).
+    assert await db.fetch_value("SHOW jit") == "off"

@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 
 from app.errors import EXCEPTION_HANDLERS
 from app.observability import RequestContextMiddleware
-from tests.support import ADMIN_SCOPE, API, ME, TenantSpec, auth_headers, token
+from tests.support import ADMIN_SCOPE, API, ME, TenantApi, TenantSpec, auth_headers, token
 
 
 async def test_unknown_route_is_a_404_envelope(client: httpx.AsyncClient) -> None:
@@ -216,19 +216,24 @@ async def test_unknown_query_parameters_are_400_naming_them(client: httpx.AsyncC
     headers = auth_headers(alpha, token(alpha))
     # A filter that does not exist would otherwise look like it worked: every ticket comes back.
     response = await client.get(
-        f"{API}/ticket", params={"q": "printer", "status": "open", "page": "1"}, headers=headers
+        f"{API}/ticket", params={"search": "printer", "status": "open", "page": "1"}, headers=headers
     )
     assert response.status_code == 400
-    accepted = "unknown query parameter; this route accepts: order, page, per_page, sort, ticket_type_id, data.<name>"
+    accepted = (
+        "unknown query parameter; this route accepts: assignee, created_after, created_before, created_by, order, "
+        "page, per_page, q, sort, state, ticket_type_id, updated_after, updated_before, data.<name>"
+    )
     assert response.json() == {
         "error": True,
         "code": "INPUT_VALIDATION_FAILURE",
         "message": "Invalid query parameters",
         "status": 400,
-        "validationResult": {"reason": {"q": accepted, "status": accepted}},
+        "validationResult": {"reason": {"search": accepted, "status": accepted}},
     }
     # Every parameter the route declares, under its public name, and the field filters it takes by prefix.
-    known = {"page": "1", "per_page": "5", "sort": "updated_at", "order": "asc", f"data.{uuid.uuid4()}": "1"}
+    request_type = await TenantApi.agent(client, alpha).ticket_type("REQ")
+    counter = next(field["id"] for field in request_type["fields"] if field["key"] == "counter")
+    known = {"page": "1", "per_page": "5", "sort": "updated_at", "order": "asc", f"data.{counter}.gte": "1"}
     assert (await client.get(f"{API}/ticket", params=known, headers=headers)).status_code == 200
     shown = await client.get(f"{API}/ticket/REQ-0001", params={"asof": "2026-01-01T00:00:00Z"}, headers=headers)
     assert shown.status_code == 400

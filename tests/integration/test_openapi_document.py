@@ -244,3 +244,34 @@ def test_constraints_the_server_enforces_are_declared(document: dict[str, Any]) 
         "removed",
     ]
     assert schemas["TicketOut"]["properties"]["created_at"] == {"type": "string", "format": "date-time"}
+
+
+def test_the_list_documents_each_filter_and_sort(document: dict[str, Any]) -> None:
+    operation = operations(document)["listTickets"]
+    query = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+    assert list(query) == [
+        "page",
+        "per_page",
+        "ticket_type_id",
+        "state",
+        "assignee",
+        "created_by",
+        "created_after",
+        "created_before",
+        "updated_after",
+        "updated_before",
+        "q",
+        "sort",
+        "order",
+    ]
+    assert all(p["required"] is False for p in query.values())
+    assert query["state"]["schema"] == {"type": "array", "items": {"type": "string"}, "maxItems": 20}
+    for name in ("created_after", "created_before", "updated_after", "updated_before"):
+        assert query[name]["schema"] == {"type": "string", "format": "date-time"}, name
+    assert query["assignee"]["schema"]["type"] == query["created_by"]["schema"]["type"] == "string"
+    assert (query["q"]["schema"]["minLength"], query["q"]["schema"]["maxLength"]) == (1, 500)
+    uuid_pattern = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    assert query["sort"]["schema"] == {"type": "string", "pattern": f"^(created_at|updated_at|data\\.{uuid_pattern})$"}
+    assert query["order"]["schema"]["enum"] == ["asc", "desc"]
+    # The field filters are names under a prefix, which OpenAPI cannot list: the description states them.
+    assert "data.<field-uuid>.gte|gt|lte|lt=<bound>" in operation["description"]

@@ -15,6 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
+from app.ticket.listing import FIELD_FORMAT
 from tests.support import (
     CATALOG,
     ETAG_MISMATCH,
@@ -951,8 +952,6 @@ async def test_list_per_page_defaults_to_20_and_allows_100(client: httpx.AsyncCl
         ({"per_page": "101"}, {"per_page": "Expected `int` <= 100"}),
         ({"per_page": "0"}, {"per_page": "Expected `int` >= 1"}),
         ({"page": "0"}, {"page": "Expected `int` >= 1"}),
-        ({"sort": "title"}, {"sort": "Invalid enum value 'title'"}),
-        ({"sort": "created_at\n"}, {"sort": "Invalid enum value 'created_at\\n'"}),
         ({"order": "up"}, {"order": "Invalid enum value 'up'"}),
         ({"ticket_type_id": "REQ"}, {"ticket_type_id": "Invalid UUID"}),
         # Litestar alone read these as no filter at all (found by Schemathesis).
@@ -996,12 +995,9 @@ async def test_list_filters_by_type_and_field_values(
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("data.title", {"data.title": "filter must be data.<field-uuid>"}),
-        ("data.", {"data.": "filter must be data.<field-uuid>"}),
-        (
-            "data.3F44DB9A-839C-45A1-B635-BA63A5BAC8B8",
-            {"data.3F44DB9A-839C-45A1-B635-BA63A5BAC8B8": "filter must be data.<field-uuid>"},
-        ),
+        ("data.title", {"data.title": FIELD_FORMAT}),
+        ("data.", {"data.": FIELD_FORMAT}),
+        ("data.3F44DB9A-839C-45A1-B635-BA63A5BAC8B8", {"data.3F44DB9A-839C-45A1-B635-BA63A5BAC8B8": FIELD_FORMAT}),
     ],
 )
 async def test_list_refuses_malformed_field_filters(
