@@ -392,6 +392,8 @@ ROUTES: dict[str, Route] = {
             "invalid query": (_fixed("GET", "/ticket", {"per_page": "0"}), 400),
             "unknown state": (_fixed("GET", "/ticket", {"state": "no such state"}), 400),
         },
+        # A customer lists only the tickets it created: none of the test's (tests/integration/test_ticket_search.py).
+        customers={"valid": 200, "search": 200, "invalid query": 400, "unknown state": 400},
     ),
     "POST /ticket": Route(
         "write",
