@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from multiprocessing.process import BaseProcess
@@ -20,6 +21,11 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from app.attachment.controller import AttachmentController, TicketAttachmentController, upload_body_limit
+from app.attachment.repository import AttachmentRepository
+from app.attachment.service import AttachmentService, AttachmentStore
+from app.attachment.storage import open_store
+from app.attachment.sweeps import OrphanBlobSweep
 from app.auth.authenticator import Authenticator
 from app.auth.controller import MeController
 from app.auth.middleware import AuthenticationMiddleware, complete_options_answers
@@ -34,6 +40,7 @@ from app.observability import RequestContextMiddleware, configure_logging
 from app.openapi import StructSchemaPlugin
 from app.query_parameters import UnknownQueryParametersMiddleware
 from app.tenancy.cors import CorsMiddleware
+from app.tenancy.model import AttachmentLimits
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL, TenantRepository
 from app.ticket.controller import TicketController
@@ -117,12 +124,34 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     ticket_states = TicketStateService(db, state_repository, ticket_types, state_cache)
     ticket_repository = TicketRepository(db)
     idempotency_key_ttl = datetime.timedelta(seconds=settings.idempotency_key_ttl_seconds)
-    tickets = TicketService(
-        db, ticket_repository, type_cache, state_repository, state_cache, idempotency_key_ttl=idempotency_key_ttl
+    blobs = open_store(settings)
+
+    def attachment_limits(tenant_id: uuid.UUID) -> AttachmentLimits:
+        tenant = registry.tenant(tenant_id)
+        return tenant.config.attachments if tenant is not None else AttachmentLimits()
+
+    attachment_store = AttachmentStore(
+        db,
+        AttachmentRepository(db),
+        blobs,
+        attachment_limits,
+        download_path=f"{API_PREFIX}/attachments/",
+        orphan_grace=datetime.timedelta(seconds=settings.attachment_orphan_grace_seconds),
     )
+    tickets = TicketService(
+        db,
+        ticket_repository,
+        type_cache,
+        state_repository,
+        state_cache,
+        idempotency_key_ttl=idempotency_key_ttl,
+        attachments=attachment_store,
+    )
+    attachments = AttachmentService(attachment_store, tickets)
     sweeps = [
         PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),
         ExpiredIdempotencyKeySweep(ticket_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
+        OrphanBlobSweep(attachment_store, settings.attachment_sweep_interval_seconds),
     ]
     listener = NotificationListener(
         settings.database_url,
@@ -136,6 +165,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await db.open()
+        await blobs.open()
         try:
             await registry.reload()
             listener.start()
@@ -147,15 +177,24 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
                 await sweep.stop()
             await listener.stop()
             await http.aclose()
+            await blobs.close()
             await db.close()
 
     api = Router(
         path=API_PREFIX,
-        route_handlers=[MeController, TicketTypeController, TicketController, TicketStateController],
+        route_handlers=[
+            MeController,
+            TicketTypeController,
+            TicketController,
+            TicketStateController,
+            TicketAttachmentController,
+            AttachmentController,
+        ],
         dependencies={
             "ticket_types": provide(ticket_types),
             "tickets": provide(tickets),
             "ticket_states": provide(ticket_states),
+            "attachments": provide(attachments),
         },
         # Authentication first: a caller without access learns nothing about a route's parameters.
         middleware=[
@@ -187,5 +226,8 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     )
     complete_options_answers(litestar)
     return RequestContextMiddleware(
-        CorsMiddleware(BodySizeLimitMiddleware(litestar, settings.max_body_bytes), registry)
+        CorsMiddleware(
+            BodySizeLimitMiddleware(litestar, settings.max_body_bytes, upload_body_limit(API_PREFIX, registry)),
+            registry,
+        )
     )

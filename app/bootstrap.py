@@ -6,6 +6,7 @@ Used by `python -m app serve`, `python -m app tenants sync|purge` and the tests,
 
 from __future__ import annotations
 
+from app.attachment.repository import AttachmentRepository
 from app.db import engine
 from app.db.database import Database
 from app.tenancy.model import TenantConfig
@@ -48,11 +49,13 @@ async def apply_tenants(
 
 async def purge_tenant(dsn: str, reference: str, *, commit: bool) -> PurgeResult:
     """Delete every row of a disabled tenant (its id or slug) in one transaction; without `commit`, only count
-    them. Tickets go first, then the types and states they reference, then the tenant row."""
+        them. Attachments and tickets go first, then the types and states they reference, then the tenant row (the blobs
+    of the attachments go with the running servers' next orphan sweep)."""
     db = Database(dsn, min_size=1, max_size=1)
     await db.open()
     try:
         purges = [
+            AttachmentRepository(db).purge_tenant,
             TicketRepository(db).purge_tenant,
             TicketTypeRepository(db).purge_tenant,
             TicketStateRepository(db).purge_tenant,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 import uuid
 from typing import Annotated, Any, Literal, cast
@@ -90,7 +91,21 @@ IDEMPOTENCY_KEY_PARAMETER = Parameter(
     "first answer, with Idempotent-Replayed: true, instead of writing again; the key with another request is 422",
 )
 
+# What GET ticket?include= may embed, each under its own member.
+INCLUDES = ("attachments",)
+MAX_NAMED_UNKNOWN = 10
+_INCLUDE_NAME = "|".join(INCLUDES)
+INCLUDE_PARAMETER = Parameter(
+    name="include",
+    param_in=ParamType.QUERY,
+    required=False,
+    schema=Schema(type=OpenAPIType.STRING, pattern=f"^({_INCLUDE_NAME})(,({_INCLUDE_NAME}))*$"),
+    description="Comma-separated: what to embed in the ticket (attachments: its files, oldest first). Not with "
+    "asOf or asOfEtag. The response's ETag is then its own validator, not the ticket's etag.",
+)
+
 _read = requires("read", READ_SCOPE, "read tickets")
+_show = requires("read", READ_SCOPE, "read tickets", documented=(INCLUDE_PARAMETER,))
 # The list also takes field filters, data.<field-uuid>=<value>.
 _list = {**_read, "opt": {**_read["opt"], QUERY_PREFIXES: ("data.",)}}
 _create = requires("write", WRITE_SCOPE, "create a ticket", documented=(*CATALOG_PARAMETERS, IDEMPOTENCY_KEY_PARAMETER))
@@ -197,7 +212,7 @@ class TicketController(Controller):
 
     @get(
         "/{object_id:str}",
-        **_read,
+        **_show,
         operation_id="showTicket",
         summary="Show a ticket",
         responses={
@@ -223,11 +238,15 @@ class TicketController(Controller):
         as_of_etag: Annotated[
             str | None, QueryParameter(name="asOfEtag", description="The ticket as it was when it had this etag")
         ] = None,
+        include: FromQuery[str | None] = None,
     ) -> ASGIApp:
         """By display ID (e.g. REQ-0509); the internal UUID is not an address. The etag is in the body and the
         ETag header; If-None-Match with the current etag answers 304. With `asOf` or `asOfEtag`, the document a
-        GET returned then, rebuilt from the ticket's history (404 when the ticket did not exist yet)."""
+        GET returned then, rebuilt from the ticket's history (404 when the ticket did not exist yet). With
+        `include=attachments`, the ticket's files too."""
         principal = request.user
+        if include is not None:
+            return await _show_including(tickets, principal, object_id, include, as_of, as_of_etag, if_none_match)
         if as_of is None and as_of_etag is None:
             ticket = await tickets.get(principal, object_id)
         else:
@@ -309,6 +328,35 @@ class TicketController(Controller):
         the time, the request id, the support flag and the etag it produced."""
         total, entries = await tickets.history(request.user, object_id, page, per_page)
         return HistoryPage(data=entries, pagination=_pagination(request, total, page, per_page))
+
+
+async def _show_including(
+    tickets: TicketService,
+    principal: Principal,
+    object_id: str,
+    include: str,
+    as_of: str | None,
+    as_of_etag: str | None,
+    if_none_match: str | None,
+) -> ASGIApp:
+    """The ticket with what `include` names embedded. Its ETag is a digest of this very body, not the ticket's
+    etag: files come and go without changing the ticket's etag, so the etag alone would validate a stale copy."""
+    names = include.split(",")
+    unknown = sorted({name for name in names if name not in INCLUDES})
+    if unknown:
+        named = ", ".join(repr(name[:64]) for name in unknown[:MAX_NAMED_UNKNOWN])
+        raise InputValidationFailure(
+            "Invalid query parameters", {"include": f"unknown: {named}; known: {', '.join(INCLUDES)}"}
+        )
+    if as_of is not None or as_of_etag is not None:
+        raise InputValidationFailure("Invalid query parameters", {"include": "not with asOf or asOfEtag"})
+    ticket, embedded = await tickets.get_including(principal, object_id, names)
+    body = _encoder.encode({**msgspec.structs.asdict(ticket), **embedded})
+    digest = hashlib.sha256(body).hexdigest()[:32]
+    etag_header = ((b"etag", _etag_header(digest).encode()),)
+    if _matches(if_none_match, digest):
+        return JsonResponse(b"", status=304, headers=etag_header)
+    return JsonResponse(body, headers=etag_header)
 
 
 def _written(message: str, written: WrittenTicket) -> UpdateTicketResponse:

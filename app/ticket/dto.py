@@ -14,7 +14,7 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from app.ticket_state.dto import StateType
 
@@ -57,9 +57,27 @@ class _ChangeStatusAsEnforced(msgspec.Struct, forbid_unknown_fields=True, kw_onl
     ) = None
 
 
+MAX_INLINE_ATTACHMENTS = 20
+BASE64_PATTERN = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
+class InlineAttachment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A file sent inside a JSON body (seed 004), on ticket create; the whole body is under MAX_BODY_BYTES."""
+
+    filename: Annotated[str, Meta(min_length=1, max_length=1024, description="Reduced to a safe name")]
+    content: Annotated[
+        str, Meta(min_length=1, pattern=BASE64_PATTERN, description="The file's bytes, base64 (RFC 4648, padded)")
+    ]
+    mime_type: (
+        Annotated[str, Meta(max_length=255, description="The declared type; it must agree with the content")] | None
+    ) = None
+
+
 class CreateTicketRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ticketTypeId: uuid.UUID
     data: dict[str, Any] = {}
+    # Unset (not null) when absent: a request without files keeps the Idempotency-Key fingerprint it always had.
+    attachments: Annotated[list[InlineAttachment], Meta(max_length=MAX_INLINE_ATTACHMENTS)] | UnsetType = UNSET
 
 
 class UpdateTicketRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -153,9 +171,10 @@ class PendingChange(msgspec.Struct, frozen=True):
     new: datetime.datetime | None
 
 
-class HistoryEntry(msgspec.Struct, frozen=True):
+class HistoryEntry(msgspec.Struct, frozen=True, omit_defaults=True):
     sequence: int  # 1 for the creation, then one more per change
-    event: str  # ticket.created, ticket.updated or ticket.status_changed
+    # ticket.created, ticket.updated, ticket.status_changed, attachment.created or attachment.deleted
+    event: str
     at: datetime.datetime
     actor: str
     request_id: str
@@ -166,6 +185,8 @@ class HistoryEntry(msgspec.Struct, frozen=True):
     state: StateChange | None  # set when the state changed (on creation: the initial state)
     pending_until: PendingChange | None  # set when the pending time changed
     note: str | None
+    # Only on attachment events: the attachment added or deleted (the ticket's data and etag do not change).
+    attachment_id: uuid.UUID | None = None
 
 
 class HistoryPage(msgspec.Struct, frozen=True):

@@ -72,6 +72,8 @@ class HistoryRow(msgspec.Struct, frozen=True):
     support: bool
     etag: uuid.UUID
     created_at: datetime.datetime
+    # The attachment an attachment.created or attachment.deleted event is about.
+    attachment_id: uuid.UUID | None
 
 
 _TICKET_COLUMNS = select_list(TicketRow, data="data::text")
@@ -203,9 +205,10 @@ SELECT $1, id, event_sequence, 'ticket.status_changed', '{}'::jsonb, $4, $5, fal
 # A ticket's events, oldest first, each with the state and pending time before it.
 HISTORY = """
 SELECT sequence, kind, changes::text AS changes, state_id, previous_state_id, pending_until,
-       previous_pending_until, note, actor, request_id, support, etag, created_at
+       previous_pending_until, note, actor, request_id, support, etag, created_at, attachment_id
   FROM (SELECT sequence, kind, changes, state_id, lag(state_id) OVER w AS previous_state_id, pending_until,
-               lag(pending_until) OVER w AS previous_pending_until, note, actor, request_id, support, etag, created_at
+               lag(pending_until) OVER w AS previous_pending_until, note, actor, request_id, support, etag, created_at,
+               attachment_id
           FROM ticket_event
          WHERE tenant_id = $1 AND ticket_id = $2
         WINDOW w AS (ORDER BY sequence)) AS events

@@ -9,9 +9,10 @@ import hashlib
 import math
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
 
@@ -23,6 +24,7 @@ from app.ticket.dto import (
     ChangeStatusRequest,
     CreateTicketRequest,
     HistoryEntry,
+    InlineAttachment,
     PendingChange,
     StateChange,
     TicketOut,
@@ -80,6 +82,29 @@ R = TypeVar("R", bound=msgspec.Struct)
 Outcome = tuple[R, bool]
 
 
+# Records a create's inline files against the new ticket (its id), inside the create's transaction.
+RecordAttachments = Callable[[uuid.UUID], Awaitable[object]]
+
+
+class TicketAttachments(Protocol):
+    """What tickets ask of attachments, a package above this one (app.attachment answers): the files a create
+    carries inline, and a ticket's attachments for GET ?include=attachments."""
+
+    def staged(
+        self, principal: Principal, files: Sequence[InlineAttachment], request_id: str
+    ) -> AbstractAsyncContextManager[RecordAttachments]:
+        """Check the files (400/413 naming a file) and store their blobs; the context's value records them against
+        a ticket in the caller's transaction. Enter it outside that transaction: on leaving, blobs no committed row
+        owns are removed."""
+
+    async def listed(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> list[Any]:
+        """The ticket's attachments as the API shows them, oldest first."""
+
+    async def remove_for_ticket(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> int:
+        """After a ticket's deletion has committed: its attachments deleted and their blobs removed (safe to
+        repeat; what fails is left to the orphan sweep)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TicketQuery:
     page: int
@@ -100,8 +125,10 @@ class TicketService:
         state_labels: TicketStateCache,
         *,
         idempotency_key_ttl: datetime.timedelta,
+        attachments: TicketAttachments | None = None,
     ) -> None:
         self._db = db
+        self._attachments = attachments
         self._repository = repository
         self._types = types
         self._states = states
@@ -110,6 +137,20 @@ class TicketService:
 
     async def create(
         self, principal: Principal, request: CreateTicketRequest, request_id: str, idempotency_key: str | None
+    ) -> Outcome[CreatedTicket]:
+        if not request.attachments:
+            return await self._create(principal, request, request_id, idempotency_key, None)
+        assert self._attachments is not None  # wired by create_app
+        async with self._attachments.staged(principal, request.attachments, request_id) as record:
+            return await self._create(principal, request, request_id, idempotency_key, record)
+
+    async def _create(
+        self,
+        principal: Principal,
+        request: CreateTicketRequest,
+        request_id: str,
+        idempotency_key: str | None,
+        record_attachments: RecordAttachments | None,
     ) -> Outcome[CreatedTicket]:
         async def write() -> CreatedTicket:
             ticket_type = await self._types.by_id(principal.tenant_id, request.ticketTypeId)
@@ -121,7 +162,7 @@ class TicketService:
             data, reason = ticket_type.complete_for_create(request.data)
             if reason:
                 raise InputValidationFailure("Ticket data failed validation", reason)
-            row = await self._repository.create(
+            arguments = (
                 principal.tenant_id,
                 ticket_type.prefix,
                 ticket_type.id,
@@ -133,6 +174,13 @@ class TicketService:
                 principal.support_request,
                 uuid.uuid4(),
             )
+            if record_attachments is None:
+                row = await self._repository.create(*arguments)
+            else:
+                # The ticket and its files commit together (within the Idempotency-Key's transaction, if any).
+                async with self._db.transaction():
+                    row = await self._repository.create(*arguments)
+                    await record_attachments(row.id)
             state = await self._state_label(principal.tenant_id, row.state_id)
             return CreatedTicket(row.id, row.object_id, row.etag, *_state_members(row.state_id, state))
 
@@ -189,6 +237,17 @@ class TicketService:
     async def get(self, principal: Principal, object_id: str) -> TicketOut:
         row = await self.visible(principal, object_id)
         return to_out(row, await self._state_label(principal.tenant_id, row.state_id))
+
+    async def get_including(
+        self, principal: Principal, object_id: str, include: Sequence[str]
+    ) -> tuple[TicketOut, dict[str, list[Any]]]:
+        """The ticket, and what `include` names of the work around it (`attachments`), by member name."""
+        row = await self.visible(principal, object_id)
+        embedded: dict[str, list[Any]] = {}
+        if "attachments" in include:
+            assert self._attachments is not None  # wired by create_app
+            embedded["attachments"] = await self._attachments.listed(principal.tenant_id, row.id)
+        return to_out(row, await self._state_label(principal.tenant_id, row.state_id)), embedded
 
     async def _state_label(self, tenant_id: uuid.UUID, state_id: uuid.UUID | None) -> StateLabelRow | None:
         if state_id is None:
@@ -508,6 +567,7 @@ def _history_entry(row: HistoryRow, labels: Labels) -> HistoryEntry:
         state=state,
         pending_until=pending,
         note=row.note,
+        attachment_id=row.attachment_id,
     )
 
 
