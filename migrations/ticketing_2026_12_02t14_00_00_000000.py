@@ -29,13 +29,16 @@ STATEMENTS = [
         storage_key text NOT NULL,
         author      text NOT NULL,
         created_at  timestamptz NOT NULL DEFAULT now(),
+        -- The number of its attachment.created event in the ticket's history: a ticket's files in the order they came,
+        -- also those that came together (in one transaction, so at one time).
+        sequence    integer NOT NULL,
         deleted_at  timestamptz,
         PRIMARY KEY (tenant_id, id),
         FOREIGN KEY (tenant_id, ticket_id) REFERENCES ticket (tenant_id, id)
     )
     """,
-    # A ticket's attachments, oldest first, and the sum of their sizes (the per-ticket limit): live ones only.
-    "CREATE INDEX attachment_ticket_idx ON attachment (tenant_id, ticket_id, created_at, id) WHERE deleted_at IS NULL",
+    # A ticket's attachments in order, and the sum of their sizes (the per-ticket limit): live ones only.
+    "CREATE INDEX attachment_ticket_idx ON attachment (tenant_id, ticket_id, sequence) WHERE deleted_at IS NULL",
     "CREATE INDEX attachment_comment_idx ON attachment (tenant_id, comment_id) WHERE comment_id IS NOT NULL",
     "ALTER TABLE ticket_event ADD COLUMN attachment_id uuid",
 ]

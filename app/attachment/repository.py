@@ -56,8 +56,8 @@ WITH updated AS (
  RETURNING t.id, t.object_id, t.etag, t.state_id, t.type_version, t.pending_until, t.updated_at, t.event_sequence
 ), a AS (
     INSERT INTO attachment (tenant_id, id, ticket_id, comment_id, filename, size, mime_type, sha256, storage_key,
-                            author, created_at)
-    SELECT $1, $2, updated.id, $4, $5, $6, $7, $8, $9, $10, updated.updated_at
+                            author, created_at, sequence)
+    SELECT $1, $2, updated.id, $4, $5, $6, $7, $8, $9, $10, updated.updated_at, updated.event_sequence
       FROM updated
  RETURNING *
 ), event AS (
@@ -107,11 +107,11 @@ class AttachmentRepository:
         )
 
     async def list_for_ticket(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> list[AttachmentRow]:
-        """The ticket's live attachments, oldest first."""
+        """The ticket's live attachments, in the order they came."""
         return await self._db.fetch_all(
             AttachmentRow,
             f"SELECT {_COLUMNS} {_FROM} WHERE a.tenant_id = $1 AND a.ticket_id = $2 AND {_LIVE} "
-            "ORDER BY a.created_at, a.id",
+            "ORDER BY a.sequence",
             tenant_id,
             ticket_id,
         )
