@@ -194,7 +194,9 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             "ticket_types": provide(ticket_types),
             "tickets": provide(tickets),
             "ticket_states": provide(ticket_states),
-            "attachments": provide(attachments),
+            # Not "attachments": Litestar would take a body member of that name (a create's inline files) for this
+            # dependency when it reports a validation error, and answer 500 instead of 400.
+            "attachment_service": provide(attachments),
         },
         # Authentication first: a caller without access learns nothing about a route's parameters.
         middleware=[

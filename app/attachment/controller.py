@@ -42,6 +42,7 @@ UPLOAD_BODY = RequestBody(
                 type=OpenAPIType.OBJECT,
                 properties={FILE_FIELD: Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY, min_length=1)},
                 required=[FILE_FIELD],
+                additional_properties=False,
             )
         )
     },
@@ -92,7 +93,7 @@ class TicketAttachmentController(Controller):
     async def upload_attachment(
         self,
         request: Request[Principal, Any, Any],
-        attachments: NamedDependency[AttachmentService],
+        attachment_service: NamedDependency[AttachmentService],
         object_id: FromPath[str],
     ) -> Response[AttachmentOut]:
         """multipart/form-data with one part, `file`, streamed to storage (never held whole in memory): refused with
@@ -100,7 +101,7 @@ class TicketAttachmentController(Controller):
         accepts, 413 when it is over the tenant's size limits. Agents with write access, and customers on their own
         tickets."""
         content_length = request.headers.get("content-length")
-        created = await attachments.upload(
+        created = await attachment_service.upload(
             request.user,
             object_id,
             request.headers.get("content-type"),
@@ -119,11 +120,11 @@ class TicketAttachmentController(Controller):
     async def list_attachments(
         self,
         request: Request[Principal, Any, Any],
-        attachments: NamedDependency[AttachmentService],
+        attachment_service: NamedDependency[AttachmentService],
         object_id: FromPath[str],
     ) -> AttachmentList:
         """Every attachment of the ticket (deleted ones are gone), each with its download URL."""
-        return AttachmentList(data=await attachments.list(request.user, object_id))
+        return AttachmentList(data=await attachment_service.list(request.user, object_id))
 
 
 class AttachmentController(Controller):
@@ -152,7 +153,7 @@ class AttachmentController(Controller):
     async def download_attachment(
         self,
         request: Request[Principal, Any, Any],
-        attachments: NamedDependency[AttachmentService],
+        attachment_service: NamedDependency[AttachmentService],
         attachment_id: FromPath[uuid.UUID],
         byte_range: Annotated[
             str | None,
@@ -165,7 +166,7 @@ class AttachmentController(Controller):
     ) -> Stream:
         """The file, as stored, with its type, `Content-Disposition: attachment`, `X-Content-Type-Options: nosniff`
         and its SHA-256 as ETag, streamed from storage; one byte range with `Range` (206), 304 for If-None-Match."""
-        download = await attachments.download(request.user, attachment_id, byte_range, if_range, if_none_match)
+        download = await attachment_service.download(request.user, attachment_id, byte_range, if_range, if_none_match)
         return _stream(download)
 
     @delete(
@@ -179,12 +180,12 @@ class AttachmentController(Controller):
     async def delete_attachment(
         self,
         request: Request[Principal, Any, Any],
-        attachments: NamedDependency[AttachmentService],
+        attachment_service: NamedDependency[AttachmentService],
         attachment_id: FromPath[uuid.UUID],
     ) -> None:
         """Gone from the ticket (its history records attachment.deleted) and from storage. Agents with write access;
         customers only the files they uploaded to their own tickets."""
-        await attachments.delete(request.user, attachment_id, current_request_id())
+        await attachment_service.delete(request.user, attachment_id, current_request_id())
 
 
 async def _body(request: Request[Principal, Any, Any]) -> AsyncIterator[bytes]:

@@ -110,8 +110,7 @@ class AttachmentRepository:
         """The ticket's live attachments, in the order they came."""
         return await self._db.fetch_all(
             AttachmentRow,
-            f"SELECT {_COLUMNS} {_FROM} WHERE a.tenant_id = $1 AND a.ticket_id = $2 AND {_LIVE} "
-            "ORDER BY a.sequence",
+            f"SELECT {_COLUMNS} {_FROM} WHERE a.tenant_id = $1 AND a.ticket_id = $2 AND {_LIVE} ORDER BY a.sequence",
             tenant_id,
             ticket_id,
         )

@@ -23,7 +23,17 @@ from pathlib import Path
 import httpx
 
 from app.config import PROJECT_ROOT
-from tests.support import ADMIN_SCOPE, STATES, LiveServer, TenantApi, TenantFactory, field_ids, new_ticket, token
+from tests.support import (
+    ADMIN_SCOPE,
+    STATES,
+    LiveServer,
+    TenantApi,
+    TenantFactory,
+    field_ids,
+    new_ticket,
+    token,
+    upload,
+)
 
 HOOKS = Path(__file__).with_name("conformance_hooks.py")
 CHECKS_REPLACED_BY_HOOKS = "missing_required_header,positive_data_acceptance,use_after_free"
@@ -62,6 +72,7 @@ async def test_the_server_conforms_to_its_openapi_document(
         request_type = await admin.ticket_type("REQ")
         ticket = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "Conformance"})
         states = (await http.get(STATES, headers=admin.headers)).json()["data"]
+        attachment = (await upload(admin, ticket["objectId"], "conformance.txt", b"conformance\n")).json()
     directory = workspace / f"schemathesis-{tenant.slug}"
     directory.mkdir()
     config = directory / "schemathesis.toml"
@@ -70,7 +81,12 @@ async def test_the_server_conforms_to_its_openapi_document(
             str(tenant.id),
             tenant.realms[0].name,
             bearer,
-            {"object_id": ticket["objectId"], "type_id": request_type["id"], "state_id": states[0]["id"]},
+            {
+                "object_id": ticket["objectId"],
+                "type_id": request_type["id"],
+                "state_id": states[0]["id"],
+                "attachment_id": attachment["id"],
+            },
         )
     )
     process = await asyncio.create_subprocess_exec(
@@ -93,4 +109,4 @@ async def test_the_server_conforms_to_its_openapi_document(
             await process.wait()
     report = output.decode(errors="replace")
     assert process.returncode == 0, report
-    assert "20 selected / 20 total" in report, report
+    assert "24 selected / 24 total" in report, report

@@ -432,7 +432,6 @@ async def test_a_download_carries_its_type_name_validator_and_no_sniffing(agent:
     content = b"line one\nline two\n"
     created = (await upload(agent, object_id, "Résumé final (v2).txt", content, "text/plain")).json()
 
-
     response = await agent.http.get(created["url"], headers=agent.headers)
 
     assert response.status_code == 200

@@ -34,6 +34,7 @@ from tests.support import (
     AUTHENTICATION_REQUIRED,
     BEARER_CHALLENGE,
     CATALOG,
+    FORM_CONTENT_TYPE,
     INSUFFICIENT_SCOPE_CHALLENGE,
     INVALID_TOKEN,
     INVALID_TOKEN_CHALLENGE,
@@ -52,11 +53,13 @@ from tests.support import (
     editable,
     field_ids,
     find_litestar,
+    form,
     new_definition,
     permission_failure,
     sign,
     tampered_signature,
     token,
+    upload,
 )
 
 READ_SCOPE = "tickets:read"
@@ -77,7 +80,8 @@ class Call:
     method: str
     path: str  # under API
     params: dict[str, str] | None = None
-    body: Any = None
+    body: Any = None  # sent as JSON
+    form: bytes | None = None  # sent as multipart/form-data instead
 
 
 class World:
@@ -90,6 +94,7 @@ class World:
         self.admin = TenantApi.admin(http, owner)
         self._made = 0
         self._ticket: dict[str, Any] | None = None
+        self._attachment: dict[str, Any] | None = None
 
     def name(self) -> str:
         """A new name (or type prefix) for each object a test creates: A, B, ... Z, AA, AB, ..."""
@@ -118,6 +123,19 @@ class World:
         if self._ticket is None:
             self._ticket = await self.new_ticket()
         return self._ticket
+
+    async def new_attachment(self) -> dict[str, Any]:
+        """A new file on the ticket the reads read."""
+        response = await upload(self.admin, (await self.ticket())["object_id"], "matrix.txt", b"matrix\n")
+        assert response.status_code == 201, response.text
+        attachment: dict[str, Any] = response.json()
+        return attachment
+
+    async def attachment(self) -> dict[str, Any]:
+        """The file the reads read (made once)."""
+        if self._attachment is None:
+            self._attachment = await self.new_attachment()
+        return self._attachment
 
     async def new_type(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """A new ticket type of the owner's: its definition and the created type."""
@@ -173,9 +191,11 @@ ABSENT_ID = "00000000-0000-4000-8000-00000000abcd"
 ABSENT_TICKET = "REQ-99999999"
 
 
-def _fixed(method: str, path: str, params: dict[str, str] | None = None, body: Any = None) -> Build:
+def _fixed(
+    method: str, path: str, params: dict[str, str] | None = None, body: Any = None, form: bytes | None = None
+) -> Build:
     async def build(_: World) -> Call:
-        return Call(method, path, params, body)
+        return Call(method, path, params, body, form)
 
     return build
 
@@ -280,6 +300,26 @@ async def _change_absent_state(world: World) -> Call:
     return Call("PUT", f"/ticket-state/{ABSENT_ID}", body=editable(state, name=world.name()))
 
 
+async def _upload_attachment(world: World) -> Call:
+    return Call("POST", await _ticket_path(world, "/attachments"), form=form("up.txt", b"uploaded\n", "text/plain"))
+
+
+async def _list_attachments(world: World) -> Call:
+    return Call("GET", await _ticket_path(world, "/attachments"))
+
+
+async def _download_attachment(world: World) -> Call:
+    return Call("GET", f"/attachments/{(await world.attachment())['id']}")
+
+
+async def _delete_attachment(world: World) -> Call:
+    return Call("DELETE", f"/attachments/{(await world.new_attachment())['id']}")
+
+
+async def _upload_without_a_form(world: World) -> Call:
+    return Call("POST", await _ticket_path(world, "/attachments"), body={"file": "not a form"})
+
+
 # Every /api/v2 route: "METHOD path" (the path under /api/v2/ticketing, parameters without their types) -> entry.
 ROUTES: dict[str, Route] = {
     "GET /me": Route("authenticated", None, {"valid": (_get("/me"), 200)}),
@@ -361,6 +401,36 @@ ROUTES: dict[str, Route] = {
         "read tickets",
         {"valid": (_history, 200), "absent": (_fixed("GET", f"/ticket/{ABSENT_TICKET}/history"), 404)},
     ),
+    "POST /ticket/{object_id}/attachments": Route(
+        "write",
+        "upload attachments",
+        {
+            "valid": (_upload_attachment, 201),
+            "absent": (
+                _fixed("POST", f"/ticket/{ABSENT_TICKET}/attachments", form=form("a.txt", b"a\n", "text/plain")),
+                404,
+            ),
+            "invalid (not a form)": (_upload_without_a_form, 400),
+        },
+    ),
+    "GET /ticket/{object_id}/attachments": Route(
+        "read",
+        "read attachments",
+        {
+            "valid": (_list_attachments, 200),
+            "absent": (_fixed("GET", f"/ticket/{ABSENT_TICKET}/attachments"), 404),
+        },
+    ),
+    "GET /attachments/{attachment_id}": Route(
+        "read",
+        "read attachments",
+        {"valid": (_download_attachment, 200), "absent": (_fixed("GET", f"/attachments/{ABSENT_ID}"), 404)},
+    ),
+    "DELETE /attachments/{attachment_id}": Route(
+        "write",
+        "delete attachments",
+        {"valid": (_delete_attachment, 204), "absent": (_fixed("DELETE", f"/attachments/{ABSENT_ID}"), 404)},
+    ),
     "GET /ticket-state": Route("read", "read ticket states", {"valid": (_get("/ticket-state"), 200)}),
     "GET /ticket-state/{state_id}": Route(
         "read",
@@ -427,6 +497,11 @@ STRANGER = SigningKey("ES256")
 
 
 async def send(world: World, call: Call, headers: dict[str, str]) -> httpx.Response:
+    if call.form is not None:
+        headers = {**headers, "content-type": FORM_CONTENT_TYPE}
+        return await world.http.request(
+            call.method, API + call.path, params=call.params, content=call.form, headers=headers
+        )
     return await world.http.request(call.method, API + call.path, params=call.params, json=call.body, headers=headers)
 
 

@@ -33,6 +33,10 @@ OPERATION_IDS = {
     ("get", f"{API}/ticket-state/{{state_id}}"): "showTicketState",
     ("put", f"{API}/ticket-state/{{state_id}}"): "updateTicketState",
     ("delete", f"{API}/ticket-state/{{state_id}}"): "deleteTicketState",
+    ("post", f"{API}/ticket/{{object_id}}/attachments"): "uploadAttachment",
+    ("get", f"{API}/ticket/{{object_id}}/attachments"): "listAttachments",
+    ("get", f"{API}/attachments/{{attachment_id}}"): "downloadAttachment",
+    ("delete", f"{API}/attachments/{{attachment_id}}"): "deleteAttachment",
 }
 # Beyond the 400, 401, 404 and 503 every API operation may answer.
 MORE_ERRORS = {
@@ -44,6 +48,8 @@ MORE_ERRORS = {
     "createTicketState": {"413"},
     "updateTicketState": {"413"},
     "deleteTicketState": {"409"},
+    "uploadAttachment": {"413"},
+    "downloadAttachment": {"416"},
 }
 REQUEST_BODIES = {
     "createTicket": "CreateTicketRequest",
@@ -133,7 +139,7 @@ def test_no_parameter_is_documented_as_nullable(document: dict[str, Any]) -> Non
 def test_request_bodies_refuse_unknown_members(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     for operation_id, operation in operations(document).items():
-        if "requestBody" in operation:
+        if "requestBody" in operation and operation_id != "uploadAttachment":
             reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             assert reference == f"#/components/schemas/{REQUEST_BODIES.pop(operation_id)}"
     assert not REQUEST_BODIES, f"operations without their request body: {REQUEST_BODIES}"
@@ -163,3 +169,37 @@ def test_constraints_the_server_enforces_are_declared(document: dict[str, Any]) 
         "removed",
     ]
     assert schemas["TicketOut"]["properties"]["created_at"] == {"type": "string", "format": "date-time"}
+
+
+def test_an_upload_is_one_file_in_a_form_and_a_download_any_type_in_ranges(document: dict[str, Any]) -> None:
+    upload = operations(document)["uploadAttachment"]
+    assert upload["requestBody"]["required"] is True
+    assert list(upload["requestBody"]["content"]) == ["multipart/form-data"]
+    assert upload["requestBody"]["content"]["multipart/form-data"]["schema"] == {
+        "type": "object",
+        "properties": {"file": {"type": "string", "format": "binary", "minLength": 1}},
+        "required": ["file"],
+        "additionalProperties": False,
+    }
+    assert upload["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AttachmentOut"
+    }
+    download = operations(document)["downloadAttachment"]
+    assert {status: list(response.get("content", {})) for status, response in download["responses"].items()} == {
+        "200": ["*/*"],
+        "206": ["*/*"],
+        "304": [],
+        "400": ["application/json"],
+        "401": ["application/json"],
+        "404": ["application/json"],
+        "416": ["application/json"],
+        "503": ["application/json"],
+    }
+    assert {p["name"] for p in download["parameters"]} >= {"Range", "If-Range", "If-None-Match"}
+    show = operations(document)["showTicket"]
+    assert parameter(show, "include")["schema"] == {"type": "string", "pattern": "^(attachments)(,(attachments))*$"}
+    inline = document["components"]["schemas"]["InlineAttachment"]
+    assert inline["required"] == ["filename", "content"]
+    assert inline["additionalProperties"] is False
+    create = document["components"]["schemas"]["CreateTicketRequest"]["properties"]["attachments"]
+    assert create == {"type": "array", "items": {"$ref": "#/components/schemas/InlineAttachment"}, "maxItems": 20}
