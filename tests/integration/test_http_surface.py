@@ -124,7 +124,7 @@ async def test_every_api_operation_documents_the_tenant_headers_first(client: ht
         if path.startswith("/api/v2/")
         for method, operation in item.items()
     ]
-    assert len(operations) == 18
+    assert len(operations) == 22
     for path, method, operation in operations:
         assert operation["parameters"][:3] == TENANT_HEADER_PARAMETERS, (method, path)
         own = operation["parameters"][3:]
@@ -233,7 +233,7 @@ async def test_unknown_query_parameters_are_400_naming_them(client: httpx.AsyncC
     shown = await client.get(f"{API}/ticket/REQ-0001", params={"asof": "2026-01-01T00:00:00Z"}, headers=headers)
     assert shown.status_code == 400
     assert shown.json()["validationResult"]["reason"] == {
-        "asof": "unknown query parameter; this route accepts: asOf, asOfEtag"
+        "asof": "unknown query parameter; this route accepts: asOf, asOfEtag, include"
     }
     me = await client.get(ME, params={"verbose": ""}, headers=headers)
     assert me.status_code == 400
