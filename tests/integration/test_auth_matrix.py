@@ -215,6 +215,10 @@ async def _show_ticket(world: World) -> Call:
     return Call("GET", await _ticket_path(world))
 
 
+async def _show_ticket_including_attachments(world: World) -> Call:
+    return Call("GET", await _ticket_path(world), params={"include": "attachments"})
+
+
 async def _show_ticket_as_of(world: World) -> Call:
     return Call("GET", await _ticket_path(world), params={"asOf": (await world.ticket())["updated_at"]})
 
@@ -377,6 +381,8 @@ ROUTES: dict[str, Route] = {
             "valid": (_show_ticket, 200),
             "asOf": (_show_ticket_as_of, 200),
             "asOfEtag": (_show_ticket_as_of_etag, 200),
+            "include": (_show_ticket_including_attachments, 200),
+            "invalid include": (_fixed("GET", "/ticket/REQ-0001", {"include": "everything"}), 400),
             "absent": (_fixed("GET", f"/ticket/{ABSENT_TICKET}"), 404),
             "absent asOf": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"asOf": "2999-01-01T00:00:00Z"}), 404),
             "absent asOfEtag": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"asOfEtag": ABSENT_ID}), 404),
