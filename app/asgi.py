@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from multiprocessing.process import BaseProcess
@@ -20,6 +21,11 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from app.attachment.controller import AttachmentController, TicketAttachmentController, upload_body_limit
+from app.attachment.repository import AttachmentRepository
+from app.attachment.service import AttachmentService, AttachmentStore
+from app.attachment.storage import open_store
+from app.attachment.sweeps import OrphanBlobSweep
 from app.auth.authenticator import Authenticator
 from app.auth.controller import MeController
 from app.auth.middleware import AuthenticationMiddleware, complete_options_answers
@@ -40,6 +46,7 @@ from app.observability import RequestContextMiddleware, configure_logging
 from app.openapi import StructSchemaPlugin
 from app.query_parameters import UnknownQueryParametersMiddleware
 from app.tenancy.cors import CorsMiddleware
+from app.tenancy.model import AttachmentLimits
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL, TenantRepository
 from app.ticket.controller import TicketController
@@ -126,17 +133,41 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     state_cache = TicketStateCache(state_repository)
     ticket_states = TicketStateService(db, state_repository, ticket_types, state_cache, keys)
     ticket_repository = TicketRepository(db)
+    blobs = open_store(settings)
+
+    def attachment_limits(tenant_id: uuid.UUID) -> AttachmentLimits:
+        tenant = registry.tenant(tenant_id)
+        return tenant.config.attachments if tenant is not None else AttachmentLimits()
+
+    attachment_store = AttachmentStore(
+        db,
+        AttachmentRepository(db),
+        blobs,
+        attachment_limits,
+        download_path=f"{API_PREFIX}/attachments/",
+        orphan_grace=datetime.timedelta(seconds=settings.attachment_orphan_grace_seconds),
+    )
     # What GET /ticket/{objectId}?include= embeds comes from the packages above app.ticket, registered below.
     ticket_includes = TicketIncludes()
     tickets = TicketService(
-        db, ticket_repository, type_cache, state_repository, state_cache, keys, includes=ticket_includes
+        db,
+        ticket_repository,
+        type_cache,
+        state_repository,
+        state_cache,
+        keys,
+        includes=ticket_includes,
+        attachments=attachment_store,
     )
-    comments = CommentService(CommentRepository(db), tickets, keys)
+    attachments = AttachmentService(attachment_store, tickets, keys)
+    comments = CommentService(db, CommentRepository(db), tickets, keys, attachment_store)
     ticket_includes.register("comments", comments.embedded)
+    ticket_includes.register("attachments", attachments.embedded)
     ticket_includes.check_complete()
     sweeps = [
         PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),
         ExpiredIdempotencyKeySweep(key_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
+        OrphanBlobSweep(attachment_store, settings.attachment_sweep_interval_seconds),
     ]
     listener = NotificationListener(
         settings.database_url,
@@ -150,6 +181,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await db.open()
+        await blobs.open()
         try:
             await registry.reload()
             listener.start()
@@ -161,16 +193,28 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
                 await sweep.stop()
             await listener.stop()
             await http.aclose()
+            await blobs.close()
             await db.close()
 
     api = Router(
         path=API_PREFIX,
-        route_handlers=[MeController, TicketTypeController, TicketController, TicketStateController, CommentController],
+        route_handlers=[
+            MeController,
+            TicketTypeController,
+            TicketController,
+            TicketStateController,
+            CommentController,
+            TicketAttachmentController,
+            AttachmentController,
+        ],
         dependencies={
             "ticket_types": provide(ticket_types),
             "tickets": provide(tickets),
             "ticket_states": provide(ticket_states),
             "comments": provide(comments),
+            # Not "attachments": Litestar would take a body member of that name (a create's inline files) for this
+            # dependency when it reports a validation error, and answer 500 instead of 400.
+            "attachment_service": provide(attachments),
         },
         # Authentication first: a caller without access learns nothing about a route's parameters.
         middleware=[
@@ -203,5 +247,8 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     )
     complete_options_answers(litestar)
     return RequestContextMiddleware(
-        CorsMiddleware(BodySizeLimitMiddleware(litestar, settings.max_body_bytes), registry)
+        CorsMiddleware(
+            BodySizeLimitMiddleware(litestar, settings.max_body_bytes, upload_body_limit(API_PREFIX, registry)),
+            registry,
+        )
     )

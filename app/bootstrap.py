@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 
+from app.attachment.repository import AttachmentRepository
 from app.comment.repository import CommentRepository
 from app.db import engine
 from app.db.database import Database
@@ -55,12 +56,13 @@ async def apply_tenants(
 
 async def purge_tenant(dsn: str, reference: str, *, commit: bool) -> PurgeResult:
     """Delete every row of a disabled tenant (its id or slug) in one transaction; without `commit`, only count
-    them. Comments go first, then the tickets they are on, then the types and states those reference, then the tenant
-    row."""
+    them. Attachments go first, then comments, then the tickets they are on, then the types and states those
+    reference, then the tenant row (the blobs of the attachments go with the running servers' next orphan sweep)."""
     db = Database(dsn, min_size=1, max_size=1)
     await db.open()
     try:
         purges = [
+            AttachmentRepository(db).purge_tenant,
             CommentRepository(db).purge_tenant,
             TicketRepository(db).purge_tenant,
             IdempotencyRepository(db).purge_tenant,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -45,6 +46,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key_ttl_seconds: float = 86_400.0
     # How often each worker looks for pending-close tickets whose time has come.
     pending_close_interval_seconds: float = 5.0
+    # Where attachment files are kept: in data_dir/attachments, or in an S3-compatible object store (credentials from
+    # the standard AWS variables or files, never from here).
+    attachment_storage: Literal["filesystem", "s3"] = "filesystem"
+    attachment_s3_bucket: str | None = None
+    attachment_s3_endpoint_url: str | None = None
+    attachment_s3_region: str | None = None
+    attachment_s3_prefix: str = ""
+    # How often each worker removes blobs no live attachment owns (a crash between storing a blob and committing its
+    # row, a removal that failed) and abandoned partial uploads; only those older than the grace period, so an upload
+    # still under way is never touched.
+    attachment_sweep_interval_seconds: float = 3600.0
+    attachment_orphan_grace_seconds: float = 3600.0
 
 
 _ENV = {
@@ -67,6 +80,13 @@ _ENV = {
     "token_cache_size": "TOKEN_CACHE_SIZE",
     "idempotency_key_ttl_seconds": "IDEMPOTENCY_KEY_TTL_SECONDS",
     "pending_close_interval_seconds": "PENDING_CLOSE_INTERVAL_SECONDS",
+    "attachment_storage": "ATTACHMENT_STORAGE",
+    "attachment_s3_bucket": "ATTACHMENT_S3_BUCKET",
+    "attachment_s3_endpoint_url": "ATTACHMENT_S3_ENDPOINT_URL",
+    "attachment_s3_region": "ATTACHMENT_S3_REGION",
+    "attachment_s3_prefix": "ATTACHMENT_S3_PREFIX",
+    "attachment_sweep_interval_seconds": "ATTACHMENT_SWEEP_INTERVAL_SECONDS",
+    "attachment_orphan_grace_seconds": "ATTACHMENT_ORPHAN_GRACE_SECONDS",
 }
 
 
@@ -99,4 +119,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError("invalid environment variable IDEMPOTENCY_KEY_TTL_SECONDS: must be a positive number")
     if not (math.isfinite(settings.pending_close_interval_seconds) and settings.pending_close_interval_seconds > 0):
         raise ConfigError("invalid environment variable PENDING_CLOSE_INTERVAL_SECONDS: must be a positive number")
+    if not (
+        math.isfinite(settings.attachment_sweep_interval_seconds) and settings.attachment_sweep_interval_seconds > 0
+    ):
+        raise ConfigError("invalid environment variable ATTACHMENT_SWEEP_INTERVAL_SECONDS: must be a positive number")
+    if not (math.isfinite(settings.attachment_orphan_grace_seconds) and settings.attachment_orphan_grace_seconds >= 0):
+        raise ConfigError("invalid environment variable ATTACHMENT_ORPHAN_GRACE_SECONDS: must be a number, 0 or more")
+    if settings.attachment_storage == "s3" and not settings.attachment_s3_bucket:
+        raise ConfigError("invalid environment variable ATTACHMENT_S3_BUCKET: required when ATTACHMENT_STORAGE is s3")
     return settings

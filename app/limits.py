@@ -3,13 +3,15 @@ may be.
 
 The deadlines are part of the HTTP server (a uvicorn protocol); an oversized body is refused before routing
 from its declared Content-Length, and bodies without one (chunked) are capped by Litestar's request_max_body_size
-as they are read.
+as they are read. A route that streams large bodies (file uploads) names its own, larger limit per request, and
+enforces it itself as the body arrives; every other route keeps MAX_BODY_BYTES.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from typing import Any, cast
 
 from litestar.enums import ScopeType
@@ -148,29 +150,44 @@ class BodySizeLimitMiddleware:
     header deadline (RequestDeadlineProtocol): bytes after a response count as waiting for the next request.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, larger_limit: Callable[[Scope], int | None] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self._body = encode_error(
-            ErrorBody(
-                error=True,
-                code="PAYLOAD_TOO_LARGE",
-                message=f"Request body is larger than the limit of {max_body_bytes} bytes",
-                status=PAYLOAD_TOO_LARGE,
-            )
-        )
+        # The few routes that take larger bodies (streamed file uploads) name their own limit for a request; None
+        # for every other request. Asked only about a body over max_body_bytes.
+        self._larger_limit = larger_limit
+        self._body = _too_large(max_body_bytes)
         self._headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self._body)).encode())]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
             declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-                headers = self._headers
+                body, headers = self._body, self._headers
                 if not declared.isdigit():
                     # Where the body ends is unknown (the server normally refuses this first), so nothing after it
                     # can be read as a request.
                     headers = [*headers, (b"connection", b"close")]
+                elif self._larger_limit is not None and (limit := self._larger_limit(scope)) is not None:
+                    if int(declared) <= limit:
+                        await self.app(scope, receive, send)
+                        return
+                    body = _too_large(limit)
+                    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
                 await send({"type": "http.response.start", "status": PAYLOAD_TOO_LARGE, "headers": headers})
-                await send({"type": "http.response.body", "body": self._body, "more_body": False})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
                 return
         await self.app(scope, receive, send)
+
+
+def _too_large(limit: int) -> bytes:
+    return encode_error(
+        ErrorBody(
+            error=True,
+            code="PAYLOAD_TOO_LARGE",
+            message=f"Request body is larger than the limit of {limit} bytes",
+            status=PAYLOAD_TOO_LARGE,
+        )
+    )

@@ -130,6 +130,8 @@ class TenantSpec:
     allowed_origins: list[str] = field(default_factory=list)
     # The folder its tenant file was written to, once it was (see TenantFactory).
     directory: Path | None = None
+    # The file's [attachments] (limits per file and per ticket, allowed types); None: the defaults.
+    attachments: dict[str, Any] | None = None
 
     def toml(self) -> str:
         def quoted(values: list[str]) -> str:
@@ -166,6 +168,8 @@ class TenantSpec:
             ]
         if self.allowed_origins:
             lines += ["[cors]", f"allowed_origins = {quoted(self.allowed_origins)}"]
+        if self.attachments is not None:
+            lines += ["[attachments]", *(f"{key} = {json.dumps(value)}" for key, value in self.attachments.items())]
         return "\n".join(lines) + "\n"
 
     def realm(self, name: str | None = None) -> RealmSpec:
@@ -283,6 +287,7 @@ ME = f"{API}/me"
 TYPES = f"{API}/ticket-type"
 TICKETS = f"{API}/ticket"
 STATES = f"{API}/ticket-state"
+ATTACHMENTS = f"{API}/attachments"
 CATALOG = {"type": "template", "module": "ticketing"}
 AGENT_SCOPE = "tickets:read tickets:write"
 ADMIN_SCOPE = "tickets:read tickets:write tickets:admin"
@@ -399,6 +404,48 @@ def comments_path(object_id: str, comment_id: str | None = None) -> str:
 def field_ids(ticket_type: dict[str, Any]) -> dict[str, str]:
     """Field key -> field UUID."""
     return {f["key"]: f["id"] for f in ticket_type["fields"]}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# attachments: multipart/form-data bodies written by hand, so that a test controls every byte of them
+
+FORM_BOUNDARY = "test-boundary-7d1f0c"
+FORM_CONTENT_TYPE = f"multipart/form-data; boundary={FORM_BOUNDARY}"
+# The first bytes of a PNG (its signature and an IHDR chunk's start): what a type detector recognises.
+PNG_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+
+
+def form_part_head(filename: str | None, content_type: str | None = None, *, field: str = "file") -> bytes:
+    """The opening boundary and headers of one part, up to its first content byte."""
+    disposition = f'form-data; name="{field}"' + (f'; filename="{filename}"' if filename is not None else "")
+    head = f"--{FORM_BOUNDARY}\r\nContent-Disposition: {disposition}\r\n"
+    if content_type is not None:
+        head += f"Content-Type: {content_type}\r\n"
+    return (head + "\r\n").encode()
+
+
+FORM_END = f"\r\n--{FORM_BOUNDARY}--\r\n".encode()
+
+
+def form(filename: str | None, content: bytes, content_type: str | None = None, *, field: str = "file") -> bytes:
+    """A multipart/form-data body with one part."""
+    return form_part_head(filename, content_type, field=field) + content + FORM_END
+
+
+async def upload(
+    api: TenantApi,
+    object_id: str,
+    filename: str | None,
+    content: bytes,
+    content_type: str | None = None,
+    **headers: str,
+) -> httpx.Response:
+    """POST one file to the ticket's attachments."""
+    return await api.http.post(
+        f"{TICKETS}/{object_id}/attachments",
+        headers={**api.headers, "content-type": FORM_CONTENT_TYPE, **headers},
+        content=form(filename, content, content_type),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -751,6 +798,7 @@ class TenantFactory:
         realms: Sequence[tuple[str, str]] = (("main", "ES256"),),
         roles: dict[str, Any] | None = None,
         ticket_types: list[str] | None = None,
+        attachments: dict[str, Any] | None = None,
     ) -> TenantSpec:
         """A tenant nobody has used, not yet written or applied. Its realms are named `<name>-<realm>`, one per
         (realm, algorithm) pair, each with a new key pair; only the slug and the issuers carry the tenant's UUID, so
@@ -766,6 +814,7 @@ class TenantFactory:
             ],
             roles=copy.deepcopy(ALPHA_ROLES if roles is None else roles),
             ticket_types=list(TEMPLATE_TYPES if ticket_types is None else ticket_types),
+            attachments=attachments,
         )
 
     def write(self, *tenants: TenantSpec) -> Path:

@@ -27,3 +27,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     username: str | None = None
     # A customer-level caller with no agent-level role: sees only the tickets it created, and no internal notes.
     customer_only: bool = False
+
+    @property
+    def sees_internal_notes(self) -> bool:
+        """Internal notes, and the files that came with them, are for agent-level callers only."""
+        return not self.customer_only

@@ -12,18 +12,11 @@ from typing import Annotated, Any, ClassVar
 import msgspec
 from msgspec import Meta
 
-from app.ticket.dto import Pagination
+from app.attachment.dto import AttachmentOut
+from app.ticket.dto import MAX_INLINE_ATTACHMENTS, InlineAttachment, Pagination
 
 # Characters of content, as sent and as stored (sanitising escapes text, so stored content can be longer).
 MAX_CONTENT_LENGTH = 20_000
-
-
-class InlineAttachment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A file sent with a comment (seed 004)."""
-
-    filename: str
-    content: Annotated[str, Meta(description="The file's bytes, base64-encoded")]
-    mime_type: str
 
 
 class _CreateCommentAsEnforced(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -42,7 +35,11 @@ class _CreateCommentAsEnforced(msgspec.Struct, forbid_unknown_fields=True, kw_on
     ] = False
     attachments: Annotated[
         list[InlineAttachment],
-        Meta(max_length=0, description="Not supported yet: upload files to the ticket instead"),
+        Meta(
+            max_length=MAX_INLINE_ATTACHMENTS,
+            description="Files that come with the comment (seed 004), under the tenant's attachment limits; an "
+            "internal note's files are hidden from customers like the note",
+        ),
     ] = []
 
 
@@ -68,8 +65,8 @@ class CommentOut(msgspec.Struct, frozen=True):
     is_internal: bool
     author: Author
     created_at: datetime.datetime
-    # The comment's files: none until inline attachments on comments are supported.
-    attachments: list[dict[str, Any]]
+    # The files that came with the comment, in the order they were sent.
+    attachments: list[AttachmentOut]
 
 
 class CommentPage(msgspec.Struct, frozen=True):

@@ -1,6 +1,10 @@
 """Rules for comments: who may add and see which, what content is stored, and how a comment enters its ticket's
 history.
 
+A comment may bring files (seed 004's inline attachments): they are checked and their blobs stored first, then the
+comment and their rows commit in one transaction (all or nothing; see app/attachment/service.py for the blobs). An
+internal note's files are as hidden as the note.
+
 A comment is added to a ticket the caller may see (TicketService.visible: a customer-level caller sees only the
 tickets it created). Internal notes need an agent-level role to add, and a customer-level caller never sees them: not
 in lists (nor their totals), not by id, not embedded in the ticket, not in the history. Content is sanitised HTML.
@@ -10,6 +14,8 @@ from __future__ import annotations
 
 import uuid
 
+from app.attachment.dto import AttachmentOut
+from app.attachment.service import AttachmentStore, RecordStaged
 from app.auth.principal import AGENT_PERMISSIONS, Principal
 from app.comment.dto import (
     MAX_CONTENT_LENGTH,
@@ -22,6 +28,7 @@ from app.comment.dto import (
 from app.comment.errors import CommentNotFound
 from app.comment.repository import CommentRepository, CommentRow
 from app.comment.sanitize import has_text, sanitize
+from app.db.database import Database
 from app.errors import InputValidationFailure, PermissionDenied
 from app.idempotency.service import Idempotency, Outcome
 from app.ticket.errors import TicketNotFound
@@ -30,10 +37,19 @@ from app.ticket.service import TicketService
 
 
 class CommentService:
-    def __init__(self, repository: CommentRepository, tickets: TicketService, keys: Idempotency) -> None:
+    def __init__(
+        self,
+        db: Database,
+        repository: CommentRepository,
+        tickets: TicketService,
+        keys: Idempotency,
+        attachments: AttachmentStore,
+    ) -> None:
+        self._db = db
         self._repository = repository
         self._tickets = tickets
         self._keys = keys
+        self._attachments = attachments
 
     async def create(
         self,
@@ -46,9 +62,34 @@ class CommentService:
         if request.is_internal and not principal.permissions & AGENT_PERMISSIONS:
             raise PermissionDenied("You do not have the permission to add an internal note")
         content = _stored_content(request)
+        claim = self._keys.claim(principal, idempotency_key, "create_comment", object_id, request)
+        if not request.attachments:
+            return await self._keys.once(
+                principal,
+                claim,
+                lambda: self._write(principal, object_id, request, content, request_id, None),
+                comment_decoder,
+            )
+        async with self._attachments.staged(principal, request.attachments, request_id) as record:
+            return await self._keys.once(
+                principal,
+                claim,
+                lambda: self._write(principal, object_id, request, content, request_id, record),
+                comment_decoder,
+            )
 
-        async def write() -> CommentOut:
-            ticket = await self._tickets.visible(principal, object_id)
+    async def _write(
+        self,
+        principal: Principal,
+        object_id: str,
+        request: CreateCommentRequest,
+        content: str,
+        request_id: str,
+        record_files: RecordStaged | None,
+    ) -> CommentOut:
+        ticket = await self._tickets.visible(principal, object_id)
+        # The comment and its files commit together (within the Idempotency-Key's transaction, if any).
+        async with self._db.transaction():
             row = await self._repository.create(
                 principal.tenant_id,
                 ticket.id,
@@ -61,21 +102,19 @@ class CommentService:
             )
             if row is None:  # deleted since it was read
                 raise TicketNotFound(object_id)
-            return _out(row)
-
-        claim = self._keys.claim(principal, idempotency_key, "create_comment", object_id, request)
-        return await self._keys.once(principal, claim, write, comment_decoder)
+            files = [] if record_files is None else await record_files(ticket.id, row.id, request.is_internal)
+        return _out(row, files)
 
     async def page(
         self, principal: Principal, object_id: str, page: int, per_page: int
     ) -> tuple[int, list[CommentOut]]:
         ticket = await self._tickets.visible(principal, object_id)
-        internal = _sees_internal_notes(principal)
+        internal = principal.sees_internal_notes
         total = await self._repository.count(principal.tenant_id, ticket.id, internal=internal)
         rows = await self._repository.page(
             principal.tenant_id, ticket.id, internal=internal, limit=per_page, offset=(page - 1) * per_page
         )
-        return total, [_out(row) for row in rows]
+        return total, await self._with_files(principal, ticket, rows)
 
     async def get(self, principal: Principal, object_id: str, comment_id: str) -> CommentOut:
         ticket = await self._tickets.visible(principal, object_id)
@@ -85,21 +124,22 @@ class CommentService:
             raise CommentNotFound(comment_id) from None
         row = await self._repository.get(principal.tenant_id, ticket.id, wanted)
         # An internal note is "not found" to a customer-level caller, exactly like a comment that never existed.
-        if row is None or (row.is_internal and not _sees_internal_notes(principal)):
+        if row is None or (row.is_internal and not principal.sees_internal_notes):
             raise CommentNotFound(comment_id)
-        return _out(row)
+        [comment] = await self._with_files(principal, ticket, [row])
+        return comment
 
     async def embedded(self, principal: Principal, ticket: TicketRow) -> bytes:
         """The JSON of every comment of the ticket the caller may see, oldest first, to embed in the ticket
         (GET /ticket/{objectId}?include=comments; the ticket is one the caller may see)."""
         rows = await self._repository.page(
-            principal.tenant_id, ticket.id, internal=_sees_internal_notes(principal), limit=None
+            principal.tenant_id, ticket.id, internal=principal.sees_internal_notes, limit=None
         )
-        return comments_encoder.encode([_out(row) for row in rows])
+        return comments_encoder.encode(await self._with_files(principal, ticket, rows))
 
-
-def _sees_internal_notes(principal: Principal) -> bool:
-    return not principal.customer_only
+    async def _with_files(self, principal: Principal, ticket: TicketRow, rows: list[CommentRow]) -> list[CommentOut]:
+        files = await self._attachments.of_comments(principal.tenant_id, ticket.id, [row.id for row in rows])
+        return [_out(row, files.get(row.id, [])) for row in rows]
 
 
 def _stored_content(request: CreateCommentRequest) -> str:
@@ -116,20 +156,18 @@ def _stored_content(request: CreateCommentRequest) -> str:
             reason["content"] = f"at most {MAX_CONTENT_LENGTH} characters once sanitised (text escaped)"
         elif not has_text(content):
             reason["content"] = "shows no text once sanitised (scripts, styles and unsupported markup are removed)"
-    if request.attachments:
-        reason["attachments"] = "inline attachments on comments are not supported yet: send [] or leave it out"
     if reason:
         raise InputValidationFailure("Invalid comment", reason)
     assert content is not None
     return content
 
 
-def _out(row: CommentRow) -> CommentOut:
+def _out(row: CommentRow, files: list[AttachmentOut]) -> CommentOut:
     return CommentOut(
         id=row.id,
         content=row.content,
         is_internal=row.is_internal,
         author=Author(id=row.author, name=None, email=None),
         created_at=row.created_at,
-        attachments=[],
+        attachments=files,
     )

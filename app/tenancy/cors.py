@@ -20,10 +20,13 @@ from app.tenancy.registry import TenantRegistry
 # What a page may send: the headers of the v2 contract and of this service.
 ALLOWED_HEADERS = (
     b"authorization, content-type, x-tenantid, realmname, issupportrequest, idempotency-key, if-none-match, "
-    b"x-request-id"
+    b"x-request-id, range, if-range"
 )
 # What a page may read besides the CORS-safelisted response headers.
-EXPOSED_HEADERS = b"etag, idempotent-replayed, retry-after, www-authenticate, allow, x-request-id"
+EXPOSED_HEADERS = (
+    b"etag, idempotent-replayed, retry-after, www-authenticate, allow, x-request-id, location, content-disposition, "
+    b"content-range, accept-ranges"
+)
 # How long a browser may reuse a preflight's answer: also how long a disabled tenant's origin may keep passing one.
 MAX_AGE_SECONDS = b"600"
 

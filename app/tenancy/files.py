@@ -20,7 +20,7 @@ from jsonschema.exceptions import best_match
 from app.config import PROJECT_ROOT
 from app.schema_validation import json_path, safe_validator
 from app.tenancy.devkeys import ensure_dev_key, public_jwk
-from app.tenancy.model import RealmConfig, RoleMapping, StateSeed, TenantConfig
+from app.tenancy.model import AttachmentLimits, RealmConfig, RoleMapping, StateSeed, TenantConfig
 
 TENANT_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "tenant.schema.json"
 DEFAULT_TENANT_CLAIM = "tenant_id"
@@ -104,6 +104,17 @@ def load_tenant_file(path: Path, data_dir: Path, check_key: SigningKeyCheck) -> 
         states=_states(path, document.get("states", ())),
         allowed_origins=_allowed_origins(path, document.get("cors", {}).get("allowed_origins", ())),
         disabled=document.get("disabled", False),
+        attachments=_attachment_limits(document.get("attachments", {})),
+    )
+
+
+def _attachment_limits(section: dict[str, Any]) -> AttachmentLimits:
+    """The file's [attachments], each setting defaulting on its own (the schema has checked their values)."""
+    defaults = AttachmentLimits()
+    return AttachmentLimits(
+        max_file_bytes=section.get("max_file_bytes", defaults.max_file_bytes),
+        max_ticket_bytes=section.get("max_ticket_bytes", defaults.max_ticket_bytes),
+        allowed_types=tuple(sorted(section.get("allowed_types", defaults.allowed_types))),
     )
 
 

@@ -49,6 +49,37 @@ class StateSeed(msgspec.Struct, frozen=True, kw_only=True):
     active: bool = True
 
 
+MIB = 1024 * 1024
+# The types a tenant accepts unless its file lists others: documents, images and plain text, nothing a browser would
+# run (no HTML, SVG or scripts; the type is read from the content, see app/attachment/content.py).
+DEFAULT_ALLOWED_TYPES = (
+    "application/json",
+    "application/pdf",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/zip",
+    "image/gif",
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "text/csv",
+    "text/plain",
+)
+
+
+class AttachmentLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """What a tenant accepts as attachments (the tenant file's [attachments])."""
+
+    max_file_bytes: int = 10 * MIB
+    # The sum of the sizes of a ticket's attachments (deleted ones do not count).
+    max_ticket_bytes: int = 100 * MIB
+    # Exact types, or "type/*" for every subtype; sorted.
+    allowed_types: tuple[str, ...] = DEFAULT_ALLOWED_TYPES
+
+
 class TenantConfig(msgspec.Struct, frozen=True):
     id: uuid.UUID
     slug: str
@@ -65,6 +96,7 @@ class TenantConfig(msgspec.Struct, frozen=True):
     # A disabled tenant is known (its tokens still verify) but refused as "Tenant not found"; its rows are kept.
     # Set by the file's `disabled = true`, or by a sync that no longer finds the tenant's file.
     disabled: bool = False
+    attachments: AttachmentLimits = AttachmentLimits()
 
 
 tenant_config_encoder = msgspec.json.Encoder(order="sorted")

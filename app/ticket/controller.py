@@ -103,8 +103,9 @@ INCLUDE_PARAMETER = Parameter(
     param_in=ParamType.QUERY,
     required=False,
     schema=Schema(type=OpenAPIType.STRING, pattern=INCLUDE_PATTERN),
-    description=f"Members to embed in the ticket, comma-separated: {', '.join(INCLUDABLE)} (the comments the "
-    "caller may see, oldest first)",
+    description=f"Members to embed in the ticket, comma-separated: {', '.join(INCLUDABLE)} (the comments and the "
+    "files the caller may see, oldest first). Not with asOf or asOfEtag. The response's ETag is then its own "
+    "validator, not the ticket's etag.",
 )
 # A customer-level caller reads the tickets it created (TicketService.visible), with their comments and history.
 _show = requires("read", READ_SCOPE, "read tickets", documented=(INCLUDE_PARAMETER,), customers=True)

@@ -17,7 +17,7 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from app.ticket_state.dto import StateType
 
@@ -60,6 +60,23 @@ class _ChangeStatusAsEnforced(msgspec.Struct, forbid_unknown_fields=True, kw_onl
     ) = None
 
 
+MAX_INLINE_ATTACHMENTS = 20
+BASE64_PATTERN = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
+class InlineAttachment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A file sent inside a JSON body (seed 004), on ticket create or with a comment; the whole body is under
+    MAX_BODY_BYTES."""
+
+    filename: Annotated[str, Meta(min_length=1, max_length=1024, description="Reduced to a safe name")]
+    content: Annotated[
+        str, Meta(min_length=1, pattern=BASE64_PATTERN, description="The file's bytes, base64 (RFC 4648, padded)")
+    ]
+    mime_type: (
+        Annotated[str, Meta(max_length=255, description="The declared type; it must agree with the content")] | None
+    ) = None
+
+
 # An assignee is a subject as OpenID Connect Core limits it: at most 255 ASCII characters, here the printable ones.
 MAX_ASSIGNEE_LENGTH = 255
 ASSIGNEE_PATTERN = f"^[ -~]{{1,{MAX_ASSIGNEE_LENGTH}}}$"
@@ -84,6 +101,10 @@ class _CreateTicketAsEnforced(msgspec.Struct, forbid_unknown_fields=True):
         dict[Annotated[str, Meta(pattern=FIELD_ID_PATTERN)], Any],
         Meta(description="Field UUID to value (the ticket type's fields[].id); defaults fill the fields left out"),
     ] = {}
+    attachments: Annotated[
+        list[InlineAttachment],
+        Meta(max_length=MAX_INLINE_ATTACHMENTS, description="Files to attach to the new ticket (seed 004)"),
+    ] = []
 
 
 class CreateTicketRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -92,6 +113,8 @@ class CreateTicketRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     documented_as: ClassVar[Any] = functools.partial(msgspec.json.schema, _CreateTicketAsEnforced)
     ticketTypeId: uuid.UUID
     data: dict[str, Any] = {}
+    # Unset (not null) when absent: a request without files keeps the Idempotency-Key fingerprint it always had.
+    attachments: Annotated[list[InlineAttachment], Meta(max_length=MAX_INLINE_ATTACHMENTS)] | UnsetType = UNSET
 
 
 class UpdateTicketRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -218,7 +241,8 @@ class CommentEvent(msgspec.Struct, frozen=True):
 
 class HistoryEntry(msgspec.Struct, frozen=True):
     sequence: int  # 1 for the creation, then one more per change
-    # ticket.created, ticket.updated, ticket.status_changed, ticket.assigned, ticket.deleted or comment.created
+    # ticket.created, ticket.updated, ticket.status_changed, ticket.assigned, ticket.deleted, comment.created,
+    # attachment.created or attachment.deleted
     event: str
     at: datetime.datetime
     actor: str
@@ -233,6 +257,8 @@ class HistoryEntry(msgspec.Struct, frozen=True):
     note: str | None
     # comment.created: the comment it added (customer-level callers never see an internal note's event).
     comment: CommentEvent | None
+    # attachment.created and attachment.deleted: the attachment added or deleted (data and etag do not change).
+    attachment_id: uuid.UUID | None
 
 
 class HistoryPage(msgspec.Struct, frozen=True):

@@ -1,6 +1,6 @@
 """What `GET /ticket/{objectId}?include=` embeds in the ticket: members owned by packages above this one (comments:
-app.comment), which register how to produce them where the app is wired (app/asgi.py), since this package may not
-import them.
+app.comment, attachments: app.attachment), which register how to produce them where the app is wired (app/asgi.py),
+since this package may not import them.
 
 `include` is a comma-separated list of INCLUDABLE names, parsed once; an unknown name is a 400 naming it. A GET
 without `include` never comes here.
@@ -15,7 +15,7 @@ from app.errors import InputValidationFailure
 from app.ticket.repository import TicketRow
 
 # Every name `include` accepts, in the order their members follow the ticket's own.
-INCLUDABLE = ("comments",)
+INCLUDABLE = ("comments", "attachments")
 INCLUDE_PATTERN = f"^({'|'.join(INCLUDABLE)})(,({'|'.join(INCLUDABLE)}))*$"
 # Echoed names are cut so a client cannot make us reflect arbitrarily long input.
 _MAX_ECHOED = 64

@@ -82,6 +82,8 @@ class HistoryRow(msgspec.Struct, frozen=True):
     # comment.created: the comment, and whether it is an internal note (then customer-level callers never see it).
     comment_id: uuid.UUID | None
     internal: bool
+    # The attachment an attachment.created or attachment.deleted event is about.
+    attachment_id: uuid.UUID | None
 
 
 _TICKET_COLUMNS = select_list(TicketRow, data="data::text")
@@ -273,11 +275,11 @@ SELECT $1, id, event_sequence, 'ticket.status_changed', '{}'::jsonb, $4, $5, fal
 HISTORY = """
 SELECT sequence, kind, changes::text AS changes, state_id, previous_state_id, pending_until,
        previous_pending_until, assignee, previous_assignee, note, actor, request_id, support, etag, created_at,
-       comment_id, internal
+       comment_id, internal, attachment_id
   FROM (SELECT sequence, kind, changes, state_id, lag(state_id) OVER w AS previous_state_id, pending_until,
                lag(pending_until) OVER w AS previous_pending_until, assignee,
                lag(assignee) OVER w AS previous_assignee, note, actor, request_id, support, etag, created_at,
-               comment_id, internal
+               comment_id, internal, attachment_id
           FROM ticket_event
          WHERE tenant_id = $1 AND ticket_id = $2
         WINDOW w AS (ORDER BY sequence)) AS events
@@ -451,13 +453,13 @@ class TicketRepository:
         actor: str,
         request_id: str,
         support: bool,
-    ) -> bool:
-        """Whether the ticket was deleted: False when no ticket of this tenant has that object_id (deleted ones
-        included) and, unless `accepted_etags` is None, one of those etags."""
-        deleted = await self._db.fetch_value(
+    ) -> uuid.UUID | None:
+        """The deleted ticket's id; None when no ticket of this tenant has that object_id (deleted ones excluded)
+        and, unless `accepted_etags` is None, one of those etags."""
+        deleted: uuid.UUID | None = await self._db.fetch_value(
             DELETE, tenant_id, object_id, accepted_etags, new_etag, actor, request_id, support
         )
-        return deleted is not None
+        return deleted
 
     async def change_status(
         self,

@@ -12,8 +12,9 @@ import datetime
 import math
 import re
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
 
@@ -32,6 +33,7 @@ from app.ticket.dto import (
     CommentEvent,
     CreateTicketRequest,
     HistoryEntry,
+    InlineAttachment,
     PendingChange,
     StateChange,
     TicketOut,
@@ -100,9 +102,32 @@ class DeletedTicket(msgspec.Struct, frozen=True):
     """A deletion's outcome, also what it stores under its Idempotency-Key."""
 
     object_id: str
+    # The deleted ticket's id, whose files go once the deletion has committed (None in answers stored before).
+    id: uuid.UUID | None = None
 
 
 R = TypeVar("R", bound=msgspec.Struct)
+
+
+# Records a create's inline files against the new ticket (its id), inside the create's transaction.
+RecordAttachments = Callable[[uuid.UUID], Awaitable[object]]
+
+
+class TicketAttachments(Protocol):
+    """What tickets ask of attachments, a package above this one (app.attachment answers): the files a create
+    carries inline, and the removal of a deleted ticket's files. (A ticket's attachments for GET ?include=attachments
+    come through TicketIncludes.)"""
+
+    def staged(
+        self, principal: Principal, files: Sequence[InlineAttachment], request_id: str
+    ) -> AbstractAsyncContextManager[RecordAttachments]:
+        """Check the files (400/413 naming a file) and store their blobs; the context's value records them against
+        a ticket in the caller's transaction. Enter it outside that transaction: on leaving, blobs no committed row
+        owns are removed."""
+
+    async def remove_for_ticket(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> int:
+        """After a ticket's deletion has committed: its attachments deleted and their blobs removed (safe to
+        repeat; what fails is left to the orphan sweep)."""
 
 
 class TicketService:
@@ -116,8 +141,10 @@ class TicketService:
         keys: Idempotency,
         *,
         includes: TicketIncludes,
+        attachments: TicketAttachments,
     ) -> None:
         self._db = db
+        self._attachments = attachments
         self._repository = repository
         self._types = types
         self._states = states
@@ -127,6 +154,19 @@ class TicketService:
 
     async def create(
         self, principal: Principal, request: CreateTicketRequest, request_id: str, idempotency_key: str | None
+    ) -> Outcome[CreatedTicket]:
+        if not request.attachments:
+            return await self._create(principal, request, request_id, idempotency_key, None)
+        async with self._attachments.staged(principal, request.attachments, request_id) as record:
+            return await self._create(principal, request, request_id, idempotency_key, record)
+
+    async def _create(
+        self,
+        principal: Principal,
+        request: CreateTicketRequest,
+        request_id: str,
+        idempotency_key: str | None,
+        record_attachments: RecordAttachments | None,
     ) -> Outcome[CreatedTicket]:
         async def write() -> CreatedTicket:
             ticket_type = await self._types.by_id(principal.tenant_id, request.ticketTypeId)
@@ -138,7 +178,7 @@ class TicketService:
             data, reason = ticket_type.complete_for_create(request.data)
             if reason:
                 raise InputValidationFailure("Ticket data failed validation", reason)
-            row = await self._repository.create(
+            arguments = (
                 principal.tenant_id,
                 ticket_type.prefix,
                 ticket_type.id,
@@ -150,6 +190,13 @@ class TicketService:
                 principal.support_request,
                 uuid.uuid4(),
             )
+            if record_attachments is None:
+                row = await self._repository.create(*arguments)
+            else:
+                # The ticket and its files commit together (within the Idempotency-Key's transaction, if any).
+                async with self._db.transaction():
+                    row = await self._repository.create(*arguments)
+                    await record_attachments(row.id)
             state = await self._state_label(principal.tenant_id, row.state_id)
             return CreatedTicket(row.id, row.object_id, row.etag, *_state_members(row.state_id, state))
 
@@ -445,12 +492,18 @@ class TicketService:
             raise TicketNotFound(object_id)
         etags = None if accepted_etags is None else sorted(str(etag) for etag in accepted_etags)
         idempotency = self._idempotency(principal, idempotency_key, "delete", object_id, etags)
-        return await self._once(
+        outcome = await self._once(
             principal,
             idempotency,
             lambda: self._delete(principal, object_id, accepted_etags, request_id),
             _deleted_decoder,
         )
+        deleted, _ = outcome
+        if deleted.id is not None:
+            # Only now that the deletion has committed (a replay repeats this harmlessly); whatever fails here, or a
+            # crash before it, the orphan sweep finishes, as a deleted ticket's files are not live.
+            await self._attachments.remove_for_ticket(principal.tenant_id, deleted.id)
+        return outcome
 
     async def _delete(
         self, principal: Principal, object_id: str, accepted_etags: list[uuid.UUID] | None, request_id: str
@@ -468,8 +521,8 @@ class TicketService:
             request_id,
             principal.support_request,
         )
-        if deleted:
-            return DeletedTicket(object_id)
+        if deleted is not None:
+            return DeletedTicket(object_id, deleted)
         if accepted_etags is not None and await self._repository.exists(principal.tenant_id, object_id):
             raise PreconditionFailed()
         raise TicketNotFound(object_id)
@@ -636,6 +689,7 @@ def _history_entry(row: HistoryRow, labels: Labels) -> HistoryEntry:
         assignee=assignee,
         note=row.note,
         comment=comment,
+        attachment_id=row.attachment_id,
     )
 
 

@@ -47,6 +47,7 @@ from tests.support import (
     new_ticket,
     own_database,
     token,
+    upload,
     write_tenants,
 )
 
@@ -327,6 +328,8 @@ async def test_purge_removes_every_row_of_a_disabled_tenant_and_nothing_else(
         assert changed.status_code == 200, changed.text
         commented = await api.comment(ticket["object_id"], {"content": "Purge me too"})
         assert commented.status_code == 201, commented.text
+        attached = await upload(api, ticket["object_id"], "purge.txt", b"purge me\n")
+        assert attached.status_code == 201, attached.text
     doomed_rows, bystander_rows = await world.rows(doomed), await world.rows(bystander)
     assert all(doomed_rows.values()), doomed_rows  # a row in every tenant table: the purge has work everywhere
 
@@ -361,6 +364,7 @@ async def test_purge_removes_every_row_of_a_disabled_tenant_and_nothing_else(
     report = removed_rows(purged.stdout, doomed, "removed")
     # Every table with a tenant_id column, children before parents, the tenant row last.
     assert list(report) == [
+        "attachment",
         "ticket_comment",
         "ticket_event",
         "ticket",

@@ -41,6 +41,7 @@ from tests.support import (
     list_states,
     new_ticket,
     token,
+    upload,
 )
 
 HOOKS = Path(__file__).with_name("conformance_hooks.py")
@@ -115,6 +116,8 @@ async def test_the_server_conforms_to_its_openapi_document(
         assert spare_state.status_code == 201, spare_state.text
         comment = await admin.comment(ticket["objectId"], {"content": "Conformance"})
         assert comment.status_code == 201, comment.text
+        attachment = await upload(admin, ticket["objectId"], "conformance.txt", b"conformance\n")
+        assert attachment.status_code == 201, attachment.text
     directory = workspace / f"schemathesis-{tenant.slug}"
     directory.mkdir()
     fixtures = directory / "fixtures.json"
@@ -131,6 +134,7 @@ async def test_the_server_conforms_to_its_openapi_document(
                 "type_id": spare_type["id"],
                 "state_id": spare_state.json()["id"],
                 "comment_id": comment.json()["id"],
+                "attachment_id": attachment.json()["id"],
             },
             doomed["objectId"],
         )
@@ -160,7 +164,7 @@ async def test_the_server_conforms_to_its_openapi_document(
             await process.wait()
     report = output.decode(errors="replace")
     assert process.returncode == 0, report
-    assert "25 selected / 25 total" in report, report
+    assert "29 selected / 29 total" in report, report
     answered = collections.Counter(tuple(line.split("\t")) for line in tally.read_text().splitlines())
     succeeded = {operation for (operation, status), _ in answered.items() if status.startswith("2")}
     assert [write for write in MAIN_WRITES if write not in succeeded] == [], sorted(answered.items())

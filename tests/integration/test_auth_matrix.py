@@ -36,6 +36,7 @@ from tests.support import (
     AUTHENTICATION_REQUIRED,
     BEARER_CHALLENGE,
     CATALOG,
+    FORM_CONTENT_TYPE,
     INSUFFICIENT_SCOPE_CHALLENGE,
     INVALID_TOKEN,
     INVALID_TOKEN_CHALLENGE,
@@ -54,11 +55,13 @@ from tests.support import (
     editable,
     field_ids,
     find_litestar,
+    form,
     new_definition,
     permission_failure,
     sign,
     tampered_signature,
     token,
+    upload,
 )
 
 READ_SCOPE = "tickets:read"
@@ -80,7 +83,8 @@ class Call:
     method: str
     path: str  # under API
     params: dict[str, str] | None = None
-    body: Any = None
+    body: Any = None  # sent as JSON
+    form: bytes | None = None  # sent as multipart/form-data instead
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -95,6 +99,7 @@ class World:
         self._made = 0
         self._ticket: dict[str, Any] | None = None
         self._comment: dict[str, Any] | None = None
+        self._attachment: dict[str, Any] | None = None
 
     def name(self) -> str:
         """A new name (or type prefix) for each object a test creates: A, B, ... Z, AA, AB, ..."""
@@ -131,6 +136,19 @@ class World:
             assert response.status_code == 201, response.text
             self._comment = response.json()
         return self._comment
+
+    async def new_attachment(self) -> dict[str, Any]:
+        """A new file on the ticket the reads read."""
+        response = await upload(self.admin, (await self.ticket())["object_id"], "matrix.txt", b"matrix\n")
+        assert response.status_code == 201, response.text
+        attachment: dict[str, Any] = response.json()
+        return attachment
+
+    async def attachment(self) -> dict[str, Any]:
+        """The file the reads read (made once)."""
+        if self._attachment is None:
+            self._attachment = await self.new_attachment()
+        return self._attachment
 
     async def new_type(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """A new ticket type of the owner's: its definition and the created type."""
@@ -189,9 +207,11 @@ ABSENT_ID = "00000000-0000-4000-8000-00000000abcd"
 ABSENT_TICKET = "REQ-99999999"
 
 
-def _fixed(method: str, path: str, params: dict[str, str] | None = None, body: Any = None) -> Build:
+def _fixed(
+    method: str, path: str, params: dict[str, str] | None = None, body: Any = None, form: bytes | None = None
+) -> Build:
     async def build(_: World) -> Call:
-        return Call(method, path, params, body)
+        return Call(method, path, params, body, form)
 
     return build
 
@@ -209,6 +229,10 @@ async def _ticket_path(world: World, suffix: str = "") -> str:
 
 async def _show_ticket(world: World) -> Call:
     return Call("GET", await _ticket_path(world))
+
+
+async def _show_ticket_including_attachments(world: World) -> Call:
+    return Call("GET", await _ticket_path(world), params={"include": "attachments"})
 
 
 async def _show_ticket_as_of(world: World) -> Call:
@@ -340,6 +364,26 @@ async def _change_absent_state(world: World) -> Call:
     return Call("PUT", f"/ticket-state/{ABSENT_ID}", body=editable(state, name=world.name()))
 
 
+async def _upload_attachment(world: World) -> Call:
+    return Call("POST", await _ticket_path(world, "/attachments"), form=form("up.txt", b"uploaded\n", "text/plain"))
+
+
+async def _list_attachments(world: World) -> Call:
+    return Call("GET", await _ticket_path(world, "/attachments"))
+
+
+async def _download_attachment(world: World) -> Call:
+    return Call("GET", f"/attachments/{(await world.attachment())['id']}")
+
+
+async def _delete_attachment(world: World) -> Call:
+    return Call("DELETE", f"/attachments/{(await world.new_attachment())['id']}")
+
+
+async def _upload_without_a_form(world: World) -> Call:
+    return Call("POST", await _ticket_path(world, "/attachments"), body={"file": "not a form"})
+
+
 # Every /api/v2 route: "METHOD path" (the path under /api/v2/ticketing, parameters without their types) -> entry.
 ROUTES: dict[str, Route] = {
     "GET /me": Route("authenticated", None, {"valid": (_get("/me"), 200)}),
@@ -409,6 +453,7 @@ ROUTES: dict[str, Route] = {
             "asOf": (_show_ticket_as_of, 200),
             "asOfEtag": (_show_ticket_as_of_etag, 200),
             "include=comments": (_show_ticket_with_comments, 200),
+            "include=attachments": (_show_ticket_including_attachments, 200),
             "unknown include": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"include": "everything"}), 400),
             "absent": (_fixed("GET", f"/ticket/{ABSENT_TICKET}"), 404),
             "absent asOf": (_fixed("GET", f"/ticket/{ABSENT_TICKET}", {"asOf": "2999-01-01T00:00:00Z"}), 404),
@@ -416,7 +461,11 @@ ROUTES: dict[str, Route] = {
         },
         customers={
             **dict.fromkeys(
-                ("valid", "asOf", "asOfEtag", "include=comments", "absent", "absent asOf", "absent asOfEtag"), 404
+                (
+                    *("valid", "asOf", "asOfEtag", "include=comments", "include=attachments"),
+                    *("absent", "absent asOf", "absent asOfEtag"),
+                ),
+                404,
             ),
             "unknown include": 400,
         },
@@ -490,6 +539,42 @@ ROUTES: dict[str, Route] = {
         "read",
         "read tickets",
         {"valid": (_show_comment, 200), "absent": (_show_absent_comment, 404)},
+        customers={"valid": 404, "absent": 404},
+    ),
+    # Customers' access to the attachment routes (their own tickets only): tests/integration/test_attachments.py.
+    "POST /ticket/{object_id}/attachments": Route(
+        "write",
+        "upload attachments",
+        {
+            "valid": (_upload_attachment, 201),
+            "absent": (
+                _fixed("POST", f"/ticket/{ABSENT_TICKET}/attachments", form=form("a.txt", b"a\n", "text/plain")),
+                404,
+            ),
+            "invalid (not a form)": (_upload_without_a_form, 400),
+        },
+        # Not the customer's ticket: that comes before what is wrong with the body.
+        customers={"valid": 404, "absent": 404, "invalid (not a form)": 404},
+    ),
+    "GET /ticket/{object_id}/attachments": Route(
+        "read",
+        "read attachments",
+        {
+            "valid": (_list_attachments, 200),
+            "absent": (_fixed("GET", f"/ticket/{ABSENT_TICKET}/attachments"), 404),
+        },
+        customers={"valid": 404, "absent": 404},
+    ),
+    "GET /attachments/{attachment_id}": Route(
+        "read",
+        "read attachments",
+        {"valid": (_download_attachment, 200), "absent": (_fixed("GET", f"/attachments/{ABSENT_ID}"), 404)},
+        customers={"valid": 404, "absent": 404},
+    ),
+    "DELETE /attachments/{attachment_id}": Route(
+        "write",
+        "delete attachments",
+        {"valid": (_delete_attachment, 204), "absent": (_fixed("DELETE", f"/attachments/{ABSENT_ID}"), 404)},
         customers={"valid": 404, "absent": 404},
     ),
     "GET /ticket-state/{state_id}": Route(
@@ -569,9 +654,13 @@ STRANGER = SigningKey("ES256")
 
 
 async def send(world: World, call: Call, headers: dict[str, str]) -> httpx.Response:
-    return await world.http.request(
-        call.method, API + call.path, params=call.params, json=call.body, headers={**headers, **call.headers}
-    )
+    headers = {**headers, **call.headers}
+    if call.form is not None:
+        headers = {**headers, "content-type": FORM_CONTENT_TYPE}
+        return await world.http.request(
+            call.method, API + call.path, params=call.params, content=call.form, headers=headers
+        )
+    return await world.http.request(call.method, API + call.path, params=call.params, json=call.body, headers=headers)
 
 
 def bad_tokens(tenant: TenantSpec) -> dict[str, str]:

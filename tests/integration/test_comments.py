@@ -240,6 +240,7 @@ async def test_a_comment_keeps_the_etag_moves_updated_at_and_is_an_event(
         "assignee": None,
         "note": None,
         "comment": {"id": comment["id"], "is_internal": True},
+        "attachment_id": None,
     }
     assert events[0]["comment"] is None
     # The etag read before the comment is still current: a comment never makes a field update stale.
@@ -463,10 +464,6 @@ async def test_content_may_be_as_long_as_the_limit(client: httpx.AsyncClient, al
             )
             for empty in ("", "   ", "<p> </p><br>", "<script>alert(1)</script>", "<img src=x onerror=alert(1)>")
         ),
-        (
-            {"content": "Logs", "attachments": [{"filename": "a.txt", "content": "aGk=", "mime_type": "text/plain"}]},
-            {"attachments": "inline attachments on comments are not supported yet: send [] or leave it out"},
-        ),
     ],
 )
 async def test_bad_comments_are_refused_and_change_nothing(
@@ -584,10 +581,13 @@ async def test_include_comments_embeds_them_under_a_validator_of_its_own(
 @pytest.mark.parametrize(
     ("params", "reason"),
     [
-        ({"include": "bogus,comments"}, "unknown 'bogus'; a comma-separated list of: comments"),
-        ({"include": "comments,Comments,x"}, "unknown 'Comments', 'x'; a comma-separated list of: comments"),
-        ({"include": ""}, "unknown ''; a comma-separated list of: comments"),
-        ({"include": "comments, comments"}, "unknown ' comments'; a comma-separated list of: comments"),
+        ({"include": "bogus,comments"}, "unknown 'bogus'; a comma-separated list of: comments, attachments"),
+        (
+            {"include": "comments,Comments,x"},
+            "unknown 'Comments', 'x'; a comma-separated list of: comments, attachments",
+        ),
+        ({"include": ""}, "unknown ''; a comma-separated list of: comments, attachments"),
+        ({"include": "comments, comments"}, "unknown ' comments'; a comma-separated list of: comments, attachments"),
         ({"include": "comments", "asOf": "2030-01-01T00:00:00Z"}, "cannot be combined with asOf or asOfEtag"),
     ],
 )

@@ -33,7 +33,18 @@ UPDATE = f"{API}/ticket/REQ-0001/update"
 CATALOG = {"type": "template", "module": "ticketing"}
 STRANGER = "https://stranger.example"
 RELOAD_TIMEOUT = 10.0  # seconds for the server to hear of a sync
-EXPOSED = {"etag", "idempotent-replayed", "retry-after", "www-authenticate", "allow", "x-request-id"}
+EXPOSED = {
+    "etag",
+    "idempotent-replayed",
+    "retry-after",
+    "www-authenticate",
+    "allow",
+    "x-request-id",
+    "location",
+    "content-disposition",
+    "content-range",
+    "accept-ranges",
+}
 
 
 @dataclass
@@ -108,6 +119,8 @@ async def test_a_preflight_from_an_allowed_origin_is_answered_with_the_cors_head
         "idempotency-key",
         "if-none-match",
         "x-request-id",
+        "range",
+        "if-range",
     }
     assert cors["access-control-max-age"] == MAX_AGE_SECONDS.decode()
     # B's second origin passes too: the preflight names no tenant.

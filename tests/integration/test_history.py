@@ -44,7 +44,7 @@ MICROSECOND = datetime.timedelta(microseconds=1)
 PLUS_ONE = datetime.timezone(datetime.timedelta(hours=1))
 ENTRY_KEYS = [
     "sequence", "event", "at", "actor", "request_id", "support", "etag", "changes", "state", "pending_until",
-    "assignee", "note", "comment",
+    "assignee", "note", "comment", "attachment_id",
 ]  # fmt: skip
 BAD_AS_OF = "an ISO 8601 timestamp with a time zone, in the years 1 to 9999 in UTC, e.g. 2026-11-22T18:00:00Z"
 
@@ -232,6 +232,7 @@ class Step:
             "assignee": self.assignee,
             "note": self.note,
             "comment": None,
+            "attachment_id": None,
         }
 
 

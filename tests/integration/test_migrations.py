@@ -200,6 +200,7 @@ def check_schema(schema: Snapshot) -> None:
         "idempotency_key",
         "ticket_state",
         "ticket_comment",
+        "attachment",
     }
     columns = {(row[0], row[2]): row[3:6] for row in schema["columns"]}
     assert columns["ticket_event", "sequence"] == ("integer", True, None)
@@ -209,6 +210,8 @@ def check_schema(schema: Snapshot) -> None:
     assert columns["idempotency_key", "scope_digest"] == ("bytea", True, None)
     assert columns["ticket_event", "comment_id"] == ("uuid", False, None)
     assert columns["ticket_event", "internal"] == ("boolean", True, "false")
+    assert columns["ticket_event", "attachment_id"] == ("uuid", False, None)
+    assert columns["attachment", "comment_id"] == ("uuid", False, None)
     constraints = {row[1]: row[3] for row in schema["constraints"]}
     assert constraints["ticket_event_sequence_key"] == "UNIQUE (tenant_id, ticket_id, sequence)"
     assert constraints["tenant_slug_check"] == "CHECK ((slug ~ '^[a-z][a-z0-9-]{1,62}$'::text))"
@@ -216,6 +219,10 @@ def check_schema(schema: Snapshot) -> None:
     assert constraints["idempotency_key_pkey"] == "PRIMARY KEY (tenant_id, scope_digest)"
     assert constraints["ticket_comment_pkey"] == "PRIMARY KEY (tenant_id, id)"
     assert constraints["ticket_comment_sequence_key"] == "UNIQUE (tenant_id, ticket_id, sequence)"
+    assert constraints["attachment_pkey"] == "PRIMARY KEY (tenant_id, id)"
+    assert constraints["attachment_tenant_id_ticket_id_fkey"] == (
+        "FOREIGN KEY (tenant_id, ticket_id) REFERENCES ticket(tenant_id, id)"
+    )
     indexes = {row[1]: row[2] for row in schema["indexes"]}
     assert "ticket_event_ticket_idx" not in indexes
     assert indexes["ticket_pending_until_idx"] == (
@@ -224,6 +231,10 @@ def check_schema(schema: Snapshot) -> None:
     )
     assert indexes["idempotency_key_created_idx"] == (
         "CREATE INDEX idempotency_key_created_idx ON public.idempotency_key USING btree (tenant_id, created_at)"
+    )
+    assert indexes["attachment_ticket_idx"] == (
+        "CREATE INDEX attachment_ticket_idx ON public.attachment USING btree (tenant_id, ticket_id, sequence) "
+        "WHERE (deleted_at IS NULL)"
     )
 
 

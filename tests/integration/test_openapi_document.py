@@ -38,6 +38,10 @@ OPERATION_IDS = {
     ("get", f"{API}/ticket-state/{{state_id}}"): "showTicketState",
     ("put", f"{API}/ticket-state/{{state_id}}"): "updateTicketState",
     ("delete", f"{API}/ticket-state/{{state_id}}"): "deleteTicketState",
+    ("post", f"{API}/ticket/{{object_id}}/attachments"): "uploadAttachment",
+    ("get", f"{API}/ticket/{{object_id}}/attachments"): "listAttachments",
+    ("get", f"{API}/attachments/{{attachment_id}}"): "downloadAttachment",
+    ("delete", f"{API}/attachments/{{attachment_id}}"): "deleteAttachment",
 }
 # Beyond the 400, 401, 404 and 503 every API operation may answer.
 MORE_ERRORS = {
@@ -53,6 +57,9 @@ MORE_ERRORS = {
     "updateTicketState": {"413", "422"},
     "deleteTicketState": {"409", "422"},
     "createComment": {"413", "422"},
+    "uploadAttachment": {"413", "422"},
+    "downloadAttachment": {"416"},
+    "deleteAttachment": {"422"},
 }
 REQUEST_BODIES = {
     "createTicket": "CreateTicketRequest",
@@ -169,13 +176,12 @@ def test_the_comment_body_and_the_include_parameter_say_what_the_server_accepts(
     content = comment["properties"]["content"]
     assert (content["type"], content["minLength"], content["maxLength"]) == ("string", 1, 20000)
     assert comment["properties"]["is_internal"]["type"] == "boolean"
-    # Inline attachments on comments are not wired yet: the document admits only an empty list.
     attachments = comment["properties"]["attachments"]
-    assert (attachments["maxItems"], attachments["items"]) == (0, {"$ref": "#/components/schemas/InlineAttachment"})
+    assert (attachments["maxItems"], attachments["items"]) == (20, {"$ref": "#/components/schemas/InlineAttachment"})
     include = parameter(operations(document)["showTicket"], "include")
     assert (include["required"], include["schema"]) == (
         False,
-        {"type": "string", "pattern": "^(comments)(,(comments))*$"},
+        {"type": "string", "pattern": "^(comments|attachments)(,(comments|attachments))*$"},
     )
     key = parameter(operations(document)["createComment"], "Idempotency-Key")
     assert (key["required"], key["schema"]["maxLength"]) == (False, 255)
@@ -206,7 +212,7 @@ def test_no_parameter_is_documented_as_nullable(document: dict[str, Any]) -> Non
 def test_request_bodies_refuse_unknown_members(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     for operation_id, operation in operations(document).items():
-        if "requestBody" in operation:
+        if "requestBody" in operation and operation_id != "uploadAttachment":
             reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             assert reference == f"#/components/schemas/{REQUEST_BODIES.pop(operation_id)}"
     assert not REQUEST_BODIES, f"operations without their request body: {REQUEST_BODIES}"
@@ -275,3 +281,46 @@ def test_the_list_documents_each_filter_and_sort(document: dict[str, Any]) -> No
     assert query["order"]["schema"]["enum"] == ["asc", "desc"]
     # The field filters are names under a prefix, which OpenAPI cannot list: the description states them.
     assert "data.<field-uuid>.gte|gt|lte|lt=<bound>" in operation["description"]
+
+
+def test_an_upload_is_one_file_in_a_form_and_a_download_any_type_in_ranges(document: dict[str, Any]) -> None:
+    upload = operations(document)["uploadAttachment"]
+    assert upload["requestBody"]["required"] is True
+    assert list(upload["requestBody"]["content"]) == ["multipart/form-data"]
+    assert upload["requestBody"]["content"]["multipart/form-data"]["schema"] == {
+        "type": "object",
+        "properties": {"file": {"type": "string", "format": "binary", "minLength": 1}},
+        "required": ["file"],
+        "additionalProperties": False,
+    }
+    assert upload["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AttachmentOut"
+    }
+    download = operations(document)["downloadAttachment"]
+    assert {status: list(response.get("content", {})) for status, response in download["responses"].items()} == {
+        "200": ["*/*"],
+        "206": ["*/*"],
+        "304": [],
+        "400": ["application/json"],
+        "401": ["application/json"],
+        "404": ["application/json"],
+        "416": ["application/json"],
+        "503": ["application/json"],
+    }
+    assert {p["name"] for p in download["parameters"]} >= {"Range", "If-Range", "If-None-Match"}
+    show = operations(document)["showTicket"]
+    assert parameter(show, "include")["schema"] == {
+        "type": "string",
+        "pattern": "^(comments|attachments)(,(comments|attachments))*$",
+    }
+    inline = document["components"]["schemas"]["InlineAttachment"]
+    assert inline["required"] == ["filename", "content"]
+    assert inline["additionalProperties"] is False
+    create = document["components"]["schemas"]["CreateTicketRequest"]["properties"]["attachments"]
+    assert create == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/InlineAttachment"},
+        "maxItems": 20,
+        "default": [],
+        "description": "Files to attach to the new ticket (seed 004)",
+    }

@@ -54,3 +54,35 @@ def test_malformed_variable_is_named(variable: str, value: str) -> None:
 def test_the_idempotency_key_lifetime_must_be_a_positive_number(value: str) -> None:
     with pytest.raises(ConfigError, match="IDEMPOTENCY_KEY_TTL_SECONDS"):
         load_settings({"IDEMPOTENCY_KEY_TTL_SECONDS": value})
+
+
+def test_attachments_are_kept_in_the_data_folder_unless_an_object_store_is_named() -> None:
+    assert load_settings({}).attachment_storage == "filesystem"
+    settings = load_settings(
+        {
+            "ATTACHMENT_STORAGE": "s3",
+            "ATTACHMENT_S3_BUCKET": "tickets",
+            "ATTACHMENT_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "ATTACHMENT_S3_PREFIX": "prod/",
+        }
+    )
+    assert (settings.attachment_storage, settings.attachment_s3_bucket, settings.attachment_s3_prefix) == (
+        "s3",
+        "tickets",
+        "prod/",
+    )
+
+
+@pytest.mark.parametrize(
+    ("environment", "variable"),
+    [
+        ({"ATTACHMENT_STORAGE": "ftp"}, "ATTACHMENT_STORAGE"),
+        ({"ATTACHMENT_STORAGE": "s3"}, "ATTACHMENT_S3_BUCKET"),
+        ({"ATTACHMENT_SWEEP_INTERVAL_SECONDS": "0"}, "ATTACHMENT_SWEEP_INTERVAL_SECONDS"),
+        ({"ATTACHMENT_ORPHAN_GRACE_SECONDS": "-1"}, "ATTACHMENT_ORPHAN_GRACE_SECONDS"),
+        ({"ATTACHMENT_ORPHAN_GRACE_SECONDS": "nan"}, "ATTACHMENT_ORPHAN_GRACE_SECONDS"),
+    ],
+)
+def test_malformed_attachment_settings_are_named(environment: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(environment)

@@ -15,7 +15,7 @@ import pytest
 from app.config import PROJECT_ROOT
 from app.tenancy.devkeys import dev_key_path, public_jwk
 from app.tenancy.files import TenantFileError
-from app.tenancy.model import RealmConfig, RoleMapping, TenantConfig
+from app.tenancy.model import AttachmentLimits, RealmConfig, RoleMapping, TenantConfig
 from tests.support import (
     GOOD_TENANT_FILE,
     GOOD_TENANT_ID,
@@ -500,4 +500,39 @@ def test_disabled_must_be_a_boolean(tmp_path: Path) -> None:
     path = write(tmp_path / "tenants", {"bad.toml": document}) / "bad.toml"
 
     with pytest.raises(TenantFileError, match=r"^bad\.toml: disabled: 'yes' is not of type 'boolean'$"):
+        load_tenant_file(path, tmp_path / "data")
+
+
+# --- 6. Attachments (`[attachments]`) ---------------------------------------------------------------------------
+
+
+def test_attachment_limits_default_each_on_its_own(tmp_path: Path) -> None:
+    default = load_tenant_file(write(tmp_path / "tenants", {"alpha.toml": GOOD}) / "alpha.toml", tmp_path / "data")
+    assert default.attachments == AttachmentLimits()
+    assert (default.attachments.max_file_bytes, default.attachments.max_ticket_bytes) == (10 * 2**20, 100 * 2**20)
+    document = GOOD + '\n[attachments]\nmax_file_bytes = 2048\nallowed_types = ["text/plain", "image/*"]\n'
+    path = write(tmp_path / "more", {"alpha.toml": document}) / "alpha.toml"
+
+    tenant = load_tenant_file(path, tmp_path / "data")
+
+    assert tenant.attachments == AttachmentLimits(
+        max_file_bytes=2048, max_ticket_bytes=100 * 2**20, allowed_types=("image/*", "text/plain")
+    )
+
+
+@pytest.mark.parametrize(
+    ("addition", "match"),
+    [
+        ("max_file_bytes = 0", r"^bad\.toml: attachments\.max_file_bytes: 0 is less than the minimum of 1$"),
+        ("max_file_bytes = 2147483648", r"^bad\.toml: attachments\.max_file_bytes: 2147483648 is greater than "),
+        ("allowed_types = []", r"^bad\.toml: attachments\.allowed_types: \[\] should be non-empty$"),
+        ('allowed_types = ["image"]', r"^bad\.toml: attachments\.allowed_types\[0\]: 'image' does not match "),
+        ('allowed_types = ["*/*"]', r"^bad\.toml: attachments\.allowed_types\[0\]: '\*/\*' does not match "),
+        ("max_bytes = 5", r"^bad\.toml: attachments: Additional properties are not allowed"),
+    ],
+)
+def test_bad_attachment_limits_are_refused_naming_the_field(tmp_path: Path, addition: str, match: str) -> None:
+    path = write(tmp_path / "tenants", {"bad.toml": GOOD + f"\n[attachments]\n{addition}\n"}) / "bad.toml"
+
+    with pytest.raises(TenantFileError, match=match):
         load_tenant_file(path, tmp_path / "data")
