@@ -40,8 +40,9 @@ STATEMENTS = [
         FOREIGN KEY (tenant_id, comment_id) REFERENCES ticket_comment (tenant_id, id)
     )
     """,
-    # A ticket's attachments in order, and the sum of their sizes (the per-ticket limit): live ones only.
-    "CREATE INDEX attachment_ticket_idx ON attachment (tenant_id, ticket_id, sequence) WHERE deleted_at IS NULL",
+    # A ticket's attachments in order, the sum of their sizes (the per-ticket limit), and, once the ticket is deleted,
+    # all of its blobs' keys (deleted rows included, so the index is not partial).
+    "CREATE INDEX attachment_ticket_idx ON attachment (tenant_id, ticket_id, sequence)",
     "CREATE INDEX attachment_comment_idx ON attachment (tenant_id, comment_id) WHERE comment_id IS NOT NULL",
     "ALTER TABLE ticket_event ADD COLUMN attachment_id uuid",
 ]

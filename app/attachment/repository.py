@@ -54,7 +54,7 @@ _FROM = "FROM attachment a JOIN ticket t ON t.tenant_id = a.tenant_id AND t.id =
 INSERT = f"""
 WITH updated AS (
     UPDATE ticket t
-       SET event_sequence = t.event_sequence + 1, updated_at = now(), updated_by = $10
+       SET event_sequence = t.event_sequence + 1, updated_at = greatest(now(), t.updated_at), updated_by = $10
      WHERE t.tenant_id = $1 AND t.id = $3
  RETURNING t.id, t.object_id, t.etag, t.state_id, t.type_version, t.pending_until, t.assignee, t.updated_at,
            t.event_sequence
@@ -83,7 +83,7 @@ WITH removed AS (
  RETURNING ticket_id, storage_key, internal
 ), updated AS (
     UPDATE ticket t
-       SET event_sequence = t.event_sequence + 1, updated_at = now(), updated_by = $3
+       SET event_sequence = t.event_sequence + 1, updated_at = greatest(now(), t.updated_at), updated_by = $3
       FROM removed
      WHERE t.tenant_id = $1 AND t.id = removed.ticket_id
  RETURNING t.id, t.etag, t.state_id, t.type_version, t.pending_until, t.assignee, t.updated_at, t.event_sequence

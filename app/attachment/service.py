@@ -43,7 +43,7 @@ from app.attachment.storage import BlobMissing, BlobStore, StoredBlob, blob_key,
 from app.auth.principal import Principal
 from app.db.database import Database
 from app.errors import PermissionDenied
-from app.idempotency.service import Idempotency, Outcome
+from app.idempotency.service import Idempotency, Outcome, check_key
 from app.tenancy.model import AttachmentLimits
 from app.ticket.dto import InlineAttachment
 from app.ticket.errors import TicketNotFound
@@ -304,6 +304,7 @@ class AttachmentService:
     ) -> Outcome[AttachmentOut]:
         """One file from a multipart/form-data body, streamed to the blob store: hashed, counted and typed as it
         passes, refused as soon as it breaks a limit (and then nothing is kept)."""
+        check_key(idempotency_key)  # before the file is read, not after
         ticket = await self._tickets.visible(principal, object_id)
         tenant_id = principal.tenant_id
         limits = self._store.limits(tenant_id)

@@ -378,7 +378,9 @@ class S3BlobStore:
         pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
         async for page in pages:
             for upload in page.get("Uploads", ()):
-                if upload["Initiated"] < older_than:
+                # Only uploads of attachment keys: a shared bucket may hold other applications' uploads.
+                ours = parse_blob_key(upload["Key"][len(self.prefix) :]) is not None
+                if ours and upload["Initiated"] < older_than:
                     await self._abort(upload["Key"], upload["UploadId"])
                     discarded += 1
         return discarded

@@ -206,7 +206,9 @@ class Authenticator:
             service_account=isinstance(claims.get("client_id") or claims.get("clientId"), str),
             support_request=_support_flag(support_header) and tenant.config.roles.support in roles,
             username=username if isinstance(username, str) else None,
-            customer_only="customer" in permissions and not permissions & AGENT_PERMISSIONS,
+            # Without an agent-level permission a caller reaches only its own tickets, whichever of the customer,
+            # comment or delete roles got it in: those roles say what it may do, not what it may see.
+            customer_only=not permissions & AGENT_PERMISSIONS,
         )
 
 

@@ -25,7 +25,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     # True only when the caller asked (issupportrequest: true) and carries the tenant's support role.
     support_request: bool
     username: str | None = None
-    # A customer-level caller with no agent-level role: sees only the tickets it created, and no internal notes.
+    # A caller with no agent-level role (customer, comment or delete roles only): sees only the tickets it created,
+    # and no internal notes.
     customer_only: bool = False
 
     @property

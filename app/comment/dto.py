@@ -49,7 +49,7 @@ class CreateCommentRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=Tr
     documented_as: ClassVar[Any] = functools.partial(msgspec.json.schema, _CreateCommentAsEnforced)
     content: str | None = None
     is_internal: bool = False
-    attachments: list[InlineAttachment] = []
+    attachments: Annotated[list[InlineAttachment], Meta(max_length=MAX_INLINE_ATTACHMENTS)] = []
 
 
 class Author(msgspec.Struct, frozen=True):

@@ -70,6 +70,8 @@ class CommentService:
                 lambda: self._write(principal, object_id, request, content, request_id, None),
                 comment_decoder,
             )
+        # A ticket the caller may not see is refused before any of the files is stored.
+        await self._tickets.visible(principal, object_id)
         async with self._attachments.staged(principal, request.attachments, request_id) as record:
             return await self._keys.once(
                 principal,

@@ -59,6 +59,14 @@ def scope_digest(realm: str, subject: str, key: str) -> bytes:
     return hashlib.sha256(f"{realm}\n{subject}\n{key}".encode()).digest()
 
 
+def check_key(key: str | None) -> None:
+    """A malformed key is 400; for a route that must refuse it before it reads a large body."""
+    if key is not None and KEY.fullmatch(key) is None:
+        raise InputValidationFailure(
+            "Invalid request headers", {"Idempotency-Key": f"1 to {MAX_KEY_LENGTH} printable ASCII characters"}
+        )
+
+
 class Idempotency:
     def __init__(self, db: Database, repository: IdempotencyRepository, ttl: datetime.timedelta) -> None:
         self._db = db
@@ -70,10 +78,7 @@ class Idempotency:
         resource and the body (`request`, encoded with sorted keys), so a key reused for anything else is refused."""
         if key is None:
             return None
-        if KEY.fullmatch(key) is None:
-            raise InputValidationFailure(
-                "Invalid request headers", {"Idempotency-Key": f"1 to {MAX_KEY_LENGTH} printable ASCII characters"}
-            )
+        check_key(key)
         fingerprint = hashlib.sha256(_canonical.encode([operation, *request])).hexdigest()
         return Claim(scope_digest(principal.realm, principal.subject, key), fingerprint)
 

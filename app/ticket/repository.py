@@ -9,7 +9,9 @@ out ids. A deleted ticket keeps its row and its events (`deleted_at` is set): no
 display ID stays taken.
 
 New etags come from the application: Citus, where this SQL must keep running, refuses volatile functions such as
-gen_random_uuid() in an UPDATE of a distributed table.
+gen_random_uuid() in an UPDATE of a distributed table. Times are now() (the transaction's start, stable, which
+Citus accepts), but never earlier than the ticket's last change: a transaction that waited for the row lock, or began
+with an Idempotency-Key's claim, must not move updated_at (and its event's time) back behind an earlier event.
 """
 
 from __future__ import annotations
@@ -108,8 +110,8 @@ WITH previous AS (
        FOR UPDATE
 ), updated AS (
     UPDATE ticket t
-       SET data = t.data || $4::jsonb, etag = $9, updated_at = now(), updated_by = $5, type_version = $6,
-           event_sequence = t.event_sequence + 1
+       SET data = t.data || $4::jsonb, etag = $9, updated_at = greatest(now(), t.updated_at), updated_by = $5,
+           type_version = $6, event_sequence = t.event_sequence + 1
       FROM previous
      WHERE t.tenant_id = $1 AND t.id = previous.id
  RETURNING t.id, t.etag, t.state_id, t.pending_until, t.assignee, t.updated_at, t.event_sequence
@@ -165,7 +167,7 @@ WITH previous AS (
        FOR UPDATE
 ), updated AS (
     UPDATE ticket t
-       SET state_id = $4, pending_until = $5, etag = $10, updated_at = now(), updated_by = $6,
+       SET state_id = $4, pending_until = $5, etag = $10, updated_at = greatest(now(), t.updated_at), updated_by = $6,
            event_sequence = t.event_sequence + 1
       FROM previous
      WHERE t.tenant_id = $1 AND t.id = previous.id
@@ -190,7 +192,8 @@ WITH previous AS (
        FOR UPDATE
 ), updated AS (
     UPDATE ticket t
-       SET assignee = $4, etag = $5, updated_at = now(), updated_by = $6, event_sequence = t.event_sequence + 1
+       SET assignee = $4, etag = $5, updated_at = greatest(now(), t.updated_at), updated_by = $6,
+           event_sequence = t.event_sequence + 1
       FROM previous
      WHERE t.tenant_id = $1 AND t.id = previous.id
  RETURNING t.id, t.etag, t.state_id, t.type_version, t.pending_until, t.assignee, t.updated_at, t.event_sequence
@@ -213,7 +216,8 @@ WITH previous AS (
        FOR UPDATE
 ), deleted AS (
     UPDATE ticket t
-       SET deleted_at = now(), etag = $4, updated_at = now(), updated_by = $5, event_sequence = t.event_sequence + 1
+       SET deleted_at = now(), etag = $4, updated_at = greatest(now(), t.updated_at), updated_by = $5,
+           event_sequence = t.event_sequence + 1
       FROM previous
      WHERE t.tenant_id = $1 AND t.id = previous.id
  RETURNING t.id, t.etag, t.state_id, t.type_version, t.pending_until, t.assignee, t.updated_at, t.event_sequence

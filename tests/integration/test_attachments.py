@@ -1060,3 +1060,16 @@ async def test_a_delete_retried_with_its_idempotency_key_answers_204_again(agent
         "attachment.created",
         "attachment.deleted",
     ]
+
+
+async def test_a_malformed_idempotency_key_is_refused_before_the_file_is_stored(
+    agent: TenantApi, alpha: TenantSpec, workspace: Path
+) -> None:
+    object_id = await new_request(agent)
+    response = await upload(agent, object_id, "a.txt", b"a\n", "text/plain", **{"idempotency-key": "k" * 256})
+    assert (response.status_code, response.json()) == (
+        400,
+        invalid("Invalid request headers", {"Idempotency-Key": "1 to 255 printable ASCII characters"}),
+    )
+    assert await listed(agent, object_id) == []
+    assert blobs_of(workspace, alpha) == {}

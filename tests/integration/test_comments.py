@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.support import (
+    ALPHA_ROLES,
     LOCK_TICKETS,
     TICKETS,
     UPDATED,
@@ -631,3 +632,30 @@ async def test_another_tenants_comments_are_not_found_by_any_route(
     ):
         assert (response.status_code, response.json()) == (404, ticket_not_found(only_alpha))
     assert (await listed(alpha_agent, object_id))["data"] == [comment]
+
+
+async def test_a_role_that_may_only_comment_reaches_only_its_own_tickets_and_adds_no_internal_notes(
+    client: httpx.AsyncClient, tenant_factory: TenantFactory
+) -> None:
+    # A partner role listed under `comment` only: it grants commenting, not seeing what agents see.
+    roles = {**ALPHA_ROLES, "comment": ["partner", "agent"]}
+    tenant = await tenant_factory.fresh("partners", roles=roles)
+    partner = TenantApi(client, tenant, token(tenant, roles=["partner"], subject="partner-1"))
+    others = (await open_ticket(TenantApi.agent(client, tenant)))["object_id"]
+    response = await partner.comment(others, {"content": "Hello"})
+    assert (response.status_code, response.json()) == (404, ticket_not_found(others))
+    own = (await open_ticket(TenantApi.agent(client, tenant, subject="partner-1")))["object_id"]
+    await add(TenantApi.agent(client, tenant), own, "Internal", internal=True)
+    assert (await add(partner, own, "Hello"))["content"] == "Hello"
+    refused = await partner.comment(own, {"content": "Secret", "is_internal": True})
+    assert (refused.status_code, refused.json()) == (401, permission_failure("add an internal note"))
+
+
+async def test_a_comment_takes_at_most_twenty_files(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    agent = TenantApi.agent(client, alpha)
+    object_id = (await open_ticket(agent))["object_id"]
+    files = [{"filename": f"{n}.txt", "content": "aGkK", "mime_type": "text/plain"} for n in range(21)]
+    response = await agent.comment(object_id, {"content": "Many", "attachments": files})
+    assert response.status_code == 400, response.text
+    assert response.json()["validationResult"]["reason"] == {"attachments": "Expected `array` of length <= 20"}
+    assert (await listed(agent, object_id))["data"] == []

@@ -233,8 +233,7 @@ def check_schema(schema: Snapshot) -> None:
         "CREATE INDEX idempotency_key_created_idx ON public.idempotency_key USING btree (tenant_id, created_at)"
     )
     assert indexes["attachment_ticket_idx"] == (
-        "CREATE INDEX attachment_ticket_idx ON public.attachment USING btree (tenant_id, ticket_id, sequence) "
-        "WHERE (deleted_at IS NULL)"
+        "CREATE INDEX attachment_ticket_idx ON public.attachment USING btree (tenant_id, ticket_id, sequence)"
     )
 
 
