@@ -55,6 +55,10 @@ from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.controller import TicketTypeController
 from app.ticket_type.repository import TICKET_TYPES_CHANGED_CHANNEL, TicketTypeRepository
 from app.ticket_type.service import TicketTypeService
+from app.webhook.controller import WebhookController
+from app.webhook.delivery import DeliveryPolicy, DeliveryWorker
+from app.webhook.repository import WebhookRepository
+from app.webhook.service import WebhookService
 
 API_PREFIX = "/api/v2/ticketing"
 # Expired Idempotency-Keys are already treated as unused; the sweep only keeps the table small.
@@ -134,6 +138,22 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     comments = CommentService(CommentRepository(db), tickets, keys)
     ticket_includes.register("comments", comments.embedded)
     ticket_includes.check_complete()
+    webhook_repository = WebhookRepository(db)
+    # Every service process delivers webhooks too, unless `python -m app webhooks` processes do it instead.
+    webhook_worker = (
+        DeliveryWorker(db, webhook_repository, DeliveryPolicy.from_settings(settings))
+        if settings.webhook_delivery
+        else None
+    )
+    webhooks = WebhookService(
+        db,
+        webhook_repository,
+        keys,
+        allow_loopback=settings.webhook_allow_loopback,
+        secret_overlap_seconds=settings.webhook_secret_overlap_seconds,
+        horizon_seconds=settings.webhook_retry_horizon_seconds,
+        queued=webhook_worker.wake if webhook_worker else lambda: None,
+    )
     sweeps = [
         PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),
         ExpiredIdempotencyKeySweep(key_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
@@ -155,8 +175,12 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             listener.start()
             for sweep in sweeps:
                 sweep.start()
+            if webhook_worker is not None:
+                webhook_worker.start()
             yield
         finally:
+            if webhook_worker is not None:
+                await webhook_worker.stop()
             for sweep in sweeps:
                 await sweep.stop()
             await listener.stop()
@@ -165,12 +189,20 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
 
     api = Router(
         path=API_PREFIX,
-        route_handlers=[MeController, TicketTypeController, TicketController, TicketStateController, CommentController],
+        route_handlers=[
+            MeController,
+            TicketTypeController,
+            TicketController,
+            TicketStateController,
+            CommentController,
+            WebhookController,
+        ],
         dependencies={
             "ticket_types": provide(ticket_types),
             "tickets": provide(tickets),
             "ticket_states": provide(ticket_states),
             "comments": provide(comments),
+            "webhooks": provide(webhooks),
         },
         # Authentication first: a caller without access learns nothing about a route's parameters.
         middleware=[

@@ -49,6 +49,18 @@ class StateSeed(msgspec.Struct, frozen=True, kw_only=True):
     active: bool = True
 
 
+class DeclaredWebhook(msgspec.Struct, frozen=True, kw_only=True):
+    """A webhook subscription declared in the tenant file; its secret is read from `secret_env` at sync time."""
+
+    name: str
+    url: str
+    secret_env: str
+    # None: every event type.
+    events: tuple[str, ...] | None = None
+    description: str = ""
+    active: bool = True
+
+
 class TenantConfig(msgspec.Struct, frozen=True):
     id: uuid.UUID
     slug: str
@@ -65,6 +77,8 @@ class TenantConfig(msgspec.Struct, frozen=True):
     # A disabled tenant is known (its tokens still verify) but refused as "Tenant not found"; its rows are kept.
     # Set by the file's `disabled = true`, or by a sync that no longer finds the tenant's file.
     disabled: bool = False
+    # Webhook subscriptions the file declares (app/webhook/service.py syncs them).
+    webhooks: tuple[DeclaredWebhook, ...] = ()
 
 
 tenant_config_encoder = msgspec.json.Encoder(order="sorted")
