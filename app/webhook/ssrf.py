@@ -87,10 +87,15 @@ async def url_problem(url: str, *, allow_loopback: bool) -> str | None:
     for address in addresses:
         problem = address_problem(address, allow_loopback=allow_loopback)
         if problem is not None:
-            return f"refused: {parts.hostname} resolves to {problem}"
+            return f"refused: {_named(parts.hostname, problem)}"
         if parts.scheme == "http" and not address.is_loopback:
             return "must be an https URL (plain http is allowed only to a loopback receiver)"
     return None
+
+
+def _named(host: str, problem: str) -> str:
+    """The problem, naming the host name that led to the address (an address literal is named once)."""
+    return problem if problem.startswith(host.strip("[]")) else f"{host} resolves to {problem}"
 
 
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -118,7 +123,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
             if problem is None and self._loopback_only and not address.is_loopback:
                 problem = f"{address} is not a loopback address (plain http goes to loopback receivers only)"
             if problem is not None:
-                raise AddressRefused(f"refused: {host} resolves to {problem}")
+                raise AddressRefused(f"refused: {_named(host, problem)}")
         failure: Exception | None = None
         for address in addresses:
             try:
