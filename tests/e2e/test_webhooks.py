@@ -324,6 +324,8 @@ async def test_unsafe_addresses_are_refused_again_at_delivery(
         assert logged[0]["status"] == "pending" and logged[0]["last_status_code"] is None
         assert logged[0]["last_error"].startswith("ConnectError: refused:"), logged[0]
         assert reason in logged[0]["last_error"]
+    # Switched off, so they stop retrying for the rest of the session.
+    await db.execute("UPDATE webhook_subscription SET active = false WHERE tenant_id = $1", alpha.id)
 
 
 async def test_replay_resends_exactly_the_requested_range_in_order(
