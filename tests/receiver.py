@@ -54,6 +54,9 @@ class Receiver:
         self.requests: list[Received] = []
         self.script: deque[Answer] = deque()
         self.default = Answer()
+        # Cleared: requests are recorded, then held unanswered until it is set again.
+        self.gate = threading.Event()
+        self.gate.set()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -71,12 +74,16 @@ class Receiver:
                     receiver.requests.append(
                         Received({k.lower(): v for k, v in self.headers.items()}, body, answer.status, time.time())
                     )
-                self.send_response(answer.status)
-                for name, value in answer.headers:
-                    self.send_header(name, value)
-                self.send_header("content-length", str(len(answer.body)))
-                self.end_headers()
-                self.wfile.write(answer.body)
+                receiver.gate.wait()
+                try:
+                    self.send_response(answer.status)
+                    for name, value in answer.headers:
+                        self.send_header(name, value)
+                    self.send_header("content-length", str(len(answer.body)))
+                    self.end_headers()
+                    self.wfile.write(answer.body)
+                except OSError:
+                    self.close_connection = True  # the sender is gone (killed while we held its request)
 
             def log_message(self, *_: Any) -> None:
                 pass
@@ -90,6 +97,7 @@ class Receiver:
 
     def stop(self) -> None:
         """Stop listening: connections are refused until `start` again."""
+        self.gate.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
