@@ -14,10 +14,23 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from app.bootstrap import apply_tenants
 from app.db.database import Database
 from app.ticket.repository import TicketRepository
+from app.webhook.service import DeclaredWebhookError
+from app.webhook.signing import new_secret
 from tests.receiver import Answer, Receiver
-from tests.support import API, ETAG_MISMATCH, TenantApi, TenantSpec, field_ids, new_ticket
+from tests.support import (
+    API,
+    ETAG_MISMATCH,
+    TenantApi,
+    TenantFactory,
+    TenantSpec,
+    field_ids,
+    load_tenant_files,
+    make_settings,
+    new_ticket,
+)
 
 WEBHOOKS = f"{API}/webhook"
 
@@ -423,3 +436,59 @@ async def test_dead_letter_retry_auto_disable_and_ping(
     logged = await settled(admin, subscription["id"], 2)
     assert {d["id"]: d["status"] for d in logged} == {dead["id"]: "delivered", ping.json()["id"]: "delivered"}
     assert (await client.get(path, headers=admin.headers)).json()["failing_since"] is None
+
+
+async def test_a_tenant_file_declares_a_webhook_with_its_secret_from_the_environment(
+    client: httpx.AsyncClient,
+    tenant_factory: TenantFactory,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenant = tenant_factory.spec("declaring")
+    declaration = (
+        f'[[webhooks]]\nname = "crm"\nurl = "{receiver.url}"\nsecret_env = "CRM_WEBHOOK_SECRET"\n'
+        'events = ["ticket.created"]\ndescription = "the CRM"\n'
+    )
+    directory = tenant_factory.workspace / "declaring" / tenant.slug
+    directory.mkdir(parents=True)
+    (directory / f"{tenant.slug}.toml").write_text(tenant.toml() + declaration)
+    settings = make_settings(tenant_factory.database_url, tenant_factory.workspace)
+
+    monkeypatch.delenv("CRM_WEBHOOK_SECRET", raising=False)
+    with pytest.raises(DeclaredWebhookError, match="CRM_WEBHOOK_SECRET"):
+        await apply_tenants(
+            tenant_factory.database_url, load_tenant_files(directory, settings.data_dir), disable_missing=False
+        )
+    first_secret, second_secret = new_secret(), new_secret()
+    monkeypatch.setenv("CRM_WEBHOOK_SECRET", first_secret)
+    configs = load_tenant_files(directory, settings.data_dir)
+    await apply_tenants(tenant_factory.database_url, configs, disable_missing=False, settings=settings)
+    await tenant_factory.known(tenant)
+    admin = TenantApi.admin(client, tenant)
+    [declared] = (await client.get(WEBHOOKS, headers=admin.headers)).json()["data"]
+    assert (declared["url"], declared["events"], declared["declared"]) == (receiver.url, ["ticket.created"], True)
+    refused = await client.put(f"{WEBHOOKS}/{declared['id']}", headers=admin.headers, json={"active": False})
+    assert (refused.status_code, refused.json()["code"]) == (409, "DECLARED_IN_TENANT_FILE")
+
+    request_type = await admin.ticket_type("REQ")
+    await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "Declared"})
+    [request] = await receiver.wait_for(1)
+    assert request.verified(first_secret)["event"] == "ticket.created"
+
+    # A new secret in the variable is a rotation: both sign during the overlap.
+    monkeypatch.setenv("CRM_WEBHOOK_SECRET", second_secret)
+    await apply_tenants(tenant_factory.database_url, configs, disable_missing=False, settings=settings)
+    await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "Rotated"})
+    rotated = (await receiver.wait_for(2))[1]
+    assert rotated.verified(first_secret) == rotated.verified(second_secret)
+    assert len(rotated.headers["webhook-signature"].split(" ")) == 2
+
+    # No longer declared: gone.
+    (directory / f"{tenant.slug}.toml").write_text(tenant.toml())
+    await apply_tenants(
+        tenant_factory.database_url,
+        load_tenant_files(directory, settings.data_dir),
+        disable_missing=False,
+        settings=settings,
+    )
+    assert (await client.get(WEBHOOKS, headers=admin.headers)).json() == {"data": []}
