@@ -139,9 +139,10 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     ticket_includes.register("comments", comments.embedded)
     ticket_includes.check_complete()
     webhook_repository = WebhookRepository(db)
-    # Every service process delivers webhooks too, unless `python -m app webhooks` processes do it instead.
+    # Every service process delivers webhooks too, unless `python -m app webhooks` processes do it instead. It has
+    # connections of its own, so deliveries never wait for, nor make requests wait for, the requests' pool.
     webhook_worker = (
-        DeliveryWorker(db, webhook_repository, DeliveryPolicy.from_settings(settings))
+        DeliveryWorker.with_own_pool(settings.database_url, DeliveryPolicy.from_settings(settings))
         if settings.webhook_delivery
         else None
     )
@@ -176,7 +177,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             for sweep in sweeps:
                 sweep.start()
             if webhook_worker is not None:
-                webhook_worker.start()
+                await webhook_worker.start()
             yield
         finally:
             if webhook_worker is not None:

@@ -98,13 +98,10 @@ async def purge_tenant(dsn: str, reference: str, *, commit: bool) -> PurgeResult
 async def deliver_webhooks(settings: Settings, dsn: str) -> None:
     """`python -m app webhooks`: dispatch and deliver webhooks (as every service process does unless
     WEBHOOK_DELIVERY=false) until cancelled."""
-    db = Database(dsn, min_size=1, max_size=max(2, settings.webhook_concurrency // 2))
-    await db.open()
-    worker = DeliveryWorker(db, WebhookRepository(db), DeliveryPolicy.from_settings(settings))
+    worker = DeliveryWorker.with_own_pool(dsn, DeliveryPolicy.from_settings(settings))
+    await worker.start()
     try:
-        worker.start()
         log.info("delivering webhooks", extra={"concurrency": settings.webhook_concurrency})
         await asyncio.Event().wait()
     finally:
         await worker.stop()
-        await db.close()

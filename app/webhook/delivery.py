@@ -249,15 +249,32 @@ class DeliveryWorker:
             if policy.allow_loopback
             else None
         )
+        self._owns_pool = False
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
 
-    def start(self) -> None:
+    @classmethod
+    def with_own_pool(cls, dsn: str, policy: DeliveryPolicy) -> DeliveryWorker:
+        """A worker on a connection pool of its own (opened by `start`, closed by `stop`): one connection per four
+        deliveries in flight (each holds one only to record its outcome), plus one for dispatching and claiming."""
+        db = Database(dsn, min_size=1, max_size=2 + policy.concurrency // 4)
+        worker = cls(db, WebhookRepository(db), policy)
+        worker._owns_pool = True
+        return worker
+
+    async def start(self) -> None:
+        if self._owns_pool:
+            await self._db.open()
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
         """Stop claiming; attempts in flight are cancelled (their leases run out and they are sent again)."""
+        await self._stop_tasks()
+        if self._owns_pool:
+            await self._db.close()
+
+    async def _stop_tasks(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -297,12 +314,18 @@ class DeliveryWorker:
         return dispatched > 0 or claimed > 0
 
     async def _claim(self) -> int:
+        """Claim due deliveries for the free slots, a fair share per tenant per round in random order, so that one
+        tenant's slow or unreachable receivers cannot hold every slot while others wait (the next round, at once
+        when anything was claimed, hands out what is left)."""
         free = self._policy.concurrency - len(self._in_flight)
         claimed = 0
         if free <= 0:
             return 0
-        for tenant_id in await self._repository.tenants_with_due_deliveries():
-            for delivery in await self._repository.claim(tenant_id, free, self._policy.lease_seconds):
+        tenants = await self._repository.tenants_with_due_deliveries()
+        random.shuffle(tenants)
+        share = max(1, -(-free // max(1, len(tenants))))
+        for tenant_id in tenants:
+            for delivery in await self._repository.claim(tenant_id, min(free, share), self._policy.lease_seconds):
                 task = asyncio.create_task(self._deliver(tenant_id, delivery))
                 self._in_flight.add(task)
                 task.add_done_callback(self._done)

@@ -207,7 +207,13 @@ SELECT $1, d.id, d.subscription_id, d.message_id, d.event_type, d.event_id, d.ti
        AS d (id, subscription_id, message_id, event_type, event_id, ticket_id, sequence, body)
 """
 
-DUE_TENANTS = "SELECT DISTINCT tenant_id FROM webhook_delivery WHERE status = 'pending' AND next_attempt_at <= now()"
+# Tenants with due deliveries of active subscriptions (an inactive one's deliveries wait, and cost no claim).
+DUE_TENANTS = """
+SELECT DISTINCT d.tenant_id
+  FROM webhook_delivery d
+  JOIN webhook_subscription s ON s.tenant_id = d.tenant_id AND s.id = d.subscription_id
+ WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.active
+"""
 
 # The due heads of their queues, of active subscriptions; the claim is a lease of $3 seconds.
 CLAIM_DELIVERIES = """
