@@ -258,7 +258,7 @@ class DeliveryWorker:
     def with_own_pool(cls, dsn: str, policy: DeliveryPolicy) -> DeliveryWorker:
         """A worker on a connection pool of its own (opened by `start`, closed by `stop`): one connection per four
         deliveries in flight (each holds one only to record its outcome), plus one for dispatching and claiming."""
-        db = Database(dsn, min_size=1, max_size=2 + policy.concurrency // 4)
+        db = Database(dsn, min_size=1, max_size=2 + policy.concurrency // 4, logger="app.webhook.db")
         worker = cls(db, WebhookRepository(db), policy)
         worker._owns_pool = True
         return worker
