@@ -27,8 +27,9 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock >&2
 	@touch $@
 
+# The development default lets webhooks reach a receiver on this machine (plain http to loopback); see README.
 run: $(STAMP) $(SWAGGER_UI_STAMP)
-	$(BIN)/python -m app serve
+	WEBHOOK_ALLOW_LOOPBACK=$${WEBHOOK_ALLOW_LOOPBACK:-true} $(BIN)/python -m app serve
 
 test: $(STAMP) $(SWAGGER_UI_STAMP) $(CHROMIUM) $(JQ)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -7,6 +7,8 @@ python -m app tenants sync    load tenants/*.toml into the database (idempotent;
 python -m app tenants purge <id-or-slug> [--yes]
                               delete every row of a disabled tenant (without --yes: only show what would go)
 python -m app token --tenant acme [--roles ...] [--scope ...] [--sub ...] [--ttl ...]
+python -m app webhooks        dispatch and deliver webhooks only (every `serve` process also does, unless
+                              WEBHOOK_DELIVERY=false); run as many as you like
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ async def prepare_database(settings: Settings, dsn: str) -> tuple[SyncResult, li
 
     tenants = load_tenant_files(settings.tenants_dir, settings.data_dir, signing_key_problem)
     await migrate(dsn)
-    return await apply_tenants(dsn, tenants, disable_missing=True)
+    return await apply_tenants(dsn, tenants, disable_missing=True, settings=settings)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -211,6 +213,14 @@ def token(settings: Settings, args: argparse.Namespace) -> None:
     print(jwt.sign(claims, private_pem, public_jwk(private_pem)["kid"], realm.dev_key_algorithm))
 
 
+def webhooks(settings: Settings) -> None:
+    from app.bootstrap import deliver_webhooks
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with database(settings) as dsn:
+        asyncio.run(deliver_webhooks(settings, dsn))
+
+
 def default_roles(roles: RoleMapping) -> list[str]:
     """An agent: the first role that may write without administering, plus a read role if it cannot read."""
     writers = [r for r in roles.write if r not in roles.admin] or list(roles.write)
@@ -236,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     token_parser.add_argument("--scope", help=f"OAuth scopes (default: {DEFAULT_SCOPE!r})")
     token_parser.add_argument("--sub", help=f"subject (default: {DEFAULT_SUBJECT}); sa-* is a service account")
     token_parser.add_argument("--ttl", type=int, help=f"lifetime in seconds (default: {DEFAULT_TTL_SECONDS})")
+    commands.add_parser("webhooks", help="dispatch and deliver webhooks (without serving HTTP)")
     args = parser.parse_args(argv)
 
     from app.auth.jwt import InvalidKey
@@ -243,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.observability import configure_logging
     from app.tenancy.files import TenantFileError
     from app.tenancy.service import PurgeRefused, TenantConflict
+    from app.webhook.service import DeclaredWebhookError
 
     try:
         settings = load_settings()
@@ -256,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             tenants_purge(settings, args.tenant, args.yes)
         elif args.command == "tenants":
             tenants_sync(settings)
+        elif args.command == "webhooks":
+            webhooks(settings)
         else:
             token(settings, args)
     except (
@@ -267,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         PurgeRefused,
         StartupError,
         InvalidKey,
+        DeclaredWebhookError,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -62,6 +62,10 @@ from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.controller import TicketTypeController
 from app.ticket_type.repository import TICKET_TYPES_CHANGED_CHANNEL, TicketTypeRepository
 from app.ticket_type.service import TicketTypeService
+from app.webhook.controller import WebhookController
+from app.webhook.delivery import DeliveryPolicy, DeliveryWorker
+from app.webhook.repository import WebhookRepository
+from app.webhook.service import WebhookService
 
 API_PREFIX = "/api/v2/ticketing"
 # Expired Idempotency-Keys are already treated as unused; the sweep only keeps the table small.
@@ -164,6 +168,23 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     ticket_includes.register("comments", comments.embedded)
     ticket_includes.register("attachments", attachments.embedded)
     ticket_includes.check_complete()
+    webhook_repository = WebhookRepository(db)
+    # Every service process delivers webhooks too, unless `python -m app webhooks` processes do it instead. It has
+    # connections of its own, so deliveries never wait for, nor make requests wait for, the requests' pool.
+    webhook_worker = (
+        DeliveryWorker.with_own_pool(settings.database_url, DeliveryPolicy.from_settings(settings))
+        if settings.webhook_delivery
+        else None
+    )
+    webhooks = WebhookService(
+        db,
+        webhook_repository,
+        keys,
+        allow_loopback=settings.webhook_allow_loopback,
+        secret_overlap_seconds=settings.webhook_secret_overlap_seconds,
+        horizon_seconds=settings.webhook_retry_horizon_seconds,
+        queued=webhook_worker.wake if webhook_worker else lambda: None,
+    )
     sweeps = [
         PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),
         ExpiredIdempotencyKeySweep(key_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
@@ -187,8 +208,12 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             listener.start()
             for sweep in sweeps:
                 sweep.start()
+            if webhook_worker is not None:
+                await webhook_worker.start()
             yield
         finally:
+            if webhook_worker is not None:
+                await webhook_worker.stop()
             for sweep in sweeps:
                 await sweep.stop()
             await listener.stop()
@@ -206,6 +231,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             CommentController,
             TicketAttachmentController,
             AttachmentController,
+            WebhookController,
         ],
         dependencies={
             "ticket_types": provide(ticket_types),
@@ -215,6 +241,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             # Not "attachments": Litestar would take a body member of that name (a create's inline files) for this
             # dependency when it reports a validation error, and answer 500 instead of 400.
             "attachment_service": provide(attachments),
+            "webhooks": provide(webhooks),
         },
         # Authentication first: a caller without access learns nothing about a route's parameters.
         middleware=[

@@ -6,10 +6,14 @@ Used by `python -m app serve`, `python -m app tenants sync|purge` and the tests,
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import logging
+import os
 
 from app.attachment.repository import AttachmentRepository
 from app.comment.repository import CommentRepository
+from app.config import Settings
 from app.db import engine
 from app.db.database import Database
 from app.idempotency.repository import IdempotencyRepository
@@ -24,6 +28,11 @@ from app.ticket_state.service import TicketStateService
 from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.repository import TicketTypeRepository
 from app.ticket_type.service import TicketTypeService
+from app.webhook.delivery import DeliveryPolicy, DeliveryWorker
+from app.webhook.repository import WebhookRepository
+from app.webhook.service import WebhookService
+
+log = logging.getLogger("app.bootstrap")
 
 
 async def migrate(dsn: str) -> None:
@@ -33,10 +42,12 @@ async def migrate(dsn: str) -> None:
 
 
 async def apply_tenants(
-    dsn: str, tenants: list[TenantConfig], *, disable_missing: bool
+    dsn: str, tenants: list[TenantConfig], *, disable_missing: bool, settings: Settings | None = None
 ) -> tuple[SyncResult, list[str]]:
     """Sync tenant rows (see TenantService.sync for `disable_missing`), then seed the enabled tenants' ticket states
-    and template ticket types. Returns what the sync did and the seeded types."""
+    and template ticket types, and bring the webhooks their files declare in line (secrets from the environment;
+    `settings`: the WEBHOOK_* settings, the defaults when None). Returns what the sync did and the seeded types."""
+    settings = settings or Settings()
     db = Database(dsn, min_size=1, max_size=2)
     await db.open()
     try:
@@ -49,6 +60,17 @@ async def apply_tenants(
         ticket_types = TicketTypeService(db, types, TicketTypeCache(types), states, keys)
         await TicketStateService(db, states, ticket_types, TicketStateCache(states), keys).seed(enabled)
         seeded = await ticket_types.seed_templates(enabled)
+        webhooks = WebhookService(
+            db,
+            WebhookRepository(db),
+            keys,
+            allow_loopback=settings.webhook_allow_loopback,
+            secret_overlap_seconds=settings.webhook_secret_overlap_seconds,
+            horizon_seconds=settings.webhook_retry_horizon_seconds,
+        )
+        declared = await webhooks.sync_declared(enabled, os.environ)
+        if declared:
+            log.info("declared webhooks synced", extra={"webhooks": declared})
     finally:
         await db.close()
     return synced, seeded
@@ -63,6 +85,7 @@ async def purge_tenant(dsn: str, reference: str, *, commit: bool) -> PurgeResult
     try:
         purges = [
             AttachmentRepository(db).purge_tenant,
+            WebhookRepository(db).purge_tenant,
             CommentRepository(db).purge_tenant,
             TicketRepository(db).purge_tenant,
             IdempotencyRepository(db).purge_tenant,
@@ -72,3 +95,15 @@ async def purge_tenant(dsn: str, reference: str, *, commit: bool) -> PurgeResult
         return await TenantService(db, TenantRepository(db)).purge(reference, purges, commit=commit)
     finally:
         await db.close()
+
+
+async def deliver_webhooks(settings: Settings, dsn: str) -> None:
+    """`python -m app webhooks`: dispatch and deliver webhooks (as every service process does unless
+    WEBHOOK_DELIVERY=false) until cancelled."""
+    worker = DeliveryWorker.with_own_pool(dsn, DeliveryPolicy.from_settings(settings))
+    await worker.start()
+    try:
+        log.info("delivering webhooks", extra={"concurrency": settings.webhook_concurrency})
+        await asyncio.Event().wait()
+    finally:
+        await worker.stop()

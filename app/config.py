@@ -58,6 +58,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # still under way is never touched.
     attachment_sweep_interval_seconds: float = 3600.0
     attachment_orphan_grace_seconds: float = 3600.0
+    # Webhooks (app/webhook). Whether subscriptions may reach loopback receivers, over plain http too (`make run`
+    # turns it on for trying webhooks locally; never in production: see app/webhook/ssrf.py).
+    webhook_allow_loopback: bool = False
+    # Whether this service process delivers webhooks (off when `python -m app webhooks` processes do it instead).
+    webhook_delivery: bool = True
+    webhook_concurrency: int = 16
+    webhook_poll_interval_seconds: float = 0.25
+    webhook_connect_timeout_seconds: float = 5.0
+    # The whole attempt: connecting, sending, and the response's status and first 1 KiB.
+    webhook_timeout_seconds: float = 15.0
+    # Exponential backoff with jitter between attempts (a 429 or 503's Retry-After wins), from the base up to the
+    # maximum, until the horizon (from when the delivery was queued) has passed: then it is dead-lettered.
+    webhook_retry_base_seconds: float = 5.0
+    webhook_retry_max_seconds: float = 3600.0
+    webhook_retry_horizon_seconds: float = 3 * 86_400.0
+    # A subscription whose deliveries have all failed for this long is disabled, with the reason in its GET.
+    webhook_disable_after_seconds: float = 5 * 86_400.0
+    # After a rotation the previous secret keeps signing (both signatures are sent) for this long.
+    webhook_secret_overlap_seconds: float = 86_400.0
 
 
 _ENV = {
@@ -87,7 +106,19 @@ _ENV = {
     "attachment_s3_prefix": "ATTACHMENT_S3_PREFIX",
     "attachment_sweep_interval_seconds": "ATTACHMENT_SWEEP_INTERVAL_SECONDS",
     "attachment_orphan_grace_seconds": "ATTACHMENT_ORPHAN_GRACE_SECONDS",
+    "webhook_allow_loopback": "WEBHOOK_ALLOW_LOOPBACK",
+    "webhook_delivery": "WEBHOOK_DELIVERY",
+    "webhook_concurrency": "WEBHOOK_CONCURRENCY",
+    "webhook_poll_interval_seconds": "WEBHOOK_POLL_INTERVAL_SECONDS",
+    "webhook_connect_timeout_seconds": "WEBHOOK_CONNECT_TIMEOUT_SECONDS",
+    "webhook_timeout_seconds": "WEBHOOK_TIMEOUT_SECONDS",
+    "webhook_retry_base_seconds": "WEBHOOK_RETRY_BASE_SECONDS",
+    "webhook_retry_max_seconds": "WEBHOOK_RETRY_MAX_SECONDS",
+    "webhook_retry_horizon_seconds": "WEBHOOK_RETRY_HORIZON_SECONDS",
+    "webhook_disable_after_seconds": "WEBHOOK_DISABLE_AFTER_SECONDS",
+    "webhook_secret_overlap_seconds": "WEBHOOK_SECRET_OVERLAP_SECONDS",
 }
+_WEBHOOK_DURATIONS = tuple(name for name in _ENV if name.startswith("webhook_") and name.endswith("_seconds"))
 
 
 def _decode_path(kind: type, value: object) -> object:
@@ -127,4 +158,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError("invalid environment variable ATTACHMENT_ORPHAN_GRACE_SECONDS: must be a number, 0 or more")
     if settings.attachment_storage == "s3" and not settings.attachment_s3_bucket:
         raise ConfigError("invalid environment variable ATTACHMENT_S3_BUCKET: required when ATTACHMENT_STORAGE is s3")
+    for name in _WEBHOOK_DURATIONS:
+        value = getattr(settings, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"invalid environment variable {_ENV[name]}: must be a positive number")
+    if settings.webhook_concurrency <= 0:
+        raise ConfigError("invalid environment variable WEBHOOK_CONCURRENCY: must be positive")
     return settings

@@ -659,6 +659,12 @@ def make_settings(database_url: str, workspace: Path, **overrides: object) -> Se
         "db_pool_min": 1,
         "db_pool_max": 8,
         "log_level": "WARNING",
+        # Webhooks to the tests' receivers on loopback, retried within milliseconds.
+        "webhook_allow_loopback": True,
+        "webhook_poll_interval_seconds": 0.05,
+        "webhook_retry_base_seconds": 0.05,
+        "webhook_retry_max_seconds": 0.4,
+        "webhook_timeout_seconds": 5.0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

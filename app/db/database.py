@@ -29,7 +29,6 @@ from app.db.pool import ConnectionPool, PoolExhausted
 
 Row = TypeVar("Row", bound=msgspec.Struct)
 
-log = logging.getLogger("app.db")
 
 # An overloaded pool is logged at most this often.
 BUSY_LOG_INTERVAL_SECONDS = 60.0
@@ -79,8 +78,12 @@ def select_list(row_type: type[msgspec.Struct], *, prefix: str = "", **expressio
 
 
 class Database:
-    def __init__(self, dsn: str, *, min_size: int, max_size: int, acquire_timeout: float = 5.0) -> None:
+    def __init__(
+        self, dsn: str, *, min_size: int, max_size: int, acquire_timeout: float = 5.0, logger: str = "app.db"
+    ) -> None:
         self._dsn = dsn
+        # Where outages are logged (once each): a second pool in the process (the webhook worker's) names its own.
+        self._log = logging.getLogger(logger)
         self._min_size = min_size
         self._max_size = max_size
         self._acquire_timeout = acquire_timeout
@@ -227,7 +230,7 @@ class Database:
         cause = f"{exc.__class__.__name__}: {exc}"
         if self._unavailable_since is None:
             self._unavailable_since = time.monotonic()
-            log.warning("database unavailable; answering 503 until it is back", extra={"reason": cause[:300]})
+            self._log.warning("database unavailable; answering 503 until it is back", extra={"reason": cause[:300]})
             # Idle connections opened before the outage are most likely dead too, without knowing it yet: the next
             # callers get fresh ones instead of finding out one failed request at a time.
             if self._pool is not None:
@@ -241,14 +244,14 @@ class Database:
         now = time.monotonic()
         if now - self._busy_logged_at >= BUSY_LOG_INTERVAL_SECONDS:
             self._busy_logged_at = now
-            log.warning("every database connection is busy; answering 503 to requests that waited too long")
+            self._log.warning("every database connection is busy; answering 503 to requests that waited too long")
         return DatabaseUnavailable(f"the database is busy ({exc})")
 
     def _recovered(self) -> None:
         assert self._unavailable_since is not None
         seconds = round(time.monotonic() - self._unavailable_since, 1)
         self._unavailable_since = None
-        log.warning("database available again", extra={"unavailable_seconds": seconds})
+        self._log.warning("database available again", extra={"unavailable_seconds": seconds})
 
 
 def _translated(exc: asyncpg.PostgresError) -> Exception:

@@ -20,7 +20,14 @@ from jsonschema.exceptions import best_match
 from app.config import PROJECT_ROOT
 from app.schema_validation import json_path, safe_validator
 from app.tenancy.devkeys import ensure_dev_key, public_jwk
-from app.tenancy.model import AttachmentLimits, RealmConfig, RoleMapping, StateSeed, TenantConfig
+from app.tenancy.model import (
+    AttachmentLimits,
+    DeclaredWebhook,
+    RealmConfig,
+    RoleMapping,
+    StateSeed,
+    TenantConfig,
+)
 
 TENANT_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "tenant.schema.json"
 DEFAULT_TENANT_CLAIM = "tenant_id"
@@ -105,6 +112,7 @@ def load_tenant_file(path: Path, data_dir: Path, check_key: SigningKeyCheck) -> 
         allowed_origins=_allowed_origins(path, document.get("cors", {}).get("allowed_origins", ())),
         disabled=document.get("disabled", False),
         attachments=_attachment_limits(document.get("attachments", {})),
+        webhooks=_webhooks(path, document.get("webhooks", ())),
     )
 
 
@@ -116,6 +124,16 @@ def _attachment_limits(section: dict[str, Any]) -> AttachmentLimits:
         max_ticket_bytes=section.get("max_ticket_bytes", defaults.max_ticket_bytes),
         allowed_types=tuple(sorted(section.get("allowed_types", defaults.allowed_types))),
     )
+
+
+def _webhooks(path: Path, entries: list[dict[str, Any]]) -> tuple[DeclaredWebhook, ...]:
+    declared: list[DeclaredWebhook] = []
+    for index, entry in enumerate(entries):
+        if any(other.name == entry["name"] for other in declared):
+            raise TenantFileError(f"{path.name}: webhooks[{index}].name: {entry['name']!r} appears twice")
+        events = entry.get("events")
+        declared.append(DeclaredWebhook(**{**entry, "events": None if events is None else tuple(sorted(events))}))
+    return tuple(declared)
 
 
 # An origin as browsers serialise it (RFC 6454): lowercase scheme and host (IDNs in punycode), no default port.

@@ -80,6 +80,18 @@ class AttachmentLimits(msgspec.Struct, frozen=True, kw_only=True):
     allowed_types: tuple[str, ...] = DEFAULT_ALLOWED_TYPES
 
 
+class DeclaredWebhook(msgspec.Struct, frozen=True, kw_only=True):
+    """A webhook subscription declared in the tenant file; its secret is read from `secret_env` at sync time."""
+
+    name: str
+    url: str
+    secret_env: str
+    # None: every event type.
+    events: tuple[str, ...] | None = None
+    description: str = ""
+    active: bool = True
+
+
 class TenantConfig(msgspec.Struct, frozen=True):
     id: uuid.UUID
     slug: str
@@ -97,6 +109,8 @@ class TenantConfig(msgspec.Struct, frozen=True):
     # Set by the file's `disabled = true`, or by a sync that no longer finds the tenant's file.
     disabled: bool = False
     attachments: AttachmentLimits = AttachmentLimits()
+    # Webhook subscriptions the file declares (app/webhook/service.py syncs them).
+    webhooks: tuple[DeclaredWebhook, ...] = ()
 
 
 tenant_config_encoder = msgspec.json.Encoder(order="sorted")

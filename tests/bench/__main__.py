@@ -35,6 +35,7 @@ from tests.bench.environment import (
 )
 from tests.bench.load import WrkResult, patch_tickets, run_wrk, write_get_data, write_patch_data
 from tests.bench.seed import SeedTarget, current_etags, execute, scalar, seed
+from tests.bench.webhooks import WebhookResults, measure_webhooks, report_lines
 
 CONNECTIONS = 32
 WRK_THREADS = 2
@@ -87,6 +88,7 @@ class Results:
     trivial: Measured = field(default_factory=Measured)
     ceiling: list[PgbenchRun] = field(default_factory=list)
     select: list[PgbenchRun] = field(default_factory=list)
+    webhooks: WebhookResults | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -167,6 +169,8 @@ class Bench:
         if self.server is None or self.server.workers != self.results.workers:
             self.start_server(self.results.workers)
         self.measure()
+        # Last on this server: the subscriptions it adds stay.
+        self.results.webhooks = measure_webhooks(self, SECONDS, REPEATS, WARMUP_SECONDS)
         self.stop_server()
         self.ceiling()
         say(f"measurements done in {time.monotonic() - started:.0f} s")
@@ -369,6 +373,11 @@ def report(results: Results) -> tuple[str, bool]:
         (f"PATCH p99 <= {TARGET_P99_MS:.0f} ms", patch.p99 <= TARGET_P99_MS, f"{patch.p99:.2f} ms"),
         (f"GET p99 <= {TARGET_P99_MS:.0f} ms", get.p99 <= TARGET_P99_MS, f"{get.p99:.2f} ms"),
     ]
+    hook_fields = ""
+    if results.webhooks is not None:
+        hook_lines, hook_checks, hook_fields = report_lines(results.webhooks, patch.rps)
+        lines[-1:-1] = hook_lines
+        checks += hook_checks
     lines += [f"{'PASS' if ok else 'FAIL'}  {name:<34} measured {value}" for name, ok, value in checks]
     all_ok = all(ok for _, ok, _ in checks)
     if not all_ok:
@@ -377,6 +386,7 @@ def report(results: Results) -> tuple[str, bool]:
         f"patch_rps={patch.rps:.1f} patch_p50_ms={patch.p50:.2f} patch_p99_ms={patch.p99:.2f} "
         f"update_ceiling_tps={ceiling:.1f} patch_ratio={patch_ratio:.3f} get_rps={get.rps:.1f} "
         f"get_p50_ms={get.p50:.2f} get_p99_ms={get.p99:.2f} trivial_rps={trivial.rps:.1f} get_ratio={get_ratio:.3f}"
+        + (f" {hook_fields}" if hook_fields else "")
     )
     return "\n".join(lines), all_ok
 

@@ -147,6 +147,8 @@ class Server:
             "WORKERS": str(workers),
             # WARNING turns the per-request access log off for the measurement.
             "LOG_LEVEL": "WARNING",
+            # The webhook measurement delivers to a receiver on loopback.
+            "WEBHOOK_ALLOW_LOOPBACK": "true",
         }
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(

@@ -56,6 +56,13 @@ ARCHIVE_TYPE = f"DELETE {API}/ticket-type/{{type_id}}"
 CREATE_STATE = f"POST {API}/ticket-state"
 CHANGE_STATE = f"PUT {API}/ticket-state/{{state_id}}"
 DELETE_STATE = f"DELETE {API}/ticket-state/{{state_id}}"
+CREATE_WEBHOOK = f"POST {API}/webhook"
+CHANGE_WEBHOOK = f"PUT {API}/webhook/{{webhook_id}}"
+DELETE_WEBHOOK = f"DELETE {API}/webhook/{{webhook_id}}"
+ROTATE_WEBHOOK = f"POST {API}/webhook/{{webhook_id}}/rotate"
+RETRY_DELIVERY = f"POST {API}/webhook/{{webhook_id}}/deliveries/{{delivery_id}}/retry"
+REPLAY = f"POST {API}/webhook/{{webhook_id}}/replay"
+TEST_WEBHOOK = f"POST {API}/webhook/{{webhook_id}}/test"
 INVALID = "INPUT_VALIDATION_FAILURE"
 FIELD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -282,6 +289,7 @@ def _state_rule(case: Any, body: dict[str, Any]) -> bool:
 TAKING_IDEMPOTENCY_KEYS = (
     *(CREATE, UPDATE, CHANGE_STATUS, ASSIGN, DELETE_TICKET, CREATE_COMMENT, UPLOAD, DELETE_ATTACHMENT),
     *(CREATE_TYPE, REPLACE_TYPE, ARCHIVE_TYPE, CREATE_STATE, CHANGE_STATE, DELETE_STATE),
+    *(CREATE_WEBHOOK, CHANGE_WEBHOOK, DELETE_WEBHOOK, ROTATE_WEBHOOK, RETRY_DELIVERY, REPLAY, TEST_WEBHOOK),
 )
 
 
@@ -392,6 +400,20 @@ EXEMPTIONS = (
         _state_rule,
         "state names unique in the tenant, next_state_id an active other state, one default of each kind, states "
         "that workflows name or start in kept",
+    ),
+    Exemption(
+        (CREATE_WEBHOOK, CHANGE_WEBHOOK),
+        400,
+        _refused("Invalid webhook", {"url"}),
+        "issue 11: a webhook URL must be https (plain http only to loopback) and resolve only to public addresses, "
+        "which depends on DNS and the service's settings",
+    ),
+    Exemption(
+        (REPLAY,),
+        400,
+        lambda case, body: body.get("code") == INVALID and body.get("message") == "Invalid replay",
+        "issue 11: a replay names either a ticket and a sequence range or a time range (exactly one, ordered, with "
+        "a time zone)",
     ),
     Exemption(
         TAKING_IDEMPOTENCY_KEYS,

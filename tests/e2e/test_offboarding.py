@@ -31,6 +31,7 @@ from app.tenancy.service import SyncResult
 from app.ticket.repository import TicketRepository
 from app.ticket.sweeps import PendingCloseTimer
 from tests.support import (
+    API,
     INVALID_TOKEN,
     ME,
     TENANT_NOT_FOUND,
@@ -330,6 +331,14 @@ async def test_purge_removes_every_row_of_a_disabled_tenant_and_nothing_else(
         assert commented.status_code == 201, commented.text
         attached = await upload(api, ticket["object_id"], "purge.txt", b"purge me\n")
         assert attached.status_code == 201, attached.text
+        # An inactive webhook (never sent) with one delivery: a test ping.
+        admin = TenantApi.admin(http, tenant)
+        hook = await http.post(
+            f"{API}/webhook", headers=admin.headers, json={"url": "https://8.8.8.8/purge", "active": False}
+        )
+        assert hook.status_code == 201, hook.text
+        ping = await http.post(f"{API}/webhook/{hook.json()['id']}/test", headers=admin.headers)
+        assert ping.status_code == 202, ping.text
     doomed_rows, bystander_rows = await world.rows(doomed), await world.rows(bystander)
     assert all(doomed_rows.values()), doomed_rows  # a row in every tenant table: the purge has work everywhere
 
@@ -365,6 +374,8 @@ async def test_purge_removes_every_row_of_a_disabled_tenant_and_nothing_else(
     # Every table with a tenant_id column, children before parents, the tenant row last.
     assert list(report) == [
         "attachment",
+        "webhook_delivery",
+        "webhook_subscription",
         "ticket_comment",
         "ticket_event",
         "ticket",

@@ -3,14 +3,14 @@
 routes need). Any 5xx, any response the document does not describe (status, headers, body schema), any request the
 document calls valid that the server refuses, and any it calls invalid that the server accepts, fails the suite.
 
-Path parameters are pinned to objects that exist (a ticket, a type, a state, a comment; DELETE of a ticket gets a
-ticket of its own), and the tenant headers to the tenant's own, so that requests get past "not found" to the checks
-that matter. The type and the state the run may change or delete are not the ones its tickets use. Most
-schema-valid bodies of the ticket writes get real ids from tests/e2e/conformance_hooks.py just before they are sent
-(a real type and field values, the ticket's current etag, a real state), so that the writes succeed and their
-success responses are checked too; the test fails unless each of the main writes succeeded at least once. Three
-built-in checks conflict with the contract in named cases; the hooks replace exactly those checks with wrappers
-that let through only those cases, each with its reason.
+Path parameters are pinned to objects that exist (a ticket, a type, a state, a comment, an inactive webhook and a
+delivery of it; DELETE of a ticket or a webhook gets one of its own), and the tenant headers to the tenant's own, so
+that requests get past "not found" to the checks that matter. The type and the state the run may change or delete
+are not the ones its tickets use. Most schema-valid bodies of the ticket writes get real ids from
+tests/e2e/conformance_hooks.py just before they are sent (a real type and field values, the ticket's current etag, a
+real state), so that the writes succeed and their success responses are checked too; the test fails unless each of
+the main writes succeeded at least once. Three built-in checks conflict with the contract in named cases; the hooks
+replace exactly those checks with wrappers that let through only those cases, each with its reason.
 
 Run by hand, against `make run`, with the same settings: the configuration and fixtures written below, then
 `CONFORMANCE_FIXTURES=<fixtures> SCHEMATHESIS_HOOKS=tests/e2e/conformance_hooks.py st --config-file <it> run
@@ -49,6 +49,7 @@ CHECKS_REPLACED_BY_HOOKS = "missing_required_header,positive_data_acceptance,use
 # A minute or two on two cores shared with the server (most of it fuzzing, which this bounds); the run is stopped
 # (and fails) well before the timeout.
 MAX_EXAMPLES = 45
+WEBHOOK_MAX_EXAMPLES = 15
 RUN_TIMEOUT_SECONDS = 300
 # A fixed seed: the same requests on every run, so a failure reproduces (`st replay` or the printed curl).
 SEED = 1
@@ -74,7 +75,12 @@ PENDING_TYPES = {"pending reminder", "pending close"}
 
 
 def schemathesis_config(
-    tenant_id: str, realm: str, bearer: str, path_parameters: dict[str, str], deleted_ticket: str
+    tenant_id: str,
+    realm: str,
+    bearer: str,
+    path_parameters: dict[str, str],
+    deleted_ticket: str,
+    deleted_webhook: str,
 ) -> str:
     parameters = {"header.x-tenantid": tenant_id, "header.realmname": realm} | {
         f"path.{name}": value for name, value in path_parameters.items()
@@ -88,6 +94,14 @@ def schemathesis_config(
             "[[operations]]",
             'include-operation-id = "deleteTicket"',
             f"parameters = {{ {json.dumps('path.object_id')} = {json.dumps(deleted_ticket)} }}",
+            "[[operations]]",
+            'include-operation-id = "deleteWebhook"',
+            f"parameters = {{ {json.dumps('path.webhook_id')} = {json.dumps(deleted_webhook)} }}",
+            # The webhook routes' inputs are small (an id, a short body): fewer examples each keep the whole run
+            # within its time on a busy machine.
+            "[[operations]]",
+            'include-tag = "webhooks"',
+            f"generation = {{ max-examples = {WEBHOOK_MAX_EXAMPLES} }}",
             "[auth.openapi.BearerToken]",
             f"bearer = {json.dumps(bearer)}",
             # PostgreSQL text cannot hold NUL, and every stored string refuses one with a 400 naming it; the document
@@ -118,6 +132,16 @@ async def test_the_server_conforms_to_its_openapi_document(
         assert comment.status_code == 201, comment.text
         attachment = await upload(admin, ticket["objectId"], "conformance.txt", b"conformance\n")
         assert attachment.status_code == 201, attachment.text
+        # Inactive webhooks (nothing is sent), one for the run to delete, and a delivery (a ping) to retry.
+        webhooks = []
+        for _ in range(2):
+            created = await http.post(
+                f"{API}/webhook", headers=admin.headers, json={"url": "http://127.0.0.1:9/conformance", "active": False}
+            )
+            assert created.status_code == 201, created.text
+            webhooks.append(created.json()["id"])
+        ping = await http.post(f"{API}/webhook/{webhooks[0]}/test", headers=admin.headers)
+        assert ping.status_code == 202, ping.text
     directory = workspace / f"schemathesis-{tenant.slug}"
     directory.mkdir()
     fixtures = directory / "fixtures.json"
@@ -135,8 +159,11 @@ async def test_the_server_conforms_to_its_openapi_document(
                 "state_id": spare_state.json()["id"],
                 "comment_id": comment.json()["id"],
                 "attachment_id": attachment.json()["id"],
+                "webhook_id": webhooks[0],
+                "delivery_id": ping.json()["id"],
             },
             doomed["objectId"],
+            webhooks[1],
         )
     )
     process = await asyncio.create_subprocess_exec(
@@ -164,7 +191,7 @@ async def test_the_server_conforms_to_its_openapi_document(
             await process.wait()
     report = output.decode(errors="replace")
     assert process.returncode == 0, report
-    assert "29 selected / 29 total" in report, report
+    assert "39 selected / 39 total" in report, report
     answered = collections.Counter(tuple(line.split("\t")) for line in tally.read_text().splitlines())
     succeeded = {operation for (operation, status), _ in answered.items() if status.startswith("2")}
     assert [write for write in MAIN_WRITES if write not in succeeded] == [], sorted(answered.items())

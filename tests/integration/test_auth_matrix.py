@@ -100,6 +100,7 @@ class World:
         self._ticket: dict[str, Any] | None = None
         self._comment: dict[str, Any] | None = None
         self._attachment: dict[str, Any] | None = None
+        self._webhook: dict[str, Any] | None = None
 
     def name(self) -> str:
         """A new name (or type prefix) for each object a test creates: A, B, ... Z, AA, AB, ..."""
@@ -150,6 +151,20 @@ class World:
             self._attachment = await self.new_attachment()
         return self._attachment
 
+    async def new_webhook(self) -> dict[str, Any]:
+        """A new webhook subscription of the owner's, inactive (nothing is sent to its closed loopback port)."""
+        body = {"url": "http://127.0.0.1:9/matrix", "active": False}
+        response = await self.http.post(f"{API}/webhook", headers=self.admin.headers, json=body)
+        assert response.status_code == 201, response.text
+        webhook: dict[str, Any] = response.json()
+        return webhook
+
+    async def webhook(self) -> dict[str, Any]:
+        """The webhook the reads read (made once)."""
+        if self._webhook is None:
+            self._webhook = await self.new_webhook()
+        return self._webhook
+
     async def new_type(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """A new ticket type of the owner's: its definition and the created type."""
         definition = new_definition(prefix=self.name())
@@ -182,6 +197,13 @@ class World:
                 history = await self.http.get(f"{TICKETS}/{ticket['object_id']}/history", headers=api.headers)
                 assert history.status_code == 200, history.text
                 seen[f"{tenant.slug} history of {ticket['object_id']}"] = history.json()
+            webhooks = await self.http.get(f"{API}/webhook", headers=api.headers)
+            assert webhooks.status_code == 200, webhooks.text
+            seen[f"{tenant.slug} webhooks"] = webhooks.json()
+            for webhook in webhooks.json()["data"]:
+                sent = await self.http.get(f"{API}/webhook/{webhook['id']}/deliveries", headers=api.headers)
+                assert sent.status_code == 200, sent.text
+                seen[f"{tenant.slug} deliveries of {webhook['id']}"] = sent.json()
         return seen
 
 
@@ -382,6 +404,46 @@ async def _delete_attachment(world: World) -> Call:
 
 async def _upload_without_a_form(world: World) -> Call:
     return Call("POST", await _ticket_path(world, "/attachments"), body={"file": "not a form"})
+
+
+async def _webhook_path(world: World, suffix: str = "") -> str:
+    return f"/webhook/{(await world.webhook())['id']}{suffix}"
+
+
+async def _change_webhook(world: World) -> Call:
+    return Call("PUT", f"/webhook/{(await world.new_webhook())['id']}", body={"description": "changed"})
+
+
+async def _change_webhook_to_a_private_url(world: World) -> Call:
+    return Call("PUT", await _webhook_path(world), body={"url": "https://10.0.0.1/hook"})
+
+
+async def _delete_webhook(world: World) -> Call:
+    return Call("DELETE", f"/webhook/{(await world.new_webhook())['id']}")
+
+
+async def _rotate_webhook(world: World) -> Call:
+    return Call("POST", f"/webhook/{(await world.new_webhook())['id']}/rotate")
+
+
+async def _retry_delivery(world: World) -> Call:
+    webhook = (await world.new_webhook())["id"]
+    ping = await world.http.post(f"{API}/webhook/{webhook}/test", headers=world.admin.headers)
+    assert ping.status_code == 202, ping.text
+    return Call("POST", f"/webhook/{webhook}/deliveries/{ping.json()['id']}/retry")
+
+
+async def _replay(world: World) -> Call:
+    ticket = await world.ticket()
+    return Call("POST", await _webhook_path(world, "/replay"), body={"ticket": ticket["object_id"], "from_sequence": 1})
+
+
+async def _replay_without_range(world: World) -> Call:
+    return Call("POST", await _webhook_path(world, "/replay"), body={})
+
+
+async def _test_webhook(world: World) -> Call:
+    return Call("POST", await _webhook_path(world, "/test"))
 
 
 # Every /api/v2 route: "METHOD path" (the path under /api/v2/ticketing, parameters without their types) -> entry.
@@ -601,6 +663,70 @@ ROUTES: dict[str, Route] = {
         "admin",
         "administer ticket states",
         {"valid": (_delete_state, 204), "absent": (_fixed("DELETE", f"/ticket-state/{ABSENT_ID}"), 404)},
+    ),
+    "GET /webhook": Route("admin", "administer webhooks", {"valid": (_get("/webhook"), 200)}),
+    "POST /webhook": Route(
+        "admin",
+        "administer webhooks",
+        {
+            "valid": (_fixed("POST", "/webhook", body={"url": "http://127.0.0.1:9/matrix", "active": False}), 201),
+            "invalid (a private address)": (_fixed("POST", "/webhook", body={"url": "https://10.0.0.1/"}), 400),
+        },
+    ),
+    "GET /webhook/{webhook_id}": Route(
+        "admin",
+        "administer webhooks",
+        {"valid": (_get(_webhook_path), 200), "absent": (_fixed("GET", f"/webhook/{ABSENT_ID}"), 404)},
+    ),
+    "PUT /webhook/{webhook_id}": Route(
+        "admin",
+        "administer webhooks",
+        {
+            "valid": (_change_webhook, 200),
+            "absent": (_fixed("PUT", f"/webhook/{ABSENT_ID}", body={"description": "x"}), 404),
+            "invalid (a private address)": (_change_webhook_to_a_private_url, 400),
+        },
+    ),
+    "DELETE /webhook/{webhook_id}": Route(
+        "admin",
+        "administer webhooks",
+        {"valid": (_delete_webhook, 204), "absent": (_fixed("DELETE", f"/webhook/{ABSENT_ID}"), 404)},
+    ),
+    "POST /webhook/{webhook_id}/rotate": Route(
+        "admin",
+        "administer webhooks",
+        {"valid": (_rotate_webhook, 200), "absent": (_fixed("POST", f"/webhook/{ABSENT_ID}/rotate"), 404)},
+    ),
+    "GET /webhook/{webhook_id}/deliveries": Route(
+        "admin",
+        "administer webhooks",
+        {
+            "valid": (_get(lambda world: _webhook_path(world, "/deliveries")), 200),
+            "absent": (_fixed("GET", f"/webhook/{ABSENT_ID}/deliveries"), 404),
+            "invalid query": (_fixed("GET", f"/webhook/{ABSENT_ID}/deliveries", {"per_page": "0"}), 400),
+        },
+    ),
+    "POST /webhook/{webhook_id}/deliveries/{delivery_id}/retry": Route(
+        "admin",
+        "administer webhooks",
+        {
+            "valid": (_retry_delivery, 202),
+            "absent": (_fixed("POST", f"/webhook/{ABSENT_ID}/deliveries/{ABSENT_ID}/retry"), 404),
+        },
+    ),
+    "POST /webhook/{webhook_id}/replay": Route(
+        "admin",
+        "administer webhooks",
+        {
+            "valid": (_replay, 202),
+            "absent": (_fixed("POST", f"/webhook/{ABSENT_ID}/replay", body={"since": "2026-01-01T00:00:00Z"}), 404),
+            "invalid (no range)": (_replay_without_range, 400),
+        },
+    ),
+    "POST /webhook/{webhook_id}/test": Route(
+        "admin",
+        "administer webhooks",
+        {"valid": (_test_webhook, 202), "absent": (_fixed("POST", f"/webhook/{ABSENT_ID}/test"), 404)},
     ),
 }
 

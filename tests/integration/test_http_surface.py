@@ -124,7 +124,7 @@ async def test_every_api_operation_documents_the_tenant_headers_first(client: ht
         if path.startswith("/api/v2/")
         for method, operation in item.items()
     ]
-    assert len(operations) == 27
+    assert len(operations) == 37
     for path, method, operation in operations:
         assert operation["parameters"][:3] == TENANT_HEADER_PARAMETERS, (method, path)
         own = operation["parameters"][3:]

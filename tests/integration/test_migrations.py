@@ -201,6 +201,8 @@ def check_schema(schema: Snapshot) -> None:
         "ticket_state",
         "ticket_comment",
         "attachment",
+        "webhook_subscription",
+        "webhook_delivery",
     }
     columns = {(row[0], row[2]): row[3:6] for row in schema["columns"]}
     assert columns["ticket_event", "sequence"] == ("integer", True, None)
@@ -212,6 +214,8 @@ def check_schema(schema: Snapshot) -> None:
     assert columns["ticket_event", "internal"] == ("boolean", True, "false")
     assert columns["ticket_event", "attachment_id"] == ("uuid", False, None)
     assert columns["attachment", "comment_id"] == ("uuid", False, None)
+    # NULL until dispatched to webhooks: no default, so new events start undispatched.
+    assert columns["ticket_event", "dispatched_at"] == ("timestamp with time zone", False, None)
     constraints = {row[1]: row[3] for row in schema["constraints"]}
     assert constraints["ticket_event_sequence_key"] == "UNIQUE (tenant_id, ticket_id, sequence)"
     assert constraints["tenant_slug_check"] == "CHECK ((slug ~ '^[a-z][a-z0-9-]{1,62}$'::text))"
@@ -258,6 +262,8 @@ async def test_migrations_apply_roll_back_and_apply_again_to_the_same_schema(dat
                     await check_digest(connection)
                 after.append(await snapshot(connection))
             assert await applied(connection) == ids
+            # Events from before webhooks existed count as dispatched: they are never sent.
+            assert await connection.fetchval("SELECT count(*) FROM ticket_event WHERE dispatched_at IS NULL") == 0
             first = after[-1]
             check_schema(first)
 

@@ -42,6 +42,16 @@ OPERATION_IDS = {
     ("get", f"{API}/ticket/{{object_id}}/attachments"): "listAttachments",
     ("get", f"{API}/attachments/{{attachment_id}}"): "downloadAttachment",
     ("delete", f"{API}/attachments/{{attachment_id}}"): "deleteAttachment",
+    ("get", f"{API}/webhook"): "listWebhooks",
+    ("post", f"{API}/webhook"): "createWebhook",
+    ("get", f"{API}/webhook/{{webhook_id}}"): "showWebhook",
+    ("put", f"{API}/webhook/{{webhook_id}}"): "updateWebhook",
+    ("delete", f"{API}/webhook/{{webhook_id}}"): "deleteWebhook",
+    ("post", f"{API}/webhook/{{webhook_id}}/rotate"): "rotateWebhookSecret",
+    ("get", f"{API}/webhook/{{webhook_id}}/deliveries"): "listWebhookDeliveries",
+    ("post", f"{API}/webhook/{{webhook_id}}/deliveries/{{delivery_id}}/retry"): "retryWebhookDelivery",
+    ("post", f"{API}/webhook/{{webhook_id}}/replay"): "replayWebhookEvents",
+    ("post", f"{API}/webhook/{{webhook_id}}/test"): "testWebhook",
 }
 # Beyond the 400, 401, 404 and 503 every API operation may answer.
 MORE_ERRORS = {
@@ -60,6 +70,13 @@ MORE_ERRORS = {
     "uploadAttachment": {"413", "422"},
     "downloadAttachment": {"416"},
     "deleteAttachment": {"422"},
+    "createWebhook": {"413", "422"},
+    "updateWebhook": {"409", "413", "422"},
+    "deleteWebhook": {"409", "422"},
+    "rotateWebhookSecret": {"409", "422"},
+    "retryWebhookDelivery": {"422"},
+    "replayWebhookEvents": {"413", "422"},
+    "testWebhook": {"422"},
 }
 REQUEST_BODIES = {
     "createTicket": "CreateTicketRequest",
@@ -71,6 +88,9 @@ REQUEST_BODIES = {
     "createTicketState": "StateIn",
     "updateTicketState": "StateUpdate",
     "createComment": "CreateCommentRequest",
+    "createWebhook": "SubscriptionIn",
+    "updateWebhook": "SubscriptionUpdate",
+    "replayWebhookEvents": "ReplayRequest",
 }
 
 

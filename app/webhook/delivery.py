@@ -1,0 +1,460 @@
+"""The outbox dispatcher and the delivery workers, run in every service process (and by `python -m app webhooks`).
+
+One loop per process: dispatch committed events into deliveries, claim the due heads of the delivery queues, and
+send each claimed delivery in a task of its own (up to WEBHOOK_CONCURRENCY at once); a finished delivery wakes the
+loop, so the next event of the same ticket goes out at once. Everything is written so that any number of processes
+may run it together: dispatching is serialised per tenant by row locks, deliveries are claimed with SKIP LOCKED and
+leased, and an attempt records its outcome only while it still holds its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import email.utils
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+
+from app.config import Settings
+from app.db.database import Database
+from app.db.errors import DatabaseUnavailable
+from app.webhook.dto import (
+    Actor,
+    Change,
+    WebhookAttachment,
+    WebhookBody,
+    WebhookComment,
+    WebhookData,
+    WebhookTicket,
+)
+from app.webhook.repository import ClaimedDelivery, EventRow, NewDelivery, SubscriptionRow, WebhookRepository
+from app.webhook.signing import signature_header
+from app.webhook.ssrf import GuardedTransport
+
+log = logging.getLogger("app.webhook")
+
+DISPATCH_BATCH = 500
+# At most this much of a response body is read, and stored.
+RESPONSE_EXCERPT_BYTES = 1024
+MAX_ERROR_LENGTH = 500
+USER_AGENT = "ticketing-webhooks/1"
+
+_body_encoder = msgspec.json.Encoder()
+_changes_decoder = msgspec.json.Decoder(dict[str, dict[str, msgspec.Raw]])
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How deliveries are sent and retried (from the WEBHOOK_* settings)."""
+
+    allow_loopback: bool
+    concurrency: int
+    poll_seconds: float
+    connect_timeout_seconds: float
+    timeout_seconds: float
+    retry_base_seconds: float
+    retry_max_seconds: float
+    horizon_seconds: float
+    disable_after_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeliveryPolicy:
+        return cls(
+            allow_loopback=settings.webhook_allow_loopback,
+            concurrency=settings.webhook_concurrency,
+            poll_seconds=settings.webhook_poll_interval_seconds,
+            connect_timeout_seconds=settings.webhook_connect_timeout_seconds,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            retry_base_seconds=settings.webhook_retry_base_seconds,
+            retry_max_seconds=settings.webhook_retry_max_seconds,
+            horizon_seconds=settings.webhook_retry_horizon_seconds,
+            disable_after_seconds=settings.webhook_disable_after_seconds,
+        )
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claimed attempt holds its delivery: its whole timeout, twice, and a second more."""
+        return 2 * self.timeout_seconds + 1
+
+
+def message_id(event_id: int) -> str:
+    """The event's `webhook-id`: stable across attempts, retries and replays (the receiver's dedupe key)."""
+    return f"evt_{event_id}"
+
+
+def _utc(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json(text: str | None) -> msgspec.Raw | None:
+    return None if text is None else msgspec.Raw(text.encode())
+
+
+def event_body(row: EventRow) -> str:
+    """The body of an event's deliveries, in seed 004's shape: `event`, `timestamp` (when the change committed),
+    `data.ticket` with previous and current values, plus the changed fields or the comment where they apply."""
+    changes: dict[str, Change] | msgspec.UnsetType = msgspec.UNSET
+    changed_fields: list[str] | msgspec.UnsetType = msgspec.UNSET
+    if row.kind in ("ticket.created", "ticket.updated"):
+        decoded = _changes_decoder.decode(row.changes)
+        changes = {field: Change(value.get("old"), value.get("new")) for field, value in decoded.items()}
+        changed_fields = sorted(decoded)
+    ticket = WebhookTicket(
+        id=row.ticket_id,
+        object_id=row.object_id,
+        ticket_type_id=row.ticket_type_id,
+        sequence=row.sequence,
+        title=_json(row.title),
+        status=Change(row.previous_state_name, row.state_name),
+        status_id=Change(row.previous_state_id, row.state_id),
+        assignee=Change(row.previous_assignee, row.assignee),
+        updated_by=Actor(row.actor),
+        changes=changes,
+        changed_fields=changed_fields,
+        note=row.note if row.note is not None else msgspec.UNSET,
+    )
+    comment: WebhookComment | msgspec.UnsetType = msgspec.UNSET
+    if row.comment_id is not None and row.comment_content is not None:
+        comment = WebhookComment(
+            row.comment_id, row.comment_content, bool(row.comment_internal), Actor(row.comment_author or row.actor)
+        )
+    attachment: WebhookAttachment | msgspec.UnsetType = msgspec.UNSET
+    if row.attachment_id is not None and row.attachment_filename is not None:
+        attachment = WebhookAttachment(
+            row.attachment_id,
+            row.attachment_filename,
+            row.attachment_size or 0,
+            row.attachment_mime_type or "application/octet-stream",
+            row.attachment_sha256 or "",
+            bool(row.attachment_internal),
+            Actor(row.attachment_author or row.actor),
+        )
+    data = WebhookData(ticket=ticket, comment=comment, attachment=attachment)
+    body = WebhookBody(row.kind, _utc(row.created_at), data)
+    return _body_encoder.encode(body).decode()
+
+
+def ping_body(subscription_id: uuid.UUID) -> str:
+    body = WebhookBody(
+        "webhook.test", _utc(datetime.datetime.now(datetime.UTC)), WebhookData(subscription_id=subscription_id)
+    )
+    return _body_encoder.encode(body).decode()
+
+
+def subscribed(subscription: SubscriptionRow, event_type: str) -> bool:
+    return subscription.events is None or event_type in subscription.events
+
+
+def deliveries_for(rows: list[EventRow], subscriptions: list[SubscriptionRow]) -> list[NewDelivery]:
+    """One delivery per (event, subscription that wants it), oldest event first."""
+    queued = []
+    for row in rows:
+        wanting = [subscription for subscription in subscriptions if subscribed(subscription, row.kind)]
+        if not wanting:
+            continue
+        body = event_body(row)
+        for subscription in wanting:
+            queued.append(
+                NewDelivery(
+                    uuid.uuid4(),
+                    subscription.id,
+                    message_id(row.id),
+                    row.kind,
+                    row.id,
+                    row.ticket_id,
+                    row.sequence,
+                    body,
+                )
+            )
+    return queued
+
+
+class Dispatcher:
+    """Turns committed, undispatched ticket events into deliveries, tenant by tenant, in one transaction per batch
+    (the deliveries and the events' `dispatched_at` commit together: an event is dispatched exactly once)."""
+
+    def __init__(self, db: Database, repository: WebhookRepository, horizon_seconds: float) -> None:
+        self._db = db
+        self._repository = repository
+        self._horizon = horizon_seconds
+
+    async def dispatch(self) -> int:
+        """Dispatch every event committed so far; returns how many."""
+        dispatched = 0
+        for tenant_id in await self._repository.tenants_with_undispatched_events():
+            while True:
+                count = await self._dispatch_batch(tenant_id)
+                dispatched += count
+                if count < DISPATCH_BATCH:
+                    break
+        return dispatched
+
+    async def _dispatch_batch(self, tenant_id: uuid.UUID) -> int:
+        async with self._db.transaction():
+            events = await self._repository.claim_events(tenant_id, DISPATCH_BATCH)
+            if not events:
+                return 0
+            subscriptions = await self._repository.active_subscriptions(tenant_id)
+            wanted = [event.id for event in events if any(subscribed(s, event.kind) for s in subscriptions)]
+            if wanted:
+                rows = await self._repository.events(tenant_id, wanted)
+                await self._repository.queue(tenant_id, deliveries_for(rows, subscriptions), self._horizon)
+            await self._repository.mark_dispatched(tenant_id, [event.id for event in events])
+        return len(events)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    response: str | None
+    retry_after_seconds: float | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The seconds a 429 or 503 asks us to wait (a number of seconds or an HTTP date), or None."""
+    if response.status_code not in (429, 503):
+        return None
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return max(0.0, (moment - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
+class DeliveryWorker:
+    """This process's dispatch-and-deliver loop."""
+
+    name = "webhook-delivery"
+
+    def __init__(self, db: Database, repository: WebhookRepository, policy: DeliveryPolicy) -> None:
+        self._db = db
+        self._repository = repository
+        self._policy = policy
+        self._dispatcher = Dispatcher(db, repository, policy.horizon_seconds)
+        timeout = httpx.Timeout(policy.timeout_seconds, connect=policy.connect_timeout_seconds)
+        limits = policy.concurrency
+        self._https = httpx.AsyncClient(
+            transport=GuardedTransport(allow_loopback=policy.allow_loopback, max_connections=limits),
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+        )
+        # Plain http goes only to loopback receivers, and only where the setting allows it.
+        self._http = (
+            httpx.AsyncClient(
+                transport=GuardedTransport(allow_loopback=True, loopback_only=True, max_connections=limits),
+                timeout=timeout,
+                follow_redirects=False,
+                trust_env=False,
+            )
+            if policy.allow_loopback
+            else None
+        )
+        self._owns_pool = False
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+
+    @classmethod
+    def with_own_pool(cls, dsn: str, policy: DeliveryPolicy) -> DeliveryWorker:
+        """A worker on a connection pool of its own (opened by `start`, closed by `stop`): one connection per four
+        deliveries in flight (each holds one only to record its outcome), plus one for dispatching and claiming."""
+        db = Database(dsn, min_size=1, max_size=2 + policy.concurrency // 4, logger="app.webhook.db")
+        worker = cls(db, WebhookRepository(db), policy)
+        worker._owns_pool = True
+        return worker
+
+    async def start(self) -> None:
+        if self._owns_pool:
+            await self._db.open()
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        """Stop claiming; attempts in flight are cancelled (their leases run out and they are sent again)."""
+        await self._stop_tasks()
+        if self._owns_pool:
+            await self._db.close()
+
+    async def _stop_tasks(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for task in list(self._in_flight):
+            task.cancel()
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight))
+        await self._https.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            busy = False
+            try:
+                busy = await self.work_once()
+            except asyncio.CancelledError:
+                raise
+            except DatabaseUnavailable:
+                pass  # logged once per outage by the database boundary; the next round catches up
+            except Exception:
+                log.exception("webhook round failed")
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._policy.poll_seconds)
+            self._wake.clear()
+
+    async def work_once(self) -> bool:
+        """Dispatch what has committed, then claim what is due; whether anything was done."""
+        dispatched = await self._dispatcher.dispatch()
+        claimed = await self._claim()
+        return dispatched > 0 or claimed > 0
+
+    async def _claim(self) -> int:
+        """Claim due deliveries for the free slots, a fair share per tenant per round in random order, so that one
+        tenant's slow or unreachable receivers cannot hold every slot while others wait (the next round, at once
+        when anything was claimed, hands out what is left)."""
+        free = self._policy.concurrency - len(self._in_flight)
+        claimed = 0
+        if free <= 0:
+            return 0
+        tenants = await self._repository.tenants_with_due_deliveries()
+        random.shuffle(tenants)
+        share = max(1, -(-free // max(1, len(tenants))))
+        for tenant_id in tenants:
+            for delivery in await self._repository.claim(tenant_id, min(free, share), self._policy.lease_seconds):
+                task = asyncio.create_task(self._deliver(tenant_id, delivery))
+                self._in_flight.add(task)
+                task.add_done_callback(self._done)
+                claimed += 1
+                free -= 1
+            if free <= 0:
+                break
+        return claimed
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhook delivery failed unexpectedly", exc_info=task.exception())
+
+    async def _deliver(self, tenant_id: uuid.UUID, delivery: ClaimedDelivery) -> None:
+        attempt = await self.send(delivery)
+        # Unrecorded, the lease runs out and the delivery is attempted again: at least once.
+        with contextlib.suppress(DatabaseUnavailable):
+            await self._record(tenant_id, delivery, attempt)
+
+    async def send(self, delivery: ClaimedDelivery) -> Attempt:
+        """One signed POST of the delivery's body; never raises for the receiver's or the network's failures."""
+        now = datetime.datetime.now(datetime.UTC)
+        secrets = [delivery.secret]
+        if delivery.previous_secret and delivery.previous_secret_until and delivery.previous_secret_until > now:
+            secrets.append(delivery.previous_secret)
+        body = delivery.body.encode()
+        timestamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": delivery.message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature_header(secrets, delivery.message_id, timestamp, body),
+        }
+        client = self._https if urlsplit(delivery.url).scheme == "https" else self._http
+        started = time.monotonic()
+        if client is None:
+            return Attempt(None, 0, "refused: plain http is allowed only with WEBHOOK_ALLOW_LOOPBACK", None, None)
+        try:
+            async with (
+                asyncio.timeout(self._policy.timeout_seconds),
+                client.stream("POST", delivery.url, content=body, headers=headers) as response,
+            ):
+                excerpt = bytearray()
+                async for chunk in response.aiter_raw():
+                    excerpt += chunk
+                    if len(excerpt) >= RESPONSE_EXCERPT_BYTES:
+                        break
+        except TimeoutError:
+            timed_out = f"no complete response within {self._policy.timeout_seconds:g} s"
+            return Attempt(None, _since(started), timed_out, None, None)
+        except httpx.HTTPError as exc:
+            failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return Attempt(None, _since(started), failure[:MAX_ERROR_LENGTH], None, None)
+        text = bytes(excerpt[:RESPONSE_EXCERPT_BYTES]).decode("utf-8", errors="replace").replace("\x00", "")
+        error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+        return Attempt(response.status_code, _since(started), error, text, retry_after(response))
+
+    def retry_delay(self, attempt: Attempt, attempts: int) -> float:
+        """Seconds until the next attempt: what a 429 or 503 asked for, else exponential backoff with jitter (half
+        to all of base * 2^(attempts - 1), at most the maximum), so many failing deliveries do not retry in step."""
+        if attempt.retry_after_seconds is not None:
+            return attempt.retry_after_seconds
+        policy = self._policy
+        backoff: float = min(policy.retry_max_seconds, policy.retry_base_seconds * 2.0 ** min(attempts - 1, 30))
+        return backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+
+    async def _record(self, tenant_id: uuid.UUID, delivery: ClaimedDelivery, attempt: Attempt) -> None:
+        policy = self._policy
+        retry_in = 0.0
+        if attempt.succeeded:
+            status = "delivered"
+        else:
+            retry_in = self.retry_delay(attempt, delivery.attempts)
+            due = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=retry_in)
+            status = "dead" if due > delivery.expires_at else "pending"
+        recorded = await self._repository.record_outcome(
+            tenant_id,
+            delivery.id,
+            delivery.attempts,
+            status,
+            retry_in,
+            attempt.status_code,
+            attempt.latency_ms,
+            attempt.error,
+            attempt.response,
+        )
+        if not recorded:
+            return
+        if attempt.succeeded:
+            await self._repository.subscription_succeeded(tenant_id, delivery.subscription_id)
+            return
+        if status == "dead":
+            log.warning(
+                "webhook delivery dead-lettered",
+                extra={"delivery": str(delivery.id), "webhook_id": delivery.message_id, "attempts": delivery.attempts},
+            )
+        now = datetime.datetime.now(datetime.UTC)
+        failing_since = await self._repository.subscription_failed(tenant_id, delivery.subscription_id, now)
+        if failing_since is not None and (now - failing_since).total_seconds() >= policy.disable_after_seconds:
+            reason = (
+                f"disabled automatically: every delivery has failed since {_utc(failing_since)} "
+                f"(last error: {attempt.error})"
+            )
+            await self._repository.disable(tenant_id, delivery.subscription_id, reason[:MAX_ERROR_LENGTH])
+            log.warning("webhook subscription disabled", extra={"subscription": str(delivery.subscription_id)})
+
+
+def _since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

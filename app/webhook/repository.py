@@ -1,0 +1,540 @@
+"""SQL for webhook subscriptions, the outbox (ticket_event rows not yet dispatched) and deliveries. tenant_id is a
+mandatory argument of every method, and no statement locks rows of more than one tenant.
+
+Dispatching takes a tenant's undispatched events oldest first with a plain FOR UPDATE, not SKIP LOCKED: a second
+dispatcher of the same tenant waits for the first one's batch to commit instead of dispatching later events of the
+same tickets ahead of it, which is what keeps deliveries queued in the order of each ticket's events (a ticket's
+events are inserted under its row lock, so their ids grow with their sequence).
+
+Deliveries are claimed with SKIP LOCKED, and only the head of each (subscription, ticket) queue (its pending
+delivery with the lowest event sequence) is eligible; a claim pushes `next_attempt_at` past the attempt's timeout,
+which is its lease: a worker that dies mid-attempt leaves the delivery due again once the lease is over.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+import msgspec
+
+from app.db.database import Database, select_list
+
+
+class SubscriptionRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    url: str
+    events: list[str] | None
+    description: str
+    active: bool
+    secret: str
+    previous_secret: str | None
+    previous_secret_until: datetime.datetime | None
+    disabled_reason: str | None
+    failing_since: datetime.datetime | None
+    declared: bool
+    created_at: datetime.datetime
+    created_by: str
+    updated_at: datetime.datetime
+    updated_by: str
+
+
+class OutboxEvent(msgspec.Struct, frozen=True):
+    id: int
+    kind: str
+
+
+class EventRow(msgspec.Struct, frozen=True):
+    """An event with everything its webhook body shows."""
+
+    id: int
+    kind: str
+    sequence: int
+    created_at: datetime.datetime
+    actor: str
+    ticket_id: uuid.UUID
+    object_id: str
+    ticket_type_id: uuid.UUID
+    title: str | None  # JSON text of the title field's value
+    changes: str  # JSON text: field UUID -> {"old", "new"}
+    state_id: uuid.UUID | None
+    state_name: str | None
+    previous_state_id: uuid.UUID | None
+    previous_state_name: str | None
+    assignee: str | None
+    previous_assignee: str | None
+    note: str | None
+    comment_id: uuid.UUID | None
+    comment_content: str | None
+    comment_internal: bool | None
+    comment_author: str | None
+    attachment_id: uuid.UUID | None
+    attachment_filename: str | None
+    attachment_size: int | None
+    attachment_mime_type: str | None
+    attachment_sha256: str | None
+    attachment_internal: bool | None
+    attachment_author: str | None
+
+
+class NewDelivery(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    subscription_id: uuid.UUID
+    message_id: str
+    event_type: str
+    event_id: int | None
+    ticket_id: uuid.UUID | None
+    sequence: int | None
+    body: str
+
+
+class ClaimedDelivery(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    subscription_id: uuid.UUID
+    message_id: str
+    body: str
+    attempts: int
+    created_at: datetime.datetime
+    expires_at: datetime.datetime
+    url: str
+    secret: str
+    previous_secret: str | None
+    previous_secret_until: datetime.datetime | None
+
+
+class DeliveryRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    message_id: str
+    event_type: str
+    event_id: int | None
+    ticket_id: uuid.UUID | None
+    sequence: int | None
+    status: str
+    attempts: int
+    next_attempt_at: datetime.datetime
+    expires_at: datetime.datetime
+    last_attempt_at: datetime.datetime | None
+    last_status_code: int | None
+    last_latency_ms: int | None
+    last_error: str | None
+    last_response: str | None
+    created_at: datetime.datetime
+    delivered_at: datetime.datetime | None
+
+
+_SUBSCRIPTION = select_list(SubscriptionRow)
+_DELIVERY = select_list(DeliveryRow)
+
+INSERT_SUBSCRIPTION = f"""
+INSERT INTO webhook_subscription (tenant_id, id, url, events, description, active, secret, created_at, created_by,
+                                  updated_at, updated_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, now(), $8)
+RETURNING {_SUBSCRIPTION}
+"""
+
+# A subscription switched on again starts afresh: the reason it was disabled and its failing streak are cleared.
+UPDATE_SUBSCRIPTION = f"""
+UPDATE webhook_subscription
+   SET url = $3, events = $4, description = $5, active = $6, updated_at = now(), updated_by = $7,
+       disabled_reason = CASE WHEN $6 THEN NULL ELSE disabled_reason END,
+       failing_since = CASE WHEN $6 THEN NULL ELSE failing_since END
+ WHERE tenant_id = $1 AND id = $2
+RETURNING {_SUBSCRIPTION}
+"""
+
+ROTATE = f"""
+UPDATE webhook_subscription
+   SET previous_secret = secret, previous_secret_until = now() + make_interval(secs => $4), secret = $3,
+       updated_at = now(), updated_by = $5
+ WHERE tenant_id = $1 AND id = $2
+RETURNING {_SUBSCRIPTION}
+"""
+
+# A subscription declared in a tenant file: created, or brought in line with the file (its secret rotates, with
+# the usual overlap, when the environment variable holds a new one).
+UPSERT_DECLARED = f"""
+INSERT INTO webhook_subscription AS s (tenant_id, id, url, events, description, active, secret, declared, created_at,
+                                       created_by, updated_at, updated_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, true, now(), 'tenant-file', now(), 'tenant-file')
+ON CONFLICT (tenant_id, id) DO UPDATE
+   SET url = excluded.url, events = excluded.events, description = excluded.description, active = excluded.active,
+       previous_secret = CASE WHEN s.secret = excluded.secret THEN s.previous_secret ELSE s.secret END,
+       previous_secret_until = CASE WHEN s.secret = excluded.secret THEN s.previous_secret_until
+                                    ELSE $8::timestamptz END,
+       secret = excluded.secret, declared = true, updated_at = now(), updated_by = 'tenant-file'
+ WHERE (s.url, s.events, s.description, s.active, s.secret) IS DISTINCT FROM
+       (excluded.url, excluded.events, excluded.description, excluded.active, excluded.secret)
+RETURNING {_SUBSCRIPTION}
+"""
+
+UNDISPATCHED_TENANTS = "SELECT DISTINCT tenant_id FROM ticket_event WHERE dispatched_at IS NULL"
+
+CLAIM_EVENTS = """
+SELECT id, kind FROM ticket_event
+ WHERE tenant_id = $1 AND dispatched_at IS NULL
+ ORDER BY id
+ LIMIT $2
+   FOR UPDATE
+"""
+
+MARK_DISPATCHED = "UPDATE ticket_event SET dispatched_at = now() WHERE tenant_id = $1 AND id = ANY($2::bigint[])"
+
+# The title is the value of the type's `title` field: the one this event set, else the ticket's current one.
+_EVENT_DETAILS = """
+SELECT e.id, e.kind, e.sequence, e.created_at, e.actor, e.ticket_id, t.object_id, t.type_id AS ticket_type_id,
+       (SELECT (coalesce(e.changes -> (f ->> 'id') -> 'new', t.data -> (f ->> 'id')))::text
+          FROM ticket_type_version v, jsonb_array_elements(v.definition -> 'fields') AS f
+         WHERE v.tenant_id = e.tenant_id AND v.type_id = t.type_id AND v.version = e.type_version
+           AND f ->> 'key' = 'title'
+         LIMIT 1) AS title,
+       e.changes::text AS changes, e.state_id, s.name AS state_name, p.state_id AS previous_state_id,
+       ps.name AS previous_state_name, e.assignee, p.assignee AS previous_assignee, e.note, e.comment_id,
+       c.content AS comment_content, c.is_internal AS comment_internal, c.author AS comment_author,
+       e.attachment_id, a.filename AS attachment_filename, a.size AS attachment_size,
+       a.mime_type AS attachment_mime_type, a.sha256 AS attachment_sha256, a.internal AS attachment_internal,
+       a.author AS attachment_author
+  FROM ticket_event e
+  JOIN ticket t ON t.tenant_id = e.tenant_id AND t.id = e.ticket_id
+  LEFT JOIN ticket_event p ON p.tenant_id = e.tenant_id AND p.ticket_id = e.ticket_id AND p.sequence = e.sequence - 1
+  LEFT JOIN ticket_state s ON s.tenant_id = e.tenant_id AND s.id = e.state_id
+  LEFT JOIN ticket_state ps ON ps.tenant_id = e.tenant_id AND ps.id = p.state_id
+  LEFT JOIN ticket_comment c ON c.tenant_id = e.tenant_id AND c.id = e.comment_id
+  LEFT JOIN attachment a ON a.tenant_id = e.tenant_id AND a.id = e.attachment_id
+ WHERE e.tenant_id = $1
+"""
+EVENTS_BY_ID = _EVENT_DETAILS + " AND e.id = ANY($2::bigint[]) ORDER BY e.id"
+# A replay's range: one ticket's events from a sequence, or every event from a time; oldest first.
+EVENTS_OF_TICKET = (
+    _EVENT_DETAILS + " AND t.object_id = $2 AND e.sequence >= $3 AND e.sequence <= $4 ORDER BY e.sequence LIMIT $5"
+)
+EVENTS_BETWEEN = _EVENT_DETAILS + " AND e.created_at >= $2 AND e.created_at <= $3 ORDER BY e.id LIMIT $4"
+
+INSERT_DELIVERIES = """
+INSERT INTO webhook_delivery (tenant_id, id, subscription_id, message_id, event_type, event_id, ticket_id, sequence,
+                              body, status, next_attempt_at, expires_at, created_at)
+SELECT $1, d.id, d.subscription_id, d.message_id, d.event_type, d.event_id, d.ticket_id, d.sequence, d.body,
+       'pending', now(), now() + make_interval(secs => $10), now()
+  FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::uuid[], $8::integer[], $9::text[])
+       AS d (id, subscription_id, message_id, event_type, event_id, ticket_id, sequence, body)
+"""
+
+# Tenants with due deliveries of active subscriptions (an inactive one's deliveries wait, and cost no claim).
+DUE_TENANTS = """
+SELECT DISTINCT d.tenant_id
+  FROM webhook_delivery d
+  JOIN webhook_subscription s ON s.tenant_id = d.tenant_id AND s.id = d.subscription_id
+ WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.active
+"""
+
+# The due heads of their queues, of active subscriptions; the claim is a lease of $3 seconds.
+CLAIM_DELIVERIES = """
+WITH due AS (
+    SELECT d.id
+      FROM webhook_delivery d
+      JOIN webhook_subscription s ON s.tenant_id = d.tenant_id AND s.id = d.subscription_id
+     WHERE d.tenant_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now() AND s.active
+       AND NOT EXISTS (
+           SELECT 1 FROM webhook_delivery e
+            WHERE e.tenant_id = d.tenant_id AND e.subscription_id = d.subscription_id AND e.ticket_id = d.ticket_id
+              AND e.status = 'pending'
+              AND (e.sequence, e.created_at, e.id) < (d.sequence, d.created_at, d.id))
+     ORDER BY d.next_attempt_at
+     LIMIT $2
+       FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE webhook_delivery d
+   SET next_attempt_at = now() + make_interval(secs => $3), attempts = d.attempts + 1, last_attempt_at = now()
+  FROM due, webhook_subscription s
+ WHERE d.tenant_id = $1 AND d.id = due.id AND s.tenant_id = $1 AND s.id = d.subscription_id
+RETURNING d.id, d.subscription_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at, s.url, s.secret,
+          s.previous_secret, s.previous_secret_until
+"""
+
+# An attempt's outcome, only while the attempt still holds the delivery (the same attempt number, still pending): a
+# worker that outlived its lease does not overwrite the next attempt's outcome. $10: when it was delivered (NULL
+# otherwise), from the application, as Citus refuses now() inside CASE.
+RECORD_OUTCOME = """
+UPDATE webhook_delivery
+   SET status = $4, next_attempt_at = now() + make_interval(secs => $5), last_status_code = $6, last_latency_ms = $7,
+       last_error = $8, last_response = $9, delivered_at = $10
+ WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status = 'pending'
+"""
+
+SUCCEEDED = """
+UPDATE webhook_subscription SET failing_since = NULL
+ WHERE tenant_id = $1 AND id = $2 AND failing_since IS NOT NULL
+"""
+FAILED = """
+UPDATE webhook_subscription SET failing_since = coalesce(failing_since, $3)
+ WHERE tenant_id = $1 AND id = $2
+RETURNING failing_since
+"""
+DISABLE = """
+UPDATE webhook_subscription SET active = false, disabled_reason = $3, updated_at = now(), updated_by = 'system'
+ WHERE tenant_id = $1 AND id = $2 AND active
+"""
+
+RETRY = f"""
+UPDATE webhook_delivery
+   SET status = 'pending', next_attempt_at = now(), expires_at = now() + make_interval(secs => $4),
+       delivered_at = NULL
+ WHERE tenant_id = $1 AND subscription_id = $2 AND id = $3
+RETURNING {_DELIVERY}
+"""
+
+
+class WebhookRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- subscriptions
+
+    async def insert(
+        self,
+        tenant_id: uuid.UUID,
+        subscription_id: uuid.UUID,
+        url: str,
+        events: list[str] | None,
+        description: str,
+        active: bool,
+        secret: str,
+        actor: str,
+    ) -> SubscriptionRow:
+        row = await self._db.fetch_one(
+            SubscriptionRow,
+            INSERT_SUBSCRIPTION,
+            tenant_id,
+            subscription_id,
+            url,
+            events,
+            description,
+            active,
+            secret,
+            actor,
+        )
+        assert row is not None
+        return row
+
+    async def get(self, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> SubscriptionRow | None:
+        return await self._db.fetch_one(
+            SubscriptionRow,
+            f"SELECT {_SUBSCRIPTION} FROM webhook_subscription WHERE tenant_id = $1 AND id = $2",
+            tenant_id,
+            subscription_id,
+        )
+
+    async def list_all(self, tenant_id: uuid.UUID) -> list[SubscriptionRow]:
+        return await self._db.fetch_all(
+            SubscriptionRow,
+            f"SELECT {_SUBSCRIPTION} FROM webhook_subscription WHERE tenant_id = $1 ORDER BY created_at, id",
+            tenant_id,
+        )
+
+    async def update(
+        self,
+        tenant_id: uuid.UUID,
+        subscription_id: uuid.UUID,
+        url: str,
+        events: list[str] | None,
+        description: str,
+        active: bool,
+        actor: str,
+    ) -> SubscriptionRow | None:
+        return await self._db.fetch_one(
+            SubscriptionRow, UPDATE_SUBSCRIPTION, tenant_id, subscription_id, url, events, description, active, actor
+        )
+
+    async def rotate(
+        self, tenant_id: uuid.UUID, subscription_id: uuid.UUID, secret: str, overlap_seconds: float, actor: str
+    ) -> SubscriptionRow | None:
+        return await self._db.fetch_one(
+            SubscriptionRow, ROTATE, tenant_id, subscription_id, secret, overlap_seconds, actor
+        )
+
+    async def delete(self, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> bool:
+        deleted = await self._db.execute(
+            "DELETE FROM webhook_subscription WHERE tenant_id = $1 AND id = $2", tenant_id, subscription_id
+        )
+        return deleted > 0
+
+    async def upsert_declared(
+        self,
+        tenant_id: uuid.UUID,
+        subscription_id: uuid.UUID,
+        url: str,
+        events: list[str] | None,
+        description: str,
+        active: bool,
+        secret: str,
+        previous_secret_until: datetime.datetime,
+    ) -> SubscriptionRow | None:
+        """The subscription as the file declares it; None when it already was exactly that."""
+        return await self._db.fetch_one(
+            SubscriptionRow,
+            UPSERT_DECLARED,
+            tenant_id,
+            subscription_id,
+            url,
+            events,
+            description,
+            active,
+            secret,
+            previous_secret_until,
+        )
+
+    async def delete_undeclared(self, tenant_id: uuid.UUID, keep: list[uuid.UUID]) -> int:
+        """Remove the tenant's file-declared subscriptions the file no longer declares."""
+        return await self._db.execute(
+            "DELETE FROM webhook_subscription WHERE tenant_id = $1 AND declared AND NOT (id = ANY($2::uuid[]))",
+            tenant_id,
+            keep,
+        )
+
+    async def purge_tenant(self, tenant_id: uuid.UUID) -> dict[str, int]:
+        """Delete all of a tenant's webhook rows; rows removed per table."""
+        execute = self._db.execute
+        return {
+            "webhook_delivery": await execute("DELETE FROM webhook_delivery WHERE tenant_id = $1", tenant_id),
+            "webhook_subscription": await execute("DELETE FROM webhook_subscription WHERE tenant_id = $1", tenant_id),
+        }
+
+    # -- the outbox
+
+    async def tenants_with_undispatched_events(self) -> list[uuid.UUID]:
+        tenants: list[uuid.UUID] = await self._db.fetch_column(UNDISPATCHED_TENANTS)
+        return tenants
+
+    async def claim_events(self, tenant_id: uuid.UUID, limit: int) -> list[OutboxEvent]:
+        """The tenant's oldest undispatched events, locked until the transaction ends."""
+        return await self._db.fetch_all(OutboxEvent, CLAIM_EVENTS, tenant_id, limit)
+
+    async def mark_dispatched(self, tenant_id: uuid.UUID, event_ids: list[int]) -> None:
+        await self._db.execute(MARK_DISPATCHED, tenant_id, event_ids)
+
+    async def active_subscriptions(self, tenant_id: uuid.UUID) -> list[SubscriptionRow]:
+        return await self._db.fetch_all(
+            SubscriptionRow,
+            f"SELECT {_SUBSCRIPTION} FROM webhook_subscription WHERE tenant_id = $1 AND active ORDER BY id",
+            tenant_id,
+        )
+
+    async def events(self, tenant_id: uuid.UUID, event_ids: list[int]) -> list[EventRow]:
+        return await self._db.fetch_all(EventRow, EVENTS_BY_ID, tenant_id, event_ids)
+
+    async def events_of_ticket(
+        self, tenant_id: uuid.UUID, object_id: str, from_sequence: int, to_sequence: int, limit: int
+    ) -> list[EventRow]:
+        return await self._db.fetch_all(
+            EventRow, EVENTS_OF_TICKET, tenant_id, object_id, from_sequence, to_sequence, limit
+        )
+
+    async def events_between(
+        self, tenant_id: uuid.UUID, since: datetime.datetime, until: datetime.datetime, limit: int
+    ) -> list[EventRow]:
+        return await self._db.fetch_all(EventRow, EVENTS_BETWEEN, tenant_id, since, until, limit)
+
+    async def queue(self, tenant_id: uuid.UUID, deliveries: list[NewDelivery], horizon_seconds: float) -> None:
+        """Queue deliveries, due now, retried until `horizon_seconds` from now."""
+        if not deliveries:
+            return
+        await self._db.execute(
+            INSERT_DELIVERIES,
+            tenant_id,
+            [d.id for d in deliveries],
+            [d.subscription_id for d in deliveries],
+            [d.message_id for d in deliveries],
+            [d.event_type for d in deliveries],
+            [d.event_id for d in deliveries],
+            [d.ticket_id for d in deliveries],
+            [d.sequence for d in deliveries],
+            [d.body for d in deliveries],
+            horizon_seconds,
+        )
+
+    # -- deliveries
+
+    async def tenants_with_due_deliveries(self) -> list[uuid.UUID]:
+        tenants: list[uuid.UUID] = await self._db.fetch_column(DUE_TENANTS)
+        return tenants
+
+    async def claim(self, tenant_id: uuid.UUID, limit: int, lease_seconds: float) -> list[ClaimedDelivery]:
+        return await self._db.fetch_all(ClaimedDelivery, CLAIM_DELIVERIES, tenant_id, limit, lease_seconds)
+
+    async def record_outcome(
+        self,
+        tenant_id: uuid.UUID,
+        delivery_id: uuid.UUID,
+        attempt: int,
+        status: str,
+        retry_in_seconds: float,
+        status_code: int | None,
+        latency_ms: int | None,
+        error: str | None,
+        response: str | None,
+    ) -> bool:
+        """Whether the outcome was recorded (False: this attempt had lost its lease to another)."""
+        updated = await self._db.execute(
+            RECORD_OUTCOME,
+            tenant_id,
+            delivery_id,
+            attempt,
+            status,
+            retry_in_seconds,
+            status_code,
+            latency_ms,
+            error,
+            response,
+            datetime.datetime.now(datetime.UTC) if status == "delivered" else None,
+        )
+        return updated > 0
+
+    async def subscription_succeeded(self, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> None:
+        await self._db.execute(SUCCEEDED, tenant_id, subscription_id)
+
+    async def subscription_failed(
+        self, tenant_id: uuid.UUID, subscription_id: uuid.UUID, now: datetime.datetime
+    ) -> datetime.datetime | None:
+        """Since when the subscription has been failing without a success."""
+        since: datetime.datetime | None = await self._db.fetch_value(FAILED, tenant_id, subscription_id, now)
+        return since
+
+    async def disable(self, tenant_id: uuid.UUID, subscription_id: uuid.UUID, reason: str) -> None:
+        await self._db.execute(DISABLE, tenant_id, subscription_id, reason)
+
+    async def count_deliveries(self, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> int:
+        total: int = await self._db.fetch_value(
+            "SELECT count(*) FROM webhook_delivery WHERE tenant_id = $1 AND subscription_id = $2",
+            tenant_id,
+            subscription_id,
+        )
+        return total
+
+    async def deliveries(
+        self, tenant_id: uuid.UUID, subscription_id: uuid.UUID, limit: int, offset: int
+    ) -> list[DeliveryRow]:
+        """Newest first."""
+        return await self._db.fetch_all(
+            DeliveryRow,
+            f"SELECT {_DELIVERY} FROM webhook_delivery WHERE tenant_id = $1 AND subscription_id = $2 "
+            "ORDER BY created_at DESC, sequence DESC NULLS LAST, id DESC LIMIT $3 OFFSET $4",
+            tenant_id,
+            subscription_id,
+            limit,
+            offset,
+        )
+
+    async def delivery(
+        self, tenant_id: uuid.UUID, subscription_id: uuid.UUID, delivery_id: uuid.UUID
+    ) -> DeliveryRow | None:
+        return await self._db.fetch_one(
+            DeliveryRow,
+            f"SELECT {_DELIVERY} FROM webhook_delivery WHERE tenant_id = $1 AND subscription_id = $2 AND id = $3",
+            tenant_id,
+            subscription_id,
+            delivery_id,
+        )
+
+    async def retry(
+        self, tenant_id: uuid.UUID, subscription_id: uuid.UUID, delivery_id: uuid.UUID, horizon_seconds: float
+    ) -> DeliveryRow | None:
+        return await self._db.fetch_one(DeliveryRow, RETRY, tenant_id, subscription_id, delivery_id, horizon_seconds)

@@ -1,0 +1,512 @@
+"""Webhooks end to end: the real service (its delivery worker running as in production) and a real receiver on
+loopback; every signature is checked with `standardwebhooks`, a third-party verifier."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from app.bootstrap import apply_tenants
+from app.db.database import Database
+from app.ticket.repository import TicketRepository
+from app.webhook.service import DeclaredWebhookError
+from app.webhook.signing import new_secret
+from tests.receiver import Answer, Receiver
+from tests.support import (
+    API,
+    ETAG_MISMATCH,
+    TenantApi,
+    TenantFactory,
+    TenantSpec,
+    field_ids,
+    load_tenant_files,
+    make_settings,
+    new_ticket,
+    upload,
+)
+
+WEBHOOKS = f"{API}/webhook"
+
+
+@pytest.fixture
+def receiver() -> Any:
+    with Receiver() as running:
+        yield running
+
+
+@pytest.fixture
+async def db(migrated: str) -> Any:
+    pool = await asyncpg.create_pool(migrated, min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+async def subscribe(admin: TenantApi, url: str, **members: Any) -> dict[str, Any]:
+    response = await admin.http.post(WEBHOOKS, headers=admin.headers, json={"url": url, **members})
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    assert created["secret"].startswith("whsec_")
+    return created
+
+
+async def deliveries(admin: TenantApi, webhook_id: str) -> list[dict[str, Any]]:
+    response = await admin.http.get(
+        f"{WEBHOOKS}/{webhook_id}/deliveries", params={"per_page": "100"}, headers=admin.headers
+    )
+    assert response.status_code == 200, response.text
+    return list(response.json()["data"])
+
+
+async def settled(admin: TenantApi, webhook_id: str, count: int, within: float = 20.0) -> list[dict[str, Any]]:
+    """The subscription's deliveries once `count` exist and none is pending any more."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        found = await deliveries(admin, webhook_id)
+        if len(found) >= count and all(d["status"] != "pending" for d in found):
+            return found
+        assert asyncio.get_running_loop().time() < deadline, found
+        await asyncio.sleep(0.05)
+
+
+async def current_etag(api: TenantApi, object_id: str) -> str:
+    response = await api.get(object_id)
+    assert response.status_code == 200, response.text
+    return str(response.json()["etag"])
+
+
+def ticket_events(requests: list[Any], ticket_id: str) -> list[tuple[str, int]]:
+    return [
+        (r.json["event"], r.json["data"]["ticket"]["sequence"])
+        for r in requests
+        if r.json["data"].get("ticket", {}).get("id") == ticket_id
+    ]
+
+
+async def test_every_event_type_arrives_signed_and_matches_the_change(
+    client: httpx.AsyncClient, alpha: TenantSpec, receiver: Receiver
+) -> None:
+    admin = TenantApi.admin(client, alpha)
+    agent = TenantApi.agent(client, alpha)
+    subscription = await subscribe(admin, receiver.url, description="everything")
+    shown = await client.get(f"{WEBHOOKS}/{subscription['id']}", headers=admin.headers)
+    assert shown.status_code == 200 and "secret" not in shown.json()
+    assert shown.json()["events"] == "all" and shown.json()["active"] is True
+    request_type = await agent.ticket_type("REQ")
+    fields = field_ids(request_type)
+
+    created = await new_ticket(agent, request_type["id"], {fields["title"]: "Printer jammed"})
+    object_id, ticket_id = created["objectId"], created["id"]
+    updated = await agent.update(
+        object_id, {"etag": created["etag"], "ticketUpdate": {fields["description"]: "<p>x</p>"}}
+    )
+    assert updated.status_code == 200, updated.text
+    moved = await agent.change_status(object_id, {"etag": updated.json()["etag"], "state": "open", "note": "on it"})
+    assert moved.status_code == 200, moved.text
+    assigned = await agent.assign(object_id, {"etag": moved.json()["etag"], "assignee": "agent-7"})
+    assert assigned.status_code == 200, assigned.text
+    commented = await agent.comment(object_id, {"content": "<p>Looking</p>"})
+    assert commented.status_code == 201, commented.text
+    attached = await upload(agent, object_id, "log.txt", b"printer log\n", "text/plain")
+    assert attached.status_code == 201, attached.text
+    removed = await client.delete(attached.json()["url"], headers=agent.headers)
+    assert removed.status_code == 204, removed.text
+    deleted = await admin.delete(object_id)
+    assert deleted.status_code == 204, deleted.text
+
+    arrived = await receiver.wait_for(8)
+    bodies = [request.verified(subscription["secret"]) for request in arrived]
+    assert [(b["event"], b["data"]["ticket"]["sequence"]) for b in bodies] == [
+        ("ticket.created", 1),
+        ("ticket.updated", 2),
+        ("ticket.status_changed", 3),
+        ("ticket.assigned", 4),
+        ("comment.created", 5),
+        ("attachment.created", 6),
+        ("attachment.deleted", 7),
+        ("ticket.deleted", 8),
+    ]
+    assert len({request.webhook_id for request in arrived}) == 8
+    assert all(request.webhook_id.startswith("evt_") for request in arrived)
+    first, update, status, assign, comment, attachment_added, attachment_removed, _ = bodies
+    file = attached.json()
+    expected_file = {
+        "id": file["id"],
+        "filename": "log.txt",
+        "size": len(b"printer log\n"),
+        "mime_type": "text/plain",
+        "sha256": file["sha256"],
+        "is_internal": False,
+        "author": {"id": "agent-1"},
+    }
+    assert attachment_added["data"]["attachment"] == attachment_removed["data"]["attachment"] == expected_file
+    for body in bodies:
+        assert body["data"]["ticket"]["id"] == ticket_id and body["data"]["ticket"]["object_id"] == object_id
+        assert body["data"]["ticket"]["title"] == "Printer jammed"
+        assert body["timestamp"].endswith("Z")
+    assert first["data"]["ticket"]["changes"][fields["title"]] == {"previous": None, "current": "Printer jammed"}
+    assert first["data"]["ticket"]["status"] == {"previous": None, "current": "new"}
+    assert first["data"]["ticket"]["updated_by"] == {"id": "agent-1"}
+    assert update["data"]["ticket"]["changed_fields"] == [fields["description"]]
+    assert update["data"]["ticket"]["changes"] == {fields["description"]: {"previous": None, "current": "<p>x</p>"}}
+    assert status["data"]["ticket"]["status"] == {"previous": "new", "current": "open"}
+    assert status["data"]["ticket"]["note"] == "on it"
+    assert assign["data"]["ticket"]["assignee"] == {"previous": None, "current": "agent-7"}
+    assert comment["data"]["comment"] == {
+        "id": commented.json()["id"],
+        "content": "<p>Looking</p>",
+        "is_internal": False,
+        "author": {"id": "agent-1"},
+    }
+    logged = await settled(admin, subscription["id"], 8)
+    assert {(d["status"], d["attempts"], d["last_status_code"]) for d in logged} == {("delivered", 1, 200)}
+
+
+async def test_a_refused_or_rolled_back_write_produces_no_event(
+    client: httpx.AsyncClient, alpha: TenantSpec, receiver: Receiver, migrated: str
+) -> None:
+    admin = TenantApi.admin(client, alpha)
+    agent = TenantApi.agent(client, alpha)
+    subscription = await subscribe(admin, receiver.url, events=["ticket.created", "ticket.updated"])
+    request_type = await agent.ticket_type("REQ")
+    fields = field_ids(request_type)
+    created = await new_ticket(agent, request_type["id"], {fields["title"]: "Refusals"})
+    object_id = created["objectId"]
+    fresh = await agent.update(object_id, {"etag": created["etag"], "ticketUpdate": {fields["counter"]: 1}})
+    assert fresh.status_code == 200, fresh.text
+    stale = await agent.update(object_id, {"etag": created["etag"], "ticketUpdate": {fields["counter"]: 2}})
+    assert (stale.status_code, stale.json()) == (400, ETAG_MISMATCH)
+    bad_value = await agent.update(object_id, {"etag": fresh.json()["etag"], "ticketUpdate": {fields["counter"]: "x"}})
+    assert bad_value.status_code == 400, bad_value.text
+    # The same statement the service runs, in a transaction that is rolled back.
+    db = Database(migrated, min_size=1, max_size=1)
+    await db.open()
+    try:
+        with pytest.raises(RuntimeError, match="roll back"):
+            async with db.transaction():
+                changed = await TicketRepository(db).compare_and_swap(
+                    alpha.id,
+                    object_id,
+                    uuid.UUID(fresh.json()["etag"]),
+                    uuid.uuid4(),
+                    f'{{"{fields["counter"]}": 3}}',
+                    "agent-1",
+                    request_type["version"],
+                    "rolled-back",
+                    False,
+                )
+                assert changed is not None
+                raise RuntimeError("roll back")
+    finally:
+        await db.close()
+    last = await agent.update(object_id, {"etag": fresh.json()["etag"], "ticketUpdate": {fields["counter"]: 4}})
+    assert last.status_code == 200, last.text
+
+    logged = await settled(admin, subscription["id"], 3)
+    arrived = receiver.delivered()
+    assert ticket_events(arrived, created["id"]) == [
+        ("ticket.created", 1),
+        ("ticket.updated", 2),
+        ("ticket.updated", 3),
+    ]
+    assert [r.verified(subscription["secret"])["data"]["ticket"]["changes"] for r in arrived[1:]] == [
+        {fields["counter"]: {"previous": 0, "current": 1}},
+        {fields["counter"]: {"previous": 1, "current": 4}},
+    ]
+    assert len(logged) == 3
+
+
+async def test_a_receiver_that_is_down_for_a_while_gets_every_event_in_order(
+    client: httpx.AsyncClient, alpha: TenantSpec, receiver: Receiver
+) -> None:
+    admin = TenantApi.admin(client, alpha)
+    agent = TenantApi.agent(client, alpha)
+    subscription = await subscribe(admin, receiver.url)
+    receiver.default = Answer(500, body=b"x" * 5000)
+    request_type = await agent.ticket_type("REQ")
+    fields = field_ids(request_type)
+    tickets = [await new_ticket(agent, request_type["id"], {fields["title"]: f"Down {n}"}) for n in range(2)]
+    await receiver.wait_for(3, successful=False)
+    receiver.stop()  # connections refused for a while
+    for ticket in tickets:
+        etag = ticket["etag"]
+        for value in (1, 2):
+            response = await agent.update(
+                ticket["objectId"], {"etag": etag, "ticketUpdate": {fields["counter"]: value}}
+            )
+            assert response.status_code == 200, response.text
+            etag = response.json()["etag"]
+    await asyncio.sleep(0.5)
+    receiver.default = Answer(200)
+    receiver.answer(Answer(429, headers=(("Retry-After", "1"),)))
+    receiver.start()
+
+    logged = await settled(admin, subscription["id"], 6)
+    arrived = receiver.delivered()
+    for ticket in tickets:
+        per_ticket = ticket_events(arrived, ticket["id"])
+        assert [sequence for _, sequence in per_ticket] == [1, 2, 3], per_ticket
+    assert all(d["status"] == "delivered" and d["last_status_code"] == 200 for d in logged)
+    # At least once, and no more: each event was accepted once, and every request that arrived is an attempt the
+    # log counts (the others were refused connections).
+    received = receiver.received()
+    assert sorted(r.webhook_id for r in arrived) == sorted(d["webhook_id"] for d in logged)
+    assert len(received) <= sum(d["attempts"] for d in logged)
+    assert sum(d["attempts"] for d in logged) > len(logged)
+    after_429 = [r for r in received if r.status == 429]
+    assert len(after_429) == 1, [(r.status, r.webhook_id) for r in received]
+    retried = [r for r in received if r.webhook_id == after_429[0].webhook_id and r.at > after_429[0].at]
+    assert retried and retried[0].at - after_429[0].at >= 0.95  # Retry-After honoured
+    for request in received:
+        request.verified(subscription["secret"])
+
+
+async def test_secret_rotation_signs_with_both_secrets_during_the_overlap(
+    client: httpx.AsyncClient, alpha: TenantSpec, receiver: Receiver
+) -> None:
+    admin = TenantApi.admin(client, alpha)
+    agent = TenantApi.agent(client, alpha)
+    subscription = await subscribe(admin, receiver.url)
+    rotated = await client.post(f"{WEBHOOKS}/{subscription['id']}/rotate", headers=admin.headers)
+    assert rotated.status_code == 200, rotated.text
+    new_secret = rotated.json()["secret"]
+    assert new_secret != subscription["secret"] and new_secret.startswith("whsec_")
+    assert rotated.json()["previous_secret_valid_until"] is not None
+    request_type = await agent.ticket_type("REQ")
+    await new_ticket(agent, request_type["id"], {field_ids(request_type)["title"]: "Rotation"})
+
+    [request] = await receiver.wait_for(1)
+    signatures = request.headers["webhook-signature"].split(" ")
+    assert len(signatures) == 2
+    for secret in (subscription["secret"], new_secret):
+        request.verified(secret)
+        # Each signature verifies with exactly one of the two secrets.
+        alone = [s for s in signatures if _verifies(secret, request.body, {**request.headers, "webhook-signature": s})]
+        assert len(alone) == 1
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + "A" * 43 + "=").verify(request.body, request.headers)
+
+
+def _verifies(secret: str, body: bytes, headers: dict[str, str]) -> bool:
+    try:
+        Webhook(secret).verify(body, headers)
+    except WebhookVerificationError:
+        return False
+    return True
+
+
+async def test_unsafe_urls_are_refused_at_creation(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    admin = TenantApi.admin(client, alpha)
+    for url, reason in {
+        "http://169.254.169.254/latest/meta-data": "169.254.169.254 is a link-local address",
+        "https://169.254.169.254/": "169.254.169.254 is a link-local address",
+        "https://10.0.0.5/hook": "10.0.0.5 is a private address",
+        "https://192.168.1.1/hook": "192.168.1.1 is a private address",
+        "https://[::ffff:10.1.2.3]/hook": "10.1.2.3 is a private address",
+        "https://100.64.0.1/hook": "100.64.0.1 is not a public address",
+        "http://8.8.8.8/hook": "must be an https URL",
+        "ftp://127.0.0.1/": "must be an https URL",
+        "https://user:pw@127.0.0.1/": "must not contain credentials",
+    }.items():
+        response = await client.post(WEBHOOKS, headers=admin.headers, json={"url": url})
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["code"] == "INPUT_VALIDATION_FAILURE"
+        assert reason in response.json()["validationResult"]["reason"]["url"], (url, response.text)
+    listed = await client.get(WEBHOOKS, headers=admin.headers)
+    assert listed.json() == {"data": []}
+
+
+async def test_unsafe_addresses_are_refused_again_at_delivery(
+    client: httpx.AsyncClient, alpha: TenantSpec, db: asyncpg.Pool
+) -> None:
+    """A subscription whose URL became unsafe after it was saved (its name now resolves elsewhere, or it was written
+    around the API) is refused on every attempt, before anything is sent."""
+    admin = TenantApi.admin(client, alpha)
+    agent = TenantApi.agent(client, alpha)
+    unsafe = {
+        "https://169.254.169.254/latest": "link-local",
+        "http://8.8.8.8/hook": "8.8.8.8 is not a loopback address",
+    }
+    ids = {}
+    for url in unsafe:
+        ids[url] = uuid.uuid4()
+        await db.execute(
+            "INSERT INTO webhook_subscription (tenant_id, id, url, active, secret, created_at, created_by, updated_at,"
+            " updated_by) VALUES ($1, $2, $3, true, $4, now(), 'test', now(), 'test')",
+            alpha.id,
+            ids[url],
+            url,
+            "whsec_" + "A" * 43 + "=",
+        )
+    request_type = await agent.ticket_type("REQ")
+    await new_ticket(agent, request_type["id"], {field_ids(request_type)["title"]: "SSRF"})
+    for url, reason in unsafe.items():
+        deadline = asyncio.get_running_loop().time() + 10
+        while not (logged := await deliveries(admin, str(ids[url]))) or logged[0]["attempts"] < 2:
+            assert asyncio.get_running_loop().time() < deadline, logged
+            await asyncio.sleep(0.05)
+        assert logged[0]["status"] == "pending" and logged[0]["last_status_code"] is None
+        assert logged[0]["last_error"].startswith("ConnectError: refused:"), logged[0]
+        assert reason in logged[0]["last_error"]
+    # Switched off, so they stop retrying for the rest of the session.
+    await db.execute("UPDATE webhook_subscription SET active = false WHERE tenant_id = $1", alpha.id)
+
+
+async def test_replay_resends_exactly_the_requested_range_in_order(
+    client: httpx.AsyncClient, alpha: TenantSpec, receiver: Receiver
+) -> None:
+    admin = TenantApi.admin(client, alpha)
+    agent = TenantApi.agent(client, alpha)
+    subscription = await subscribe(admin, receiver.url)
+    request_type = await agent.ticket_type("REQ")
+    fields = field_ids(request_type)
+    ticket = await new_ticket(agent, request_type["id"], {fields["title"]: "Replay"})
+    etag = ticket["etag"]
+    for value in range(1, 5):
+        response = await agent.update(ticket["objectId"], {"etag": etag, "ticketUpdate": {fields["counter"]: value}})
+        etag = response.json()["etag"]
+    original = await receiver.wait_for(5)
+    ids = [request.webhook_id for request in original]
+    cut = datetime.datetime.fromisoformat(original[3].json["timestamp"].replace("Z", "+00:00"))
+
+    replay = f"{WEBHOOKS}/{subscription['id']}/replay"
+    by_sequence = await client.post(
+        replay, headers=admin.headers, json={"ticket": ticket["objectId"], "from_sequence": 2, "to_sequence": 4}
+    )
+    assert by_sequence.status_code == 202, by_sequence.text
+    assert by_sequence.json() == {"queued": 3, "webhook_ids": ids[1:4]}
+    replayed = (await receiver.wait_for(8))[5:]
+    assert [(r.webhook_id, r.verified(subscription["secret"])["data"]["ticket"]["sequence"]) for r in replayed] == [
+        (ids[1], 2),
+        (ids[2], 3),
+        (ids[3], 4),
+    ]
+    by_time = await client.post(replay, headers=admin.headers, json={"since": cut.isoformat()})
+    assert by_time.status_code == 202, by_time.text
+    assert by_time.json() == {"queued": 2, "webhook_ids": ids[3:5]}
+    assert [r.webhook_id for r in (await receiver.wait_for(10))[8:]] == ids[3:5]
+
+    for body, reason in [
+        ({}, "body"),
+        ({"ticket": ticket["objectId"]}, "from_sequence"),
+        ({"ticket": ticket["objectId"], "from_sequence": 3, "to_sequence": 2}, "to_sequence"),
+        ({"since": cut.isoformat(), "from_sequence": 1}, "body"),
+        ({"since": "2026-01-01T00:00:00"}, "since"),
+    ]:
+        refused = await client.post(replay, headers=admin.headers, json=body)
+        assert refused.status_code == 400, (body, refused.text)
+        assert reason in refused.json()["validationResult"]["reason"], (body, refused.text)
+    await asyncio.sleep(0.3)
+    assert len(receiver.received()) == 10
+
+
+async def test_dead_letter_retry_auto_disable_and_ping(
+    client: httpx.AsyncClient, alpha: TenantSpec, receiver: Receiver, db: asyncpg.Pool
+) -> None:
+    admin = TenantApi.admin(client, alpha)
+    agent = TenantApi.agent(client, alpha)
+    receiver.default = Answer(500, body=b"y" * 5000)
+    subscription = await subscribe(admin, receiver.url, events=["ticket.created"])
+    path = f"{WEBHOOKS}/{subscription['id']}"
+    request_type = await agent.ticket_type("REQ")
+    await new_ticket(agent, request_type["id"], {field_ids(request_type)["title"]: "Dead"})
+    await receiver.wait_for(2, successful=False)
+    # The retry horizon passes: the next failure dead-letters the delivery.
+    await db.execute("UPDATE webhook_delivery SET expires_at = now() WHERE tenant_id = $1", alpha.id)
+    [dead] = await settled(admin, subscription["id"], 1)
+    assert dead["status"] == "dead" and dead["last_status_code"] == 500 and dead["last_error"] == "HTTP 500"
+    assert dead["last_response"] == "y" * 1024 and dead["next_attempt_at"] is None
+    assert dead["attempts"] == len(receiver.received()) and dead["last_latency_ms"] >= 0
+    # Failing for longer than the threshold: the next failure disables the subscription, saying why.
+    await db.execute(
+        "UPDATE webhook_subscription SET failing_since = now() - interval '6 days' WHERE id = $1",
+        uuid.UUID(subscription["id"]),
+    )
+    retried = await client.post(f"{path}/deliveries/{dead['id']}/retry", headers=admin.headers)
+    assert retried.status_code == 202 and retried.json()["status"] == "pending", retried.text
+    deadline = asyncio.get_running_loop().time() + 10
+    while (shown := (await client.get(path, headers=admin.headers)).json())["active"]:
+        assert asyncio.get_running_loop().time() < deadline, shown
+        await asyncio.sleep(0.05)
+    assert shown["disabled_reason"].startswith("disabled automatically: every delivery has failed since")
+    assert "HTTP 500" in shown["disabled_reason"]
+
+    receiver.default = Answer(200)
+    enabled = await client.put(path, headers=admin.headers, json={"active": True})
+    assert enabled.status_code == 200 and enabled.json()["disabled_reason"] is None, enabled.text
+    ping = await client.post(f"{path}/test", headers=admin.headers)
+    assert ping.status_code == 202 and ping.json()["event"] == "webhook.test", ping.text
+    [pinged] = [r for r in await receiver.wait_for(1) if r.webhook_id == ping.json()["webhook_id"]]
+    assert pinged.verified(subscription["secret"]) == {
+        "event": "webhook.test",
+        "timestamp": pinged.json["timestamp"],
+        "data": {"subscription_id": subscription["id"]},
+    }
+    again = await client.post(f"{path}/deliveries/{dead['id']}/retry", headers=admin.headers)
+    assert again.status_code == 202, again.text
+    logged = await settled(admin, subscription["id"], 2)
+    assert {d["id"]: d["status"] for d in logged} == {dead["id"]: "delivered", ping.json()["id"]: "delivered"}
+    assert (await client.get(path, headers=admin.headers)).json()["failing_since"] is None
+
+
+async def test_a_tenant_file_declares_a_webhook_with_its_secret_from_the_environment(
+    client: httpx.AsyncClient,
+    tenant_factory: TenantFactory,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenant = tenant_factory.spec("declaring")
+    declaration = (
+        f'[[webhooks]]\nname = "crm"\nurl = "{receiver.url}"\nsecret_env = "CRM_WEBHOOK_SECRET"\n'
+        'events = ["ticket.created"]\ndescription = "the CRM"\n'
+    )
+    directory = tenant_factory.workspace / "declaring" / tenant.slug
+    directory.mkdir(parents=True)
+    (directory / f"{tenant.slug}.toml").write_text(tenant.toml() + declaration)
+    settings = make_settings(tenant_factory.database_url, tenant_factory.workspace)
+
+    monkeypatch.delenv("CRM_WEBHOOK_SECRET", raising=False)
+    with pytest.raises(DeclaredWebhookError, match="CRM_WEBHOOK_SECRET"):
+        await apply_tenants(
+            tenant_factory.database_url, load_tenant_files(directory, settings.data_dir), disable_missing=False
+        )
+    first_secret, second_secret = new_secret(), new_secret()
+    monkeypatch.setenv("CRM_WEBHOOK_SECRET", first_secret)
+    configs = load_tenant_files(directory, settings.data_dir)
+    await apply_tenants(tenant_factory.database_url, configs, disable_missing=False, settings=settings)
+    await tenant_factory.known(tenant)
+    admin = TenantApi.admin(client, tenant)
+    [declared] = (await client.get(WEBHOOKS, headers=admin.headers)).json()["data"]
+    assert (declared["url"], declared["events"], declared["declared"]) == (receiver.url, ["ticket.created"], True)
+    refused = await client.put(f"{WEBHOOKS}/{declared['id']}", headers=admin.headers, json={"active": False})
+    assert (refused.status_code, refused.json()["code"]) == (409, "DECLARED_IN_TENANT_FILE")
+
+    request_type = await admin.ticket_type("REQ")
+    await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "Declared"})
+    [request] = await receiver.wait_for(1)
+    assert request.verified(first_secret)["event"] == "ticket.created"
+
+    # A new secret in the variable is a rotation: both sign during the overlap.
+    monkeypatch.setenv("CRM_WEBHOOK_SECRET", second_secret)
+    await apply_tenants(tenant_factory.database_url, configs, disable_missing=False, settings=settings)
+    await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "Rotated"})
+    rotated = (await receiver.wait_for(2))[1]
+    assert rotated.verified(first_secret) == rotated.verified(second_secret)
+    assert len(rotated.headers["webhook-signature"].split(" ")) == 2
+
+    # No longer declared: gone.
+    (directory / f"{tenant.slug}.toml").write_text(tenant.toml())
+    await apply_tenants(
+        tenant_factory.database_url,
+        load_tenant_files(directory, settings.data_dir),
+        disable_missing=False,
+        settings=settings,
+    )
+    assert (await client.get(WEBHOOKS, headers=admin.headers)).json() == {"data": []}
