@@ -58,6 +58,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # still under way is never touched.
     attachment_sweep_interval_seconds: float = 3600.0
     attachment_orphan_grace_seconds: float = 3600.0
+    # Rate limits (plans in the tenant files) count in Redis, shared by every worker and host. None means "use the
+    # private server in data_dir"; the CLI fills it in before the app starts. RATE_LIMITS_ENABLED=false turns the
+    # limits off (no Redis at all).
+    redis_url: str | None = None
+    rate_limits_enabled: bool = True
+    # A Redis that does not answer within this time is treated as away: requests are served without limits.
+    redis_timeout_seconds: float = 0.25
 
 
 _ENV = {
@@ -87,6 +94,9 @@ _ENV = {
     "attachment_s3_prefix": "ATTACHMENT_S3_PREFIX",
     "attachment_sweep_interval_seconds": "ATTACHMENT_SWEEP_INTERVAL_SECONDS",
     "attachment_orphan_grace_seconds": "ATTACHMENT_ORPHAN_GRACE_SECONDS",
+    "redis_url": "REDIS_URL",
+    "rate_limits_enabled": "RATE_LIMITS_ENABLED",
+    "redis_timeout_seconds": "REDIS_TIMEOUT_SECONDS",
 }
 
 
@@ -125,6 +135,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError("invalid environment variable ATTACHMENT_SWEEP_INTERVAL_SECONDS: must be a positive number")
     if not (math.isfinite(settings.attachment_orphan_grace_seconds) and settings.attachment_orphan_grace_seconds >= 0):
         raise ConfigError("invalid environment variable ATTACHMENT_ORPHAN_GRACE_SECONDS: must be a number, 0 or more")
+    if not (math.isfinite(settings.redis_timeout_seconds) and settings.redis_timeout_seconds > 0):
+        raise ConfigError("invalid environment variable REDIS_TIMEOUT_SECONDS: must be a positive number")
     if settings.attachment_storage == "s3" and not settings.attachment_s3_bucket:
         raise ConfigError("invalid environment variable ATTACHMENT_S3_BUCKET: required when ATTACHMENT_STORAGE is s3")
     return settings

@@ -20,7 +20,15 @@ from jsonschema.exceptions import best_match
 from app.config import PROJECT_ROOT
 from app.schema_validation import json_path, safe_validator
 from app.tenancy.devkeys import ensure_dev_key, public_jwk
-from app.tenancy.model import AttachmentLimits, RealmConfig, RoleMapping, StateSeed, TenantConfig
+from app.tenancy.model import (
+    DEFAULT_PLANS,
+    AttachmentLimits,
+    RateLimits,
+    RealmConfig,
+    RoleMapping,
+    StateSeed,
+    TenantConfig,
+)
 
 TENANT_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "tenant.schema.json"
 DEFAULT_TENANT_CLAIM = "tenant_id"
@@ -105,6 +113,7 @@ def load_tenant_file(path: Path, data_dir: Path, check_key: SigningKeyCheck) -> 
         allowed_origins=_allowed_origins(path, document.get("cors", {}).get("allowed_origins", ())),
         disabled=document.get("disabled", False),
         attachments=_attachment_limits(document.get("attachments", {})),
+        rate_limits=_rate_limits(path, document.get("rate_limits", {})),
     )
 
 
@@ -115,6 +124,29 @@ def _attachment_limits(section: dict[str, Any]) -> AttachmentLimits:
         max_file_bytes=section.get("max_file_bytes", defaults.max_file_bytes),
         max_ticket_bytes=section.get("max_ticket_bytes", defaults.max_ticket_bytes),
         allowed_types=tuple(sorted(section.get("allowed_types", defaults.allowed_types))),
+    )
+
+
+def _rate_limits(path: Path, section: dict[str, Any]) -> RateLimits:
+    """The file's [rate_limits] with seed 004's plans added (a plan of the file's own name replaces one of them);
+    every plan named must exist, so that a request never meets an unknown plan."""
+    defaults = RateLimits()
+    plans = {**DEFAULT_PLANS, **section.get("plans", {})}
+    plan = section.get("plan", defaults.plan)
+    if plan not in plans:
+        raise TenantFileError(f"{path.name}: rate_limits.plan: no plan {plan!r} (plans: {', '.join(sorted(plans))})")
+    clients: dict[str, str] = section.get("clients", {})
+    for client, client_plan in clients.items():
+        if client_plan not in plans:
+            known = ", ".join(sorted(plans))
+            raise TenantFileError(
+                f"{path.name}: rate_limits.clients.{client}: no plan {client_plan!r} (plans: {known})"
+            )
+    return RateLimits(
+        plan=plan,
+        plans=plans,
+        clients=clients,
+        ticket_writes_per_minute=section.get("ticket_writes_per_minute", defaults.ticket_writes_per_minute),
     )
 
 

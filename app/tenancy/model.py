@@ -80,6 +80,25 @@ class AttachmentLimits(msgspec.Struct, frozen=True, kw_only=True):
     allowed_types: tuple[str, ...] = DEFAULT_ALLOWED_TYPES
 
 
+# Seed 004's plans, in requests a minute; a tenant file may redefine them and add its own.
+DEFAULT_PLANS = {"standard": 100, "premium": 300}
+DEFAULT_PLAN = "standard"
+
+
+class RateLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """Requests a minute per client, and writes a minute per ticket (the tenant file's [rate_limits]), resolved:
+    `plans` holds every plan the tenant has, seed 004's included, and every plan named exists."""
+
+    plan: str = DEFAULT_PLAN
+    plans: dict[str, int] = msgspec.field(default_factory=lambda: dict(DEFAULT_PLANS))
+    # Client id (service accounts) or subject -> plan name.
+    clients: dict[str, str] = msgspec.field(default_factory=dict)
+    ticket_writes_per_minute: int = 60
+
+    def requests_per_minute(self, client: str) -> int:
+        return self.plans[self.clients.get(client, self.plan)]
+
+
 class TenantConfig(msgspec.Struct, frozen=True):
     id: uuid.UUID
     slug: str
@@ -97,6 +116,7 @@ class TenantConfig(msgspec.Struct, frozen=True):
     # Set by the file's `disabled = true`, or by a sync that no longer finds the tenant's file.
     disabled: bool = False
     attachments: AttachmentLimits = AttachmentLimits()
+    rate_limits: RateLimits = RateLimits()
 
 
 tenant_config_encoder = msgspec.json.Encoder(order="sorted")
