@@ -15,8 +15,9 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.ratelimit.limiter import LIMIT_HEADER, REMAINING_HEADER, RESET_HEADER, RateLimiter
 
-# A write to a route that names a ticket ({object_id}) also counts against that ticket's write limit.
-_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A write (any method but these) to a route that names a ticket ({object_id}) also counts against that ticket's
+# write limit.
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _TICKET_PARAMETER = "object_id"
 _LIMIT = LIMIT_HEADER.lower().encode()
 _REMAINING = REMAINING_HEADER.lower().encode()
@@ -46,7 +47,7 @@ class RateLimitMiddleware:
         if caller is None or scope["type"] != ScopeType.HTTP:  # Litestar's own OPTIONS answers take no token
             await self.app(scope, receive, send)
             return
-        ticket = scope["path_params"].get(_TICKET_PARAMETER) if scope["method"] in _WRITES else None
+        ticket = None if scope["method"] in _READS else scope["path_params"].get(_TICKET_PARAMETER)
         verdict = await self.limiter.admit(caller.tenant_id, caller.client_id or caller.subject, ticket=ticket)
         if verdict is None:
             await self.app(scope, receive, send)

@@ -152,7 +152,11 @@ class RedisBuckets:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                self._answer(batch, await self._decide(batch))
+                if self._unavailable_since is not None and time.monotonic() < self._retry_at:
+                    # Queued behind the round trip that found Redis away: not another wait for it.
+                    self._answer(batch, None)
+                else:
+                    self._answer(batch, await self._decide(batch))
         finally:
             self._sender = None
 
