@@ -1,6 +1,7 @@
 """Command line: serve, migrate, tenants sync, token.
 
-python -m app serve           start the embedded cluster if needed, migrate, sync tenants, serve HTTP
+python -m app serve           start the embedded cluster and the private Redis server if needed, migrate,
+                              sync tenants, serve HTTP
 python -m app migrate         apply pending migrations
 python -m app tenants sync    load tenants/*.toml into the database (idempotent; running servers reload);
                               a tenant whose file is gone or says `disabled = true` is disabled, its data kept
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from app.config import ConfigError, Settings, load_settings
 from app.db.cluster import ClusterError, EmbeddedCluster
+from app.ratelimit.server import PrivateRedis, RedisServerError
 from app.tenancy.model import RoleMapping
 
 if TYPE_CHECKING:
@@ -57,6 +59,17 @@ def database(settings: Settings) -> Iterator[str]:
         return
     with embedded_cluster(settings).in_use() as dsn:
         yield dsn
+
+
+@contextlib.contextmanager
+def redis(settings: Settings) -> Iterator[str | None]:
+    """Yield the URL of the Redis that rate limits count in: REDIS_URL if set, else the private server's in
+    data_dir (stopped afterwards unless another running command still uses it); None when rate limits are off."""
+    if not settings.rate_limits_enabled or settings.redis_url:
+        yield settings.redis_url
+        return
+    with PrivateRedis(settings.data_dir / "redis").in_use() as url:
+        yield url
 
 
 async def prepare_database(settings: Settings, dsn: str) -> tuple[SyncResult, list[str]]:
@@ -99,16 +112,19 @@ def serve(settings: Settings) -> None:
     # SIGTERM ends serve as cleanly as Ctrl-C, so the embedded cluster is stopped too. (uvicorn shuts down
     # gracefully on either, then raises the signal again with this handler; the default one would kill us.)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with database(settings) as dsn:
+    with database(settings) as dsn, redis(settings) as redis_url:
         asyncio.run(prepare_database(settings, dsn))
-        # Workers build their app from the environment (uvicorn's factory import), so hand them the resolved URL.
+        # Workers build their app from the environment (uvicorn's factory import), so hand them the resolved URLs.
         os.environ["DATABASE_URL"] = dsn
+        if redis_url is not None:
+            os.environ["REDIS_URL"] = redis_url
         log.info(
             "serving",
             extra={
                 "url": f"http://{settings.host}:{settings.port}",
                 "docs": f"http://{settings.host}:{settings.port}/schema",
                 "database": "embedded cluster" if not settings.database_url else "DATABASE_URL",
+                "redis": "off" if redis_url is None else "REDIS_URL" if settings.redis_url else "private server",
                 "workers": settings.workers,
             },
         )
@@ -275,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     except (
         ConfigError,
         ClusterError,
+        RedisServerError,
         DatabaseUnavailable,
         TenantFileError,
         TenantConflict,

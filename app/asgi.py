@@ -45,8 +45,12 @@ from app.limits import BodySizeLimitMiddleware
 from app.observability import RequestContextMiddleware, configure_logging
 from app.openapi import StructSchemaPlugin
 from app.query_parameters import UnknownQueryParametersMiddleware
+from app.ratelimit.limiter import RateLimiter
+from app.ratelimit.middleware import RateLimitMiddleware
+from app.ratelimit.openapi import document_rate_limits
+from app.ratelimit.store import RedisBuckets
 from app.tenancy.cors import CorsMiddleware
-from app.tenancy.model import AttachmentLimits
+from app.tenancy.model import AttachmentLimits, RateLimits
 from app.tenancy.registry import TenantRegistry
 from app.tenancy.repository import TENANTS_CHANGED_CHANNEL, TenantRepository
 from app.ticket.controller import TicketController
@@ -105,6 +109,15 @@ def end_with_parent(parent: BaseProcess) -> None:
         raise SystemExit("the serve process is gone")
 
 
+def rate_limit_buckets(settings: Settings) -> RedisBuckets | None:
+    """Where rate limits count, or None when they are off."""
+    if not settings.rate_limits_enabled:
+        return None
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set; start the service with `python -m app serve`")
+    return RedisBuckets(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds)
+
+
 def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     """Build the ASGI application. The database URL must be known (the CLI resolves the embedded cluster)."""
     settings = settings or load_settings()
@@ -119,6 +132,13 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
 
     http = httpx.AsyncClient(headers={"user-agent": "ticketing-jwks-fetcher"})
     registry = TenantRegistry(TenantRepository(db).configs)
+    buckets = rate_limit_buckets(settings)
+
+    def rate_limits(tenant_id: uuid.UUID) -> RateLimits | None:
+        tenant = registry.tenant(tenant_id)
+        return tenant.config.rate_limits if tenant is not None else None
+
+    limiter = RateLimiter(buckets, rate_limits) if buckets is not None else None
     authenticator = Authenticator(
         registry,
         http,
@@ -203,6 +223,8 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await db.open()
         await blobs.open()
+        if buckets is not None:
+            await buckets.open()
         try:
             await registry.reload()
             listener.start()
@@ -219,6 +241,8 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             await listener.stop()
             await http.aclose()
             await blobs.close()
+            if buckets is not None:
+                await buckets.close()
             await db.close()
 
     api = Router(
@@ -246,6 +270,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         # Authentication first: a caller without access learns nothing about a route's parameters.
         middleware=[
             DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator),
+            *([DefineMiddleware(RateLimitMiddleware, limiter=limiter)] if limiter is not None else []),
             UnknownQueryParametersMiddleware,
         ],
         security=[{"BearerToken": []}],
@@ -273,6 +298,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         logging_config=None,
     )
     complete_options_answers(litestar)
+    document_rate_limits(litestar.openapi_schema, API_PREFIX)
     return RequestContextMiddleware(
         CorsMiddleware(
             BodySizeLimitMiddleware(litestar, settings.max_body_bytes, upload_body_limit(API_PREFIX, registry)),

@@ -77,6 +77,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_disable_after_seconds: float = 5 * 86_400.0
     # After a rotation the previous secret keeps signing (both signatures are sent) for this long.
     webhook_secret_overlap_seconds: float = 86_400.0
+    # Rate limits (plans in the tenant files) count in Redis, shared by every worker and host. None means "use the
+    # private server in data_dir"; the CLI fills it in before the app starts. RATE_LIMITS_ENABLED=false turns the
+    # limits off (no Redis at all).
+    redis_url: str | None = None
+    rate_limits_enabled: bool = True
+    # A Redis that does not answer within this time is treated as away: requests are served without limits.
+    redis_timeout_seconds: float = 0.25
 
 
 _ENV = {
@@ -117,6 +124,9 @@ _ENV = {
     "webhook_retry_horizon_seconds": "WEBHOOK_RETRY_HORIZON_SECONDS",
     "webhook_disable_after_seconds": "WEBHOOK_DISABLE_AFTER_SECONDS",
     "webhook_secret_overlap_seconds": "WEBHOOK_SECRET_OVERLAP_SECONDS",
+    "redis_url": "REDIS_URL",
+    "rate_limits_enabled": "RATE_LIMITS_ENABLED",
+    "redis_timeout_seconds": "REDIS_TIMEOUT_SECONDS",
 }
 _WEBHOOK_DURATIONS = tuple(name for name in _ENV if name.startswith("webhook_") and name.endswith("_seconds"))
 
@@ -156,6 +166,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError("invalid environment variable ATTACHMENT_SWEEP_INTERVAL_SECONDS: must be a positive number")
     if not (math.isfinite(settings.attachment_orphan_grace_seconds) and settings.attachment_orphan_grace_seconds >= 0):
         raise ConfigError("invalid environment variable ATTACHMENT_ORPHAN_GRACE_SECONDS: must be a number, 0 or more")
+    if not (math.isfinite(settings.redis_timeout_seconds) and settings.redis_timeout_seconds > 0):
+        raise ConfigError("invalid environment variable REDIS_TIMEOUT_SECONDS: must be a positive number")
     if settings.attachment_storage == "s3" and not settings.attachment_s3_bucket:
         raise ConfigError("invalid environment variable ATTACHMENT_S3_BUCKET: required when ATTACHMENT_STORAGE is s3")
     for name in _WEBHOOK_DURATIONS:

@@ -1,5 +1,6 @@
-"""Shared fixtures: one throwaway PostgreSQL cluster per test session (schema from the real migrations), the service
-running as a real HTTP server on loopback, and fresh tenants for every test that asks for one.
+"""Shared fixtures: one throwaway PostgreSQL cluster and one private Redis server per test session (schema from the
+real migrations), the service running as a real HTTP server on loopback, and fresh tenants for every test that asks
+for one.
 
 `alpha` and `beta` are new tenants for each test: their own UUIDs, slugs, realms, issuers and key pairs, seeded
 with the default ticket states and the REQ and FAC template types. They differ in their role names (see
@@ -21,6 +22,7 @@ import pytest
 from app.bootstrap import apply_tenants
 from app.db import engine
 from app.db.cluster import EmbeddedCluster
+from app.ratelimit.server import PrivateRedis
 from tests.support import (
     BETA_ROLES,
     SHARED_TENANTS,
@@ -39,7 +41,22 @@ def workspace() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="ticketing-test-"))
     path.chmod(0o755)
     yield path
+    # A private Redis server runs as a daemon: one left by a `serve` a test killed would outlive its folder.
+    for pid_file in path.glob("**/redis/redis.pid"):
+        PrivateRedis(pid_file.parent).stop()
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_url(workspace: Path) -> Iterator[str]:
+    """The Redis the servers count rate limits in: TEST_REDIS_URL, or a private server in the workspace (the URL
+    tests.support.make_settings gives every server)."""
+    external = os.environ.get("TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    with PrivateRedis(workspace / "redis").in_use() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

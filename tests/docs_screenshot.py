@@ -2,8 +2,9 @@
 
 python -m tests.docs_screenshot [OUT.png]
 
-The service runs the way the test suite runs it: a throwaway PostgreSQL cluster in a temporary folder, migrated,
-and the app on a free loopback port; the cluster and folder are removed afterwards. Prints where the PNG went.
+The service runs the way the test suite runs it: a throwaway PostgreSQL cluster and a private Redis server in a
+temporary folder, migrated, and the app on a free loopback port; they and the folder are removed afterwards.
+Prints where the PNG went.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from app.db import engine
 from app.db.cluster import EmbeddedCluster
 from app.docs import ASSETS_PATH, DOCS_PAGES
+from app.ratelimit.server import PrivateRedis
 from tests.support import LiveServer, make_settings, screenshot_offline
 
 
@@ -26,11 +28,13 @@ async def take(png: Path, workspace: Path) -> None:
     try:
         engine.configure(cluster.dsn())
         await engine.migrate()
-        async with LiveServer(make_settings(cluster.dsn(), workspace)) as server:
-            requested = await screenshot_offline(f"{server.url}{DOCS_PAGES[0]}", workspace / "browser", png)
-            elsewhere = [url for url in requested if not url.startswith(f"{server.url}/")]
-            if elsewhere or not any(url.startswith(f"{server.url}{ASSETS_PATH}/") for url in requested):
-                raise SystemExit(f"the page did not load its files from the service alone: {requested}")
+        # No request to the docs is rate limited; the private Redis is there only because the app counts in it.
+        with PrivateRedis(workspace / "redis").in_use() as redis_url:
+            async with LiveServer(make_settings(cluster.dsn(), workspace, redis_url=redis_url)) as server:
+                requested = await screenshot_offline(f"{server.url}{DOCS_PAGES[0]}", workspace / "browser", png)
+                elsewhere = [url for url in requested if not url.startswith(f"{server.url}/")]
+                if elsewhere or not any(url.startswith(f"{server.url}{ASSETS_PATH}/") for url in requested):
+                    raise SystemExit(f"the page did not load its files from the service alone: {requested}")
     finally:
         cluster.stop()
 

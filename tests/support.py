@@ -44,6 +44,7 @@ from app.config import PROJECT_ROOT, Settings
 from app.db import engine, piccolo_conf
 from app.db.database import Database
 from app.limits import http_protocol
+from app.ratelimit.server import PrivateRedis
 from app.tenancy import files
 from app.tenancy.devkeys import generate_private_pem, public_jwk
 from app.tenancy.model import TenantConfig
@@ -115,6 +116,14 @@ BETA_ROLES: dict[str, Any] = {
     "customer": ["client"],
 }
 TEMPLATE_TYPES = ["request", "facility-request"]
+# The test tenants' plan, like the example tenants' development plan (tenants/*.toml) but higher still: the races and
+# Schemathesis send thousands of requests a minute as one client, many of them to one ticket, and no test may trip a
+# rate limit it is not about (the headers still count). A test of the limits gives its tenant its own.
+TEST_RATE_LIMITS: dict[str, Any] = {
+    "plan": "test",
+    "plans": {"test": 1_000_000},
+    "ticket_writes_per_minute": 1_000_000,
+}
 
 
 @dataclass
@@ -132,6 +141,8 @@ class TenantSpec:
     directory: Path | None = None
     # The file's [attachments] (limits per file and per ticket, allowed types); None: the defaults.
     attachments: dict[str, Any] | None = None
+    # The file's [rate_limits] (plan, plans, clients, ticket_writes_per_minute); None: none (seed 004's defaults).
+    rate_limits: dict[str, Any] | None = field(default_factory=lambda: copy.deepcopy(TEST_RATE_LIMITS))
 
     def toml(self) -> str:
         def quoted(values: list[str]) -> str:
@@ -170,6 +181,8 @@ class TenantSpec:
             lines += ["[cors]", f"allowed_origins = {quoted(self.allowed_origins)}"]
         if self.attachments is not None:
             lines += ["[attachments]", *(f"{key} = {json.dumps(value)}" for key, value in self.attachments.items())]
+        if self.rate_limits is not None:
+            lines += ["[rate_limits]", *(f"{key} = {_toml_value(value)}" for key, value in self.rate_limits.items())]
         return "\n".join(lines) + "\n"
 
     def realm(self, name: str | None = None) -> RealmSpec:
@@ -178,6 +191,13 @@ class TenantSpec:
 
 def _inline_table(data: dict[str, Any]) -> str:
     return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in data.items()) + " }"
+
+
+def _toml_value(value: Any) -> str:
+    """A string, number or table of them (keys quoted: a subject may hold any character)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
 
 
 def write_tenants(directory: Path, tenants: list[TenantSpec]) -> Path:
@@ -650,6 +670,11 @@ class LiveServer:
         self.socket.close()
 
 
+def session_redis_url(workspace: Path) -> str:
+    """TEST_REDIS_URL, or the session's private Redis server (started by tests/conftest.py)."""
+    return os.environ.get("TEST_REDIS_URL") or PrivateRedis(workspace / "redis").url
+
+
 def make_settings(database_url: str, workspace: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url,
@@ -665,6 +690,7 @@ def make_settings(database_url: str, workspace: Path, **overrides: object) -> Se
         "webhook_retry_base_seconds": 0.05,
         "webhook_retry_max_seconds": 0.4,
         "webhook_timeout_seconds": 5.0,
+        "redis_url": session_redis_url(workspace),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -805,6 +831,7 @@ class TenantFactory:
         roles: dict[str, Any] | None = None,
         ticket_types: list[str] | None = None,
         attachments: dict[str, Any] | None = None,
+        rate_limits: dict[str, Any] | None = None,
     ) -> TenantSpec:
         """A tenant nobody has used, not yet written or applied. Its realms are named `<name>-<realm>`, one per
         (realm, algorithm) pair, each with a new key pair; only the slug and the issuers carry the tenant's UUID, so
@@ -821,6 +848,7 @@ class TenantFactory:
             roles=copy.deepcopy(ALPHA_ROLES if roles is None else roles),
             ticket_types=list(TEMPLATE_TYPES if ticket_types is None else ticket_types),
             attachments=attachments,
+            rate_limits=copy.deepcopy(TEST_RATE_LIMITS if rate_limits is None else rate_limits),
         )
 
     def write(self, *tenants: TenantSpec) -> Path:
@@ -860,8 +888,9 @@ class TenantFactory:
 
 
 async def wait_until_known(url: str, tenant: TenantSpec) -> None:
-    """Poll GET /me with a token of the tenant until the server at `url` answers 200 (within KNOWN_TIMEOUT)."""
-    headers = auth_headers(tenant, token(tenant, roles=[], scope=""))
+    """Poll GET /me with a token of the tenant until the server at `url` answers 200 (within KNOWN_TIMEOUT). The
+    200 counts against the rate limit of its subject, which no test uses."""
+    headers = auth_headers(tenant, token(tenant, roles=[], scope="", subject="tenant-factory-probe"))
     deadline = time.monotonic() + KNOWN_TIMEOUT
     async with httpx.AsyncClient(base_url=url, timeout=KNOWN_TIMEOUT) as http:
         while True:

@@ -195,6 +195,8 @@ class Authenticator:
         if roles & tenant.delete_roles:
             permissions.add("delete")
         username = claims.get("preferred_username")
+        # Keycloak puts the client id in service-account tokens (clientId, or client_id in newer versions).
+        client_id = claims.get("client_id") or claims.get("clientId")
         return Principal(
             subject=claims["sub"],
             tenant_id=tenant.id,
@@ -202,13 +204,13 @@ class Authenticator:
             roles=roles,
             scopes=scopes,
             permissions=frozenset(permissions),
-            # Keycloak puts the client id in service-account tokens (clientId, or client_id in newer versions).
-            service_account=isinstance(claims.get("client_id") or claims.get("clientId"), str),
+            service_account=isinstance(client_id, str),
             support_request=_support_flag(support_header) and tenant.config.roles.support in roles,
             username=username if isinstance(username, str) else None,
             # Without an agent-level permission a caller reaches only its own tickets, whichever of the customer,
             # comment or delete roles got it in: those roles say what it may do, not what it may see.
             customer_only=not permissions & AGENT_PERMISSIONS,
+            client_id=client_id if isinstance(client_id, str) else None,
         )
 
 

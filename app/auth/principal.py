@@ -28,6 +28,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     # A caller with no agent-level role (customer, comment or delete roles only): sees only the tickets it created,
     # and no internal notes.
     customer_only: bool = False
+    # A service account's client id (Keycloak's client_id claim): the client its rate limit counts for.
+    client_id: str | None = None
 
     @property
     def sees_internal_notes(self) -> bool:

@@ -7,7 +7,6 @@ PostgreSQL refuses to run as root; when we are root, the cluster is created and 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import logging
 import os
@@ -17,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from app.holders import Holders
 
 DATABASE_NAME = "ticketing"
 PG_PORT = 5432  # only names the socket file (.s.PGSQL.5432); no TCP port is opened
@@ -45,28 +46,6 @@ def _as_postgres_user() -> list[str]:
     return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
 
-def _process_identity(pid: int) -> str | None:
-    """Something that names process `pid` for as long as it runs, or None once it is gone (a zombie is gone).
-
-    On Linux that is the process's start time, so a pid reused by an unrelated process does not pass for the one
-    recorded; elsewhere only whether the pid exists."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        if Path("/proc/self/stat").exists():
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass  # another user's process: it exists
-        return "running"
-    # The command name (field 2) is in parentheses and may itself contain spaces or parentheses.
-    state, *rest = stat.rsplit(")", 1)[1].split()
-    return None if state in ("Z", "X") else rest[18]  # field 22, the start time in clock ticks since boot
-
-
 @dataclass(frozen=True)
 class EmbeddedCluster:
     root: Path
@@ -87,9 +66,9 @@ class EmbeddedCluster:
         return self.root / "postgres.log"
 
     @property
-    def holders_dir(self) -> Path:
-        """One file per process using the cluster through `in_use()`, named by its pid, holding its identity."""
-        return self.root / "holders"
+    def holders(self) -> Holders:
+        """The processes using the cluster through `in_use()`."""
+        return Holders(self.root)
 
     def dsn(self, database: str = DATABASE_NAME) -> str:
         return f"postgresql://postgres@/{database}?host={quote(str(self.socket_dir))}&port={PG_PORT}"
@@ -156,45 +135,23 @@ class EmbeddedCluster:
         cluster next adopts it and stops it in turn: the last user out stops the cluster, however the others ended.
         """
         pid = os.getpid()
-        identity = _process_identity(pid)
-        assert identity is not None
-        with self._holders_locked():
+        holders = self.holders
+        with holders.locked():
             if self.start():
-                # A cluster that was not running had no users: records left by killed processes are stale.
-                for stale in self.holders_dir.iterdir():
-                    stale.unlink()
-            elif not self._live_holders():
+                holders.forget_all()
+            elif not holders.live():
                 log.info("adopting the running embedded cluster: the process that used it is gone")
-            (self.holders_dir / str(pid)).write_text(identity)
+            holders.add(pid)
         try:
             yield self.dsn()
         finally:
-            with self._holders_locked():
-                (self.holders_dir / str(pid)).unlink(missing_ok=True)
-                others = self._live_holders()
+            with holders.locked():
+                holders.remove(pid)
+                others = holders.live()
                 if others:
                     log.info("embedded cluster left running for the processes still using it", extra={"pids": others})
                 else:
                     self.stop()
-
-    @contextlib.contextmanager
-    def _holders_locked(self) -> Iterator[None]:
-        """Serialise starting, stopping and the holder records among all processes using this folder."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.holders_dir.mkdir(exist_ok=True)
-        with (self.root / "holders.lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield  # closing the file releases the lock
-
-    def _live_holders(self) -> list[int]:
-        """The pids of the processes recorded as using the cluster that still run; the records of others go."""
-        live = []
-        for record in self.holders_dir.iterdir():
-            if record.name.isdigit() and _process_identity(int(record.name)) == record.read_text():
-                live.append(int(record.name))
-            else:
-                record.unlink()
-        return sorted(live)
 
     def _ensure_database(self) -> None:
         exists = self._run(

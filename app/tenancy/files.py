@@ -21,8 +21,10 @@ from app.config import PROJECT_ROOT
 from app.schema_validation import json_path, safe_validator
 from app.tenancy.devkeys import ensure_dev_key, public_jwk
 from app.tenancy.model import (
+    DEFAULT_PLANS,
     AttachmentLimits,
     DeclaredWebhook,
+    RateLimits,
     RealmConfig,
     RoleMapping,
     StateSeed,
@@ -113,6 +115,7 @@ def load_tenant_file(path: Path, data_dir: Path, check_key: SigningKeyCheck) -> 
         disabled=document.get("disabled", False),
         attachments=_attachment_limits(document.get("attachments", {})),
         webhooks=_webhooks(path, document.get("webhooks", ())),
+        rate_limits=_rate_limits(path, document.get("rate_limits", {})),
     )
 
 
@@ -134,6 +137,27 @@ def _webhooks(path: Path, entries: list[dict[str, Any]]) -> tuple[DeclaredWebhoo
         events = entry.get("events")
         declared.append(DeclaredWebhook(**{**entry, "events": None if events is None else tuple(sorted(events))}))
     return tuple(declared)
+def _rate_limits(path: Path, section: dict[str, Any]) -> RateLimits:
+    """The file's [rate_limits] with seed 004's plans added (a plan of the file's own name replaces one of them);
+    every plan named must exist, so that a request never meets an unknown plan."""
+    defaults = RateLimits()
+    plans = {**DEFAULT_PLANS, **section.get("plans", {})}
+    plan = section.get("plan", defaults.plan)
+    if plan not in plans:
+        raise TenantFileError(f"{path.name}: rate_limits.plan: no plan {plan!r} (plans: {', '.join(sorted(plans))})")
+    clients: dict[str, str] = section.get("clients", {})
+    for client, client_plan in clients.items():
+        if client_plan not in plans:
+            known = ", ".join(sorted(plans))
+            raise TenantFileError(
+                f"{path.name}: rate_limits.clients.{client}: no plan {client_plan!r} (plans: {known})"
+            )
+    return RateLimits(
+        plan=plan,
+        plans=plans,
+        clients=clients,
+        ticket_writes_per_minute=section.get("ticket_writes_per_minute", defaults.ticket_writes_per_minute),
+    )
 
 
 # An origin as browsers serialise it (RFC 6454): lowercase scheme and host (IDNs in punycode), no default port.

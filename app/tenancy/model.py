@@ -90,6 +90,23 @@ class DeclaredWebhook(msgspec.Struct, frozen=True, kw_only=True):
     events: tuple[str, ...] | None = None
     description: str = ""
     active: bool = True
+# Seed 004's plans, in requests a minute; a tenant file may redefine them and add its own.
+DEFAULT_PLANS = {"standard": 100, "premium": 300}
+DEFAULT_PLAN = "standard"
+
+
+class RateLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """Requests a minute per client, and writes a minute per ticket (the tenant file's [rate_limits]), resolved:
+    `plans` holds every plan the tenant has, seed 004's included, and every plan named exists."""
+
+    plan: str = DEFAULT_PLAN
+    plans: dict[str, int] = msgspec.field(default_factory=lambda: dict(DEFAULT_PLANS))
+    # Client id (service accounts) or subject -> plan name.
+    clients: dict[str, str] = msgspec.field(default_factory=dict)
+    ticket_writes_per_minute: int = 60
+
+    def requests_per_minute(self, client: str) -> int:
+        return self.plans[self.clients.get(client, self.plan)]
 
 
 class TenantConfig(msgspec.Struct, frozen=True):
@@ -111,6 +128,7 @@ class TenantConfig(msgspec.Struct, frozen=True):
     attachments: AttachmentLimits = AttachmentLimits()
     # Webhook subscriptions the file declares (app/webhook/service.py syncs them).
     webhooks: tuple[DeclaredWebhook, ...] = ()
+    rate_limits: RateLimits = RateLimits()
 
 
 tenant_config_encoder = msgspec.json.Encoder(order="sorted")

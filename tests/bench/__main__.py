@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from app.db.cluster import EmbeddedCluster
+from app.ratelimit.server import PrivateRedis
 from tests.bench.ceiling import Pgbench, PgbenchRun
 from tests.bench.cpu import CpuMeter, postmaster_pid
 from tests.bench.environment import (
@@ -48,6 +49,8 @@ PROBE_SECONDS = 2
 WORKER_CHOICES = (1, 2, 3)
 TARGET_RATIO = 0.30
 TARGET_P99_MS = 50.0
+# Rate limits may cost at most this share of PATCH throughput (issue 12).
+TARGET_LIMITS_COST = 0.10
 CPU_COLUMNS = ("server", "postgres", "wrk", "other")
 
 
@@ -89,6 +92,9 @@ class Results:
     ceiling: list[PgbenchRun] = field(default_factory=list)
     select: list[PgbenchRun] = field(default_factory=list)
     webhooks: WebhookResults | None = None
+    # PATCH with rate limits on (a plan no run reaches) and off, in alternating runs.
+    limits_on: Measured = field(default_factory=Measured)
+    limits_off: Measured = field(default_factory=Measured)
     notes: list[str] = field(default_factory=list)
 
 
@@ -133,6 +139,8 @@ class Bench:
             try:
                 if self.cluster is not None:
                     self.cluster.stop()
+                if self.workspace is not None:  # a server killed on timeout leaves its private Redis running
+                    PrivateRedis(self.workspace / "data" / "redis").stop()
             finally:
                 if self.workspace is not None:
                     shutil.rmtree(self.workspace, ignore_errors=True)
@@ -169,6 +177,7 @@ class Bench:
         if self.server is None or self.server.workers != self.results.workers:
             self.start_server(self.results.workers)
         self.measure()
+        self.limits_cost()
         # Last on this server: the subscriptions it adds stay.
         self.results.webhooks = measure_webhooks(self, SECONDS, REPEATS, WARMUP_SECONDS)
         self.stop_server()
@@ -283,6 +292,34 @@ class Bench:
                 measured.runs.append(result)
                 say("  " + describe(result))
 
+    def limits_cost(self) -> None:
+        """PATCH through the server measured so far (rate limits on) against a second one with them off, in
+        alternating runs, so that both see the same machine."""
+        assert self.server is not None and self.workspace is not None and self.cluster is not None
+        limited, limited_meter = self.server, self.meter
+        say(f"rate limits: PATCH on vs off, {REPEATS} x {SECONDS} s each, alternating (a second server, limits off)")
+        unlimited = start_server(self.workspace, self.dsn, self.results.workers, rate_limits=False)
+        try:
+            servers = {
+                "on": (limited, limited_meter, self.results.limits_on),
+                "off": (
+                    unlimited,
+                    CpuMeter(unlimited.process.pid, postmaster_pid(self.cluster.pgdata)),
+                    self.results.limits_off,
+                ),
+            }
+            self.server, self.meter = servers["off"][:2]
+            self.wrk_patch(WARMUP_SECONDS, "PATCH off warm-up")
+            for attempt in range(1, REPEATS + 1):
+                for label, (server, meter, measured) in servers.items():
+                    self.server, self.meter = server, meter
+                    result = self.wrk_patch(SECONDS, f"limits {label} #{attempt}")
+                    measured.runs.append(result)
+                    say("  " + describe(result))
+        finally:
+            self.server, self.meter = limited, limited_meter
+            unlimited.stop()
+
     def ceiling(self) -> None:
         assert self.cluster is not None and self.workspace is not None
         bench = Pgbench(self.pgbench, self.cluster.socket_dir, "ticketing", self.dsn, self.workspace, CONNECTIONS)
@@ -365,13 +402,22 @@ def report(results: Results) -> tuple[str, bool]:
         f"{sum(r.extra.get('other', 0) for r in patch.runs)}; 200s per run {', '.join(str(r.ok) for r in patch.runs)}"
         f"; ticket_event rows per run {', '.join(str(r.extra.get('events')) for r in patch.runs)} (the same plus "
         f"up to {CONNECTIONS} committed while wrk stopped)",
+        f"PATCH, rate limits on vs off (alternating runs; Redis's CPU is in 'other'): on {results.limits_on.rps:.1f} "
+        f"ok/s p99 {results.limits_on.p99:.2f} ms, off {results.limits_off.rps:.1f} ok/s p99 "
+        f"{results.limits_off.p99:.2f} ms",
         "",
     ]
+    limits_ratio = results.limits_on.rps / results.limits_off.rps if results.limits_off.rps else 0.0
     checks = [
         (f"PATCH >= {TARGET_RATIO:.2f} x update ceiling", patch_ratio >= TARGET_RATIO, f"{patch_ratio:.3f}"),
         (f"GET >= {TARGET_RATIO:.2f} x trivial route", get_ratio >= TARGET_RATIO, f"{get_ratio:.3f}"),
         (f"PATCH p99 <= {TARGET_P99_MS:.0f} ms", patch.p99 <= TARGET_P99_MS, f"{patch.p99:.2f} ms"),
         (f"GET p99 <= {TARGET_P99_MS:.0f} ms", get.p99 <= TARGET_P99_MS, f"{get.p99:.2f} ms"),
+        (
+            f"PATCH limits on >= {1 - TARGET_LIMITS_COST:.2f} x off",
+            limits_ratio >= 1 - TARGET_LIMITS_COST,
+            f"{limits_ratio:.3f}",
+        ),
     ]
     hook_fields = ""
     if results.webhooks is not None:
@@ -385,7 +431,9 @@ def report(results: Results) -> tuple[str, bool]:
     lines.append(
         f"patch_rps={patch.rps:.1f} patch_p50_ms={patch.p50:.2f} patch_p99_ms={patch.p99:.2f} "
         f"update_ceiling_tps={ceiling:.1f} patch_ratio={patch_ratio:.3f} get_rps={get.rps:.1f} "
-        f"get_p50_ms={get.p50:.2f} get_p99_ms={get.p99:.2f} trivial_rps={trivial.rps:.1f} get_ratio={get_ratio:.3f}"
+        f"get_p50_ms={get.p50:.2f} get_p99_ms={get.p99:.2f} trivial_rps={trivial.rps:.1f} get_ratio={get_ratio:.3f} "
+        f"patch_limits_on_rps={results.limits_on.rps:.1f} patch_limits_off_rps={results.limits_off.rps:.1f} "
+        f"limits_ratio={limits_ratio:.3f}"
         + (f" {hook_fields}" if hook_fields else "")
     )
     return "\n".join(lines), all_ok

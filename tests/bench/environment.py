@@ -91,6 +91,11 @@ class BenchTenant:
         return auth_headers(self.spec, self.bearer)
 
 
+# Rate limits no run reaches (a million requests a second per client and per ticket): with limits on, every request
+# still makes its round trip to Redis, which is what the on/off comparison measures.
+UNREACHED_RATE_LIMITS = {"plan": "bench", "plans": {"bench": 60_000_000}, "ticket_writes_per_minute": 60_000_000}
+
+
 def make_tenants(workspace: Path) -> list[BenchTenant]:
     """Two tenants, each with one realm whose key set is inline in the tenant file (RS256 and ES256)."""
     specs = [
@@ -99,12 +104,14 @@ def make_tenants(workspace: Path) -> list[BenchTenant]:
             slug="bench-north",
             realms=[RealmSpec("north-main", "https://idp.north.bench/realms/main", SigningKey("RS256"))],
             ticket_types=["request"],
+            rate_limits=UNREACHED_RATE_LIMITS,
         ),
         TenantSpec(
             id=uuid.uuid4(),
             slug="bench-south",
             realms=[RealmSpec("south-main", "https://idp.south.bench/realms/main", SigningKey("ES256"))],
             ticket_types=["request"],
+            rate_limits=UNREACHED_RATE_LIMITS,
         ),
     ]
     write_tenants(workspace / "tenants", specs)
@@ -130,15 +137,19 @@ def free_port() -> int:
 
 
 class Server:
-    """`python -m app serve` in its own session, so that stopping it reaches its worker processes too."""
+    """`python -m app serve` in its own session, so that stopping it reaches its worker processes too. With rate
+    limits on, it counts in the private Redis server it starts in the workspace (as `make run` does)."""
 
-    def __init__(self, workspace: Path, dsn: str, workers: int) -> None:
+    def __init__(self, workspace: Path, dsn: str, workers: int, *, rate_limits: bool = True) -> None:
         self.workers = workers
+        self.rate_limits = rate_limits
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workspace / f"server-{workers}w-{self.port}.log"
+        environment = {name: value for name, value in os.environ.items() if name != "REDIS_URL"}
         env = {
-            **os.environ,
+            **environment,
+            "RATE_LIMITS_ENABLED": "true" if rate_limits else "false",
             "DATABASE_URL": dsn,
             "TENANTS_DIR": str(workspace / "tenants"),
             "DATA_DIR": str(workspace / "data"),
@@ -203,8 +214,8 @@ class Server:
         raise BenchError(f"tenant {tenant.spec.slug} has no REQ ticket type")
 
 
-def start_server(workspace: Path, dsn: str, workers: int) -> Server:
-    server = Server(workspace, dsn, workers)
+def start_server(workspace: Path, dsn: str, workers: int, *, rate_limits: bool = True) -> Server:
+    server = Server(workspace, dsn, workers, rate_limits=rate_limits)
     try:
         server.wait_ready()
     except BaseException:

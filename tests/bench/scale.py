@@ -33,6 +33,7 @@ from urllib.parse import urlencode
 import asyncpg
 
 from app.db.cluster import EmbeddedCluster
+from app.ratelimit.server import PrivateRedis
 from tests.bench.cpu import CpuMeter, postmaster_pid
 from tests.bench.environment import (
     BenchError,
@@ -152,6 +153,8 @@ class ScaleBench:
             try:
                 if self.cluster is not None:
                     self.cluster.stop()
+                if self.workspace is not None:  # a server killed on timeout leaves its private Redis running
+                    PrivateRedis(self.workspace / "data" / "redis").stop()
             finally:
                 if self.workspace is not None:
                     shutil.rmtree(self.workspace, ignore_errors=True)

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.ratelimit.server import PrivateRedis
 from app.tenancy.devkeys import public_jwk
 from tests.support import Serve, TenantSpec, cli_env, free_port, json_log
 
@@ -368,14 +369,18 @@ def test_serve_on_the_embedded_cluster_stops_it_on_sigint(
         ready = httpx.get(f"{server.url}/health/ready", timeout=5)
         assert (ready.status_code, ready.json()) == (200, {"status": "ok", "database": "ok"})
         assert pg_ctl_status(pgdata) == 0  # serve started the cluster
+        assert PrivateRedis(embedded_data_dir / "redis").is_running()  # and the private Redis server
 
         code = server.stop()
 
     assert code == 0, server.stderr
     records = json_log(server.stderr)
-    assert [r["database"] for r in records if r["msg"] == "serving"] == ["embedded cluster"]
+    assert [(r["database"], r["redis"]) for r in records if r["msg"] == "serving"] == [
+        ("embedded cluster", "private server")
+    ]
     assert not (pgdata / "postmaster.pid").exists()
     assert pg_ctl_status(pgdata) == 3
+    assert not PrivateRedis(embedded_data_dir / "redis").is_running()
 
 
 def postmaster_pid(pgdata: Path) -> int:
@@ -414,6 +419,8 @@ def test_serve_after_a_kill_9_adopts_the_orphaned_cluster_and_stops_it_on_sigter
     with Serve(env, port, killed_logs) as killed:
         assert pg_ctl_status(pgdata) == 0
         postmaster = postmaster_pid(pgdata)
+        redis = PrivateRedis(embedded_data_dir / "redis")
+        redis_pid = int(redis.pid_file.read_text())
         worker_processes = children(killed.process.pid)
         assert len(worker_processes) >= int(workers) - 1
         killed.process.kill()
@@ -426,20 +433,24 @@ def test_serve_after_a_kill_9_adopts_the_orphaned_cluster_and_stops_it_on_sigter
     # ... but the cluster is an orphan: its server is gone, the postmaster is not.
     assert pg_ctl_status(pgdata) == 0
     assert process_running(postmaster)
+    assert redis.is_running() and process_running(redis_pid)
 
     with Serve(env, port, tmp_path) as adopting:
         ready = httpx.get(f"{adopting.url}/health/ready", timeout=5)
         assert (ready.status_code, ready.json()) == (200, {"status": "ok", "database": "ok"})
         assert postmaster_pid(pgdata) == postmaster  # adopted, not restarted
+        assert int(redis.pid_file.read_text()) == redis_pid
         adopting.process.send_signal(signal.SIGTERM)
         code = adopting.process.wait(STOP_TIMEOUT)
 
     assert code == 0, adopting.stderr
     records = json_log(adopting.stderr)
     assert "adopting the running embedded cluster: the process that used it is gone" in [r["msg"] for r in records]
+    assert "adopting the running private Redis server: the process that used it is gone" in [r["msg"] for r in records]
     assert not [r for r in records if r["level"] in ("ERROR", "CRITICAL")], records
     assert pg_ctl_status(pgdata) == 3
     assert not process_running(postmaster)
+    assert not process_running(redis_pid)
 
 
 def test_a_command_run_while_serve_uses_the_cluster_leaves_it_running(

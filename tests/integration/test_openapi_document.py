@@ -53,7 +53,7 @@ OPERATION_IDS = {
     ("post", f"{API}/webhook/{{webhook_id}}/replay"): "replayWebhookEvents",
     ("post", f"{API}/webhook/{{webhook_id}}/test"): "testWebhook",
 }
-# Beyond the 400, 401, 404 and 503 every API operation may answer.
+# Beyond the 400, 401, 404, 429 and 503 every API operation may answer.
 MORE_ERRORS = {
     "createTicket": {"413", "422"},
     "updateTicket": {"413", "422"},
@@ -123,7 +123,7 @@ def test_every_api_operation_documents_its_error_responses_with_the_envelope(doc
         if operation_id in ("checkLiveness", "checkReadiness"):
             assert errors == ({"503"} if operation_id == "checkReadiness" else set())
             continue
-        assert errors == {"400", "401", "404", "503"} | MORE_ERRORS.get(operation_id, set()), operation_id
+        assert errors == {"400", "401", "404", "429", "503"} | MORE_ERRORS.get(operation_id, set()), operation_id
         for status in errors:
             assert operation["responses"][status]["content"] == ERROR_BODY, (operation_id, status)
     envelope = document["components"]["schemas"]["ErrorBody"]
@@ -131,6 +131,29 @@ def test_every_api_operation_documents_its_error_responses_with_the_envelope(doc
     assert envelope["properties"]["error"] == {"type": "boolean", "enum": [True]}
     # A member that does not apply is left out, never null.
     assert all("anyOf" not in member for member in envelope["properties"].values())
+
+
+RATE_LIMIT_HEADERS = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+
+
+def test_every_api_operation_documents_its_rate_limit_headers_and_its_429(document: dict[str, Any]) -> None:
+    """Issue 12: every answer that counts carries the X-RateLimit-* headers (absent only while Redis is away, so not
+    required); authentication's 401 comes before counting; a 429 has Retry-After. Health is not limited."""
+    for operation_id, operation in operations(document).items():
+        responses = operation["responses"]
+        if operation_id in ("checkLiveness", "checkReadiness"):
+            assert "429" not in responses
+            assert all(not set(r.get("headers", {})) & RATE_LIMIT_HEADERS for r in responses.values()), operation_id
+            continue
+        for status, response in responses.items():
+            documented = set(response.get("headers", {})) & RATE_LIMIT_HEADERS
+            assert documented == (set() if status == "401" else RATE_LIMIT_HEADERS), (operation_id, status)
+            assert all(response["headers"][name]["schema"]["type"] == "integer" for name in documented)
+            assert not any(response["headers"][name].get("required", False) for name in documented)
+        too_many = responses["429"]
+        assert too_many["content"] == ERROR_BODY, operation_id
+        retry_after = too_many["headers"]["Retry-After"]
+        assert (retry_after["required"], retry_after["schema"]) == (True, {"type": "integer", "minimum": 1})
 
 
 def test_every_write_takes_an_idempotency_key(document: dict[str, Any]) -> None:
@@ -182,7 +205,7 @@ def test_delete_documents_if_match_and_an_empty_204(document: dict[str, Any]) ->
     # Its syntax is HTTP's (RFC 9110): left to the header's name, which generators such as Schemathesis know.
     assert if_match["schema"] == {"type": "string"}
     assert parameter(operation, "Idempotency-Key")["required"] is False
-    assert set(operation["responses"]) == {"204", "400", "401", "404", "412", "422", "503"}
+    assert set(operation["responses"]) == {"204", "400", "401", "404", "412", "422", "429", "503"}
     assert "content" not in operation["responses"]["204"]
 
 
@@ -325,6 +348,7 @@ def test_an_upload_is_one_file_in_a_form_and_a_download_any_type_in_ranges(docum
         "401": ["application/json"],
         "404": ["application/json"],
         "416": ["application/json"],
+        "429": ["application/json"],
         "503": ["application/json"],
     }
     assert {p["name"] for p in download["parameters"]} >= {"Range", "If-Range", "If-None-Match"}

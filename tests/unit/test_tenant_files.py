@@ -15,7 +15,7 @@ import pytest
 from app.config import PROJECT_ROOT
 from app.tenancy.devkeys import dev_key_path, public_jwk
 from app.tenancy.files import TenantFileError
-from app.tenancy.model import AttachmentLimits, RealmConfig, RoleMapping, TenantConfig
+from app.tenancy.model import AttachmentLimits, RateLimits, RealmConfig, RoleMapping, TenantConfig
 from tests.support import (
     GOOD_TENANT_FILE,
     GOOD_TENANT_ID,
@@ -536,3 +536,68 @@ def test_bad_attachment_limits_are_refused_naming_the_field(tmp_path: Path, addi
 
     with pytest.raises(TenantFileError, match=match):
         load_tenant_file(path, tmp_path / "data")
+
+
+# --- 7. Rate limits (`[rate_limits]`) ---------------------------------------------------------------------------
+
+
+def test_rate_limits_default_to_seed_004s_plans(tmp_path: Path) -> None:
+    tenant = load_tenant_file(write(tmp_path / "tenants", {"alpha.toml": GOOD}) / "alpha.toml", tmp_path / "data")
+    assert tenant.rate_limits == RateLimits(
+        plan="standard", plans={"standard": 100, "premium": 300}, clients={}, ticket_writes_per_minute=60
+    )
+    assert tenant.rate_limits.requests_per_minute("anyone") == 100
+
+
+def test_rate_limits_add_plans_redefine_them_and_give_clients_their_own(tmp_path: Path) -> None:
+    document = GOOD + (
+        "\n[rate_limits]\n"
+        'plan = "team"\n'
+        "plans = { team = 1000, premium = 500 }\n"
+        'clients = { "service-account-billing" = "premium", "someone@example.com" = "standard" }\n'
+        "ticket_writes_per_minute = 10\n"
+    )
+    path = write(tmp_path / "tenants", {"alpha.toml": document}) / "alpha.toml"
+
+    limits = load_tenant_file(path, tmp_path / "data").rate_limits
+
+    assert limits == RateLimits(
+        plan="team",
+        plans={"standard": 100, "premium": 500, "team": 1000},
+        clients={"service-account-billing": "premium", "someone@example.com": "standard"},
+        ticket_writes_per_minute=10,
+    )
+    assert [limits.requests_per_minute(c) for c in ("x", "service-account-billing", "someone@example.com")] == [
+        1000,
+        500,
+        100,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("addition", "match"),
+    [
+        ('plan = "gold"', r"^bad\.toml: rate_limits\.plan: no plan 'gold' \(plans: premium, standard\)$"),
+        (
+            'clients = { "sa-x" = "gold" }',
+            r"^bad\.toml: rate_limits\.clients\.sa-x: no plan 'gold' \(plans: premium, standard\)$",
+        ),
+        ("plans = { team = 0 }", r"^bad\.toml: rate_limits\.plans\.team: 0 is less than the minimum of 1$"),
+        ("plans = { Team = 10 }", r"^bad\.toml: rate_limits\.plans: 'Team' does not match "),
+        ("ticket_writes_per_minute = 0", r"^bad\.toml: rate_limits\.ticket_writes_per_minute: 0 is less than the "),
+        ("per_minute = 5", r"^bad\.toml: rate_limits: Additional properties are not allowed"),
+    ],
+    ids=["unknown-plan", "unknown-client-plan", "zero", "plan-name", "zero-writes", "unknown-key"],
+)
+def test_bad_rate_limits_are_refused_naming_the_field(tmp_path: Path, addition: str, match: str) -> None:
+    path = write(tmp_path / "tenants", {"bad.toml": GOOD + f"\n[rate_limits]\n{addition}\n"}) / "bad.toml"
+
+    with pytest.raises(TenantFileError, match=match):
+        load_tenant_file(path, tmp_path / "data")
+
+
+def test_the_shipped_example_tenants_declare_a_development_plan(tmp_path: Path) -> None:
+    """A few thousand requests a minute: the README walk-through never trips it, and the headers still show it."""
+    for tenant in load_tenant_files(SHIPPED_TENANTS, tmp_path / "data"):
+        assert (tenant.rate_limits.plan, tenant.rate_limits.requests_per_minute("dev-agent")) == ("development", 5000)
+        assert tenant.rate_limits.ticket_writes_per_minute == 1000
