@@ -137,6 +137,8 @@ def _webhooks(path: Path, entries: list[dict[str, Any]]) -> tuple[DeclaredWebhoo
         events = entry.get("events")
         declared.append(DeclaredWebhook(**{**entry, "events": None if events is None else tuple(sorted(events))}))
     return tuple(declared)
+
+
 def _rate_limits(path: Path, section: dict[str, Any]) -> RateLimits:
     """The file's [rate_limits] with seed 004's plans added (a plan of the file's own name replaces one of them);
     every plan named must exist, so that a request never meets an unknown plan."""

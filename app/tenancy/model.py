@@ -90,6 +90,8 @@ class DeclaredWebhook(msgspec.Struct, frozen=True, kw_only=True):
     events: tuple[str, ...] | None = None
     description: str = ""
     active: bool = True
+
+
 # Seed 004's plans, in requests a minute; a tenant file may redefine them and add its own.
 DEFAULT_PLANS = {"standard": 100, "premium": 300}
 DEFAULT_PLAN = "standard"

@@ -433,8 +433,7 @@ def report(results: Results) -> tuple[str, bool]:
         f"update_ceiling_tps={ceiling:.1f} patch_ratio={patch_ratio:.3f} get_rps={get.rps:.1f} "
         f"get_p50_ms={get.p50:.2f} get_p99_ms={get.p99:.2f} trivial_rps={trivial.rps:.1f} get_ratio={get_ratio:.3f} "
         f"patch_limits_on_rps={results.limits_on.rps:.1f} patch_limits_off_rps={results.limits_off.rps:.1f} "
-        f"limits_ratio={limits_ratio:.3f}"
-        + (f" {hook_fields}" if hook_fields else "")
+        f"limits_ratio={limits_ratio:.3f}" + (f" {hook_fields}" if hook_fields else "")
     )
     return "\n".join(lines), all_ok
 
