@@ -28,6 +28,7 @@ from app.attachment.storage import open_store
 from app.attachment.sweeps import OrphanBlobSweep
 from app.auth.authenticator import Authenticator
 from app.auth.controller import MeController
+from app.auth.issuer import TokenIssuer
 from app.auth.middleware import AuthenticationMiddleware, complete_options_answers
 from app.comment.controller import CommentController
 from app.comment.repository import CommentRepository
@@ -62,6 +63,13 @@ from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.controller import TicketTypeController
 from app.ticket_type.repository import TICKET_TYPES_CHANGED_CHANNEL, TicketTypeRepository
 from app.ticket_type.service import TicketTypeService
+from app.user.controller import SignInController, UserController
+from app.user.passwords import PasswordHasher
+from app.user.realm_controller import RealmController
+from app.user.repository import ClientRepository, LoginFailureRepository, UserRepository
+from app.user.service import UserService
+from app.user.signin import SignInService
+from app.user.throttle import PostgresLoginThrottle
 
 API_PREFIX = "/api/v2/ticketing"
 # Expired Idempotency-Keys are already treated as unused; the sweep only keeps the table small.
@@ -164,6 +172,19 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     ticket_includes.register("comments", comments.embedded)
     ticket_includes.register("attachments", attachments.embedded)
     ticket_includes.check_complete()
+    user_repository, client_repository, passwords = UserRepository(db), ClientRepository(db), PasswordHasher()
+    users = UserService(db, user_repository, client_repository, registry, passwords, keys)
+    sign_in = SignInService(
+        db,
+        user_repository,
+        client_repository,
+        registry,
+        passwords,
+        TokenIssuer(settings.data_dir, settings.builtin_token_ttl_seconds),
+        PostgresLoginThrottle(LoginFailureRepository(db)),
+        free_failures_per_account=settings.login_free_failures_per_account,
+        free_failures_per_address=settings.login_free_failures_per_address,
+    )
     sweeps = [
         PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),
         ExpiredIdempotencyKeySweep(key_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
@@ -206,6 +227,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             CommentController,
             TicketAttachmentController,
             AttachmentController,
+            UserController,
         ],
         dependencies={
             "ticket_types": provide(ticket_types),
@@ -215,17 +237,20 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             # Not "attachments": Litestar would take a body member of that name (a create's inline files) for this
             # dependency when it reports a validation error, and answer 500 instead of 400.
             "attachment_service": provide(attachments),
+            "users": provide(users),
         },
         # Authentication first: a caller without access learns nothing about a route's parameters.
         middleware=[
-            DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator),
+            DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator, admit=users.admit),
             UnknownQueryParametersMiddleware,
         ],
         security=[{"BearerToken": []}],
     )
+    # Sign-in and a builtin realm's token, key and discovery endpoints: called without a token.
+    public_api = Router(path=API_PREFIX, route_handlers=[SignInController])
     litestar = Litestar(
-        route_handlers=[HealthController, api],
-        dependencies={"db": provide(db)},
+        route_handlers=[HealthController, api, public_api, RealmController],
+        dependencies={"db": provide(db), "sign_in": provide(sign_in)},
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,

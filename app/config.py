@@ -58,6 +58,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # still under way is never touched.
     attachment_sweep_interval_seconds: float = 3600.0
     attachment_orphan_grace_seconds: float = 3600.0
+    # Lifetime of the tokens builtin realms issue (sign-in and client credentials).
+    builtin_token_ttl_seconds: int = 900
+    # Failed sign-ins allowed before each further one makes the account (or the client address) wait: 1 s, 2 s, 4 s,
+    # ... up to a minute for an account and 15 minutes for an address (app/user/throttle.py).
+    login_free_failures_per_account: int = 5
+    login_free_failures_per_address: int = 20
 
 
 _ENV = {
@@ -87,6 +93,9 @@ _ENV = {
     "attachment_s3_prefix": "ATTACHMENT_S3_PREFIX",
     "attachment_sweep_interval_seconds": "ATTACHMENT_SWEEP_INTERVAL_SECONDS",
     "attachment_orphan_grace_seconds": "ATTACHMENT_ORPHAN_GRACE_SECONDS",
+    "builtin_token_ttl_seconds": "BUILTIN_TOKEN_TTL_SECONDS",
+    "login_free_failures_per_account": "LOGIN_FREE_FAILURES_PER_ACCOUNT",
+    "login_free_failures_per_address": "LOGIN_FREE_FAILURES_PER_ADDRESS",
 }
 
 
@@ -125,6 +134,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError("invalid environment variable ATTACHMENT_SWEEP_INTERVAL_SECONDS: must be a positive number")
     if not (math.isfinite(settings.attachment_orphan_grace_seconds) and settings.attachment_orphan_grace_seconds >= 0):
         raise ConfigError("invalid environment variable ATTACHMENT_ORPHAN_GRACE_SECONDS: must be a number, 0 or more")
+    if not 0 < settings.builtin_token_ttl_seconds <= 86_400:
+        raise ConfigError("invalid environment variable BUILTIN_TOKEN_TTL_SECONDS: must be 1 to 86400 seconds")
+    if settings.login_free_failures_per_account < 1:
+        raise ConfigError("invalid environment variable LOGIN_FREE_FAILURES_PER_ACCOUNT: must be 1 or more")
+    if settings.login_free_failures_per_address < 1:
+        raise ConfigError("invalid environment variable LOGIN_FREE_FAILURES_PER_ADDRESS: must be 1 or more")
     if settings.attachment_storage == "s3" and not settings.attachment_s3_bucket:
         raise ConfigError("invalid environment variable ATTACHMENT_S3_BUCKET: required when ATTACHMENT_STORAGE is s3")
     return settings
