@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from app.auth.principal import Principal
 from app.auth.requirements import ADMIN_SCOPE, READ_SCOPE, requires
@@ -42,8 +42,8 @@ class UserController(Controller):
         self,
         request: Request[Principal, Any, Any],
         users: NamedDependency[UserService],
-        role: Role | None = None,
-        status: Status | None = None,
+        role: FromQuery[Role | None] = None,
+        status: FromQuery[Status | None] = None,
         q: Annotated[str | None, QueryParameter(min_length=1, max_length=MAX_QUERY_LENGTH)] = None,
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(ge=1, le=MAX_PER_PAGE)] = 20,

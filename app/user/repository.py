@@ -62,12 +62,12 @@ _FILTER = """tenant_id = $1 AND ($2::text IS NULL OR role = $2) AND ($3::text IS
    AND ($4::text IS NULL OR name ILIKE $4 OR email ILIKE $4)"""
 
 # A built-in user and its user.created event. $1 tenant, $2 id, $3 realm, $4 name, $5 email, $6 role,
-# $7 password hash, $8 now, $9 event id, $10 actor.
+# $7 password hash, $8 now, $9 event id, $10 actor, $11 subject (the id as text).
 CREATE_BUILTIN = f"""
 WITH created AS (
     INSERT INTO app_user (tenant_id, id, realm, subject, builtin, name, email, role, status, password_hash,
                           created_at, updated_at)
-    VALUES ($1, $2, $3, $2::text, true, $4, $5, $6, 'active', $7, $8, $8)
+    VALUES ($1, $2, $3, $11, true, $4, $5, $6, 'active', $7, $8, $8)
  RETURNING {_USER}
 ), event AS (
     INSERT INTO user_event (tenant_id, id, user_id, kind, actor, created_at)
@@ -205,6 +205,7 @@ class UserRepository:
             now,
             uuid.uuid4(),
             actor,
+            str(user_id),
         )
         assert row is not None
         return row

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import time
 import uuid
+from typing import Any
 
 import msgspec
 from msgspec import UNSET
@@ -91,6 +92,10 @@ class UserService:
         self._keys = keys
         # (tenant, realm, subject) -> (when it was checked, monotonic; whether it may call).
         self._callers: dict[tuple[uuid.UUID, str, str], tuple[float, bool]] = {}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> UserService:
+        # Litestar deep-copies middleware arguments (`admit` is bound to this service): one service per process.
+        return self
 
     async def admit(self, principal: Principal) -> None:
         caller = (principal.tenant_id, principal.realm, principal.subject)
