@@ -11,7 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from app.auth.principal import Principal
-from app.auth.requirements import ADMIN_SCOPE, READ_SCOPE, requires
+from app.auth.requirements import ADMIN_SCOPE, READ_SCOPE, PublicOperation, requires
 from app.errors import error_responses
 from app.idempotency.http import IDEMPOTENCY_KEY_PARAMETER, IdempotencyKeyHeader, replayed_headers
 from app.ticket.controller import MAX_PER_PAGE, pagination
@@ -140,6 +140,7 @@ class SignInController(Controller):
     @post(
         "/login",
         operation_id="signIn",
+        operation_class=PublicOperation,
         summary="Sign in with email and password",
         status_code=200,
         responses={
