@@ -35,6 +35,7 @@ from tests.support import (
     API,
     STATES,
     LiveServer,
+    USERS,
     TenantApi,
     TenantFactory,
     field_ids,
@@ -101,7 +102,7 @@ def schemathesis_config(
 async def test_the_server_conforms_to_its_openapi_document(
     server: LiveServer, tenant_factory: TenantFactory, workspace: Path
 ) -> None:
-    tenant = await tenant_factory.fresh("conformance")
+    tenant = await tenant_factory.fresh("conformance", builtin_realm=True)
     bearer = token(tenant, roles=tenant.roles["admin"], scope=ADMIN_SCOPE, subject="conformance", ttl=3600)
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         admin = TenantApi(http, tenant, bearer)
@@ -118,6 +119,12 @@ async def test_the_server_conforms_to_its_openapi_document(
         assert comment.status_code == 201, comment.text
         attachment = await upload(admin, ticket["objectId"], "conformance.txt", b"conformance\n")
         assert attachment.status_code == 201, attachment.text
+        user = await http.post(
+            USERS,
+            headers=admin.headers,
+            json={"email": "conformance@example.com", "password": "conformance password", "role": "agent"},
+        )
+        assert user.status_code == 201, user.text
     directory = workspace / f"schemathesis-{tenant.slug}"
     directory.mkdir()
     fixtures = directory / "fixtures.json"
@@ -135,6 +142,7 @@ async def test_the_server_conforms_to_its_openapi_document(
                 "state_id": spare_state.json()["id"],
                 "comment_id": comment.json()["id"],
                 "attachment_id": attachment.json()["id"],
+                "user_id": user.json()["id"],
             },
             doomed["objectId"],
         )
@@ -164,7 +172,7 @@ async def test_the_server_conforms_to_its_openapi_document(
             await process.wait()
     report = output.decode(errors="replace")
     assert process.returncode == 0, report
-    assert "29 selected / 29 total" in report, report
+    assert "35 selected / 35 total" in report, report
     answered = collections.Counter(tuple(line.split("\t")) for line in tally.read_text().splitlines())
     succeeded = {operation for (operation, status), _ in answered.items() if status.startswith("2")}
     assert [write for write in MAIN_WRITES if write not in succeeded] == [], sorted(answered.items())
