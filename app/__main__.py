@@ -251,7 +251,14 @@ async def _provision(settings: Settings, dsn: str, act: Callable[[Provisioning],
     db = Database(dsn, min_size=1, max_size=1)
     await db.open()
     try:
-        return await act(Provisioning(db, UserRepository(db), ClientRepository(db), PasswordHasher(max_concurrent=1)))
+        return await act(
+            Provisioning(
+                db,
+                UserRepository(db),
+                ClientRepository(db),
+                PasswordHasher(settings.password_hash_profile, max_concurrent=1),
+            )
+        )
     finally:
         await db.close()
 

@@ -172,7 +172,11 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     ticket_includes.register("comments", comments.embedded)
     ticket_includes.register("attachments", attachments.embedded)
     ticket_includes.check_complete()
-    user_repository, client_repository, passwords = UserRepository(db), ClientRepository(db), PasswordHasher()
+    user_repository, client_repository, passwords = (
+        UserRepository(db),
+        ClientRepository(db),
+        PasswordHasher(settings.password_hash_profile),
+    )
     users = UserService(db, user_repository, client_repository, registry, passwords, keys)
     sign_in = SignInService(
         db,
