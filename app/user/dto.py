@@ -19,8 +19,11 @@ MIN_PASSWORD_LENGTH = 8  # NIST SP 800-63B's minimum for a password a person cho
 MAX_PASSWORD_LENGTH = 256
 MAX_NAME_LENGTH = 200
 MAX_EMAIL_LENGTH = 254
-# Enough to tell a typo from an address; whether mail arrives is the inviting admin's business.
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+# Enough to tell a typo from an address (no blank or control character, one @, a dot in the domain); whether mail
+# arrives is the inviting admin's business. Spelled out, not \s, which Python's and JSON Schema's regexes read
+# differently.
+_ADDRESS_CHARACTER = r"[^@\x00-\x20\x7f-\x9f]"
+EMAIL_PATTERN = f"^{_ADDRESS_CHARACTER}{{1,64}}@{_ADDRESS_CHARACTER}+\\.{_ADDRESS_CHARACTER}+$"
 
 Email = Annotated[str, Meta(max_length=MAX_EMAIL_LENGTH, pattern=EMAIL_PATTERN)]
 Password = Annotated[str, Meta(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)]

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
@@ -128,13 +129,12 @@ async def test_the_directory_filters_and_searches_with_exact_results(
     assert await ids(q="a_c") == []  # as a wildcard, "_" would find Ann Archer
 
     page = await client.get(USERS, params={"per_page": "1", "page": "2", "q": "@"}, headers=admin_headers(gamma))
-    assert page.json()["pagination"] == {
-        "total": 3,
-        "per_page": 1,
-        "current_page": 2,
-        "last_page": 3,
-        "next_page_url": f"{USERS}?per_page=1&q=%40&page=3",
-        "prev_page_url": f"{USERS}?per_page=1&q=%40&page=1",
+    pagination = page.json()["pagination"]
+    links = {name: pagination.pop(name) for name in ("next_page_url", "prev_page_url")}
+    assert pagination == {"total": 3, "per_page": 1, "current_page": 2, "last_page": 3}
+    assert {name: (urlsplit(url).path, parse_qs(urlsplit(url).query)) for name, url in links.items()} == {
+        "next_page_url": (USERS, {"per_page": ["1"], "q": ["@"], "page": ["3"]}),
+        "prev_page_url": (USERS, {"per_page": ["1"], "q": ["@"], "page": ["1"]}),
     }
     assert [user["email"] for user in page.json()["data"]] == ["bob@example.com"]
     shown = await client.get(f"{USERS}/{ann['id']}", headers=admin_headers(gamma))
