@@ -168,16 +168,16 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         attachments=attachment_store,
     )
     attachments = AttachmentService(attachment_store, tickets, keys)
-    comments = CommentService(db, CommentRepository(db), tickets, keys, attachment_store)
-    ticket_includes.register("comments", comments.embedded)
-    ticket_includes.register("attachments", attachments.embedded)
-    ticket_includes.check_complete()
     user_repository, client_repository, passwords = (
         UserRepository(db),
         ClientRepository(db),
         PasswordHasher(settings.password_hash_profile),
     )
     users = UserService(db, user_repository, client_repository, registry, passwords, keys)
+    comments = CommentService(db, CommentRepository(db), tickets, keys, attachment_store, users)
+    ticket_includes.register("comments", comments.embedded)
+    ticket_includes.register("attachments", attachments.embedded)
+    ticket_includes.check_complete()
     sign_in = SignInService(
         db,
         user_repository,

@@ -551,3 +551,33 @@ async def test_a_rotated_key_signs_new_tokens_while_the_old_ones_keep_working(
     assert pyjwt.get_unverified_header(before)["kid"] == published["keys"][1]["kid"]
     for bearer in (before, after):
         assert (await client.get(ME, headers=as_user(tenant, bearer))).status_code == 200
+
+
+async def test_comment_authors_are_people_from_the_directory(client: httpx.AsyncClient, gamma: TenantSpec) -> None:
+    user = await add_user(client, gamma, "quinn@example.com", "agent", "Quinn Quill")
+    bearer = (await login(client, gamma, "quinn@example.com", PASSWORD)).json()["token"]
+    request_type = await TenantApi.admin(client, gamma).ticket_type("REQ")
+    created = await client.post(
+        TICKETS,
+        params={"type": "agent", "module": "ticketing"},
+        json={"ticketTypeId": request_type["id"], "data": {field_ids(request_type)["title"]: "people"}},
+        headers=as_user(gamma, bearer),
+    )
+    object_id = created.json()["objectId"]
+    comment = await client.post(
+        f"{TICKETS}/{object_id}/comments", json={"content": "On it"}, headers=as_user(gamma, bearer)
+    )
+    assert comment.status_code == 201, comment.text
+    quinn = {"id": user["id"], "name": "Quinn Quill", "email": "quinn@example.com"}
+    assert comment.json()["author"] == quinn
+    # An external realm's user: name and email from its token's claims, once it has called.
+    external = token(gamma, roles=["agent"], subject="kc-rex", name="Rex Roe", email="rex@example.com")
+    answer = await client.post(
+        f"{TICKETS}/{object_id}/comments", json={"content": "Me too"}, headers=auth_headers(gamma, external)
+    )
+    assert answer.json()["author"] == {"id": "kc-rex", "name": "Rex Roe", "email": "rex@example.com"}
+    listed = await client.get(f"{TICKETS}/{object_id}/comments", headers=as_user(gamma, bearer))
+    assert [entry["author"] for entry in listed.json()["data"]] == [
+        quinn,
+        {"id": "kc-rex", "name": "Rex Roe", "email": "rex@example.com"},
+    ]
