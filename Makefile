@@ -18,7 +18,7 @@ CHROMIUM := /usr/bin/chromium
 JQ := /usr/bin/jq
 SCREENSHOT ?= docs-screenshot.png
 
-.PHONY: run test bench bench-scale token lint typecheck check lock tenants-sync tenants-purge migrate clean docs-assets docs-screenshot
+.PHONY: run test bench bench-scale token user lint typecheck check lock tenants-sync tenants-purge migrate clean docs-assets docs-screenshot
 
 # Install output goes to stderr so that `make -s token` prints only the token.
 $(STAMP): requirements.lock pyproject.toml
@@ -75,6 +75,11 @@ token: $(STAMP)
 	@$(BIN)/python -m app token --tenant "$(TENANT)" \
 		$(if $(ROLES),--roles "$(ROLES)") $(if $(SCOPE),--scope "$(SCOPE)") \
 		$(if $(SUB),--sub "$(SUB)") $(if $(TTL),--ttl "$(TTL)")
+
+# A user of the tenant's builtin realm, created or reset: prints only its (generated, or PASSWORD's) password.
+user: $(STAMP)
+	@$(BIN)/python -m app user --tenant "$(TENANT)" --email "$(EMAIL)" \
+		$(if $(ROLE),--role "$(ROLE)") $(if $(PASSWORD),--password "$(PASSWORD)") $(if $(NAME),--name "$(NAME)")
 
 tenants-sync: $(STAMP)
 	$(BIN)/python -m app tenants sync

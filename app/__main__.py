@@ -10,6 +10,12 @@ python -m app tenants purge <id-or-slug> [--yes]
 python -m app token --tenant acme [--roles ...] [--scope ...] [--sub ...] [--ttl ...]
 python -m app webhooks        dispatch and deliver webhooks only (every `serve` process also does, unless
                               WEBHOOK_DELIVERY=false); run as many as you like
+python -m app user --tenant globex --email ... [--role agent] [--password ...] [--name ...]
+                              create (or reset) a user of the tenant's builtin realm; prints only its password
+python -m app client create|revoke --tenant globex --client <id> [--roles ...] [--scope ...]
+                              a service account of the builtin realm (create prints only its secret)
+python -m app realm rotate-key --tenant globex
+                              a new signing key for the builtin realm (the previous one stays published)
 """
 
 from __future__ import annotations
@@ -24,16 +30,19 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.config import ConfigError, Settings, load_settings
 from app.db.cluster import ClusterError, EmbeddedCluster
 from app.ratelimit.server import PrivateRedis, RedisServerError
-from app.tenancy.model import RoleMapping
+from app.tenancy.model import RoleMapping, TenantConfig
 
 if TYPE_CHECKING:
     from app.tenancy.service import SyncResult
+    from app.user.signin import Provisioning
+
+T = TypeVar("T")
 
 log = logging.getLogger("app.cli")
 
@@ -238,10 +247,91 @@ def webhooks(settings: Settings) -> None:
 
 
 def default_roles(roles: RoleMapping) -> list[str]:
-    """An agent: the first role that may write without administering, plus a read role if it cannot read."""
-    writers = [r for r in roles.write if r not in roles.admin] or list(roles.write)
-    agent = writers[0]
-    return [agent] if agent in roles.read else [agent, roles.read[0]]
+    from app.user.roles import agent_roles
+
+    return agent_roles(roles)
+
+
+def _tenant_file(settings: Settings, slug: str | None) -> TenantConfig:
+    from app.auth.jwt import signing_key_problem
+    from app.tenancy.files import load_tenant_file
+
+    if not slug:
+        raise StartupError("name a tenant: TENANT=<slug>")
+    path = settings.tenants_dir / f"{slug}.toml"
+    if not path.exists():
+        raise StartupError(f"no tenant file {path}")
+    return load_tenant_file(path, settings.data_dir, signing_key_problem)
+
+
+async def _provision(settings: Settings, dsn: str, act: Callable[[Provisioning], Awaitable[T]]) -> T:
+    """Bring the database up to date (migrations, tenant files: a new builtin realm is known), then `act`."""
+    from app.db.database import Database
+    from app.user.passwords import PasswordHasher
+    from app.user.repository import ClientRepository, UserRepository
+    from app.user.signin import Provisioning
+
+    # Piccolo reports on stdout; these commands print only their result there.
+    with contextlib.redirect_stdout(sys.stderr):
+        await prepare_database(settings, dsn)
+    db = Database(dsn, min_size=1, max_size=1)
+    await db.open()
+    try:
+        return await act(
+            Provisioning(
+                db,
+                UserRepository(db),
+                ClientRepository(db),
+                PasswordHasher(settings.password_hash_profile, max_concurrent=1),
+            )
+        )
+    finally:
+        await db.close()
+
+
+def user(settings: Settings, args: argparse.Namespace) -> None:
+    tenant = _tenant_file(settings, args.tenant)
+    if not args.email:
+        raise StartupError("name the user: EMAIL=<address>")
+    if args.password is not None and not 8 <= len(args.password) <= 256:
+        raise StartupError("a password is 8 to 256 characters")
+    with database(settings) as dsn:
+        _, password = asyncio.run(
+            _provision(settings, dsn, lambda p: p.put_user(tenant, args.email, args.role, args.password, args.name))
+        )
+    print(password)
+
+
+def client(settings: Settings, args: argparse.Namespace) -> None:
+    tenant = _tenant_file(settings, args.tenant)
+    with database(settings) as dsn:
+        if args.action == "create":
+            roles = args.roles.replace(",", " ").split() if args.roles else default_roles(tenant.roles)
+            scope = (args.scope if args.scope is not None else DEFAULT_SCOPE).split()
+            secret = asyncio.run(_provision(settings, dsn, lambda p: p.put_client(tenant, args.client, roles, scope)))
+            print(secret)
+        elif not asyncio.run(_provision(settings, dsn, lambda p: p.revoke_client(tenant, args.client))):
+            raise StartupError(f"tenant {tenant.slug} has no service account {args.client!r}")
+        else:
+            print(f"revoked {args.client}; its tokens are refused within seconds")
+
+
+def rotate_key(settings: Settings, args: argparse.Namespace) -> None:
+    from app.tenancy.devkeys import rotate_builtin_key
+
+    tenant = _tenant_file(settings, args.tenant)
+    realm = next((r for r in tenant.realms if r.builtin), None)
+    if realm is None or realm.private_key_file is not None:
+        raise StartupError(f"tenant {tenant.slug} has no builtin realm with a generated key (keys.generate)")
+    kid = rotate_builtin_key(settings.data_dir, tenant.slug, realm.name, _algorithm_of(realm.jwks, realm.signing_kid))
+    with database(settings) as dsn, contextlib.redirect_stdout(sys.stderr):
+        # Running servers reload the tenant (and publish the new key) when the sync notifies them.
+        asyncio.run(prepare_database(settings, dsn))
+    print(kid)
+
+
+def _algorithm_of(jwks: dict[str, Any] | None, kid: str | None) -> str:
+    return str(next(key["alg"] for key in (jwks or {})["keys"] if key["kid"] == kid))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,6 +353,21 @@ def main(argv: list[str] | None = None) -> int:
     token_parser.add_argument("--sub", help=f"subject (default: {DEFAULT_SUBJECT}); sa-* is a service account")
     token_parser.add_argument("--ttl", type=int, help=f"lifetime in seconds (default: {DEFAULT_TTL_SECONDS})")
     commands.add_parser("webhooks", help="dispatch and deliver webhooks (without serving HTTP)")
+    user_parser = commands.add_parser("user", help="create or reset a user of a tenant's builtin realm")
+    user_parser.add_argument("--tenant", required=True, help="tenant slug (file name in tenants/)")
+    user_parser.add_argument("--email", required=True, help="the address the user signs in with")
+    user_parser.add_argument("--role", choices=("admin", "agent", "customer"), default="agent")
+    user_parser.add_argument("--password", help="the password to set (default: a generated one, printed)")
+    user_parser.add_argument("--name", help="the user's name")
+    client_parser = commands.add_parser("client", help="service accounts of a tenant's builtin realm")
+    client_parser.add_argument("action", choices=("create", "revoke"), help="create (or reset) prints the secret")
+    client_parser.add_argument("--tenant", required=True, help="tenant slug (file name in tenants/)")
+    client_parser.add_argument("--client", required=True, help="the client id")
+    client_parser.add_argument("--roles", help="realm roles its tokens carry (default: an agent)")
+    client_parser.add_argument("--scope", help=f"OAuth scopes its tokens carry (default: {DEFAULT_SCOPE!r})")
+    realm_parser = commands.add_parser("realm", help="builtin realms")
+    realm_parser.add_argument("action", choices=("rotate-key",), help="a new signing key; the previous stays published")
+    realm_parser.add_argument("--tenant", required=True, help="tenant slug (file name in tenants/)")
     args = parser.parse_args(argv)
 
     from app.auth.jwt import InvalidKey
@@ -270,11 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     from app.observability import configure_logging
     from app.tenancy.files import TenantFileError
     from app.tenancy.service import PurgeRefused, TenantConflict
+    from app.user.signin import ProvisioningRefused
     from app.webhook.service import DeclaredWebhookError
 
     try:
         settings = load_settings()
-        if args.command != "token":
+        if args.command not in ("token", "user", "client", "realm"):
             configure_logging(settings.log_level)
         if args.command == "serve":
             serve(settings)
@@ -286,6 +392,12 @@ def main(argv: list[str] | None = None) -> int:
             tenants_sync(settings)
         elif args.command == "webhooks":
             webhooks(settings)
+        elif args.command == "user":
+            user(settings, args)
+        elif args.command == "client":
+            client(settings, args)
+        elif args.command == "realm":
+            rotate_key(settings, args)
         else:
             token(settings, args)
     except (
@@ -299,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         StartupError,
         InvalidKey,
         DeclaredWebhookError,
+        ProvisioningRefused,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

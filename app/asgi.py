@@ -28,6 +28,7 @@ from app.attachment.storage import open_store
 from app.attachment.sweeps import OrphanBlobSweep
 from app.auth.authenticator import Authenticator
 from app.auth.controller import MeController
+from app.auth.issuer import TokenIssuer
 from app.auth.middleware import AuthenticationMiddleware, complete_options_answers
 from app.comment.controller import CommentController
 from app.comment.repository import CommentRepository
@@ -66,6 +67,13 @@ from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.controller import TicketTypeController
 from app.ticket_type.repository import TICKET_TYPES_CHANGED_CHANNEL, TicketTypeRepository
 from app.ticket_type.service import TicketTypeService
+from app.user.controller import SignInController, UserController
+from app.user.passwords import PasswordHasher
+from app.user.realm_controller import RealmController
+from app.user.repository import ClientRepository, LoginFailureRepository, UserRepository
+from app.user.service import UserService
+from app.user.signin import SignInService
+from app.user.throttle import PostgresLoginThrottle
 from app.webhook.controller import WebhookController
 from app.webhook.delivery import DeliveryPolicy, DeliveryWorker
 from app.webhook.repository import WebhookRepository
@@ -184,7 +192,13 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         attachments=attachment_store,
     )
     attachments = AttachmentService(attachment_store, tickets, keys)
-    comments = CommentService(db, CommentRepository(db), tickets, keys, attachment_store)
+    user_repository, client_repository, passwords = (
+        UserRepository(db),
+        ClientRepository(db),
+        PasswordHasher(settings.password_hash_profile),
+    )
+    users = UserService(db, user_repository, client_repository, registry, passwords, keys)
+    comments = CommentService(db, CommentRepository(db), tickets, keys, attachment_store, users)
     ticket_includes.register("comments", comments.embedded)
     ticket_includes.register("attachments", attachments.embedded)
     ticket_includes.check_complete()
@@ -204,6 +218,17 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         secret_overlap_seconds=settings.webhook_secret_overlap_seconds,
         horizon_seconds=settings.webhook_retry_horizon_seconds,
         queued=webhook_worker.wake if webhook_worker else lambda: None,
+    )
+    sign_in = SignInService(
+        db,
+        user_repository,
+        client_repository,
+        registry,
+        passwords,
+        TokenIssuer(settings.data_dir, settings.builtin_token_ttl_seconds),
+        PostgresLoginThrottle(LoginFailureRepository(db)),
+        free_failures_per_account=settings.login_free_failures_per_account,
+        free_failures_per_address=settings.login_free_failures_per_address,
     )
     sweeps = [
         PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),
@@ -256,6 +281,7 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             TicketAttachmentController,
             AttachmentController,
             WebhookController,
+            UserController,
         ],
         dependencies={
             "ticket_types": provide(ticket_types),
@@ -266,18 +292,21 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
             # dependency when it reports a validation error, and answer 500 instead of 400.
             "attachment_service": provide(attachments),
             "webhooks": provide(webhooks),
+            "users": provide(users),
         },
         # Authentication first: a caller without access learns nothing about a route's parameters.
         middleware=[
-            DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator),
+            DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator, admit=users.admit),
             *([DefineMiddleware(RateLimitMiddleware, limiter=limiter)] if limiter is not None else []),
             UnknownQueryParametersMiddleware,
         ],
         security=[{"BearerToken": []}],
     )
+    # Sign-in and a builtin realm's token, key and discovery endpoints: called without a token.
+    public_api = Router(path=API_PREFIX, route_handlers=[SignInController])
     litestar = Litestar(
-        route_handlers=[HealthController, api],
-        dependencies={"db": provide(db)},
+        route_handlers=[HealthController, api, public_api, RealmController],
+        dependencies={"db": provide(db), "sign_in": provide(sign_in)},
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,

@@ -28,6 +28,7 @@ from app.ticket_state.service import TicketStateService
 from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.repository import TicketTypeRepository
 from app.ticket_type.service import TicketTypeService
+from app.user.repository import UserRepository
 from app.webhook.delivery import DeliveryPolicy, DeliveryWorker
 from app.webhook.repository import WebhookRepository
 from app.webhook.service import WebhookService
@@ -91,6 +92,7 @@ async def purge_tenant(dsn: str, reference: str, *, commit: bool) -> PurgeResult
             IdempotencyRepository(db).purge_tenant,
             TicketTypeRepository(db).purge_tenant,
             TicketStateRepository(db).purge_tenant,
+            UserRepository(db).purge_tenant,
         ]
         return await TenantService(db, TenantRepository(db)).purge(reference, purges, commit=commit)
     finally:

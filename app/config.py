@@ -84,6 +84,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limits_enabled: bool = True
     # A Redis that does not answer within this time is treated as away: requests are served without limits.
     redis_timeout_seconds: float = 0.25
+    # Lifetime of the tokens builtin realms issue (sign-in and client credentials).
+    builtin_token_ttl_seconds: int = 900
+    # Failed sign-ins allowed before each further one makes the account (or the client address) wait: 1 s, 2 s, 4 s,
+    # ... up to a minute for an account and 15 minutes for an address (app/user/throttle.py).
+    login_free_failures_per_account: int = 5
+    login_free_failures_per_address: int = 20
+    # argon2-cffi's parameter profile for password hashes: its current recommendation, or (tests only: the suite
+    # hashes hundreds of passwords) its cheapest.
+    password_hash_profile: Literal["RFC_9106_LOW_MEMORY", "CHEAPEST"] = "RFC_9106_LOW_MEMORY"  # noqa: S105
 
 
 _ENV = {
@@ -127,6 +136,10 @@ _ENV = {
     "redis_url": "REDIS_URL",
     "rate_limits_enabled": "RATE_LIMITS_ENABLED",
     "redis_timeout_seconds": "REDIS_TIMEOUT_SECONDS",
+    "builtin_token_ttl_seconds": "BUILTIN_TOKEN_TTL_SECONDS",
+    "login_free_failures_per_account": "LOGIN_FREE_FAILURES_PER_ACCOUNT",
+    "login_free_failures_per_address": "LOGIN_FREE_FAILURES_PER_ADDRESS",
+    "password_hash_profile": "PASSWORD_HASH_PROFILE",
 }
 _WEBHOOK_DURATIONS = tuple(name for name in _ENV if name.startswith("webhook_") and name.endswith("_seconds"))
 
@@ -168,6 +181,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError("invalid environment variable ATTACHMENT_ORPHAN_GRACE_SECONDS: must be a number, 0 or more")
     if not (math.isfinite(settings.redis_timeout_seconds) and settings.redis_timeout_seconds > 0):
         raise ConfigError("invalid environment variable REDIS_TIMEOUT_SECONDS: must be a positive number")
+    if not 0 < settings.builtin_token_ttl_seconds <= 86_400:
+        raise ConfigError("invalid environment variable BUILTIN_TOKEN_TTL_SECONDS: must be 1 to 86400 seconds")
+    if settings.login_free_failures_per_account < 1:
+        raise ConfigError("invalid environment variable LOGIN_FREE_FAILURES_PER_ACCOUNT: must be 1 or more")
+    if settings.login_free_failures_per_address < 1:
+        raise ConfigError("invalid environment variable LOGIN_FREE_FAILURES_PER_ADDRESS: must be 1 or more")
     if settings.attachment_storage == "s3" and not settings.attachment_s3_bucket:
         raise ConfigError("invalid environment variable ATTACHMENT_S3_BUCKET: required when ATTACHMENT_STORAGE is s3")
     for name in _WEBHOOK_DURATIONS:

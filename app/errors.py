@@ -300,10 +300,11 @@ _RESPONSE_DESCRIPTIONS = {
     "TRANSITION_NOT_ALLOWED with allowedNextStates",
     401: "AUTHENTICATION_REQUIRED or INVALID_TOKEN (with WWW-Authenticate), or USER_PERMISSION_FAILURE",
     404: 'Not found; "Tenant not found" when x-tenantid is malformed or differs from the token\'s tenant',
-    409: "STATE_HAS_REFERENCES: tickets or other states still refer to the state",
+    409: "STATE_HAS_REFERENCES: tickets or other states still refer to the state; USER_EXISTS: the email is taken",
     412: "PRECONDITION_FAILED: the ticket's etag is none of those If-Match names",
     413: "PAYLOAD_TOO_LARGE: the body exceeds MAX_BODY_BYTES",
     422: "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with a different body",
+    429: "TOO_MANY_ATTEMPTS (with Retry-After): too many failed sign-ins for the account or from the address",
     503: "SERVICE_UNAVAILABLE (with Retry-After): the database does not answer; retry later",
 }
 

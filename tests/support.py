@@ -95,6 +95,8 @@ class RealmSpec:
     key: SigningKey
     audience: str = AUDIENCE
     jwks_url: str | None = None
+    # A builtin realm: the service issues its tokens, with a key it generates (`key` is not used).
+    builtin: bool = False
 
 
 # Role mappings of the two kinds of tenant the tests use: the same permissions under different role names, so a
@@ -169,11 +171,14 @@ class TenantSpec:
         for realm in self.realms:
             lines += [
                 "[[realms]]",
+                *(['kind = "builtin"'] if realm.builtin else []),
                 f'name = "{realm.name}"',
                 f'issuer = "{realm.issuer}"',
                 f'audience = "{realm.audience}"',
                 f'algorithms = ["{realm.key.algorithm}"]',
-                f'keys = {{ jwks_url = "{realm.jwks_url}" }}'
+                f'keys = {{ generate = "{realm.key.algorithm}" }}'
+                if realm.builtin
+                else f'keys = {{ jwks_url = "{realm.jwks_url}" }}'
                 if realm.jwks_url
                 else f"keys = {{ jwks = {{ keys = [ {_inline_table(realm.key.jwk)} ] }} }}",
             ]
@@ -308,6 +313,8 @@ TYPES = f"{API}/ticket-type"
 TICKETS = f"{API}/ticket"
 STATES = f"{API}/ticket-state"
 ATTACHMENTS = f"{API}/attachments"
+USERS = f"{API}/users"
+LOGIN = f"{API}/auth/login"
 CATALOG = {"type": "template", "module": "ticketing"}
 AGENT_SCOPE = "tickets:read tickets:write"
 ADMIN_SCOPE = "tickets:read tickets:write tickets:admin"
@@ -691,6 +698,8 @@ def make_settings(database_url: str, workspace: Path, **overrides: object) -> Se
         "webhook_retry_max_seconds": 0.4,
         "webhook_timeout_seconds": 5.0,
         "redis_url": session_redis_url(workspace),
+        # The suite hashes hundreds of passwords; the timing test of sign-in asks for the real profile.
+        "password_hash_profile": "CHEAPEST",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -832,18 +841,26 @@ class TenantFactory:
         ticket_types: list[str] | None = None,
         attachments: dict[str, Any] | None = None,
         rate_limits: dict[str, Any] | None = None,
+        builtin_realm: bool = False,
     ) -> TenantSpec:
         """A tenant nobody has used, not yet written or applied. Its realms are named `<name>-<realm>`, one per
         (realm, algorithm) pair, each with a new key pair; only the slug and the issuers carry the tenant's UUID, so
-        that they are unique in the database."""
+        that they are unique in the database. With `builtin_realm`, a last realm is builtin, named after the slug
+        (a builtin realm's name is unique across tenants)."""
         tenant_id = uuid.uuid4()
         slug = f"{name}-{tenant_id.hex[:12]}"
+        builtin = [RealmSpec(slug, f"https://sso.{slug}.test/realms/{slug}", SigningKey("ES256"), builtin=True)]
         return TenantSpec(
             id=tenant_id,
             slug=slug,
             realms=[
-                RealmSpec(f"{name}-{realm}", f"https://idp.{slug}.test/realms/{name}-{realm}", SigningKey(algorithm))
-                for realm, algorithm in realms
+                *(
+                    RealmSpec(
+                        f"{name}-{realm}", f"https://idp.{slug}.test/realms/{name}-{realm}", SigningKey(algorithm)
+                    )
+                    for realm, algorithm in realms
+                ),
+                *(builtin if builtin_realm else []),
             ],
             roles=copy.deepcopy(ALPHA_ROLES if roles is None else roles),
             ticket_types=list(TEMPLATE_TYPES if ticket_types is None else ticket_types),

@@ -27,6 +27,10 @@ log = logging.getLogger("app.auth")
 
 
 _MAX_PRINCIPALS_PER_TOKEN = 8
+# What the users directory stores of a token's name and email claims (longer ones are left out); an email address
+# is at most 254 characters (RFC 5321's path limit).
+MAX_NAME_LENGTH = 200
+MAX_EMAIL_LENGTH = 254
 # uuid.UUID also accepts braces, "urn:uuid:" and missing hyphens; the header must be the plain 8-4-4-4-12 form.
 _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -197,6 +201,7 @@ class Authenticator:
         username = claims.get("preferred_username")
         # Keycloak puts the client id in service-account tokens (clientId, or client_id in newer versions).
         client_id = claims.get("client_id") or claims.get("clientId")
+        name, email = claims.get("name"), claims.get("email")
         return Principal(
             subject=claims["sub"],
             tenant_id=tenant.id,
@@ -207,6 +212,10 @@ class Authenticator:
             service_account=isinstance(client_id, str),
             support_request=_support_flag(support_header) and tenant.config.roles.support in roles,
             username=username if isinstance(username, str) else None,
+            name=name if isinstance(name, str) and 0 < len(name) <= MAX_NAME_LENGTH and name.isprintable() else None,
+            email=email
+            if isinstance(email, str) and 0 < len(email) <= MAX_EMAIL_LENGTH and email.isprintable()
+            else None,
             # Without an agent-level permission a caller reaches only its own tickets, whichever of the customer,
             # comment or delete roles got it in: those roles say what it may do, not what it may see.
             customer_only=not permissions & AGENT_PERMISSIONS,

@@ -204,9 +204,23 @@ def verify(
     return claims
 
 
-def sign(claims: dict[str, Any], private_key_pem: str, kid: str, algorithm: str) -> str:
-    """Sign a token with a development realm's private key (used by `python -m app token` and tests)."""
+def sign(claims: dict[str, Any], private_key: str | SigningKey, kid: str, algorithm: str) -> str:
+    """Sign a token with a realm's private key: a PEM (a development realm's, for `python -m app token` and tests),
+    or a key parsed once by `signing_key` (a builtin realm's, for every token it issues)."""
     if algorithm not in ALLOWED_ALGORITHMS:
         raise ValueError(f"algorithm {algorithm} not allowed")
-    token: str = jwt.encode(claims, private_key_pem, algorithm=algorithm, headers={"kid": kid})
+    key = private_key.key if isinstance(private_key, SigningKey) else private_key
+    token: str = jwt.encode(claims, key, algorithm=algorithm, headers={"kid": kid})
     return token
+
+
+class SigningKey(msgspec.Struct, frozen=True):
+    """A private key parsed once: python-jose would parse and check a PEM again for every token."""
+
+    key: Any  # jose Key
+
+
+def signing_key(private_key_pem: str, algorithm: str) -> SigningKey:
+    if algorithm not in ALLOWED_ALGORITHMS:
+        raise ValueError(f"algorithm {algorithm} not allowed")
+    return SigningKey(jwk.construct(private_key_pem, algorithm))

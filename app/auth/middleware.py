@@ -6,21 +6,29 @@ outside that router.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.authenticator import Authenticator
+from app.auth.principal import Principal
 from app.auth.requirements import REQUIREMENT, Requirement
+
+# Called with every authenticated principal before its route runs (the users directory: a user's first call adds
+# them, and a deactivated user or a revoked client is refused); raises an AppError to refuse the request.
+Admission = Callable[[Principal], Awaitable[None]]
 
 _AUTH_HEADERS = frozenset({b"authorization", b"realmname", b"x-tenantid", b"issupportrequest"})
 
 
 class AuthenticationMiddleware:
-    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, admit: Admission) -> None:
         self.app = app
         self.authenticator = authenticator
+        self.admit = admit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP and not _is_options_answer(scope):
@@ -30,6 +38,7 @@ class AuthenticationMiddleware:
                 if name in _AUTH_HEADERS
             }
             principal = await self.authenticator.authenticate(headers)
+            await self.admit(principal)
             scope["user"] = principal
             requirement = scope["route_handler"].opt.get(REQUIREMENT)
             if not isinstance(requirement, Requirement):

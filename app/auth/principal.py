@@ -25,6 +25,9 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     # True only when the caller asked (issupportrequest: true) and carries the tenant's support role.
     support_request: bool
     username: str | None = None
+    # The token's standard claims `name` and `email`, when it has them: what the users directory shows.
+    name: str | None = None
+    email: str | None = None
     # A caller with no agent-level role (customer, comment or delete roles only): sees only the tickets it created,
     # and no internal notes.
     customer_only: bool = False

@@ -86,6 +86,15 @@ class TenantScopedOperation(Operation):
         self.parameters = [*TENANT_HEADERS, *(_not_null(parameter) for parameter in self.parameters or ())]
 
 
+@dataclass
+class PublicOperation(Operation):
+    """An operation called without a token (sign-in): its own parameters only, an optional one documented without
+    Litestar's `null` alternative."""
+
+    def __post_init__(self) -> None:
+        self.parameters = [_not_null(parameter) for parameter in self.parameters or ()]
+
+
 def _not_null(parameter: Parameter | Reference) -> Parameter | Reference:
     schema = parameter.schema if isinstance(parameter, Parameter) else None
     if isinstance(schema, Schema) and schema.one_of:

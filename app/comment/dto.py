@@ -1,6 +1,6 @@
 """Wire types of comments. A comment's shape follows seed 004 (`content`, `is_internal`, `attachments`, `created_at`),
-with its author as `author` in seed 004's person shape (`id`: the author's subject; `name` and `email` stay null until
-the service has a users directory)."""
+with its author as `author` in seed 004's person shape (`id`: the author's subject; `name` and `email` from the users
+directory, null when it has none)."""
 
 from __future__ import annotations
 

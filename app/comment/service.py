@@ -34,6 +34,7 @@ from app.idempotency.service import Idempotency, Outcome
 from app.ticket.errors import TicketNotFound
 from app.ticket.repository import TicketRow
 from app.ticket.service import TicketService
+from app.user.service import UserService
 
 
 class CommentService:
@@ -44,8 +45,10 @@ class CommentService:
         tickets: TicketService,
         keys: Idempotency,
         attachments: AttachmentStore,
+        users: UserService,
     ) -> None:
         self._db = db
+        self._users = users
         self._repository = repository
         self._tickets = tickets
         self._keys = keys
@@ -105,7 +108,7 @@ class CommentService:
             if row is None:  # deleted since it was read
                 raise TicketNotFound(object_id)
             files = [] if record_files is None else await record_files(ticket.id, row.id, request.is_internal)
-        return _out(row, files)
+        return _out(row, files, await self._users.people(principal.tenant_id, [row.author]))
 
     async def page(
         self, principal: Principal, object_id: str, page: int, per_page: int
@@ -141,7 +144,8 @@ class CommentService:
 
     async def _with_files(self, principal: Principal, ticket: TicketRow, rows: list[CommentRow]) -> list[CommentOut]:
         files = await self._attachments.of_comments(principal.tenant_id, ticket.id, [row.id for row in rows])
-        return [_out(row, files.get(row.id, [])) for row in rows]
+        people = await self._users.people(principal.tenant_id, (row.author for row in rows))
+        return [_out(row, files.get(row.id, []), people) for row in rows]
 
 
 def _stored_content(request: CreateCommentRequest) -> str:
@@ -164,12 +168,13 @@ def _stored_content(request: CreateCommentRequest) -> str:
     return content
 
 
-def _out(row: CommentRow, files: list[AttachmentOut]) -> CommentOut:
+def _out(row: CommentRow, files: list[AttachmentOut], people: dict[str, tuple[str | None, str | None]]) -> CommentOut:
+    name, email = people.get(row.author, (None, None))
     return CommentOut(
         id=row.id,
         content=row.content,
         is_internal=row.is_internal,
-        author=Author(id=row.author, name=None, email=None),
+        author=Author(id=row.author, name=name, email=email),
         created_at=row.created_at,
         attachments=files,
     )

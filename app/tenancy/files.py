@@ -19,7 +19,7 @@ from jsonschema.exceptions import best_match
 
 from app.config import PROJECT_ROOT
 from app.schema_validation import json_path, safe_validator
-from app.tenancy.devkeys import ensure_dev_key, public_jwk
+from app.tenancy.devkeys import builtin_keys, ensure_dev_key, public_jwk
 from app.tenancy.model import (
     DEFAULT_PLANS,
     AttachmentLimits,
@@ -63,6 +63,7 @@ def load_tenant_files(tenants_dir: Path, data_dir: Path, check_key: SigningKeyCh
     _check_unique(files, tenants, "id", lambda t: [str(t.id)])
     _check_unique(files, tenants, "slug", lambda t: [t.slug])
     _check_unique(files, tenants, "realms.issuer", lambda t: [r.issuer for r in t.realms])
+    _check_unique(files, tenants, "realms.name (of a builtin realm)", lambda t: [r.name for r in t.realms if r.builtin])
     return tenants
 
 
@@ -93,6 +94,8 @@ def load_tenant_file(path: Path, data_dir: Path, check_key: SigningKeyCheck) -> 
         if any(other.name == realm["name"] for other in realms):
             raise TenantFileError(f"{name}: {field}.name: realm {realm['name']!r} is defined twice")
         realms.append(_resolve_realm(path, field, realm, document["slug"], data_dir, check_key))
+    if sum(1 for realm in realms if realm.builtin) > 1:
+        raise TenantFileError(f"{name}: realms: at most one realm may be builtin (sign-in names the tenant only)")
     roles = document["roles"]
     return TenantConfig(
         id=uuid.UUID(document["id"]),
@@ -227,9 +230,13 @@ def _resolve_realm(
 ) -> RealmConfig:
     algorithms = tuple(realm.get("algorithms", DEFAULT_ALGORITHMS))
     keys = realm["keys"]
+    source = f"{field}.keys.{next(iter(keys))}"
+    if realm.get("kind") == "builtin":
+        return _resolve_builtin_realm(path, field, realm, slug, data_dir, check_key)
+    if "private_key_file" in keys:
+        raise TenantFileError(f"{path.name}: {source}: only a builtin realm signs with a private key of its own")
     jwks: dict[str, Any] | None = None
     jwks_url: str | None = None
-    source = f"{field}.keys.{next(iter(keys))}"
     if "generate" in keys:
         if keys["generate"] not in algorithms:
             raise TenantFileError(f"{path.name}: {source}: {keys['generate']} is not in the realm's algorithms")
@@ -250,6 +257,53 @@ def _resolve_realm(
         jwks=jwks,
         jwks_url=jwks_url,
         dev_key_algorithm=keys.get("generate"),
+    )
+
+
+def _resolve_builtin_realm(
+    path: Path, field: str, realm: dict[str, Any], slug: str, data_dir: Path, check_key: SigningKeyCheck
+) -> RealmConfig:
+    """A realm whose tokens this service issues: it publishes the public halves of its signing keys (inline, like
+    any realm's, so they are verified by the same code) and names the key it signs with."""
+    name, keys = realm["name"], realm["keys"]
+    algorithms = tuple(realm.get("algorithms", DEFAULT_ALGORITHMS))
+    source = f"{field}.keys.{next(iter(keys))}"
+    if not realm["issuer"].endswith(f"/realms/{name}"):
+        raise TenantFileError(
+            f"{path.name}: {field}.issuer: a builtin realm's issuer is the URL of its endpoints and must end with "
+            f"/realms/{name}"
+        )
+    private_key_file: str | None = None
+    if "generate" in keys:
+        if keys["generate"] not in algorithms:
+            raise TenantFileError(f"{path.name}: {source}: {keys['generate']} is not in the realm's algorithms")
+        pems = builtin_keys(data_dir, slug, name, keys["generate"])
+    elif "private_key_file" in keys:
+        key_path = (path.parent / keys["private_key_file"]).resolve()
+        try:
+            pems = [key_path.read_text(encoding="utf-8")]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TenantFileError(f"{path.name}: {source}: cannot read {key_path}: {exc}") from None
+        private_key_file = str(key_path)
+    else:
+        raise TenantFileError(
+            f"{path.name}: {source}: a builtin realm signs its own tokens: keys must be generate or private_key_file"
+        )
+    try:
+        published = [public_jwk(pem) for pem in pems]
+    except (ValueError, TypeError) as exc:
+        raise TenantFileError(f"{path.name}: {source}: not a usable private key: {exc}") from None
+    jwks = {"keys": published}
+    _check_keys(path, source, jwks, algorithms, check_key)
+    return RealmConfig(
+        name=name,
+        issuer=realm["issuer"],
+        audience=realm["audience"],
+        algorithms=algorithms,
+        jwks=jwks,
+        kind="builtin",
+        signing_kid=published[0]["kid"],
+        private_key_file=private_key_file,
     )
 
 

@@ -34,6 +34,16 @@ class RealmConfig(msgspec.Struct, frozen=True):
     jwks_url: str | None = None
     # Set for development realms whose key pair lives in the data folder; `python -m app token` signs with it.
     dev_key_algorithm: str | None = None
+    # "builtin": this service issues the realm's tokens (sign-in, client credentials), signing with the private key
+    # whose public JWK has `signing_kid`: the file `private_key_file`, or else one of the realm's generated keys in
+    # the data folder (app/tenancy/devkeys.py). `jwks` then publishes that key and, after a rotation, the previous one.
+    kind: str = "external"
+    signing_kid: str | None = None
+    private_key_file: str | None = None
+
+    @property
+    def builtin(self) -> bool:
+        return self.kind == "builtin"
 
 
 class StateSeed(msgspec.Struct, frozen=True, kw_only=True):

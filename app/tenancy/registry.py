@@ -59,6 +59,8 @@ class TenantRegistry:
         self._load = load
         self._tenants: dict[uuid.UUID, Tenant] = {}
         self._realms_by_issuer: dict[str, Realm] = {}
+        # Realms whose tokens this service issues, by name (unique across tenants: the path of their endpoints).
+        self._builtin_realms: dict[str, Realm] = {}
         # CORS, for enabled tenants only, as the raw header bytes a request carries: the origins each tenant allows,
         # by its id in the canonical lowercase form of x-tenantid, and every origin some tenant allows.
         self._origins_by_tenant_header: dict[bytes, frozenset[bytes]] = {}
@@ -75,6 +77,9 @@ class TenantRegistry:
 
     def realm_for_issuer(self, issuer: str) -> Realm | None:
         return self._realms_by_issuer.get(issuer)
+
+    def builtin_realm(self, name: str) -> Realm | None:
+        return self._builtin_realms.get(name)
 
     def tenants(self) -> list[Tenant]:
         return list(self._tenants.values())
@@ -108,9 +113,16 @@ class TenantRegistry:
                     o.encode() for o in config.allowed_origins
                 )
         # Swap whole maps: a request sees either the old or the new registry, never a mixture.
-        self._tenants, self._realms_by_issuer, self._origins_by_tenant_header, self._allowed_origins = (
+        (
+            self._tenants,
+            self._realms_by_issuer,
+            self._builtin_realms,
+            self._origins_by_tenant_header,
+            self._allowed_origins,
+        ) = (
             tenants,
             realms,
+            {realm.config.name: realm for realm in realms.values() if realm.config.builtin},
             origins_by_tenant_header,
             frozenset().union(*origins_by_tenant_header.values()),
         )

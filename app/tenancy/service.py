@@ -82,11 +82,22 @@ class TenantService:
                 if tenant_id not in synced
                 for realm in config.realms
             }
+            # A builtin realm's name is the path of its endpoints (/realms/<name>/...): one tenant's only.
+            builtin_names = {
+                realm.name: tenant_id
+                for tenant_id, (_, config) in stored.items()
+                if tenant_id not in synced
+                for realm in config.realms
+                if realm.builtin
+            }
             for config in configs:
                 for realm in config.realms:
                     holder = issuers.get(realm.issuer)
                     if holder is not None:
                         raise TenantConflict(f"issuer {realm.issuer!r} already belongs to a realm of tenant {holder}")
+                    holder = builtin_names.get(realm.name) if realm.builtin else None
+                    if holder is not None:
+                        raise TenantConflict(f"builtin realm {realm.name!r} already belongs to tenant {holder}")
                 owner = slugs.get(config.slug)
                 if owner is not None and owner != config.id:
                     raise TenantConflict(f"slug {config.slug!r} already belongs to tenant {owner}, not {config.id}")

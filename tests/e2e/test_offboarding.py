@@ -33,6 +33,7 @@ from app.ticket.sweeps import PendingCloseTimer
 from tests.support import (
     API,
     INVALID_TOKEN,
+    LOGIN,
     ME,
     TENANT_NOT_FOUND,
     LiveServer,
@@ -315,12 +316,19 @@ def removed_rows(stdout: str, tenant: TenantSpec, verb: str) -> dict[str, int]:
 async def test_purge_removes_every_row_of_a_disabled_tenant_and_nothing_else(
     world: World, http: httpx.AsyncClient
 ) -> None:
-    doomed, bystander = world.factory.spec("doomed"), world.factory.spec("bystander")
+    doomed = world.factory.spec("doomed", builtin_realm=True)
+    bystander = world.factory.spec("bystander", builtin_realm=True)
     world.add(doomed, bystander)
     await world.sync()
     await answer_in_every_server(world, doomed, 200)
     await answer_in_every_server(world, bystander, 200)
     for tenant in (doomed, bystander):
+        # A service account, and a failed sign-in (counted for the throttle).
+        assert world.cli("client", "create", "--tenant", tenant.slug, "--client", "purge-me").returncode == 0
+        failed = await http.post(
+            LOGIN, json={"email": "nobody@example.com", "password": "guess"}, headers={"x-tenantid": str(tenant.id)}
+        )
+        assert failed.status_code == 401, failed.text
         api = TenantApi.agent(http, tenant)
         ticket = await open_ticket(api, "Some work")
         changed = await api.change_status(
@@ -384,6 +392,10 @@ async def test_purge_removes_every_row_of_a_disabled_tenant_and_nothing_else(
         "ticket_type_version",
         "ticket_type",
         "ticket_state",
+        "user_event",
+        "app_user",
+        "service_client",
+        "login_failure",
         "tenant",
     ]
     assert report == doomed_rows

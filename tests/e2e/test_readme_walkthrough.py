@@ -75,9 +75,15 @@ async def test_the_readme_walkthrough_runs_twice_in_a_row(
                 DATA_DIR=str(settings.data_dir),
                 PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
                 XDG_OPEN_LOG=str(opened),
+                # `make -s user` writes to the server's database.
+                DATABASE_URL=dsn,
             )
-            # Make takes the environment as variables: none of those its token target reads, no parent make's.
-            for name in ("ROLES", "SCOPE", "SUB", "TTL", "TENANT", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
+            # Make takes the environment as variables: none of those its token and user targets read, no parent
+            # make's.
+            for name in (
+                *("ROLES", "SCOPE", "SUB", "TTL", "TENANT", "EMAIL", "ROLE", "PASSWORD", "NAME"),
+                *("MAKEFLAGS", "MFLAGS", "MAKELEVEL"),
+            ):
                 env.pop(name, None)
             with caplog.at_level(logging.INFO, logger="app.access"):
                 for run in range(1, RUNS + 1):

@@ -44,9 +44,11 @@ from tests.support import (
     TENANT_NOT_FOUND,
     TICKETS,
     TYPES,
+    USERS,
     LiveServer,
     SigningKey,
     TenantApi,
+    TenantFactory,
     TenantSpec,
     auth_headers,
     by_name,
@@ -67,9 +69,11 @@ from tests.support import (
 READ_SCOPE = "tickets:read"
 WRITE_SCOPE = "tickets:write"
 ADMIN_ONLY_SCOPE = "tickets:admin"
-Requirement = Literal["authenticated", "read", "write", "admin", "delete"]
+# "public": called without a token (sign-in); each variant is checked for its status only.
+Requirement = Literal["public", "authenticated", "read", "write", "admin", "delete"]
 # The one scope each permission needs.
 SCOPE_OF: dict[Requirement, str] = {
+    "public": "",
     "authenticated": "",
     "read": READ_SCOPE,
     "write": WRITE_SCOPE,
@@ -101,6 +105,7 @@ class World:
         self._comment: dict[str, Any] | None = None
         self._attachment: dict[str, Any] | None = None
         self._webhook: dict[str, Any] | None = None
+        self._user: dict[str, Any] | None = None
 
     def name(self) -> str:
         """A new name (or type prefix) for each object a test creates: A, B, ... Z, AA, AB, ..."""
@@ -165,6 +170,20 @@ class World:
             self._webhook = await self.new_webhook()
         return self._webhook
 
+    async def new_user(self) -> dict[str, Any]:
+        """A new user of the owner's builtin realm, with the password USER_PASSWORD."""
+        body = {"email": f"{self.name().lower()}@example.com", "password": USER_PASSWORD, "role": "agent"}
+        response = await self.http.post(USERS, json=body, headers=self.admin.headers)
+        assert response.status_code == 201, response.text
+        user: dict[str, Any] = response.json()
+        return user
+
+    async def user(self) -> dict[str, Any]:
+        """The user the reads read (made once)."""
+        if self._user is None:
+            self._user = await self.new_user()
+        return self._user
+
     async def new_type(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """A new ticket type of the owner's: its definition and the created type."""
         definition = new_definition(prefix=self.name())
@@ -188,11 +207,19 @@ class World:
                 "types": (TYPES, {"include_archived": "true"}),
                 "states": (STATES, None),
                 "tickets": (TICKETS, {"per_page": "100"}),
+                "users": (USERS, {"per_page": "100"}),
             }
             for label, (path, params) in reads.items():
                 response = await self.http.get(path, params=params, headers=api.headers)
                 assert response.status_code == 200, response.text
                 seen[f"{tenant.slug} {label}"] = response.json()
+            # Users of external realms are added (and their last-seen time moved) by any authenticated call, refused
+            # or not: only what the routes change counts.
+            seen[f"{tenant.slug} users"] = [
+                {key: user[key] for key in ("id", "email", "name", "role", "status")}
+                for user in seen[f"{tenant.slug} users"]["data"]
+                if user["realm"] not in {realm.name for realm in tenant.realms if not realm.builtin}
+            ]
             for ticket in seen[f"{tenant.slug} tickets"]["data"]:
                 history = await self.http.get(f"{TICKETS}/{ticket['object_id']}/history", headers=api.headers)
                 assert history.status_code == 200, history.text
@@ -230,10 +257,15 @@ ABSENT_TICKET = "REQ-99999999"
 
 
 def _fixed(
-    method: str, path: str, params: dict[str, str] | None = None, body: Any = None, form: bytes | None = None
+    method: str,
+    path: str,
+    params: dict[str, str] | None = None,
+    body: Any = None,
+    form: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Build:
     async def build(_: World) -> Call:
-        return Call(method, path, params, body, form)
+        return Call(method, path, params, body, form, headers or {})
 
     return build
 
@@ -444,6 +476,37 @@ async def _replay_without_range(world: World) -> Call:
 
 async def _test_webhook(world: World) -> Call:
     return Call("POST", await _webhook_path(world, "/test"))
+
+
+async def _user_path(world: World) -> str:
+    return f"/users/{(await world.user())['id']}"
+
+
+async def _create_user(world: World) -> Call:
+    return Call(
+        "POST",
+        "/users",
+        body={"email": f"{world.name().lower()}@example.com", "password": USER_PASSWORD, "role": "agent"},
+    )
+
+
+async def _change_user(world: World) -> Call:
+    return Call("PUT", f"/users/{(await world.new_user())['id']}", body={"role": "customer"})
+
+
+async def _deactivate_user(world: World) -> Call:
+    return Call("DELETE", f"/users/{(await world.new_user())['id']}")
+
+
+async def _sign_in(world: World) -> Call:
+    user = await world.user()
+    body = {"email": user["email"], "password": USER_PASSWORD}
+    return Call("POST", "/auth/login", body=body, headers={"x-tenantid": str(world.owner.id)})
+
+
+async def _sign_in_wrongly(world: World) -> Call:
+    body = {"email": (await world.user())["email"], "password": "not the password"}
+    return Call("POST", "/auth/login", body=body, headers={"x-tenantid": str(world.owner.id)})
 
 
 # Every /api/v2 route: "METHOD path" (the path under /api/v2/ticketing, parameters without their types) -> entry.
@@ -728,6 +791,52 @@ ROUTES: dict[str, Route] = {
         "administer webhooks",
         {"valid": (_test_webhook, 202), "absent": (_fixed("POST", f"/webhook/{ABSENT_ID}/test"), 404)},
     ),
+    "GET /users": Route(
+        "read",
+        "read users",
+        {"valid": (_get("/users"), 200), "invalid query": (_fixed("GET", "/users", {"role": "owner"}), 400)},
+    ),
+    "GET /users/{user_id}": Route(
+        "read",
+        "read users",
+        {"valid": (_get(_user_path), 200), "absent": (_fixed("GET", f"/users/{ABSENT_ID}"), 404)},
+    ),
+    "POST /users": Route(
+        "admin",
+        "administer users",
+        {
+            "valid": (_create_user, 201),
+            "invalid": (
+                _fixed("POST", "/users", body={"email": "x@example.com", "password": "short", "role": "agent"}),
+                400,
+            ),
+        },
+    ),
+    "PUT /users/{user_id}": Route(
+        "admin",
+        "administer users",
+        {
+            "valid": (_change_user, 200),
+            "absent": (_fixed("PUT", f"/users/{ABSENT_ID}", body={"status": "active"}), 404),
+        },
+    ),
+    "DELETE /users/{user_id}": Route(
+        "admin",
+        "administer users",
+        {"valid": (_deactivate_user, 204), "absent": (_fixed("DELETE", f"/users/{ABSENT_ID}"), 404)},
+    ),
+    "POST /auth/login": Route(
+        "public",
+        None,
+        {
+            "valid": (_sign_in, 200),
+            "wrong password": (_sign_in_wrongly, 401),
+            "invalid": (
+                _fixed("POST", "/auth/login", body={"email": "x@example.com"}, headers={"x-tenantid": ABSENT_ID}),
+                400,
+            ),
+        },
+    ),
 }
 
 # Tokens of the owner (roles of ALPHA_ROLES) that lack what the permission needs: the realm role (a role the tenant
@@ -770,6 +879,7 @@ LACKING: dict[Requirement, dict[str, tuple[list[str], str]]] = {
 CUSTOMER = (["customer"], ADMIN_SCOPE)
 # Every role of the owner that grants the permission; each must get through with just the route's scope.
 GRANTING: dict[Requirement, list[list[str]]] = {
+    "public": [],
     "authenticated": [[]],
     "read": [["viewer"], ["agent"], ["admin"]],
     "write": [["agent"], ["admin"]],
@@ -777,6 +887,13 @@ GRANTING: dict[Requirement, list[list[str]]] = {
     "delete": [["admin"]],
 }
 STRANGER = SigningKey("ES256")
+USER_PASSWORD = "matrix password"
+
+
+@pytest.fixture
+async def alpha(tenant_factory: TenantFactory) -> TenantSpec:
+    """The owner: a fresh tenant like conftest's alpha, plus a builtin realm (for the user routes and sign-in)."""
+    return await tenant_factory.fresh("alpha", builtin_realm=True)
 
 
 async def send(world: World, call: Call, headers: dict[str, str]) -> httpx.Response:
@@ -811,6 +928,11 @@ async def test_who_may_call_the_route(
 ) -> None:
     entry = ROUTES[route]
     world = World(client, alpha, beta)
+    if entry.requires == "public":
+        for variant, (build, passed) in entry.variants.items():
+            response = await send(world, await build(world), {"accept": "application/json"})
+            assert response.status_code == passed, (route, variant, response.text)
+        return
     for variant, (build, passed) in entry.variants.items():
         where = f"{route} ({variant})"
         call = await build(world)

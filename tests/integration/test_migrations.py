@@ -203,6 +203,10 @@ def check_schema(schema: Snapshot) -> None:
         "attachment",
         "webhook_subscription",
         "webhook_delivery",
+        "app_user",
+        "service_client",
+        "user_event",
+        "login_failure",
     }
     columns = {(row[0], row[2]): row[3:6] for row in schema["columns"]}
     assert columns["ticket_event", "sequence"] == ("integer", True, None)

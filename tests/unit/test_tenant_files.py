@@ -80,7 +80,8 @@ def test_shipped_example_tenants_load_with_generated_dev_keys(tmp_path: Path) ->
     for tenant in tenants:
         realm_name, algorithm, key_type = expected[tenant.slug]
         assert tenant.tenant_claim == "tenant_id"
-        assert len(tenant.realms) == 1
+        # Globex has a builtin realm too (below).
+        assert len(tenant.realms) == (2 if tenant.slug == "globex" else 1)
         realm = tenant.realms[0]
         assert (realm.name, realm.issuer, realm.audience) == (
             realm_name,
@@ -100,6 +101,19 @@ def test_shipped_example_tenants_load_with_generated_dev_keys(tmp_path: Path) ->
         # The published key is the public half of the private key on disk.
         assert public_jwk(pem_path.read_text()) == key
 
+    builtin = tenants[1].realms[1]
+    assert (builtin.name, builtin.kind, builtin.issuer, builtin.dev_key_algorithm) == (
+        "globex",
+        "builtin",
+        "http://localhost:8000/realms/globex",
+        None,
+    )
+    [signing] = builtin.jwks["keys"]  # type: ignore[index]
+    assert builtin.signing_kid == signing["kid"]
+    [pem_path] = (data_dir / "keys" / "globex" / "globex").glob("*.pem")
+    assert stat.S_IMODE(pem_path.stat().st_mode) == 0o600
+    assert public_jwk(pem_path.read_text()) == signing
+
 
 def test_shipped_example_tenants_reuse_their_dev_keys(tmp_path: Path) -> None:
     def kids(data_dir: Path) -> list[str]:
@@ -108,7 +122,7 @@ def test_shipped_example_tenants_reuse_their_dev_keys(tmp_path: Path) -> None:
 
     first = kids(tmp_path / "data")
     pems = {path: path.read_bytes() for path in (tmp_path / "data").rglob("*.pem")}
-    assert len(pems) == 2
+    assert len(pems) == 3  # acme-dev's, globex-dev's and the builtin globex realm's
     assert kids(tmp_path / "data") == first
     assert {path: path.read_bytes() for path in (tmp_path / "data").rglob("*.pem")} == pems
     # A different data folder gets its own keys, so "same kid" above means reused, not deterministic.
@@ -601,3 +615,88 @@ def test_the_shipped_example_tenants_declare_a_development_plan(tmp_path: Path) 
     for tenant in load_tenant_files(SHIPPED_TENANTS, tmp_path / "data"):
         assert (tenant.rate_limits.plan, tenant.rate_limits.requests_per_minute("dev-agent")) == ("development", 5000)
         assert tenant.rate_limits.ticket_writes_per_minute == 1000
+
+
+# --- builtin realms -------------------------------------------------------------------------------------------
+
+BUILTIN_REALM = """
+[[realms]]
+name = "alpha-sso"
+kind = "builtin"
+issuer = "https://tickets.alpha.test/realms/alpha-sso"
+audience = "ticketing-api"
+algorithms = ["ES256"]
+keys = { generate = "ES256" }
+"""
+
+
+def test_a_builtin_realm_publishes_its_generated_key_and_signs_with_it(tmp_path: Path) -> None:
+    path = write(tmp_path / "tenants", {"alpha.toml": GOOD + BUILTIN_REALM}) / "alpha.toml"
+    realm = load_tenant_file(path, tmp_path / "data").realms[1]
+    assert (realm.kind, realm.builtin, realm.dev_key_algorithm, realm.private_key_file) == (
+        "builtin",
+        True,
+        None,
+        None,
+    )
+    [published] = realm.jwks["keys"]  # type: ignore[index]
+    assert realm.signing_kid == published["kid"]
+    # Loaded again, the same key: it is generated once.
+    assert load_tenant_file(path, tmp_path / "data").realms[1] == realm
+
+
+def test_a_builtin_realm_signs_with_a_configured_key_file(tmp_path: Path) -> None:
+    folder = write(tmp_path / "tenants", {"signing.pem": EC_KEY.private_pem})
+    document = GOOD + BUILTIN_REALM.replace('{ generate = "ES256" }', '{ private_key_file = "signing.pem" }')
+    realm = load_tenant_file(write(folder, {"alpha.toml": document}) / "alpha.toml", tmp_path / "data").realms[1]
+    assert (realm.signing_kid, realm.private_key_file) == (EC_KEY.kid, str((folder / "signing.pem").resolve()))
+    assert realm.jwks == {"keys": [EC_KEY.jwk]}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda doc: doc.replace("realms/alpha-sso", "realms/other"),
+            "alpha.toml: realms[1].issuer: a builtin realm's issuer is the URL of its endpoints and must end with "
+            "/realms/alpha-sso",
+        ),
+        (
+            lambda doc: doc + BUILTIN_REALM.replace("alpha-sso", "alpha-sso2"),
+            "alpha.toml: realms: at most one realm may be builtin (sign-in names the tenant only)",
+        ),
+        (
+            lambda doc: doc.replace('{ generate = "ES256" }', '{ jwks_url = "https://idp.alpha.test/jwks" }'),
+            "alpha.toml: realms[1].keys.jwks_url: a builtin realm signs its own tokens: keys must be generate or "
+            "private_key_file",
+        ),
+        (
+            lambda doc: doc.replace('{ generate = "ES256" }', '{ private_key_file = "missing.pem" }'),
+            "alpha.toml: realms[1].keys.private_key_file: cannot read",
+        ),
+        (
+            lambda doc: doc.replace(GOOD_TENANT_URL_KEYS, 'keys = { private_key_file = "x.pem" }'),
+            "alpha.toml: realms[0].keys.private_key_file: only a builtin realm signs with a private key of its own",
+        ),
+    ],
+)
+def test_bad_builtin_realms_are_refused_naming_the_field(tmp_path: Path, change: Any, message: str) -> None:
+    path = write(tmp_path / "tenants", {"alpha.toml": change(GOOD + BUILTIN_REALM)}) / "alpha.toml"
+    with pytest.raises(TenantFileError) as refused:
+        load_tenant_file(path, tmp_path / "data")
+    assert str(refused.value).startswith(message)
+
+
+def test_a_builtin_realm_name_is_one_tenants_only(tmp_path: Path) -> None:
+    beta = (
+        (GOOD + BUILTIN_REALM.replace("tickets.alpha.test", "tickets.beta.test"))
+        .replace(GOOD_TENANT_ID, "22222222-2222-4222-8222-222222222222")
+        .replace('slug = "alpha"', 'slug = "beta"')
+        .replace("idp.alpha.test", "idp.beta.test")
+    )
+    folder = write(tmp_path / "tenants", {"alpha.toml": GOOD + BUILTIN_REALM, "beta.toml": beta})
+    with pytest.raises(TenantFileError) as refused:
+        load_tenant_files(folder, tmp_path / "data")
+    assert str(refused.value) == (
+        "beta.toml: realms.name (of a builtin realm): 'alpha-sso' is already used by alpha.toml"
+    )

@@ -1,0 +1,1 @@
+"""The users directory, built-in sign-in and service accounts."""

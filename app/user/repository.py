@@ -1,0 +1,391 @@
+"""SQL for users, service accounts, user events and failed sign-ins. tenant_id is an argument of every method.
+
+Times are passed in by the service (Citus refuses volatile functions in an UPDATE of a distributed table, and the
+once-a-minute rule for last_seen_at compares them); ids come from the application too.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+import msgspec
+
+from app.db.database import Database, select_list
+
+
+class UserRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    subject: str
+    realm: str
+    name: str | None
+    email: str | None
+    role: str
+    status: str
+    created_at: datetime.datetime
+    last_login_at: datetime.datetime | None
+    last_seen_at: datetime.datetime | None
+    builtin: bool
+
+
+class SignInRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    subject: str
+    name: str | None
+    email: str | None
+    role: str
+    status: str
+    password_hash: str | None
+
+
+class ClientRow(msgspec.Struct, frozen=True):
+    client_id: str
+    secret_hash: str
+    roles: list[str]
+    scopes: list[str]
+    revoked_at: datetime.datetime | None
+
+
+class FailureRow(msgspec.Struct, frozen=True):
+    throttle_key: str
+    failures: int
+    last_failure_at: datetime.datetime
+
+
+_USER = select_list(UserRow)
+_SIGN_IN = select_list(SignInRow)
+_CLIENT = select_list(ClientRow)
+_FAILURE = select_list(FailureRow)
+
+# $1 tenant, $2 role, $3 status, $4 ILIKE pattern over name and email (each NULL: no filter).
+_FILTER = """tenant_id = $1 AND ($2::text IS NULL OR role = $2) AND ($3::text IS NULL OR status = $3)
+   AND ($4::text IS NULL OR name ILIKE $4 OR email ILIKE $4)"""
+
+# A built-in user and its user.created event. $1 tenant, $2 id, $3 realm, $4 name, $5 email, $6 role,
+# $7 password hash, $8 now, $9 event id, $10 actor, $11 subject (the id as text).
+CREATE_BUILTIN = f"""
+WITH created AS (
+    INSERT INTO app_user (tenant_id, id, realm, subject, builtin, name, email, role, status, password_hash,
+                          created_at, updated_at)
+    VALUES ($1, $2, $3, $11, true, $4, $5, $6, 'active', $7, $8, $8)
+ RETURNING {_USER}
+), event AS (
+    INSERT INTO user_event (tenant_id, id, user_id, kind, actor, created_at)
+    SELECT $1, $9, created.id, 'user.created', $10, $8 FROM created
+)
+SELECT {_USER} FROM created
+"""
+
+# An external realm's user on a call: added on the first (with its user.created event), its name, email, role and
+# last_seen_at brought up to date at most once a minute ($9: a minute before now); its status either way.
+# $1 tenant, $2 new id, $3 realm, $4 subject, $5 name, $6 email, $7 role, $8 now, $9 stale before, $10 event id.
+SEEN_EXTERNAL = """
+WITH upserted AS (
+    INSERT INTO app_user AS u (tenant_id, id, realm, subject, builtin, name, email, role, status, created_at,
+                               updated_at, last_seen_at)
+    VALUES ($1, $2, $3, $4, false, $5, $6, $7, 'active', $8, $8, $8)
+    ON CONFLICT (tenant_id, realm, subject) DO UPDATE
+       SET last_seen_at = excluded.last_seen_at, name = excluded.name, email = excluded.email, role = excluded.role
+     WHERE u.last_seen_at IS NULL OR u.last_seen_at < $9
+ RETURNING u.id, u.status
+), event AS (
+    INSERT INTO user_event (tenant_id, id, user_id, kind, actor, created_at)
+    SELECT $1, $10, upserted.id, 'user.created', $4, $8 FROM upserted WHERE upserted.id = $2
+)
+SELECT status FROM upserted
+UNION ALL
+SELECT status FROM app_user
+ WHERE tenant_id = $1 AND realm = $3 AND subject = $4 AND NOT EXISTS (SELECT 1 FROM upserted)
+"""
+
+# A built-in user on a call: last_seen_at moved at most once a minute; its status, or nothing for an unknown user.
+# $1 tenant, $2 realm, $3 subject, $4 now, $5 stale before.
+SEEN_BUILTIN = """
+WITH seen AS (
+    UPDATE app_user SET last_seen_at = $4
+     WHERE tenant_id = $1 AND realm = $2 AND subject = $3 AND builtin
+       AND (last_seen_at IS NULL OR last_seen_at < $5)
+ RETURNING status
+)
+SELECT status FROM seen
+UNION ALL
+SELECT status FROM app_user
+ WHERE tenant_id = $1 AND realm = $2 AND subject = $3 AND builtin AND NOT EXISTS (SELECT 1 FROM seen)
+"""
+
+
+class UserRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def page(
+        self,
+        tenant_id: uuid.UUID,
+        *,
+        role: str | None,
+        status: str | None,
+        pattern: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[int, list[UserRow]]:
+        """The total of matching users and one page of them, oldest first."""
+        total: int = await self._db.fetch_value(
+            f"SELECT count(*) FROM app_user WHERE {_FILTER}", tenant_id, role, status, pattern
+        )
+        rows = await self._db.fetch_all(
+            UserRow,
+            f"SELECT {_USER} FROM app_user WHERE {_FILTER} ORDER BY created_at, id LIMIT $5 OFFSET $6",
+            tenant_id,
+            role,
+            status,
+            pattern,
+            limit,
+            offset,
+        )
+        return total, rows
+
+    async def get(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> UserRow | None:
+        return await self._db.fetch_one(
+            UserRow, f"SELECT {_USER} FROM app_user WHERE tenant_id = $1 AND id = $2", tenant_id, user_id
+        )
+
+    async def by_subjects(self, tenant_id: uuid.UUID, subjects: list[str]) -> list[UserRow]:
+        """The users with these subjects, in any realm of the tenant."""
+        return await self._db.fetch_all(
+            UserRow,
+            f"SELECT {_USER} FROM app_user WHERE tenant_id = $1 AND subject = ANY($2::text[])",
+            tenant_id,
+            subjects,
+        )
+
+    async def builtin_by_email(self, tenant_id: uuid.UUID, realm: str, email: str) -> UserRow | None:
+        return await self._db.fetch_one(
+            UserRow,
+            f"SELECT {_USER} FROM app_user WHERE tenant_id = $1 AND realm = $2 AND builtin AND lower(email) = "
+            "lower($3)",
+            tenant_id,
+            realm,
+            email,
+        )
+
+    async def for_sign_in(self, tenant_id: uuid.UUID, realm: str, email: str) -> SignInRow | None:
+        return await self._db.fetch_one(
+            SignInRow,
+            f"SELECT {_SIGN_IN} FROM app_user WHERE tenant_id = $1 AND realm = $2 AND builtin AND lower(email) = "
+            "lower($3)",
+            tenant_id,
+            realm,
+            email,
+        )
+
+    async def create_builtin(
+        self,
+        tenant_id: uuid.UUID,
+        user_id: uuid.UUID,
+        realm: str,
+        *,
+        name: str | None,
+        email: str,
+        role: str,
+        password_hash: str,
+        now: datetime.datetime,
+        actor: str,
+    ) -> UserRow:
+        """The new user, with its user.created event (raises UniqueViolation when the email is taken)."""
+        row = await self._db.fetch_one(
+            UserRow,
+            CREATE_BUILTIN,
+            tenant_id,
+            user_id,
+            realm,
+            name,
+            email,
+            role,
+            password_hash,
+            now,
+            uuid.uuid4(),
+            actor,
+            str(user_id),
+        )
+        assert row is not None
+        return row
+
+    async def update(
+        self,
+        tenant_id: uuid.UUID,
+        user_id: uuid.UUID,
+        *,
+        name: str | None,
+        email: str | None,
+        role: str,
+        status: str,
+        password_hash: str | None,
+        now: datetime.datetime,
+    ) -> UserRow | None:
+        """Set the user's members (a None password_hash keeps the stored one); None when there is no such user."""
+        return await self._db.fetch_one(
+            UserRow,
+            f"""UPDATE app_user
+                   SET name = $3, email = $4, role = $5, status = $6,
+                       password_hash = coalesce($7, password_hash), updated_at = $8
+                 WHERE tenant_id = $1 AND id = $2
+             RETURNING {_USER}""",
+            tenant_id,
+            user_id,
+            name,
+            email,
+            role,
+            status,
+            password_hash,
+            now,
+        )
+
+    async def signed_in(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, now: datetime.datetime, rehashed: str | None
+    ) -> None:
+        """Record a sign-in; `rehashed` replaces the stored hash when its parameters were out of date."""
+        await self._db.execute(
+            """UPDATE app_user SET last_login_at = $3, last_seen_at = $3, password_hash = coalesce($4, password_hash)
+                WHERE tenant_id = $1 AND id = $2""",
+            tenant_id,
+            user_id,
+            now,
+            rehashed,
+        )
+
+    async def seen_external(
+        self,
+        tenant_id: uuid.UUID,
+        realm: str,
+        subject: str,
+        *,
+        name: str | None,
+        email: str | None,
+        role: str,
+        now: datetime.datetime,
+    ) -> str:
+        """The user's status, after adding it (first call) or bringing it up to date (at most once a minute)."""
+        status: str = await self._db.fetch_value(
+            SEEN_EXTERNAL,
+            tenant_id,
+            uuid.uuid4(),
+            realm,
+            subject,
+            name,
+            email,
+            role,
+            now,
+            now - datetime.timedelta(minutes=1),
+            uuid.uuid4(),
+        )
+        return status
+
+    async def seen_builtin(self, tenant_id: uuid.UUID, realm: str, subject: str, now: datetime.datetime) -> str | None:
+        """The built-in user's status (None: no such user), last_seen_at moved at most once a minute."""
+        status: str | None = await self._db.fetch_value(
+            SEEN_BUILTIN, tenant_id, realm, subject, now, now - datetime.timedelta(minutes=1)
+        )
+        return status
+
+    async def events(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> list[str]:
+        """The kinds of the user's events, oldest first."""
+        return await self._db.fetch_column(
+            "SELECT kind FROM user_event WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id",
+            tenant_id,
+            user_id,
+        )
+
+    async def purge_tenant(self, tenant_id: uuid.UUID) -> dict[str, int]:
+        """Delete all of a tenant's users, service accounts, user events and failed sign-ins; rows removed."""
+        return {
+            "user_event": await self._db.execute("DELETE FROM user_event WHERE tenant_id = $1", tenant_id),
+            "app_user": await self._db.execute("DELETE FROM app_user WHERE tenant_id = $1", tenant_id),
+            "service_client": await self._db.execute("DELETE FROM service_client WHERE tenant_id = $1", tenant_id),
+            "login_failure": await self._db.execute("DELETE FROM login_failure WHERE tenant_id = $1", tenant_id),
+        }
+
+
+class ClientRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, tenant_id: uuid.UUID, realm: str, client_id: str) -> ClientRow | None:
+        return await self._db.fetch_one(
+            ClientRow,
+            f"SELECT {_CLIENT} FROM service_client WHERE tenant_id = $1 AND realm = $2 AND client_id = $3",
+            tenant_id,
+            realm,
+            client_id,
+        )
+
+    async def put(
+        self,
+        tenant_id: uuid.UUID,
+        realm: str,
+        client_id: str,
+        *,
+        secret_hash: str,
+        roles: list[str],
+        scopes: list[str],
+        now: datetime.datetime,
+    ) -> None:
+        """Create the client, or give an existing one a new secret, roles and scopes (and un-revoke it)."""
+        await self._db.execute(
+            """INSERT INTO service_client (tenant_id, realm, client_id, secret_hash, roles, scopes, created_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               ON CONFLICT (tenant_id, realm, client_id) DO UPDATE
+                  SET secret_hash = excluded.secret_hash, roles = excluded.roles, scopes = excluded.scopes,
+                      revoked_at = NULL""",
+            tenant_id,
+            realm,
+            client_id,
+            secret_hash,
+            roles,
+            scopes,
+            now,
+        )
+
+    async def revoke(self, tenant_id: uuid.UUID, realm: str, client_id: str, now: datetime.datetime) -> bool:
+        """Revoke the client; whether there was one (revoked already or not)."""
+        changed = await self._db.execute(
+            """UPDATE service_client SET revoked_at = coalesce(revoked_at, $4)
+                WHERE tenant_id = $1 AND realm = $2 AND client_id = $3""",
+            tenant_id,
+            realm,
+            client_id,
+            now,
+        )
+        return changed == 1
+
+
+class LoginFailureRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, tenant_id: uuid.UUID, keys: list[str]) -> list[FailureRow]:
+        return await self._db.fetch_all(
+            FailureRow,
+            f"SELECT {_FAILURE} FROM login_failure WHERE tenant_id = $1 AND throttle_key = ANY($2::text[])",
+            tenant_id,
+            keys,
+        )
+
+    async def record(
+        self, tenant_id: uuid.UUID, keys: list[str], now: datetime.datetime, forget_before: datetime.datetime
+    ) -> None:
+        """Count one more failure under each key; a count whose last failure is older than `forget_before` starts
+        again from one."""
+        await self._db.execute(
+            """INSERT INTO login_failure AS f (tenant_id, throttle_key, failures, last_failure_at)
+               SELECT $1, key, 1, $3 FROM unnest($2::text[]) AS key
+               ON CONFLICT (tenant_id, throttle_key) DO UPDATE
+                  SET failures = CASE WHEN f.last_failure_at < $4 THEN 1 ELSE f.failures + 1 END,
+                      last_failure_at = excluded.last_failure_at""",
+            tenant_id,
+            keys,
+            now,
+            forget_before,
+        )
+
+    async def forget(self, tenant_id: uuid.UUID, key: str) -> None:
+        await self._db.execute("DELETE FROM login_failure WHERE tenant_id = $1 AND throttle_key = $2", tenant_id, key)

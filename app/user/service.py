@@ -1,0 +1,281 @@
+"""The users directory: who a tenant's people are, who may still call, and the admin's changes to built-in users.
+
+Every authenticated call passes `admit`: an external realm's user is added on its first call and kept up to date
+(name, email, role, last seen) at most once a minute; a deactivated user, an unknown built-in user or a revoked
+service account is refused. What a worker learnt is reused for STATUS_TTL_SECONDS, so a deactivation or revocation
+made elsewhere takes effect within that time (at once in the worker that made it), well inside any token's lifetime,
+and the hot path costs no query for a known caller.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+
+from app.auth.principal import Principal
+from app.db.database import Database
+from app.db.errors import UniqueViolation
+from app.errors import InputValidationFailure, InvalidToken
+from app.idempotency.service import Idempotency, Outcome
+from app.tenancy.model import RealmConfig, TenantConfig
+from app.tenancy.registry import Tenant, TenantRegistry
+from app.user.dto import (
+    CreateUserRequest,
+    Role,
+    Status,
+    UpdateUserRequest,
+    UserOut,
+    user_decoder,
+)
+from app.user.errors import UserExists, UserNotFound
+from app.user.passwords import PasswordHasher
+from app.user.repository import ClientRepository, UserRepository, UserRow
+from app.user.roles import RoleNotMapped, directory_role, realm_roles
+
+STATUS_TTL_SECONDS = 15.0
+# Callers remembered per worker; past this the memory starts over (each caller then costs one query again).
+MAX_REMEMBERED_CALLERS = 100_000
+SERVICE_ACCOUNT_PREFIX = "service-account-"
+
+_nothing_decoder = msgspec.json.Decoder(None)
+
+
+def builtin_realm(config: TenantConfig) -> RealmConfig | None:
+    return next((realm for realm in config.realms if realm.builtin), None)
+
+
+def user_out(row: UserRow) -> UserOut:
+    return UserOut(
+        id=row.id,
+        subject=row.subject,
+        realm=row.realm,
+        name=row.name,
+        email=row.email,
+        role=row.role,  # type: ignore[arg-type]  # the table's CHECK allows only Role's values
+        status=row.status,  # type: ignore[arg-type]
+        created_at=row.created_at,
+        last_login_at=row.last_login_at,
+        last_seen_at=row.last_seen_at,
+    )
+
+
+def like_pattern(q: str) -> str:
+    """An ILIKE pattern finding `q` anywhere, its own wildcards taken literally."""
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class UserService:
+    def __init__(
+        self,
+        db: Database,
+        users: UserRepository,
+        clients: ClientRepository,
+        registry: TenantRegistry,
+        passwords: PasswordHasher,
+        keys: Idempotency,
+    ) -> None:
+        self._db = db
+        self._users = users
+        self._clients = clients
+        self._registry = registry
+        self._passwords = passwords
+        self._keys = keys
+        # (tenant, realm, subject) -> (when it was checked, monotonic; whether it may call).
+        self._callers: dict[tuple[uuid.UUID, str, str], tuple[float, bool]] = {}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> UserService:
+        # Litestar deep-copies middleware arguments (`admit` is bound to this service): one service per process.
+        return self
+
+    async def admit(self, principal: Principal) -> None:
+        caller = (principal.tenant_id, principal.realm, principal.subject)
+        now = time.monotonic()
+        known = self._callers.get(caller)
+        if known is None or now - known[0] >= STATUS_TTL_SECONDS:
+            allowed = await self._check(principal)
+            if len(self._callers) >= MAX_REMEMBERED_CALLERS:
+                self._callers.clear()
+            self._callers[caller] = (now, allowed)
+        elif known[1]:
+            return
+        else:
+            allowed = False
+        if not allowed:
+            raise InvalidToken()
+
+    async def _check(self, principal: Principal) -> bool:
+        tenant = self._registry.tenant(principal.tenant_id)
+        realm = next((r for r in tenant.config.realms if r.name == principal.realm), None) if tenant else None
+        if tenant is None or realm is None:
+            return False
+        if realm.builtin and principal.service_account:
+            client = await self._clients.get(
+                tenant.id, realm.name, principal.subject.removeprefix(SERVICE_ACCOUNT_PREFIX)
+            )
+            return client is not None and client.revoked_at is None
+        if realm.builtin:
+            return await self._users.seen_builtin(tenant.id, realm.name, principal.subject, _now()) == "active"
+        if principal.service_account:
+            # An identity provider's service account is a client, not a person: not in the directory.
+            return True
+        status = await self._users.seen_external(
+            tenant.id,
+            realm.name,
+            principal.subject,
+            name=principal.name,
+            email=principal.email,
+            role=directory_role(tenant, principal.roles),
+            now=_now(),
+        )
+        return status == "active"
+
+    def _forget(self, tenant_id: uuid.UUID, row: UserRow) -> None:
+        self._callers.pop((tenant_id, row.realm, row.subject), None)
+
+    async def people(self, tenant_id: uuid.UUID, subjects: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
+        """The name and email the directory has for each subject it knows (seed 004's people, `{id, name, email}`,
+        where `id` is the subject tickets and comments record). A subject of two realms: the active user's."""
+        wanted = sorted(set(subjects))
+        if not wanted:
+            return {}
+        rows = await self._users.by_subjects(tenant_id, wanted)
+        rows.sort(key=lambda row: row.status == "active")
+        return {row.subject: (row.name, row.email) for row in rows}
+
+    async def page(
+        self, principal: Principal, role: Role | None, status: Status | None, q: str | None, page: int, per_page: int
+    ) -> tuple[int, list[UserOut]]:
+        total, rows = await self._users.page(
+            principal.tenant_id,
+            role=role,
+            status=status,
+            pattern=like_pattern(q) if q else None,
+            limit=per_page,
+            offset=(page - 1) * per_page,
+        )
+        return total, [user_out(row) for row in rows]
+
+    async def get(self, principal: Principal, user_id: str) -> UserOut:
+        return user_out(await self._row(principal.tenant_id, user_id))
+
+    async def _row(self, tenant_id: uuid.UUID, user_id: str) -> UserRow:
+        try:
+            parsed = uuid.UUID(user_id)
+        except ValueError:
+            raise UserNotFound(user_id) from None
+        row = await self._users.get(tenant_id, parsed)
+        if row is None:
+            raise UserNotFound(user_id)
+        return row
+
+    async def create(
+        self, principal: Principal, request: CreateUserRequest, idempotency_key: str | None
+    ) -> Outcome[UserOut]:
+        claim = self._keys.claim(principal, idempotency_key, "create_user", request)
+        return await self._keys.once(principal, claim, lambda: self._create(principal, request), user_decoder)
+
+    async def _create(self, principal: Principal, request: CreateUserRequest) -> UserOut:
+        tenant = self._tenant(principal)
+        realm = builtin_realm(tenant.config)
+        if realm is None:
+            raise InputValidationFailure(
+                "The tenant has no builtin realm", {"body": "users are added to a builtin realm; the tenant has none"}
+            )
+        _check_role(tenant.config, request.role)
+        password_hash = await self._passwords.hash(request.password)
+        try:
+            async with self._db.transaction():
+                row = await self._users.create_builtin(
+                    tenant.id,
+                    uuid.uuid4(),
+                    realm.name,
+                    name=request.name,
+                    email=request.email,
+                    role=request.role,
+                    password_hash=password_hash,
+                    now=_now(),
+                    actor=principal.subject,
+                )
+        except UniqueViolation:
+            raise UserExists() from None
+        return user_out(row)
+
+    async def update(
+        self, principal: Principal, user_id: str, request: UpdateUserRequest, idempotency_key: str | None
+    ) -> Outcome[UserOut]:
+        claim = self._keys.claim(principal, idempotency_key, "update_user", user_id, request)
+        return await self._keys.once(principal, claim, lambda: self._update(principal, user_id, request), user_decoder)
+
+    async def _update(self, principal: Principal, user_id: str, request: UpdateUserRequest) -> UserOut:
+        tenant = self._tenant(principal)
+        row = await self._row(tenant.id, user_id)
+        sent = {name for name in request.__struct_fields__ if getattr(request, name) is not UNSET}
+        if not row.builtin and sent - {"status"}:
+            raise InputValidationFailure(
+                "Invalid user change",
+                {name: "comes from the user's identity provider" for name in sorted(sent - {"status"})},
+            )
+        role = row.role if request.role is UNSET else request.role
+        if role != row.role:
+            _check_role(tenant.config, role)  # type: ignore[arg-type]
+        password_hash = None if request.password is UNSET else await self._passwords.hash(request.password)
+        try:
+            updated = await self._users.update(
+                tenant.id,
+                row.id,
+                name=row.name if request.name is UNSET else request.name,
+                email=row.email if request.email is UNSET else request.email,
+                role=role,
+                status=row.status if request.status is UNSET else request.status,
+                password_hash=password_hash,
+                now=_now(),
+            )
+        except UniqueViolation:
+            raise UserExists() from None
+        if updated is None:
+            raise UserNotFound(user_id)
+        self._forget(tenant.id, updated)
+        return user_out(updated)
+
+    async def deactivate(self, principal: Principal, user_id: str, idempotency_key: str | None) -> Outcome[None]:
+        claim = self._keys.claim(principal, idempotency_key, "deactivate_user", user_id)
+        return await self._keys.once(principal, claim, lambda: self._deactivate(principal, user_id), _nothing_decoder)
+
+    async def _deactivate(self, principal: Principal, user_id: str) -> None:
+        row = await self._row(principal.tenant_id, user_id)
+        updated = await self._users.update(
+            principal.tenant_id,
+            row.id,
+            name=row.name,
+            email=row.email,
+            role=row.role,
+            status="inactive",
+            password_hash=None,
+            now=_now(),
+        )
+        if updated is None:
+            raise UserNotFound(user_id)
+        self._forget(principal.tenant_id, updated)
+
+    def _tenant(self, principal: Principal) -> Tenant:
+        tenant = self._registry.tenant(principal.tenant_id)
+        assert tenant is not None  # the authenticator let the principal in for this tenant
+        return tenant
+
+
+def _check_role(config: TenantConfig, role: Role) -> None:
+    try:
+        realm_roles(config.roles, role)
+    except RoleNotMapped as exc:
+        raise InputValidationFailure("Invalid user", {"role": str(exc)}) from None

@@ -1,0 +1,623 @@
+"""The users directory, built-in sign-in and service-account tokens, against a real server and database.
+
+Users of a builtin realm are added by an admin (POST /users) and sign in at POST /auth/login; users of an external
+realm appear on their first call. Tokens the service issues are verified by the same authenticator as any realm's,
+and by PyJWT from the published JWKS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+import httpx
+import jwt as pyjwt
+import pytest
+
+from app.db.database import Database
+from app.tenancy.devkeys import rotate_builtin_key
+from app.user.passwords import PasswordHasher
+from app.user.repository import ClientRepository, UserRepository
+from app.user.signin import Provisioning
+from tests.support import (
+    ADMIN_SCOPE,
+    INVALID_TOKEN,
+    LOGIN,
+    ME,
+    TICKETS,
+    USERS,
+    LiveServer,
+    TenantApi,
+    TenantFactory,
+    TenantSpec,
+    auth_headers,
+    field_ids,
+    load_tenant_files,
+    make_settings,
+    token,
+)
+
+PASSWORD = "correct horse battery"
+INVALID_CREDENTIALS = {
+    "error": True,
+    "code": "INVALID_CREDENTIALS",
+    "message": "Invalid email or password",
+    "status": 401,
+}
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def gamma(tenant_factory: TenantFactory) -> TenantSpec:
+    """A fresh tenant with an external realm (`gamma-main`, alpha's roles) and a builtin realm named after it."""
+    return await tenant_factory.fresh("gamma", builtin_realm=True)
+
+
+def builtin(tenant: TenantSpec) -> str:
+    return next(realm.name for realm in tenant.realms if realm.builtin)
+
+
+def admin_headers(tenant: TenantSpec) -> dict[str, str]:
+    return auth_headers(tenant, token(tenant, roles=["admin"], scope=ADMIN_SCOPE, subject="admin-1"))
+
+
+async def add_user(
+    http: httpx.AsyncClient, tenant: TenantSpec, email: str, role: str = "agent", name: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"email": email, "password": PASSWORD, "role": role}
+    if name is not None:
+        body["name"] = name
+    response = await http.post(USERS, json=body, headers=admin_headers(tenant))
+    assert response.status_code == 201, response.text
+    user: dict[str, Any] = response.json()
+    return user
+
+
+async def login(http: httpx.AsyncClient, tenant: TenantSpec, email: str, password: str) -> httpx.Response:
+    return await http.post(LOGIN, json={"email": email, "password": password}, headers={"x-tenantid": str(tenant.id)})
+
+
+def as_user(tenant: TenantSpec, bearer: str) -> dict[str, str]:
+    return auth_headers(tenant, bearer, realm=builtin(tenant))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the directory
+
+
+async def test_the_directory_filters_and_searches_with_exact_results(
+    client: httpx.AsyncClient, gamma: TenantSpec, beta: TenantSpec
+) -> None:
+    ann = await add_user(client, gamma, "ann@example.com", "admin", "Ann Archer")
+    bob = await add_user(client, gamma, "bob@example.com", "agent", "Bob Baker")
+    cid = await add_user(client, gamma, "cid@sample.org", "customer", "Cid 100%_Real")
+    deactivated = await client.delete(f"{USERS}/{bob['id']}", headers=admin_headers(gamma))
+    assert deactivated.status_code == 204
+
+    async def ids(**params: str) -> list[str]:
+        response = await client.get(USERS, params=params, headers=admin_headers(gamma))
+        assert response.status_code == 200, response.text
+        return [user["id"] for user in response.json()["data"] if user["realm"] == builtin(gamma)]
+
+    assert await ids() == [ann["id"], bob["id"], cid["id"]]
+    assert await ids(role="admin") == [ann["id"]]
+    assert await ids(role="customer") == [cid["id"]]
+    assert await ids(status="inactive") == [bob["id"]]
+    assert await ids(status="active", role="agent") == []
+    assert await ids(q="EXAMPLE.com") == [ann["id"], bob["id"]]
+    assert await ids(q="baker") == [bob["id"]]
+    # The search's own wildcards are taken literally.
+    assert await ids(q="100%_") == [cid["id"]]
+    assert await ids(q="%") == [cid["id"]]
+    assert await ids(q="a_c") == []  # as a wildcard, "_" would find Ann Archer
+
+    page = await client.get(USERS, params={"per_page": "1", "page": "2", "q": "@"}, headers=admin_headers(gamma))
+    pagination = page.json()["pagination"]
+    links = {name: pagination.pop(name) for name in ("next_page_url", "prev_page_url")}
+    assert pagination == {"total": 3, "per_page": 1, "current_page": 2, "last_page": 3}
+    assert {name: (urlsplit(url).path, parse_qs(urlsplit(url).query)) for name, url in links.items()} == {
+        "next_page_url": (USERS, {"per_page": ["1"], "q": ["@"], "page": ["3"]}),
+        "prev_page_url": (USERS, {"per_page": ["1"], "q": ["@"], "page": ["1"]}),
+    }
+    assert [user["email"] for user in page.json()["data"]] == ["bob@example.com"]
+    shown = await client.get(f"{USERS}/{ann['id']}", headers=admin_headers(gamma))
+    assert shown.status_code == 200
+    assert {key: shown.json()[key] for key in ("name", "email", "role", "status", "subject", "last_login_at")} == {
+        "name": "Ann Archer",
+        "email": "ann@example.com",
+        "role": "admin",
+        "status": "active",
+        "subject": ann["id"],
+        "last_login_at": None,
+    }
+
+    # Another tenant sees none of them, and not one by its id either.
+    theirs = await client.get(USERS, params={"q": "@"}, headers=admin_headers(beta) | {})
+    assert theirs.status_code == 401  # beta's admin role is "boss": alpha's role names grant nothing there
+    beta_admin = auth_headers(beta, token(beta, roles=["boss", "reader"], scope=ADMIN_SCOPE))
+    listed = await client.get(USERS, params={"q": "@"}, headers=beta_admin)
+    assert (listed.status_code, listed.json()["data"]) == (200, [])
+    foreign = await client.get(f"{USERS}/{ann['id']}", headers=beta_admin)
+    assert (foreign.status_code, foreign.json()["code"]) == (404, "USER_NOT_FOUND")
+
+
+async def test_bad_directory_input_is_a_400_that_changes_nothing(
+    client: httpx.AsyncClient, gamma: TenantSpec, db: asyncpg.Connection
+) -> None:
+    await add_user(client, gamma, "dora@example.com")
+    before = await db.fetch("SELECT * FROM app_user WHERE tenant_id = $1 ORDER BY id", gamma.id)
+    headers = admin_headers(gamma)
+    for params in ({"role": "boss"}, {"status": "gone"}, {"per_page": "101"}, {"q": ""}):
+        response = await client.get(USERS, params=params, headers=headers)
+        assert (response.status_code, response.json()["code"]) == (400, "INPUT_VALIDATION_FAILURE"), params
+    for body in (
+        {"email": "not-an-address", "password": PASSWORD, "role": "agent"},
+        {"email": "eve@example.com", "password": "short", "role": "agent"},
+        {"email": "eve@example.com", "password": PASSWORD, "role": "owner"},
+        {"email": "eve@example.com", "password": PASSWORD, "role": "agent", "admin": True},
+        {"password": PASSWORD, "role": "agent"},
+    ):
+        response = await client.post(USERS, json=body, headers=headers)
+        assert (response.status_code, response.json()["code"]) == (400, "INPUT_VALIDATION_FAILURE"), body
+    taken = await client.post(
+        USERS, json={"email": "DORA@example.com", "password": PASSWORD, "role": "agent"}, headers=headers
+    )
+    assert (taken.status_code, taken.json()["code"]) == (409, "USER_EXISTS")
+    absent = await client.put(f"{USERS}/{uuid.uuid4()}", json={"status": "inactive"}, headers=headers)
+    assert (absent.status_code, absent.json()["code"]) == (404, "USER_NOT_FOUND")
+    assert await db.fetch("SELECT * FROM app_user WHERE tenant_id = $1 ORDER BY id", gamma.id) == before
+
+
+async def test_users_of_an_external_realm_appear_on_their_first_call(
+    client: httpx.AsyncClient, gamma: TenantSpec, db: asyncpg.Connection
+) -> None:
+    bearer = token(gamma, roles=["viewer"], subject="kc-7", name="Kim Cole", email="kim@example.com")
+    assert (await client.get(ME, headers=auth_headers(gamma, bearer))).status_code == 200
+    listed = await client.get(USERS, params={"q": "kim"}, headers=admin_headers(gamma))
+    [kim] = listed.json()["data"]
+    assert {key: kim[key] for key in ("subject", "realm", "name", "email", "role", "status")} == {
+        "subject": "kc-7",
+        "realm": gamma.realms[0].name,
+        "name": "Kim Cole",
+        "email": "kim@example.com",
+        "role": "agent",
+        "status": "active",
+    }
+    assert kim["last_seen_at"] is not None
+    events = await db.fetch(
+        "SELECT kind, actor FROM user_event WHERE tenant_id = $1 AND user_id = $2", gamma.id, uuid.UUID(kim["id"])
+    )
+    assert [tuple(event) for event in events] == [("user.created", "kc-7")]
+    # Deactivated in the directory, its tokens are refused here at once.
+    assert (await client.delete(f"{USERS}/{kim['id']}", headers=admin_headers(gamma))).status_code == 204
+    refused = await client.get(ME, headers=auth_headers(gamma, bearer))
+    assert (refused.status_code, refused.json()) == (401, INVALID_TOKEN)
+
+
+async def test_last_seen_is_written_at_most_once_a_minute(
+    database_url: str, gamma: TenantSpec, db: asyncpg.Connection
+) -> None:
+    database = Database(database_url, min_size=1, max_size=1)
+    await database.open()
+    try:
+        users = UserRepository(database)
+        start = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+        realm = gamma.realms[0].name
+
+        async def seen(at: datetime.datetime, name: str) -> tuple[Any, ...]:
+            status = await users.seen_external(gamma.id, realm, "jit-1", name=name, email=None, role="agent", now=at)
+            row = await db.fetchrow(
+                "SELECT last_seen_at, name FROM app_user WHERE tenant_id = $1 AND subject = 'jit-1'", gamma.id
+            )
+            return status, row["last_seen_at"], row["name"]
+
+        assert await seen(start, "First") == ("active", start, "First")
+        assert await seen(start + datetime.timedelta(seconds=59), "Second") == ("active", start, "First")
+        later = start + datetime.timedelta(seconds=61)
+        assert await seen(later, "Third") == ("active", later, "Third")
+        assert (
+            await db.fetchval(
+                "SELECT count(*) FROM user_event e JOIN app_user u ON u.tenant_id = e.tenant_id AND u.id = e.user_id "
+                "WHERE e.tenant_id = $1 AND u.subject = 'jit-1'",
+                gamma.id,
+            )
+            == 1
+        )
+    finally:
+        await database.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sign-in
+
+
+async def test_a_user_signs_in_and_calls_the_api_with_the_token(client: httpx.AsyncClient, gamma: TenantSpec) -> None:
+    user = await add_user(client, gamma, "Fay@Example.com", "agent", "Fay Fox")
+    response = await login(client, gamma, "fay@example.COM", PASSWORD)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["user"] == {"id": user["id"], "name": "Fay Fox", "email": "Fay@Example.com", "role": "agent"}
+    expires = datetime.datetime.fromisoformat(body["expires_at"])
+    assert 0 < (expires - datetime.datetime.now(datetime.UTC)).total_seconds() <= 900
+    me = await client.get(ME, headers=as_user(gamma, body["token"]))
+    assert me.status_code == 200, me.text
+    assert {key: me.json()[key] for key in ("subject", "realm", "roles", "scopes", "service_account")} == {
+        "subject": user["id"],
+        "realm": builtin(gamma),
+        "roles": ["agent"],
+        "scopes": ["tickets:read", "tickets:write"],
+        "service_account": False,
+    }
+    # The ticket it creates names the user.
+    api = TenantApi(client, gamma, body["token"])
+    request_type = await TenantApi.admin(client, gamma).ticket_type("REQ")
+    created = await client.post(
+        TICKETS,
+        params={"type": "agent", "module": "ticketing"},
+        json={"ticketTypeId": request_type["id"], "data": {field_ids(request_type)["title"]: "signed in"}},
+        headers=as_user(gamma, api.bearer),
+    )
+    assert created.status_code == 201, created.text
+    shown = await client.get(f"{TICKETS}/{created.json()['objectId']}", headers=as_user(gamma, body["token"]))
+    assert shown.json()["created_by"] == user["id"]
+    listed = await client.get(f"{USERS}/{user['id']}", headers=admin_headers(gamma))
+    assert listed.json()["last_login_at"] is not None
+
+
+async def test_a_wrong_password_an_unknown_email_and_a_deactivated_user_get_the_same_answer(
+    client: httpx.AsyncClient, gamma: TenantSpec
+) -> None:
+    await add_user(client, gamma, "gil@example.com")
+    hal = await add_user(client, gamma, "hal@example.com")
+    assert (await client.delete(f"{USERS}/{hal['id']}", headers=admin_headers(gamma))).status_code == 204
+    answers = [
+        await login(client, gamma, "gil@example.com", "wrong password"),
+        await login(client, gamma, "nobody@example.com", PASSWORD),
+        await login(client, gamma, "hal@example.com", PASSWORD),
+    ]
+    for answer in answers:
+        assert (answer.status_code, answer.json()) == (401, INVALID_CREDENTIALS)
+        assert answer.headers["www-authenticate"] == 'Bearer realm="ticketing"'
+    assert len({answer.content for answer in answers}) == 1
+
+
+async def test_a_deactivated_users_token_is_refused_and_works_again_when_reactivated(
+    client: httpx.AsyncClient, gamma: TenantSpec
+) -> None:
+    user = await add_user(client, gamma, "ida@example.com")
+    bearer = (await login(client, gamma, "ida@example.com", PASSWORD)).json()["token"]
+    assert (await client.get(ME, headers=as_user(gamma, bearer))).status_code == 200
+    assert (await client.delete(f"{USERS}/{user['id']}", headers=admin_headers(gamma))).status_code == 204
+    refused = await client.get(ME, headers=as_user(gamma, bearer))
+    assert (refused.status_code, refused.json()) == (401, INVALID_TOKEN)
+    back = await client.put(f"{USERS}/{user['id']}", json={"status": "active"}, headers=admin_headers(gamma))
+    assert (back.status_code, back.json()["status"]) == (200, "active")
+    assert (await client.get(ME, headers=as_user(gamma, bearer))).status_code == 200
+
+
+async def test_a_reset_password_replaces_the_old_one(client: httpx.AsyncClient, gamma: TenantSpec) -> None:
+    user = await add_user(client, gamma, "jo@example.com")
+    changed = await client.put(
+        f"{USERS}/{user['id']}", json={"password": "a new passphrase", "role": "admin"}, headers=admin_headers(gamma)
+    )
+    assert (changed.status_code, changed.json()["role"]) == (200, "admin")
+    assert (await login(client, gamma, "jo@example.com", PASSWORD)).status_code == 401
+    signed_in = await login(client, gamma, "jo@example.com", "a new passphrase")
+    assert (signed_in.status_code, signed_in.json()["user"]["role"]) == (200, "admin")
+    me = await client.get(ME, headers=as_user(gamma, signed_in.json()["token"]))
+    assert me.json()["permissions"] == ["admin", "comment", "delete", "read", "write"]
+
+
+async def test_an_outdated_hash_is_upgraded_at_sign_in(
+    client: httpx.AsyncClient, gamma: TenantSpec, db: asyncpg.Connection
+) -> None:
+    import argon2
+
+    user = await add_user(client, gamma, "kai@example.com")
+    # The server hashes with the cheapest profile (tests/support.py): this one differs from it in memory.
+    weak = argon2.PasswordHasher(time_cost=1, memory_cost=16, parallelism=1).hash(PASSWORD)
+    await db.execute(
+        "UPDATE app_user SET password_hash = $2 WHERE tenant_id = $1 AND id = $3", gamma.id, weak, uuid.UUID(user["id"])
+    )
+    assert (await login(client, gamma, "kai@example.com", PASSWORD)).status_code == 200
+    stored = await db.fetchval(
+        "SELECT password_hash FROM app_user WHERE tenant_id = $1 AND id = $2", gamma.id, uuid.UUID(user["id"])
+    )
+    assert stored != weak
+    assert stored.startswith("$argon2id$")
+    assert not argon2.PasswordHasher.from_parameters(argon2.profiles.CHEAPEST).check_needs_rehash(stored)
+    assert (await login(client, gamma, "kai@example.com", PASSWORD)).status_code == 200
+
+
+async def test_failures_are_throttled_per_account_without_locking_it_for_good(
+    client: httpx.AsyncClient, gamma: TenantSpec, db: asyncpg.Connection
+) -> None:
+    await add_user(client, gamma, "lee@example.com")
+    for _ in range(6):
+        assert (await login(client, gamma, "lee@example.com", "guess")).status_code == 401
+    account = "account:lee@example.com"
+    assert await failures(db, gamma, account) == 6
+    # Time is moved by rewriting the last failure, not by waiting: nine failures, the last just now, make the account
+    # wait 2^(9-5-1) = 8 seconds, and the right password waits too, uncounted.
+    await db.execute(
+        "UPDATE login_failure SET failures = 9, last_failure_at = now() WHERE tenant_id = $1 AND throttle_key = $2",
+        gamma.id,
+        account,
+    )
+    throttled = await login(client, gamma, "lee@example.com", PASSWORD)
+    assert throttled.status_code == 429
+    retry_after = int(throttled.headers["retry-after"])
+    assert 1 <= retry_after <= 8
+    assert throttled.json() == {
+        "error": True,
+        "code": "TOO_MANY_ATTEMPTS",
+        "message": f"Too many failed sign-ins; retry in {retry_after} seconds",
+        "status": 429,
+    }
+    assert await failures(db, gamma, account) == 9
+    # However many failures, the account waits at most a minute after the last one.
+    await db.execute(
+        "UPDATE login_failure SET failures = 1000, last_failure_at = now() WHERE tenant_id = $1 AND throttle_key = $2",
+        gamma.id,
+        account,
+    )
+    assert 50 <= int((await login(client, gamma, "lee@example.com", PASSWORD)).headers["retry-after"]) <= 60
+    # Another account from the same address is not held up by this one.
+    await add_user(client, gamma, "max@example.com")
+    assert (await login(client, gamma, "max@example.com", PASSWORD)).status_code == 200
+    await db.execute(
+        "UPDATE login_failure SET last_failure_at = now() - interval '61 seconds' "
+        "WHERE tenant_id = $1 AND throttle_key = $2",
+        gamma.id,
+        account,
+    )
+    assert (await login(client, gamma, "lee@example.com", PASSWORD)).status_code == 200
+    # A successful sign-in clears the account's count.
+    assert await failures(db, gamma, account) is None
+
+
+async def test_failures_are_throttled_per_client_address(
+    client: httpx.AsyncClient, gamma: TenantSpec, db: asyncpg.Connection
+) -> None:
+    for attempt in range(21):
+        assert (await login(client, gamma, f"spray-{attempt}@example.com", "guess")).status_code == 401
+    address = "address:127.0.0.1"
+    assert await failures(db, gamma, address) == 21
+    await db.execute(
+        "UPDATE login_failure SET failures = 25, last_failure_at = now() WHERE tenant_id = $1 AND throttle_key = $2",
+        gamma.id,
+        address,
+    )
+    throttled = await login(client, gamma, "spray-new@example.com", "guess")
+    assert throttled.status_code == 429
+    assert 1 <= int(throttled.headers["retry-after"]) <= 16
+    assert await failures(db, gamma, "account:spray-new@example.com") is None
+
+
+async def failures(db: asyncpg.Connection, tenant: TenantSpec, key: str) -> int | None:
+    count: int | None = await db.fetchval(
+        "SELECT failures FROM login_failure WHERE tenant_id = $1 AND throttle_key = $2", tenant.id, key
+    )
+    return count
+
+
+async def test_bad_sign_in_input_is_a_400(client: httpx.AsyncClient, gamma: TenantSpec, alpha: TenantSpec) -> None:
+    headers = {"x-tenantid": str(gamma.id)}
+    for body in (
+        {"email": "a@example.com"},
+        {"email": "", "password": "x"},
+        {"email": "a@b.c", "password": "x", "x": 1},
+    ):
+        response = await client.post(LOGIN, json=body, headers=headers)
+        assert (response.status_code, response.json()["code"]) == (400, "INPUT_VALIDATION_FAILURE"), body
+    nameless = await client.post(LOGIN, json={"email": "a@example.com", "password": "x"})
+    assert (nameless.status_code, nameless.json()["validationResult"]["reason"]) == (
+        400,
+        {"x-tenantid": "name the tenant by this header or tenant_id"},
+    )
+    unknown = await client.post(
+        LOGIN, json={"email": "a@example.com", "password": "x"}, headers={"x-tenantid": str(uuid.uuid4())}
+    )
+    assert (unknown.status_code, unknown.json()) == (404, {"error": True, "message": "Tenant not found", "status": 404})
+    # The tenant in the body works as the header does; alpha has no builtin realm.
+    no_realm = await client.post(LOGIN, json={"email": "a@example.com", "password": "x", "tenant_id": str(alpha.id)})
+    assert (no_realm.status_code, no_realm.json()["code"]) == (404, "SIGN_IN_UNAVAILABLE")
+
+
+async def test_an_unknown_email_takes_as_long_as_a_wrong_password(
+    migrated: str, workspace: Path, tenant_factory: TenantFactory
+) -> None:
+    """Medians over many tries, alternating, on a server whose throttle lets them all through."""
+    settings = make_settings(
+        migrated,
+        workspace,
+        login_free_failures_per_account=1000,
+        login_free_failures_per_address=1000,
+        password_hash_profile="RFC_9106_LOW_MEMORY",
+    )
+    async with LiveServer(settings) as server, httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        tenant = await tenant_factory.fresh("timing", builtin_realm=True)
+        await add_user(http, tenant, "nia@example.com")
+        timings: dict[str, list[float]] = {"wrong password": [], "unknown email": []}
+        for attempt in range(12):
+            for kind, email in (("wrong password", "nia@example.com"), ("unknown email", f"x{attempt}@example.com")):
+                started = time.perf_counter()
+                response = await login(http, tenant, email, "not the password")
+                timings[kind].append(time.perf_counter() - started)
+                assert (response.status_code, response.json()) == (401, INVALID_CREDENTIALS)
+        wrong, unknown = (statistics.median(timings[kind]) for kind in ("wrong password", "unknown email"))
+        # Both verify a password (tens of milliseconds of Argon2id); a shortcut for unknown emails would be far faster.
+        assert abs(wrong - unknown) < 0.25 * max(wrong, unknown), timings
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# service accounts, keys, discovery
+
+
+@pytest.fixture
+async def provisioning(database_url: str) -> AsyncIterator[Provisioning]:
+    database = Database(database_url, min_size=1, max_size=2)
+    await database.open()
+    try:
+        yield Provisioning(database, UserRepository(database), ClientRepository(database), PasswordHasher("CHEAPEST"))
+    finally:
+        await database.close()
+
+
+def config_of(tenant: TenantSpec, workspace: Path) -> Any:
+    assert tenant.directory is not None
+    return next(c for c in load_tenant_files(tenant.directory, workspace / "data") if c.id == tenant.id)
+
+
+async def client_token(
+    http: httpx.AsyncClient, realm: str, client_id: str, secret: str, **extra: str
+) -> httpx.Response:
+    return await http.post(
+        f"/realms/{realm}/protocol/openid-connect/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, **extra},
+    )
+
+
+async def test_client_credentials_tokens_pass_the_ordinary_auth_path_until_revoked(
+    client: httpx.AsyncClient, gamma: TenantSpec, provisioning: Provisioning, workspace: Path
+) -> None:
+    config = config_of(gamma, workspace)
+    secret = await provisioning.put_client(config, "billing", ["agent"], ["tickets:read", "tickets:write"])
+    response = await client_token(client, builtin(gamma), "billing", secret)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["token_type"], body["expires_in"], body["scope"]) == ("Bearer", 900, "tickets:read tickets:write")
+    assert response.headers["cache-control"] == "no-store"
+    me = await client.get(ME, headers=as_user(gamma, body["access_token"]))
+    assert me.status_code == 200, me.text
+    assert {key: me.json()[key] for key in ("subject", "service_account", "roles")} == {
+        "subject": "service-account-billing",
+        "service_account": True,
+        "roles": ["agent"],
+    }
+    # HTTP Basic credentials (client_secret_basic) work as well.
+    basic = base64.b64encode(f"billing:{secret}".encode()).decode()
+    by_basic = await client.post(
+        f"/realms/{builtin(gamma)}/protocol/openid-connect/token",
+        data={"grant_type": "client_credentials"},
+        headers={"authorization": f"Basic {basic}"},
+    )
+    assert by_basic.status_code == 200, by_basic.text
+
+    wrong = await client_token(client, builtin(gamma), "billing", secret + "x")
+    assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_client")
+    unknown = await client_token(client, builtin(gamma), "nobody", secret)
+    assert (unknown.status_code, unknown.json()["error"]) == (401, "invalid_client")
+    grant = await client.post(
+        f"/realms/{builtin(gamma)}/protocol/openid-connect/token", data={"grant_type": "password"}
+    )
+    assert (grant.status_code, grant.json()["error"]) == (400, "unsupported_grant_type")
+    no_realm = await client_token(client, "no-such-realm", "billing", secret)
+    assert (no_realm.status_code, no_realm.json()) == (404, {"error": "Realm does not exist"})
+
+    assert await provisioning.revoke_client(config, "billing")
+    # The revocation came from outside this server (as `python -m app client revoke` does): refused within seconds.
+    deadline = time.monotonic() + 20
+    while (refused := await client.get(ME, headers=as_user(gamma, body["access_token"]))).status_code == 200:
+        assert time.monotonic() < deadline, "a revoked client's token still works"
+        await asyncio.sleep(0.5)
+    assert (refused.status_code, refused.json()) == (401, INVALID_TOKEN)
+    again = await client_token(client, builtin(gamma), "billing", secret)
+    assert (again.status_code, again.json()["error"]) == (401, "invalid_client")
+
+
+async def test_discovery_and_jwks_verify_a_token_with_an_independent_library(
+    client: httpx.AsyncClient, gamma: TenantSpec
+) -> None:
+    await add_user(client, gamma, "ona@example.com")
+    issued = (await login(client, gamma, "ona@example.com", PASSWORD)).json()["token"]
+    discovery = await client.get(f"/realms/{builtin(gamma)}/.well-known/openid-configuration")
+    assert discovery.status_code == 200
+    document = discovery.json()
+    issuer = next(realm.issuer for realm in gamma.realms if realm.builtin)
+    assert document["issuer"] == issuer
+    assert document["jwks_uri"] == f"{issuer}/protocol/openid-connect/certs"
+    assert document["token_endpoint"] == f"{issuer}/protocol/openid-connect/token"
+    # The issuer is the realm's public URL; here the test server stands in for it.
+    certs = await client.get(document["jwks_uri"].replace(issuer.split("/realms/")[0], ""))
+    assert certs.status_code == 200
+    keys = pyjwt.PyJWKSet.from_dict(certs.json())
+    kid = pyjwt.get_unverified_header(issued)["kid"]
+    key = next(k for k in keys.keys if k.key_id == kid)
+    claims = pyjwt.decode(
+        issued,
+        key,
+        algorithms=document["id_token_signing_alg_values_supported"],
+        audience="ticketing-api",
+        issuer=issuer,
+    )
+    assert claims["email"] == "ona@example.com"
+    assert claims["tenant_id"] == str(gamma.id)
+
+
+async def test_a_rotated_key_signs_new_tokens_while_the_old_ones_keep_working(
+    client: httpx.AsyncClient, tenant_factory: TenantFactory, workspace: Path
+) -> None:
+    tenant = await tenant_factory.fresh("rotating", builtin_realm=True)
+    await add_user(client, tenant, "pat@example.com")
+    before = (await login(client, tenant, "pat@example.com", PASSWORD)).json()["token"]
+    new_kid = rotate_builtin_key(workspace / "data", tenant.slug, builtin(tenant), "ES256")
+    await tenant_factory.apply(tenant)  # the sync `python -m app realm rotate-key` runs
+    certs_url = f"/realms/{builtin(tenant)}/protocol/openid-connect/certs"
+    deadline = time.monotonic() + 10
+    while len((published := (await client.get(certs_url)).json())["keys"]) < 2:
+        assert time.monotonic() < deadline, published
+        await asyncio.sleep(0.05)
+    assert published["keys"][0]["kid"] == new_kid
+    after = (await login(client, tenant, "pat@example.com", PASSWORD)).json()["token"]
+    assert pyjwt.get_unverified_header(after)["kid"] == new_kid
+    assert pyjwt.get_unverified_header(before)["kid"] == published["keys"][1]["kid"]
+    for bearer in (before, after):
+        assert (await client.get(ME, headers=as_user(tenant, bearer))).status_code == 200
+
+
+async def test_comment_authors_are_people_from_the_directory(client: httpx.AsyncClient, gamma: TenantSpec) -> None:
+    user = await add_user(client, gamma, "quinn@example.com", "agent", "Quinn Quill")
+    bearer = (await login(client, gamma, "quinn@example.com", PASSWORD)).json()["token"]
+    request_type = await TenantApi.admin(client, gamma).ticket_type("REQ")
+    created = await client.post(
+        TICKETS,
+        params={"type": "agent", "module": "ticketing"},
+        json={"ticketTypeId": request_type["id"], "data": {field_ids(request_type)["title"]: "people"}},
+        headers=as_user(gamma, bearer),
+    )
+    object_id = created.json()["objectId"]
+    comment = await client.post(
+        f"{TICKETS}/{object_id}/comments", json={"content": "On it"}, headers=as_user(gamma, bearer)
+    )
+    assert comment.status_code == 201, comment.text
+    quinn = {"id": user["id"], "name": "Quinn Quill", "email": "quinn@example.com"}
+    assert comment.json()["author"] == quinn
+    # An external realm's user: name and email from its token's claims, once it has called.
+    external = token(gamma, roles=["agent"], subject="kc-rex", name="Rex Roe", email="rex@example.com")
+    answer = await client.post(
+        f"{TICKETS}/{object_id}/comments", json={"content": "Me too"}, headers=auth_headers(gamma, external)
+    )
+    assert answer.json()["author"] == {"id": "kc-rex", "name": "Rex Roe", "email": "rex@example.com"}
+    listed = await client.get(f"{TICKETS}/{object_id}/comments", headers=as_user(gamma, bearer))
+    assert [entry["author"] for entry in listed.json()["data"]] == [
+        quinn,
+        {"id": "kc-rex", "name": "Rex Roe", "email": "rex@example.com"},
+    ]
