@@ -24,6 +24,8 @@ PROJECT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 TOKEN_TTL = 3 * 3600
+# The server's log level; empty: the service's default, as deployed.
+BENCH_LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "")
 
 
 class BenchError(Exception):
@@ -138,15 +140,16 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workspace / f"server-{workers}w-{self.port}.log"
         env = {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if name != "LOG_LEVEL"},
             "DATABASE_URL": dsn,
             "TENANTS_DIR": str(workspace / "tenants"),
             "DATA_DIR": str(workspace / "data"),
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "WORKERS": str(workers),
-            # WARNING turns the per-request access log off for the measurement.
-            "LOG_LEVEL": "WARNING",
+            # As deployed: the service's default log level (INFO, with the access log), unless BENCH_LOG_LEVEL says
+            # otherwise (to measure what logging costs).
+            **({"LOG_LEVEL": BENCH_LOG_LEVEL} if BENCH_LOG_LEVEL else {}),
         }
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
