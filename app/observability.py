@@ -2,11 +2,19 @@
 
 The request id comes from a sane incoming `x-request-id` or is generated, and is echoed on every response.
 Headers are never logged, so tokens and secrets cannot leak into the log stream.
+
+Logging is off the request path: a request only stamps its record with the request id and puts it on an in-memory
+queue; a thread of the process formats it as JSON and writes it (logging's QueueHandler and QueueListener). At the
+default level (INFO) the access log line costs the request a few microseconds, not the ~40 it cost formatted and
+written inline. The queue is drained when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
+import queue
 import random
 import re
 import sys
@@ -25,12 +33,22 @@ access_log = logging.getLogger("app.access")
 
 # Attributes every LogRecord has; anything else on a record was passed through `extra=` and is logged as a field.
 # uvicorn adds color_message, a duplicate of msg with terminal escapes.
+_REQUEST_ID_ATTR = "_request_id"
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {
     "message",
     "asctime",
     "taskName",
     "color_message",
+    _REQUEST_ID_ATTR,
 }
+
+
+def _drain_log_queue() -> None:
+    if _listener is not None:
+        _listener.stop()
+
+
+atexit.register(_drain_log_queue)
 
 
 def current_request_id() -> str:
@@ -44,7 +62,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
-            "request_id": _request_id.get(),
+            # Stamped where the record was made (RequestIdQueueHandler); the formatting thread has no request.
+            "request_id": getattr(record, _REQUEST_ID_ATTR, None) or _request_id.get(),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS:
@@ -54,12 +73,32 @@ class JsonFormatter(logging.Formatter):
         return _json.encode(entry).decode()
 
 
+class RequestIdQueueHandler(logging.handlers.QueueHandler):
+    """Puts the record itself on the queue, stamped with the current request id: no formatting here (the listener's
+    thread does it). The queue stays in this process, so nothing needs to be made picklable."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        setattr(record, _REQUEST_ID_ATTR, _request_id.get())
+        return record
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
 def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    global _listener
+    if _listener is not None:  # configured again (tests): the old thread drains and stops
+        _listener.stop()
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(JsonFormatter())
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _listener = logging.handlers.QueueListener(records, writer, respect_handler_level=False)
+    _listener.start()
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [RequestIdQueueHandler(records)]
     root.setLevel(level.upper())
+    # No log line names its source file and line: finding them walks the stack on every record.
+    logging._srcfile = None
     # uvicorn's own access log would duplicate ours, without the request id.
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):

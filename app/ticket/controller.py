@@ -10,7 +10,7 @@ import datetime
 import hashlib
 import re
 import uuid
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import msgspec
@@ -348,7 +348,10 @@ class TicketController(Controller):
         **_update,
         operation_id="updateTicket",
         summary="Update ticket fields (etag compare-and-swap)",
-        responses=error_responses(400, 401, 404, 413, 422),
+        responses={
+            200: ResponseSpec(UpdateTicketResponse, description="Updated; the body carries the new etag"),
+            **error_responses(400, 401, 404, 413, 422),
+        },
     )
     async def update_ticket(
         self,
@@ -359,22 +362,24 @@ class TicketController(Controller):
         catalog_type: CatalogQuery = None,
         module: ModuleQuery = None,
         idempotency_key: IdempotencyKeyHeader = None,
-    ) -> UpdateTicketResponse:
+    ) -> ASGIApp:
         """Shallow-merges `ticketUpdate` into the ticket's data if `etag` is still current; "", null or [] clears
         a field. A stale etag is 400 ETAG_MISMATCH; success returns the new etag."""
         check_catalog(catalog_type, module)
         written, replayed = await tickets.update(
             request.user, object_id, data.etag, data.ticketUpdate, current_request_id(), idempotency_key
         )
-        body = _written("ticket updated successfully", written)
-        return _replayed(body) if replayed else body
+        return _written("ticket updated successfully", written, replayed)
 
     @patch(
         "/{object_id:str}/status",
         **_change_status,
         operation_id="changeTicketStatus",
         summary="Change the ticket's state (etag compare-and-swap, checked against the type's workflow)",
-        responses=error_responses(400, 401, 404, 413, 422),
+        responses={
+            200: ResponseSpec(UpdateTicketResponse, description="Moved; the body carries the new etag"),
+            **error_responses(400, 401, 404, 413, 422),
+        },
     )
     async def change_status(
         self,
@@ -383,7 +388,7 @@ class TicketController(Controller):
         object_id: FromPath[str],
         data: JSONBody[ChangeStatusRequest],
         idempotency_key: IdempotencyKeyHeader = None,
-    ) -> UpdateTicketResponse:
+    ) -> ASGIApp:
         """Moves the ticket to `state` (a state id or name) if `etag` is still current: a stale etag is 400
         ETAG_MISMATCH, a move the type's workflow does not allow is 400 TRANSITION_NOT_ALLOWED listing the states
         allowed instead, and a state's guard that the data does not satisfy is 400 INPUT_VALIDATION_FAILURE naming
@@ -392,8 +397,7 @@ class TicketController(Controller):
         written, replayed = await tickets.change_status(
             request.user, object_id, data, current_request_id(), idempotency_key
         )
-        body = _written("ticket status changed successfully", written)
-        return _replayed(body) if replayed else body
+        return _written("ticket status changed successfully", written, replayed)
 
     @patch(
         "/{object_id:str}/assign",
@@ -498,8 +502,10 @@ async def _show_including(
     return JsonResponse(body, headers=etag_header)
 
 
-def _written(message: str, written: WrittenTicket) -> UpdateTicketResponse:
-    return UpdateTicketResponse(
+def _written(message: str, written: WrittenTicket, replayed: bool) -> JsonResponse:
+    """An update's or a status change's answer, sent through the lean response path (the hot write path: Litestar's
+    Response costs about three times as much per request)."""
+    body = UpdateTicketResponse(
         success=True,
         message=message,
         status=200,
@@ -508,6 +514,7 @@ def _written(message: str, written: WrittenTicket) -> UpdateTicketResponse:
         state_name=written.state_name,
         state_type=written.state_type,
     )
+    return JsonResponse(_encoder.encode(body), headers=_REPLAYED_HEADER if replayed else ())
 
 
 def _assigned(message: str, assigned: AssignedTicket) -> AssignTicketResponse:
@@ -538,12 +545,6 @@ def _accepted_etags(if_match: str | None) -> list[uuid.UUID] | None:
         if etag is not None:
             accepted.append(etag)
     return accepted
-
-
-def _replayed(body: UpdateTicketResponse) -> UpdateTicketResponse:
-    """The body of a replayed write with its Idempotent-Replayed header. Litestar sends a Response returned in place
-    of the declared body as that Response; the first answer keeps Litestar's lean path for a plain body."""
-    return cast(UpdateTicketResponse, Response(body, headers=REPLAYED))
 
 
 def _as_of_time(as_of: str | None, as_of_etag: str | None) -> datetime.datetime | None:

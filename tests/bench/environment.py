@@ -24,6 +24,8 @@ PROJECT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 TOKEN_TTL = 3 * 3600
+# The server's log level; empty: the service's default, as deployed.
+BENCH_LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "")
 
 
 class BenchError(Exception):
@@ -146,7 +148,8 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workspace / f"server-{workers}w-{self.port}.log"
-        environment = {name: value for name, value in os.environ.items() if name != "REDIS_URL"}
+        # The bench's own server settings win over the caller's: its private Redis, and the default log level.
+        environment = {name: value for name, value in os.environ.items() if name not in ("REDIS_URL", "LOG_LEVEL")}
         env = {
             **environment,
             "RATE_LIMITS_ENABLED": "true" if rate_limits else "false",
@@ -156,8 +159,9 @@ class Server:
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "WORKERS": str(workers),
-            # WARNING turns the per-request access log off for the measurement.
-            "LOG_LEVEL": "WARNING",
+            # As deployed: the service's default log level (INFO, with the access log), unless BENCH_LOG_LEVEL says
+            # otherwise (to measure what logging costs).
+            **({"LOG_LEVEL": BENCH_LOG_LEVEL} if BENCH_LOG_LEVEL else {}),
             # The webhook measurement delivers to a receiver on loopback.
             "WEBHOOK_ALLOW_LOOPBACK": "true",
         }

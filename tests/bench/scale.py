@@ -36,6 +36,7 @@ from app.db.cluster import EmbeddedCluster
 from app.ratelimit.server import PrivateRedis
 from tests.bench.cpu import CpuMeter, postmaster_pid
 from tests.bench.environment import (
+    BENCH_LOG_LEVEL,
     BenchError,
     BenchTenant,
     Server,
@@ -346,7 +347,8 @@ def report(results: Results) -> tuple[str, bool]:
         "=" * 110,
         "make bench-scale report",
         "=" * 110,
-        f"server: python -m app serve, WORKERS={results.workers} ({os.cpu_count()} cores), LOG_LEVEL=WARNING",
+        f"server: python -m app serve, WORKERS={results.workers} ({os.cpu_count()} cores), "
+        f"LOG_LEVEL={BENCH_LOG_LEVEL or 'INFO (the default)'}",
         f"data: one tenant, REQ tickets seeded in SQL (tests/bench/seed.py SCALE_SEED): {SMALL:,} in "
         f"{results.seed_seconds.get(SMALL, 0):.0f} s, then up to {LARGE:,} in "
         f"{results.seed_seconds.get(LARGE, 0):.0f} s",

@@ -124,8 +124,8 @@ def test_serve_answers_health_probes_and_stops_on_sigint(
         DATA_DIR=str(workspace / "data"),
     )
     with Serve(env, port, tmp_path) as server:
-        live = httpx.get(f"{server.url}/health/live", timeout=5)
-        ready = httpx.get(f"{server.url}/health/ready", timeout=5)
+        live = httpx.get(f"{server.url}/health/live", headers={"x-request-id": "probe-live"}, timeout=5)
+        ready = httpx.get(f"{server.url}/health/ready", headers={"x-request-id": "probe-ready"}, timeout=5)
         assert (live.status_code, live.json()) == (200, {"status": "ok"})
         assert (ready.status_code, ready.json()) == (200, {"status": "ok", "database": "ok"})
         assert live.headers["content-type"] == "application/json"
@@ -142,6 +142,15 @@ def test_serve_answers_health_probes_and_stops_on_sigint(
     messages = [r["msg"] for r in records]
     assert "Application shutdown complete." in messages, messages
     assert not [r for r in records if r["level"] in ("ERROR", "CRITICAL")], records
+    # The access log, written by the log thread (off the request path), each line with its own request's id, and
+    # drained before the process exits.
+    access = [r for r in records if r["logger"] == "app.access" and r["request_id"].startswith("probe-")]
+    assert [(r["request_id"], r["method"], r["path"], r["status"]) for r in access] == [
+        ("probe-live", "GET", "/health/live", 200),
+        ("probe-ready", "GET", "/health/ready", 200),
+    ]
+    assert all(isinstance(r["duration_ms"], float) and r["duration_ms"] > 0 for r in access), access
+    assert serving[0]["request_id"] == "-"
 
 
 def test_serve_workers_close_a_connection_that_sends_no_request_in_time(
