@@ -116,13 +116,18 @@ class DeliveryPage(msgspec.Struct, frozen=True):
     pagination: Pagination
 
 
+# A ticket event's number (a PostgreSQL integer). A JSON number that is a whole number (3 or 3.0: JSON Schema's
+# integers, which generated clients may send either way), hence a float that is a multiple of 1.
+Sequence = Annotated[float, Meta(ge=1, le=2**31 - 1, multiple_of=1)]
+
+
 class ReplayRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Either one ticket's events from a sequence number (`ticket` and `from_sequence`, optionally `to_sequence`),
     or every event of the tenant from a time (`since`, optionally `until`)."""
 
     ticket: Annotated[str, Meta(min_length=1, max_length=64)] | UnsetType = UNSET
-    from_sequence: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
-    to_sequence: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    from_sequence: Sequence | UnsetType = UNSET
+    to_sequence: Sequence | UnsetType = UNSET
     since: datetime.datetime | UnsetType = UNSET
     until: datetime.datetime | UnsetType = UNSET
 

@@ -277,12 +277,11 @@ class WebhookService:
                 raise InputValidationFailure(
                     "Invalid replay", {"from_sequence" if request.ticket is not UNSET else "ticket": "required"}
                 )
-            last = 2**31 - 1 if request.to_sequence is UNSET else request.to_sequence
-            if last < request.from_sequence:
+            first = int(request.from_sequence)
+            last = 2**31 - 1 if request.to_sequence is UNSET else int(request.to_sequence)
+            if last < first:
                 raise InputValidationFailure("Invalid replay", {"to_sequence": "must not be below from_sequence"})
-            rows = await self._repository.events_of_ticket(
-                tenant_id, request.ticket, request.from_sequence, last, limit
-            )
+            rows = await self._repository.events_of_ticket(tenant_id, request.ticket, first, last, limit)
         else:
             if request.since is UNSET:
                 raise InputValidationFailure("Invalid replay", {"since": "required"})

@@ -377,8 +377,9 @@ async def test_replay_resends_exactly_the_requested_range_in_order(
     cut = datetime.datetime.fromisoformat(original[3].json["timestamp"].replace("Z", "+00:00"))
 
     replay = f"{WEBHOOKS}/{subscription['id']}/replay"
+    # Whole numbers either way (JSON Schema's integers).
     by_sequence = await client.post(
-        replay, headers=admin.headers, json={"ticket": ticket["objectId"], "from_sequence": 2, "to_sequence": 4}
+        replay, headers=admin.headers, json={"ticket": ticket["objectId"], "from_sequence": 2, "to_sequence": 4.0}
     )
     assert by_sequence.status_code == 202, by_sequence.text
     assert by_sequence.json() == {"queued": 3, "webhook_ids": ids[1:4]}
@@ -399,6 +400,8 @@ async def test_replay_resends_exactly_the_requested_range_in_order(
         ({"ticket": ticket["objectId"], "from_sequence": 3, "to_sequence": 2}, "to_sequence"),
         ({"since": cut.isoformat(), "from_sequence": 1}, "body"),
         ({"since": "2026-01-01T00:00:00"}, "since"),
+        ({"ticket": ticket["objectId"], "from_sequence": 2**31}, "from_sequence"),
+        ({"ticket": ticket["objectId"], "from_sequence": 1.5}, "from_sequence"),
     ]:
         refused = await client.post(replay, headers=admin.headers, json=body)
         assert refused.status_code == 400, (body, refused.text)
