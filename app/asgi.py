@@ -249,6 +249,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         PostgresLoginThrottle(LoginFailureRepository(db)),
         free_failures_per_account=settings.login_free_failures_per_account,
         free_failures_per_address=settings.login_free_failures_per_address,
+        limiter=limiter,
     )
     sweeps = [
         PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),

@@ -157,10 +157,11 @@ class SignInController(Controller):
             str | None,
             HeaderParameter(name="x-tenantid", description="UUID of the tenant (or tenant_id in the body)"),
         ] = None,
-    ) -> LoginResponse:
+    ) -> Response[LoginResponse]:
         """For users of the tenant's builtin realm. An unknown email, a wrong password and a deactivated user get
         the same 401 INVALID_CREDENTIALS; repeated failures for an account or from an address are 429 with
         Retry-After. Call the API with the token, `x-tenantid` and `realmname: <the builtin realm>`."""
         client = request.scope.get("client")
         address = client[0] if client else "unknown"
-        return await sign_in.login(tenant, data, address)
+        signed_in, counted = await sign_in.login(tenant, data, address)
+        return Response(signed_in, headers=counted)

@@ -18,6 +18,7 @@ import uuid
 from app.auth.issuer import SERVICE_ACCOUNT_PREFIX, IssuedToken, TokenIssuer
 from app.db.database import Database
 from app.errors import InputValidationFailure, TenantNotFound
+from app.ratelimit.limiter import RateLimiter, headers
 from app.tenancy.model import RealmConfig, TenantConfig
 from app.tenancy.registry import Realm, TenantRegistry
 from app.user.dto import LoginRequest, LoginResponse, Role, SignedInUser, UserOut
@@ -68,6 +69,7 @@ class SignInService:
         *,
         free_failures_per_account: int,
         free_failures_per_address: int,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._db = db
         self._users = users
@@ -78,10 +80,18 @@ class SignInService:
         self._throttle = throttle
         self._free_per_account = free_failures_per_account
         self._free_per_address = free_failures_per_address
+        self._limiter = limiter
 
-    async def login(self, tenant_header: str | None, request: LoginRequest, address: str) -> LoginResponse:
+    async def login(
+        self, tenant_header: str | None, request: LoginRequest, address: str
+    ) -> tuple[LoginResponse, dict[str, str]]:
+        """The token, and the X-RateLimit-* headers of the client address's count (none when limits are off)."""
         realm = self._builtin_realm_of(self._tenant_id(tenant_header, request.tenant_id))
         tenant_id = realm.tenant.id
+        # A route without a token counts by client address against the tenant's default plan (429 past it), before
+        # any password is checked; the failure throttle below is the narrower brake on guessing.
+        verdict = await self._limiter.admit_address(tenant_id, address) if self._limiter is not None else None
+        counted = headers(verdict) if verdict is not None else {}
         email = request.email.strip().lower()
         account = ThrottleKey(f"account:{email}", self._free_per_account, ACCOUNT_MAX_DELAY_SECONDS)
         keys = [account, ThrottleKey(f"address:{address}", self._free_per_address, ADDRESS_MAX_DELAY_SECONDS)]
@@ -105,11 +115,12 @@ class SignInService:
         issued = self._issuer.issue(
             realm, row.subject, realm_roles(realm.tenant.config.roles, role), scopes(role), **claims
         )
-        return LoginResponse(
+        signed_in = LoginResponse(
             token=issued.token,
             expires_at=issued.expires_at,
             user=SignedInUser(id=row.id, name=row.name, email=row.email, role=role),
         )
+        return signed_in, counted
 
     def _tenant_id(self, header: str | None, member: uuid.UUID | None) -> uuid.UUID:
         if header is None:

@@ -621,3 +621,25 @@ async def test_comment_authors_are_people_from_the_directory(client: httpx.Async
         quinn,
         {"id": "kc-rex", "name": "Rex Roe", "email": "rex@example.com"},
     ]
+
+
+async def test_sign_in_counts_against_the_tenants_plan_per_client_address(
+    client: httpx.AsyncClient, tenant_factory: TenantFactory
+) -> None:
+    """A route without a token counts by client address (issue 12): successes and failures alike, before any
+    password is checked, with the plan's headers on the answers that get through."""
+    tenant = await tenant_factory.fresh(
+        "signing", builtin_realm=True, rate_limits={"plan": "tight", "plans": {"tight": 3}}
+    )
+    await add_user(client, tenant, "ida@example.com")
+    first = await login(client, tenant, "ida@example.com", PASSWORD)
+    assert first.status_code == 200, first.text
+    assert (first.headers["x-ratelimit-limit"], first.headers["x-ratelimit-remaining"]) == ("3", "2")
+    wrong = await login(client, tenant, "ida@example.com", "not the password")
+    assert wrong.status_code == 401, wrong.text
+    second = await login(client, tenant, "ida@example.com", PASSWORD)
+    assert (second.status_code, second.headers["x-ratelimit-remaining"]) == (200, "0")
+    refused = await login(client, tenant, "ida@example.com", PASSWORD)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["code"] == "RATE_LIMIT_EXCEEDED"
+    assert int(refused.headers["retry-after"]) > 0
