@@ -62,6 +62,11 @@ from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.controller import TicketTypeController
 from app.ticket_type.repository import TICKET_TYPES_CHANGED_CHANNEL, TicketTypeRepository
 from app.ticket_type.service import TicketTypeService
+from app.v1.errors import V1_EXCEPTION_HANDLERS
+from app.v1.routes import V1_PATH
+from app.v1.tenant_mapping import TenantMapping
+from app.v1.tickets.controller import V1TicketController
+from app.v1.tickets.service import V1TicketService
 
 API_PREFIX = "/api/v2/ticketing"
 # Expired Idempotency-Keys are already treated as unused; the sweep only keeps the table small.
@@ -223,8 +228,21 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
         ],
         security=[{"BearerToken": []}],
     )
+    # The seeds' v1 paths: the same services, the same authentication (tenant and realm from the token when the
+    # headers are absent), the seeds' own error envelopes.
+    v1 = Router(
+        path=V1_PATH,
+        route_handlers=[V1TicketController],
+        dependencies={"v1_tickets": provide(V1TicketService(tickets, TenantMapping(registry, type_cache), keys))},
+        middleware=[
+            DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator, tenant_from_token=True),
+            UnknownQueryParametersMiddleware,
+        ],
+        exception_handlers=V1_EXCEPTION_HANDLERS,
+        security=[{"BearerToken": []}],
+    )
     litestar = Litestar(
-        route_handlers=[HealthController, api],
+        route_handlers=[HealthController, api, v1],
         dependencies={"db": provide(db)},
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -20,7 +20,16 @@ from jsonschema.exceptions import best_match
 from app.config import PROJECT_ROOT
 from app.schema_validation import json_path, safe_validator
 from app.tenancy.devkeys import ensure_dev_key, public_jwk
-from app.tenancy.model import AttachmentLimits, RealmConfig, RoleMapping, StateSeed, TenantConfig
+from app.tenancy.model import (
+    V1_TICKET_FIELDS,
+    AttachmentLimits,
+    RealmConfig,
+    RoleMapping,
+    StateSeed,
+    TenantConfig,
+    V1Config,
+    V1TicketMapping,
+)
 
 TENANT_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "tenant.schema.json"
 DEFAULT_TENANT_CLAIM = "tenant_id"
@@ -105,6 +114,22 @@ def load_tenant_file(path: Path, data_dir: Path, check_key: SigningKeyCheck) -> 
         allowed_origins=_allowed_origins(path, document.get("cors", {}).get("allowed_origins", ())),
         disabled=document.get("disabled", False),
         attachments=_attachment_limits(document.get("attachments", {})),
+        v1=_v1(document.get("v1", {})),
+    )
+
+
+def _v1(section: dict[str, Any]) -> V1Config:
+    """The file's [v1], each setting defaulting on its own (the schema has checked the names and values)."""
+    tickets = section.get("tickets", {})
+    fields = {name: name for name in V1_TICKET_FIELDS} | tickets.get("fields", {})
+    return V1Config(
+        tickets=V1TicketMapping(
+            ticket_type=tickets.get("ticket_type", V1TicketMapping().ticket_type),
+            fields=tuple(sorted(fields.items())),
+        ),
+        permissions=tuple(
+            sorted((name, tuple(sorted(roles))) for name, roles in section.get("permissions", {}).items())
+        ),
     )
 
 

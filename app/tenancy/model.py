@@ -80,6 +80,28 @@ class AttachmentLimits(msgspec.Struct, frozen=True, kw_only=True):
     allowed_types: tuple[str, ...] = DEFAULT_ALLOWED_TYPES
 
 
+# The v1 ticket resource's members (seeds 000 and 001) that come from the ticket type's fields.
+V1_TICKET_FIELDS = ("category", "title", "description", "attachments", "notes")
+# Seed 003's permission names.
+V1_PERMISSIONS = ("admin.object", "ticket.agent", "ticket.customer")
+
+
+class V1TicketMapping(msgspec.Struct, frozen=True, kw_only=True):
+    """Which ticket type backs /api/v1/tickets (by display-ID prefix) and which of its fields each v1 member is."""
+
+    ticket_type: str = "FAC"
+    # v1 member name to field key, sorted by member; a member the file does not map is the field of the same key.
+    fields: tuple[tuple[str, str], ...] = tuple((name, name) for name in sorted(V1_TICKET_FIELDS))
+
+
+class V1Config(msgspec.Struct, frozen=True, kw_only=True):
+    """The tenant file's [v1]: how the seeds' v1 surface maps onto the tenant's tickets and roles."""
+
+    tickets: V1TicketMapping = V1TicketMapping()
+    # Seed 003's permission name to roles, sorted by name; a name left out has its default (app/v1/permissions.py).
+    permissions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
 class TenantConfig(msgspec.Struct, frozen=True):
     id: uuid.UUID
     slug: str
@@ -97,6 +119,7 @@ class TenantConfig(msgspec.Struct, frozen=True):
     # Set by the file's `disabled = true`, or by a sync that no longer finds the tenant's file.
     disabled: bool = False
     attachments: AttachmentLimits = AttachmentLimits()
+    v1: V1Config = V1Config()
 
 
 tenant_config_encoder = msgspec.json.Encoder(order="sorted")

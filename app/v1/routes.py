@@ -1,0 +1,51 @@
+"""How a v1 route declares what it requires and how it is documented: the v2 requirement (scope plus a role of the
+tenant file), with the tenant headers optional (v1 clients send none: tenant and realm come from the token) and the
+Idempotency-Key every write takes."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from litestar.openapi.spec import Operation, Parameter
+
+from app.auth.principal import Permission
+from app.auth.requirements import REQUIREMENT, TENANT_HEADERS, Requirement
+from app.idempotency.http import IDEMPOTENCY_KEY_PARAMETER
+
+V1_PATH = "/api/v1"
+V1_TAG = "v1"
+
+
+def _optional(header: Parameter) -> Parameter:
+    optional = copy.deepcopy(header)
+    optional.required = False
+    optional.description = f"{header.description} (default: the token's)"
+    if optional.schema is not None and not isinstance(optional.schema, dict):
+        optional.schema.description = optional.description
+    return optional
+
+
+_V1_TENANT_HEADERS = tuple(
+    _optional(header) if header.name in ("x-tenantid", "realmname") else header for header in TENANT_HEADERS
+)
+
+
+@dataclass
+class V1Operation(Operation):
+    """A v1 operation: the optional tenant headers first, then the route's own parameters, Idempotency-Key as every
+    write documents it."""
+
+    def __post_init__(self) -> None:
+        own = [
+            IDEMPOTENCY_KEY_PARAMETER if isinstance(p, Parameter) and p.name == IDEMPOTENCY_KEY_PARAMETER.name else p
+            for p in self.parameters or ()
+        ]
+        self.parameters = [*_V1_TENANT_HEADERS, *own]
+
+
+def v1_requires(permission: Permission | None, scope: str | None, action: str) -> dict[str, Any]:
+    """Route decorator arguments: the v2 requirement (a missing one answers 403 FORBIDDEN in v1's envelope)."""
+    requirement = Requirement(permission, scope, f"You do not have the permission to {action}")
+    return {"opt": {REQUIREMENT: requirement}, "operation_class": V1Operation, "tags": [V1_TAG]}
