@@ -8,7 +8,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from litestar.openapi.spec import Operation, Parameter
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Operation, Parameter, Reference, Schema
 
 from app.auth.principal import Permission
 from app.auth.requirements import REQUIREMENT, TENANT_HEADERS, Requirement
@@ -34,15 +34,22 @@ _V1_TENANT_HEADERS = tuple(
 
 @dataclass
 class V1Operation(Operation):
-    """A v1 operation: the optional tenant headers first, then the route's own parameters, Idempotency-Key as every
-    write documents it."""
+    """A v1 operation: the optional tenant headers first, then the route's own parameters."""
 
     def __post_init__(self) -> None:
-        own = [
-            IDEMPOTENCY_KEY_PARAMETER if isinstance(p, Parameter) and p.name == IDEMPOTENCY_KEY_PARAMETER.name else p
-            for p in self.parameters or ()
-        ]
-        self.parameters = [*_V1_TENANT_HEADERS, *own]
+        self.parameters = [*_V1_TENANT_HEADERS, *(_documented(p) for p in self.parameters or ())]
+
+
+def _documented(parameter: Parameter | Reference) -> Parameter | Reference:
+    """Idempotency-Key as every write documents it; a ticket's id as the UUID it is (taken as text, so that any
+    other text is the seeds' 404 rather than a routing miss)."""
+    if not isinstance(parameter, Parameter):
+        return parameter
+    if parameter.name == IDEMPOTENCY_KEY_PARAMETER.name:
+        return IDEMPOTENCY_KEY_PARAMETER
+    if parameter.name == "ticket_id":
+        parameter.schema = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID)
+    return parameter
 
 
 def v1_requires(permission: Permission | None, scope: str | None, action: str) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from litestar import Controller, Request, Response, patch, put
@@ -29,7 +28,7 @@ class V1TicketController(Controller):
     path = "/tickets"
 
     @patch(
-        "/{ticket_id:uuid}/status",
+        "/{ticket_id:str}/status",
         **v1_requires("write", WRITE_SCOPE, "change the ticket status"),
         operation_id="v1ChangeTicketStatus",
         summary="Change a ticket's status (seed 000)",
@@ -39,7 +38,7 @@ class V1TicketController(Controller):
         self,
         request: Request[Principal, Any, Any],
         v1_tickets: NamedDependency[V1TicketService],
-        ticket_id: FromPath[uuid.UUID],
+        ticket_id: FromPath[str],
         data: JSONBody[StatusChangeRequest],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[V1Ticket]:
@@ -51,7 +50,7 @@ class V1TicketController(Controller):
         return Response(ticket, headers=replayed_headers(replayed))
 
     @put(
-        "/{ticket_id:uuid}",
+        "/{ticket_id:str}",
         **v1_requires("write", WRITE_SCOPE, "update the ticket"),
         operation_id="v1UpdateTicket",
         summary="Update a ticket's category, title, description, attachments or notes (seed 001)",
@@ -61,7 +60,7 @@ class V1TicketController(Controller):
         self,
         request: Request[Principal, Any, Any],
         v1_tickets: NamedDependency[V1TicketService],
-        ticket_id: FromPath[uuid.UUID],
+        ticket_id: FromPath[str],
         data: JSONBody[TicketUpdateRequest],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[V1Ticket]:

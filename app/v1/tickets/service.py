@@ -10,7 +10,6 @@ what) is TicketService's; nothing here decides anything but the translation."""
 from __future__ import annotations
 
 import datetime
-import uuid
 from typing import Any
 
 import msgspec
@@ -21,7 +20,7 @@ from app.idempotency.service import Idempotency, Outcome
 from app.ticket.dto import ChangeStatusRequest
 from app.ticket.errors import EtagMismatch, TransitionNotAllowed
 from app.ticket.repository import TicketRow
-from app.ticket.service import TicketService
+from app.ticket.service import TicketService, as_uuid
 from app.v1.errors import TICKET_NOT_FOUND, V1Error, validation_error
 from app.v1.tenant_mapping import TenantMapping, TicketMapping
 from app.v1.tickets.dto import StatusChangeRequest, TicketUpdateRequest, V1Ticket
@@ -51,14 +50,14 @@ class V1TicketService:
     async def change_status(
         self,
         principal: Principal,
-        ticket_id: uuid.UUID,
+        ticket_id: str,
         request: StatusChangeRequest,
         request_id: str,
         idempotency_key: str | None,
     ) -> Outcome[V1Ticket]:
         mapping = await self._mapping.tickets(principal.tenant_id)
         status = _checked_status(mapping, request.status)
-        claim = self._keys.claim(principal, idempotency_key, "v1.change_status", str(ticket_id), status)
+        claim = self._keys.claim(principal, idempotency_key, "v1.change_status", ticket_id, status)
 
         async def write() -> V1Ticket:
             for _ in range(MAX_ATTEMPTS):
@@ -80,7 +79,7 @@ class V1TicketService:
     async def update(
         self,
         principal: Principal,
-        ticket_id: uuid.UUID,
+        ticket_id: str,
         request: TicketUpdateRequest,
         request_id: str,
         idempotency_key: str | None,
@@ -88,7 +87,7 @@ class V1TicketService:
         mapping = await self._mapping.tickets(principal.tenant_id)
         sent = request.sent()
         changes = _changes(mapping, sent)
-        claim = self._keys.claim(principal, idempotency_key, "v1.update", str(ticket_id), sent)
+        claim = self._keys.claim(principal, idempotency_key, "v1.update", ticket_id, sent)
 
         async def write() -> V1Ticket:
             for _ in range(MAX_ATTEMPTS):
@@ -104,14 +103,18 @@ class V1TicketService:
 
         return await self._keys.once(principal, claim, write, _stored)
 
-    async def _ticket(self, principal: Principal, mapping: TicketMapping, ticket_id: uuid.UUID) -> TicketRow:
-        """The ticket as the caller may see it; a ticket of another type is not a v1 ticket (404)."""
-        ticket = await self._tickets.visible_by_id(principal, ticket_id)
+    async def _ticket(self, principal: Principal, mapping: TicketMapping, ticket_id: str) -> TicketRow:
+        """The ticket as the caller may see it; a ticket of another type, or an id that is not a UUID, names no v1
+        ticket (404)."""
+        internal_id = as_uuid(ticket_id)
+        if internal_id is None:
+            raise V1Error(404, *TICKET_NOT_FOUND)
+        ticket = await self._tickets.visible_by_id(principal, internal_id)
         if ticket.type_id != mapping.ticket_type.id:
             raise V1Error(404, *TICKET_NOT_FOUND)
         return ticket
 
-    async def _v1_ticket(self, principal: Principal, mapping: TicketMapping, ticket_id: uuid.UUID) -> V1Ticket:
+    async def _v1_ticket(self, principal: Principal, mapping: TicketMapping, ticket_id: str) -> V1Ticket:
         ticket = await self._ticket(principal, mapping, ticket_id)
         label = await self._tickets.state_label(principal.tenant_id, ticket.state_id)
         return to_v1(ticket, mapping, label.name if label is not None else None)
