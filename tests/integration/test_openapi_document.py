@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import API
+from tests.support import API, V1
 
 ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
 OPERATION_IDS = {
@@ -42,6 +42,8 @@ OPERATION_IDS = {
     ("get", f"{API}/ticket/{{object_id}}/attachments"): "listAttachments",
     ("get", f"{API}/attachments/{{attachment_id}}"): "downloadAttachment",
     ("delete", f"{API}/attachments/{{attachment_id}}"): "deleteAttachment",
+    ("patch", f"{V1}/tickets/{{ticket_id}}/status"): "v1ChangeTicketStatus",
+    ("put", f"{V1}/tickets/{{ticket_id}}"): "v1UpdateTicket",
 }
 # Beyond the 400, 401, 404 and 503 every API operation may answer.
 MORE_ERRORS = {
@@ -71,6 +73,8 @@ REQUEST_BODIES = {
     "createTicketState": "StateIn",
     "updateTicketState": "StateUpdate",
     "createComment": "CreateCommentRequest",
+    "v1ChangeTicketStatus": "StatusChangeRequest",
+    "v1UpdateTicket": "TicketUpdateRequest",
 }
 
 
@@ -103,6 +107,8 @@ def test_every_api_operation_documents_its_error_responses_with_the_envelope(doc
         if operation_id in ("checkLiveness", "checkReadiness"):
             assert errors == ({"503"} if operation_id == "checkReadiness" else set())
             continue
+        if operation_id.startswith("v1"):
+            continue  # the seeds' own envelopes: test_the_v1_surface_has_its_tag_and_its_envelopes
         assert errors == {"400", "401", "404", "503"} | MORE_ERRORS.get(operation_id, set()), operation_id
         for status in errors:
             assert operation["responses"][status]["content"] == ERROR_BODY, (operation_id, status)
@@ -224,6 +230,8 @@ def test_request_bodies_refuse_unknown_members(document: dict[str, Any]) -> None
         "TicketTypeDefinition",
         "CreateCommentRequest",
         "InlineAttachment",
+        "StatusChangeRequest",
+        "TicketUpdateRequest",
     ):
         assert schemas[name]["additionalProperties"] is False, name
     for name in ("StateIn", "StateUpdate", "FieldDefinition", "Workflow"):
@@ -324,3 +332,34 @@ def test_an_upload_is_one_file_in_a_form_and_a_download_any_type_in_ranges(docum
         "default": [],
         "description": "Files to attach to the new ticket (seed 004)",
     }
+
+
+V1_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/V1ErrorBody"}}}
+
+
+def test_the_v1_surface_has_its_tag_and_its_envelopes(document: dict[str, Any]) -> None:
+    """Issue 13: the seeds' v1 paths under their own tag, every error in the seeds' envelope, the tenant headers
+    optional (the token names the tenant), the ticket id a UUID."""
+    v1 = {
+        (method, path): operation
+        for path, item in document["paths"].items()
+        if path.startswith(V1 + "/")
+        for method, operation in item.items()
+    }
+    assert len(v1) == 2
+    for (method, path), operation in v1.items():
+        assert operation["tags"] == ["v1"], path
+        errors = {status for status in operation["responses"] if status >= "400"}
+        assert errors == {"400", "401", "403", "404", "409", "413", "422", "503"}, path
+        for status in errors:
+            assert operation["responses"][status]["content"] == V1_ERROR_BODY, (path, status)
+        tenant, realm = parameter(operation, "x-tenantid"), parameter(operation, "realmname")
+        assert (tenant["required"], realm["required"]) == (False, False), path
+        if "ticket_id" in path:
+            assert parameter(operation, "ticket_id")["schema"] == {"type": "string", "format": "uuid"}
+    detail = document["components"]["schemas"]["V1ErrorDetail"]
+    assert detail["required"] == ["message", "code"]
+    assert document["components"]["schemas"]["V1ErrorBody"]["required"] == ["success", "error"]
+    update = document["components"]["schemas"]["TicketUpdateRequest"]
+    assert set(update["properties"]) == {"category", "title", "description", "attachments", "notes"}
+    assert update["additionalProperties"] is False
