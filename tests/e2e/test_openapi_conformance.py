@@ -109,6 +109,8 @@ async def test_the_server_conforms_to_its_openapi_document(
         spare_type = await admin.ticket_type("FAC")  # what the run may change or archive
         ticket = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "Conformance"})
         doomed = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "To be deleted"})
+        facility = field_ids(spare_type)
+        v1_ticket = await new_ticket(admin, spare_type["id"], {facility["category"]: "WATER", facility["title"]: "v1"})
         states = await list_states(admin)
         spare_state = await http.post(
             STATES, headers=admin.headers, json={"name": "conformance spare", "state_type": "open"}
@@ -135,6 +137,7 @@ async def test_the_server_conforms_to_its_openapi_document(
                 "state_id": spare_state.json()["id"],
                 "comment_id": comment.json()["id"],
                 "attachment_id": attachment.json()["id"],
+                "ticket_id": v1_ticket["id"],
             },
             doomed["objectId"],
         )
@@ -164,7 +167,7 @@ async def test_the_server_conforms_to_its_openapi_document(
             await process.wait()
     report = output.decode(errors="replace")
     assert process.returncode == 0, report
-    assert "29 selected / 29 total" in report, report
+    assert "31 selected / 31 total" in report, report
     answered = collections.Counter(tuple(line.split("\t")) for line in tally.read_text().splitlines())
     succeeded = {operation for (operation, status), _ in answered.items() if status.startswith("2")}
     assert [write for write in MAIN_WRITES if write not in succeeded] == [], sorted(answered.items())

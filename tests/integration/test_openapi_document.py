@@ -362,4 +362,4 @@ def test_the_v1_surface_has_its_tag_and_its_envelopes(document: dict[str, Any]) 
     assert document["components"]["schemas"]["V1ErrorBody"]["required"] == ["success", "error"]
     update = document["components"]["schemas"]["TicketUpdateRequest"]
     assert set(update["properties"]) == {"category", "title", "description", "attachments", "notes"}
-    assert update["additionalProperties"] is False
+    assert (update["additionalProperties"], update["minProperties"]) == (False, 1)

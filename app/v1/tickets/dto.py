@@ -25,18 +25,26 @@ class StatusChangeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
 
 
 class _TicketUpdateAsEnforced(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    category: Annotated[str, Meta(description="One of the type's categories (default: seed 001's nine)")] = ""
+    category: Annotated[
+        str, Meta(min_length=1, description="One of the type's categories (default: seed 001's nine)")
+    ] = ""
     title: Annotated[str, Meta(min_length=1, description="Short summary (the facility type: at most 120)")] = ""
     description: str | None = None
     attachments: Annotated[list[str], Meta(description="Attachment URLs")] | None = None
     notes: Annotated[str, Meta(description="A single text string, not an array")] | None = None
 
 
+def _at_least_one_member(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    schema = msgspec.json.schema(struct)
+    schema["$defs"][struct.__name__]["minProperties"] = 1
+    return schema
+
+
 class TicketUpdateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Seed 001's partial update: only the members sent change. status, assignedTo and userId are read here only to
     be refused by name, as are the members no field backs."""
 
-    documented_as: ClassVar[Any] = functools.partial(msgspec.json.schema, _TicketUpdateAsEnforced)
+    documented_as: ClassVar[Any] = staticmethod(lambda: _at_least_one_member(_TicketUpdateAsEnforced))
     category: Any = UNSET
     title: Any = UNSET
     description: Any = UNSET
