@@ -62,9 +62,13 @@ from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.controller import TicketTypeController
 from app.ticket_type.repository import TICKET_TYPES_CHANGED_CHANNEL, TicketTypeRepository
 from app.ticket_type.service import TicketTypeService
+from app.v1.actors.repository import ActorNumberRepository
 from app.v1.errors import V1_EXCEPTION_HANDLERS
+from app.v1.permissions import SeedPermissions
 from app.v1.routes import V1_PATH
 from app.v1.tenant_mapping import TenantMapping
+from app.v1.ticket_states.controller import V1TicketStateController
+from app.v1.ticket_states.service import V1TicketStateService
 from app.v1.tickets.controller import V1TicketController
 from app.v1.tickets.service import V1TicketService
 
@@ -232,8 +236,12 @@ def create_app(settings: Settings | None = None) -> RequestContextMiddleware:
     # headers are absent), the seeds' own error envelopes.
     v1 = Router(
         path=V1_PATH,
-        route_handlers=[V1TicketController],
-        dependencies={"v1_tickets": provide(V1TicketService(tickets, TenantMapping(registry, type_cache), keys))},
+        route_handlers=[V1TicketController, V1TicketStateController],
+        dependencies={
+            "v1_tickets": provide(V1TicketService(tickets, TenantMapping(registry, type_cache), keys)),
+            "v1_states": provide(V1TicketStateService(ticket_states, ActorNumberRepository(db))),
+        },
+        before_request=SeedPermissions(registry).check_route,
         middleware=[
             DefineMiddleware(AuthenticationMiddleware, authenticator=authenticator, tenant_from_token=True),
             UnknownQueryParametersMiddleware,

@@ -24,6 +24,7 @@ from app.ticket_state.service import TicketStateService
 from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.repository import TicketTypeRepository
 from app.ticket_type.service import TicketTypeService
+from app.v1.actors.repository import ActorNumberRepository
 
 
 async def migrate(dsn: str) -> None:
@@ -68,6 +69,7 @@ async def purge_tenant(dsn: str, reference: str, *, commit: bool) -> PurgeResult
             IdempotencyRepository(db).purge_tenant,
             TicketTypeRepository(db).purge_tenant,
             TicketStateRepository(db).purge_tenant,
+            ActorNumberRepository(db).purge_tenant,
         ]
         return await TenantService(db, TenantRepository(db)).purge(reference, purges, commit=commit)
     finally:

@@ -179,3 +179,107 @@ def v1_error_responses(*statuses: int) -> dict[int, ResponseSpec]:
         status: ResponseSpec(data_container=V1ErrorBody, description=_DESCRIPTIONS[status], generate_examples=False)
         for status in (*statuses, 503)
     }
+
+
+# --- seed 003's envelope: {"error": "<message>"} ---------------------------------------------------------------
+
+
+class V1StateErrorBody(msgspec.Struct, frozen=True):
+    error: str
+
+
+def _render_state_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(
+        content=_encoder.encode(V1StateErrorBody(message)),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def handle_state_v1_error(_: Request[Any, Any, Any], exc: V1Error) -> Response[bytes]:
+    return _render_state_error(exc.status, exc.message)
+
+
+def handle_state_app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[bytes]:
+    """The services' errors as seed 003's: 401 "authentication failed", 403 "Not authorized", 404 "Couldn't find",
+    422 for a refused value (the message naming each member) and for a state that is still referenced."""
+    challenge = {WWW_AUTHENTICATE: exc.headers[WWW_AUTHENTICATE]} if WWW_AUTHENTICATE in exc.headers else {}
+    if isinstance(exc, AuthenticationRequired | InvalidToken | RealmRequired):
+        return _render_state_error(401, "authentication failed", challenge)
+    if isinstance(exc, PermissionDenied):
+        return _render_state_error(403, "Not authorized")
+    if isinstance(exc, TenantNotFound):
+        return _render_state_error(404, "Tenant not found")
+    if isinstance(exc, InputValidationFailure):
+        reasons = "; ".join(f"{name}: {problem}" for name, problem in capped(exc.reason).items())
+        return _render_state_error(422, reasons or exc.message)
+    if exc.code == "STATE_HAS_REFERENCES":
+        return _render_state_error(422, exc.message)
+    return _render_state_error(exc.status, exc.message, exc.headers)
+
+
+def handle_state_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    if status >= HTTP_500_INTERNAL_SERVER_ERROR:
+        return handle_unexpected(request, exc)
+    if isinstance(exc, ValidationException):
+        problems = [
+            f"{'body' if item.get('key') == 'data' else item.get('key') or 'body'}: {item.get('message', 'invalid')}"
+            for item in (exc.extra if isinstance(exc.extra, list) else [])
+            if isinstance(item, dict)
+        ]
+        return _render_state_error(422, "; ".join(problems) or "body: not valid JSON")
+    if status == 400:
+        return _render_state_error(400, "body: not valid JSON")
+    if status == 404:
+        return _render_state_error(404, "Not found")
+    return _render_state_error(status, "The request could not be processed")
+
+
+def handle_state_database_unavailable(_: Request[Any, Any, Any], exc: DatabaseUnavailable) -> Response[bytes]:
+    return _render_state_error(
+        503, "The service is temporarily unavailable; retry later", {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
+def handle_state_bad_input(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A body that is not JSON (or nested too deeply, or not UTF-8) is malformed: 400. Well-formed JSON whose values
+    are refused is 422, as the API seed 003 documents answers it."""
+    return _render_state_error(400, "body: not valid JSON")
+
+
+def handle_state_unstorable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    return _render_state_error(422, "text may not contain the NUL character")
+
+
+V1_STATE_EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    V1Error: handle_state_v1_error,
+    AppError: handle_state_app_error,
+    UnstorableText: handle_state_unstorable,
+    DatabaseUnavailable: handle_state_database_unavailable,
+    RecursionError: handle_state_bad_input,
+    UnicodeDecodeError: handle_state_bad_input,
+    HTTPException: handle_state_http_exception,
+    Exception: handle_unexpected,
+}
+
+_STATE_DESCRIPTIONS = {
+    400: "The request is malformed: a body that is not JSON",
+    401: "authentication failed: no token, or a token that is invalid or expired",
+    403: "Not authorized: the token lacks the scope, or a role of the permission the route needs",
+    404: "Couldn't find the state (or x-tenantid names another tenant)",
+    413: "The body exceeds MAX_BODY_BYTES",
+    422: 'A refused value, naming each member; "Can\'t delete, object has references."; an Idempotency-Key '
+    "reused with a different body",
+    503: "The database does not answer (with Retry-After); retry later",
+}
+
+
+def v1_state_error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    return {
+        status: ResponseSpec(
+            data_container=V1StateErrorBody, description=_STATE_DESCRIPTIONS[status], generate_examples=False
+        )
+        for status in (*statuses, 503)
+    }

