@@ -213,7 +213,9 @@ def handle_state_app_error(_: Request[Any, Any, Any], exc: AppError) -> Response
         return _render_state_error(404, "Tenant not found")
     if isinstance(exc, InputValidationFailure):
         reasons = "; ".join(f"{name}: {problem}" for name, problem in capped(exc.reason).items())
-        return _render_state_error(422, reasons or exc.message)
+        # A malformed header or query parameter makes the request malformed (400); refused values are 422.
+        malformed = exc.message in ("Invalid request headers", "Invalid query parameters")
+        return _render_state_error(400 if malformed else 422, reasons or exc.message)
     if exc.code == "STATE_HAS_REFERENCES":
         return _render_state_error(422, exc.message)
     return _render_state_error(exc.status, exc.message, exc.headers)

@@ -42,15 +42,16 @@ class V1Operation(Operation):
 
 def _documented(parameter: Parameter | Reference) -> Parameter | Reference:
     """Idempotency-Key as every write documents it; a ticket's id as the UUID it is (taken as text, so that any
-    other text is the seeds' 404 rather than a routing miss); a ticket state's id as the integer it is, likewise."""
+    other text is the seeds' 404 rather than a routing miss); a ticket state's id as the number it names."""
     if not isinstance(parameter, Parameter):
         return parameter
     if parameter.name == IDEMPOTENCY_KEY_PARAMETER.name:
         return IDEMPOTENCY_KEY_PARAMETER
     if parameter.name == "ticket_id":
         parameter.schema = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID)
-    if parameter.name == "state_id":
-        parameter.schema = Schema(type=OpenAPIType.INTEGER, minimum=1)
+    if parameter.name == "ticket_state_id":
+        # Text, as the path carries it: a number that names no state, or text that is no number, is the same 404.
+        parameter.schema = Schema(type=OpenAPIType.STRING, description="The state's integer id (seed 003)")
     return parameter
 
 

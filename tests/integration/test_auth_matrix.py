@@ -875,7 +875,7 @@ V1_ROUTES: dict[str, V1Route] = {
     "GET /ticket_states": V1Route(
         "read", {"valid": (_fixed("GET", "/ticket_states"), 200)}, {"valid": (200, None)}, seed_003=True
     ),
-    "GET /ticket_states/{state_id}": V1Route(
+    "GET /ticket_states/{ticket_state_id}": V1Route(
         "read",
         {"valid": (_v1_show_state, 200), "absent": (_fixed("GET", "/ticket_states/999999"), 404)},
         {"valid": (200, None), "absent": (404, None)},
@@ -890,7 +890,7 @@ V1_ROUTES: dict[str, V1Route] = {
         {"valid": (None, None), "invalid": (422, None)},
         seed_003=True,
     ),
-    "PUT /ticket_states/{state_id}": V1Route(
+    "PUT /ticket_states/{ticket_state_id}": V1Route(
         "admin",
         {
             "valid": (_v1_update_state, 200),
@@ -899,7 +899,7 @@ V1_ROUTES: dict[str, V1Route] = {
         {"valid": (None, None), "absent": (404, None)},
         seed_003=True,
     ),
-    "DELETE /ticket_states/{state_id}": V1Route(
+    "DELETE /ticket_states/{ticket_state_id}": V1Route(
         "admin",
         {
             "valid": (_v1_delete_state, 200),

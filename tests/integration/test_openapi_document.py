@@ -46,9 +46,9 @@ OPERATION_IDS = {
     ("put", f"{V1}/tickets/{{ticket_id}}"): "v1UpdateTicket",
     ("get", f"{V1}/ticket_states"): "v1ListTicketStates",
     ("post", f"{V1}/ticket_states"): "v1CreateTicketState",
-    ("get", f"{V1}/ticket_states/{{state_id}}"): "v1ShowTicketState",
-    ("put", f"{V1}/ticket_states/{{state_id}}"): "v1UpdateTicketState",
-    ("delete", f"{V1}/ticket_states/{{state_id}}"): "v1DeleteTicketState",
+    ("get", f"{V1}/ticket_states/{{ticket_state_id}}"): "v1ShowTicketState",
+    ("put", f"{V1}/ticket_states/{{ticket_state_id}}"): "v1UpdateTicketState",
+    ("delete", f"{V1}/ticket_states/{{ticket_state_id}}"): "v1DeleteTicketState",
 }
 # Beyond the 400, 401, 404 and 503 every API operation may answer.
 MORE_ERRORS = {
@@ -364,8 +364,8 @@ def test_the_v1_surface_has_its_tag_and_its_envelopes(document: dict[str, Any]) 
         assert {"401", "403", "404", "503"} <= errors, path
         for status in errors:
             assert operation["responses"][status]["content"] == body, (path, status)
-        if "state_id" in path:
-            assert parameter(operation, "state_id")["schema"] == {"type": "integer", "minimum": 1}
+        if "ticket_state_id" in path:
+            assert parameter(operation, "ticket_state_id")["schema"]["type"] == "string"
         tenant, realm = parameter(operation, "x-tenantid"), parameter(operation, "realmname")
         assert (tenant["required"], realm["required"]) == (False, False), path
         if "ticket_id" in path:

@@ -47,7 +47,7 @@ class V1TicketStateController(Controller):
         return await v1_states.list_states(request.user)
 
     @get(
-        "/{state_id:str}",
+        "/{ticket_state_id:str}",
         **_read,
         operation_id="v1ShowTicketState",
         summary="Show a ticket state (seed 003)",
@@ -57,10 +57,10 @@ class V1TicketStateController(Controller):
         self,
         request: Request[Principal, Any, Any],
         v1_states: NamedDependency[V1TicketStateService],
-        state_id: FromPath[str],
+        ticket_state_id: FromPath[str],
     ) -> V1State:
         """One state. Permission admin.object, ticket.agent or ticket.customer."""
-        return await v1_states.show(request.user, _number(state_id))
+        return await v1_states.show(request.user, _number(ticket_state_id))
 
     @post(
         "/",
@@ -81,7 +81,7 @@ class V1TicketStateController(Controller):
         return Response(created, status_code=201, headers=replayed_headers(replayed))
 
     @put(
-        "/{state_id:str}",
+        "/{ticket_state_id:str}",
         **_administer,
         operation_id="v1UpdateTicketState",
         summary="Update a ticket state (seed 003)",
@@ -91,16 +91,16 @@ class V1TicketStateController(Controller):
         self,
         request: Request[Principal, Any, Any],
         v1_states: NamedDependency[V1TicketStateService],
-        state_id: FromPath[str],
+        ticket_state_id: FromPath[str],
         data: JSONBody[V1StateUpdate],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[V1State]:
         """The members sent replace the state's ({"note": ...} alone is a change). Permission admin.object."""
-        updated, replayed = await v1_states.update(request.user, _number(state_id), data, idempotency_key)
+        updated, replayed = await v1_states.update(request.user, _number(ticket_state_id), data, idempotency_key)
         return Response(updated, headers=replayed_headers(replayed))
 
     @delete(
-        "/{state_id:str}",
+        "/{ticket_state_id:str}",
         **_administer,
         status_code=HTTP_200_OK,
         operation_id="v1DeleteTicketState",
@@ -114,10 +114,10 @@ class V1TicketStateController(Controller):
         self,
         request: Request[Principal, Any, Any],
         v1_states: NamedDependency[V1TicketStateService],
-        state_id: FromPath[str],
+        ticket_state_id: FromPath[str],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[Deleted]:
         """Permanent; refused ("Can't delete, object has references.") while a ticket or another state refers to
         it. Permission admin.object."""
-        _, replayed = await v1_states.delete(request.user, _number(state_id), idempotency_key)
+        _, replayed = await v1_states.delete(request.user, _number(ticket_state_id), idempotency_key)
         return Response(Deleted(), headers=replayed_headers(replayed))

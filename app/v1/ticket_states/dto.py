@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
+
+from app.ticket_state.dto import StateName, StateNote
 
 # Seed 003's numbering of the state types.
 STATE_TYPE_IDS = {
@@ -28,29 +31,58 @@ StateTypeId = Annotated[
 StateId = Annotated[int, Meta(ge=1, description="Another state's integer id")]
 
 
-class V1StateIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """A create (seed 003): name and state_type_id are required."""
-
-    name: str
+class _V1StateInAsEnforced(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: StateName
     state_type_id: StateTypeId
     next_state_id: StateId | None = None
     ignore_escalation: bool = False
     default_create: bool = False
     default_follow_up: bool = False
-    note: str | None = None
+    note: StateNote | None = None
+    active: bool = True
+
+
+class _V1StateUpdateAsEnforced(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: StateName = ""
+    state_type_id: StateTypeId = 1
+    next_state_id: StateId | None = None
+    ignore_escalation: bool = False
+    default_create: bool = False
+    default_follow_up: bool = False
+    note: StateNote | None = None
+    active: bool = True
+
+
+# JSON has one kind of number: 2.0 is the integer 2 (JSON Schema agrees), so ids are taken as numbers and the
+# service takes those with an integral value (Integral below); the document states the integers.
+_Number = int | float
+
+
+class V1StateIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A create (seed 003): name and state_type_id are required."""
+
+    documented_as: ClassVar[Any] = functools.partial(msgspec.json.schema, _V1StateInAsEnforced)
+    name: StateName
+    state_type_id: _Number
+    next_state_id: _Number | None = None
+    ignore_escalation: bool = False
+    default_create: bool = False
+    default_follow_up: bool = False
+    note: StateNote | None = None
     active: bool = True
 
 
 class V1StateUpdate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """An update: the members sent replace the state's (seed 003 sends just {"note": ...})."""
 
-    name: str | UnsetType = UNSET
-    state_type_id: StateTypeId | UnsetType = UNSET
-    next_state_id: StateId | UnsetType | None = UNSET
+    documented_as: ClassVar[Any] = functools.partial(msgspec.json.schema, _V1StateUpdateAsEnforced)
+    name: StateName | UnsetType = UNSET
+    state_type_id: _Number | UnsetType = UNSET
+    next_state_id: _Number | UnsetType | None = UNSET
     ignore_escalation: bool | UnsetType = UNSET
     default_create: bool | UnsetType = UNSET
     default_follow_up: bool | UnsetType = UNSET
-    note: str | UnsetType | None = UNSET
+    note: StateNote | UnsetType | None = UNSET
     active: bool | UnsetType = UNSET
 
 

@@ -45,7 +45,7 @@ class V1TicketStateService:
         numbered = await self._states.numbered(principal)
         state = StateIn(
             name=request.name,
-            state_type=_STATE_TYPES[request.state_type_id],
+            state_type=_state_type(request.state_type_id),
             next_state_id=_next_state(numbered, request.next_state_id),
             ignore_escalation=request.ignore_escalation,
             default_create=request.default_create,
@@ -63,7 +63,7 @@ class V1TicketStateService:
         current = _by_number(numbered, state_id)
         sent = {name: value for name, value in msgspec.structs.asdict(request).items() if value is not msgspec.UNSET}
         if "state_type_id" in sent:
-            sent["state_type"] = _STATE_TYPES[sent.pop("state_type_id")]
+            sent["state_type"] = _state_type(sent.pop("state_type_id"))
         if "next_state_id" in sent:
             sent["next_state_id"] = _next_state(numbered, sent["next_state_id"])
         change = StateUpdate(**sent)
@@ -120,9 +120,23 @@ def _by_number(numbered: list[tuple[int, StateOut]], state_id: int) -> StateOut:
     return found
 
 
-def _next_state(numbered: list[tuple[int, StateOut]], state_id: int | None) -> uuid.UUID | None:
-    if state_id is None:
+def _integral(member: str, value: float) -> int:
+    if isinstance(value, float) and not value.is_integer():
+        raise V1Error(422, "VALIDATION_ERROR", f"{member}: must be an integer")
+    return int(value)
+
+
+def _state_type(value: float) -> StateType:
+    state_type = _STATE_TYPES.get(_integral("state_type_id", value))
+    if state_type is None:
+        raise V1Error(422, "VALIDATION_ERROR", "state_type_id: one of 1 to 7")
+    return state_type
+
+
+def _next_state(numbered: list[tuple[int, StateOut]], value: float | None) -> uuid.UUID | None:
+    if value is None:
         return None
+    state_id = _integral("next_state_id", value)
     found = next((state for number, state in numbered if number == state_id), None)
     if found is None:
         raise V1Error(422, "VALIDATION_ERROR", f"next_state_id: no state has the id {state_id}")
