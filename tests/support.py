@@ -1090,8 +1090,9 @@ async def own_database(database_url: str, prefix: str) -> AsyncIterator[str]:
 # --- the seeds' v1 surface (issue 13) -------------------------------------------------------------------------------
 
 V1 = "/api/v1"
-# The public API documents the product was specified from (see their README); v1 tests replay their examples.
-SEEDS = PROJECT_ROOT.parent / "shared" / "seeds"
+# The public API documents the product was specified from (see their README), copied verbatim from ../shared/seeds so
+# that a clone anywhere has them; v1 tests replay their examples.
+SEEDS = PROJECT_ROOT / "tests" / "seeds"
 
 
 @dataclass(frozen=True)
