@@ -75,6 +75,15 @@ from app.user.repository import ClientRepository, LoginFailureRepository, UserRe
 from app.user.service import UserService
 from app.user.signin import SignInService
 from app.user.throttle import PostgresLoginThrottle
+from app.v1.actors.repository import ActorNumberRepository
+from app.v1.errors import V1_EXCEPTION_HANDLERS
+from app.v1.permissions import SeedPermissions
+from app.v1.routes import V1_PATH
+from app.v1.tenant_mapping import TenantMapping
+from app.v1.ticket_states.controller import V1TicketStateController
+from app.v1.ticket_states.service import V1TicketStateService
+from app.v1.tickets.controller import V1TicketController
+from app.v1.tickets.service import V1TicketService
 from app.webhook.controller import WebhookController
 from app.webhook.delivery import DeliveryPolicy, DeliveryWorker
 from app.webhook.repository import WebhookRepository
@@ -327,8 +336,28 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
     )
     # Sign-in and a builtin realm's token, key and discovery endpoints: called without a token.
     public_api = Router(path=API_PREFIX, route_handlers=[SignInController])
+    # The seeds' v1 paths: the same services, the same authentication (tenant and realm from the token when the
+    # headers are absent), the seeds' own error envelopes.
+    v1 = Router(
+        path=V1_PATH,
+        route_handlers=[V1TicketController, V1TicketStateController],
+        dependencies={
+            "v1_tickets": provide(V1TicketService(tickets, TenantMapping(registry, type_cache), keys)),
+            "v1_states": provide(V1TicketStateService(ticket_states, ActorNumberRepository(db))),
+        },
+        before_request=SeedPermissions(registry).check_route,
+        middleware=[
+            DefineMiddleware(
+                AuthenticationMiddleware, authenticator=authenticator, admit=users.admit, tenant_from_token=True
+            ),
+            *([DefineMiddleware(RateLimitMiddleware, limiter=limiter)] if limiter is not None else []),
+            UnknownQueryParametersMiddleware,
+        ],
+        exception_handlers=V1_EXCEPTION_HANDLERS,
+        security=[{"BearerToken": []}],
+    )
     litestar = Litestar(
-        route_handlers=[HealthController, api, public_api, RealmController],
+        route_handlers=[HealthController, api, public_api, RealmController, v1],
         dependencies={"db": provide(db), "sign_in": provide(sign_in)},
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

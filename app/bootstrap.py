@@ -29,6 +29,7 @@ from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.repository import TicketTypeRepository
 from app.ticket_type.service import TicketTypeService
 from app.user.repository import UserRepository
+from app.v1.actors.repository import ActorNumberRepository
 from app.webhook.delivery import DeliveryPolicy, DeliveryWorker
 from app.webhook.repository import WebhookRepository
 from app.webhook.service import WebhookService
@@ -93,6 +94,7 @@ async def purge_tenant(dsn: str, reference: str, *, commit: bool) -> PurgeResult
             TicketTypeRepository(db).purge_tenant,
             TicketStateRepository(db).purge_tenant,
             UserRepository(db).purge_tenant,
+            ActorNumberRepository(db).purge_tenant,
         ]
         return await TenantService(db, TenantRepository(db)).purge(reference, purges, commit=commit)
     finally:

@@ -78,7 +78,9 @@ class Authenticator:
         # its caches are one process-wide service and must stay shared.
         return self
 
-    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+    async def authenticate(self, headers: Mapping[str, str], *, tenant_from_token: bool = False) -> Principal:
+        """With `tenant_from_token` (the v1 surface, whose clients send no tenant headers), an absent realmname or
+        x-tenantid is taken from the token (its realm, its tenant claim); one that is sent is checked as in v2."""
         authorization = headers.get("authorization")
         if not authorization:
             raise AuthenticationRequired()
@@ -88,12 +90,18 @@ class Authenticator:
             raise AuthenticationRequired()
 
         verified = await self._verify(token)
-        header_values = (headers.get("realmname"), headers.get("x-tenantid"), headers.get("issupportrequest"))
+        realm = verified.realm
+        realm_name = headers.get("realmname")
+        tenant_header = headers.get("x-tenantid")
+        if tenant_from_token:
+            # Filled in before the principal cache is consulted: its entries are keyed by the values checked.
+            claimed = verified.claims.get(realm.tenant.config.tenant_claim)
+            realm_name = realm_name if realm_name is not None else realm.config.name
+            tenant_header = tenant_header if tenant_header is not None or not isinstance(claimed, str) else claimed
+        header_values = (realm_name, tenant_header, headers.get("issupportrequest"))
         known = verified.principals.get(header_values)
         if known is not None:
             return known
-        realm = verified.realm
-        realm_name = headers.get("realmname")
         if not realm_name:
             raise RealmRequired()
         if realm_name != realm.config.name:
@@ -102,7 +110,7 @@ class Authenticator:
         tenant_claim = verified.claims.get(realm.tenant.config.tenant_claim)
         if not isinstance(tenant_claim, str):
             raise _invalid("token has no tenant claim")
-        tenant_header = headers.get("x-tenantid", "")
+        tenant_header = tenant_header or ""
         if not _CANONICAL_UUID.fullmatch(tenant_header):
             raise TenantNotFound()
         try:

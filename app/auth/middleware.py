@@ -25,10 +25,14 @@ _AUTH_HEADERS = frozenset({b"authorization", b"realmname", b"x-tenantid", b"issu
 
 
 class AuthenticationMiddleware:
-    def __init__(self, app: ASGIApp, authenticator: Authenticator, admit: Admission) -> None:
+    def __init__(
+        self, app: ASGIApp, authenticator: Authenticator, admit: Admission, *, tenant_from_token: bool = False
+    ) -> None:
         self.app = app
         self.authenticator = authenticator
         self.admit = admit
+        # The v1 surface: tenant and realm from the token when the headers are absent (Authenticator.authenticate).
+        self.tenant_from_token = tenant_from_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP and not _is_options_answer(scope):
@@ -37,7 +41,7 @@ class AuthenticationMiddleware:
                 for name, value in scope["headers"]
                 if name in _AUTH_HEADERS
             }
-            principal = await self.authenticator.authenticate(headers)
+            principal = await self.authenticator.authenticate(headers, tenant_from_token=self.tenant_from_token)
             await self.admit(principal)
             scope["user"] = principal
             requirement = scope["route_handler"].opt.get(REQUIREMENT)

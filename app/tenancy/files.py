@@ -22,6 +22,7 @@ from app.schema_validation import json_path, safe_validator
 from app.tenancy.devkeys import builtin_keys, ensure_dev_key, public_jwk
 from app.tenancy.model import (
     DEFAULT_PLANS,
+    V1_TICKET_FIELDS,
     AttachmentLimits,
     DeclaredWebhook,
     RateLimits,
@@ -29,6 +30,8 @@ from app.tenancy.model import (
     RoleMapping,
     StateSeed,
     TenantConfig,
+    V1Config,
+    V1TicketMapping,
 )
 
 TENANT_SCHEMA_PATH = PROJECT_ROOT / "schemas" / "tenant.schema.json"
@@ -119,6 +122,22 @@ def load_tenant_file(path: Path, data_dir: Path, check_key: SigningKeyCheck) -> 
         attachments=_attachment_limits(document.get("attachments", {})),
         webhooks=_webhooks(path, document.get("webhooks", ())),
         rate_limits=_rate_limits(path, document.get("rate_limits", {})),
+        v1=_v1(document.get("v1", {})),
+    )
+
+
+def _v1(section: dict[str, Any]) -> V1Config:
+    """The file's [v1], each setting defaulting on its own (the schema has checked the names and values)."""
+    tickets = section.get("tickets", {})
+    fields = {name: name for name in V1_TICKET_FIELDS} | tickets.get("fields", {})
+    return V1Config(
+        tickets=V1TicketMapping(
+            ticket_type=tickets.get("ticket_type", V1TicketMapping().ticket_type),
+            fields=tuple(sorted(fields.items())),
+        ),
+        permissions=tuple(
+            sorted((name, tuple(sorted(roles))) for name, roles in section.get("permissions", {}).items())
+        ),
     )
 
 

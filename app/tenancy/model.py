@@ -121,6 +121,28 @@ class RateLimits(msgspec.Struct, frozen=True, kw_only=True):
         return self.plans[self.clients.get(client, self.plan)]
 
 
+# The v1 ticket resource's members (seeds 000 and 001) that come from the ticket type's fields.
+V1_TICKET_FIELDS = ("category", "title", "description", "attachments", "notes")
+# Seed 003's permission names.
+V1_PERMISSIONS = ("admin.object", "ticket.agent", "ticket.customer")
+
+
+class V1TicketMapping(msgspec.Struct, frozen=True, kw_only=True):
+    """Which ticket type backs /api/v1/tickets (by display-ID prefix) and which of its fields each v1 member is."""
+
+    ticket_type: str = "FAC"
+    # v1 member name to field key, sorted by member; a member the file does not map is the field of the same key.
+    fields: tuple[tuple[str, str], ...] = tuple((name, name) for name in sorted(V1_TICKET_FIELDS))
+
+
+class V1Config(msgspec.Struct, frozen=True, kw_only=True):
+    """The tenant file's [v1]: how the seeds' v1 surface maps onto the tenant's tickets and roles."""
+
+    tickets: V1TicketMapping = V1TicketMapping()
+    # Seed 003's permission name to roles, sorted by name; a name left out has its default (app/v1/permissions.py).
+    permissions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
 class TenantConfig(msgspec.Struct, frozen=True):
     id: uuid.UUID
     slug: str
@@ -141,6 +163,7 @@ class TenantConfig(msgspec.Struct, frozen=True):
     # Webhook subscriptions the file declares (app/webhook/service.py syncs them).
     webhooks: tuple[DeclaredWebhook, ...] = ()
     rate_limits: RateLimits = RateLimits()
+    v1: V1Config = V1Config()
 
 
 tenant_config_encoder = msgspec.json.Encoder(order="sorted")

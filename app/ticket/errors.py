@@ -35,6 +35,7 @@ class TransitionNotAllowed(AppError):
     def __init__(self, current: str | None, target: str, allowed: list[NamedState]) -> None:
         source = f"in {current!r}" if current is not None else "without a state"
         super().__init__(f"A ticket {source} cannot move to {target!r}")
+        self.current = current
         self.allowed = allowed
 
     def body(self) -> ErrorBody:

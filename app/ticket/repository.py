@@ -91,6 +91,7 @@ class HistoryRow(msgspec.Struct, frozen=True):
 _TICKET_COLUMNS = select_list(TicketRow, data="data::text")
 _GET_ANY = f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE tenant_id = $1 AND object_id = $2"
 _GET = f"{_GET_ANY} AND deleted_at IS NULL"
+_GET_BY_ID = f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
 
 
 class CountedTicketRow(TicketRow, frozen=True):
@@ -541,6 +542,10 @@ class TicketRepository:
             tenant_id,
             object_id,
         )
+
+    async def get_by_id(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> TicketRow | None:
+        """A live ticket by its internal id (the v1 surface names tickets by it)."""
+        return await self._db.fetch_one(TicketRow, _GET_BY_ID, tenant_id, ticket_id)
 
     async def create(
         self,

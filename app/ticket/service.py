@@ -250,6 +250,17 @@ class TicketService:
             raise TicketNotFound(object_id)
         return row
 
+    async def visible_by_id(self, principal: Principal, ticket_id: uuid.UUID) -> TicketRow:
+        """`visible`, for a ticket named by its internal id (the v1 surface): the same rule, the same not found."""
+        row = await self._repository.get_by_id(principal.tenant_id, ticket_id)
+        if row is None or (principal.customer_only and row.created_by != principal.subject):
+            raise TicketNotFound(str(ticket_id))
+        return row
+
+    async def state_label(self, tenant_id: uuid.UUID, state_id: uuid.UUID | None) -> StateLabelRow | None:
+        """The name and type of a ticket's state, from the worker's cache."""
+        return await self._state_label(tenant_id, state_id)
+
     async def as_of(
         self, principal: Principal, object_id: str, at: datetime.datetime | None, etag: str | None
     ) -> TicketOut:

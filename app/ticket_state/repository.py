@@ -29,6 +29,8 @@ class TicketStateRow(msgspec.Struct, frozen=True):
     created_at: datetime.datetime
     updated_by: str
     updated_at: datetime.datetime
+    # Seed 003's integer id: stable and unique in the tenant, never reused (the v1 surface names states by it).
+    serial: int
 
 
 class StateLabelRow(msgspec.Struct, frozen=True):
@@ -63,7 +65,12 @@ class TicketStateRepository:
     async def purge_tenant(self, tenant_id: uuid.UUID) -> dict[str, int]:
         """Delete all of a tenant's states (its tickets must be gone already). One statement, so the states'
         references to each other (next_state_id) are checked only once all of them are gone."""
-        return {"ticket_state": await self._db.execute("DELETE FROM ticket_state WHERE tenant_id = $1", tenant_id)}
+        return {
+            "ticket_state": await self._db.execute("DELETE FROM ticket_state WHERE tenant_id = $1", tenant_id),
+            "ticket_state_serial": await self._db.execute(
+                "DELETE FROM ticket_state_serial WHERE tenant_id = $1", tenant_id
+            ),
+        }
 
     async def lock_tenant(self, tenant_id: uuid.UUID) -> None:
         """Held until commit: one change to a tenant's states at a time, because the "exactly one default" rules
@@ -92,11 +99,14 @@ class TicketStateRepository:
         )
 
     async def insert(self, tenant_id: uuid.UUID, state: StateIn, actor: str) -> TicketStateRow:
+        # The tenant's next integer id, counted apart so that a deleted state's number is never given out again.
         row = await self._db.fetch_one(
             TicketStateRow,
+            "WITH numbered AS (INSERT INTO ticket_state_serial (tenant_id, last) VALUES ($1, 1) "
+            "ON CONFLICT (tenant_id) DO UPDATE SET last = ticket_state_serial.last + 1 RETURNING last) "
             "INSERT INTO ticket_state (tenant_id, name, state_type, next_state_id, ignore_escalation, default_create, "
-            "default_follow_up, note, active, created_by, updated_by) "
-            f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {_COLUMNS}",
+            "default_follow_up, note, active, created_by, updated_by, serial) "
+            f"SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, last FROM numbered RETURNING {_COLUMNS}",
             tenant_id,
             *_values(state),
             actor,

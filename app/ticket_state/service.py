@@ -46,8 +46,8 @@ DEFAULT_STATES = (
 
 
 def to_out(row: TicketStateRow) -> StateOut:
-    # The wire type has the row's fields, in the row's order.
-    return StateOut(*msgspec.structs.astuple(row))
+    # The wire type has the row's fields, in the row's order, up to the integer id (which only v1 shows).
+    return StateOut(*msgspec.structs.astuple(row)[: len(StateOut.__struct_fields__)])
 
 
 def parse_state_id(value: str) -> uuid.UUID:
@@ -78,6 +78,10 @@ class TicketStateService:
 
     async def list_states(self, principal: Principal) -> list[StateOut]:
         return [to_out(row) for row in await self._repository.list_all(principal.tenant_id)]
+
+    async def numbered(self, principal: Principal) -> list[tuple[int, StateOut]]:
+        """The tenant's states with their integer ids (seed 003's), in the order they were created."""
+        return [(row.serial, to_out(row)) for row in await self._repository.list_all(principal.tenant_id)]
 
     async def get(self, principal: Principal, state_id: str) -> StateOut:
         row = await self._repository.get(principal.tenant_id, parse_state_id(state_id))

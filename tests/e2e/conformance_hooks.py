@@ -67,6 +67,18 @@ CREATE_USER = f"POST {API}/users"
 CHANGE_USER = f"PUT {API}/users/{{user_id}}"
 DEACTIVATE_USER = f"DELETE {API}/users/{{user_id}}"
 SIGN_IN = f"POST {API}/auth/login"
+V1_CHANGE_STATUS = "PATCH /api/v1/tickets/{ticket_id}/status"
+V1_UPDATE = "PUT /api/v1/tickets/{ticket_id}"
+V1_MEMBERS = {"category", "title", "description", "attachments", "notes"}
+V1_STATE_WRITES = (
+    "POST /api/v1/ticket_states",
+    "PUT /api/v1/ticket_states/{ticket_state_id}",
+    "DELETE /api/v1/ticket_states/{ticket_state_id}",
+)
+# Seed 003's refusals by the rules over the tenant's other states and ticket types (its own envelope, 422).
+V1_STATE_RULE = re.compile(
+    r"^(?:(?:name|next_state_id|default_create|default_follow_up|active): |Can't delete, object has references\.$)"
+)
 INVALID = "INPUT_VALIDATION_FAILURE"
 FIELD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -296,6 +308,28 @@ TAKING_IDEMPOTENCY_KEYS = (
     *(CREATE_WEBHOOK, CHANGE_WEBHOOK, DELETE_WEBHOOK, ROTATE_WEBHOOK, RETRY_DELIVERY, REPLAY, TEST_WEBHOOK),
     *(CREATE_USER, CHANGE_USER, DEACTIVATE_USER),
 )
+V1_WRITES = (V1_CHANGE_STATUS, V1_UPDATE)
+
+
+def _v1_refused(members: set[str]) -> Callable[[Any, dict[str, Any]], bool]:
+    """The seeds' VALIDATION_ERROR naming only these members (never the body as a whole)."""
+
+    def matches(case: Any, body: dict[str, Any]) -> bool:
+        error = body.get("error") if body.get("success") is False else None
+        details = error.get("details") if isinstance(error, dict) else None
+        return (
+            isinstance(error, dict)
+            and error.get("code") == "VALIDATION_ERROR"
+            and isinstance(details, dict)
+            and bool(details)
+            and set(details) <= members
+        )
+
+    return matches
+
+
+def _v1_code(code: str) -> Callable[[Any, dict[str, Any]], bool]:
+    return lambda case, body: isinstance(body.get("error"), dict) and body["error"].get("code") == code
 
 
 class Exemption(NamedTuple):
@@ -449,6 +483,32 @@ EXEMPTIONS = (
         400,
         _refused("The tenant is named twice", {"tenant_id"}),
         "the body's tenant_id, when sent with x-tenantid, must name the same tenant",
+        (V1_CHANGE_STATUS,),
+        400,
+        _v1_refused({"status", *V1_MEMBERS}),
+        "seed 000: a status is one of the tenant's ticket type's workflow states, reachable from the ticket's "
+        "current one, with the data its guard asks for (the facility type's COMPLETED needs notes)",
+    ),
+    Exemption(
+        (V1_UPDATE,),
+        400,
+        _v1_refused(V1_MEMBERS),
+        "seed 001: values are checked against the fields of the tenant's ticket type (categories, the title's "
+        "length, attachment URLs; required fields are not cleared)",
+    ),
+    Exemption(V1_WRITES, 422, _v1_code("IDEMPOTENCY_KEY_REUSED"), "issue 9 on the v1 writes, in the seeds' envelope"),
+    Exemption(
+        V1_STATE_WRITES,
+        422,
+        lambda case, body: isinstance(body.get("error"), str) and bool(V1_STATE_RULE.match(body["error"])),
+        "seed 003: names unique in the tenant, next_state_id an active other state, one default of each kind, "
+        "states that tickets, states or workflows refer to kept",
+    ),
+    Exemption(
+        V1_STATE_WRITES,
+        422,
+        lambda case, body: body.get("error") == "This Idempotency-Key was already used with a different request body",
+        "issue 9 on seed 003's writes, in its envelope",
     ),
     Exemption(
         (DELETE_TICKET,),

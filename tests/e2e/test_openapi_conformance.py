@@ -125,6 +125,8 @@ async def test_the_server_conforms_to_its_openapi_document(
         spare_type = await admin.ticket_type("FAC")  # what the run may change or archive
         ticket = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "Conformance"})
         doomed = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "To be deleted"})
+        facility = field_ids(spare_type)
+        v1_ticket = await new_ticket(admin, spare_type["id"], {facility["category"]: "WATER", facility["title"]: "v1"})
         states = await list_states(admin)
         spare_state = await http.post(
             STATES, headers=admin.headers, json={"name": "conformance spare", "state_type": "open"}
@@ -150,6 +152,8 @@ async def test_the_server_conforms_to_its_openapi_document(
             json={"email": "conformance@example.com", "password": "conformance password", "role": "agent"},
         )
         assert user.status_code == 201, user.text
+        listed = await http.get("/api/v1/ticket_states", headers={"authorization": f"Bearer {bearer}"})
+        spare_number = next(state["id"] for state in listed.json() if state["name"] == "conformance spare")
     directory = workspace / f"schemathesis-{tenant.slug}"
     directory.mkdir()
     fixtures = directory / "fixtures.json"
@@ -170,6 +174,8 @@ async def test_the_server_conforms_to_its_openapi_document(
                 "webhook_id": webhooks[0],
                 "delivery_id": ping.json()["id"],
                 "user_id": user.json()["id"],
+                "ticket_id": v1_ticket["id"],
+                "ticket_state_id": str(spare_number),
             },
             doomed["objectId"],
             webhooks[1],
@@ -200,7 +206,7 @@ async def test_the_server_conforms_to_its_openapi_document(
             await process.wait()
     report = output.decode(errors="replace")
     assert process.returncode == 0, report
-    assert "45 selected / 45 total" in report, report
+    assert "52 selected / 52 total" in report, report
     answered = collections.Counter(tuple(line.split("\t")) for line in tally.read_text().splitlines())
     succeeded = {operation for (operation, status), _ in answered.items() if status.startswith("2")}
     assert [write for write in MAIN_WRITES if write not in succeeded] == [], sorted(answered.items())

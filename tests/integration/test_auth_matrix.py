@@ -45,6 +45,7 @@ from tests.support import (
     TICKETS,
     TYPES,
     USERS,
+    V1,
     LiveServer,
     SigningKey,
     TenantApi,
@@ -64,6 +65,7 @@ from tests.support import (
     tampered_signature,
     token,
     upload,
+    v1_headers,
 )
 
 READ_SCOPE = "tickets:read"
@@ -1016,3 +1018,233 @@ def test_the_table_lists_exactly_the_apps_routes(server: LiveServer) -> None:
     assert not without_entry and not without_route, (
         f"routes without an entry in ROUTES: {without_entry}; entries in ROUTES that name no route: {without_route}"
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the seeds' v1 surface (/api/v1): the same tokens and roles, the seeds' own envelopes and statuses
+
+V1_UNAUTHORIZED = {"success": False, "error": {"message": "Unauthorized access", "code": "UNAUTHORIZED"}}
+V1_FORBIDDEN = {"success": False, "error": {"message": "Insufficient permissions", "code": "FORBIDDEN"}}
+V1_TICKET_NOT_FOUND = {"success": False, "error": {"message": "Ticket not found", "code": "NOT_FOUND"}}
+V1_TENANT_NOT_FOUND = {"success": False, "error": {"message": "Tenant not found", "code": "NOT_FOUND"}}
+
+
+async def _v1_facility_ticket(world: World) -> dict[str, Any]:
+    fac = await world.admin.ticket_type("FAC")
+    fields = field_ids(fac)
+    created = await world.admin.create(fac["id"], {fields["category"]: "WATER", fields["title"]: "matrix"})
+    assert created.status_code == 201, created.text
+    document: dict[str, Any] = (await world.admin.get(created.json()["objectId"])).json()
+    return document
+
+
+async def _v1_change_status(world: World) -> Call:
+    return Call("PATCH", f"/tickets/{(await _v1_facility_ticket(world))['id']}/status", body={"status": "CANCELLED"})
+
+
+async def _v1_update(world: World) -> Call:
+    return Call("PUT", f"/tickets/{(await _v1_facility_ticket(world))['id']}", body={"notes": "matrix"})
+
+
+async def _v1_update_read_only(world: World) -> Call:
+    return Call("PUT", f"/tickets/{(await _v1_facility_ticket(world))['id']}", body={"userId": "matrix"})
+
+
+async def _v1_new_state(world: World) -> int:
+    state_id: int = await _v1_state_number(world, (await world.new_state())["name"])
+    return state_id
+
+
+async def _v1_state_number(world: World, name: str) -> int:
+    listed = await world.http.get(f"{V1}/ticket_states", headers=v1_headers(world.admin.bearer))
+    assert listed.status_code == 200, listed.text
+    number: int = next(state["id"] for state in listed.json() if state["name"] == name)
+    return number
+
+
+async def _v1_show_state(world: World) -> Call:
+    return Call("GET", f"/ticket_states/{await _v1_state_number(world, 'closed')}")
+
+
+async def _v1_create_state(world: World) -> Call:
+    return Call("POST", "/ticket_states", body={"name": world.name(), "state_type_id": 2})
+
+
+async def _v1_update_state(world: World) -> Call:
+    return Call("PUT", f"/ticket_states/{await _v1_new_state(world)}", body={"note": "matrix"})
+
+
+async def _v1_delete_state(world: World) -> Call:
+    return Call("DELETE", f"/ticket_states/{await _v1_new_state(world)}")
+
+
+async def _v1_delete_referenced_state(world: World) -> Call:
+    return Call("DELETE", f"/ticket_states/{await _v1_state_number(world, 'closed')}")
+
+
+@dataclass(frozen=True)
+class V1Route:
+    requires: Requirement
+    variants: dict[str, tuple[Build, int]]
+    # What another tenant's token (all its roles, no tenant headers: its own tenant) gets, per variant: its tenant
+    # has no such object.
+    foreign: dict[str, tuple[int | None, Any]]
+    # Seed 003's routes: their own envelope ({"error": ...}) and permission names (see V1_STATE_LACKING).
+    seed_003: bool = False
+
+
+V1_ROUTES: dict[str, V1Route] = {
+    "PATCH /tickets/{ticket_id}/status": V1Route(
+        "write",
+        {
+            "valid": (_v1_change_status, 200),
+            "absent": (_fixed("PATCH", f"/tickets/{ABSENT_ID}/status", body={"status": "CANCELLED"}), 404),
+            "invalid": (_fixed("PATCH", f"/tickets/{ABSENT_ID}/status", body={"status": "DONE"}), 400),
+        },
+        {
+            "valid": (404, V1_TICKET_NOT_FOUND),
+            "absent": (404, V1_TICKET_NOT_FOUND),
+            "invalid": (400, None),
+        },
+    ),
+    "PUT /tickets/{ticket_id}": V1Route(
+        "write",
+        {
+            "valid": (_v1_update, 200),
+            "absent": (_fixed("PUT", f"/tickets/{ABSENT_ID}", body={"notes": "x"}), 404),
+            "read-only member": (_v1_update_read_only, 400),
+        },
+        {
+            "valid": (404, V1_TICKET_NOT_FOUND),
+            "absent": (404, V1_TICKET_NOT_FOUND),
+            "read-only member": (400, None),
+        },
+    ),
+    "GET /ticket_states": V1Route(
+        "read", {"valid": (_fixed("GET", "/ticket_states"), 200)}, {"valid": (200, None)}, seed_003=True
+    ),
+    "GET /ticket_states/{ticket_state_id}": V1Route(
+        "read",
+        {"valid": (_v1_show_state, 200), "absent": (_fixed("GET", "/ticket_states/999999"), 404)},
+        {"valid": (200, None), "absent": (404, None)},
+        seed_003=True,
+    ),
+    "POST /ticket_states": V1Route(
+        "admin",
+        {
+            "valid": (_v1_create_state, 201),
+            "invalid": (_fixed("POST", "/ticket_states", body={"name": "x", "state_type_id": 9}), 422),
+        },
+        {"valid": (None, None), "invalid": (422, None)},
+        seed_003=True,
+    ),
+    "PUT /ticket_states/{ticket_state_id}": V1Route(
+        "admin",
+        {
+            "valid": (_v1_update_state, 200),
+            "absent": (_fixed("PUT", "/ticket_states/999999", body={"note": "x"}), 404),
+        },
+        {"valid": (None, None), "absent": (404, None)},
+        seed_003=True,
+    ),
+    "DELETE /ticket_states/{ticket_state_id}": V1Route(
+        "admin",
+        {
+            "valid": (_v1_delete_state, 200),
+            "referenced": (_v1_delete_referenced_state, 422),
+            "absent": (_fixed("DELETE", "/ticket_states/999999"), 404),
+        },
+        {"valid": (None, None), "referenced": (None, None), "absent": (404, None)},
+        seed_003=True,
+    ),
+}
+# Seed 003's permissions on the test tenants' default mapping: admin.object is the admin roles, ticket.agent the
+# read, write and admin roles, ticket.customer the customer roles. Readers may hold any; writers admin.object.
+V1_STATE_LACKING: dict[Requirement, dict[str, tuple[list[str], str]]] = {
+    "read": {
+        "unknown role": (["unrelated"], ADMIN_SCOPE),
+        "no roles": ([], AGENT_SCOPE),
+        "support role only": (["support"], AGENT_SCOPE),
+        "the other tenant's role names": (OTHER_TENANTS_ROLE_NAMES, ADMIN_SCOPE),
+        "no read scope": (["admin"], "tickets:write tickets:admin"),
+    },
+    "admin": {
+        "agent role": (["agent"], ADMIN_SCOPE),
+        "customer role": (["customer"], ADMIN_SCOPE),
+        "every role but admin": (["viewer", "agent", "support", "customer"], ADMIN_SCOPE),
+        "the other tenant's role names": (OTHER_TENANTS_ROLE_NAMES, ADMIN_SCOPE),
+        "no admin scope": (["admin"], AGENT_SCOPE),
+    },
+}
+V1_STATE_UNAUTHORIZED = {"error": "authentication failed"}
+V1_STATE_FORBIDDEN = {"error": "Not authorized"}
+V1_STATE_TENANT_NOT_FOUND = {"error": "Tenant not found"}
+V1_STATE_GRANTING: dict[Requirement, list[list[str]]] = {
+    "read": [["viewer"], ["agent"], ["admin"], ["customer"]],
+    "admin": [["admin"]],
+}
+
+
+async def send_v1(world: World, call: Call, headers: dict[str, str]) -> httpx.Response:
+    return await world.http.request(call.method, V1 + call.path, params=call.params, json=call.body, headers=headers)
+
+
+@pytest.mark.parametrize("route", V1_ROUTES)
+async def test_who_may_call_the_v1_route(
+    client: httpx.AsyncClient, alpha: TenantSpec, beta: TenantSpec, route: str
+) -> None:
+    entry = V1_ROUTES[route]
+    world = World(client, alpha, beta)
+    unauthorized, forbidden, tenant_not_found = (
+        (V1_STATE_UNAUTHORIZED, V1_STATE_FORBIDDEN, V1_STATE_TENANT_NOT_FOUND)
+        if entry.seed_003
+        else (V1_UNAUTHORIZED, V1_FORBIDDEN, V1_TENANT_NOT_FOUND)
+    )
+    for variant, (build, passed) in entry.variants.items():
+        where = f"{route} ({variant})"
+        call = await build(world)
+        before = await world.snapshot()
+
+        missing = await send_v1(world, call, v1_headers(None))
+        assert (missing.status_code, missing.json()) == (401, unauthorized), where
+        assert missing.headers["www-authenticate"] == BEARER_CHALLENGE, where
+        for kind, bearer in bad_tokens(alpha).items():
+            bad = await send_v1(world, call, v1_headers(bearer))
+            assert (bad.status_code, bad.json()) == (401, unauthorized), (where, kind)
+
+        beta_token = token(beta, roles=every_role(beta), scope=ADMIN_SCOPE)
+        named = await send_v1(world, call, v1_headers(beta_token, **{"x-tenantid": str(alpha.id)}))
+        assert (named.status_code, named.json()) == (404, tenant_not_found), where
+        status, body = entry.foreign[variant]
+        if status is not None:  # None: a write that would change the other tenant (tried below with refused roles)
+            foreign = await send_v1(world, call, v1_headers(beta_token))
+            assert foreign.status_code == status, (where, foreign.text)
+            if body is not None:
+                assert foreign.json() == body, where
+
+        if entry.seed_003:
+            lacking = V1_STATE_LACKING[entry.requires]
+        else:
+            lacking = LACKING[entry.requires] | {"customer role": CUSTOMER}
+        for lack, (roles, scope) in lacking.items():
+            refused = await send_v1(world, call, v1_headers(token(alpha, roles=roles, scope=scope)))
+            assert (refused.status_code, refused.json()) == (403, forbidden), (where, lack)
+        strange = await send_v1(world, call, v1_headers(token(beta, roles=["admin", "viewer"], scope=ADMIN_SCOPE)))
+        assert (strange.status_code, strange.json()) == (403, forbidden), where
+
+        assert await world.snapshot() == before, f"{where}: a refused call changed something"
+
+        for roles in (V1_STATE_GRANTING if entry.seed_003 else GRANTING)[entry.requires]:
+            allowed = await build(world)
+            bearer = token(alpha, roles=roles, scope=SCOPE_OF[entry.requires])
+            response = await send_v1(world, allowed, v1_headers(bearer))
+            assert response.status_code == passed, (where, roles, response.text)
+
+
+def test_the_v1_table_lists_exactly_the_apps_v1_routes(server: LiveServer) -> None:
+    routes = set()
+    for route in find_litestar(server.app).routes:
+        if isinstance(route, HTTPRoute) and route.path.startswith(V1 + "/"):
+            path = _PARAMETER_TYPE.sub(r"{\1}", route.path.removeprefix(V1))
+            routes |= {f"{method} {path}" for method in route.route_handler_map if method not in ("OPTIONS", "HEAD")}
+    assert routes == set(V1_ROUTES)

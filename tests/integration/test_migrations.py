@@ -1,7 +1,8 @@
 """The migrations through Piccolo on a fresh database of their own: forwards one at a time, backwards (each step
 restores exactly the schema before it, and rolling back everything leaves only Piccolo's migration table), and
-forwards again to the very same schema. The per-ticket event sequence's backfill, and the idempotency keys' conversion
-to digests, are checked on rows written before their migrations.
+forwards again to the very same schema. The per-ticket event sequence's backfill, the idempotency keys' conversion
+to digests, and the ticket states' integer ids (seed 003's numbering) are checked on rows written before their
+migrations.
 
 The shared `ticketing` test database is never touched: Piccolo's engine points at the fresh database only inside
 the test, and back at what it pointed to before afterwards."""
@@ -27,6 +28,9 @@ from app.idempotency.service import scope_digest
 APP = APP_CONFIG.app_name
 EVENT_SEQUENCE_MIGRATION = "2026-12-01T08:00:00:000000"
 IDEMPOTENCY_DIGEST_MIGRATION = "2026-12-02T09:00:00:000000"
+STATE_SERIAL_MIGRATION = "2026-12-06T10:00:00:000000"
+# Seed 003's default states in its numbering (its ids 1 to 7), and a state created after them.
+SEED_STATES = ["new", "open", "pending reminder", "closed", "merged", "removed", "pending close"]
 # A key claimed before the digest migration, stored as its scope: realm, subject (any text) and key.
 OLD_KEY = ("acme-dev", "sub with a newline\nand ünïcödé", "retry-1")
 
@@ -172,6 +176,33 @@ async def check_backfill(connection: asyncpg.Connection, tickets: dict[str, uuid
     assert {names[row["id"]]: row["event_sequence"] for row in rows} == {"A": 3, "B": 2, "C": 0}
 
 
+async def write_states(connection: asyncpg.Connection) -> None:
+    """The seven default states written together (one transaction, so one creation time), in an order that is not
+    seed 003's, and a state written after them."""
+    async with connection.transaction():
+        for name in reversed(SEED_STATES):
+            await connection.execute(
+                "INSERT INTO ticket_state (tenant_id, name, state_type, created_by, updated_by) "
+                "VALUES ($1, $2, $2, 'system', 'system')",
+                TENANT,
+                name,
+            )
+    await connection.execute(
+        "INSERT INTO ticket_state (tenant_id, name, state_type, created_by, updated_by, created_at) "
+        "VALUES ($1, 'in progress', 'open', 'admin', 'admin', now() + interval '1 second')",
+        TENANT,
+    )
+
+
+async def check_state_serials(connection: asyncpg.Connection) -> None:
+    rows = await connection.fetch("SELECT name, serial FROM ticket_state WHERE tenant_id = $1 ORDER BY serial", TENANT)
+    assert [(row["name"], row["serial"]) for row in rows] == [
+        *((name, number) for number, name in enumerate(SEED_STATES, start=1)),
+        ("in progress", 8),
+    ]
+    assert await connection.fetchval("SELECT last FROM ticket_state_serial WHERE tenant_id = $1", TENANT) == 8
+
+
 async def write_old_key(connection: asyncpg.Connection) -> None:
     await connection.execute(
         "INSERT INTO idempotency_key (tenant_id, key, request_hash, response) VALUES ($1, $2, 'hash', '{}')",
@@ -207,6 +238,8 @@ def check_schema(schema: Snapshot) -> None:
         "service_client",
         "user_event",
         "login_failure",
+        "ticket_state_serial",
+        "actor_number",
     }
     columns = {(row[0], row[2]): row[3:6] for row in schema["columns"]}
     assert columns["ticket_event", "sequence"] == ("integer", True, None)
@@ -220,6 +253,7 @@ def check_schema(schema: Snapshot) -> None:
     assert columns["attachment", "comment_id"] == ("uuid", False, None)
     # NULL until dispatched to webhooks: no default, so new events start undispatched.
     assert columns["ticket_event", "dispatched_at"] == ("timestamp with time zone", False, None)
+    assert columns["ticket_state", "serial"] == ("bigint", True, None)
     constraints = {row[1]: row[3] for row in schema["constraints"]}
     assert constraints["ticket_event_sequence_key"] == "UNIQUE (tenant_id, ticket_id, sequence)"
     assert constraints["tenant_slug_check"] == "CHECK ((slug ~ '^[a-z][a-z0-9-]{1,62}$'::text))"
@@ -247,7 +281,7 @@ def check_schema(schema: Snapshot) -> None:
 
 async def test_migrations_apply_roll_back_and_apply_again_to_the_same_schema(database_url: str) -> None:
     ids = migration_ids()
-    assert EVENT_SEQUENCE_MIGRATION in ids and IDEMPOTENCY_DIGEST_MIGRATION in ids
+    assert {EVENT_SEQUENCE_MIGRATION, IDEMPOTENCY_DIGEST_MIGRATION, STATE_SERIAL_MIGRATION} <= set(ids)
     async with fresh_database(database_url) as dsn:
         connection = await asyncpg.connect(dsn)
         try:
@@ -259,7 +293,11 @@ async def test_migrations_apply_roll_back_and_apply_again_to_the_same_schema(dat
                     tickets = await write_tickets_and_events(connection)
                 if migration_id == IDEMPOTENCY_DIGEST_MIGRATION:
                     await write_old_key(connection)
+                if migration_id == STATE_SERIAL_MIGRATION:
+                    await write_states(connection)
                 await forwards_to(migration_id)
+                if migration_id == STATE_SERIAL_MIGRATION:
+                    await check_state_serials(connection)
                 if migration_id == EVENT_SEQUENCE_MIGRATION:
                     await check_backfill(connection, tickets)
                 if migration_id == IDEMPOTENCY_DIGEST_MIGRATION:

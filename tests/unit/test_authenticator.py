@@ -615,3 +615,51 @@ async def test_a_realm_removed_while_its_keys_are_fetched_leaves_nothing_cached(
         assert (await first).subject == "user-1"  # verified against the realm as it was when the request came
         with pytest.raises(InvalidToken):
             await authenticator.authenticate(headers(token))
+
+
+# --- the v1 surface: tenant and realm from the token when the headers are absent -----------------------------------
+
+
+async def test_the_v1_surface_takes_tenant_and_realm_from_the_token(authenticator: Authenticator) -> None:
+    bare = headers(realmname=None, **{"x-tenantid": None})
+    principal = await authenticator.authenticate(bare, tenant_from_token=True)
+    assert (principal.tenant_id, principal.realm, principal.subject) == (ALPHA_ID, "alpha-main", "user-1")
+    partners = pyjwt_sign({**alpha_claims(), "iss": PARTNERS_ISSUER}, PARTNERS_KEY)
+    other_realm = await authenticator.authenticate(
+        headers(partners, realmname=None, **{"x-tenantid": None}), tenant_from_token=True
+    )
+    assert (other_realm.tenant_id, other_realm.realm) == (ALPHA_ID, "alpha-partners")
+    # A tenant claim in another claim name (beta's `org`) is that tenant's.
+    beta = beta_token()
+    assert (
+        await authenticator.authenticate({"authorization": f"Bearer {beta}"}, tenant_from_token=True)
+    ).tenant_id == (BETA_ID)
+
+
+async def test_headers_sent_to_the_v1_surface_must_agree_with_the_token(authenticator: Authenticator) -> None:
+    with pytest.raises(TenantNotFound):
+        await authenticator.authenticate(
+            headers(**{"x-tenantid": str(BETA_ID)}, realmname=None), tenant_from_token=True
+        )
+    with pytest.raises(InvalidToken):
+        await authenticator.authenticate(
+            headers(realmname="alpha-partners", **{"x-tenantid": None}), tenant_from_token=True
+        )
+    with pytest.raises(InvalidToken):  # a token without its tenant claim is invalid, as in v2
+        await authenticator.authenticate(
+            headers(alpha_token(tenant_id=None), realmname=None, **{"x-tenantid": None}), tenant_from_token=True
+        )
+    with pytest.raises(AuthenticationRequired):
+        await authenticator.authenticate({}, tenant_from_token=True)
+
+
+async def test_a_v1_principal_never_lets_a_v2_request_in_without_its_headers(authenticator: Authenticator) -> None:
+    """The principal cache is keyed by the header values checked: a v1 request (no headers) leaves nothing a v2
+    request without headers could reuse."""
+    token = alpha_token()
+    bare = headers(token, realmname=None, **{"x-tenantid": None})
+    await authenticator.authenticate(bare, tenant_from_token=True)
+    with pytest.raises(RealmRequired):
+        await authenticator.authenticate(bare)
+    with pytest.raises(TenantNotFound):
+        await authenticator.authenticate(headers(token, **{"x-tenantid": None}))

@@ -15,7 +15,16 @@ import pytest
 from app.config import PROJECT_ROOT
 from app.tenancy.devkeys import dev_key_path, public_jwk
 from app.tenancy.files import TenantFileError
-from app.tenancy.model import AttachmentLimits, RateLimits, RealmConfig, RoleMapping, TenantConfig
+from app.tenancy.model import (
+    V1_TICKET_FIELDS,
+    AttachmentLimits,
+    RateLimits,
+    RealmConfig,
+    RoleMapping,
+    TenantConfig,
+    V1Config,
+    V1TicketMapping,
+)
 from tests.support import (
     GOOD_TENANT_FILE,
     GOOD_TENANT_ID,
@@ -588,6 +597,32 @@ def test_rate_limits_add_plans_redefine_them_and_give_clients_their_own(tmp_path
     ]
 
 
+def test_the_v1_mapping_defaults_each_setting_on_its_own(tmp_path: Path) -> None:
+    default = load_tenant_file(write(tmp_path / "tenants", {"alpha.toml": GOOD}) / "alpha.toml", tmp_path / "data")
+    assert default.v1 == V1Config()
+    assert default.v1.tickets.ticket_type == "FAC"
+    assert dict(default.v1.tickets.fields) == {name: name for name in V1_TICKET_FIELDS}
+    document = GOOD + (
+        '\n[v1.tickets]\nticket_type = "REQ"\nfields = { notes = "remarks", category = "kind" }\n'
+        '[v1.permissions]\n"ticket.agent" = ["agent", "admin"]\n'
+    )
+    path = write(tmp_path / "more", {"alpha.toml": document}) / "alpha.toml"
+
+    tenant = load_tenant_file(path, tmp_path / "data")
+
+    assert tenant.v1.tickets == V1TicketMapping(
+        ticket_type="REQ",
+        fields=(
+            ("attachments", "attachments"),
+            ("category", "kind"),
+            ("description", "description"),
+            ("notes", "remarks"),
+            ("title", "title"),
+        ),
+    )
+    assert tenant.v1.permissions == (("ticket.agent", ("admin", "agent")),)
+
+
 @pytest.mark.parametrize(
     ("addition", "match"),
     [
@@ -700,3 +735,21 @@ def test_a_builtin_realm_name_is_one_tenants_only(tmp_path: Path) -> None:
     assert str(refused.value) == (
         "beta.toml: realms.name (of a builtin realm): 'alpha-sso' is already used by alpha.toml"
     )
+
+
+@pytest.mark.parametrize(
+    ("addition", "match"),
+    [
+        ('[v1.tickets]\nticket_type = "fac"', r"^bad\.toml: v1\.tickets\.ticket_type: "),
+        ('[v1.tickets]\nfields = { priority = "priority" }', r"^bad\.toml: v1\.tickets\.fields: "),
+        ('[v1.tickets]\nfields = { title = "Title!" }', r"^bad\.toml: v1\.tickets\.fields\.title: "),
+        ('[v1.permissions]\n"ticket.owner" = ["agent"]', r"^bad\.toml: v1\.permissions: "),
+        ('[v1.permissions]\n"admin.object" = []', r"^bad\.toml: v1\.permissions\.admin\.object: "),
+        ("[v1]\ntickets = 1", r"^bad\.toml: v1\.tickets: "),
+    ],
+)
+def test_a_bad_v1_mapping_is_refused_naming_the_field(tmp_path: Path, addition: str, match: str) -> None:
+    path = write(tmp_path / "tenants", {"bad.toml": GOOD + f"\n{addition}\n"}) / "bad.toml"
+
+    with pytest.raises(TenantFileError, match=match):
+        load_tenant_file(path, tmp_path / "data")

@@ -1,0 +1,287 @@
+"""The v1 error envelope of seeds 000 and 001, and the translation of every error the services raise into it.
+
+{"success": false, "error": {"message", "code", "details"?}}: VALIDATION_ERROR 400 with details keyed by field,
+NOT_FOUND 404, UNAUTHORIZED 401, FORBIDDEN 403. Each surface keeps its own contract: where v2 answers a missing
+permission with 401 USER_PERMISSION_FAILURE, v1 answers 403 FORBIDDEN.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from msgspec import UNSET, UnsetType
+
+from app.db.errors import DatabaseUnavailable, UnstorableText
+from app.errors import (
+    RETRY_AFTER_SECONDS,
+    WWW_AUTHENTICATE,
+    AppError,
+    AuthenticationRequired,
+    InputValidationFailure,
+    InvalidToken,
+    PermissionDenied,
+    RealmRequired,
+    TenantNotFound,
+    capped,
+    handle_unexpected,
+)
+
+log = logging.getLogger("app.v1")
+
+VALIDATION_ERROR = "VALIDATION_ERROR"
+VALIDATION_FAILED = "Validation failed"
+
+
+class V1ErrorDetail(msgspec.Struct, frozen=True, omit_defaults=True):
+    message: str
+    code: str
+    # Per field, what is wrong with it (VALIDATION_ERROR only).
+    details: dict[str, str] | UnsetType = UNSET
+
+
+class V1ErrorBody(msgspec.Struct, frozen=True):
+    success: bool
+    error: V1ErrorDetail
+
+
+class V1Error(Exception):
+    """A failure in the v1 envelope, raised by the v1 layer itself."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def validation_error(details: dict[str, str]) -> V1Error:
+    return V1Error(400, VALIDATION_ERROR, VALIDATION_FAILED, details)
+
+
+TICKET_NOT_FOUND = ("NOT_FOUND", "Ticket not found")
+_UNAUTHORIZED = ("UNAUTHORIZED", "Unauthorized access")
+_FORBIDDEN = ("FORBIDDEN", "Insufficient permissions")
+_encoder = msgspec.json.Encoder()
+
+
+def _render(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[bytes]:
+    detail = V1ErrorDetail(message, code, UNSET if details is None else capped(details))
+    return Response(
+        content=_encoder.encode(V1ErrorBody(False, detail)),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def handle_v1_error(_: Request[Any, Any, Any], exc: V1Error) -> Response[bytes]:
+    return _render(exc.status, exc.code, exc.message, exc.details)
+
+
+def handle_app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[bytes]:
+    """The services' errors in the v1 envelope. The v1 layer translates field UUIDs to v1 names before it lets an
+    INPUT_VALIDATION_FAILURE through; what reaches here unchanged (a header, the body as a whole) keeps its key."""
+    challenge = {WWW_AUTHENTICATE: exc.headers[WWW_AUTHENTICATE]} if WWW_AUTHENTICATE in exc.headers else {}
+    if isinstance(exc, AuthenticationRequired | InvalidToken | RealmRequired):
+        return _render(401, *_UNAUTHORIZED, headers=challenge)
+    if isinstance(exc, PermissionDenied):
+        return _render(403, *_FORBIDDEN)
+    if isinstance(exc, TenantNotFound):
+        return _render(404, "NOT_FOUND", "Tenant not found")
+    if isinstance(exc, InputValidationFailure):
+        return _render(400, VALIDATION_ERROR, VALIDATION_FAILED, exc.reason)
+    if exc.status == 404:
+        return _render(404, *TICKET_NOT_FOUND)
+    return _render(exc.status, exc.code or "ERROR", exc.message, headers=exc.headers)
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    """Framework errors (body parsing, method, size) in the v1 envelope."""
+    status = exc.status_code
+    if status >= HTTP_500_INTERNAL_SERVER_ERROR:
+        return handle_unexpected(request, exc)
+    if isinstance(exc, ValidationException):
+        details: dict[str, str] = {}
+        for item in exc.extra if isinstance(exc.extra, list) else []:
+            if isinstance(item, dict):
+                key = str(item.get("key") or "body")
+                details["body" if key == "data" else key] = str(item.get("message", "invalid"))
+        return _render(400, VALIDATION_ERROR, VALIDATION_FAILED, details or {"body": "not valid JSON"})
+    if status == 400:
+        return _render(400, VALIDATION_ERROR, VALIDATION_FAILED, {"body": "not valid JSON"})
+    if status == 404:
+        return _render(404, "NOT_FOUND", "Not found")
+    if status == 405:
+        allow = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
+        return _render(405, "METHOD_NOT_ALLOWED", "Method not allowed", headers=allow)
+    if status == 413:
+        return _render(413, "PAYLOAD_TOO_LARGE", "Request body is larger than the limit")
+    return _render(status, "CLIENT_ERROR", "The request could not be processed")
+
+
+def handle_database_unavailable(_: Request[Any, Any, Any], exc: DatabaseUnavailable) -> Response[bytes]:
+    return _render(
+        503,
+        "SERVICE_UNAVAILABLE",
+        "The service is temporarily unavailable; retry later",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def handle_unstorable_text(_: Request[Any, Any, Any], exc: UnstorableText) -> Response[bytes]:
+    return _render(400, VALIDATION_ERROR, VALIDATION_FAILED, {"body": "text may not contain the NUL character"})
+
+
+def handle_undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A body nested too deeply or not UTF-8: the client's input."""
+    return _render(400, VALIDATION_ERROR, VALIDATION_FAILED, {"body": "not valid JSON"})
+
+
+V1_EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    V1Error: handle_v1_error,
+    AppError: handle_app_error,
+    UnstorableText: handle_unstorable_text,
+    DatabaseUnavailable: handle_database_unavailable,
+    RecursionError: handle_undecodable,
+    UnicodeDecodeError: handle_undecodable,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}
+
+_DESCRIPTIONS = {
+    400: "VALIDATION_ERROR with details naming each offending field",
+    401: "UNAUTHORIZED: no token, or a token that is invalid or expired",
+    403: "FORBIDDEN: the token lacks the scope or role the route needs",
+    404: "NOT_FOUND: no such ticket in the caller's tenant (or x-tenantid names another tenant)",
+    409: "CONFLICT: the ticket kept changing under concurrent writes; retry",
+    413: "PAYLOAD_TOO_LARGE: the body exceeds MAX_BODY_BYTES",
+    422: "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with a different body",
+    503: "SERVICE_UNAVAILABLE (with Retry-After): the database does not answer; retry later",
+}
+
+
+def v1_error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI documentation of the v1 error envelopes a route answers with (and 503 while the database is away)."""
+    return {
+        status: ResponseSpec(data_container=V1ErrorBody, description=_DESCRIPTIONS[status], generate_examples=False)
+        for status in (*statuses, 503)
+    }
+
+
+# --- seed 003's envelope: {"error": "<message>"} ---------------------------------------------------------------
+
+
+class V1StateErrorBody(msgspec.Struct, frozen=True):
+    error: str
+
+
+def _render_state_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(
+        content=_encoder.encode(V1StateErrorBody(message)),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def handle_state_v1_error(_: Request[Any, Any, Any], exc: V1Error) -> Response[bytes]:
+    return _render_state_error(exc.status, exc.message)
+
+
+def handle_state_app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[bytes]:
+    """The services' errors as seed 003's: 401 "authentication failed", 403 "Not authorized", 404 "Couldn't find",
+    422 for a refused value (the message naming each member) and for a state that is still referenced."""
+    challenge = {WWW_AUTHENTICATE: exc.headers[WWW_AUTHENTICATE]} if WWW_AUTHENTICATE in exc.headers else {}
+    if isinstance(exc, AuthenticationRequired | InvalidToken | RealmRequired):
+        return _render_state_error(401, "authentication failed", challenge)
+    if isinstance(exc, PermissionDenied):
+        return _render_state_error(403, "Not authorized")
+    if isinstance(exc, TenantNotFound):
+        return _render_state_error(404, "Tenant not found")
+    if isinstance(exc, InputValidationFailure):
+        reasons = "; ".join(f"{name}: {problem}" for name, problem in capped(exc.reason).items())
+        # A malformed header or query parameter makes the request malformed (400); refused values are 422.
+        malformed = exc.message in ("Invalid request headers", "Invalid query parameters")
+        return _render_state_error(400 if malformed else 422, reasons or exc.message)
+    if exc.code == "STATE_HAS_REFERENCES":
+        return _render_state_error(422, exc.message)
+    return _render_state_error(exc.status, exc.message, exc.headers)
+
+
+def handle_state_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    if status >= HTTP_500_INTERNAL_SERVER_ERROR:
+        return handle_unexpected(request, exc)
+    if isinstance(exc, ValidationException):
+        problems = [
+            f"{'body' if item.get('key') == 'data' else item.get('key') or 'body'}: {item.get('message', 'invalid')}"
+            for item in (exc.extra if isinstance(exc.extra, list) else [])
+            if isinstance(item, dict)
+        ]
+        return _render_state_error(422, "; ".join(problems) or "body: not valid JSON")
+    if status == 400:
+        return _render_state_error(400, "body: not valid JSON")
+    if status == 404:
+        return _render_state_error(404, "Not found")
+    return _render_state_error(status, "The request could not be processed")
+
+
+def handle_state_database_unavailable(_: Request[Any, Any, Any], exc: DatabaseUnavailable) -> Response[bytes]:
+    return _render_state_error(
+        503, "The service is temporarily unavailable; retry later", {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
+def handle_state_bad_input(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A body that is not JSON (or nested too deeply, or not UTF-8) is malformed: 400. Well-formed JSON whose values
+    are refused is 422, as the API seed 003 documents answers it."""
+    return _render_state_error(400, "body: not valid JSON")
+
+
+def handle_state_unstorable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    return _render_state_error(422, "text may not contain the NUL character")
+
+
+V1_STATE_EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    V1Error: handle_state_v1_error,
+    AppError: handle_state_app_error,
+    UnstorableText: handle_state_unstorable,
+    DatabaseUnavailable: handle_state_database_unavailable,
+    RecursionError: handle_state_bad_input,
+    UnicodeDecodeError: handle_state_bad_input,
+    HTTPException: handle_state_http_exception,
+    Exception: handle_unexpected,
+}
+
+_STATE_DESCRIPTIONS = {
+    400: "The request is malformed: a body that is not JSON",
+    401: "authentication failed: no token, or a token that is invalid or expired",
+    403: "Not authorized: the token lacks the scope, or a role of the permission the route needs",
+    404: "Couldn't find the state (or x-tenantid names another tenant)",
+    413: "The body exceeds MAX_BODY_BYTES",
+    422: 'A refused value, naming each member; "Can\'t delete, object has references."; an Idempotency-Key '
+    "reused with a different body",
+    503: "The database does not answer (with Retry-After); retry later",
+}
+
+
+def v1_state_error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    return {
+        status: ResponseSpec(
+            data_container=V1StateErrorBody, description=_STATE_DESCRIPTIONS[status], generate_examples=False
+        )
+        for status in (*statuses, 503)
+    }

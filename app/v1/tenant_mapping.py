@@ -1,0 +1,71 @@
+"""The tenant file's [v1] section, resolved against the tenant's ticket types: which type backs the v1 ticket
+resource, which of its fields each v1 member is, and which state names are v1 status values."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from app.tenancy.model import V1Config
+from app.tenancy.registry import TenantRegistry
+from app.ticket_type.cache import TicketTypeCache
+from app.ticket_type.compiled import CompiledField, CompiledType
+from app.ticket_type.dto import Workflow
+from app.v1.errors import TICKET_NOT_FOUND, V1Error
+
+
+@dataclass(frozen=True, slots=True)
+class TicketMapping:
+    ticket_type: CompiledType
+    # v1 member name to the type's field; a member whose field key the type lacks is left out.
+    members: dict[str, CompiledField]
+    # The v1 status values: the names the type's workflow gives its states (None: no workflow, any state name).
+    statuses: tuple[str, ...] | None
+
+    def member_of(self, field_id: str) -> str | None:
+        return next((name for name, field in self.members.items() if field.definition.id == field_id), None)
+
+
+class TenantMapping:
+    def __init__(self, registry: TenantRegistry, types: TicketTypeCache) -> None:
+        self._registry = registry
+        self._types = types
+
+    def config(self, tenant_id: uuid.UUID) -> V1Config:
+        tenant = self._registry.tenant(tenant_id)
+        return tenant.config.v1 if tenant is not None else V1Config()
+
+    async def tickets(self, tenant_id: uuid.UUID) -> TicketMapping:
+        """The mapping of the v1 ticket resource; a tenant without its ticket type has no v1 tickets (404)."""
+        config = self.config(tenant_id).tickets
+        ticket_type = await self._types.by_prefix(tenant_id, config.ticket_type)
+        if ticket_type is None:
+            raise V1Error(404, *TICKET_NOT_FOUND)
+        by_key = {field.definition.key: field for field in ticket_type.fields.values()}
+        members = {name: by_key[key] for name, key in config.fields if key in by_key}
+        workflow = ticket_type.definition.workflow
+        return TicketMapping(ticket_type, members, workflow_statuses(workflow) if workflow is not None else None)
+
+
+def workflow_statuses(workflow: Workflow) -> tuple[str, ...] | None:
+    """The workflow's states in the order a ticket meets them: depth first from the initial state along the
+    transitions as declared (seed 000's PENDING, IN_PROGRESS, COMPLETED, CANCELLED), then any it names otherwise."""
+    transitions = workflow.transitions
+    if transitions is None:
+        return None
+    by_source = {source.lower(): targets for source, targets in transitions.items()}
+    ordered: dict[str, str] = {}
+
+    def visit(name: str) -> None:
+        if name.lower() in ordered:
+            return
+        ordered[name.lower()] = name
+        for target in by_source.get(name.lower(), ()):
+            visit(target)
+
+    if workflow.initialState is not None:
+        visit(workflow.initialState)
+    for source, targets in transitions.items():
+        for name in (source, *targets):
+            visit(name)
+    return tuple(ordered.values())
