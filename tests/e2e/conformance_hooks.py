@@ -483,6 +483,8 @@ EXEMPTIONS = (
         400,
         _refused("The tenant is named twice", {"tenant_id"}),
         "the body's tenant_id, when sent with x-tenantid, must name the same tenant",
+    ),
+    Exemption(
         (V1_CHANGE_STATUS,),
         400,
         _v1_refused({"status", *V1_MEMBERS}),
