@@ -143,11 +143,15 @@ class AttachmentStore:
     @asynccontextmanager
     async def staged(
         self, principal: Principal, files: Sequence[InlineAttachment], request_id: str
-    ) -> AsyncIterator[RecordStaged]:
+    ) -> AsyncIterator[RecordStaged | None]:
         """Files sent inline (base64) in a JSON body: each is checked (400 or 413 naming it) and its blob stored
         before anything else; the value recorded is `record(ticket_id, comment_id=None, internal=False)`, which
-        writes their rows and events in the caller's transaction. Enter this outside that transaction: when it is
-        left, every blob without a committed row (the transaction failed, or never recorded them) is removed."""
+        writes their rows and events in the caller's transaction, or None when there are no files. Enter this outside
+        that transaction: when it is left, every blob without a committed row (the transaction failed, or never
+        recorded them) is removed."""
+        if not files:
+            yield None
+            return
         limits = self.limits(principal.tenant_id)
         checked = [self._decoded(index, file, limits) for index, file in enumerate(files)]
         staged: list[_Staged] = []

@@ -66,15 +66,9 @@ class CommentService:
             raise PermissionDenied("You do not have the permission to add an internal note")
         content = _stored_content(request)
         claim = self._keys.claim(principal, idempotency_key, "create_comment", object_id, request)
-        if not request.attachments:
-            return await self._keys.once(
-                principal,
-                claim,
-                lambda: self._write(principal, object_id, request, content, request_id, None),
-                comment_decoder,
-            )
-        # A ticket the caller may not see is refused before any of the files is stored.
-        await self._tickets.visible(principal, object_id)
+        if request.attachments:
+            # A ticket the caller may not see is refused before any of the files is stored.
+            await self._tickets.visible(principal, object_id)
         async with self._attachments.staged(principal, request.attachments, request_id) as record:
             return await self._keys.once(
                 principal,

@@ -29,6 +29,8 @@ IDEMPOTENCY_KEY_PARAMETER = Parameter(
 # Taken as plain text: the service checks it and answers a malformed key in the v2 envelope.
 IdempotencyKeyHeader = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
 REPLAYED = {"Idempotent-Replayed": "true"}
+# The same header as the raw ASGI pair, for the lean JSON response (app/fast_response.py).
+REPLAYED_RAW = ((b"idempotent-replayed", b"true"),)
 
 
 def replayed_headers(replayed: bool) -> dict[str, str]:

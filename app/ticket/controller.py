@@ -26,7 +26,12 @@ from app.auth.principal import Principal
 from app.auth.requirements import READ_SCOPE, WRITE_SCOPE, requires
 from app.errors import InputValidationFailure, error_responses
 from app.fast_response import JsonResponse
-from app.idempotency.http import IDEMPOTENCY_KEY_PARAMETER, REPLAYED, IdempotencyKeyHeader
+from app.idempotency.http import (
+    IDEMPOTENCY_KEY_PARAMETER,
+    REPLAYED_RAW,
+    IdempotencyKeyHeader,
+    replayed_headers,
+)
 from app.observability import current_request_id
 from app.query_parameters import QUERY_PREFIXES
 from app.ticket.dto import (
@@ -183,7 +188,6 @@ _SPACED_OFFSET = re.compile(r" (\d{2}:?\d{2})$")
 CatalogQuery = Annotated[str | None, QueryParameter(name="type")]
 ModuleQuery = Annotated[str | None, QueryParameter(name="module")]
 IfMatchHeader = Annotated[str | None, HeaderParameter(name="If-Match")]
-_REPLAYED_HEADER = ((b"idempotent-replayed", b"true"),)
 
 
 def check_catalog(catalog_type: str | None, module: str | None) -> None:
@@ -242,7 +246,7 @@ class TicketController(Controller):
             state_name=created.state_name,
             state_type=created.state_type,
         )
-        headers = {"ETag": _etag_header(body.etag), **(REPLAYED if replayed else {})}
+        headers = {"ETag": _etag_header(body.etag), **replayed_headers(replayed)}
         return Response(body, status_code=201, headers=headers)
 
     @get(
@@ -423,7 +427,7 @@ class TicketController(Controller):
         assigned, replayed = await tickets.assign(request.user, object_id, data, current_request_id(), idempotency_key)
         message = "ticket assigned successfully" if assigned.assignee is not None else "ticket unassigned successfully"
         body = _assigned(message, assigned)
-        headers = ((b"etag", _etag_header(body.etag).encode()), *(_REPLAYED_HEADER if replayed else ()))
+        headers = ((b"etag", _etag_header(body.etag).encode()), *(REPLAYED_RAW if replayed else ()))
         return JsonResponse(_encoder.encode(body), headers=headers)
 
     @delete(
@@ -450,7 +454,7 @@ class TicketController(Controller):
         any route and its display ID is never given out again; its history stays readable for administrators."""
         accepted = _accepted_etags(if_match)
         _, replayed = await tickets.delete(request.user, object_id, accepted, current_request_id(), idempotency_key)
-        return Response(None, status_code=204, headers=REPLAYED if replayed else None)
+        return Response(None, status_code=204, headers=replayed_headers(replayed))
 
     @get(
         "/{object_id:str}/history",
@@ -514,7 +518,7 @@ def _written(message: str, written: WrittenTicket, replayed: bool) -> JsonRespon
         state_name=written.state_name,
         state_type=written.state_type,
     )
-    return JsonResponse(_encoder.encode(body), headers=_REPLAYED_HEADER if replayed else ())
+    return JsonResponse(_encoder.encode(body), headers=REPLAYED_RAW if replayed else ())
 
 
 def _assigned(message: str, assigned: AssignedTicket) -> AssignTicketResponse:

@@ -120,10 +120,10 @@ class TicketAttachments(Protocol):
 
     def staged(
         self, principal: Principal, files: Sequence[InlineAttachment], request_id: str
-    ) -> AbstractAsyncContextManager[RecordAttachments]:
+    ) -> AbstractAsyncContextManager[RecordAttachments | None]:
         """Check the files (400/413 naming a file) and store their blobs; the context's value records them against
-        a ticket in the caller's transaction. Enter it outside that transaction: on leaving, blobs no committed row
-        owns are removed."""
+        a ticket in the caller's transaction (None without files). Enter it outside that transaction: on leaving,
+        blobs no committed row owns are removed."""
 
     async def remove_for_ticket(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> int:
         """After a ticket's deletion has committed: its attachments deleted and their blobs removed (safe to
@@ -155,9 +155,7 @@ class TicketService:
     async def create(
         self, principal: Principal, request: CreateTicketRequest, request_id: str, idempotency_key: str | None
     ) -> Outcome[CreatedTicket]:
-        if not request.attachments:
-            return await self._create(principal, request, request_id, idempotency_key, None)
-        async with self._attachments.staged(principal, request.attachments, request_id) as record:
+        async with self._attachments.staged(principal, request.attachments or (), request_id) as record:
             return await self._create(principal, request, request_id, idempotency_key, record)
 
     async def _create(

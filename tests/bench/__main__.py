@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import signal
 import statistics
 import sys
 import time
@@ -16,7 +15,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 from app.config import Settings
 from app.db.cluster import EmbeddedCluster
@@ -25,13 +23,13 @@ from tests.bench.ceiling import Pgbench, PgbenchRun
 from tests.bench.cpu import CpuMeter, postmaster_pid
 from tests.bench.environment import (
     BENCH_LOG_LEVEL,
-    BenchError,
     BenchTenant,
     Server,
     ensure_wrk,
     find_pgbench,
     make_tenants,
     make_workspace,
+    run_to_report,
     say,
     start_cluster,
     start_server,
@@ -487,30 +485,8 @@ def hints(results: Results) -> list[str]:
     return lines
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> int:
-    # Ctrl-C and SIGTERM both end in the clean-up below, even when started with SIGINT ignored (a background job).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    bench = Bench()
-    results: Results | None = None
-    code = 1
-    try:
-        results = bench.run()
-        code = 0
-    except KeyboardInterrupt:
-        say("interrupted")
-        code = 130
-    except BenchError as exc:
-        say(f"error: {exc}")
-    finally:
-        bench.cleanup()
-    if results is not None:
-        print(report(results)[0], flush=True)
-    return code
+    return run_to_report(Bench(), report)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Protocol, TypeVar
 
 import httpx
 
@@ -30,6 +33,41 @@ BENCH_LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "")
 
 class BenchError(Exception):
     """The benchmark cannot run; the message says why."""
+
+
+R = TypeVar("R")
+
+
+class Runnable(Protocol[R]):
+    def run(self) -> R: ...
+
+    def cleanup(self) -> None: ...
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_to_report(bench: Runnable[R], report: Callable[[R], tuple[str, bool]]) -> int:
+    """Run a bench, clean up whatever happens, and print its report: the exit code of `make bench*`. Ctrl-C and
+    SIGTERM both end in the clean-up, even when started with SIGINT ignored (a background job)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    results: R | None = None
+    code = 1
+    try:
+        results = bench.run()
+        code = 0
+    except KeyboardInterrupt:
+        say("interrupted")
+        code = 130
+    except BenchError as exc:
+        say(f"error: {exc}")
+    finally:
+        bench.cleanup()
+    if results is not None:
+        print(report(results)[0], flush=True)
+    return code
 
 
 def say(message: str) -> None:

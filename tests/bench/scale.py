@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
-import signal
 import statistics
 import sys
 import time
@@ -26,7 +25,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,12 +35,12 @@ from app.ratelimit.server import PrivateRedis
 from tests.bench.cpu import CpuMeter, postmaster_pid
 from tests.bench.environment import (
     BENCH_LOG_LEVEL,
-    BenchError,
     BenchTenant,
     Server,
     ensure_wrk,
     make_tenants,
     make_workspace,
+    run_to_report,
     say,
     start_cluster,
     start_server,
@@ -399,29 +397,8 @@ def report(results: Results) -> tuple[str, bool]:
     return "\n".join(lines), all(ok for _, ok, _ in checks)
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> int:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    bench = ScaleBench()
-    results: Results | None = None
-    code = 1
-    try:
-        results = bench.run()
-        code = 0
-    except KeyboardInterrupt:
-        say("interrupted")
-        code = 130
-    except BenchError as exc:
-        say(f"error: {exc}")
-    finally:
-        bench.cleanup()
-    if results is not None:
-        print(report(results)[0], flush=True)
-    return code
+    return run_to_report(ScaleBench(), report)
 
 
 if __name__ == "__main__":
