@@ -263,20 +263,31 @@ class UserRepository:
         email: str | None,
         role: str,
         now: datetime.datetime,
-    ) -> str:
-        """The user's status, after adding it (first call) or bringing it up to date (at most once a minute)."""
-        status: str = await self._db.fetch_value(
-            SEEN_EXTERNAL,
-            tenant_id,
-            uuid.uuid4(),
-            realm,
-            subject,
-            name,
-            email,
-            role,
-            now,
-            now - datetime.timedelta(minutes=1),
-            uuid.uuid4(),
+    ) -> str | None:
+        """The user's status after adding it (first call) or bringing it up to date (at most once a minute); None
+        only if the tenant's rows were purged meanwhile."""
+        arguments = (tenant_id, realm, subject, name, email, role, now, now - datetime.timedelta(minutes=1))
+        status: str | None = await self._seen_external(*arguments)
+        if status is None:
+            # The first calls of a new user raced (two workers, or two requests of one): ours waited for the other's
+            # insert, its DO UPDATE was skipped (seen within the minute) and the fallback SELECT still read the
+            # snapshot from before that insert. A new statement sees the committed row.
+            status = await self._seen_external(*arguments)
+        return status
+
+    async def _seen_external(
+        self,
+        tenant_id: uuid.UUID,
+        realm: str,
+        subject: str,
+        name: str | None,
+        email: str | None,
+        role: str,
+        now: datetime.datetime,
+        stale_before: datetime.datetime,
+    ) -> str | None:
+        status: str | None = await self._db.fetch_value(
+            SEEN_EXTERNAL, tenant_id, uuid.uuid4(), realm, subject, name, email, role, now, stale_before, uuid.uuid4()
         )
         return status
 

@@ -244,6 +244,57 @@ async def test_last_seen_is_written_at_most_once_a_minute(
         await database.close()
 
 
+async def test_a_users_first_calls_racing_each_other_are_all_admitted(
+    database_url: str, gamma: TenantSpec, db: asyncpg.Connection
+) -> None:
+    """Two first calls of a new user at once (two workers): the second waits for the first's insert, and must then
+    see the committed row rather than the snapshot from before it (which made it a 401 in CI)."""
+    database = Database(database_url, min_size=1, max_size=1)
+    await database.open()
+    try:
+        users = UserRepository(database)
+        now = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+        realm = gamma.realms[0].name
+        first = db.transaction()
+        await first.start()
+        await db.execute(
+            "INSERT INTO app_user (tenant_id, id, realm, subject, builtin, role, status, created_at, updated_at, "
+            "last_seen_at) VALUES ($1, $2, $3, 'racer', false, 'agent', 'active', $4, $4, $4)",
+            gamma.id,
+            uuid.uuid4(),
+            realm,
+            now,
+        )
+        second = asyncio.create_task(
+            users.seen_external(gamma.id, realm, "racer", name=None, email=None, role="agent", now=now)
+        )
+        await wait_until_blocked_on_a_lock(database_url)
+        assert not second.done()
+        await first.commit()
+        assert await asyncio.wait_for(second, 10) == "active"
+        count = await db.fetchval("SELECT count(*) FROM app_user WHERE tenant_id = $1 AND subject = 'racer'", gamma.id)
+        assert count == 1
+    finally:
+        await database.close()
+
+
+async def wait_until_blocked_on_a_lock(database_url: str) -> None:
+    """Until a session runs the directory's first-call upsert and waits for a lock. (Watched from a connection of its
+    own: inside a transaction, pg_stat_activity is a snapshot taken at its first read.)"""
+    watcher = await asyncpg.connect(database_url)
+    try:
+        for _ in range(500):
+            if await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%INSERT INTO app_user AS u%'"
+            ):
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("no session waited for the row lock within 10 s")
+    finally:
+        await watcher.close()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # sign-in
 
