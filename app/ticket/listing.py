@@ -98,10 +98,11 @@ def plan(
     types: tuple[CompiledType, ...],
     state_ids: tuple[uuid.UUID, ...] | None,
     creator: str | None,
+    creator_realm: str | None = None,
 ) -> tuple[TicketFilter, TicketOrder]:
     """The filter and the order of a list request. `types` are the tenant's ticket types (needed only when a field
     is named), `state_ids` the states the `state` parameters resolved to, `creator` the subject a customer-level
-    caller is limited to (or the created_by filter)."""
+    caller is limited to (or the created_by filter), `creator_realm` that caller's realm."""
     reason: dict[str, str] = {}
     times = {name: _time(name, value, reason) for name, value in query.times}
     contains: list[str] = []
@@ -143,6 +144,7 @@ def plan(
         assignee=None if query.assignee == UNASSIGNED else query.assignee,
         unassigned=query.assignee == UNASSIGNED,
         created_by=creator,
+        created_realm=creator_realm,
         created_from=times.get("created_after"),
         created_until=times.get("created_before"),
         updated_from=times.get("updated_after"),

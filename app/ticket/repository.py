@@ -39,6 +39,9 @@ class TicketRow(msgspec.Struct, frozen=True):
     etag: uuid.UUID
     created_at: datetime.datetime
     created_by: str
+    # The realm of created_by's token (None for a ticket created before realms were recorded whose creator the
+    # directory could not place): with the subject, who created it.
+    created_realm: str | None
     updated_at: datetime.datetime
     updated_by: str
     # A subject of the tenant; None while nobody is assigned.
@@ -139,13 +142,13 @@ WITH number AS (
     ON CONFLICT (tenant_id, prefix) DO UPDATE SET last_value = s.last_value + 1
     RETURNING last_value
 ), created AS (
-    INSERT INTO ticket (tenant_id, object_id, type_id, type_version, data, state_id, created_by, updated_by,
-                        event_sequence, etag)
+    INSERT INTO ticket (tenant_id, object_id, type_id, type_version, data, state_id, created_by, created_realm,
+                        updated_by, event_sequence, etag)
     SELECT $1, $2 || '-' || lpad(number.last_value::text, greatest(4, length(number.last_value::text)), '0'),
            $3, $4, $5::jsonb,
            coalesce((SELECT id FROM ticket_state WHERE tenant_id = $1 AND lower(name) = lower($9) AND active),
                     (SELECT id FROM ticket_state WHERE tenant_id = $1 AND default_create AND active)),
-           $6, $6, 1, $10
+           $6, $11, $6, 1, $10
       FROM number
  RETURNING id, object_id, etag, data, state_id, created_at
 ), event AS (
@@ -299,7 +302,7 @@ SELECT sequence, kind, changes::text AS changes, state_id, previous_state_id, pe
 # is no ticket to show.
 AS_OF = """
 WITH ticket_row AS (
-    SELECT id, object_id, type_id FROM ticket WHERE tenant_id = $1 AND id = $2
+    SELECT id, object_id, type_id, created_realm FROM ticket WHERE tenant_id = $1 AND id = $2
 ), events AS (
     SELECT e.* FROM ticket_event e, ticket_row WHERE e.tenant_id = $1 AND e.ticket_id = ticket_row.id
 ), cut AS (
@@ -319,6 +322,7 @@ SELECT ticket_row.id, ticket_row.object_id, ticket_row.type_id, last_event.type_
        last_event.pending_until,
        (SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) FROM fields)::text AS data,
        last_event.etag, first_event.created_at, first_event.actor AS created_by,
+       ticket_row.created_realm,
        last_event.created_at AS updated_at, last_event.actor AS updated_by, last_event.assignee
   FROM last_event, first_event, ticket_row
  WHERE last_event.kind <> 'ticket.deleted'
@@ -350,6 +354,8 @@ class TicketFilter:
     assignee: str | None = None
     unassigned: bool = False
     created_by: str | None = None
+    # With created_by, for a customer-level caller: its own tickets are those its subject created in its realm.
+    created_realm: str | None = None
     created_from: datetime.datetime | None = None  # inclusive
     created_until: datetime.datetime | None = None  # exclusive
     updated_from: datetime.datetime | None = None
@@ -556,6 +562,7 @@ class TicketRepository:
         data_json: str,
         initial_state: str | None,
         actor: str,
+        actor_realm: str,
         request_id: str,
         support: bool,
         etag: uuid.UUID,
@@ -573,6 +580,7 @@ class TicketRepository:
             support,
             initial_state,
             etag,
+            actor_realm,
         )
         assert row is not None  # the statement always inserts
         return row
@@ -634,6 +642,8 @@ def _conditions(where: TicketFilter, argument: Callable[[Any], str]) -> list[str
         conditions.append(f"assignee = {argument(where.assignee)}")
     if where.created_by is not None:
         conditions.append(f"created_by = {argument(where.created_by)}")
+    if where.created_realm is not None:
+        conditions.append(f"created_realm = {argument(where.created_realm)}")
     for column, operator, moment in (
         ("created_at", ">=", where.created_from),
         ("created_at", "<", where.created_until),

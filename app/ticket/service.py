@@ -184,6 +184,7 @@ class TicketService:
                 _json.encode(data).decode(),
                 ticket_type.workflow.initial_state,
                 principal.subject,
+                principal.realm,
                 request_id,
                 principal.support_request,
                 uuid.uuid4(),
@@ -244,14 +245,14 @@ class TicketService:
             raise TicketNotFound(object_id)
         include_deleted = audit and may_audit(principal)
         row = await self._repository.get(principal.tenant_id, object_id, include_deleted=include_deleted)
-        if row is None or (principal.customer_only and row.created_by != principal.subject):
+        if row is None or _hidden_from(principal, row):
             raise TicketNotFound(object_id)
         return row
 
     async def visible_by_id(self, principal: Principal, ticket_id: uuid.UUID) -> TicketRow:
         """`visible`, for a ticket named by its internal id (the v1 surface): the same rule, the same not found."""
         row = await self._repository.get_by_id(principal.tenant_id, ticket_id)
-        if row is None or (principal.customer_only and row.created_by != principal.subject):
+        if row is None or _hidden_from(principal, row):
             raise TicketNotFound(str(ticket_id))
         return row
 
@@ -544,8 +545,9 @@ class TicketService:
         creator = query.created_by
         # A customer asking for someone else's tickets gets none, once its query is known to be well-formed.
         others = principal.customer_only and creator is not None and creator != principal.subject
+        creator_realm = None
         if principal.customer_only:
-            creator = principal.subject
+            creator, creator_realm = principal.subject, principal.realm
         state_ids = None
         if query.states:
             found = [(wanted, await self._state_labels.find(tenant_id, wanted)) for wanted in query.states]
@@ -556,7 +558,7 @@ class TicketService:
             state_ids = tuple(state.id for _, state in found if state is not None)
         needs_fields = bool(query.fields) or (query.sort is not None and query.sort.startswith("data."))
         types = await self._types.all_types(tenant_id) if needs_fields else ()
-        where, order = listing.plan(query, types, state_ids, creator)
+        where, order = listing.plan(query, types, state_ids, creator, creator_realm)
         if others:
             return 0, []
         total, rows = await self._repository.page(
@@ -564,6 +566,12 @@ class TicketService:
         )
         labels = await self._state_labels.labels(tenant_id, {row.state_id for row in rows})
         return total, [to_out(row, _label(labels, row.state_id)) for row in rows]
+
+
+def _hidden_from(principal: Principal, row: TicketRow) -> bool:
+    """Whether the ticket is not the caller's to see: a customer-level caller sees only the tickets it created, its
+    subject in its realm (two realms of a tenant may issue one `sub` to different people)."""
+    return principal.customer_only and (row.created_by != principal.subject or row.created_realm != principal.realm)
 
 
 def last_page(total: int, per_page: int) -> int:

@@ -1,8 +1,8 @@
 """The migrations through Piccolo on a fresh database of their own: forwards one at a time, backwards (each step
 restores exactly the schema before it, and rolling back everything leaves only Piccolo's migration table), and
 forwards again to the very same schema. The per-ticket event sequence's backfill, the idempotency keys' conversion
-to digests, and the ticket states' integer ids (seed 003's numbering) are checked on rows written before their
-migrations.
+to digests, the ticket states' integer ids (seed 003's numbering) and the realms of tickets' creators are
+checked on rows written before their migrations.
 
 The shared `ticketing` test database is never touched: Piccolo's engine points at the fresh database only inside
 the test, and back at what it pointed to before afterwards."""
@@ -29,6 +29,7 @@ APP = APP_CONFIG.app_name
 EVENT_SEQUENCE_MIGRATION = "2026-12-01T08:00:00:000000"
 IDEMPOTENCY_DIGEST_MIGRATION = "2026-12-02T09:00:00:000000"
 STATE_SERIAL_MIGRATION = "2026-12-06T10:00:00:000000"
+CREATOR_REALM_MIGRATION = "2026-12-07T10:00:00:000000"
 # Seed 003's default states in its numbering (its ids 1 to 7), and a state created after them.
 SEED_STATES = ["new", "open", "pending reminder", "closed", "merged", "removed", "pending close"]
 # A key claimed before the digest migration, stored as its scope: realm, subject (any text) and key.
@@ -203,6 +204,35 @@ async def check_state_serials(connection: asyncpg.Connection) -> None:
     assert await connection.fetchval("SELECT last FROM ticket_state_serial WHERE tenant_id = $1", TENANT) == 8
 
 
+async def write_users_of_two_realms(connection: asyncpg.Connection) -> None:
+    """Tickets A to C were created by `test`, a user of one realm; D by `twice`, a subject both realms have."""
+    await connection.execute(
+        "INSERT INTO ticket (tenant_id, object_id, type_id, type_version, data, created_by, updated_by) "
+        "VALUES ($1, 'MIG-0004', $2, 1, '{}', 'twice', 'twice')",
+        TENANT,
+        TYPE,
+    )
+    for realm, subject in (("mig-main", "test"), ("mig-main", "twice"), ("mig-builtin", "twice")):
+        await connection.execute(
+            "INSERT INTO app_user (tenant_id, id, realm, subject, builtin, role, status, created_at, updated_at) "
+            "VALUES ($1, gen_random_uuid(), $2, $3, false, 'customer', 'active', now(), now())",
+            TENANT,
+            realm,
+            subject,
+        )
+
+
+async def check_creator_realms(connection: asyncpg.Connection) -> None:
+    """The directory places `test` in its one realm; `twice` stays unplaced (NULL matches no customer)."""
+    rows = await connection.fetch("SELECT object_id, created_realm FROM ticket WHERE tenant_id = $1", TENANT)
+    assert dict(sorted((row["object_id"], row["created_realm"]) for row in rows)) == {
+        "MIG-0001": "mig-main",
+        "MIG-0002": "mig-main",
+        "MIG-0003": "mig-main",
+        "MIG-0004": None,
+    }
+
+
 async def write_old_key(connection: asyncpg.Connection) -> None:
     await connection.execute(
         "INSERT INTO idempotency_key (tenant_id, key, request_hash, response) VALUES ($1, $2, 'hash', '{}')",
@@ -281,7 +311,12 @@ def check_schema(schema: Snapshot) -> None:
 
 async def test_migrations_apply_roll_back_and_apply_again_to_the_same_schema(database_url: str) -> None:
     ids = migration_ids()
-    assert {EVENT_SEQUENCE_MIGRATION, IDEMPOTENCY_DIGEST_MIGRATION, STATE_SERIAL_MIGRATION} <= set(ids)
+    assert {
+        EVENT_SEQUENCE_MIGRATION,
+        IDEMPOTENCY_DIGEST_MIGRATION,
+        STATE_SERIAL_MIGRATION,
+        CREATOR_REALM_MIGRATION,
+    } <= set(ids)
     async with fresh_database(database_url) as dsn:
         connection = await asyncpg.connect(dsn)
         try:
@@ -295,7 +330,11 @@ async def test_migrations_apply_roll_back_and_apply_again_to_the_same_schema(dat
                     await write_old_key(connection)
                 if migration_id == STATE_SERIAL_MIGRATION:
                     await write_states(connection)
+                if migration_id == CREATOR_REALM_MIGRATION:
+                    await write_users_of_two_realms(connection)
                 await forwards_to(migration_id)
+                if migration_id == CREATOR_REALM_MIGRATION:
+                    await check_creator_realms(connection)
                 if migration_id == STATE_SERIAL_MIGRATION:
                     await check_state_serials(connection)
                 if migration_id == EVENT_SEQUENCE_MIGRATION:

@@ -43,6 +43,8 @@ from tests.support import (
     field_ids,
     load_tenant_files,
     make_settings,
+    new_ticket,
+    ticket_not_found,
     token,
 )
 
@@ -642,6 +644,35 @@ async def test_a_rotated_key_signs_new_tokens_while_the_old_ones_keep_working(
     assert pyjwt.get_unverified_header(before)["kid"] == published["keys"][1]["kid"]
     for bearer in (before, after):
         assert (await client.get(ME, headers=as_user(tenant, bearer))).status_code == 200
+
+
+async def test_a_customer_sees_only_the_tickets_it_created_in_its_own_realm(
+    client: httpx.AsyncClient, gamma: TenantSpec
+) -> None:
+    """Two realms of one tenant may issue the same `sub` to different people: a customer's own tickets are those its
+    subject created in its realm, on every path (by id, in lists, comments)."""
+    user = await add_user(client, gamma, "cy@example.com", "customer")
+    signed_in = await login(client, gamma, "cy@example.com", PASSWORD)
+    cy = TenantApi(client, gamma, signed_in.json()["token"], realm=builtin(gamma))
+    namesake = TenantApi.customer(client, gamma, subject=user["id"])  # the external realm, the same `sub`
+    request_type = await namesake.ticket_type("REQ")
+    title = field_ids(request_type)["title"]
+    theirs = (await new_ticket(namesake, request_type["id"], {title: "The namesake's"}))["objectId"]
+    mine = (await new_ticket(cy, request_type["id"], {title: "Cy's"}))["objectId"]
+    for api, own, other in ((cy, mine, theirs), (namesake, theirs, mine)):
+        assert (await api.get(own)).status_code == 200
+        for response in (
+            await api.get(other),
+            await api.comments(other),
+            await api.comment(other, {"content": "Is this mine?", "is_internal": False}),
+        ):
+            assert (response.status_code, response.json()) == (404, ticket_not_found(other)), response.request.url
+        listed = await client.get(TICKETS, headers=api.headers)
+        assert [ticket["object_id"] for ticket in listed.json()["data"]] == [own]
+        assert listed.json()["pagination"]["total"] == 1
+    # An agent sees both, each with its creator's subject.
+    agent = await client.get(TICKETS, headers=auth_headers(gamma, token(gamma, subject="agent-1")))
+    assert sorted(ticket["object_id"] for ticket in agent.json()["data"]) == sorted([mine, theirs])
 
 
 async def test_comment_authors_are_people_from_the_directory(client: httpx.AsyncClient, gamma: TenantSpec) -> None:
