@@ -42,6 +42,14 @@ class TicketAttachmentsFull(AppError):
         )
 
 
+class TicketFilesFull(AppError):
+    status = 413
+    code = PAYLOAD_TOO_LARGE
+
+    def __init__(self, filename: str, limit: int) -> None:
+        super().__init__(f"The file {filename!r} would take the ticket over its limit of {limit} files")
+
+
 class RangeNotSatisfiable(AppError):
     status = 416
     code = "RANGE_NOT_SATISFIABLE"

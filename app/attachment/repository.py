@@ -33,6 +33,11 @@ class AttachmentRow(msgspec.Struct, frozen=True):
     internal: bool
 
 
+class TicketUsage(msgspec.Struct, frozen=True):
+    files: int
+    bytes: int
+
+
 class NewAttachment(msgspec.Struct, frozen=True, kw_only=True):
     id: uuid.UUID
     ticket_id: uuid.UUID
@@ -148,15 +153,17 @@ class AttachmentRepository:
         )
         return locked is not None
 
-    async def used_bytes(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> int:
-        """The sum of the sizes of the ticket's live attachments."""
-        used: int = await self._db.fetch_value(
-            "SELECT coalesce(sum(size), 0)::bigint FROM attachment "
+    async def usage(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> tuple[int, int]:
+        """The number of the ticket's live attachments and the sum of their sizes."""
+        row = await self._db.fetch_one(
+            TicketUsage,
+            "SELECT count(*) AS files, coalesce(sum(size), 0)::bigint AS bytes FROM attachment "
             "WHERE tenant_id = $1 AND ticket_id = $2 AND deleted_at IS NULL",
             tenant_id,
             ticket_id,
         )
-        return used
+        assert row is not None  # an aggregate always has its row
+        return row.files, row.bytes
 
     async def insert(
         self, tenant_id: uuid.UUID, attachment: NewAttachment, actor: str, request_id: str, support: bool

@@ -36,6 +36,7 @@ from app.attachment.errors import (
     FileTooLarge,
     RangeNotSatisfiable,
     TicketAttachmentsFull,
+    TicketFilesFull,
 )
 from app.attachment.multipart import MultipartFile, boundary_of
 from app.attachment.repository import AttachmentRepository, AttachmentRow, NewAttachment
@@ -47,6 +48,7 @@ from app.idempotency.service import Idempotency, Outcome, check_key
 from app.tenancy.model import AttachmentLimits
 from app.ticket.dto import InlineAttachment
 from app.ticket.errors import TicketNotFound
+from app.ticket.includes import MAX_EMBEDDED, too_many_to_embed
 from app.ticket.repository import TicketRow
 from app.ticket.service import TicketService
 
@@ -58,6 +60,8 @@ _blob_key_decoder = msgspec.json.Decoder(str)
 # The parts of a one-file multipart body around the file: boundaries and the part's headers (at most 8 lines of
 # 4 KiB each, see multipart.py), and a preamble or epilogue a client may add.
 MULTIPART_OVERHEAD = 64 * 1024
+# However small its files, a ticket has at most this many (its file list is one unpaginated answer).
+MAX_FILES_PER_TICKET = 1000
 # Blobs the sweep asks the database about at once.
 SWEEP_BATCH = 500
 INLINE_FIELD = "attachments"
@@ -192,19 +196,22 @@ class AttachmentStore:
         comment_id: uuid.UUID | None = None,
         internal: bool = False,
     ) -> list[AttachmentRow]:
-        """The rows of stored blobs, with their ticket's events, under the ticket's row lock: the per-ticket total
-        is checked against what is committed, however many uploads race."""
+        """The rows of stored blobs, with their ticket's events, under the ticket's row lock: the per-ticket totals
+        (bytes, and files) are checked against what is committed, however many uploads race."""
         tenant_id = principal.tenant_id
         limit = self.limits(tenant_id).max_ticket_bytes
         async with self._db.transaction():
             if not await self.repository.lock_ticket(tenant_id, ticket_id):
                 raise TicketNotFound(str(ticket_id))
-            used = await self.repository.used_bytes(tenant_id, ticket_id)
+            count, used = await self.repository.usage(tenant_id, ticket_id)
             rows = []
             for staged in files:
                 used += staged.file.size
+                count += 1
                 if used > limit:
                     raise TicketAttachmentsFull(staged.file.filename, limit)
+                if count > MAX_FILES_PER_TICKET:
+                    raise TicketFilesFull(staged.file.filename, MAX_FILES_PER_TICKET)
                 new = NewAttachment(
                     id=staged.id,
                     ticket_id=ticket_id,
@@ -360,7 +367,10 @@ class AttachmentService:
     async def embedded(self, principal: Principal, ticket: TicketRow) -> bytes:
         """The JSON of the ticket's files the caller may see, oldest first, to embed in the ticket
         (GET /ticket/{objectId}?include=attachments; the ticket is one the caller may see)."""
-        return _attachments_encoder.encode(await self._store.listed(principal, ticket.id))
+        files = await self._store.listed(principal, ticket.id)
+        if len(files) > MAX_EMBEDDED:
+            raise too_many_to_embed("attachments", ticket)
+        return _attachments_encoder.encode(files)
 
     async def download(
         self,

@@ -32,6 +32,7 @@ from app.db.database import Database
 from app.errors import InputValidationFailure, PermissionDenied
 from app.idempotency.service import Idempotency, Outcome
 from app.ticket.errors import TicketNotFound
+from app.ticket.includes import MAX_EMBEDDED, too_many_to_embed
 from app.ticket.repository import TicketRow
 from app.ticket.service import TicketService
 from app.user.service import UserService
@@ -132,8 +133,10 @@ class CommentService:
         """The JSON of every comment of the ticket the caller may see, oldest first, to embed in the ticket
         (GET /ticket/{objectId}?include=comments; the ticket is one the caller may see)."""
         rows = await self._repository.page(
-            principal.tenant_id, ticket.id, internal=principal.sees_internal_notes, limit=None
+            principal.tenant_id, ticket.id, internal=principal.sees_internal_notes, limit=MAX_EMBEDDED + 1
         )
+        if len(rows) > MAX_EMBEDDED:
+            raise too_many_to_embed("comments", ticket)
         return comments_encoder.encode(await self._with_files(principal, ticket, rows))
 
     async def _with_files(self, principal: Principal, ticket: TicketRow, rows: list[CommentRow]) -> list[CommentOut]:

@@ -3,7 +3,7 @@ app.comment, attachments: app.attachment), which register how to produce them wh
 since this package may not import them.
 
 `include` is a comma-separated list of INCLUDABLE names, parsed once; an unknown name is a 400 naming it. A GET
-without `include` never comes here.
+without `include` never comes here. Each member embeds at most MAX_EMBEDDED items.
 """
 
 from __future__ import annotations
@@ -23,6 +23,19 @@ _MAX_ECHOED_NAMES = 10
 
 # The member's JSON for a ticket the caller may see (TicketService.visible already said so).
 IncludeProvider = Callable[[Principal, TicketRow], Awaitable[bytes]]
+# At most this many items of a member are embedded; a ticket with more is answered with a 400 that names the route
+# that lists them, rather than a response of unbounded size or a silently cut list.
+MAX_EMBEDDED = 100
+
+
+def too_many_to_embed(member: str, ticket: TicketRow) -> InputValidationFailure:
+    return InputValidationFailure(
+        "Too many to embed",
+        {
+            "include": f"the ticket has more than {MAX_EMBEDDED} {member}: read them with "
+            f"GET .../ticket/{ticket.object_id}/{member}"
+        },
+    )
 
 
 def parse_include(raw: str) -> tuple[str, ...]:

@@ -407,6 +407,29 @@ async def test_the_tenants_limits_per_file_per_ticket_and_of_types_hold(
     assert partial_files(workspace) == []
 
 
+async def test_a_ticket_holds_at_most_a_thousand_files_and_embeds_at_most_a_hundred(agent: TenantApi) -> None:
+    object_id = await new_request(agent)
+    files = [inline(f"{number}.txt", b"hi\n", "text/plain") for number in range(20)]
+    for batch in range(50):
+        response = await agent.comment(object_id, {"content": f"Batch {batch}", "attachments": files})
+        assert response.status_code == 201, response.text
+    assert len(await listed(agent, object_id)) == 1000
+    over = await upload(agent, object_id, "one-more.txt", b"hi\n", "text/plain")
+    assert (over.status_code, over.json()) == (
+        413,
+        {
+            "error": True,
+            "code": "PAYLOAD_TOO_LARGE",
+            "message": "The file 'one-more.txt' would take the ticket over its limit of 1000 files",
+            "status": 413,
+        },
+    )
+    assert len(await listed(agent, object_id)) == 1000
+    embedded = await agent.http.get(f"{TICKETS}/{object_id}", params={"include": "attachments"}, headers=agent.headers)
+    reason = f"the ticket has more than 100 attachments: read them with GET .../ticket/{object_id}/attachments"
+    assert (embedded.status_code, embedded.json()) == (400, invalid("Too many to embed", {"include": reason}))
+
+
 async def test_an_upload_larger_than_the_json_limit_is_refused_at_the_edge_by_the_tenants_file_limit(
     agent: TenantApi, client: httpx.AsyncClient
 ) -> None:

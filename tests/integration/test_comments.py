@@ -604,6 +604,23 @@ async def test_include_refuses_what_it_does_not_know(
     )
 
 
+async def test_include_embeds_at_most_a_hundred_comments(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
+    """A bounded response: a ticket with more comments than an embed holds is a 400 naming the route that pages
+    through them, never a cut list."""
+    agent = TenantApi.agent(client, alpha)
+    object_id = (await open_ticket(agent))["object_id"]
+    for number in range(100):
+        await add(agent, object_id, f"Comment {number}")
+    embedded = (await shown(agent, object_id, include="comments"))["comments"]
+    assert [comment["content"] for comment in embedded] == [f"Comment {number}" for number in range(100)]
+    await add(agent, object_id, "One more")
+    response = await client.get(f"{TICKETS}/{object_id}", params={"include": "comments"}, headers=agent.headers)
+    reason = f"the ticket has more than 100 comments: read them with GET .../ticket/{object_id}/comments"
+    assert (response.status_code, response.json()) == (400, invalid("Too many to embed", {"include": reason}))
+    last = await listed(agent, object_id, page="2", per_page="100")
+    assert [comment["content"] for comment in last["data"]] == ["One more"]
+
+
 # --- tenants --------------------------------------------------------------------------------------------------
 
 
