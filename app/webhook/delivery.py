@@ -34,8 +34,16 @@ from app.webhook.dto import (
     WebhookComment,
     WebhookData,
     WebhookTicket,
+    WebhookUser,
 )
-from app.webhook.repository import ClaimedDelivery, EventRow, NewDelivery, SubscriptionRow, WebhookRepository
+from app.webhook.repository import (
+    ClaimedDelivery,
+    EventRow,
+    NewDelivery,
+    SubscriptionRow,
+    UserEventRow,
+    WebhookRepository,
+)
 from app.webhook.signing import signature_header
 from app.webhook.ssrf import GuardedTransport
 
@@ -90,6 +98,11 @@ def message_id(event_id: int) -> str:
     return f"evt_{event_id}"
 
 
+def user_message_id(event_id: uuid.UUID) -> str:
+    """A user event's `webhook-id` (its id is a UUID, so it never equals a ticket event's)."""
+    return f"evt_{event_id.hex}"
+
+
 def _utc(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
 
@@ -142,6 +155,22 @@ def event_body(row: EventRow) -> str:
     return _body_encoder.encode(body).decode()
 
 
+def user_event_body(row: UserEventRow) -> str:
+    """The body of a user event's deliveries: `data.user` as the users directory shows the user."""
+    user = WebhookUser(
+        row.user_id,
+        row.subject,
+        row.realm,
+        row.name,
+        row.email,
+        row.role,
+        row.status,
+        row.user_created_at,
+        Actor(row.actor),
+    )
+    return _body_encoder.encode(WebhookBody(row.kind, _utc(row.created_at), WebhookData(user=user))).decode()
+
+
 def ping_body(subscription_id: uuid.UUID) -> str:
     body = WebhookBody(
         "webhook.test", _utc(datetime.datetime.now(datetime.UTC)), WebhookData(subscription_id=subscription_id)
@@ -153,15 +182,20 @@ def subscribed(subscription: SubscriptionRow, event_type: str) -> bool:
     return subscription.events is None or event_type in subscription.events
 
 
-def deliveries_for(rows: list[EventRow], subscriptions: list[SubscriptionRow]) -> list[NewDelivery]:
-    """One delivery per (event, subscription that wants it), oldest event first."""
+def wanting(subscriptions: list[SubscriptionRow], kind: str, created_at: datetime.datetime) -> list[SubscriptionRow]:
+    """The subscriptions an event goes to: those that want its type and existed when it happened (an event from
+    before a subscription is sent to it only by a replay)."""
+    return [s for s in subscriptions if subscribed(s, kind) and s.created_at <= created_at]
+
+
+def deliveries_for(routes: list[tuple[EventRow, list[SubscriptionRow]]]) -> list[NewDelivery]:
+    """One delivery per event and each of its subscriptions, in the order given (oldest event first)."""
     queued = []
-    for row in rows:
-        wanting = [subscription for subscription in subscriptions if subscribed(subscription, row.kind)]
-        if not wanting:
+    for row, wanted in routes:
+        if not wanted:
             continue
         body = event_body(row)
-        for subscription in wanting:
+        for subscription in wanted:
             queued.append(
                 NewDelivery(
                     uuid.uuid4(),
@@ -187,11 +221,12 @@ class Dispatcher:
         self._horizon = horizon_seconds
 
     async def dispatch(self) -> int:
-        """Dispatch every event committed so far; returns how many."""
+        """Dispatch every event committed so far, the tickets' and the users'; returns how many."""
         dispatched = 0
-        for tenant_id in await self._repository.tenants_with_undispatched_events():
+        for found in await self._repository.undispatched():
+            dispatch_batch = self._dispatch_batch if found.outbox == "ticket" else self._dispatch_user_batch
             while True:
-                count = await self._dispatch_batch(tenant_id)
+                count = await dispatch_batch(found.tenant_id)
                 dispatched += count
                 if count < DISPATCH_BATCH:
                     break
@@ -206,8 +241,30 @@ class Dispatcher:
             wanted = [event.id for event in events if any(subscribed(s, event.kind) for s in subscriptions)]
             if wanted:
                 rows = await self._repository.events(tenant_id, wanted)
-                await self._repository.queue(tenant_id, deliveries_for(rows, subscriptions), self._horizon)
+                routes = [(row, wanting(subscriptions, row.kind, row.created_at)) for row in rows]
+                await self._repository.queue(tenant_id, deliveries_for(routes), self._horizon)
             await self._repository.mark_dispatched(tenant_id, [event.id for event in events])
+        return len(events)
+
+    async def _dispatch_user_batch(self, tenant_id: uuid.UUID) -> int:
+        """As _dispatch_batch, for the users' events: they belong to no ticket, so no queue orders them."""
+        async with self._db.transaction():
+            events = await self._repository.claim_user_events(tenant_id, DISPATCH_BATCH)
+            if not events:
+                return 0
+            subscriptions = await self._repository.active_subscriptions(tenant_id)
+            queued: list[NewDelivery] = []
+            for event in events:
+                wanted = wanting(subscriptions, event.kind, event.created_at)
+                body = user_event_body(event) if wanted else ""
+                queued.extend(
+                    NewDelivery(
+                        uuid.uuid4(), subscription.id, user_message_id(event.id), event.kind, None, None, None, body
+                    )
+                    for subscription in wanted
+                )
+            await self._repository.queue(tenant_id, queued, self._horizon)
+            await self._repository.mark_user_events_dispatched(tenant_id, [event.id for event in events])
         return len(events)
 
 

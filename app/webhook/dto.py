@@ -11,8 +11,7 @@ from msgspec import UNSET, Meta, UnsetType
 
 from app.ticket.dto import Pagination
 
-# Seed 004's events, and the ticket events this service also records. user.created is accepted already; it is sent
-# once there are users.
+# Seed 004's events, and the ticket events this service also records.
 EventType = Literal[
     "ticket.created",
     "ticket.updated",
@@ -184,8 +183,24 @@ class WebhookTicket(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=Tru
     note: str | UnsetType = UNSET
 
 
+class WebhookUser(msgspec.Struct, frozen=True):
+    """The user of a user.created event, as the users directory shows it (GET /users/{id})."""
+
+    id: uuid.UUID
+    subject: str
+    realm: str
+    name: str | None
+    email: str | None
+    role: str
+    status: str
+    created_at: datetime.datetime
+    # Who added it: an admin's subject, or the user itself on its first call through an identity provider.
+    created_by: Actor
+
+
 class WebhookData(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     ticket: WebhookTicket | UnsetType = UNSET
+    user: WebhookUser | UnsetType = UNSET
     comment: WebhookComment | UnsetType = UNSET
     attachment: WebhookAttachment | UnsetType = UNSET
     # A test ping: which subscription asked for it.

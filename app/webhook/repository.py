@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import Literal
 
 import msgspec
 
@@ -75,6 +76,28 @@ class EventRow(msgspec.Struct, frozen=True):
     attachment_sha256: str | None
     attachment_internal: bool | None
     attachment_author: str | None
+
+
+class Undispatched(msgspec.Struct, frozen=True):
+    tenant_id: uuid.UUID
+    outbox: Literal["ticket", "user"]
+
+
+class UserEventRow(msgspec.Struct, frozen=True):
+    """A user's event (user.created) with the user its webhook body shows."""
+
+    id: uuid.UUID
+    kind: str
+    created_at: datetime.datetime
+    actor: str
+    user_id: uuid.UUID
+    subject: str
+    realm: str
+    name: str | None
+    email: str | None
+    role: str
+    status: str
+    user_created_at: datetime.datetime
 
 
 class NewDelivery(msgspec.Struct, frozen=True):
@@ -167,7 +190,12 @@ ON CONFLICT (tenant_id, id) DO UPDATE
 RETURNING {_SUBSCRIPTION}
 """
 
-UNDISPATCHED_TENANTS = "SELECT DISTINCT tenant_id FROM ticket_event WHERE dispatched_at IS NULL"
+# Each tenant with undispatched events, once per outbox that has them.
+UNDISPATCHED = """
+SELECT DISTINCT tenant_id, 'ticket' AS outbox FROM ticket_event WHERE dispatched_at IS NULL
+ UNION ALL
+SELECT DISTINCT tenant_id, 'user' AS outbox FROM user_event WHERE dispatched_at IS NULL
+"""
 
 CLAIM_EVENTS = """
 SELECT id, kind FROM ticket_event
@@ -178,6 +206,22 @@ SELECT id, kind FROM ticket_event
 """
 
 MARK_DISPATCHED = "UPDATE ticket_event SET dispatched_at = now() WHERE tenant_id = $1 AND id = ANY($2::bigint[])"
+
+# The tenant's oldest undispatched user events with their users, locked until the transaction ends.
+CLAIM_USER_EVENTS = """
+SELECT e.id, e.kind, e.created_at, e.actor, u.id AS user_id, u.subject, u.realm, u.name, u.email, u.role, u.status,
+       u.created_at AS user_created_at
+  FROM user_event e
+  JOIN app_user u ON u.tenant_id = e.tenant_id AND u.id = e.user_id
+ WHERE e.tenant_id = $1 AND e.dispatched_at IS NULL
+ ORDER BY e.created_at, e.id
+ LIMIT $2
+   FOR UPDATE OF e
+"""
+
+MARK_USER_EVENTS_DISPATCHED = (
+    "UPDATE user_event SET dispatched_at = now() WHERE tenant_id = $1 AND id = ANY($2::uuid[])"
+)
 
 # The title is the value of the type's `title` field: the one this event set, else the ticket's current one.
 _EVENT_DETAILS = """
@@ -400,9 +444,9 @@ class WebhookRepository:
 
     # -- the outbox
 
-    async def tenants_with_undispatched_events(self) -> list[uuid.UUID]:
-        tenants: list[uuid.UUID] = await self._db.fetch_column(UNDISPATCHED_TENANTS)
-        return tenants
+    async def undispatched(self) -> list[Undispatched]:
+        """The tenants with undispatched events, and in which outbox ('ticket' or 'user')."""
+        return await self._db.fetch_all(Undispatched, UNDISPATCHED)
 
     async def claim_events(self, tenant_id: uuid.UUID, limit: int) -> list[OutboxEvent]:
         """The tenant's oldest undispatched events, locked until the transaction ends."""
@@ -410,6 +454,13 @@ class WebhookRepository:
 
     async def mark_dispatched(self, tenant_id: uuid.UUID, event_ids: list[int]) -> None:
         await self._db.execute(MARK_DISPATCHED, tenant_id, event_ids)
+
+    async def claim_user_events(self, tenant_id: uuid.UUID, limit: int) -> list[UserEventRow]:
+        """The tenant's oldest undispatched user events, locked until the transaction ends."""
+        return await self._db.fetch_all(UserEventRow, CLAIM_USER_EVENTS, tenant_id, limit)
+
+    async def mark_user_events_dispatched(self, tenant_id: uuid.UUID, event_ids: list[uuid.UUID]) -> None:
+        await self._db.execute(MARK_USER_EVENTS_DISPATCHED, tenant_id, event_ids)
 
     async def active_subscriptions(self, tenant_id: uuid.UUID) -> list[SubscriptionRow]:
         return await self._db.fetch_all(

@@ -252,7 +252,7 @@ class WebhookService:
         current = await self._existing(principal, subscription_id)
         rows = await self._replayed_events(principal.tenant_id, request)
         wanted = [row for row in rows if subscribed(current, row.kind)]
-        deliveries = deliveries_for(wanted, [current])
+        deliveries = deliveries_for([(row, [current]) for row in wanted])
         async with self._db.transaction():
             await self._repository.queue(principal.tenant_id, deliveries, self._horizon)
         self._queued()

@@ -23,6 +23,8 @@ from tests.receiver import Answer, Receiver
 from tests.support import (
     API,
     ETAG_MISMATCH,
+    ME,
+    USERS,
     TenantApi,
     TenantFactory,
     TenantSpec,
@@ -50,6 +52,10 @@ async def db(migrated: str) -> Any:
 
 
 async def subscribe(admin: TenantApi, url: str, **members: Any) -> dict[str, Any]:
+    # The tests' callers are in the users directory before the subscription exists: the user.created of a first
+    # call is an event from before it, which it is not sent.
+    for caller in (admin, TenantApi.agent(admin.http, admin.tenant)):
+        assert (await admin.http.get(ME, headers=caller.headers)).status_code == 200
     response = await admin.http.post(WEBHOOKS, headers=admin.headers, json={"url": url, **members})
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
@@ -167,6 +173,63 @@ async def test_every_event_type_arrives_signed_and_matches_the_change(
     }
     logged = await settled(admin, subscription["id"], 8)
     assert {(d["status"], d["attempts"], d["last_status_code"]) for d in logged} == {("delivered", 1, 200)}
+
+
+async def test_user_created_arrives_for_an_added_user_and_for_a_first_call(
+    client: httpx.AsyncClient, tenant_factory: TenantFactory, receiver: Receiver
+) -> None:
+    tenant = await tenant_factory.fresh("hooked-users", builtin_realm=True)
+    admin = TenantApi.admin(client, tenant)
+    early = TenantApi.agent(client, tenant, subject="before-the-subscription")
+    assert (await client.get(ME, headers=early.headers)).status_code == 200
+    subscription = await subscribe(admin, receiver.url, events=["user.created"])
+    added = await client.post(
+        USERS,
+        headers=admin.headers,
+        json={"email": "Nia@Example.com", "name": "Nia Noor", "password": "correct horse battery", "role": "agent"},
+    )
+    assert added.status_code == 201, added.text
+    newcomer = TenantApi.customer(client, tenant, subject="kc-newcomer")
+    assert (await client.get(ME, headers=newcomer.headers)).status_code == 200
+    # A known caller adds nothing.
+    assert (await client.get(ME, headers=newcomer.headers)).status_code == 200
+
+    arrived = await receiver.wait_for(2)
+    await asyncio.sleep(0.5)  # nothing else follows
+    assert len(receiver.received()) == 2
+    bodies = [request.verified(subscription["secret"]) for request in arrived]
+    assert all(body["event"] == "user.created" and body["timestamp"].endswith("Z") for body in bodies)
+    assert len({request.webhook_id for request in arrived}) == 2
+    users = {body["data"]["user"]["subject"]: body["data"]["user"] for body in bodies}
+    user = added.json()
+    assert users[user["subject"]] == {
+        "id": user["id"],
+        "subject": user["subject"],
+        "realm": user["realm"],
+        "name": "Nia Noor",
+        "email": "Nia@Example.com",
+        "role": "agent",
+        "status": "active",
+        "created_at": user["created_at"],
+        "created_by": {"id": "admin-1"},
+    }
+    directory = (await client.get(USERS, params={"role": "customer"}, headers=admin.headers)).json()["data"]
+    [shown] = [entry for entry in directory if entry["subject"] == "kc-newcomer"]
+    assert users["kc-newcomer"] == {
+        "id": shown["id"],
+        "subject": "kc-newcomer",
+        "realm": shown["realm"],
+        "name": None,
+        "email": None,
+        "role": "customer",
+        "status": "active",
+        "created_at": shown["created_at"],
+        "created_by": {"id": "kc-newcomer"},
+    }
+    logged = await settled(admin, subscription["id"], 2)
+    assert {(d["event"], d["ticket_id"], d["sequence"], d["status"]) for d in logged} == {
+        ("user.created", None, None, "delivered")
+    }
 
 
 async def test_a_refused_or_rolled_back_write_produces_no_event(
