@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -145,13 +146,14 @@ class UserService:
 
     async def people(self, tenant_id: uuid.UUID, subjects: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
         """The name and email the directory has for each subject it knows (seed 004's people, `{id, name, email}`,
-        where `id` is the subject tickets and comments record). A subject of two realms: the active user's."""
+        where `id` is the subject tickets and comments record). A subject two realms of the tenant have is two people
+        the record cannot tell apart: it gets no name, so that neither can show under the other's."""
         wanted = sorted(set(subjects))
         if not wanted:
             return {}
         rows = await self._users.by_subjects(tenant_id, wanted)
-        rows.sort(key=lambda row: row.status == "active")
-        return {row.subject: (row.name, row.email) for row in rows}
+        realms = Counter(row.subject for row in rows)
+        return {row.subject: (row.name, row.email) for row in rows if realms[row.subject] == 1}
 
     async def page(
         self, principal: Principal, role: Role | None, status: Status | None, q: str | None, page: int, per_page: int

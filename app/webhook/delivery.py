@@ -182,10 +182,9 @@ def subscribed(subscription: SubscriptionRow, event_type: str) -> bool:
     return subscription.events is None or event_type in subscription.events
 
 
-def wanting(subscriptions: list[SubscriptionRow], kind: str, created_at: datetime.datetime) -> list[SubscriptionRow]:
-    """The subscriptions an event goes to: those that want its type and existed when it happened (an event from
-    before a subscription is sent to it only by a replay)."""
-    return [s for s in subscriptions if subscribed(s, kind) and s.created_at <= created_at]
+def wanting(subscriptions: list[SubscriptionRow], kind: str) -> list[SubscriptionRow]:
+    """The subscriptions an event goes to: the active ones (when it is dispatched) that want its type."""
+    return [subscription for subscription in subscriptions if subscribed(subscription, kind)]
 
 
 def deliveries_for(routes: list[tuple[EventRow, list[SubscriptionRow]]]) -> list[NewDelivery]:
@@ -241,7 +240,7 @@ class Dispatcher:
             wanted = [event.id for event in events if any(subscribed(s, event.kind) for s in subscriptions)]
             if wanted:
                 rows = await self._repository.events(tenant_id, wanted)
-                routes = [(row, wanting(subscriptions, row.kind, row.created_at)) for row in rows]
+                routes = [(row, wanting(subscriptions, row.kind)) for row in rows]
                 await self._repository.queue(tenant_id, deliveries_for(routes), self._horizon)
             await self._repository.mark_dispatched(tenant_id, [event.id for event in events])
         return len(events)
@@ -255,7 +254,7 @@ class Dispatcher:
             subscriptions = await self._repository.active_subscriptions(tenant_id)
             queued: list[NewDelivery] = []
             for event in events:
-                wanted = wanting(subscriptions, event.kind, event.created_at)
+                wanted = wanting(subscriptions, event.kind)
                 body = user_event_body(event) if wanted else ""
                 queued.extend(
                     NewDelivery(

@@ -10,6 +10,7 @@ the test, and back at what it pointed to before afterwards."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -204,32 +205,68 @@ async def check_state_serials(connection: asyncpg.Connection) -> None:
     assert await connection.fetchval("SELECT last FROM ticket_state_serial WHERE tenant_id = $1", TENANT) == 8
 
 
+SOLO_TENANT = uuid.UUID("55555555-5555-4555-8555-555555555555")
+
+
 async def write_users_of_two_realms(connection: asyncpg.Connection) -> None:
-    """Tickets A to C were created by `test`, a user of one realm; D by `twice`, a subject both realms have."""
+    """Tickets A to C were created by `test`, a user known before them; D by `twice`, a subject both realms have;
+    E by `late`, a user first seen after the ticket; F by a built-in service account. A tenant with one realm has a
+    ticket by a subject the directory does not know."""
+    tickets = [(TENANT, "MIG-0004", "twice"), (TENANT, "MIG-0005", "late"), (TENANT, "MIG-0006", "service-account-crm")]
     await connection.execute(
-        "INSERT INTO ticket (tenant_id, object_id, type_id, type_version, data, created_by, updated_by) "
-        "VALUES ($1, 'MIG-0004', $2, 1, '{}', 'twice', 'twice')",
-        TENANT,
+        "INSERT INTO tenant (id, slug, name, config, config_hash) "
+        """VALUES ($1, 'solo', 'Solo', '{"realms": [{"name": "only"}]}', '0')""",
+        SOLO_TENANT,
+    )
+    await connection.execute(
+        "INSERT INTO ticket_type (tenant_id, id, prefix, version, definition, created_by, updated_by) "
+        "VALUES ($1, $2, 'MIG', 1, '{}', 'test', 'test')",
+        SOLO_TENANT,
         TYPE,
     )
-    for realm, subject in (("mig-main", "test"), ("mig-main", "twice"), ("mig-builtin", "twice")):
+    tickets.append((SOLO_TENANT, "MIG-0001", "stranger"))
+    for tenant_id, object_id, creator in tickets:
+        await connection.execute(
+            "INSERT INTO ticket (tenant_id, object_id, type_id, type_version, data, created_by, updated_by) "
+            "VALUES ($1, $2, $3, 1, '{}', $4, $4)",
+            tenant_id,
+            object_id,
+            TYPE,
+            creator,
+        )
+    known_before = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+    for realm, subject, seen in (
+        ("mig-main", "test", known_before),
+        ("mig-main", "twice", known_before),
+        ("mig-builtin", "twice", known_before),
+        ("mig-main", "late", datetime.datetime(2999, 1, 1, tzinfo=datetime.UTC)),
+    ):
         await connection.execute(
             "INSERT INTO app_user (tenant_id, id, realm, subject, builtin, role, status, created_at, updated_at) "
-            "VALUES ($1, gen_random_uuid(), $2, $3, false, 'customer', 'active', now(), now())",
+            "VALUES ($1, gen_random_uuid(), $2, $3, false, 'customer', 'active', $4, $4)",
             TENANT,
             realm,
             subject,
+            seen,
         )
+    await connection.execute(
+        "INSERT INTO service_client (tenant_id, realm, client_id, secret_hash, roles, scopes) "
+        "VALUES ($1, 'mig-builtin', 'crm', repeat('0', 64), '{}', '{}')",
+        TENANT,
+    )
 
 
 async def check_creator_realms(connection: asyncpg.Connection) -> None:
-    """The directory places `test` in its one realm; `twice` stays unplaced (NULL matches no customer)."""
-    rows = await connection.fetch("SELECT object_id, created_realm FROM ticket WHERE tenant_id = $1", TENANT)
-    assert dict(sorted((row["object_id"], row["created_realm"]) for row in rows)) == {
-        "MIG-0001": "mig-main",
-        "MIG-0002": "mig-main",
-        "MIG-0003": "mig-main",
-        "MIG-0004": None,
+    """Placed where certain or well founded; `twice` and `late` stay unplaced (NULL matches no customer)."""
+    rows = await connection.fetch("SELECT tenant_id, object_id, created_realm FROM ticket")
+    assert {(row["tenant_id"] == SOLO_TENANT, row["object_id"]): row["created_realm"] for row in rows} == {
+        (False, "MIG-0001"): "mig-main",
+        (False, "MIG-0002"): "mig-main",
+        (False, "MIG-0003"): "mig-main",
+        (False, "MIG-0004"): None,
+        (False, "MIG-0005"): None,
+        (False, "MIG-0006"): "mig-builtin",
+        (True, "MIG-0001"): "only",
     }
 
 

@@ -651,7 +651,7 @@ async def test_a_customer_sees_only_the_tickets_it_created_in_its_own_realm(
 ) -> None:
     """Two realms of one tenant may issue the same `sub` to different people: a customer's own tickets are those its
     subject created in its realm, on every path (by id, in lists, comments)."""
-    user = await add_user(client, gamma, "cy@example.com", "customer")
+    user = await add_user(client, gamma, "cy@example.com", "customer", "Cy Young")
     signed_in = await login(client, gamma, "cy@example.com", PASSWORD)
     cy = TenantApi(client, gamma, signed_in.json()["token"], realm=builtin(gamma))
     namesake = TenantApi.customer(client, gamma, subject=user["id"])  # the external realm, the same `sub`
@@ -673,6 +673,11 @@ async def test_a_customer_sees_only_the_tickets_it_created_in_its_own_realm(
     # An agent sees both, each with its creator's subject.
     agent = await client.get(TICKETS, headers=auth_headers(gamma, token(gamma, subject="agent-1")))
     assert sorted(ticket["object_id"] for ticket in agent.json()["data"]) == sorted([mine, theirs])
+    # A comment records its author's subject only: which of the two wrote it, the directory cannot say, so neither
+    # one's name is shown under it.
+    commented = await cy.comment(mine, {"content": "Any news?", "is_internal": False})
+    assert commented.status_code == 201, commented.text
+    assert commented.json()["author"] == {"id": user["id"], "name": None, "email": None}
 
 
 async def test_comment_authors_are_people_from_the_directory(client: httpx.AsyncClient, gamma: TenantSpec) -> None:
