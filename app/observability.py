@@ -104,6 +104,9 @@ def configure_logging(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx writes an INFO line for every request it sends: every webhook delivery, which its deliveries log
+    # (GET .../webhook/{id}/deliveries) already records; its warnings still come through.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class RequestContextMiddleware:

@@ -123,6 +123,8 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     secret: str
     previous_secret: str | None
     previous_secret_until: datetime.datetime | None
+    # When claimed: since when the subscription had been failing (None: it was not).
+    failing_since: datetime.datetime | None
 
 
 class DeliveryRow(msgspec.Struct, frozen=True):
@@ -263,25 +265,33 @@ SELECT $1, d.id, d.subscription_id, d.message_id, d.event_type, d.event_id, d.ti
 """
 
 # Tenants with due deliveries of active subscriptions (an inactive one's deliveries wait, and cost no claim).
+# (Per tenant, the first due delivery of an active subscription is found on the due index: no scan of a backlog.)
 DUE_TENANTS = """
-SELECT DISTINCT d.tenant_id
-  FROM webhook_delivery d
-  JOIN webhook_subscription s ON s.tenant_id = d.tenant_id AND s.id = d.subscription_id
- WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.active
+SELECT t.id
+  FROM tenant t
+ WHERE EXISTS (
+       SELECT 1
+         FROM webhook_delivery d
+         JOIN webhook_subscription s ON s.tenant_id = d.tenant_id AND s.id = d.subscription_id
+        WHERE d.tenant_id = t.id AND d.status = 'pending' AND d.next_attempt_at <= now() AND s.active)
 """
 
-# The due heads of their queues, of active subscriptions; the claim is a lease of $3 seconds.
+# The due heads of their queues, of active subscriptions; the claim is a lease of $3 seconds. A queue is a
+# subscription's deliveries of one ticket in sequence order; its head is its first pending delivery, found by one
+# descent of the queue index (ordered as the index is, so that no planner estimate can prefer another index and a
+# sort). Deliveries of no ticket (pings, users' events) are each a queue of their own.
 CLAIM_DELIVERIES = """
 WITH due AS (
     SELECT d.id
       FROM webhook_delivery d
       JOIN webhook_subscription s ON s.tenant_id = d.tenant_id AND s.id = d.subscription_id
      WHERE d.tenant_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now() AND s.active
-       AND NOT EXISTS (
-           SELECT 1 FROM webhook_delivery e
+       AND (d.ticket_id IS NULL OR d.id = (
+           SELECT e.id FROM webhook_delivery e
             WHERE e.tenant_id = d.tenant_id AND e.subscription_id = d.subscription_id AND e.ticket_id = d.ticket_id
               AND e.status = 'pending'
-              AND (e.sequence, e.created_at, e.id) < (d.sequence, d.created_at, d.id))
+            ORDER BY e.sequence, e.created_at
+            LIMIT 1))
      ORDER BY d.next_attempt_at
      LIMIT $2
        FOR UPDATE OF d SKIP LOCKED
@@ -291,7 +301,7 @@ UPDATE webhook_delivery d
   FROM due, webhook_subscription s
  WHERE d.tenant_id = $1 AND d.id = due.id AND s.tenant_id = $1 AND s.id = d.subscription_id
 RETURNING d.id, d.subscription_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at, s.url, s.secret,
-          s.previous_secret, s.previous_secret_until
+          s.previous_secret, s.previous_secret_until, s.failing_since
 """
 
 # An attempt's outcome, only while the attempt still holds the delivery (the same attempt number, still pending): a

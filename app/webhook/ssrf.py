@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 RESOLVE_TIMEOUT_SECONDS = 5.0
 MAX_URL_LENGTH = 2048
@@ -27,7 +27,7 @@ MAX_URL_LENGTH = 2048
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class AddressRefused(httpcore.ConnectError):
+class AddressRefused(OSError):
     """The host resolves to an address webhooks may not reach; nothing was sent."""
 
 
@@ -98,63 +98,124 @@ def _named(host: str, problem: str) -> str:
     return problem if problem.startswith(host.strip("[]")) else f"{host} resolves to {problem}"
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves and checks the host itself, then connects to a checked address (never resolving it again)."""
+class _GuardedResolver(AbstractResolver):
+    """Resolves and checks a host for aiohttp's connector, which then connects to the checked addresses only (never
+    resolving them again)."""
 
     def __init__(self, *, allow_loopback: bool, loopback_only: bool) -> None:
-        self._inner = httpcore.AnyIOBackend()
         self._allow_loopback = allow_loopback
         self._loopback_only = loopback_only
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         try:
             addresses = await resolve(host, port)
         except (OSError, TimeoutError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"{host} does not resolve: {exc}") from None
+            raise OSError(f"{host} does not resolve: {exc}") from None
+        self.check(host, addresses)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(address),
+                port=port,
+                family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
+
+    def check(self, host: str, addresses: list[Address]) -> None:
         for address in addresses:
             problem = address_problem(address, allow_loopback=self._allow_loopback)
             if problem is None and self._loopback_only and not address.is_loopback:
                 problem = f"{address} is not a loopback address (plain http goes to loopback receivers only)"
             if problem is not None:
                 raise AddressRefused(f"refused: {_named(host, problem)}")
-        failure: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(str(address), port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
 
-    async def connect_unix_socket(
+    async def close(self) -> None:
+        pass
+
+
+class SendFailed(Exception):
+    """Nothing, or no complete answer, came back; the message says why (stored as the attempt's error)."""
+
+
+class ConnectError(SendFailed):
+    """No connection: the address was refused here, the name does not resolve, or the receiver is unreachable."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Mapping[str, str]
+    # The first bytes of the body (at most what was asked for).
+    excerpt: bytes
+
+
+class GuardedClient:
+    """POSTs to webhook receivers through aiohttp (a pool of kept-alive connections), to checked addresses only:
+    host names are resolved and checked by the connector's resolver, address literals here (aiohttp connects to
+    those without asking a resolver). No redirects are followed, no proxy or netrc from the environment is used, and
+    TLS verifies the certificate against the host name."""
+
+    def __init__(
         self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("webhooks are not sent to Unix sockets")
+        *,
+        allow_loopback: bool,
+        loopback_only: bool = False,
+        max_connections: int = 100,
+        timeout_seconds: float = 10.0,
+        connect_timeout_seconds: float = 5.0,
+    ) -> None:
+        self._resolver = _GuardedResolver(allow_loopback=allow_loopback, loopback_only=loopback_only)
+        self._max_connections = max_connections
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds, connect=connect_timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    def _open(self) -> aiohttp.ClientSession:
+        # Made on first use: an aiohttp session belongs to the event loop that runs it.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                resolver=self._resolver, use_dns_cache=False, limit=self._max_connections, keepalive_timeout=30.0
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, trust_env=False, auto_decompress=False
+            )
+        return self._session
 
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], *, excerpt_bytes: int) -> Answer:
+        """The receiver's status, headers and the first `excerpt_bytes` of its body. Raises ConnectError when no
+        connection was made (nothing was sent), SendFailed for any other failure, TimeoutError past the timeout."""
+        host = urlsplit(url).hostname or ""
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            try:
+                self._resolver.check(host, [literal])
+            except AddressRefused as exc:
+                raise ConnectError(str(exc)) from None
+        try:
+            async with self._open().post(url, data=body, headers=headers, allow_redirects=False) as response:
+                excerpt = bytearray()
+                while len(excerpt) < excerpt_bytes:
+                    chunk = await response.content.read(excerpt_bytes - len(excerpt))
+                    if not chunk:
+                        break
+                    excerpt += chunk
+                return Answer(response.status, response.headers, bytes(excerpt))
+        except TimeoutError:
+            raise
+        except aiohttp.ClientConnectorError as exc:
+            cause = exc.os_error
+            raise ConnectError(str(cause) if isinstance(cause, AddressRefused) else str(exc)) from None
+        except aiohttp.ClientError as exc:
+            raise SendFailed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport (connection pooling, keep-alive, TLS), on the guarded network backend. httpx offers no
-    parameter for the backend, so the pool it built is replaced by one built the same way with ours."""
-
-    def __init__(self, *, allow_loopback: bool, loopback_only: bool = False, max_connections: int = 100) -> None:
-        super().__init__(trust_env=False)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=30.0,
-            network_backend=_GuardedBackend(allow_loopback=allow_loopback, loopback_only=loopback_only),
-        )
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

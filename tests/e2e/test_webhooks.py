@@ -533,6 +533,29 @@ async def test_dead_letter_retry_auto_disable_and_ping(
     assert (await client.get(path, headers=admin.headers)).json()["failing_since"] is None
 
 
+async def test_a_success_ends_the_subscriptions_failing_streak(
+    client: httpx.AsyncClient, alpha: TenantSpec, receiver: Receiver
+) -> None:
+    admin = TenantApi.admin(client, alpha)
+    agent = TenantApi.agent(client, alpha)
+    subscription = await subscribe(admin, receiver.url, events=["ticket.created"])
+    path = f"{WEBHOOKS}/{subscription['id']}"
+    receiver.answer(Answer(503, headers=(("retry-after", "1"),)))  # the first attempt fails, the retry succeeds
+    request_type = await agent.ticket_type("REQ")
+    await new_ticket(agent, request_type["id"], {field_ids(request_type)["title"]: "Streak"})
+    await receiver.wait_for(1, successful=False)
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await client.get(path, headers=admin.headers)).json()["failing_since"] is None:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    [delivered] = await receiver.wait_for(1)
+    assert delivered.verified(subscription["secret"])["event"] == "ticket.created"
+    [logged] = await settled(admin, subscription["id"], 1)
+    assert (logged["status"], logged["attempts"]) == ("delivered", 2)
+    shown = (await client.get(path, headers=admin.headers)).json()
+    assert (shown["failing_since"], shown["active"]) == (None, True)
+
+
 async def test_a_tenant_file_declares_a_webhook_with_its_secret_from_the_environment(
     client: httpx.AsyncClient,
     tenant_factory: TenantFactory,

@@ -6,13 +6,12 @@ from __future__ import annotations
 import ipaddress
 import time
 
-import httpx
 import pytest
 from standardwebhooks import Webhook
 
 from app.config import ConfigError, load_settings
 from app.webhook.signing import is_secret, new_secret, signature_header
-from app.webhook.ssrf import GuardedTransport, address_problem, url_problem
+from app.webhook.ssrf import ConnectError, GuardedClient, address_problem, url_problem
 from tests.receiver import Receiver
 
 
@@ -72,15 +71,25 @@ async def test_safe_urls_pass() -> None:
     assert await url_problem("http://127.0.0.1:8080/hook", allow_loopback=True) is None
 
 
-async def test_the_transport_checks_the_address_it_connects_to() -> None:
-    """With loopback not allowed, a request to a receiver on loopback (by name or address) never reaches it."""
+async def test_the_client_checks_the_address_it_connects_to() -> None:
+    """With loopback not allowed, a request to a receiver on loopback (by name or address) never reaches it; plain
+    http reaches only loopback."""
     with Receiver() as receiver:
-        async with httpx.AsyncClient(transport=GuardedTransport(allow_loopback=False)) as guarded:
+        guarded = GuardedClient(allow_loopback=False)
+        try:
             for url in (receiver.url, receiver.url.replace("127.0.0.1", "localhost")):
-                with pytest.raises(httpx.ConnectError, match=r"refused: .*loopback"):
-                    await guarded.post(url, content=b"{}")
-        async with httpx.AsyncClient(transport=GuardedTransport(allow_loopback=True, loopback_only=True)) as local:
-            assert (await local.post(receiver.url, content=b"{}")).status_code == 200
+                with pytest.raises(ConnectError, match=r"^refused: .*loopback"):
+                    await guarded.post(url, b"{}", {}, excerpt_bytes=1024)
+        finally:
+            await guarded.aclose()
+        local = GuardedClient(allow_loopback=True, loopback_only=True)
+        try:
+            answer = await local.post(receiver.url, b"{}", {}, excerpt_bytes=1)
+            assert (answer.status, answer.excerpt) == (200, b"o")  # the receiver answers "ok": its first byte
+            with pytest.raises(ConnectError, match=r"^refused: 8\.8\.8\.8 is not a loopback address"):
+                await local.post("http://8.8.8.8/hook", b"{}", {}, excerpt_bytes=1024)
+        finally:
+            await local.aclose()
         assert len(receiver.received()) == 1
 
 
