@@ -315,6 +315,7 @@ STATES = f"{API}/ticket-state"
 ATTACHMENTS = f"{API}/attachments"
 USERS = f"{API}/users"
 LOGIN = f"{API}/auth/login"
+INVITATION = f"{API}/auth/invitation"
 CATALOG = {"type": "template", "module": "ticketing"}
 AGENT_SCOPE = "tickets:read tickets:write"
 ADMIN_SCOPE = "tickets:read tickets:write tickets:admin"

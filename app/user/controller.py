@@ -16,6 +16,8 @@ from app.errors import error_responses
 from app.idempotency.http import IDEMPOTENCY_KEY_PARAMETER, IdempotencyKeyHeader, replayed_headers
 from app.ticket.controller import MAX_PER_PAGE, pagination
 from app.user.dto import (
+    AcceptInvitationRequest,
+    CreatedUser,
     CreateUserRequest,
     LoginRequest,
     LoginResponse,
@@ -73,7 +75,7 @@ class UserController(Controller):
         summary="Add a user to the tenant's builtin realm",
         status_code=201,
         responses={
-            201: ResponseSpec(UserOut, description="The new user (`user.created` is recorded)"),
+            201: ResponseSpec(CreatedUser, description="The new user (`user.created` is recorded)"),
             **error_responses(400, 401, 404, 409, 413, 422),
         },
     )
@@ -83,9 +85,11 @@ class UserController(Controller):
         users: NamedDependency[UserService],
         data: JSONBody[CreateUserRequest],
         idempotency_key: IdempotencyKeyHeader = None,
-    ) -> Response[UserOut]:
+    ) -> Response[CreatedUser]:
         """The user signs in with this email (unique in the realm, in any letter case) and password at
-        POST /auth/login. 409 USER_EXISTS when the email is taken."""
+        POST /auth/login. Without a password the user is invited: `status: inactive`, and the answer's `invitation`
+        holds a token (shown only here) with which the user sets a password at POST /auth/invitation.
+        409 USER_EXISTS when the email is taken."""
         created, replayed = await users.create(request.user, data, idempotency_key)
         return Response(created, status_code=201, headers=replayed_headers(replayed))
 
@@ -161,7 +165,37 @@ class SignInController(Controller):
         """For users of the tenant's builtin realm. An unknown email, a wrong password and a deactivated user get
         the same 401 INVALID_CREDENTIALS; repeated failures for an account or from an address are 429 with
         Retry-After. Call the API with the token, `x-tenantid` and `realmname: <the builtin realm>`."""
-        client = request.scope.get("client")
-        address = client[0] if client else "unknown"
-        signed_in, counted = await sign_in.login(tenant, data, address)
+        signed_in, counted = await sign_in.login(tenant, data, _address(request))
         return Response(signed_in, headers=counted)
+
+    @post(
+        "/invitation",
+        operation_id="acceptInvitation",
+        operation_class=PublicOperation,
+        summary="Accept an invitation: set a password and sign in",
+        status_code=200,
+        responses={
+            200: ResponseSpec(LoginResponse, description="A Bearer token of the tenant's builtin realm"),
+            **error_responses(400, 401, 404, 429),
+        },
+    )
+    async def accept_invitation(
+        self,
+        request: Request[Any, Any, Any],
+        sign_in: NamedDependency[SignInService],
+        data: JSONBody[AcceptInvitationRequest],
+        tenant: Annotated[
+            str | None,
+            HeaderParameter(name="x-tenantid", description="UUID of the tenant (or tenant_id in the body)"),
+        ] = None,
+    ) -> Response[LoginResponse]:
+        """With the token an admin was given when it added the user without a password (POST /users): sets the
+        user's password, activates it and answers as POST /auth/login does. The token works once, for seven days,
+        and no longer once an admin sets the user's status or password; otherwise 401 INVALID_INVITATION."""
+        signed_in, counted = await sign_in.accept_invitation(tenant, data, _address(request))
+        return Response(signed_in, headers=counted)
+
+
+def _address(request: Request[Any, Any, Any]) -> str:
+    client = request.scope.get("client")
+    return str(client[0]) if client else "unknown"

@@ -19,6 +19,7 @@ MIN_PASSWORD_LENGTH = 8  # NIST SP 800-63B's minimum for a password a person cho
 MAX_PASSWORD_LENGTH = 256
 MAX_NAME_LENGTH = 200
 MAX_EMAIL_LENGTH = 254
+MAX_INVITATION_TOKEN_LENGTH = 100
 # Enough to tell a typo from an address (no blank or control character, one @, a dot in the domain); whether mail
 # arrives is the inviting admin's business. Spelled out, not \s, which Python's and JSON Schema's regexes read
 # differently.
@@ -51,10 +52,11 @@ class UserPage(msgspec.Struct, frozen=True):
 
 
 class CreateUserRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """A user of the tenant's builtin realm, who signs in with this email and password."""
+    """A user of the tenant's builtin realm, who signs in with this email and password; without a password, the user
+    is invited: the answer carries a one-time token with which the user sets a password (POST /auth/invitation)."""
 
     email: Email
-    password: Password
+    password: Password | UnsetType = UNSET
     role: Role
     name: Name | None = None
 
@@ -69,6 +71,25 @@ class UpdateUserRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     status: Status | UnsetType = UNSET
     # A new password (a reset); the user's tokens issued before stay valid until they expire.
     password: Password | UnsetType = UNSET
+
+
+class Invitation(msgspec.Struct, frozen=True):
+    # Shown once, here: the service keeps only its SHA-256.
+    token: str
+    expires_at: datetime.datetime
+
+
+class CreatedUser(UserOut, frozen=True, kw_only=True):
+    """The new user; an invited one (`status: inactive` until it accepts) with its invitation."""
+
+    invitation: Invitation | UnsetType = UNSET
+
+
+class AcceptInvitationRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    token: Annotated[str, Meta(min_length=1, max_length=MAX_INVITATION_TOKEN_LENGTH)]
+    password: Password
+    # The tenant, when the x-tenantid header does not name it.
+    tenant_id: uuid.UUID | None = None
 
 
 class LoginRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -103,3 +124,4 @@ class TokenResponse(msgspec.Struct, frozen=True, rename={"not_before_policy": "n
 
 
 user_decoder = msgspec.json.Decoder(UserOut)
+created_user_decoder = msgspec.json.Decoder(CreatedUser)

@@ -31,6 +31,16 @@ class InvalidCredentials(AppError):
         super().__init__("Invalid email or password", headers={WWW_AUTHENTICATE: 'Bearer realm="ticketing"'})
 
 
+class InvalidInvitation(AppError):
+    """One answer for an unknown, used, voided and expired invitation."""
+
+    status = 401
+    code = "INVALID_INVITATION"
+
+    def __init__(self) -> None:
+        super().__init__("The invitation is not valid: unknown, used or expired")
+
+
 class TooManySignInAttempts(AppError):
     status = 429
     code = "TOO_MANY_ATTEMPTS"

@@ -62,12 +62,13 @@ _FILTER = """tenant_id = $1 AND ($2::text IS NULL OR role = $2) AND ($3::text IS
    AND ($4::text IS NULL OR name ILIKE $4 OR email ILIKE $4)"""
 
 # A built-in user and its user.created event. $1 tenant, $2 id, $3 realm, $4 name, $5 email, $6 role,
-# $7 password hash, $8 now, $9 event id, $10 actor, $11 subject (the id as text).
+# $7 password hash, $8 now, $9 event id, $10 actor, $11 subject (the id as text), $12 status, $13 invitation hash,
+# $14 its expiry (an invited user has no password and is inactive until it accepts).
 CREATE_BUILTIN = f"""
 WITH created AS (
     INSERT INTO app_user (tenant_id, id, realm, subject, builtin, name, email, role, status, password_hash,
-                          created_at, updated_at)
-    VALUES ($1, $2, $3, $11, true, $4, $5, $6, 'active', $7, $8, $8)
+                          created_at, updated_at, invitation_hash, invitation_expires_at)
+    VALUES ($1, $2, $3, $11, true, $4, $5, $6, $12, $7, $8, $8, $13, $14)
  RETURNING {_USER}
 ), event AS (
     INSERT INTO user_event (tenant_id, id, user_id, kind, actor, created_at)
@@ -187,11 +188,13 @@ class UserRepository:
         name: str | None,
         email: str,
         role: str,
-        password_hash: str,
+        password_hash: str | None,
         now: datetime.datetime,
         actor: str,
+        invitation: tuple[str, datetime.datetime] | None = None,
     ) -> UserRow:
-        """The new user, with its user.created event (raises UniqueViolation when the email is taken)."""
+        """The new user, with its user.created event (raises UniqueViolation when the email is taken); with an
+        `invitation` (the token's hash and expiry) instead of a password, inactive until it is accepted."""
         row = await self._db.fetch_one(
             UserRow,
             CREATE_BUILTIN,
@@ -206,6 +209,9 @@ class UserRepository:
             uuid.uuid4(),
             actor,
             str(user_id),
+            "inactive" if invitation else "active",
+            invitation[0] if invitation else None,
+            invitation[1] if invitation else None,
         )
         assert row is not None
         return row
@@ -221,13 +227,17 @@ class UserRepository:
         status: str,
         password_hash: str | None,
         now: datetime.datetime,
+        void_invitation: bool,
     ) -> UserRow | None:
-        """Set the user's members (a None password_hash keeps the stored one); None when there is no such user."""
+        """Set the user's members (a None password_hash keeps the stored one; `void_invitation` ends a pending
+        invitation); None when there is no such user."""
         return await self._db.fetch_one(
             UserRow,
             f"""UPDATE app_user
                    SET name = $3, email = $4, role = $5, status = $6,
-                       password_hash = coalesce($7, password_hash), updated_at = $8
+                       password_hash = coalesce($7, password_hash), updated_at = $8,
+                       invitation_hash = CASE WHEN $9 THEN NULL ELSE invitation_hash END,
+                       invitation_expires_at = CASE WHEN $9 THEN NULL ELSE invitation_expires_at END
                  WHERE tenant_id = $1 AND id = $2
              RETURNING {_USER}""",
             tenant_id,
@@ -236,6 +246,27 @@ class UserRepository:
             email,
             role,
             status,
+            password_hash,
+            now,
+            void_invitation,
+        )
+
+    async def accept_invitation(
+        self, tenant_id: uuid.UUID, realm: str, invitation_hash: str, password_hash: str, now: datetime.datetime
+    ) -> SignInRow | None:
+        """The invited user, now active with this password and signed in; None when no user of the realm has an
+        unexpired invitation with this hash (unknown, used, voided or expired)."""
+        return await self._db.fetch_one(
+            SignInRow,
+            f"""UPDATE app_user
+                   SET password_hash = $4, status = 'active', invitation_hash = NULL, invitation_expires_at = NULL,
+                       updated_at = $5, last_login_at = $5, last_seen_at = $5
+                 WHERE tenant_id = $1 AND realm = $2 AND builtin AND invitation_hash = $3
+                   AND invitation_expires_at > $5
+             RETURNING {_SIGN_IN}""",
+            tenant_id,
+            realm,
+            invitation_hash,
             password_hash,
             now,
         )

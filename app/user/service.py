@@ -10,6 +10,8 @@ and the hot path costs no query for a known caller.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import secrets
 import time
 import uuid
 from collections import Counter
@@ -27,11 +29,14 @@ from app.idempotency.service import Idempotency, Outcome
 from app.tenancy.model import RealmConfig, TenantConfig
 from app.tenancy.registry import Tenant, TenantRegistry
 from app.user.dto import (
+    CreatedUser,
     CreateUserRequest,
+    Invitation,
     Role,
     Status,
     UpdateUserRequest,
     UserOut,
+    created_user_decoder,
     user_decoder,
 )
 from app.user.errors import UserExists, UserNotFound
@@ -43,6 +48,8 @@ STATUS_TTL_SECONDS = 15.0
 # Callers remembered per worker; past this the memory starts over (each caller then costs one query again).
 MAX_REMEMBERED_CALLERS = 100_000
 SERVICE_ACCOUNT_PREFIX = "service-account-"
+# How long an invitation may be accepted.
+INVITATION_LIFETIME = datetime.timedelta(days=7)
 
 _nothing_decoder = msgspec.json.Decoder(None)
 
@@ -70,6 +77,11 @@ def like_pattern(q: str) -> str:
     """An ILIKE pattern finding `q` anywhere, its own wildcards taken literally."""
     escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def token_hash(token: str) -> str:
+    """What is stored of a 256-bit token (an invitation): its SHA-256, since nothing guesses 256 bits."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _now() -> datetime.datetime:
@@ -183,11 +195,11 @@ class UserService:
 
     async def create(
         self, principal: Principal, request: CreateUserRequest, idempotency_key: str | None
-    ) -> Outcome[UserOut]:
+    ) -> Outcome[CreatedUser]:
         claim = self._keys.claim(principal, idempotency_key, "create_user", request)
-        return await self._keys.once(principal, claim, lambda: self._create(principal, request), user_decoder)
+        return await self._keys.once(principal, claim, lambda: self._create(principal, request), created_user_decoder)
 
-    async def _create(self, principal: Principal, request: CreateUserRequest) -> UserOut:
+    async def _create(self, principal: Principal, request: CreateUserRequest) -> CreatedUser:
         tenant = self._tenant(principal)
         realm = builtin_realm(tenant.config)
         if realm is None:
@@ -195,7 +207,13 @@ class UserService:
                 "The tenant has no builtin realm", {"body": "users are added to a builtin realm; the tenant has none"}
             )
         _check_role(tenant.config, request.role)
-        password_hash = await self._passwords.hash(request.password)
+        now = _now()
+        invitation = None
+        if request.password is UNSET:
+            invitation = Invitation(secrets.token_urlsafe(32), now + INVITATION_LIFETIME)
+            password_hash = None
+        else:
+            password_hash = await self._passwords.hash(request.password)
         try:
             async with self._db.transaction():
                 row = await self._users.create_builtin(
@@ -206,12 +224,13 @@ class UserService:
                     email=request.email,
                     role=request.role,
                     password_hash=password_hash,
-                    now=_now(),
+                    now=now,
                     actor=principal.subject,
+                    invitation=(token_hash(invitation.token), invitation.expires_at) if invitation else None,
                 )
         except UniqueViolation:
             raise UserExists() from None
-        return user_out(row)
+        return CreatedUser(**msgspec.structs.asdict(user_out(row)), invitation=invitation or UNSET)
 
     async def update(
         self, principal: Principal, user_id: str, request: UpdateUserRequest, idempotency_key: str | None
@@ -242,6 +261,9 @@ class UserService:
                 status=row.status if request.status is UNSET else request.status,
                 password_hash=password_hash,
                 now=_now(),
+                # A status or a password an admin sets ends a pending invitation (a deactivated user's invitation
+                # could otherwise activate it again).
+                void_invitation=request.status is not UNSET or request.password is not UNSET,
             )
         except UniqueViolation:
             raise UserExists() from None
@@ -265,6 +287,7 @@ class UserService:
             status="inactive",
             password_hash=None,
             now=_now(),
+            void_invitation=True,
         )
         if updated is None:
             raise UserNotFound(user_id)

@@ -9,7 +9,6 @@ guessable passwords; nothing guesses 256 bits) and compared in constant time.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import hmac
 import re
 import secrets
@@ -21,12 +20,12 @@ from app.errors import InputValidationFailure, TenantNotFound
 from app.ratelimit.limiter import RateLimiter, headers
 from app.tenancy.model import RealmConfig, TenantConfig
 from app.tenancy.registry import Realm, TenantRegistry
-from app.user.dto import LoginRequest, LoginResponse, Role, SignedInUser, UserOut
-from app.user.errors import InvalidCredentials, SignInUnavailable, TooManySignInAttempts
+from app.user.dto import AcceptInvitationRequest, LoginRequest, LoginResponse, Role, SignedInUser, UserOut
+from app.user.errors import InvalidCredentials, InvalidInvitation, SignInUnavailable, TooManySignInAttempts
 from app.user.passwords import PasswordHasher
-from app.user.repository import ClientRepository, UserRepository
+from app.user.repository import ClientRepository, SignInRow, UserRepository
 from app.user.roles import RoleNotMapped, realm_roles, scopes
-from app.user.service import builtin_realm, user_out
+from app.user.service import builtin_realm, token_hash, user_out
 from app.user.throttle import LoginThrottle, ThrottleKey
 
 CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -50,10 +49,6 @@ class ProvisioningRefused(Exception):
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def secret_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class SignInService:
@@ -106,6 +101,28 @@ class SignInService:
             raise InvalidCredentials()
         await self._throttle.succeeded(tenant_id, account)
         await self._users.signed_in(tenant_id, row.id, _now(), rehashed)
+        return self._signed_in(realm, row), counted
+
+    async def accept_invitation(
+        self, tenant_header: str | None, request: AcceptInvitationRequest, address: str
+    ) -> tuple[LoginResponse, dict[str, str]]:
+        """The invited user's password set, the user active and signed in: the token, as login answers, and the
+        X-RateLimit-* headers of the client address's count. An unknown, used, voided or expired invitation is
+        401 INVALID_INVITATION (a token is 256 random bits: the address's rate limit is brake enough)."""
+        realm = self._builtin_realm_of(self._tenant_id(tenant_header, request.tenant_id))
+        tenant_id = realm.tenant.id
+        verdict = await self._limiter.admit_address(tenant_id, address) if self._limiter is not None else None
+        counted = headers(verdict) if verdict is not None else {}
+        password_hash = await self._passwords.hash(request.password)
+        row = await self._users.accept_invitation(
+            tenant_id, realm.config.name, token_hash(request.token), password_hash, _now()
+        )
+        if row is None:
+            raise InvalidInvitation()
+        return self._signed_in(realm, row), counted
+
+    def _signed_in(self, realm: Realm, row: SignInRow) -> LoginResponse:
+        """Seed 004's login answer for the user: a token of the builtin realm."""
         role: Role = row.role  # type: ignore[assignment]  # the table's CHECK allows only Role's values
         claims = {"preferred_username": row.email or row.subject, "azp": "ticketing"}
         if row.email:
@@ -115,12 +132,11 @@ class SignInService:
         issued = self._issuer.issue(
             realm, row.subject, realm_roles(realm.tenant.config.roles, role), scopes(role), **claims
         )
-        signed_in = LoginResponse(
+        return LoginResponse(
             token=issued.token,
             expires_at=issued.expires_at,
             user=SignedInUser(id=row.id, name=row.name, email=row.email, role=role),
         )
-        return signed_in, counted
 
     def _tenant_id(self, header: str | None, member: uuid.UUID | None) -> uuid.UUID:
         if header is None:
@@ -161,7 +177,7 @@ class SignInService:
             if CLIENT_ID.fullmatch(client_id)
             else None
         )
-        presented = secret_hash(secret)
+        presented = token_hash(secret)
         if client is None or client.revoked_at is not None or not hmac.compare_digest(presented, client.secret_hash):
             raise ClientRefused()
         subject = f"{SERVICE_ACCOUNT_PREFIX}{client_id}"
@@ -224,6 +240,7 @@ class Provisioning:
                     status="active",
                     password_hash=password_hash,
                     now=now,
+                    void_invitation=True,
                 )
                 assert updated is not None
                 row = updated
@@ -245,7 +262,7 @@ class Provisioning:
             tenant.id,
             realm.name,
             client_id,
-            secret_hash=secret_hash(secret),
+            secret_hash=token_hash(secret),
             roles=sorted(set(roles)),
             scopes=sorted(set(scope)),
             now=_now(),

@@ -67,6 +67,7 @@ CREATE_USER = f"POST {API}/users"
 CHANGE_USER = f"PUT {API}/users/{{user_id}}"
 DEACTIVATE_USER = f"DELETE {API}/users/{{user_id}}"
 SIGN_IN = f"POST {API}/auth/login"
+ACCEPT_INVITATION = f"POST {API}/auth/invitation"
 V1_CHANGE_STATUS = "PATCH /api/v1/tickets/{ticket_id}/status"
 V1_UPDATE = "PUT /api/v1/tickets/{ticket_id}"
 V1_MEMBERS = {"category", "title", "description", "attachments", "notes"}
@@ -479,10 +480,16 @@ EXEMPTIONS = (
         "issue 12: failed sign-ins before this one make the account or address wait",
     ),
     Exemption(
-        (SIGN_IN,),
+        (SIGN_IN, ACCEPT_INVITATION),
         400,
         _refused("The tenant is named twice", {"tenant_id"}),
         "the body's tenant_id, when sent with x-tenantid, must name the same tenant",
+    ),
+    Exemption(
+        (ACCEPT_INVITATION,),
+        401,
+        _code("INVALID_INVITATION"),
+        "issue 12: a token must be a pending invitation's (one answer for unknown, used, voided and expired)",
     ),
     Exemption(
         (V1_CHANGE_STATUS,),

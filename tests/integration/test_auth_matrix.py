@@ -506,6 +506,19 @@ async def _sign_in(world: World) -> Call:
     return Call("POST", "/auth/login", body=body, headers={"x-tenantid": str(world.owner.id)})
 
 
+async def _accept_invitation(world: World) -> Call:
+    body = {"email": f"{world.name().lower()}@example.com", "role": "agent"}
+    response = await world.http.post(USERS, json=body, headers=world.admin.headers)
+    assert response.status_code == 201, response.text
+    accepting = {"token": response.json()["invitation"]["token"], "password": USER_PASSWORD}
+    return Call("POST", "/auth/invitation", body=accepting, headers={"x-tenantid": str(world.owner.id)})
+
+
+async def _accept_unknown_invitation(world: World) -> Call:
+    body = {"token": "x" * 43, "password": USER_PASSWORD}
+    return Call("POST", "/auth/invitation", body=body, headers={"x-tenantid": str(world.owner.id)})
+
+
 async def _sign_in_wrongly(world: World) -> Call:
     body = {"email": (await world.user())["email"], "password": "not the password"}
     return Call("POST", "/auth/login", body=body, headers={"x-tenantid": str(world.owner.id)})
@@ -835,6 +848,18 @@ ROUTES: dict[str, Route] = {
             "wrong password": (_sign_in_wrongly, 401),
             "invalid": (
                 _fixed("POST", "/auth/login", body={"email": "x@example.com"}, headers={"x-tenantid": ABSENT_ID}),
+                400,
+            ),
+        },
+    ),
+    "POST /auth/invitation": Route(
+        "public",
+        None,
+        {
+            "valid": (_accept_invitation, 200),
+            "unknown token": (_accept_unknown_invitation, 401),
+            "invalid": (
+                _fixed("POST", "/auth/invitation", body={"token": "x"}, headers={"x-tenantid": ABSENT_ID}),
                 400,
             ),
         },

@@ -31,6 +31,7 @@ from app.user.signin import Provisioning
 from tests.support import (
     ADMIN_SCOPE,
     INVALID_TOKEN,
+    INVITATION,
     LOGIN,
     ME,
     TICKETS,
@@ -332,6 +333,101 @@ async def test_a_user_signs_in_and_calls_the_api_with_the_token(client: httpx.As
     assert shown.json()["created_by"] == user["id"]
     listed = await client.get(f"{USERS}/{user['id']}", headers=admin_headers(gamma))
     assert listed.json()["last_login_at"] is not None
+
+
+INVALID_INVITATION = {
+    "error": True,
+    "code": "INVALID_INVITATION",
+    "message": "The invitation is not valid: unknown, used or expired",
+    "status": 401,
+}
+
+
+async def invite(http: httpx.AsyncClient, tenant: TenantSpec, email: str, role: str = "agent") -> dict[str, Any]:
+    response = await http.post(USERS, json={"email": email, "role": role}, headers=admin_headers(tenant))
+    assert response.status_code == 201, response.text
+    invited: dict[str, Any] = response.json()
+    return invited
+
+
+async def accept(http: httpx.AsyncClient, tenant: TenantSpec, token: str, password: str) -> httpx.Response:
+    body = {"token": token, "password": password}
+    return await http.post(INVITATION, json=body, headers={"x-tenantid": str(tenant.id)})
+
+
+async def test_an_invited_user_sets_a_password_with_the_token_once(
+    client: httpx.AsyncClient, gamma: TenantSpec, db: asyncpg.Connection
+) -> None:
+    invited = await invite(client, gamma, "Ivy@Example.com")
+    invitation = invited.pop("invitation")
+    assert (invited["status"], invited["email"], invited["role"]) == ("inactive", "Ivy@Example.com", "agent")
+    expires = datetime.datetime.fromisoformat(invitation["expires_at"]) - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(days=7) - datetime.timedelta(minutes=1) < expires <= datetime.timedelta(days=7)
+    assert len(invitation["token"]) >= 43
+    # Only its digest is stored; until it is accepted, no password signs the user in.
+    stored = await db.fetchrow(
+        "SELECT password_hash, invitation_hash FROM app_user WHERE tenant_id = $1 AND id = $2",
+        gamma.id,
+        uuid.UUID(invited["id"]),
+    )
+    assert stored["password_hash"] is None and invitation["token"] not in stored["invitation_hash"]
+    refused = await login(client, gamma, "ivy@example.com", PASSWORD)
+    assert (refused.status_code, refused.json()) == (401, INVALID_CREDENTIALS)
+    shown = await client.get(f"{USERS}/{invited['id']}", headers=admin_headers(gamma))
+    assert shown.json() == invited  # the invitation is shown once: on create
+
+    accepted = await accept(client, gamma, invitation["token"], PASSWORD)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["user"] == {"id": invited["id"], "name": None, "email": "Ivy@Example.com", "role": "agent"}
+    me = await client.get(ME, headers=as_user(gamma, accepted.json()["token"]))
+    assert (me.status_code, me.json()["subject"]) == (200, invited["id"])
+    assert (await client.get(f"{USERS}/{invited['id']}", headers=admin_headers(gamma))).json()["status"] == "active"
+    assert (await login(client, gamma, "ivy@example.com", PASSWORD)).status_code == 200
+    # Once only.
+    again = await accept(client, gamma, invitation["token"], "another password")
+    assert (again.status_code, again.json()) == (401, INVALID_INVITATION)
+    assert (await login(client, gamma, "ivy@example.com", PASSWORD)).status_code == 200
+
+
+async def test_an_invitation_expires_and_ends_when_an_admin_sets_status_or_password(
+    client: httpx.AsyncClient, gamma: TenantSpec, tenant_factory: TenantFactory, db: asyncpg.Connection
+) -> None:
+    expired = await invite(client, gamma, "old@example.com")
+    await db.execute(
+        "UPDATE app_user SET invitation_expires_at = now() - interval '1 second' WHERE tenant_id = $1 AND id = $2",
+        gamma.id,
+        uuid.UUID(expired["id"]),
+    )
+    deactivated = await invite(client, gamma, "gone@example.com")
+    response = await client.delete(f"{USERS}/{deactivated['id']}", headers=admin_headers(gamma))
+    assert response.status_code == 204
+    reset = await invite(client, gamma, "reset@example.com")
+    response = await client.put(f"{USERS}/{reset['id']}", json={"password": PASSWORD}, headers=admin_headers(gamma))
+    assert response.status_code == 200, response.text
+    renamed = await invite(client, gamma, "renamed@example.com")
+    response = await client.put(f"{USERS}/{renamed['id']}", json={"name": "Renamed"}, headers=admin_headers(gamma))
+    assert response.status_code == 200, response.text
+    for user in (expired, deactivated, reset):
+        refused = await accept(client, gamma, user["invitation"]["token"], PASSWORD)
+        assert (refused.status_code, refused.json()) == (401, INVALID_INVITATION), user["email"]
+    assert (await client.get(f"{USERS}/{deactivated['id']}", headers=admin_headers(gamma))).json()["status"] == (
+        "inactive"
+    )
+    # A change of name leaves the invitation as it was.
+    assert (await accept(client, gamma, renamed["invitation"]["token"], PASSWORD)).status_code == 200
+    # Another tenant's invitation, unknown tokens, and bad input.
+    another = await invite(client, gamma, "another@example.com")
+    elsewhere = await tenant_factory.fresh("delta", builtin_realm=True)
+    other = await accept(client, elsewhere, another["invitation"]["token"], PASSWORD)
+    assert (other.status_code, other.json()) == (401, INVALID_INVITATION)
+    unknown = await accept(client, gamma, "x" * 43, PASSWORD)
+    assert (unknown.status_code, unknown.json()) == (401, INVALID_INVITATION)
+    short = await accept(client, gamma, "x" * 43, "short")
+    assert short.status_code == 400 and short.json()["code"] == "INPUT_VALIDATION_FAILURE"
+    missing = await client.post(INVITATION, json={"token": "x" * 43, "password": PASSWORD})
+    assert missing.status_code == 400 and missing.json()["validationResult"]["reason"] == {
+        "x-tenantid": "name the tenant by this header or tenant_id"
+    }
 
 
 async def test_a_wrong_password_an_unknown_email_and_a_deactivated_user_get_the_same_answer(
