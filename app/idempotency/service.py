@@ -88,9 +88,11 @@ class Idempotency:
         claim: Claim | None,
         write: Callable[[], Awaitable[R]],
         stored: msgspec.json.Decoder[R],
+        kept: Callable[[R], R] | None = None,
     ) -> Outcome[R]:
         """Run `write` (its own transaction becomes a savepoint of this one), or, when the key was used before with
-        the same request, return what that write returned. A write that fails rolls its claim back."""
+        the same request, return what that write returned (as `kept` reduced it, when given: what an answer shows
+        once must not be stored for its replays). A write that fails rolls its claim back."""
         if claim is None:
             return await write(), False
         tenant_id = principal.tenant_id
@@ -99,7 +101,8 @@ class Idempotency:
             async with self._db.transaction():
                 if await self._repository.claim(tenant_id, claim.scope_digest, claim.fingerprint, expired_before):
                     result = await write()
-                    await self._repository.store(tenant_id, claim.scope_digest, _json.encode(result).decode())
+                    keep = result if kept is None else kept(result)
+                    await self._repository.store(tenant_id, claim.scope_digest, _json.encode(keep).decode())
                     return result, False
                 earlier = await self._repository.stored(tenant_id, claim.scope_digest)
             # None: the sweep removed the expired key between the claim and the read; claim it again.

@@ -74,8 +74,9 @@ class UpdateUserRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
 
 
 class Invitation(msgspec.Struct, frozen=True):
-    # Shown once, here: the service keeps only its SHA-256.
-    token: str
+    # Shown once, in the answer to the create: the service keeps only its SHA-256, so a replay of that answer (the
+    # same Idempotency-Key) has null here.
+    token: str | None
     expires_at: datetime.datetime
 
 

@@ -251,6 +251,20 @@ class UserRepository:
             void_invitation,
         )
 
+    async def invitation_pending(
+        self, tenant_id: uuid.UUID, realm: str, invitation_hash: str, now: datetime.datetime
+    ) -> bool:
+        """Whether a user of the realm has an unexpired invitation with this hash."""
+        found = await self._db.fetch_value(
+            "SELECT true FROM app_user WHERE tenant_id = $1 AND realm = $2 AND builtin AND invitation_hash = $3 "
+            "AND invitation_expires_at > $4",
+            tenant_id,
+            realm,
+            invitation_hash,
+            now,
+        )
+        return found is not None
+
     async def accept_invitation(
         self, tenant_id: uuid.UUID, realm: str, invitation_hash: str, password_hash: str, now: datetime.datetime
     ) -> SignInRow | None:

@@ -48,6 +48,8 @@ STATUS_TTL_SECONDS = 15.0
 # Callers remembered per worker; past this the memory starts over (each caller then costs one query again).
 MAX_REMEMBERED_CALLERS = 100_000
 SERVICE_ACCOUNT_PREFIX = "service-account-"
+# What an Idempotency-Key's fingerprint has in place of a password.
+PASSWORD_SENT = "<a password>"  # noqa: S105 - a marker, not a password
 # How long an invitation may be accepted.
 INVITATION_LIFETIME = datetime.timedelta(days=7)
 
@@ -196,8 +198,10 @@ class UserService:
     async def create(
         self, principal: Principal, request: CreateUserRequest, idempotency_key: str | None
     ) -> Outcome[CreatedUser]:
-        claim = self._keys.claim(principal, idempotency_key, "create_user", request)
-        return await self._keys.once(principal, claim, lambda: self._create(principal, request), created_user_decoder)
+        claim = self._keys.claim(principal, idempotency_key, "create_user", _fingerprinted(request))
+        return await self._keys.once(
+            principal, claim, lambda: self._create(principal, request), created_user_decoder, _without_token
+        )
 
     async def _create(self, principal: Principal, request: CreateUserRequest) -> CreatedUser:
         tenant = self._tenant(principal)
@@ -210,7 +214,8 @@ class UserService:
         now = _now()
         invitation = None
         if request.password is UNSET:
-            invitation = Invitation(secrets.token_urlsafe(32), now + INVITATION_LIFETIME)
+            token = secrets.token_urlsafe(32)
+            invitation = Invitation(token, now + INVITATION_LIFETIME)
             password_hash = None
         else:
             password_hash = await self._passwords.hash(request.password)
@@ -226,7 +231,7 @@ class UserService:
                     password_hash=password_hash,
                     now=now,
                     actor=principal.subject,
-                    invitation=(token_hash(invitation.token), invitation.expires_at) if invitation else None,
+                    invitation=(token_hash(token), invitation.expires_at) if invitation else None,
                 )
         except UniqueViolation:
             raise UserExists() from None
@@ -235,7 +240,7 @@ class UserService:
     async def update(
         self, principal: Principal, user_id: str, request: UpdateUserRequest, idempotency_key: str | None
     ) -> Outcome[UserOut]:
-        claim = self._keys.claim(principal, idempotency_key, "update_user", user_id, request)
+        claim = self._keys.claim(principal, idempotency_key, "update_user", user_id, _fingerprinted(request))
         return await self._keys.once(principal, claim, lambda: self._update(principal, user_id, request), user_decoder)
 
     async def _update(self, principal: Principal, user_id: str, request: UpdateUserRequest) -> UserOut:
@@ -261,9 +266,11 @@ class UserService:
                 status=row.status if request.status is UNSET else request.status,
                 password_hash=password_hash,
                 now=_now(),
-                # A status or a password an admin sets ends a pending invitation (a deactivated user's invitation
-                # could otherwise activate it again).
-                void_invitation=request.status is not UNSET or request.password is not UNSET,
+                # A status, a password or an email an admin sets ends a pending invitation (a deactivated user's
+                # invitation could otherwise activate it again; one sent to a mistyped address is no one's to use).
+                void_invitation=any(
+                    member is not UNSET for member in (request.status, request.password, request.email)
+                ),
             )
         except UniqueViolation:
             raise UserExists() from None
@@ -297,6 +304,19 @@ class UserService:
         tenant = self._registry.tenant(principal.tenant_id)
         assert tenant is not None  # the authenticator let the principal in for this tenant
         return tenant
+
+
+def _fingerprinted(request: CreateUserRequest | UpdateUserRequest) -> CreateUserRequest | UpdateUserRequest:
+    """The request as an Idempotency-Key's fingerprint covers it: whether a password was sent, not the password (a
+    fast hash of it, next to an email anyone may know, could be cracked offline)."""
+    return msgspec.structs.replace(request, password=PASSWORD_SENT if request.password is not UNSET else UNSET)
+
+
+def _without_token(created: CreatedUser) -> CreatedUser:
+    """What is kept of the answer for its replays: the invitation without its token."""
+    if created.invitation is UNSET:
+        return created
+    return msgspec.structs.replace(created, invitation=msgspec.structs.replace(created.invitation, token=None))
 
 
 def _check_role(config: TenantConfig, role: Role) -> None:

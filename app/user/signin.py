@@ -113,11 +113,13 @@ class SignInService:
         tenant_id = realm.tenant.id
         verdict = await self._limiter.admit_address(tenant_id, address) if self._limiter is not None else None
         counted = headers(verdict) if verdict is not None else {}
+        invitation = token_hash(request.token)
+        # The slow hash only for a live invitation: made-up tokens cost a lookup, not 64 MiB of Argon2 each.
+        if not await self._users.invitation_pending(tenant_id, realm.config.name, invitation, _now()):
+            raise InvalidInvitation()
         password_hash = await self._passwords.hash(request.password)
-        row = await self._users.accept_invitation(
-            tenant_id, realm.config.name, token_hash(request.token), password_hash, _now()
-        )
-        if row is None:
+        row = await self._users.accept_invitation(tenant_id, realm.config.name, invitation, password_hash, _now())
+        if row is None:  # accepted, voided or expired meanwhile
             raise InvalidInvitation()
         return self._signed_in(realm, row), counted
 

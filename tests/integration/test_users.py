@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import hashlib
 import statistics
 import time
 import uuid
@@ -21,10 +22,12 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import httpx
 import jwt as pyjwt
+import msgspec
 import pytest
 
 from app.db.database import Database
 from app.tenancy.devkeys import rotate_builtin_key
+from app.user.dto import CreateUserRequest
 from app.user.passwords import PasswordHasher
 from app.user.repository import ClientRepository, UserRepository
 from app.user.signin import Provisioning
@@ -389,6 +392,37 @@ async def test_an_invited_user_sets_a_password_with_the_token_once(
     assert (await login(client, gamma, "ivy@example.com", PASSWORD)).status_code == 200
 
 
+async def test_a_replayed_invitation_shows_no_token_and_no_password_is_kept_for_replays(
+    client: httpx.AsyncClient, gamma: TenantSpec, db: asyncpg.Connection
+) -> None:
+    headers = {**admin_headers(gamma), "idempotency-key": f"invite-{uuid.uuid4()}"}
+    body = {"email": "replayed@example.com", "role": "customer"}
+    first = await client.post(USERS, json=body, headers=headers)
+    again = await client.post(USERS, json=body, headers=headers)
+    assert (first.status_code, again.status_code, again.headers["idempotent-replayed"]) == (201, 201, "true")
+    token = first.json()["invitation"]["token"]
+    assert again.json() == {**first.json(), "invitation": {**first.json()["invitation"], "token": None}}
+    # The first answer's token still works; it was never stored.
+    stored = await db.fetch("SELECT response FROM idempotency_key WHERE tenant_id = $1", gamma.id)
+    assert stored and not any(token in row["response"] for row in stored)
+    assert (await accept(client, gamma, token, PASSWORD)).status_code == 200
+    # A create with a password under a key: the fingerprint stored for the key does not depend on the password.
+    keyed = {**admin_headers(gamma), "idempotency-key": f"create-{uuid.uuid4()}"}
+    made = await client.post(USERS, json={**body, "email": "keyed@example.com", "password": PASSWORD}, headers=keyed)
+    assert made.status_code == 201, made.text
+    fingerprints = {
+        row["request_hash"]
+        for row in await db.fetch("SELECT request_hash FROM idempotency_key WHERE tenant_id = $1", gamma.id)
+    }
+    # What a fingerprint over the password would be (the request as the service decodes it, encoded as the
+    # idempotency service encodes requests): none of the stored ones.
+    sent = CreateUserRequest(email="keyed@example.com", password=PASSWORD, role="customer")
+    with_password = hashlib.sha256(msgspec.json.encode(["create_user", sent], order="sorted")).hexdigest()
+    assert with_password not in fingerprints
+    retried = await client.post(USERS, json={**body, "email": "keyed@example.com", "password": PASSWORD}, headers=keyed)
+    assert (retried.status_code, retried.json()) == (201, made.json())
+
+
 async def test_an_invitation_expires_and_ends_when_an_admin_sets_status_or_password(
     client: httpx.AsyncClient, gamma: TenantSpec, tenant_factory: TenantFactory, db: asyncpg.Connection
 ) -> None:
@@ -404,10 +438,15 @@ async def test_an_invitation_expires_and_ends_when_an_admin_sets_status_or_passw
     reset = await invite(client, gamma, "reset@example.com")
     response = await client.put(f"{USERS}/{reset['id']}", json={"password": PASSWORD}, headers=admin_headers(gamma))
     assert response.status_code == 200, response.text
+    readdressed = await invite(client, gamma, "mistyped@example.con")
+    response = await client.put(
+        f"{USERS}/{readdressed['id']}", json={"email": "meant@example.com"}, headers=admin_headers(gamma)
+    )
+    assert response.status_code == 200, response.text
     renamed = await invite(client, gamma, "renamed@example.com")
     response = await client.put(f"{USERS}/{renamed['id']}", json={"name": "Renamed"}, headers=admin_headers(gamma))
     assert response.status_code == 200, response.text
-    for user in (expired, deactivated, reset):
+    for user in (expired, deactivated, reset, readdressed):
         refused = await accept(client, gamma, user["invitation"]["token"], PASSWORD)
         assert (refused.status_code, refused.json()) == (401, INVALID_INVITATION), user["email"]
     assert (await client.get(f"{USERS}/{deactivated['id']}", headers=admin_headers(gamma))).json()["status"] == (
