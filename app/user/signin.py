@@ -33,6 +33,8 @@ _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 # How long an account waits at most after its latest failure (so never locked out for long), and an address.
 ACCOUNT_MAX_DELAY_SECONDS = 60.0
 ADDRESS_MAX_DELAY_SECONDS = 900.0
+# Failures of an account, from anywhere, before the account-wide brake (NIST SP 800-63B: at most 100 consecutive).
+ACCOUNT_WIDE_FREE_FAILURES = 100
 
 
 class ClientRefused(Exception):
@@ -88,8 +90,16 @@ class SignInService:
         verdict = await self._limiter.admit_address(tenant_id, address) if self._limiter is not None else None
         counted = headers(verdict) if verdict is not None else {}
         email = request.email.strip().lower()
-        account = ThrottleKey(f"account:{email}", self._free_per_account, ACCOUNT_MAX_DELAY_SECONDS)
-        keys = [account, ThrottleKey(f"address:{address}", self._free_per_address, ADDRESS_MAX_DELAY_SECONDS)]
+        # Guessing one account from one address is slowed after a few failures; an attacker elsewhere cannot slow
+        # the account's owner down that way, only through the account-wide brake, which takes NIST SP 800-63B's
+        # hundred failures (and still never more than a minute after the latest).
+        from_here = ThrottleKey(f"account:{email} from:{address}", self._free_per_account, ACCOUNT_MAX_DELAY_SECONDS)
+        account = ThrottleKey(f"account:{email}", ACCOUNT_WIDE_FREE_FAILURES, ACCOUNT_MAX_DELAY_SECONDS)
+        keys = [
+            from_here,
+            account,
+            ThrottleKey(f"address:{address}", self._free_per_address, ADDRESS_MAX_DELAY_SECONDS),
+        ]
         now = _now()
         retry_after = await self._throttle.retry_after(tenant_id, keys, now)
         if retry_after is not None:
@@ -99,6 +109,7 @@ class SignInService:
         if row is None or not matches or row.status != "active":
             await self._throttle.failed(tenant_id, keys, now)
             raise InvalidCredentials()
+        await self._throttle.succeeded(tenant_id, from_here)
         await self._throttle.succeeded(tenant_id, account)
         await self._users.signed_in(tenant_id, row.id, _now(), rehashed)
         return self._signed_in(realm, row), counted

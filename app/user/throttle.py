@@ -1,10 +1,10 @@
-"""Throttling of failed sign-ins, per account and per client address.
+"""Throttling of failed sign-ins, under keys the sign-in chooses (an account from an address, an account, an address).
 
 After a number of free failures, each further failure under a key makes the key wait before the next attempt:
 1 second, then 2, 4, ... up to a ceiling (a minute for an account, so an attacker can slow a real user down but never
 lock them out for long; longer for an address). Attempts while a key waits are refused without being checked or
 counted, and a key that has been quiet for FORGET_AFTER starts again from nothing. A successful sign-in clears the
-account's count, not the address's (a caller with one good password must not reset its guessing budget).
+account's counts, not the address's (a caller with one good password must not reset its guessing budget).
 
 The store is PostgreSQL here (one row per key, shared by every worker), behind `LoginThrottle`, so that it can move
 to the rate limiter's store later without the sign-in changing.

@@ -540,15 +540,12 @@ async def test_failures_are_throttled_per_account_without_locking_it_for_good(
     await add_user(client, gamma, "lee@example.com")
     for _ in range(6):
         assert (await login(client, gamma, "lee@example.com", "guess")).status_code == 401
+    here = "account:lee@example.com from:127.0.0.1"
     account = "account:lee@example.com"
-    assert await failures(db, gamma, account) == 6
-    # Time is moved by rewriting the last failure, not by waiting: nine failures, the last just now, make the account
-    # wait 2^(9-5-1) = 8 seconds, and the right password waits too, uncounted.
-    await db.execute(
-        "UPDATE login_failure SET failures = 9, last_failure_at = now() WHERE tenant_id = $1 AND throttle_key = $2",
-        gamma.id,
-        account,
-    )
+    assert (await failures(db, gamma, here), await failures(db, gamma, account)) == (6, 6)
+    # Time is moved by rewriting the last failure, not by waiting: nine failures from here, the last just now, make
+    # this address wait 2^(9-5-1) = 8 seconds for the account, and the right password waits too, uncounted.
+    await set_failures(db, gamma, here, 9)
     throttled = await login(client, gamma, "lee@example.com", PASSWORD)
     assert throttled.status_code == 429
     retry_after = int(throttled.headers["retry-after"])
@@ -559,26 +556,40 @@ async def test_failures_are_throttled_per_account_without_locking_it_for_good(
         "message": f"Too many failed sign-ins; retry in {retry_after} seconds",
         "status": 429,
     }
-    assert await failures(db, gamma, account) == 9
+    assert await failures(db, gamma, here) == 9
     # However many failures, the account waits at most a minute after the last one.
-    await db.execute(
-        "UPDATE login_failure SET failures = 1000, last_failure_at = now() WHERE tenant_id = $1 AND throttle_key = $2",
-        gamma.id,
-        account,
-    )
+    await set_failures(db, gamma, here, 1000)
     assert 50 <= int((await login(client, gamma, "lee@example.com", PASSWORD)).headers["retry-after"]) <= 60
     # Another account from the same address is not held up by this one.
     await add_user(client, gamma, "max@example.com")
     assert (await login(client, gamma, "max@example.com", PASSWORD)).status_code == 200
-    await db.execute(
-        "UPDATE login_failure SET last_failure_at = now() - interval '61 seconds' "
-        "WHERE tenant_id = $1 AND throttle_key = $2",
-        gamma.id,
-        account,
-    )
+    await set_failures(db, gamma, here, 1000, ago=61)
     assert (await login(client, gamma, "lee@example.com", PASSWORD)).status_code == 200
-    # A successful sign-in clears the account's count.
-    assert await failures(db, gamma, account) is None
+    # A successful sign-in clears the account's counts.
+    assert (await failures(db, gamma, here), await failures(db, gamma, account)) == (None, None)
+
+    # An attacker guessing from elsewhere, however often, does not hold the owner up at its own address...
+    await set_failures(db, gamma, "account:lee@example.com from:203.0.113.9", 1000)
+    await set_failures(db, gamma, account, 99)
+    assert (await login(client, gamma, "lee@example.com", PASSWORD)).status_code == 200
+    # ...until the account has failed a hundred times from anywhere: then everyone waits, a minute at most.
+    await set_failures(db, gamma, account, 1000)
+    assert 50 <= int((await login(client, gamma, "lee@example.com", PASSWORD)).headers["retry-after"]) <= 60
+
+
+async def set_failures(
+    db: asyncpg.Connection, tenant: TenantSpec, key: str, count: int, *, ago: float = 0.0
+) -> None:
+    """The key's failures, the last one `ago` seconds ago."""
+    await db.execute(
+        "INSERT INTO login_failure (tenant_id, throttle_key, failures, last_failure_at) "
+        "VALUES ($1, $2, $3, now() - make_interval(secs => $4)) ON CONFLICT (tenant_id, throttle_key) DO UPDATE "
+        "SET failures = excluded.failures, last_failure_at = excluded.last_failure_at",
+        tenant.id,
+        key,
+        count,
+        ago,
+    )
 
 
 async def test_failures_are_throttled_per_client_address(
