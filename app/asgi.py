@@ -255,7 +255,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         registry,
         passwords,
         TokenIssuer(settings.data_dir, settings.builtin_token_ttl_seconds),
-        PostgresLoginThrottle(LoginFailureRepository(db)),
+        PostgresLoginThrottle(db, LoginFailureRepository(db)),
         free_failures_per_account=settings.login_free_failures_per_account,
         free_failures_per_address=settings.login_free_failures_per_address,
         limiter=limiter,

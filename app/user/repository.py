@@ -418,10 +418,21 @@ class LoginFailureRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def get(self, tenant_id: uuid.UUID, keys: list[str]) -> list[FailureRow]:
+    async def locked(self, tenant_id: uuid.UUID, keys: list[str], now: datetime.datetime) -> list[FailureRow]:
+        """The keys' counts, each row made if missing and locked until the transaction ends (in key order, so that
+        attempts under overlapping keys cannot deadlock): the attempts under a key take their turns."""
+        await self._db.execute(
+            """INSERT INTO login_failure (tenant_id, throttle_key, failures, last_failure_at)
+               SELECT $1, key, 0, $3 FROM unnest($2::text[]) AS key
+               ON CONFLICT (tenant_id, throttle_key) DO NOTHING""",
+            tenant_id,
+            keys,
+            now,
+        )
         return await self._db.fetch_all(
             FailureRow,
-            f"SELECT {_FAILURE} FROM login_failure WHERE tenant_id = $1 AND throttle_key = ANY($2::text[])",
+            f"""SELECT {_FAILURE} FROM login_failure WHERE tenant_id = $1 AND throttle_key = ANY($2::text[])
+                 ORDER BY throttle_key FOR UPDATE""",
             tenant_id,
             keys,
         )
@@ -429,18 +440,24 @@ class LoginFailureRepository:
     async def record(
         self, tenant_id: uuid.UUID, keys: list[str], now: datetime.datetime, forget_before: datetime.datetime
     ) -> None:
-        """Count one more failure under each key; a count whose last failure is older than `forget_before` starts
-        again from one."""
+        """Count one more failure under each (existing) key; a count whose last failure is older than
+        `forget_before` starts again from one."""
         await self._db.execute(
-            """INSERT INTO login_failure AS f (tenant_id, throttle_key, failures, last_failure_at)
-               SELECT $1, key, 1, $3 FROM unnest($2::text[]) AS key
-               ON CONFLICT (tenant_id, throttle_key) DO UPDATE
-                  SET failures = CASE WHEN f.last_failure_at < $4 THEN 1 ELSE f.failures + 1 END,
-                      last_failure_at = excluded.last_failure_at""",
+            """UPDATE login_failure
+                  SET failures = CASE WHEN last_failure_at < $4 THEN 1 ELSE failures + 1 END, last_failure_at = $3
+                WHERE tenant_id = $1 AND throttle_key = ANY($2::text[])""",
             tenant_id,
             keys,
             now,
             forget_before,
+        )
+
+    async def uncount(self, tenant_id: uuid.UUID, key: str) -> None:
+        """Take back one failure counted in advance (the attempt succeeded)."""
+        await self._db.execute(
+            "UPDATE login_failure SET failures = greatest(failures - 1, 0) WHERE tenant_id = $1 AND throttle_key = $2",
+            tenant_id,
+            key,
         )
 
     async def forget(self, tenant_id: uuid.UUID, key: str) -> None:

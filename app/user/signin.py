@@ -95,22 +95,16 @@ class SignInService:
         # hundred failures (and still never more than a minute after the latest).
         from_here = ThrottleKey(f"account:{email} from:{address}", self._free_per_account, ACCOUNT_MAX_DELAY_SECONDS)
         account = ThrottleKey(f"account:{email}", ACCOUNT_WIDE_FREE_FAILURES, ACCOUNT_MAX_DELAY_SECONDS)
-        keys = [
-            from_here,
-            account,
-            ThrottleKey(f"address:{address}", self._free_per_address, ADDRESS_MAX_DELAY_SECONDS),
-        ]
-        now = _now()
-        retry_after = await self._throttle.retry_after(tenant_id, keys, now)
+        from_address = ThrottleKey(f"address:{address}", self._free_per_address, ADDRESS_MAX_DELAY_SECONDS)
+        keys = [from_here, account, from_address]
+        retry_after = await self._throttle.attempt(tenant_id, keys, _now())
         if retry_after is not None:
             raise TooManySignInAttempts(retry_after)
         row = await self._users.for_sign_in(tenant_id, realm.config.name, email)
         matches, rehashed = await self._passwords.verify(row.password_hash if row else None, request.password)
         if row is None or not matches or row.status != "active":
-            await self._throttle.failed(tenant_id, keys, now)
-            raise InvalidCredentials()
-        await self._throttle.succeeded(tenant_id, from_here)
-        await self._throttle.succeeded(tenant_id, account)
+            raise InvalidCredentials()  # counted already
+        await self._throttle.succeeded(tenant_id, cleared=[from_here, account], kept=[from_address])
         await self._users.signed_in(tenant_id, row.id, _now(), rehashed)
         return self._signed_in(realm, row), counted
 

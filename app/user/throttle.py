@@ -3,7 +3,9 @@
 After a number of free failures, each further failure under a key makes the key wait before the next attempt:
 1 second, then 2, 4, ... up to a ceiling (a minute for an account, so an attacker can slow a real user down but never
 lock them out for long; longer for an address). Attempts while a key waits are refused without being checked or
-counted, and a key that has been quiet for FORGET_AFTER starts again from nothing. A successful sign-in clears the
+counted, and a key that has been quiet for FORGET_AFTER starts again from nothing. The check and the count are one
+step under the keys' row locks (each attempt counts as a failure until it succeeds), so attempts sent at once take
+their turns: no burst gets more than the free failures past the check. A successful sign-in clears the
 account's counts, not the address's (a caller with one good password must not reset its guessing budget).
 
 The store is PostgreSQL here (one row per key, shared by every worker), behind `LoginThrottle`, so that it can move
@@ -18,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
+from app.db.database import Database
 from app.user.repository import LoginFailureRepository
 
 FORGET_AFTER = datetime.timedelta(minutes=15)
@@ -31,12 +34,14 @@ class ThrottleKey:
 
 
 class LoginThrottle(Protocol):
-    async def retry_after(self, tenant_id: uuid.UUID, keys: list[ThrottleKey], now: datetime.datetime) -> int | None:
-        """Seconds until an attempt under these keys is allowed again, or None when it is allowed now."""
+    async def attempt(self, tenant_id: uuid.UUID, keys: list[ThrottleKey], now: datetime.datetime) -> int | None:
+        """Check and count an attempt under these keys in one step: None when it may go ahead (it is counted as a
+        failure in advance, so that attempts sent at once take their turns rather than all passing one check),
+        else the seconds until one may (and it is not counted)."""
 
-    async def failed(self, tenant_id: uuid.UUID, keys: list[ThrottleKey], now: datetime.datetime) -> None: ...
-
-    async def succeeded(self, tenant_id: uuid.UUID, key: ThrottleKey) -> None: ...
+    async def succeeded(self, tenant_id: uuid.UUID, cleared: list[ThrottleKey], kept: list[ThrottleKey]) -> None:
+        """The attempt succeeded: the `cleared` keys' counts are forgotten, the `kept` keys' advance count is taken
+        back."""
 
 
 def delay_seconds(failures: int, key: ThrottleKey) -> float:
@@ -48,23 +53,28 @@ def delay_seconds(failures: int, key: ThrottleKey) -> float:
 
 
 class PostgresLoginThrottle:
-    def __init__(self, failures: LoginFailureRepository) -> None:
+    def __init__(self, db: Database, failures: LoginFailureRepository) -> None:
+        self._db = db
         self._failures = failures
 
-    async def retry_after(self, tenant_id: uuid.UUID, keys: list[ThrottleKey], now: datetime.datetime) -> int | None:
+    async def attempt(self, tenant_id: uuid.UUID, keys: list[ThrottleKey], now: datetime.datetime) -> int | None:
         by_key = {key.key: key for key in keys}
-        wait = 0.0
-        for row in await self._failures.get(tenant_id, list(by_key)):
-            if row.last_failure_at < now - FORGET_AFTER:
-                continue
-            until = row.last_failure_at + datetime.timedelta(
-                seconds=delay_seconds(row.failures, by_key[row.throttle_key])
-            )
-            wait = max(wait, (until - now).total_seconds())
-        return math.ceil(wait) if wait > 0 else None
+        async with self._db.transaction():
+            wait = 0.0
+            for row in await self._failures.locked(tenant_id, sorted(by_key), now):
+                if row.last_failure_at < now - FORGET_AFTER:
+                    continue
+                until = row.last_failure_at + datetime.timedelta(
+                    seconds=delay_seconds(row.failures, by_key[row.throttle_key])
+                )
+                wait = max(wait, (until - now).total_seconds())
+            if wait > 0:
+                return math.ceil(wait)
+            await self._failures.record(tenant_id, sorted(by_key), now, now - FORGET_AFTER)
+        return None
 
-    async def failed(self, tenant_id: uuid.UUID, keys: list[ThrottleKey], now: datetime.datetime) -> None:
-        await self._failures.record(tenant_id, [key.key for key in keys], now, now - FORGET_AFTER)
-
-    async def succeeded(self, tenant_id: uuid.UUID, key: ThrottleKey) -> None:
-        await self._failures.forget(tenant_id, key.key)
+    async def succeeded(self, tenant_id: uuid.UUID, cleared: list[ThrottleKey], kept: list[ThrottleKey]) -> None:
+        for key in cleared:
+            await self._failures.forget(tenant_id, key.key)
+        for key in kept:
+            await self._failures.uncount(tenant_id, key.key)
