@@ -228,6 +228,7 @@ class Authenticator:
             # comment or delete roles got it in: those roles say what it may do, not what it may see.
             customer_only=not permissions & AGENT_PERMISSIONS,
             client_id=client_id if isinstance(client_id, str) else None,
+            issued_at=float(claims["iat"]) if isinstance(claims.get("iat"), int | float) else None,
         )
 
 

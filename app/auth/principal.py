@@ -33,6 +33,9 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     customer_only: bool = False
     # A service account's client id (Keycloak's client_id claim): the client its rate limit counts for.
     client_id: str | None = None
+    # The token's `iat` (seconds since the epoch), when it has one: a built-in user's or service account's token
+    # issued before its credentials last changed is refused.
+    issued_at: float | None = None
 
     @property
     def sees_internal_notes(self) -> bool:

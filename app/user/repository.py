@@ -44,6 +44,13 @@ class ClientRow(msgspec.Struct, frozen=True):
     roles: list[str]
     scopes: list[str]
     revoked_at: datetime.datetime | None
+    # Its tokens issued before this are refused (it was given a new secret since); None: none are.
+    tokens_valid_after: datetime.datetime | None
+
+
+class BuiltinStatusRow(msgspec.Struct, frozen=True):
+    status: str
+    tokens_valid_after: datetime.datetime | None
 
 
 class FailureRow(msgspec.Struct, frozen=True):
@@ -106,11 +113,11 @@ WITH seen AS (
     UPDATE app_user SET last_seen_at = $4
      WHERE tenant_id = $1 AND realm = $2 AND subject = $3 AND builtin
        AND (last_seen_at IS NULL OR last_seen_at < $5)
- RETURNING status
+ RETURNING status, tokens_valid_after
 )
-SELECT status FROM seen
+SELECT status, tokens_valid_after FROM seen
 UNION ALL
-SELECT status FROM app_user
+SELECT status, tokens_valid_after FROM app_user
  WHERE tenant_id = $1 AND realm = $2 AND subject = $3 AND builtin AND NOT EXISTS (SELECT 1 FROM seen)
 """
 
@@ -228,16 +235,18 @@ class UserRepository:
         password_hash: str | None,
         now: datetime.datetime,
         void_invitation: bool,
+        end_tokens: bool = False,
     ) -> UserRow | None:
         """Set the user's members (a None password_hash keeps the stored one; `void_invitation` ends a pending
-        invitation); None when there is no such user."""
+        invitation; `end_tokens` refuses the tokens issued before `now`); None when there is no such user."""
         return await self._db.fetch_one(
             UserRow,
             f"""UPDATE app_user
                    SET name = $3, email = $4, role = $5, status = $6,
                        password_hash = coalesce($7, password_hash), updated_at = $8,
                        invitation_hash = CASE WHEN $9 THEN NULL ELSE invitation_hash END,
-                       invitation_expires_at = CASE WHEN $9 THEN NULL ELSE invitation_expires_at END
+                       invitation_expires_at = CASE WHEN $9 THEN NULL ELSE invitation_expires_at END,
+                       tokens_valid_after = coalesce($10, tokens_valid_after)
                  WHERE tenant_id = $1 AND id = $2
              RETURNING {_USER}""",
             tenant_id,
@@ -249,6 +258,7 @@ class UserRepository:
             password_hash,
             now,
             void_invitation,
+            now if end_tokens else None,
         )
 
     async def invitation_pending(
@@ -336,12 +346,14 @@ class UserRepository:
         )
         return status
 
-    async def seen_builtin(self, tenant_id: uuid.UUID, realm: str, subject: str, now: datetime.datetime) -> str | None:
-        """The built-in user's status (None: no such user), last_seen_at moved at most once a minute."""
-        status: str | None = await self._db.fetch_value(
-            SEEN_BUILTIN, tenant_id, realm, subject, now, now - datetime.timedelta(minutes=1)
+    async def seen_builtin(
+        self, tenant_id: uuid.UUID, realm: str, subject: str, now: datetime.datetime
+    ) -> BuiltinStatusRow | None:
+        """The built-in user's status and since when its tokens count (None: no such user), last_seen_at moved at
+        most once a minute."""
+        return await self._db.fetch_one(
+            BuiltinStatusRow, SEEN_BUILTIN, tenant_id, realm, subject, now, now - datetime.timedelta(minutes=1)
         )
-        return status
 
     async def events(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> list[str]:
         """The kinds of the user's events, oldest first."""
@@ -385,13 +397,14 @@ class ClientRepository:
         scopes: list[str],
         now: datetime.datetime,
     ) -> None:
-        """Create the client, or give an existing one a new secret, roles and scopes (and un-revoke it)."""
+        """Create the client, or give an existing one a new secret, roles and scopes (and un-revoke it): the tokens
+        it was issued before are refused from `now` on (a leaked secret is replaced, a revoked token stays dead)."""
         await self._db.execute(
             """INSERT INTO service_client (tenant_id, realm, client_id, secret_hash, roles, scopes, created_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7)
                ON CONFLICT (tenant_id, realm, client_id) DO UPDATE
                   SET secret_hash = excluded.secret_hash, roles = excluded.roles, scopes = excluded.scopes,
-                      revoked_at = NULL""",
+                      revoked_at = NULL, tokens_valid_after = excluded.created_at""",
             tenant_id,
             realm,
             client_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import math
 import secrets
 import time
 import uuid
@@ -86,6 +87,10 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _whole_seconds(moment: datetime.datetime | None) -> int | None:
+    return None if moment is None else math.floor(moment.timestamp())
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -106,8 +111,9 @@ class UserService:
         self._registry = registry
         self._passwords = passwords
         self._keys = keys
-        # (tenant, realm, subject) -> (when it was checked, monotonic; whether it may call).
-        self._callers: dict[tuple[uuid.UUID, str, str], tuple[float, bool]] = {}
+        # (tenant, realm, subject) -> (when it was checked, monotonic; whether it may call; the time, in whole
+        # seconds since the epoch, its tokens must be issued at or after, or None).
+        self._callers: dict[tuple[uuid.UUID, str, str], tuple[float, bool, int | None]] = {}
 
     def __deepcopy__(self, memo: dict[int, Any]) -> UserService:
         # Litestar deep-copies middleware arguments (`admit` is bound to this service): one service per process.
@@ -118,32 +124,39 @@ class UserService:
         now = time.monotonic()
         known = self._callers.get(caller)
         if known is None or now - known[0] >= STATUS_TTL_SECONDS:
-            allowed = await self._check(principal)
+            allowed, valid_after = await self._check(principal)
             if len(self._callers) >= MAX_REMEMBERED_CALLERS:
                 self._callers.clear()
-            self._callers[caller] = (now, allowed)
-        elif known[1]:
-            return
+            self._callers[caller] = (now, allowed, valid_after)
         else:
+            _, allowed, valid_after = known
+        # Whole seconds, as `iat` has them: a token issued in the second its credentials changed still counts.
+        if valid_after is not None and (principal.issued_at is None or principal.issued_at < valid_after):
             allowed = False
         if not allowed:
             raise InvalidToken()
 
-    async def _check(self, principal: Principal) -> bool:
+    async def _check(self, principal: Principal) -> tuple[bool, int | None]:
+        """Whether the caller may call, and the second its tokens must be issued at or after (or None)."""
         tenant = self._registry.tenant(principal.tenant_id)
         realm = next((r for r in tenant.config.realms if r.name == principal.realm), None) if tenant else None
         if tenant is None or realm is None:
-            return False
+            return False, None
         if realm.builtin and principal.service_account:
             client = await self._clients.get(
                 tenant.id, realm.name, principal.subject.removeprefix(SERVICE_ACCOUNT_PREFIX)
             )
-            return client is not None and client.revoked_at is None
+            if client is None or client.revoked_at is not None:
+                return False, None
+            return True, _whole_seconds(client.tokens_valid_after)
         if realm.builtin:
-            return await self._users.seen_builtin(tenant.id, realm.name, principal.subject, _now()) == "active"
+            user = await self._users.seen_builtin(tenant.id, realm.name, principal.subject, _now())
+            if user is None or user.status != "active":
+                return False, None
+            return True, _whole_seconds(user.tokens_valid_after)
         if principal.service_account:
             # An identity provider's service account is a client, not a person: not in the directory.
-            return True
+            return True, None
         status = await self._users.seen_external(
             tenant.id,
             realm.name,
@@ -153,7 +166,7 @@ class UserService:
             role=directory_role(tenant, principal.roles),
             now=_now(),
         )
-        return status == "active"
+        return status == "active", None
 
     def _forget(self, tenant_id: uuid.UUID, row: UserRow) -> None:
         self._callers.pop((tenant_id, row.realm, row.subject), None)
@@ -271,6 +284,9 @@ class UserService:
                 void_invitation=any(
                     member is not UNSET for member in (request.status, request.password, request.email)
                 ),
+                # A new role or password ends the tokens issued before: they carry the old role's rights, or were
+                # got with the old password.
+                end_tokens=role != row.role or request.password is not UNSET,
             )
         except UniqueViolation:
             raise UserExists() from None

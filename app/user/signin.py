@@ -248,6 +248,7 @@ class Provisioning:
                     password_hash=password_hash,
                     now=now,
                     void_invitation=True,
+                    end_tokens=True,
                 )
                 assert updated is not None
                 row = updated

@@ -749,6 +749,56 @@ async def test_client_credentials_tokens_pass_the_ordinary_auth_path_until_revok
     assert (again.status_code, again.json()["error"]) == (401, "invalid_client")
 
 
+async def test_a_new_secret_ends_a_service_accounts_earlier_tokens_and_a_revoked_token_stays_dead(
+    client: httpx.AsyncClient, gamma: TenantSpec, provisioning: Provisioning, workspace: Path
+) -> None:
+    config = config_of(gamma, workspace)
+    scopes = ["tickets:read"]
+    first_secret = await provisioning.put_client(config, "sync", ["agent"], scopes)
+    before = (await client_token(client, builtin(gamma), "sync", first_secret)).json()["access_token"]
+    # Issued in an earlier second than the change (`iat` has whole seconds).
+    await asyncio.sleep(1.1)
+    second_secret = await provisioning.put_client(config, "sync", ["agent"], scopes)  # a leaked secret replaced
+    refused = await client.get(ME, headers=as_user(gamma, before))
+    assert (refused.status_code, refused.json()) == (401, INVALID_TOKEN)
+    after = (await client_token(client, builtin(gamma), "sync", second_secret)).json()["access_token"]
+    assert (await client.get(ME, headers=as_user(gamma, after))).status_code == 200
+    # Revoked, then made again: the token from before the revocation does not come back. (Another client, whose
+    # tokens no worker has checked yet: a worker re-reads a caller it has admitted within 15 seconds.)
+    other_secret = await provisioning.put_client(config, "sync-2", ["agent"], scopes)
+    revoked = (await client_token(client, builtin(gamma), "sync-2", other_secret)).json()["access_token"]
+    assert await provisioning.revoke_client(config, "sync-2")
+    await asyncio.sleep(1.1)
+    made_again = await provisioning.put_client(config, "sync-2", ["agent"], scopes)
+    refused = await client.get(ME, headers=as_user(gamma, revoked))
+    assert (refused.status_code, refused.json()) == (401, INVALID_TOKEN)
+    fresh = (await client_token(client, builtin(gamma), "sync-2", made_again)).json()["access_token"]
+    assert (await client.get(ME, headers=as_user(gamma, fresh))).status_code == 200
+
+
+async def test_a_new_role_or_password_ends_a_users_earlier_tokens(client: httpx.AsyncClient, gamma: TenantSpec) -> None:
+    user = await add_user(client, gamma, "rae@example.com", "admin")
+    as_admin = (await login(client, gamma, "rae@example.com", PASSWORD)).json()["token"]
+    assert (await client.get(USERS, headers=as_user(gamma, as_admin))).status_code == 200
+    await asyncio.sleep(1.1)
+    demoted = await client.put(f"{USERS}/{user['id']}", json={"role": "agent"}, headers=admin_headers(gamma))
+    assert demoted.status_code == 200, demoted.text
+    refused = await client.get(ME, headers=as_user(gamma, as_admin))
+    assert (refused.status_code, refused.json()) == (401, INVALID_TOKEN)
+    as_agent = (await login(client, gamma, "rae@example.com", PASSWORD)).json()["token"]
+    assert (await client.get(ME, headers=as_user(gamma, as_agent))).json()["roles"] == ["agent"]
+    # A change that is neither (a name) leaves the tokens alone; a password reset ends them.
+    renamed = await client.put(f"{USERS}/{user['id']}", json={"name": "Rae"}, headers=admin_headers(gamma))
+    assert renamed.status_code == 200
+    assert (await client.get(ME, headers=as_user(gamma, as_agent))).status_code == 200
+    await asyncio.sleep(1.1)
+    reset = await client.put(f"{USERS}/{user['id']}", json={"password": "a new password"}, headers=admin_headers(gamma))
+    assert reset.status_code == 200
+    refused = await client.get(ME, headers=as_user(gamma, as_agent))
+    assert (refused.status_code, refused.json()) == (401, INVALID_TOKEN)
+    assert (await login(client, gamma, "rae@example.com", "a new password")).status_code == 200
+
+
 async def test_discovery_and_jwks_verify_a_token_with_an_independent_library(
     client: httpx.AsyncClient, gamma: TenantSpec
 ) -> None:
