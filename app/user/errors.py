@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from app.errors import WWW_AUTHENTICATE, AppError
 
 
@@ -27,8 +29,9 @@ class InvalidCredentials(AppError):
     status = 401
     code = "INVALID_CREDENTIALS"
 
-    def __init__(self) -> None:
-        super().__init__("Invalid email or password", headers={WWW_AUTHENTICATE: 'Bearer realm="ticketing"'})
+    def __init__(self, counted: Mapping[str, str]) -> None:
+        # `counted`: the X-RateLimit-* headers of the attempt's count (every answer that counts carries them).
+        super().__init__("Invalid email or password", headers={WWW_AUTHENTICATE: 'Bearer realm="ticketing"', **counted})
 
 
 class InvalidInvitation(AppError):
@@ -37,17 +40,18 @@ class InvalidInvitation(AppError):
     status = 401
     code = "INVALID_INVITATION"
 
-    def __init__(self) -> None:
-        super().__init__("The invitation is not valid: unknown, used or expired")
+    def __init__(self, counted: Mapping[str, str]) -> None:
+        super().__init__("The invitation is not valid: unknown, used or expired", headers=dict(counted))
 
 
 class TooManySignInAttempts(AppError):
     status = 429
     code = "TOO_MANY_ATTEMPTS"
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, counted: Mapping[str, str]) -> None:
         super().__init__(
-            f"Too many failed sign-ins; retry in {retry_after} seconds", headers={"Retry-After": str(retry_after)}
+            f"Too many failed sign-ins; retry in {retry_after} seconds",
+            headers={**counted, "Retry-After": str(retry_after)},
         )
 
 

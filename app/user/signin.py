@@ -99,11 +99,11 @@ class SignInService:
         keys = [from_here, account, from_address]
         retry_after = await self._throttle.attempt(tenant_id, keys, _now())
         if retry_after is not None:
-            raise TooManySignInAttempts(retry_after)
+            raise TooManySignInAttempts(retry_after, counted)
         row = await self._users.for_sign_in(tenant_id, realm.config.name, email)
         matches, rehashed = await self._passwords.verify(row.password_hash if row else None, request.password)
         if row is None or not matches or row.status != "active":
-            raise InvalidCredentials()  # counted already
+            raise InvalidCredentials(counted)  # counted already
         await self._throttle.succeeded(tenant_id, cleared=[from_here, account], kept=[from_address])
         await self._users.signed_in(tenant_id, row.id, _now(), rehashed)
         return self._signed_in(realm, row), counted
@@ -121,11 +121,11 @@ class SignInService:
         invitation = token_hash(request.token)
         # The slow hash only for a live invitation: made-up tokens cost a lookup, not 64 MiB of Argon2 each.
         if not await self._users.invitation_pending(tenant_id, realm.config.name, invitation, _now()):
-            raise InvalidInvitation()
+            raise InvalidInvitation(counted)
         password_hash = await self._passwords.hash(request.password)
         row = await self._users.accept_invitation(tenant_id, realm.config.name, invitation, password_hash, _now())
         if row is None:  # accepted, voided or expired meanwhile
-            raise InvalidInvitation()
+            raise InvalidInvitation(counted)
         return self._signed_in(realm, row), counted
 
     def _signed_in(self, realm: Realm, row: SignInRow) -> LoginResponse:

@@ -927,6 +927,7 @@ async def test_sign_in_counts_against_the_tenants_plan_per_client_address(
     assert (first.headers["x-ratelimit-limit"], first.headers["x-ratelimit-remaining"]) == ("3", "2")
     wrong = await login(client, tenant, "ida@example.com", "not the password")
     assert wrong.status_code == 401, wrong.text
+    assert (wrong.headers["x-ratelimit-limit"], wrong.headers["x-ratelimit-remaining"]) == ("3", "1")
     second = await login(client, tenant, "ida@example.com", PASSWORD)
     assert (second.status_code, second.headers["x-ratelimit-remaining"]) == (200, "0")
     refused = await login(client, tenant, "ida@example.com", PASSWORD)
