@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from app.config import ConfigError, Settings, load_settings
+from app.config import ConfigError, Settings, load_settings, trusted_proxies
 from app.db.cluster import ClusterError, EmbeddedCluster
 from app.ratelimit.server import PrivateRedis, RedisServerError
 from app.tenancy.model import RoleMapping, TenantConfig
@@ -148,8 +148,10 @@ def serve(settings: Settings) -> None:
             access_log=False,
             log_config=None,
             server_header=False,
-            # No trusted proxy in front by default; X-Forwarded-* handling would only cost time per request.
-            proxy_headers=False,
+            # No trusted proxy in front by default (X-Forwarded-For would only cost time per request, and from an
+            # untrusted client it is a lie); FORWARDED_ALLOW_IPS names the proxies that are trusted.
+            proxy_headers=bool(trusted_proxies(settings)),
+            forwarded_allow_ips=trusted_proxies(settings) or None,
         )
 
 

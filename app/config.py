@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from pathlib import Path
@@ -58,6 +59,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # still under way is never touched.
     attachment_sweep_interval_seconds: float = 3600.0
     attachment_orphan_grace_seconds: float = 3600.0
+    # The proxies in front (addresses or networks, comma-separated): from them, a request's client address is the
+    # last one X-Forwarded-For names (what sign-in's throttle and the address rate limit count). Empty: no proxy is
+    # trusted, and the connection's address is the client's.
+    forwarded_allow_ips: str = ""
     # Webhooks (app/webhook). Whether subscriptions may reach loopback receivers, over plain http too (`make run`
     # turns it on for trying webhooks locally; never in production: see app/webhook/ssrf.py).
     webhook_allow_loopback: bool = False
@@ -122,6 +127,7 @@ _ENV = {
     "attachment_s3_prefix": "ATTACHMENT_S3_PREFIX",
     "attachment_sweep_interval_seconds": "ATTACHMENT_SWEEP_INTERVAL_SECONDS",
     "attachment_orphan_grace_seconds": "ATTACHMENT_ORPHAN_GRACE_SECONDS",
+    "forwarded_allow_ips": "FORWARDED_ALLOW_IPS",
     "webhook_allow_loopback": "WEBHOOK_ALLOW_LOOPBACK",
     "webhook_delivery": "WEBHOOK_DELIVERY",
     "webhook_concurrency": "WEBHOOK_CONCURRENCY",
@@ -195,4 +201,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             raise ConfigError(f"invalid environment variable {_ENV[name]}: must be a positive number")
     if settings.webhook_concurrency <= 0:
         raise ConfigError("invalid environment variable WEBHOOK_CONCURRENCY: must be positive")
+    for proxy in trusted_proxies(settings):
+        try:
+            ipaddress.ip_network(proxy)
+        except ValueError:
+            raise ConfigError(
+                f"invalid environment variable FORWARDED_ALLOW_IPS: {proxy[:64]!r} is not an address or a network"
+            ) from None
     return settings
+
+
+def trusted_proxies(settings: Settings) -> list[str]:
+    return [proxy.strip() for proxy in settings.forwarded_allow_ips.split(",") if proxy.strip()]

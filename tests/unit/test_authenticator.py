@@ -306,7 +306,8 @@ async def test_refusal_order(authenticator: Authenticator, overrides: dict[str, 
 
 
 async def test_principal_of_an_alpha_agent(authenticator: Authenticator) -> None:
-    token = alpha_token(preferred_username="ada")
+    issued = int(time.time()) - 5
+    token = alpha_token(preferred_username="ada", iat=issued)
     assert await authenticator.authenticate(headers(token)) == Principal(
         subject="user-1",
         tenant_id=ALPHA_ID,
@@ -317,6 +318,7 @@ async def test_principal_of_an_alpha_agent(authenticator: Authenticator) -> None
         service_account=False,
         support_request=False,
         username="ada",
+        issued_at=float(issued),
     )
 
 

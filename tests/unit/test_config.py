@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ConfigError, load_settings
+from app.config import ConfigError, load_settings, trusted_proxies
 
 
 def test_defaults_without_environment() -> None:
@@ -43,6 +43,8 @@ def test_environment_overrides_are_typed() -> None:
         ("REQUEST_HEADER_TIMEOUT_SECONDS", "soon"),
         ("REQUEST_BODY_TIMEOUT_SECONDS", "0"),
         ("REQUEST_BODY_TIMEOUT_SECONDS", "nan"),
+        ("FORWARDED_ALLOW_IPS", "*"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.1, proxy.internal"),
     ],
 )
 def test_malformed_variable_is_named(variable: str, value: str) -> None:
@@ -54,6 +56,12 @@ def test_malformed_variable_is_named(variable: str, value: str) -> None:
 def test_the_idempotency_key_lifetime_must_be_a_positive_number(value: str) -> None:
     with pytest.raises(ConfigError, match="IDEMPOTENCY_KEY_TTL_SECONDS"):
         load_settings({"IDEMPOTENCY_KEY_TTL_SECONDS": value})
+
+
+def test_trusted_proxies_are_addresses_or_networks() -> None:
+    settings = load_settings({"FORWARDED_ALLOW_IPS": " 10.0.0.1, 192.168.0.0/16 ,"})
+    assert trusted_proxies(settings) == ["10.0.0.1", "192.168.0.0/16"]
+    assert trusted_proxies(load_settings({})) == []
 
 
 def test_attachments_are_kept_in_the_data_folder_unless_an_object_store_is_named() -> None:
