@@ -74,7 +74,7 @@ from app.user.realm_controller import RealmController
 from app.user.repository import ClientRepository, LoginFailureRepository, UserRepository
 from app.user.service import UserService
 from app.user.signin import SignInService
-from app.user.throttle import PostgresLoginThrottle
+from app.user.throttle import PostgresLoginThrottle, QuietLoginFailureSweep
 from app.v1.actors.repository import ActorNumberRepository
 from app.v1.errors import V1_EXCEPTION_HANDLERS
 from app.v1.permissions import SeedPermissions
@@ -92,6 +92,8 @@ from app.webhook.service import WebhookService
 API_PREFIX = "/api/v2/ticketing"
 # Expired Idempotency-Keys are already treated as unused; the sweep only keeps the table small.
 IDEMPOTENCY_SWEEP_INTERVAL_SECONDS = 300.0
+# Sign-in failure counts quiet for 15 minutes count for nothing; the sweep only keeps the table small.
+LOGIN_FAILURE_SWEEP_INTERVAL_SECONDS = 300.0
 PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
 
 Service = TypeVar("Service")
@@ -248,6 +250,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         horizon_seconds=settings.webhook_retry_horizon_seconds,
         queued=webhook_worker.wake if webhook_worker else lambda: None,
     )
+    login_failures = LoginFailureRepository(db)
     sign_in = SignInService(
         db,
         user_repository,
@@ -255,7 +258,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         registry,
         passwords,
         TokenIssuer(settings.data_dir, settings.builtin_token_ttl_seconds),
-        PostgresLoginThrottle(db, LoginFailureRepository(db)),
+        PostgresLoginThrottle(db, login_failures),
         free_failures_per_account=settings.login_free_failures_per_account,
         free_failures_per_address=settings.login_free_failures_per_address,
         limiter=limiter,
@@ -264,6 +267,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),
         ExpiredIdempotencyKeySweep(key_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
         OrphanBlobSweep(attachment_store, settings.attachment_sweep_interval_seconds),
+        QuietLoginFailureSweep(login_failures, LOGIN_FAILURE_SWEEP_INTERVAL_SECONDS),
     ]
     listener = NotificationListener(
         settings.database_url,

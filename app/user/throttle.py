@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from app.db.database import Database
+from app.ticket.periodic import PeriodicSweep
 from app.user.repository import LoginFailureRepository
 
 FORGET_AFTER = datetime.timedelta(minutes=15)
@@ -50,6 +51,24 @@ def delay_seconds(failures: int, key: ThrottleKey) -> float:
     if beyond <= 0:
         return 0.0
     return float(min(2 ** (beyond - 1), key.max_delay_seconds))
+
+
+class QuietLoginFailureSweep(PeriodicSweep):
+    """Deletes the counts quiet for FORGET_AFTER, which count for nothing any more: a row is made for every email and
+    address an attempt names, so without this a spray of made-up emails would grow the table for good."""
+
+    name = "login-failure-sweep"
+
+    def __init__(self, failures: LoginFailureRepository, interval_seconds: float) -> None:
+        super().__init__(interval_seconds)
+        self._failures = failures
+
+    async def sweep(self) -> int:
+        quiet_since = datetime.datetime.now(datetime.UTC) - FORGET_AFTER
+        deleted = 0
+        for tenant_id in await self._failures.tenants():
+            deleted += await self._failures.forget_quiet(tenant_id, quiet_since)
+        return deleted
 
 
 class PostgresLoginThrottle:

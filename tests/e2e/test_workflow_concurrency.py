@@ -330,6 +330,15 @@ async def queued(db: asyncpg.Pool, count: int, racers: Sequence[asyncio.Future[A
         await asyncio.sleep(0.01)
 
 
+async def compare_and_swap_queued(db: asyncpg.Pool, update: asyncio.Future[Any]) -> None:
+    """Wait until an update's compare-and-swap statement (app/ticket/repository.py) waits for a lock."""
+    deadline = time.monotonic() + GATE_TIMEOUT
+    while not await db.fetchval(WAITING + " AND query LIKE '%SELECT id, data FROM ticket%'"):
+        assert not update.done(), "the update finished while the gate was closed"
+        assert time.monotonic() < deadline, "the update's compare-and-swap did not queue at the gate"
+        await asyncio.sleep(0.01)
+
+
 async def in_order(
     db: asyncpg.Pool, lock_sql: str, lock_args: tuple[Any, ...], racers: Sequence[Callable[[], Awaitable[T]]]
 ) -> list[T]:
@@ -721,7 +730,9 @@ async def test_update_queued_on_a_due_ticket_wins_and_the_timer_still_moves_it_o
                 ticket["object_id"], {"etag": ticket["pending_etag"], "ticketUpdate": {description: "<p>kept</p>"}}
             )
         )
-        await queued(db, 1, [update])
+        # This update's own statement in the lock queue: `queued` counts any waiter, and a background statement
+        # of the workers waiting a moment could open the gate before the update had joined the queue.
+        await compare_and_swap_queued(db, update)
     response = await update
 
     updated_etag = winner_etag(response, UPDATED, ticket["pending_etag"], pending)

@@ -29,8 +29,9 @@ from app.db.database import Database
 from app.tenancy.devkeys import rotate_builtin_key
 from app.user.dto import CreateUserRequest
 from app.user.passwords import PasswordHasher
-from app.user.repository import ClientRepository, UserRepository
+from app.user.repository import ClientRepository, LoginFailureRepository, UserRepository
 from app.user.signin import Provisioning
+from app.user.throttle import QuietLoginFailureSweep
 from tests.support import (
     ADMIN_SCOPE,
     INVALID_TOKEN,
@@ -597,6 +598,22 @@ async def set_failures(db: asyncpg.Connection, tenant: TenantSpec, key: str, cou
         count,
         ago,
     )
+
+
+async def test_counts_quiet_for_fifteen_minutes_are_swept(
+    database_url: str, gamma: TenantSpec, db: asyncpg.Connection
+) -> None:
+    await set_failures(db, gamma, "account:old@example.com from:198.51.100.1", 3, ago=15 * 60 + 5)
+    await set_failures(db, gamma, "address:198.51.100.1", 40, ago=16 * 60)
+    await set_failures(db, gamma, "account:recent@example.com from:198.51.100.2", 3, ago=14 * 60)
+    database = Database(database_url, min_size=1, max_size=1)
+    await database.open()
+    try:
+        assert await QuietLoginFailureSweep(LoginFailureRepository(database), 300).sweep() >= 2
+    finally:
+        await database.close()
+    left = await db.fetch("SELECT throttle_key FROM login_failure WHERE tenant_id = $1", gamma.id)
+    assert {row["throttle_key"] for row in left} == {"account:recent@example.com from:198.51.100.2"}
 
 
 async def test_failures_are_throttled_per_client_address(
