@@ -267,7 +267,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         PendingCloseTimer(ticket_repository, settings.pending_close_interval_seconds),
         ExpiredIdempotencyKeySweep(key_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
         OrphanBlobSweep(attachment_store, settings.attachment_sweep_interval_seconds),
-        QuietLoginFailureSweep(login_failures, LOGIN_FAILURE_SWEEP_INTERVAL_SECONDS),
+        QuietLoginFailureSweep(login_failures, key_repository.all_tenants, LOGIN_FAILURE_SWEEP_INTERVAL_SECONDS),
     ]
     listener = NotificationListener(
         settings.database_url,

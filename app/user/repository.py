@@ -476,11 +476,6 @@ class LoginFailureRepository:
     async def forget(self, tenant_id: uuid.UUID, key: str) -> None:
         await self._db.execute("DELETE FROM login_failure WHERE tenant_id = $1 AND throttle_key = $2", tenant_id, key)
 
-    async def tenants(self) -> list[uuid.UUID]:
-        """Every tenant's id (each tenant's counts are then swept on their own: one shard at a time on Citus)."""
-        tenants: list[uuid.UUID] = await self._db.fetch_column("SELECT id FROM tenant")
-        return tenants
-
     async def forget_quiet(self, tenant_id: uuid.UUID, quiet_since: datetime.datetime) -> int:
         """Delete the tenant's counts whose latest failure is older than `quiet_since` (forgotten already)."""
         return await self._db.execute(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import math
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,14 +60,21 @@ class QuietLoginFailureSweep(PeriodicSweep):
 
     name = "login-failure-sweep"
 
-    def __init__(self, failures: LoginFailureRepository, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        failures: LoginFailureRepository,
+        tenant_ids: Callable[[], Awaitable[list[uuid.UUID]]],
+        interval_seconds: float,
+    ) -> None:
         super().__init__(interval_seconds)
         self._failures = failures
+        # Every tenant's id: each tenant's counts are swept on their own (one shard at a time on Citus).
+        self._tenant_ids = tenant_ids
 
     async def sweep(self) -> int:
         quiet_since = datetime.datetime.now(datetime.UTC) - FORGET_AFTER
         deleted = 0
-        for tenant_id in await self._failures.tenants():
+        for tenant_id in await self._tenant_ids():
             deleted += await self._failures.forget_quiet(tenant_id, quiet_since)
         return deleted
 

@@ -26,6 +26,7 @@ import msgspec
 import pytest
 
 from app.db.database import Database
+from app.idempotency.repository import IdempotencyRepository
 from app.tenancy.devkeys import rotate_builtin_key
 from app.user.dto import CreateUserRequest
 from app.user.passwords import PasswordHasher
@@ -40,6 +41,7 @@ from tests.support import (
     ME,
     TICKETS,
     USERS,
+    WAITING,
     LiveServer,
     TenantApi,
     TenantFactory,
@@ -291,10 +293,7 @@ async def wait_until_blocked_on_a_lock(database_url: str) -> None:
     watcher = await asyncpg.connect(database_url)
     try:
         for _ in range(500):
-            if await watcher.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%INSERT INTO app_user AS u%'"
-            ):
+            if await watcher.fetchval(WAITING + " AND query LIKE '%INSERT INTO app_user AS u%'"):
                 return
             await asyncio.sleep(0.02)
         raise AssertionError("no session waited for the row lock within 10 s")
@@ -609,7 +608,10 @@ async def test_counts_quiet_for_fifteen_minutes_are_swept(
     database = Database(database_url, min_size=1, max_size=1)
     await database.open()
     try:
-        assert await QuietLoginFailureSweep(LoginFailureRepository(database), 300).sweep() >= 2
+        sweep = QuietLoginFailureSweep(
+            LoginFailureRepository(database), IdempotencyRepository(database).all_tenants, 300
+        )
+        assert await sweep.sweep() >= 2
     finally:
         await database.close()
     left = await db.fetch("SELECT throttle_key FROM login_failure WHERE tenant_id = $1", gamma.id)
