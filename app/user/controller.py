@@ -32,6 +32,18 @@ from app.user.signin import SignInService
 
 _read = requires("read", READ_SCOPE, "read users")
 _admin = requires("admin", ADMIN_SCOPE, "administer users", documented=(IDEMPOTENCY_KEY_PARAMETER,))
+# The routes that take no token and answer with one: sign-in and accepting an invitation.
+_signs_in: dict[str, Any] = {
+    "operation_class": PublicOperation,
+    "status_code": 200,
+    "responses": {
+        200: ResponseSpec(LoginResponse, description="A Bearer token of the tenant's builtin realm"),
+        **error_responses(400, 401, 404, 429),
+    },
+}
+TenantHeader = Annotated[
+    str | None, HeaderParameter(name="x-tenantid", description="UUID of the tenant (or tenant_id in the body)")
+]
 MAX_QUERY_LENGTH = 200
 
 
@@ -144,23 +156,15 @@ class SignInController(Controller):
     @post(
         "/login",
         operation_id="signIn",
-        operation_class=PublicOperation,
         summary="Sign in with email and password",
-        status_code=200,
-        responses={
-            200: ResponseSpec(LoginResponse, description="A Bearer token of the tenant's builtin realm"),
-            **error_responses(400, 401, 404, 429),
-        },
+        **_signs_in,
     )
     async def login(
         self,
         request: Request[Any, Any, Any],
         sign_in: NamedDependency[SignInService],
         data: JSONBody[LoginRequest],
-        tenant: Annotated[
-            str | None,
-            HeaderParameter(name="x-tenantid", description="UUID of the tenant (or tenant_id in the body)"),
-        ] = None,
+        tenant: TenantHeader = None,
     ) -> Response[LoginResponse]:
         """For users of the tenant's builtin realm. An unknown email, a wrong password and a deactivated user get
         the same 401 INVALID_CREDENTIALS; repeated failures for an account or from an address are 429 with
@@ -171,27 +175,19 @@ class SignInController(Controller):
     @post(
         "/invitation",
         operation_id="acceptInvitation",
-        operation_class=PublicOperation,
         summary="Accept an invitation: set a password and sign in",
-        status_code=200,
-        responses={
-            200: ResponseSpec(LoginResponse, description="A Bearer token of the tenant's builtin realm"),
-            **error_responses(400, 401, 404, 429),
-        },
+        **_signs_in,
     )
     async def accept_invitation(
         self,
         request: Request[Any, Any, Any],
         sign_in: NamedDependency[SignInService],
         data: JSONBody[AcceptInvitationRequest],
-        tenant: Annotated[
-            str | None,
-            HeaderParameter(name="x-tenantid", description="UUID of the tenant (or tenant_id in the body)"),
-        ] = None,
+        tenant: TenantHeader = None,
     ) -> Response[LoginResponse]:
         """With the token an admin was given when it added the user without a password (POST /users): sets the
         user's password, activates it and answers as POST /auth/login does. The token works once, for seven days,
-        and no longer once an admin sets the user's status or password; otherwise 401 INVALID_INVITATION."""
+        and no longer once an admin sets the user's status, password or email; otherwise 401 INVALID_INVITATION."""
         signed_in, counted = await sign_in.accept_invitation(tenant, data, _address(request))
         return Response(signed_in, headers=counted)
 

@@ -83,12 +83,9 @@ class SignInService:
         self, tenant_header: str | None, request: LoginRequest, address: str
     ) -> tuple[LoginResponse, dict[str, str]]:
         """The token, and the X-RateLimit-* headers of the client address's count (none when limits are off)."""
-        realm = self._builtin_realm_of(self._tenant_id(tenant_header, request.tenant_id))
+        realm, counted = await self._counted(tenant_header, request.tenant_id, address)
         tenant_id = realm.tenant.id
-        # A route without a token counts by client address against the tenant's default plan (429 past it), before
-        # any password is checked; the failure throttle below is the narrower brake on guessing.
-        verdict = await self._limiter.admit_address(tenant_id, address) if self._limiter is not None else None
-        counted = headers(verdict) if verdict is not None else {}
+        # The failure throttle is the narrower brake on guessing, under the address's rate limit.
         email = request.email.strip().lower()
         # Guessing one account from one address is slowed after a few failures; an attacker elsewhere cannot slow
         # the account's owner down that way, only through the account-wide brake, which takes NIST SP 800-63B's
@@ -114,10 +111,8 @@ class SignInService:
         """The invited user's password set, the user active and signed in: the token, as login answers, and the
         X-RateLimit-* headers of the client address's count. An unknown, used, voided or expired invitation is
         401 INVALID_INVITATION (a token is 256 random bits: the address's rate limit is brake enough)."""
-        realm = self._builtin_realm_of(self._tenant_id(tenant_header, request.tenant_id))
+        realm, counted = await self._counted(tenant_header, request.tenant_id, address)
         tenant_id = realm.tenant.id
-        verdict = await self._limiter.admit_address(tenant_id, address) if self._limiter is not None else None
-        counted = headers(verdict) if verdict is not None else {}
         invitation = token_hash(request.token)
         # The slow hash only for a live invitation: made-up tokens cost a lookup, not 64 MiB of Argon2 each.
         if not await self._users.invitation_pending(tenant_id, realm.config.name, invitation, _now()):
@@ -127,6 +122,16 @@ class SignInService:
         if row is None:  # accepted, voided or expired meanwhile
             raise InvalidInvitation(counted)
         return self._signed_in(realm, row), counted
+
+    async def _counted(
+        self, tenant_header: str | None, tenant_member: uuid.UUID | None, address: str
+    ) -> tuple[Realm, dict[str, str]]:
+        """The tenant's builtin realm, and the X-RateLimit-* headers of this request's count: a route without a
+        token counts by client address against the tenant's default plan (429 past it), before any secret is
+        checked."""
+        realm = self._builtin_realm_of(self._tenant_id(tenant_header, tenant_member))
+        verdict = await self._limiter.admit_address(realm.tenant.id, address) if self._limiter is not None else None
+        return realm, headers(verdict) if verdict is not None else {}
 
     def _signed_in(self, realm: Realm, row: SignInRow) -> LoginResponse:
         """Seed 004's login answer for the user: a token of the builtin realm."""
