@@ -79,9 +79,17 @@ def select_list(row_type: type[msgspec.Struct], *, prefix: str = "", **expressio
 
 class Database:
     def __init__(
-        self, dsn: str, *, min_size: int, max_size: int, acquire_timeout: float = 5.0, logger: str = "app.db"
+        self,
+        dsn: str,
+        *,
+        min_size: int,
+        max_size: int,
+        acquire_timeout: float = 5.0,
+        logger: str = "app.db",
+        settings: dict[str, str] | None = None,
     ) -> None:
         self._dsn = dsn
+        self._settings = settings
         # Where outages are logged (once each): a second pool in the process (the webhook worker's) names its own.
         self._log = logging.getLogger(logger)
         self._min_size = min_size
@@ -101,7 +109,9 @@ class Database:
 
     async def open(self) -> None:
         try:
-            self._pool = await ConnectionPool.open(self._dsn, self._min_size, self._max_size, self._acquire_timeout)
+            self._pool = await ConnectionPool.open(
+                self._dsn, self._min_size, self._max_size, self._acquire_timeout, self._settings
+            )
         except _CONNECT_ERRORS as exc:
             raise DatabaseUnavailable(f"cannot connect to the database: {exc.__class__.__name__}: {exc}") from None
 

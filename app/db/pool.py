@@ -43,8 +43,10 @@ class PoolExhausted(Exception):
 
 
 class ConnectionPool:
-    def __init__(self, dsn: str, max_size: int, acquire_timeout: float) -> None:
+    def __init__(self, dsn: str, max_size: int, acquire_timeout: float, settings: dict[str, str] | None = None) -> None:
         self._dsn = dsn
+        # Session settings of every connection, beyond the defaults below.
+        self._settings = settings or {}
         self._max_size = max_size
         # How long a caller waits for a connection, opening one included, before TimeoutError.
         self._acquire_timeout = acquire_timeout
@@ -55,8 +57,15 @@ class ConnectionPool:
         self._closed = False
 
     @classmethod
-    async def open(cls, dsn: str, min_size: int, max_size: int, acquire_timeout: float = 5.0) -> ConnectionPool:
-        pool = cls(dsn, max_size, acquire_timeout)
+    async def open(
+        cls,
+        dsn: str,
+        min_size: int,
+        max_size: int,
+        acquire_timeout: float = 5.0,
+        settings: dict[str, str] | None = None,
+    ) -> ConnectionPool:
+        pool = cls(dsn, max_size, acquire_timeout, settings)
         try:
             for _ in range(min_size):
                 pool._idle.append(await pool._connect())
@@ -122,7 +131,7 @@ class ConnectionPool:
             return await asyncpg.connect(
                 self._dsn,
                 timeout=self._acquire_timeout,
-                server_settings={"application_name": f"ticketing-{os.getpid()}", "jit": "off"},
+                server_settings={"application_name": f"ticketing-{os.getpid()}", "jit": "off", **self._settings},
             )
         except BaseException:
             self._open -= 1

@@ -1,0 +1,115 @@
+"""A delivery queue's order, held by the statement that records a success and claims the next delivery of the same
+(subscription, ticket) queue at once (app/webhook/delivery.py sends a busy ticket's events one after another with
+it, without a claim round between them). Run on the real database, with no worker running."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from app.db.database import Database
+from app.webhook.repository import ClaimedDelivery, NewDelivery, WebhookRepository
+from tests.support import TenantSpec
+
+LEASE_SECONDS = 30.0
+HORIZON_SECONDS = 3600.0
+
+
+@pytest.fixture
+async def repository(migrated: str) -> AsyncIterator[WebhookRepository]:
+    db = Database(migrated, min_size=1, max_size=2)
+    await db.open()
+    yield WebhookRepository(db)
+    await db.close()
+
+
+async def subscription(repository: WebhookRepository, tenant: TenantSpec) -> uuid.UUID:
+    row = await repository.insert(
+        tenant.id, uuid.uuid4(), "https://hooks.example.com/in", None, "queue test", True, "whsec_x", "test"
+    )
+    return row.id
+
+
+def event(subscription_id: uuid.UUID, ticket_id: uuid.UUID, sequence: int) -> NewDelivery:
+    return NewDelivery(
+        uuid.uuid4(), subscription_id, f"evt_{sequence}", "ticket.updated", sequence, ticket_id, sequence, "{}"
+    )
+
+
+async def delivered_then_next(
+    repository: WebhookRepository, tenant: TenantSpec, delivery: ClaimedDelivery
+) -> ClaimedDelivery | None:
+    return await repository.delivered_claim_next(tenant.id, delivery, 200, 3, "ok", LEASE_SECONDS)
+
+
+async def status_of(repository: WebhookRepository, tenant: TenantSpec, subscription_id: uuid.UUID) -> list[str]:
+    rows = await repository.deliveries(tenant.id, subscription_id, 100, 0)
+    return [f"{row.message_id}:{row.status}:{row.attempts}" for row in sorted(rows, key=lambda r: r.sequence or 0)]
+
+
+async def test_a_success_claims_the_next_delivery_of_its_queue_in_sequence_order(
+    repository: WebhookRepository, alpha: TenantSpec
+) -> None:
+    hooked = await subscription(repository, alpha)
+    ticket, other_ticket = uuid.uuid4(), uuid.uuid4()
+    await repository.queue(
+        alpha.id,
+        [event(hooked, ticket, 1), event(hooked, other_ticket, 1), event(hooked, ticket, 2), event(hooked, ticket, 3)],
+        HORIZON_SECONDS,
+    )
+    # One claim round: the head of each queue, never a delivery behind its head.
+    claimed = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+    assert sorted((c.ticket_id == ticket, c.message_id) for c in claimed) == [(False, "evt_1"), (True, "evt_1")]
+    first = next(c for c in claimed if c.ticket_id == ticket)
+
+    second = await delivered_then_next(repository, alpha, first)
+    assert second is not None and (second.ticket_id, second.message_id, second.attempts) == (ticket, "evt_2", 1)
+    # The claimed next one is leased: no claim round hands it out again meanwhile.
+    assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []
+
+    third = await delivered_then_next(repository, alpha, second)
+    assert third is not None and third.message_id == "evt_3"
+    assert await delivered_then_next(repository, alpha, third) is None  # the queue is empty
+    statuses = await status_of(repository, alpha, hooked)
+    assert sorted(statuses) == ["evt_1:delivered:1", "evt_1:pending:1", "evt_2:delivered:1", "evt_3:delivered:1"]
+
+
+async def test_the_next_delivery_is_the_queues_head_a_replayed_earlier_event_first(
+    repository: WebhookRepository, alpha: TenantSpec
+) -> None:
+    hooked = await subscription(repository, alpha)
+    ticket = uuid.uuid4()
+    await repository.queue(alpha.id, [event(hooked, ticket, 5), event(hooked, ticket, 6)], HORIZON_SECONDS)
+    [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+    # A replay queues sequence 2 while 5 is in flight: after 5, the queue's head is 2, not 6.
+    await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS)
+    following = await delivered_then_next(repository, alpha, head)
+    assert following is not None and following.message_id == "evt_2"
+
+
+async def test_an_attempt_that_lost_its_lease_records_nothing_and_claims_nothing(
+    repository: WebhookRepository, alpha: TenantSpec
+) -> None:
+    hooked = await subscription(repository, alpha)
+    ticket = uuid.uuid4()
+    await repository.queue(alpha.id, [event(hooked, ticket, 1), event(hooked, ticket, 2)], HORIZON_SECONDS)
+    [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+    # Another worker took the delivery over after the lease ran out: its attempt number moved on.
+    outlived = msgspec.structs.replace(head, attempts=0)
+    assert await delivered_then_next(repository, alpha, outlived) is None
+    assert sorted(await status_of(repository, alpha, hooked)) == ["evt_1:pending:1", "evt_2:pending:0"]
+
+
+async def test_a_deactivated_subscription_records_the_success_and_claims_nothing_more(
+    repository: WebhookRepository, alpha: TenantSpec
+) -> None:
+    hooked = await subscription(repository, alpha)
+    ticket = uuid.uuid4()
+    await repository.queue(alpha.id, [event(hooked, ticket, 1), event(hooked, ticket, 2)], HORIZON_SECONDS)
+    [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+    await repository.update(alpha.id, hooked, "https://hooks.example.com/in", None, "paused", False, "test")
+    assert await delivered_then_next(repository, alpha, head) is None
+    assert sorted(await status_of(repository, alpha, hooked)) == ["evt_1:delivered:1", "evt_2:pending:0"]
