@@ -5,7 +5,6 @@ delivered to a receiver on loopback) against the same server's PATCH throughput 
 from __future__ import annotations
 
 import datetime
-import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from tests.bench.environment import BenchError, say
-from tests.receiver import Received, Receiver
+from tests.bench.sink import Sink
 from tests.support import ADMIN_SCOPE, API, auth_headers, token
 
 if TYPE_CHECKING:
@@ -43,9 +42,8 @@ class WebhookResults:
         return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
 
 
-def _committed_at(body: bytes) -> float:
-    stamp = json.loads(body)["timestamp"].replace("Z", "+00:00")
-    return datetime.datetime.fromisoformat(stamp).timestamp()
+def _committed_at(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def measure_webhooks(bench: Bench, seconds: float, repeats: int, warmup_seconds: float) -> WebhookResults:
@@ -53,7 +51,7 @@ def measure_webhooks(bench: Bench, seconds: float, repeats: int, warmup_seconds:
     wait until every event of the run has arrived."""
     assert bench.server is not None
     results = WebhookResults()
-    with Receiver() as receiver:
+    with Sink() as receiver:
         for tenant in bench.tenants:
             admin = token(tenant.spec, roles=["admin"], scope=ADMIN_SCOPE, subject="bench-admin", ttl=3600)
             response = httpx.post(
@@ -68,15 +66,15 @@ def measure_webhooks(bench: Bench, seconds: float, repeats: int, warmup_seconds:
         warm = bench.wrk_patch(warmup_seconds, "hook warm-up")
         _drain(receiver, int(warm.extra.get("events", 0)))
         for attempt in range(1, repeats + 1):
-            before = len(receiver.received())
+            before = len(receiver.arrivals())
             started = time.time()
             run = bench.wrk_patch(seconds, f"PATCH+hook #{attempt}")
             events = int(run.extra.get("events", 0))
             arrived = _drain(receiver, before + events)[before:]
-            finished = max((request.at for request in arrived), default=started)
+            finished = max((at for at, _ in arrived), default=started)
             results.patch_rps.append(run.rps)
             results.delivered_per_second.append(len(arrived) / max(finished - started, 1e-9))
-            results.lags += [request.at - _committed_at(request.body) for request in arrived]
+            results.lags += [at - _committed_at(stamp) for at, stamp in arrived]
             results.undelivered += max(0, events - len(arrived))
             say(
                 f"  PATCH+hook #{attempt}: {run.rps:9.1f} ok/s, {events} events, delivered {len(arrived)} at "
@@ -86,11 +84,11 @@ def measure_webhooks(bench: Bench, seconds: float, repeats: int, warmup_seconds:
     return results
 
 
-def _drain(receiver: Receiver, count: int) -> list[Received]:
+def _drain(receiver: Sink, count: int) -> list[tuple[float, str]]:
     deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
-    while len(receiver.received()) < count and time.monotonic() < deadline:
+    while len(receiver.arrivals()) < count and time.monotonic() < deadline:
         time.sleep(0.05)
-    return receiver.received()
+    return receiver.arrivals()
 
 
 def report_lines(webhooks: WebhookResults, patch_rps: float) -> tuple[list[str], list[tuple[str, bool, str]], str]:
