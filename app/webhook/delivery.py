@@ -1,8 +1,9 @@
 """The outbox dispatcher and the delivery workers, run in every service process (and by `python -m app webhooks`).
 
 One loop per process: dispatch committed events into deliveries, claim the due heads of the delivery queues, and
-send each claimed delivery in a task of its own (up to WEBHOOK_CONCURRENCY at once); a finished delivery wakes the
-loop, so the next event of the same ticket goes out at once. Everything is written so that any number of processes
+send each claimed delivery in a task of its own (up to WEBHOOK_CONCURRENCY at once). A task whose delivery succeeds
+claims the next one of the same queue as it records the success and sends it at once, for a while (see _deliver);
+a finished task wakes the loop, which hands its slot out again. Everything is written so that any number of processes
 may run it together: dispatching is serialised per tenant by row locks, deliveries are claimed with SKIP LOCKED and
 leased, and an attempt records its outcome only while it still holds its lease.
 """
@@ -51,8 +52,10 @@ log = logging.getLogger("app.webhook")
 
 DISPATCH_BATCH = 500
 ROUND_GAP_SECONDS = 0.01
-# A delivery task sends at most this many of one queue's deliveries in a row before it gives its slot back.
+# A delivery task sends at most this many of one queue's deliveries in a row, and chains no more once this long
+# has passed since its first send, before it gives its slot back.
 CHAIN_LENGTH = 50
+CHAIN_SECONDS = 1.0
 # At most this much of a response body is read, and stored.
 RESPONSE_EXCERPT_BYTES = 1024
 MAX_ERROR_LENGTH = 500
@@ -430,16 +433,20 @@ class DeliveryWorker:
 
     async def _deliver(self, tenant_id: uuid.UUID, delivery: ClaimedDelivery) -> None:
         """Send the delivery, then, while each succeeds, the next one of its queue (claimed as the success is
-        recorded), at most CHAIN_LENGTH in a row: then the slot goes back to the round, which shares it fairly."""
-        current: ClaimedDelivery | None = delivery
+        recorded), at most CHAIN_LENGTH in a row and for at most CHAIN_SECONDS: then the slot goes back to the round,
+        which shares the slots out among tenants (a slow receiver answering 2xx cannot keep one for long)."""
+        started = time.monotonic()
+        current = delivery
         for sent in range(1, CHAIN_LENGTH + 1):
-            if current is None:
-                return
             attempt = await self.send(current)
+            more = sent < CHAIN_LENGTH and time.monotonic() - started < CHAIN_SECONDS
             try:
-                current = await self._record(tenant_id, current, attempt, claim_next=sent < CHAIN_LENGTH)
+                following = await self._record(tenant_id, current, attempt, claim_next=more)
             except DatabaseUnavailable:
                 return  # unrecorded, the lease runs out and the delivery is attempted again: at least once
+            if following is None:
+                return
+            current = following
 
     async def send(self, delivery: ClaimedDelivery) -> Attempt:
         """One signed POST of the delivery's body; never raises for the receiver's or the network's failures."""
@@ -485,10 +492,11 @@ class DeliveryWorker:
     async def _record(
         self, tenant_id: uuid.UUID, delivery: ClaimedDelivery, attempt: Attempt, *, claim_next: bool
     ) -> ClaimedDelivery | None:
-        """Record the attempt's outcome; after a success (of a subscription that was not failing), with
-        `claim_next`, in the same statement as claiming the next delivery of its queue, which is returned."""
+        """Record the attempt's outcome; after a success of a ticket's delivery (of a subscription that was not
+        failing), with `claim_next`, in the same statement as claiming the next delivery of its queue, returned."""
         policy = self._policy
-        if attempt.succeeded and claim_next and delivery.failing_since is None and attempt.status_code is not None:
+        queued = delivery.ticket_id is not None  # pings and users' events are queues of their own: nothing is next
+        if attempt.succeeded and claim_next and queued and delivery.failing_since is None:
             return await self._repository.delivered_claim_next(
                 tenant_id,
                 delivery,

@@ -308,6 +308,9 @@ RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts
 # An attempt's outcome, only while the attempt still holds the delivery (the same attempt number, still pending): a
 # worker that outlived its lease does not overwrite the next attempt's outcome. $10: when it was delivered (NULL
 # otherwise), from the application, as Citus refuses now() inside CASE.
+# "Still pending" is written as neither delivered nor dead (the only other statuses): `status = 'pending'` would let
+# the pending-only indexes compete with the primary key, and on a table analysed while nearly empty the planner
+# picks one and reads a whole backlog for one row (measured: 1,100 rows read, 4 ms, per delivery).
 RECORD_OUTCOME = """
 UPDATE webhook_delivery
    SET status = $4, next_attempt_at = now() + make_interval(secs => $5), last_status_code = $6, last_latency_ms = $7,
@@ -319,6 +322,9 @@ UPDATE webhook_delivery
 # become, when it is due and its subscription active), so that a busy ticket's events go out one after another
 # without waiting for a claim round. The recorded row still reads as pending in the statement's snapshot: it is
 # excluded by id. No row comes back when nothing was recorded (the attempt had lost its lease) or nothing is next.
+# The head is chosen among all pending deliveries of the queue, due or not, and only then locked if due: a head that
+# is leased or waiting for its retry stops the chain, never lets the delivery behind it go first. "Neither delivered
+# nor dead" stands for pending where the primary key must be the way in (see RECORD_OUTCOME).
 DELIVERED_CLAIM_NEXT = """
 WITH recorded AS (
     UPDATE webhook_delivery
@@ -587,7 +593,7 @@ class WebhookRepository:
         self,
         tenant_id: uuid.UUID,
         delivery: ClaimedDelivery,
-        status_code: int,
+        status_code: int | None,
         latency_ms: int,
         response: str | None,
         lease_seconds: float,

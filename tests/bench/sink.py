@@ -69,6 +69,7 @@ class Sink:
                 return self
             except httpx.TransportError:
                 if self._process.poll() is not None or time.monotonic() > deadline:
+                    self.__exit__()
                     raise BenchError("the webhook receiver did not start") from None
                 time.sleep(0.05)
 
@@ -80,6 +81,7 @@ class Sink:
     def arrivals(self) -> list[tuple[float, str]]:
         """Every request so far: (arrival, the event's timestamp)."""
         response = httpx.get(f"http://127.0.0.1:{self.port}/arrivals", params={"from": len(self._seen)}, timeout=10)
+        response.raise_for_status()
         self._seen += _arrivals_decoder.decode(response.content)
         return list(self._seen)
 

@@ -1,9 +1,11 @@
 """A delivery queue's order, held by the statement that records a success and claims the next delivery of the same
 (subscription, ticket) queue at once (app/webhook/delivery.py sends a busy ticket's events one after another with
-it, without a claim round between them). Run on the real database, with no worker running."""
+it, without a claim round between them). Run on the real database; each test's rows stay in a transaction that is
+rolled back, out of sight of the delivery worker that the session's server runs on the same database."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,12 +20,26 @@ LEASE_SECONDS = 30.0
 HORIZON_SECONDS = 3600.0
 
 
+class _Undo(Exception):
+    pass
+
+
 @pytest.fixture
-async def repository(migrated: str) -> AsyncIterator[WebhookRepository]:
-    db = Database(migrated, min_size=1, max_size=2)
-    await db.open()
-    yield WebhookRepository(db)
-    await db.close()
+async def db(migrated: str) -> AsyncIterator[Database]:
+    database = Database(migrated, min_size=1, max_size=1)
+    await database.open()
+    yield database
+    await database.close()
+
+
+@contextlib.asynccontextmanager
+async def uncommitted(db: Database) -> AsyncIterator[WebhookRepository]:
+    """A repository whose every statement runs in one transaction, rolled back at the end (`now()` is the
+    transaction's start throughout: queued deliveries are due, a claim's lease is in the future)."""
+    with contextlib.suppress(_Undo):
+        async with db.transaction():
+            yield WebhookRepository(db)
+            raise _Undo
 
 
 async def subscription(repository: WebhookRepository, tenant: TenantSpec) -> uuid.UUID:
@@ -51,65 +67,92 @@ async def status_of(repository: WebhookRepository, tenant: TenantSpec, subscript
 
 
 async def test_a_success_claims_the_next_delivery_of_its_queue_in_sequence_order(
-    repository: WebhookRepository, alpha: TenantSpec
+    db: Database, alpha: TenantSpec
 ) -> None:
-    hooked = await subscription(repository, alpha)
-    ticket, other_ticket = uuid.uuid4(), uuid.uuid4()
-    await repository.queue(
-        alpha.id,
-        [event(hooked, ticket, 1), event(hooked, other_ticket, 1), event(hooked, ticket, 2), event(hooked, ticket, 3)],
-        HORIZON_SECONDS,
-    )
-    # One claim round: the head of each queue, never a delivery behind its head.
-    claimed = await repository.claim(alpha.id, 10, LEASE_SECONDS)
-    assert sorted((c.ticket_id == ticket, c.message_id) for c in claimed) == [(False, "evt_1"), (True, "evt_1")]
-    first = next(c for c in claimed if c.ticket_id == ticket)
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket, other_ticket = uuid.uuid4(), uuid.uuid4()
+        await repository.queue(
+            alpha.id,
+            [
+                event(hooked, ticket, 1),
+                event(hooked, other_ticket, 1),
+                event(hooked, ticket, 2),
+                event(hooked, ticket, 3),
+            ],
+            HORIZON_SECONDS,
+        )
+        # One claim round: the head of each queue, never a delivery behind its head.
+        claimed = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        assert sorted((c.ticket_id == ticket, c.message_id) for c in claimed) == [(False, "evt_1"), (True, "evt_1")]
+        first = next(c for c in claimed if c.ticket_id == ticket)
 
-    second = await delivered_then_next(repository, alpha, first)
-    assert second is not None and (second.ticket_id, second.message_id, second.attempts) == (ticket, "evt_2", 1)
-    # The claimed next one is leased: no claim round hands it out again meanwhile.
-    assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []
+        second = await delivered_then_next(repository, alpha, first)
+        assert second is not None and (second.ticket_id, second.message_id, second.attempts) == (ticket, "evt_2", 1)
+        # The claimed next one is leased: no claim round hands it out again meanwhile.
+        assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []
 
-    third = await delivered_then_next(repository, alpha, second)
-    assert third is not None and third.message_id == "evt_3"
-    assert await delivered_then_next(repository, alpha, third) is None  # the queue is empty
-    statuses = await status_of(repository, alpha, hooked)
-    assert sorted(statuses) == ["evt_1:delivered:1", "evt_1:pending:1", "evt_2:delivered:1", "evt_3:delivered:1"]
+        third = await delivered_then_next(repository, alpha, second)
+        assert third is not None and third.message_id == "evt_3"
+        assert await delivered_then_next(repository, alpha, third) is None  # the queue is empty
+        statuses = await status_of(repository, alpha, hooked)
+        assert sorted(statuses) == ["evt_1:delivered:1", "evt_1:pending:1", "evt_2:delivered:1", "evt_3:delivered:1"]
 
 
 async def test_the_next_delivery_is_the_queues_head_a_replayed_earlier_event_first(
-    repository: WebhookRepository, alpha: TenantSpec
+    db: Database, alpha: TenantSpec
 ) -> None:
-    hooked = await subscription(repository, alpha)
-    ticket = uuid.uuid4()
-    await repository.queue(alpha.id, [event(hooked, ticket, 5), event(hooked, ticket, 6)], HORIZON_SECONDS)
-    [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
-    # A replay queues sequence 2 while 5 is in flight: after 5, the queue's head is 2, not 6.
-    await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS)
-    following = await delivered_then_next(repository, alpha, head)
-    assert following is not None and following.message_id == "evt_2"
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket = uuid.uuid4()
+        await repository.queue(alpha.id, [event(hooked, ticket, 5), event(hooked, ticket, 6)], HORIZON_SECONDS)
+        [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        # A replay queues sequence 2 while 5 is in flight: after 5, the queue's head is 2, not 6.
+        await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS)
+        following = await delivered_then_next(repository, alpha, head)
+        assert following is not None and following.message_id == "evt_2"
+        assert await status_of(repository, alpha, hooked) == ["evt_2:pending:1", "evt_5:delivered:1", "evt_6:pending:0"]
+
+
+async def test_a_head_that_is_leased_stops_the_chain_rather_than_letting_the_next_one_pass(
+    db: Database, alpha: TenantSpec
+) -> None:
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket = uuid.uuid4()
+        await repository.queue(alpha.id, [event(hooked, ticket, 5), event(hooked, ticket, 6)], HORIZON_SECONDS)
+        [five] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        # A replayed sequence 2, queued while 5 is in flight, is the queue's head: a claim round sends it.
+        await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS)
+        [two] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        assert two.message_id == "evt_2"
+        # 5 succeeds while 2 is still in flight: 2 is the head, leased, so nothing is next; 6 waits behind it.
+        assert await delivered_then_next(repository, alpha, five) is None
+        assert await status_of(repository, alpha, hooked) == ["evt_2:pending:1", "evt_5:delivered:1", "evt_6:pending:0"]
 
 
 async def test_an_attempt_that_lost_its_lease_records_nothing_and_claims_nothing(
-    repository: WebhookRepository, alpha: TenantSpec
+    db: Database, alpha: TenantSpec
 ) -> None:
-    hooked = await subscription(repository, alpha)
-    ticket = uuid.uuid4()
-    await repository.queue(alpha.id, [event(hooked, ticket, 1), event(hooked, ticket, 2)], HORIZON_SECONDS)
-    [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
-    # Another worker took the delivery over after the lease ran out: its attempt number moved on.
-    outlived = msgspec.structs.replace(head, attempts=0)
-    assert await delivered_then_next(repository, alpha, outlived) is None
-    assert sorted(await status_of(repository, alpha, hooked)) == ["evt_1:pending:1", "evt_2:pending:0"]
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket = uuid.uuid4()
+        await repository.queue(alpha.id, [event(hooked, ticket, 1), event(hooked, ticket, 2)], HORIZON_SECONDS)
+        [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        # Another worker took the delivery over after the lease ran out: its attempt number moved on.
+        outlived = msgspec.structs.replace(head, attempts=0)
+        assert await delivered_then_next(repository, alpha, outlived) is None
+        assert sorted(await status_of(repository, alpha, hooked)) == ["evt_1:pending:1", "evt_2:pending:0"]
 
 
 async def test_a_deactivated_subscription_records_the_success_and_claims_nothing_more(
-    repository: WebhookRepository, alpha: TenantSpec
+    db: Database, alpha: TenantSpec
 ) -> None:
-    hooked = await subscription(repository, alpha)
-    ticket = uuid.uuid4()
-    await repository.queue(alpha.id, [event(hooked, ticket, 1), event(hooked, ticket, 2)], HORIZON_SECONDS)
-    [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
-    await repository.update(alpha.id, hooked, "https://hooks.example.com/in", None, "paused", False, "test")
-    assert await delivered_then_next(repository, alpha, head) is None
-    assert sorted(await status_of(repository, alpha, hooked)) == ["evt_1:delivered:1", "evt_2:pending:0"]
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket = uuid.uuid4()
+        await repository.queue(alpha.id, [event(hooked, ticket, 1), event(hooked, ticket, 2)], HORIZON_SECONDS)
+        [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        await repository.update(alpha.id, hooked, "https://hooks.example.com/in", None, "paused", False, "test")
+        assert await delivered_then_next(repository, alpha, head) is None
+        assert sorted(await status_of(repository, alpha, hooked)) == ["evt_1:delivered:1", "evt_2:pending:0"]

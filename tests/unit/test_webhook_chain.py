@@ -1,0 +1,140 @@
+"""How a delivery task chains through its queue (app/webhook/delivery.py `_deliver`): while each send succeeds it
+records the success and claims the next delivery in one statement, at most CHAIN_LENGTH in a row and for at most
+CHAIN_SECONDS; a subscription that was failing, a ping, or a lost database stops the chain. The repository here is
+a stand-in that records the calls; the statement itself is tested on PostgreSQL in
+tests/integration/test_webhook_queue.py."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any, cast
+
+import pytest
+
+from app.db.errors import DatabaseUnavailable
+from app.webhook import delivery as delivery_module
+from app.webhook.delivery import CHAIN_LENGTH, Attempt, DeliveryPolicy, DeliveryWorker
+from app.webhook.repository import ClaimedDelivery, WebhookRepository
+
+TENANT = uuid.uuid4()
+SUBSCRIPTION = uuid.uuid4()
+NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
+POLICY = DeliveryPolicy(
+    allow_loopback=False,
+    concurrency=4,
+    poll_seconds=0.25,
+    connect_timeout_seconds=1.0,
+    timeout_seconds=1.0,
+    retry_base_seconds=1.0,
+    retry_max_seconds=10.0,
+    horizon_seconds=60.0,
+    disable_after_seconds=600.0,
+)
+
+
+def claimed(sequence: int, *, ticket: uuid.UUID | None, failing_since: datetime.datetime | None = None) -> Any:
+    return ClaimedDelivery(
+        uuid.uuid4(),
+        SUBSCRIPTION,
+        ticket,
+        f"evt_{sequence}",
+        "{}",
+        1,
+        NOW,
+        NOW + datetime.timedelta(days=1),
+        "https://hooks.example.com/in",
+        "whsec_x",
+        None,
+        None,
+        failing_since,
+    )
+
+
+class Queue:
+    """A stand-in for WebhookRepository holding one ticket's queue of deliveries, in order."""
+
+    def __init__(self, length: int, *, unavailable: bool = False) -> None:
+        ticket = uuid.uuid4()
+        self.deliveries = [claimed(n, ticket=ticket) for n in range(1, length + 1)]
+        self.unavailable = unavailable
+        self.calls: list[str] = []
+
+    async def delivered_claim_next(self, _tenant: uuid.UUID, delivery: ClaimedDelivery, *_: object) -> Any:
+        self.calls.append(f"delivered+next {delivery.message_id}")
+        if self.unavailable:
+            raise DatabaseUnavailable("the database is gone")
+        position = self.deliveries.index(delivery)
+        return self.deliveries[position + 1] if position + 1 < len(self.deliveries) else None
+
+    async def record_outcome(self, _tenant: uuid.UUID, delivery_id: uuid.UUID, _try: int, status: str, *_: Any) -> bool:
+        [delivery] = [d for d in self.deliveries if d.id == delivery_id]
+        self.calls.append(f"record {delivery.message_id} {status}")
+        return True
+
+    async def subscription_succeeded(self, _tenant: uuid.UUID, _subscription: uuid.UUID) -> None:
+        self.calls.append("streak ended")
+
+
+class Worker(DeliveryWorker):
+    """The real worker, with sends that succeed at once and are noted."""
+
+    def __init__(self, queue: Queue) -> None:
+        super().__init__(cast(Any, None), cast(WebhookRepository, queue), POLICY)
+        self.sent: list[str] = []
+
+    async def send(self, delivery: ClaimedDelivery) -> Attempt:
+        self.sent.append(delivery.message_id)
+        return Attempt(200, 1, None, "ok", None)
+
+
+async def test_a_task_chains_through_its_queue_until_it_is_empty() -> None:
+    queue = Queue(3)
+    worker = Worker(queue)
+    await worker._deliver(TENANT, queue.deliveries[0])
+    assert worker.sent == ["evt_1", "evt_2", "evt_3"]
+    assert queue.calls == ["delivered+next evt_1", "delivered+next evt_2", "delivered+next evt_3"]
+
+
+async def test_a_chain_ends_after_chain_length_sends_with_a_plain_record() -> None:
+    queue = Queue(CHAIN_LENGTH + 5)
+    worker = Worker(queue)
+    await worker._deliver(TENANT, queue.deliveries[0])
+    assert worker.sent == [f"evt_{n}" for n in range(1, CHAIN_LENGTH + 1)]
+    assert queue.calls[-1] == f"record evt_{CHAIN_LENGTH} delivered"  # nothing more claimed: the slot is free
+    assert len(queue.calls) == CHAIN_LENGTH
+
+
+async def test_a_chain_ends_once_it_has_run_for_chain_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(delivery_module, "CHAIN_SECONDS", 0.0)
+    queue = Queue(3)
+    worker = Worker(queue)
+    await worker._deliver(TENANT, queue.deliveries[0])
+    assert worker.sent == ["evt_1"]
+    assert queue.calls == ["record evt_1 delivered"]
+
+
+async def test_a_success_of_a_failing_subscription_ends_its_streak_and_the_chain() -> None:
+    queue = Queue(2)
+    queue.deliveries[0] = claimed(1, ticket=queue.deliveries[1].ticket_id, failing_since=NOW)
+    worker = Worker(queue)
+    await worker._deliver(TENANT, queue.deliveries[0])
+    assert worker.sent == ["evt_1"]
+    assert queue.calls == ["record evt_1 delivered", "streak ended"]
+
+
+async def test_a_ping_is_recorded_without_looking_for_a_next_delivery() -> None:
+    queue = Queue(0)
+    ping = claimed(1, ticket=None)
+    queue.deliveries = [ping]
+    worker = Worker(queue)
+    await worker._deliver(TENANT, ping)
+    assert queue.calls == ["record evt_1 delivered"]
+
+
+async def test_a_lost_database_stops_the_chain_and_leaves_the_lease_to_run_out() -> None:
+    queue = Queue(3, unavailable=True)
+    worker = Worker(queue)
+    await worker._deliver(TENANT, queue.deliveries[0])
+    assert worker.sent == ["evt_1"]
+    assert queue.calls == ["delivered+next evt_1"]
