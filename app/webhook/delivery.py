@@ -56,6 +56,9 @@ ROUND_GAP_SECONDS = 0.01
 # has passed since its first send, before it gives its slot back.
 CHAIN_LENGTH = 50
 CHAIN_SECONDS = 1.0
+# How often a worker looks for deliveries left waiting behind a queue head that has already gone (a rare race
+# between queueing and a head's end; see INSERT_DELIVERIES in the repository).
+STRANDED_SWEEP_SECONDS = 10.0
 # At most this much of a response body is read, and stored.
 RESPONSE_EXCERPT_BYTES = 1024
 MAX_ERROR_LENGTH = 500
@@ -328,6 +331,7 @@ class DeliveryWorker:
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._next_stranded_sweep = 0.0
 
     @classmethod
     def with_own_pool(cls, dsn: str, policy: DeliveryPolicy) -> DeliveryWorker:
@@ -398,10 +402,16 @@ class DeliveryWorker:
             self._wake.clear()
 
     async def work_once(self) -> bool:
-        """Dispatch what has committed, then claim what is due; whether anything was done."""
+        """Dispatch what has committed, then claim what is due (and now and then free deliveries stranded behind
+        nothing); whether anything was done."""
         dispatched = await self._dispatcher.dispatch()
         claimed = await self._claim()
-        return dispatched > 0 or claimed > 0
+        promoted = 0
+        if time.monotonic() >= self._next_stranded_sweep:
+            self._next_stranded_sweep = time.monotonic() + STRANDED_SWEEP_SECONDS
+            for tenant_id in await self._repository.tenants_with_blocked_deliveries():
+                promoted += await self._repository.promote_stranded(tenant_id)
+        return dispatched > 0 or claimed > 0 or promoted > 0
 
     async def _claim(self) -> int:
         """Claim due deliveries for the free slots, a fair share per tenant per round in random order, so that one
@@ -514,8 +524,7 @@ class DeliveryWorker:
             status = "dead" if due > delivery.expires_at else "pending"
         recorded = await self._repository.record_outcome(
             tenant_id,
-            delivery.id,
-            delivery.attempts,
+            delivery,
             status,
             retry_in,
             attempt.status_code,

@@ -149,7 +149,8 @@ class DeliveryRow(msgspec.Struct, frozen=True):
 
 
 _SUBSCRIPTION = select_list(SubscriptionRow)
-_DELIVERY = select_list(DeliveryRow)
+# A delivery waiting behind its queue's head has no time of its own (see INSERT_DELIVERIES): none is shown.
+_DELIVERY = select_list(DeliveryRow, next_attempt_at="nullif(next_attempt_at, 'infinity')")
 
 INSERT_SUBSCRIPTION = f"""
 INSERT INTO webhook_subscription (tenant_id, id, url, events, description, active, secret, created_at, created_by,
@@ -256,13 +257,45 @@ EVENTS_OF_TICKET = (
 )
 EVENTS_BETWEEN = _EVENT_DETAILS + " AND e.created_at >= $2 AND e.created_at <= $3 ORDER BY e.id LIMIT $4"
 
+# Queued deliveries are due at once, except behind a queue head that has failed (a receiver that is down): those
+# wait at next_attempt_at = 'infinity', out of the due index's range, until they become their queue's head (the
+# statement that ends the head's turn promotes its successor; PROMOTE_STRANDED catches a successor queued while
+# that statement ran). Without this, every claim round would walk each delivery
+# queued behind a failing head, checking whether it is a head: the whole backlog, every round, while the receiver
+# is down. Blocking is only an index hint: a claim still takes heads only.
 INSERT_DELIVERIES = """
 INSERT INTO webhook_delivery (tenant_id, id, subscription_id, message_id, event_type, event_id, ticket_id, sequence,
                               body, status, next_attempt_at, expires_at, created_at)
 SELECT $1, d.id, d.subscription_id, d.message_id, d.event_type, d.event_id, d.ticket_id, d.sequence, d.body,
-       'pending', now(), now() + make_interval(secs => $10), now()
+       'pending', greatest(now(), behind.failing), now() + make_interval(secs => $10), now()
   FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::uuid[], $8::integer[], $9::text[])
        AS d (id, subscription_id, message_id, event_type, event_id, ticket_id, sequence, body)
+  LEFT JOIN LATERAL (
+       SELECT 'infinity'::timestamptz AS failing
+         FROM (SELECT h.sequence, h.created_at, h.last_error
+                 FROM webhook_delivery h
+                WHERE h.tenant_id = $1 AND h.subscription_id = d.subscription_id AND h.ticket_id = d.ticket_id
+                  AND h.status = 'pending'
+                ORDER BY h.sequence, h.created_at
+                LIMIT 1) AS head
+        WHERE head.last_error IS NOT NULL AND (head.sequence, head.created_at) < (d.sequence, now())) AS behind
+       ON true
+"""
+
+# Deliveries stranded at 'infinity' with nothing ahead of them in their queue (their head ended while they were
+# being queued): due now. Run now and then by every worker; a safety net, as the head's end promotes its successor.
+PROMOTE_STRANDED = """
+UPDATE webhook_delivery d
+   SET next_attempt_at = now()
+ WHERE d.tenant_id = $1 AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
+   AND NOT EXISTS (
+       SELECT 1 FROM webhook_delivery e
+        WHERE e.tenant_id = $1 AND e.subscription_id = d.subscription_id AND e.ticket_id = d.ticket_id
+          AND e.status = 'pending' AND (e.sequence, e.created_at) < (d.sequence, d.created_at))
+"""
+
+TENANTS_WITH_BLOCKED = """
+SELECT DISTINCT tenant_id FROM webhook_delivery WHERE status = 'pending' AND next_attempt_at = 'infinity'
 """
 
 # Tenants with due deliveries of active subscriptions (an inactive one's deliveries wait, and cost no claim).
@@ -307,23 +340,40 @@ RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts
 
 # An attempt's outcome, only while the attempt still holds the delivery (the same attempt number, still pending): a
 # worker that outlived its lease does not overwrite the next attempt's outcome. $10: when it was delivered (NULL
-# otherwise), from the application, as Citus refuses now() inside CASE.
+# otherwise), from the application, as Citus refuses now() inside CASE. A delivery that leaves its queue (delivered
+# or dead) promotes its successor if that was waiting behind it (see INSERT_DELIVERIES).
 # "Still pending" is written as neither delivered nor dead (the only other statuses): `status = 'pending'` would let
 # the pending-only indexes compete with the primary key, and on a table analysed while nearly empty the planner
 # picks one and reads a whole backlog for one row (measured: 1,100 rows read, 4 ms, per delivery).
 RECORD_OUTCOME = """
-UPDATE webhook_delivery
-   SET status = $4, next_attempt_at = now() + make_interval(secs => $5), last_status_code = $6, last_latency_ms = $7,
-       last_error = $8, last_response = $9, delivered_at = $10
- WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status NOT IN ('delivered', 'dead')
+WITH recorded AS (
+    UPDATE webhook_delivery
+       SET status = $4, next_attempt_at = now() + make_interval(secs => $5), last_status_code = $6,
+           last_latency_ms = $7, last_error = $8, last_response = $9, delivered_at = $10
+     WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status NOT IN ('delivered', 'dead')
+ RETURNING id
+), promoted AS (
+    UPDATE webhook_delivery d
+       SET next_attempt_at = now()
+     WHERE d.tenant_id = $1 AND d.next_attempt_at = 'infinity' AND d.status NOT IN ('delivered', 'dead')
+       AND $4 <> 'pending' AND EXISTS (SELECT FROM recorded)
+       AND d.id = (
+           SELECT e.id FROM webhook_delivery e
+            WHERE e.tenant_id = $1 AND e.subscription_id = $11 AND e.ticket_id = $12 AND e.status = 'pending'
+              AND e.id <> $2
+            ORDER BY e.sequence, e.created_at
+            LIMIT 1)
+)
+SELECT count(*) FROM recorded
 """
 
 # A success recorded, and in the same statement the next delivery of the same queue claimed (the head it has just
 # become, when it is due and its subscription active), so that a busy ticket's events go out one after another
 # without waiting for a claim round. The recorded row still reads as pending in the statement's snapshot: it is
 # excluded by id. No row comes back when nothing was recorded (the attempt had lost its lease) or nothing is next.
-# The head is chosen among all pending deliveries of the queue, due or not, and only then locked if due: a head that
-# is leased or waiting for its retry stops the chain, never lets the delivery behind it go first. "Neither delivered
+# The head is chosen among all pending deliveries of the queue, due or not, and only then locked if due (or waiting
+# behind the delivery just recorded, see INSERT_DELIVERIES): a head that is leased or waiting for its retry stops
+# the chain, never lets the delivery behind it go first. "Neither delivered
 # nor dead" stands for pending where the primary key must be the way in (see RECORD_OUTCOME).
 DELIVERED_CLAIM_NEXT = """
 WITH recorded AS (
@@ -342,7 +392,8 @@ WITH recorded AS (
 ), due AS (
     SELECT d.id
       FROM head, webhook_delivery d, webhook_subscription s
-     WHERE d.tenant_id = $1 AND d.id = head.id AND d.status NOT IN ('delivered', 'dead') AND d.next_attempt_at <= now()
+     WHERE d.tenant_id = $1 AND d.id = head.id AND d.status NOT IN ('delivered', 'dead')
+       AND (d.next_attempt_at <= now() OR d.next_attempt_at = 'infinity')
        AND s.tenant_id = $1 AND s.id = $9 AND s.active
        FOR UPDATE OF d SKIP LOCKED
 )
@@ -564,8 +615,7 @@ class WebhookRepository:
     async def record_outcome(
         self,
         tenant_id: uuid.UUID,
-        delivery_id: uuid.UUID,
-        attempt: int,
+        delivery: ClaimedDelivery,
         status: str,
         retry_in_seconds: float,
         status_code: int | None,
@@ -574,11 +624,11 @@ class WebhookRepository:
         response: str | None,
     ) -> bool:
         """Whether the outcome was recorded (False: this attempt had lost its lease to another)."""
-        updated = await self._db.execute(
+        recorded: int = await self._db.fetch_value(
             RECORD_OUTCOME,
             tenant_id,
-            delivery_id,
-            attempt,
+            delivery.id,
+            delivery.attempts,
             status,
             retry_in_seconds,
             status_code,
@@ -586,8 +636,17 @@ class WebhookRepository:
             error,
             response,
             datetime.datetime.now(datetime.UTC) if status == "delivered" else None,
+            delivery.subscription_id,
+            delivery.ticket_id,
         )
-        return updated > 0
+        return recorded > 0
+
+    async def tenants_with_blocked_deliveries(self) -> list[uuid.UUID]:
+        return await self._db.fetch_column(TENANTS_WITH_BLOCKED)
+
+    async def promote_stranded(self, tenant_id: uuid.UUID) -> int:
+        """Make due the deliveries waiting behind nothing (see PROMOTE_STRANDED); how many."""
+        return await self._db.execute(PROMOTE_STRANDED, tenant_id)
 
     async def delivered_claim_next(
         self,

@@ -156,3 +156,71 @@ async def test_a_deactivated_subscription_records_the_success_and_claims_nothing
         await repository.update(alpha.id, hooked, "https://hooks.example.com/in", None, "paused", False, "test")
         assert await delivered_then_next(repository, alpha, head) is None
         assert sorted(await status_of(repository, alpha, hooked)) == ["evt_1:delivered:1", "evt_2:pending:0"]
+
+
+async def fail(repository: WebhookRepository, tenant: TenantSpec, delivery: ClaimedDelivery, status: str) -> None:
+    """Record a failed attempt: `pending` (retried in a minute) or `dead`."""
+    assert await repository.record_outcome(tenant.id, delivery, status, 60.0, 500, 3, "HTTP 500", "down")
+
+
+async def waiting(repository: WebhookRepository, tenant: TenantSpec, subscription_id: uuid.UUID) -> list[str]:
+    """The pending deliveries, each with whether it has a time of its own (False: waiting behind its head)."""
+    rows = await repository.deliveries(tenant.id, subscription_id, 100, 0)
+    pending = sorted((row for row in rows if row.status == "pending"), key=lambda r: r.sequence or 0)
+    return [f"{row.message_id}:{'scheduled' if row.next_attempt_at is not None else 'behind'}" for row in pending]
+
+
+async def test_deliveries_queued_behind_a_failing_head_wait_outside_the_due_range_until_it_ends(
+    db: Database, alpha: TenantSpec
+) -> None:
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket, healthy_ticket = uuid.uuid4(), uuid.uuid4()
+        await repository.queue(alpha.id, [event(hooked, ticket, 1)], HORIZON_SECONDS)
+        [one] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        await fail(repository, alpha, one, "pending")
+        # Queued while the head is failing: they wait, with no time of their own; another ticket's queue does not.
+        await repository.queue(
+            alpha.id,
+            [event(hooked, ticket, 2), event(hooked, ticket, 3), event(hooked, healthy_ticket, 1)],
+            HORIZON_SECONDS,
+        )
+        assert await waiting(repository, alpha, hooked) == [
+            "evt_1:scheduled",
+            "evt_1:scheduled",
+            "evt_2:behind",
+            "evt_3:behind",
+        ]
+        blocked = "SELECT count(*) FROM webhook_delivery WHERE tenant_id = $1 AND next_attempt_at = 'infinity'"
+        assert await db.fetch_value(blocked, alpha.id) == 2
+        [healthy] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        assert (healthy.ticket_id, healthy.message_id) == (healthy_ticket, "evt_1")
+
+        # The head is dead-lettered: its successor becomes due and the next claim round takes it; 3 still waits.
+        await fail(repository, alpha, one, "dead")
+        [two] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        assert (two.ticket_id, two.message_id) == (ticket, "evt_2")
+        # 2 succeeds: 3, waiting behind it, is claimed with the success.
+        three = await delivered_then_next(repository, alpha, two)
+        assert three is not None and three.message_id == "evt_3"
+        assert await db.fetch_value(blocked, alpha.id) == 0
+
+
+async def test_a_delivery_left_waiting_behind_nothing_is_freed_by_the_sweep(db: Database, alpha: TenantSpec) -> None:
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket = uuid.uuid4()
+        await repository.queue(alpha.id, [event(hooked, ticket, 1)], HORIZON_SECONDS)
+        [one] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        await fail(repository, alpha, one, "pending")
+        await repository.queue(alpha.id, [event(hooked, ticket, 2), event(hooked, ticket, 3)], HORIZON_SECONDS)
+        # The head ends in a statement that did not see 2 queued (the race the sweep is for).
+        await db.execute(
+            "UPDATE webhook_delivery SET status = 'delivered' WHERE tenant_id = $1 AND id = $2", alpha.id, one.id
+        )
+        assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []
+        assert alpha.id in await repository.tenants_with_blocked_deliveries()
+        assert await repository.promote_stranded(alpha.id) == 1  # 2 only: 3 is behind 2
+        assert await waiting(repository, alpha, hooked) == ["evt_2:scheduled", "evt_3:behind"]
+        [two] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        assert two.message_id == "evt_2"

@@ -67,8 +67,7 @@ class Queue:
         position = self.deliveries.index(delivery)
         return self.deliveries[position + 1] if position + 1 < len(self.deliveries) else None
 
-    async def record_outcome(self, _tenant: uuid.UUID, delivery_id: uuid.UUID, _try: int, status: str, *_: Any) -> bool:
-        [delivery] = [d for d in self.deliveries if d.id == delivery_id]
+    async def record_outcome(self, _tenant: uuid.UUID, delivery: ClaimedDelivery, status: str, *_: Any) -> bool:
         self.calls.append(f"record {delivery.message_id} {status}")
         return True
 
