@@ -56,9 +56,10 @@ ROUND_GAP_SECONDS = 0.01
 # has passed since its first send, before it gives its slot back.
 CHAIN_LENGTH = 50
 CHAIN_SECONDS = 1.0
-# How often a worker looks for deliveries left waiting behind a queue head that has already gone (a rare race
-# between queueing and a head's end; see INSERT_DELIVERIES in the repository).
-STRANDED_SWEEP_SECONDS = 10.0
+# At most how often (jittered down to half) a worker looks over every waiting delivery for one left behind a queue
+# head that has already gone: a last safety net, as both sides of that race look again once committed (see
+# INSERT_DELIVERIES in the repository); it reads every waiting delivery of a tenant that has any.
+STRANDED_SWEEP_SECONDS = 600.0
 # At most this much of a response body is read, and stored.
 RESPONSE_EXCERPT_BYTES = 1024
 MAX_ERROR_LENGTH = 500
@@ -250,6 +251,7 @@ class Dispatcher:
         return dispatched
 
     async def _dispatch_batch(self, tenant_id: uuid.UUID) -> int:
+        waiting: list[uuid.UUID] = []
         async with self._db.transaction():
             events = await self._repository.claim_events(tenant_id, DISPATCH_BATCH)
             if not events:
@@ -259,8 +261,11 @@ class Dispatcher:
             if wanted:
                 rows = await self._repository.events(tenant_id, wanted)
                 routes = [(row, wanting(subscriptions, row.kind)) for row in rows]
-                await self._repository.queue(tenant_id, deliveries_for(routes), self._horizon)
+                waiting = await self._repository.queue(tenant_id, deliveries_for(routes), self._horizon)
             await self._repository.mark_dispatched(tenant_id, [event.id for event in events])
+        if waiting:
+            # A head that ended while these were being queued behind it could not see them: look again.
+            await self._repository.promote_stranded_among(tenant_id, waiting)
         return len(events)
 
     async def _dispatch_user_batch(self, tenant_id: uuid.UUID) -> int:
@@ -408,8 +413,8 @@ class DeliveryWorker:
         claimed = await self._claim()
         promoted = 0
         if time.monotonic() >= self._next_stranded_sweep:
-            self._next_stranded_sweep = time.monotonic() + STRANDED_SWEEP_SECONDS
-            for tenant_id in await self._repository.tenants_with_blocked_deliveries():
+            self._next_stranded_sweep = time.monotonic() + STRANDED_SWEEP_SECONDS * random.uniform(0.5, 1.0)  # noqa: S311
+            for tenant_id in await self._repository.tenants_with_waiting_deliveries():
                 promoted += await self._repository.promote_stranded(tenant_id)
         return dispatched > 0 or claimed > 0 or promoted > 0
 
@@ -452,6 +457,10 @@ class DeliveryWorker:
             more = sent < CHAIN_LENGTH and time.monotonic() - started < CHAIN_SECONDS
             try:
                 following = await self._record(tenant_id, current, attempt, claim_next=more)
+                if following is None and current.retried and current.ticket_id is not None:
+                    # Deliveries queued behind a failing head wait until it ends; one queued while it was ending
+                    # could not be seen by the statement that ended it: look again, now that it has committed.
+                    await self._repository.promote_queue_head(tenant_id, current)
             except DatabaseUnavailable:
                 return  # unrecorded, the lease runs out and the delivery is attempted again: at least once
             if following is None:

@@ -101,7 +101,7 @@ class DeliveryOut(msgspec.Struct, frozen=True, kw_only=True):
     last_error: str | None
     # The first 1 KiB of the last response's body.
     last_response: str | None
-    # While pending: when the next attempt is due (None while it waits behind a failing delivery of its ticket).
+    # While pending: when the next attempt is due (None while it waits behind an earlier delivery of its ticket).
     next_attempt_at: datetime.datetime | None
     # While pending: when retries stop and it is dead-lettered.
     expires_at: datetime.datetime | None

@@ -126,6 +126,13 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     previous_secret_until: datetime.datetime | None
     # When claimed: since when the subscription had been failing (None: it was not).
     failing_since: datetime.datetime | None
+    # Whether an earlier attempt of it failed (deliveries may then be waiting behind it; see INSERT_DELIVERIES).
+    retried: bool
+
+
+class _Queued(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    waiting: bool
 
 
 class DeliveryRow(msgspec.Struct, frozen=True):
@@ -137,7 +144,7 @@ class DeliveryRow(msgspec.Struct, frozen=True):
     sequence: int | None
     status: str
     attempts: int
-    next_attempt_at: datetime.datetime
+    next_attempt_at: datetime.datetime | None  # None: waiting behind an earlier delivery of its queue
     expires_at: datetime.datetime
     last_attempt_at: datetime.datetime | None
     last_status_code: int | None
@@ -257,19 +264,27 @@ EVENTS_OF_TICKET = (
 )
 EVENTS_BETWEEN = _EVENT_DETAILS + " AND e.created_at >= $2 AND e.created_at <= $3 ORDER BY e.id LIMIT $4"
 
-# Queued deliveries are due at once, except behind a queue head that has failed (a receiver that is down): those
-# wait at next_attempt_at = 'infinity', out of the due index's range, until they become their queue's head (the
-# statement that ends the head's turn promotes its successor; PROMOTE_STRANDED catches a successor queued while
-# that statement ran). Without this, every claim round would walk each delivery
-# queued behind a failing head, checking whether it is a head: the whole backlog, every round, while the receiver
-# is down. Blocking is only an index hint: a claim still takes heads only.
+# Queued deliveries are due at once, except those that wait at next_attempt_at = 'infinity', out of the due index's
+# range, until they become their queue's head: the ones behind a head that has failed (a receiver that is down), and
+# the ones behind an earlier delivery of the same queue queued in the same statement. Whatever ends a head's turn
+# promotes its successor (RECORD_OUTCOME, DELIVERED_CLAIM_NEXT); where a head ends while deliveries are being queued
+# behind it, both sides look again once committed (the dispatcher at what it queued, the worker at a retried head's
+# queue: PROMOTE_STRANDED_AMONG, PROMOTE_QUEUE_HEAD), and a slow sweep (PROMOTE_STRANDED) is the last safety net.
+# Without this, every claim round would walk each delivery queued behind a failing head, checking whether it is a
+# head: the whole backlog, every round, while a receiver is down. Waiting is an index hint only: a claim still
+# takes heads only, so order never depends on it. RETURNING says which wait.
 INSERT_DELIVERIES = """
 INSERT INTO webhook_delivery (tenant_id, id, subscription_id, message_id, event_type, event_id, ticket_id, sequence,
                               body, status, next_attempt_at, expires_at, created_at)
 SELECT $1, d.id, d.subscription_id, d.message_id, d.event_type, d.event_id, d.ticket_id, d.sequence, d.body,
-       'pending', greatest(now(), behind.failing), now() + make_interval(secs => $10), now()
-  FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::uuid[], $8::integer[], $9::text[])
-       AS d (id, subscription_id, message_id, event_type, event_id, ticket_id, sequence, body)
+       'pending',
+       greatest(now(), behind.failing,
+                CASE WHEN d.ticket_id IS NOT NULL AND d.place > 1 THEN 'infinity'::timestamptz END),
+       now() + make_interval(secs => $10), now()
+  FROM (SELECT u.*, row_number() OVER (PARTITION BY u.subscription_id, u.ticket_id ORDER BY u.sequence, u.n) AS place
+          FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::uuid[], $8::integer[],
+                      $9::text[]) WITH ORDINALITY
+               AS u (id, subscription_id, message_id, event_type, event_id, ticket_id, sequence, body, n)) AS d
   LEFT JOIN LATERAL (
        SELECT 'infinity'::timestamptz AS failing
          FROM (SELECT h.sequence, h.created_at, h.last_error
@@ -280,11 +295,11 @@ SELECT $1, d.id, d.subscription_id, d.message_id, d.event_type, d.event_id, d.ti
                 LIMIT 1) AS head
         WHERE head.last_error IS NOT NULL AND (head.sequence, head.created_at) < (d.sequence, now())) AS behind
        ON true
+RETURNING id, next_attempt_at = 'infinity' AS waiting
 """
 
-# Deliveries stranded at 'infinity' with nothing ahead of them in their queue (their head ended while they were
-# being queued): due now. Run now and then by every worker; a safety net, as the head's end promotes its successor.
-PROMOTE_STRANDED = """
+# Deliveries stranded at 'infinity' with nothing ahead of them in their queue: due now.
+_PROMOTE_STRANDED = """
 UPDATE webhook_delivery d
    SET next_attempt_at = now()
  WHERE d.tenant_id = $1 AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
@@ -293,9 +308,34 @@ UPDATE webhook_delivery d
         WHERE e.tenant_id = $1 AND e.subscription_id = d.subscription_id AND e.ticket_id = d.ticket_id
           AND e.status = 'pending' AND (e.sequence, e.created_at) < (d.sequence, d.created_at))
 """
+# The sweep, now and then, over a tenant.
+PROMOTE_STRANDED = _PROMOTE_STRANDED
+# A subscription switched on again (its heads may have ended while it was off, their successors unclaimed).
+PROMOTE_STRANDED_OF_SUBSCRIPTION = _PROMOTE_STRANDED + " AND d.subscription_id = $2"
+# What a dispatcher queued as waiting, looked at again once committed. (Neither delivered nor dead, rather than
+# pending: the primary key, not a pending-only index, whatever the statistics say; see RECORD_OUTCOME.)
+PROMOTE_STRANDED_AMONG = _PROMOTE_STRANDED.replace("d.status = 'pending'", "d.status NOT IN ('delivered', 'dead')") + (
+    " AND d.id = ANY($2::uuid[])"
+)
+# A queue whose retried head has ended, looked at again once committed.
+PROMOTE_QUEUE_HEAD = """
+UPDATE webhook_delivery d
+   SET next_attempt_at = now()
+ WHERE d.tenant_id = $1 AND d.next_attempt_at = 'infinity' AND d.status NOT IN ('delivered', 'dead')
+   AND d.id = (
+       SELECT e.id FROM webhook_delivery e
+        WHERE e.tenant_id = $1 AND e.subscription_id = $2 AND e.ticket_id = $3 AND e.status = 'pending'
+        ORDER BY e.sequence, e.created_at
+        LIMIT 1)
+"""
 
-TENANTS_WITH_BLOCKED = """
-SELECT DISTINCT tenant_id FROM webhook_delivery WHERE status = 'pending' AND next_attempt_at = 'infinity'
+# (One probe of the due index per tenant, as DUE_TENANTS.)
+TENANTS_WITH_WAITING = """
+SELECT t.id
+  FROM tenant t
+ WHERE EXISTS (
+       SELECT 1 FROM webhook_delivery d
+        WHERE d.tenant_id = t.id AND d.status = 'pending' AND d.next_attempt_at = 'infinity')
 """
 
 # Tenants with due deliveries of active subscriptions (an inactive one's deliveries wait, and cost no claim).
@@ -335,13 +375,14 @@ UPDATE webhook_delivery d
   FROM due, webhook_subscription s
  WHERE d.tenant_id = $1 AND d.id = due.id AND s.tenant_id = $1 AND s.id = d.subscription_id
 RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at, s.url,
-          s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
+          s.secret, s.previous_secret, s.previous_secret_until, s.failing_since, d.last_error IS NOT NULL AS retried
 """
 
 # An attempt's outcome, only while the attempt still holds the delivery (the same attempt number, still pending): a
 # worker that outlived its lease does not overwrite the next attempt's outcome. $10: when it was delivered (NULL
 # otherwise), from the application, as Citus refuses now() inside CASE. A delivery that leaves its queue (delivered
-# or dead) promotes its successor if that was waiting behind it (see INSERT_DELIVERIES).
+# or dead) promotes its successor if that was waiting behind it (see INSERT_DELIVERIES); a successor locked by
+# another statement (a deletion) is skipped rather than waited for, which could deadlock.
 # "Still pending" is written as neither delivered nor dead (the only other statuses): `status = 'pending'` would let
 # the pending-only indexes compete with the primary key, and on a table analysed while nearly empty the planner
 # picks one and reads a whole backlog for one row (measured: 1,100 rows read, 4 ms, per delivery).
@@ -362,7 +403,8 @@ WITH recorded AS (
             WHERE e.tenant_id = $1 AND e.subscription_id = $11 AND e.ticket_id = $12 AND e.status = 'pending'
               AND e.id <> $2
             ORDER BY e.sequence, e.created_at
-            LIMIT 1)
+            LIMIT 1
+              FOR UPDATE SKIP LOCKED)
 )
 SELECT count(*) FROM recorded
 """
@@ -402,7 +444,7 @@ UPDATE webhook_delivery d
   FROM due, webhook_subscription s
  WHERE d.tenant_id = $1 AND d.id = due.id AND s.tenant_id = $1 AND s.id = $9
 RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at, s.url,
-          s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
+          s.secret, s.previous_secret, s.previous_secret_until, s.failing_since, d.last_error IS NOT NULL AS retried
 """
 
 SUCCEEDED = """
@@ -585,11 +627,15 @@ class WebhookRepository:
     ) -> list[EventRow]:
         return await self._db.fetch_all(EventRow, EVENTS_BETWEEN, tenant_id, since, until, limit)
 
-    async def queue(self, tenant_id: uuid.UUID, deliveries: list[NewDelivery], horizon_seconds: float) -> None:
-        """Queue deliveries, due now, retried until `horizon_seconds` from now."""
+    async def queue(
+        self, tenant_id: uuid.UUID, deliveries: list[NewDelivery], horizon_seconds: float
+    ) -> list[uuid.UUID]:
+        """Queue deliveries, retried until `horizon_seconds` from now; returns those that wait behind an earlier
+        one (see INSERT_DELIVERIES), the others are due now."""
         if not deliveries:
-            return
-        await self._db.execute(
+            return []
+        rows = await self._db.fetch_all(
+            _Queued,
             INSERT_DELIVERIES,
             tenant_id,
             [d.id for d in deliveries],
@@ -602,6 +648,7 @@ class WebhookRepository:
             [d.body for d in deliveries],
             horizon_seconds,
         )
+        return [row.id for row in rows if row.waiting]
 
     # -- deliveries
 
@@ -641,12 +688,22 @@ class WebhookRepository:
         )
         return recorded > 0
 
-    async def tenants_with_blocked_deliveries(self) -> list[uuid.UUID]:
-        return await self._db.fetch_column(TENANTS_WITH_BLOCKED)
+    async def tenants_with_waiting_deliveries(self) -> list[uuid.UUID]:
+        return await self._db.fetch_column(TENANTS_WITH_WAITING)
 
     async def promote_stranded(self, tenant_id: uuid.UUID) -> int:
-        """Make due the deliveries waiting behind nothing (see PROMOTE_STRANDED); how many."""
+        """Make due the tenant's deliveries waiting behind nothing (see INSERT_DELIVERIES); how many."""
         return await self._db.execute(PROMOTE_STRANDED, tenant_id)
+
+    async def promote_stranded_among(self, tenant_id: uuid.UUID, delivery_ids: list[uuid.UUID]) -> int:
+        return await self._db.execute(PROMOTE_STRANDED_AMONG, tenant_id, delivery_ids)
+
+    async def promote_stranded_of_subscription(self, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> int:
+        return await self._db.execute(PROMOTE_STRANDED_OF_SUBSCRIPTION, tenant_id, subscription_id)
+
+    async def promote_queue_head(self, tenant_id: uuid.UUID, delivery: ClaimedDelivery) -> int:
+        """Make the head of `delivery`'s queue due if it waits (see INSERT_DELIVERIES)."""
+        return await self._db.execute(PROMOTE_QUEUE_HEAD, tenant_id, delivery.subscription_id, delivery.ticket_id)
 
     async def delivered_claim_next(
         self,

@@ -163,7 +163,7 @@ async def fail(repository: WebhookRepository, tenant: TenantSpec, delivery: Clai
     assert await repository.record_outcome(tenant.id, delivery, status, 60.0, 500, 3, "HTTP 500", "down")
 
 
-async def waiting(repository: WebhookRepository, tenant: TenantSpec, subscription_id: uuid.UUID) -> list[str]:
+async def waiting_of(repository: WebhookRepository, tenant: TenantSpec, subscription_id: uuid.UUID) -> list[str]:
     """The pending deliveries, each with whether it has a time of its own (False: waiting behind its head)."""
     rows = await repository.deliveries(tenant.id, subscription_id, 100, 0)
     pending = sorted((row for row in rows if row.status == "pending"), key=lambda r: r.sequence or 0)
@@ -185,7 +185,7 @@ async def test_deliveries_queued_behind_a_failing_head_wait_outside_the_due_rang
             [event(hooked, ticket, 2), event(hooked, ticket, 3), event(hooked, healthy_ticket, 1)],
             HORIZON_SECONDS,
         )
-        assert await waiting(repository, alpha, hooked) == [
+        assert await waiting_of(repository, alpha, hooked) == [
             "evt_1:scheduled",
             "evt_1:scheduled",
             "evt_2:behind",
@@ -219,8 +219,85 @@ async def test_a_delivery_left_waiting_behind_nothing_is_freed_by_the_sweep(db: 
             "UPDATE webhook_delivery SET status = 'delivered' WHERE tenant_id = $1 AND id = $2", alpha.id, one.id
         )
         assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []
-        assert alpha.id in await repository.tenants_with_blocked_deliveries()
+        assert alpha.id in await repository.tenants_with_waiting_deliveries()
         assert await repository.promote_stranded(alpha.id) == 1  # 2 only: 3 is behind 2
-        assert await waiting(repository, alpha, hooked) == ["evt_2:scheduled", "evt_3:behind"]
+        assert await waiting_of(repository, alpha, hooked) == ["evt_2:scheduled", "evt_3:behind"]
         [two] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         assert two.message_id == "evt_2"
+
+
+async def test_only_the_end_of_a_heads_turn_frees_the_delivery_waiting_behind_it(
+    db: Database, alpha: TenantSpec
+) -> None:
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket = uuid.uuid4()
+        await repository.queue(alpha.id, [event(hooked, ticket, 1)], HORIZON_SECONDS)
+        [one] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        await fail(repository, alpha, one, "pending")
+        waiting = await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS)
+        assert len(waiting) == 1
+        # Another failed attempt keeps the head's turn: 2 still waits.
+        await fail(repository, alpha, one, "pending")
+        assert await waiting_of(repository, alpha, hooked) == ["evt_1:scheduled", "evt_2:behind"]
+        # Delivered (the worker's plain record, as after a chain's last send): 2 is due.
+        assert await repository.record_outcome(alpha.id, one, "delivered", 0.0, 200, 3, None, "ok")
+        assert await waiting_of(repository, alpha, hooked) == ["evt_2:scheduled"]
+
+
+async def test_successors_queued_together_wait_and_a_replayed_earlier_event_does_not(
+    db: Database, alpha: TenantSpec
+) -> None:
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket = uuid.uuid4()
+        # One statement queues 4 and 5: 5 waits behind 4 (no race: whatever ends 4 sees 5).
+        waiting = await repository.queue(
+            alpha.id, [event(hooked, ticket, 5), event(hooked, ticket, 4)], HORIZON_SECONDS
+        )
+        assert await waiting_of(repository, alpha, hooked) == ["evt_4:scheduled", "evt_5:behind"]
+        [four] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        assert four.message_id == "evt_4" and len(waiting) == 1
+        await fail(repository, alpha, four, "pending")
+        # A replay of 2, earlier than the failing head, is due: it is the queue's head now.
+        assert await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS) == []
+        [two] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        assert two.message_id == "evt_2"
+
+
+async def test_the_look_again_statements_free_what_the_end_of_a_heads_turn_could_not_see(
+    db: Database, alpha: TenantSpec
+) -> None:
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket = uuid.uuid4()
+        await repository.queue(alpha.id, [event(hooked, ticket, 1)], HORIZON_SECONDS)
+        [one] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        await fail(repository, alpha, one, "pending")
+        [two] = await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS)
+        end_unseen = "UPDATE webhook_delivery SET status = 'delivered' WHERE tenant_id = $1 AND id = $2"
+        await db.execute(end_unseen, alpha.id, one.id)
+        # The dispatcher's second look, at what it queued as waiting.
+        assert await repository.promote_stranded_among(alpha.id, [two]) == 1
+        assert await waiting_of(repository, alpha, hooked) == ["evt_2:scheduled"]
+
+        # The worker's second look, at the queue of a retried head that ended.
+        [claimed_two] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        assert claimed_two.retried is False
+        await fail(repository, alpha, claimed_two, "pending")
+        await repository.queue(alpha.id, [event(hooked, ticket, 3)], HORIZON_SECONDS)
+        due_now = "UPDATE webhook_delivery SET next_attempt_at = now() WHERE tenant_id = $1 AND id = $2"
+        await db.execute(due_now, alpha.id, claimed_two.id)
+        [again] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        assert (again.message_id, again.retried) == ("evt_2", True)
+        await db.execute(end_unseen, alpha.id, again.id)
+        assert await repository.promote_queue_head(alpha.id, again) == 1
+        assert await waiting_of(repository, alpha, hooked) == ["evt_3:scheduled"]
+
+        # A subscription switched back on: heads that ended while it was off left their successors waiting.
+        [three] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        await fail(repository, alpha, three, "pending")
+        await repository.queue(alpha.id, [event(hooked, ticket, 4)], HORIZON_SECONDS)
+        await db.execute(end_unseen, alpha.id, three.id)
+        assert await repository.promote_stranded_of_subscription(alpha.id, hooked) == 1
+        assert await waiting_of(repository, alpha, hooked) == ["evt_4:scheduled"]

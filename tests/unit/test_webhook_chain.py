@@ -33,7 +33,9 @@ POLICY = DeliveryPolicy(
 )
 
 
-def claimed(sequence: int, *, ticket: uuid.UUID | None, failing_since: datetime.datetime | None = None) -> Any:
+def claimed(
+    sequence: int, *, ticket: uuid.UUID | None, failing_since: datetime.datetime | None = None, retried: bool = False
+) -> Any:
     return ClaimedDelivery(
         uuid.uuid4(),
         SUBSCRIPTION,
@@ -48,6 +50,7 @@ def claimed(sequence: int, *, ticket: uuid.UUID | None, failing_since: datetime.
         None,
         None,
         failing_since,
+        retried,
     )
 
 
@@ -73,6 +76,10 @@ class Queue:
 
     async def subscription_succeeded(self, _tenant: uuid.UUID, _subscription: uuid.UUID) -> None:
         self.calls.append("streak ended")
+
+    async def promote_queue_head(self, _tenant: uuid.UUID, delivery: ClaimedDelivery) -> int:
+        self.calls.append(f"look again behind {delivery.message_id}")
+        return 0
 
 
 class Worker(DeliveryWorker):
@@ -137,3 +144,12 @@ async def test_a_lost_database_stops_the_chain_and_leaves_the_lease_to_run_out()
     await worker._deliver(TENANT, queue.deliveries[0])
     assert worker.sent == ["evt_1"]
     assert queue.calls == ["delivered+next evt_1"]
+
+
+async def test_when_a_retried_head_ends_its_queue_is_looked_at_again_once_committed() -> None:
+    queue = Queue(1)
+    queue.deliveries[0] = claimed(1, ticket=uuid.uuid4(), retried=True)
+    worker = Worker(queue)
+    await worker._deliver(TENANT, queue.deliveries[0])
+    # Deliveries queued behind it while it was ending could not be seen by the statement that ended it.
+    assert queue.calls == ["delivered+next evt_1", "look again behind evt_1"]
