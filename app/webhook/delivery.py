@@ -18,6 +18,7 @@ import logging
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -56,9 +57,11 @@ ROUND_GAP_SECONDS = 0.01
 # has passed since its first send, before it gives its slot back.
 CHAIN_LENGTH = 50
 CHAIN_SECONDS = 1.0
+# When the dispatcher looks a second time at deliveries it queued as waiting (see Dispatcher).
+LOOK_AGAIN_SECONDS = 2.0
 # At most how often (jittered down to half) a worker looks over every waiting delivery for one left behind a queue
-# head that has already gone: a last safety net, as both sides of that race look again once committed (see
-# INSERT_DELIVERIES in the repository); it reads every waiting delivery of a tenant that has any.
+# head that has already gone: a last safety net behind the dispatcher's second looks (see INSERT_DELIVERIES in the
+# repository); it reads every waiting delivery of a tenant that has any.
 STRANDED_SWEEP_SECONDS = 600.0
 # At most this much of a response body is read, and stored.
 RESPONSE_EXCERPT_BYTES = 1024
@@ -231,15 +234,25 @@ def deliveries_for(routes: list[tuple[EventRow, list[SubscriptionRow]]]) -> list
 
 class Dispatcher:
     """Turns committed, undispatched ticket events into deliveries, tenant by tenant, in one transaction per batch
-    (the deliveries and the events' `dispatched_at` commit together: an event is dispatched exactly once)."""
+    (the deliveries and the events' `dispatched_at` commit together: an event is dispatched exactly once).
+
+    Deliveries it queues behind a queue head that has failed wait until that head's turn ends, and the statement
+    that ends it frees them; one that started before they were committed cannot see them. So the dispatcher looks
+    again at what it queued as waiting: at once, and LOOK_AGAIN_SECONDS later, when every statement that was under
+    way as they committed has long finished."""
 
     def __init__(self, db: Database, repository: WebhookRepository, horizon_seconds: float) -> None:
         self._db = db
         self._repository = repository
         self._horizon = horizon_seconds
+        # (when, tenant, deliveries) to look at again, oldest first.
+        self._look_again: deque[tuple[float, uuid.UUID, list[uuid.UUID]]] = deque()
 
     async def dispatch(self) -> int:
         """Dispatch every event committed so far, the tickets' and the users'; returns how many."""
+        while self._look_again and self._look_again[0][0] <= time.monotonic():
+            _, tenant_id, waiting = self._look_again.popleft()
+            await self._repository.promote_stranded_among(tenant_id, waiting)
         dispatched = 0
         for found in await self._repository.undispatched():
             dispatch_batch = self._dispatch_batch if found.outbox == "ticket" else self._dispatch_user_batch
@@ -261,11 +274,13 @@ class Dispatcher:
             if wanted:
                 rows = await self._repository.events(tenant_id, wanted)
                 routes = [(row, wanting(subscriptions, row.kind)) for row in rows]
-                waiting = await self._repository.queue(tenant_id, deliveries_for(routes), self._horizon)
+                waiting = await self._repository.queue(
+                    tenant_id, deliveries_for(routes), self._horizon, behind_failing_heads=True
+                )
             await self._repository.mark_dispatched(tenant_id, [event.id for event in events])
         if waiting:
-            # A head that ended while these were being queued behind it could not see them: look again.
             await self._repository.promote_stranded_among(tenant_id, waiting)
+            self._look_again.append((time.monotonic() + LOOK_AGAIN_SECONDS, tenant_id, waiting))
         return len(events)
 
     async def _dispatch_user_batch(self, tenant_id: uuid.UUID) -> int:
@@ -457,10 +472,6 @@ class DeliveryWorker:
             more = sent < CHAIN_LENGTH and time.monotonic() - started < CHAIN_SECONDS
             try:
                 following = await self._record(tenant_id, current, attempt, claim_next=more)
-                if following is None and current.retried and current.ticket_id is not None:
-                    # Deliveries queued behind a failing head wait until it ends; one queued while it was ending
-                    # could not be seen by the statement that ended it: look again, now that it has committed.
-                    await self._repository.promote_queue_head(tenant_id, current)
             except DatabaseUnavailable:
                 return  # unrecorded, the lease runs out and the delivery is attempted again: at least once
             if following is None:

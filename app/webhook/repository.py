@@ -126,8 +126,6 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     previous_secret_until: datetime.datetime | None
     # When claimed: since when the subscription had been failing (None: it was not).
     failing_since: datetime.datetime | None
-    # Whether an earlier attempt of it failed (deliveries may then be waiting behind it; see INSERT_DELIVERIES).
-    retried: bool
 
 
 class _Queued(msgspec.Struct, frozen=True):
@@ -265,14 +263,15 @@ EVENTS_OF_TICKET = (
 EVENTS_BETWEEN = _EVENT_DETAILS + " AND e.created_at >= $2 AND e.created_at <= $3 ORDER BY e.id LIMIT $4"
 
 # Queued deliveries are due at once, except those that wait at next_attempt_at = 'infinity', out of the due index's
-# range, until they become their queue's head: the ones behind a head that has failed (a receiver that is down), and
-# the ones behind an earlier delivery of the same queue queued in the same statement. Whatever ends a head's turn
-# promotes its successor (RECORD_OUTCOME, DELIVERED_CLAIM_NEXT); where a head ends while deliveries are being queued
-# behind it, both sides look again once committed (the dispatcher at what it queued, the worker at a retried head's
-# queue: PROMOTE_STRANDED_AMONG, PROMOTE_QUEUE_HEAD), and a slow sweep (PROMOTE_STRANDED) is the last safety net.
-# Without this, every claim round would walk each delivery queued behind a failing head, checking whether it is a
-# head: the whole backlog, every round, while a receiver is down. Waiting is an index hint only: a claim still
-# takes heads only, so order never depends on it. RETURNING says which wait.
+# range, until they become their queue's head: the ones behind an earlier delivery of the same queue queued in the
+# same statement, and (with $11, the dispatcher) the ones behind a head that has failed (a receiver that is down).
+# Whatever ends a head's turn promotes or claims its successor (RECORD_OUTCOME, DELIVERED_CLAIM_NEXT). That cannot
+# miss a same-statement successor (the first of them is claimed only once they are all committed), but a head can
+# end in a statement that started before a dispatcher's successors committed: the dispatcher looks again at what it
+# queued as waiting, at once and a little later (PROMOTE_STRANDED_AMONG), and a slow sweep (PROMOTE_STRANDED) is the
+# last safety net. Without waiting, every claim round would walk each delivery queued behind a failing head, checking
+# whether it is a head: the whole backlog, every round, while a receiver is down. Waiting is an index hint only: a
+# claim still takes heads only, so order never depends on it. RETURNING says which wait.
 INSERT_DELIVERIES = """
 INSERT INTO webhook_delivery (tenant_id, id, subscription_id, message_id, event_type, event_id, ticket_id, sequence,
                               body, status, next_attempt_at, expires_at, created_at)
@@ -293,7 +292,7 @@ SELECT $1, d.id, d.subscription_id, d.message_id, d.event_type, d.event_id, d.ti
                   AND h.status = 'pending'
                 ORDER BY h.sequence, h.created_at
                 LIMIT 1) AS head
-        WHERE head.last_error IS NOT NULL AND (head.sequence, head.created_at) < (d.sequence, now())) AS behind
+        WHERE $11 AND head.last_error IS NOT NULL AND (head.sequence, head.created_at) < (d.sequence, now())) AS behind
        ON true
 RETURNING id, next_attempt_at = 'infinity' AS waiting
 """
@@ -310,32 +309,22 @@ UPDATE webhook_delivery d
 """
 # The sweep, now and then, over a tenant.
 PROMOTE_STRANDED = _PROMOTE_STRANDED
-# A subscription switched on again (its heads may have ended while it was off, their successors unclaimed).
-PROMOTE_STRANDED_OF_SUBSCRIPTION = _PROMOTE_STRANDED + " AND d.subscription_id = $2"
 # What a dispatcher queued as waiting, looked at again once committed. (Neither delivered nor dead, rather than
 # pending: the primary key, not a pending-only index, whatever the statistics say; see RECORD_OUTCOME.)
-PROMOTE_STRANDED_AMONG = _PROMOTE_STRANDED.replace("d.status = 'pending'", "d.status NOT IN ('delivered', 'dead')") + (
-    " AND d.id = ANY($2::uuid[])"
-)
-# A queue whose retried head has ended, looked at again once committed.
-PROMOTE_QUEUE_HEAD = """
+PROMOTE_STRANDED_AMONG = """
 UPDATE webhook_delivery d
    SET next_attempt_at = now()
- WHERE d.tenant_id = $1 AND d.next_attempt_at = 'infinity' AND d.status NOT IN ('delivered', 'dead')
-   AND d.id = (
-       SELECT e.id FROM webhook_delivery e
-        WHERE e.tenant_id = $1 AND e.subscription_id = $2 AND e.ticket_id = $3 AND e.status = 'pending'
-        ORDER BY e.sequence, e.created_at
-        LIMIT 1)
+ WHERE d.tenant_id = $1 AND d.id = ANY($2::uuid[]) AND d.status NOT IN ('delivered', 'dead')
+   AND d.next_attempt_at = 'infinity'
+   AND NOT EXISTS (
+       SELECT 1 FROM webhook_delivery e
+        WHERE e.tenant_id = $1 AND e.subscription_id = d.subscription_id AND e.ticket_id = d.ticket_id
+          AND e.status = 'pending' AND (e.sequence, e.created_at) < (d.sequence, d.created_at))
 """
 
-# (One probe of the due index per tenant, as DUE_TENANTS.)
+# (Read by the rare sweep only: it scans the waiting deliveries of every tenant.)
 TENANTS_WITH_WAITING = """
-SELECT t.id
-  FROM tenant t
- WHERE EXISTS (
-       SELECT 1 FROM webhook_delivery d
-        WHERE d.tenant_id = t.id AND d.status = 'pending' AND d.next_attempt_at = 'infinity')
+SELECT DISTINCT tenant_id FROM webhook_delivery WHERE status = 'pending' AND next_attempt_at = 'infinity'
 """
 
 # Tenants with due deliveries of active subscriptions (an inactive one's deliveries wait, and cost no claim).
@@ -375,14 +364,13 @@ UPDATE webhook_delivery d
   FROM due, webhook_subscription s
  WHERE d.tenant_id = $1 AND d.id = due.id AND s.tenant_id = $1 AND s.id = d.subscription_id
 RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at, s.url,
-          s.secret, s.previous_secret, s.previous_secret_until, s.failing_since, d.last_error IS NOT NULL AS retried
+          s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
 """
 
 # An attempt's outcome, only while the attempt still holds the delivery (the same attempt number, still pending): a
 # worker that outlived its lease does not overwrite the next attempt's outcome. $10: when it was delivered (NULL
 # otherwise), from the application, as Citus refuses now() inside CASE. A delivery that leaves its queue (delivered
-# or dead) promotes its successor if that was waiting behind it (see INSERT_DELIVERIES); a successor locked by
-# another statement (a deletion) is skipped rather than waited for, which could deadlock.
+# or dead) promotes its successor if that was waiting behind it (see INSERT_DELIVERIES).
 # "Still pending" is written as neither delivered nor dead (the only other statuses): `status = 'pending'` would let
 # the pending-only indexes compete with the primary key, and on a table analysed while nearly empty the planner
 # picks one and reads a whole backlog for one row (measured: 1,100 rows read, 4 ms, per delivery).
@@ -403,8 +391,7 @@ WITH recorded AS (
             WHERE e.tenant_id = $1 AND e.subscription_id = $11 AND e.ticket_id = $12 AND e.status = 'pending'
               AND e.id <> $2
             ORDER BY e.sequence, e.created_at
-            LIMIT 1
-              FOR UPDATE SKIP LOCKED)
+            LIMIT 1)
 )
 SELECT count(*) FROM recorded
 """
@@ -416,7 +403,8 @@ SELECT count(*) FROM recorded
 # The head is chosen among all pending deliveries of the queue, due or not, and only then locked if due (or waiting
 # behind the delivery just recorded, see INSERT_DELIVERIES): a head that is leased or waiting for its retry stops
 # the chain, never lets the delivery behind it go first. "Neither delivered
-# nor dead" stands for pending where the primary key must be the way in (see RECORD_OUTCOME).
+# nor dead" stands for pending where the primary key must be the way in (see RECORD_OUTCOME). A waiting successor
+# of a subscription that is off is made due instead (the subscription's next claim round takes it once it is on).
 DELIVERED_CLAIM_NEXT = """
 WITH recorded AS (
     UPDATE webhook_delivery
@@ -438,13 +426,19 @@ WITH recorded AS (
        AND (d.next_attempt_at <= now() OR d.next_attempt_at = 'infinity')
        AND s.tenant_id = $1 AND s.id = $9 AND s.active
        FOR UPDATE OF d SKIP LOCKED
+), promoted AS (
+    UPDATE webhook_delivery d
+       SET next_attempt_at = now()
+      FROM head, webhook_subscription s
+     WHERE d.tenant_id = $1 AND d.id = head.id AND d.status NOT IN ('delivered', 'dead')
+       AND d.next_attempt_at = 'infinity' AND s.tenant_id = $1 AND s.id = $9 AND NOT s.active
 )
 UPDATE webhook_delivery d
    SET next_attempt_at = now() + make_interval(secs => $8), attempts = d.attempts + 1, last_attempt_at = now()
   FROM due, webhook_subscription s
  WHERE d.tenant_id = $1 AND d.id = due.id AND s.tenant_id = $1 AND s.id = $9
 RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at, s.url,
-          s.secret, s.previous_secret, s.previous_secret_until, s.failing_since, d.last_error IS NOT NULL AS retried
+          s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
 """
 
 SUCCEEDED = """
@@ -628,10 +622,16 @@ class WebhookRepository:
         return await self._db.fetch_all(EventRow, EVENTS_BETWEEN, tenant_id, since, until, limit)
 
     async def queue(
-        self, tenant_id: uuid.UUID, deliveries: list[NewDelivery], horizon_seconds: float
+        self,
+        tenant_id: uuid.UUID,
+        deliveries: list[NewDelivery],
+        horizon_seconds: float,
+        *,
+        behind_failing_heads: bool = False,
     ) -> list[uuid.UUID]:
         """Queue deliveries, retried until `horizon_seconds` from now; returns those that wait behind an earlier
-        one (see INSERT_DELIVERIES), the others are due now."""
+        one (see INSERT_DELIVERIES: with `behind_failing_heads`, also behind a head that has failed; whoever
+        passes it looks again once committed), the others are due now."""
         if not deliveries:
             return []
         rows = await self._db.fetch_all(
@@ -647,6 +647,7 @@ class WebhookRepository:
             [d.sequence for d in deliveries],
             [d.body for d in deliveries],
             horizon_seconds,
+            behind_failing_heads,
         )
         return [row.id for row in rows if row.waiting]
 
@@ -697,13 +698,6 @@ class WebhookRepository:
 
     async def promote_stranded_among(self, tenant_id: uuid.UUID, delivery_ids: list[uuid.UUID]) -> int:
         return await self._db.execute(PROMOTE_STRANDED_AMONG, tenant_id, delivery_ids)
-
-    async def promote_stranded_of_subscription(self, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> int:
-        return await self._db.execute(PROMOTE_STRANDED_OF_SUBSCRIPTION, tenant_id, subscription_id)
-
-    async def promote_queue_head(self, tenant_id: uuid.UUID, delivery: ClaimedDelivery) -> int:
-        """Make the head of `delivery`'s queue due if it waits (see INSERT_DELIVERIES)."""
-        return await self._db.execute(PROMOTE_QUEUE_HEAD, tenant_id, delivery.subscription_id, delivery.ticket_id)
 
     async def delivered_claim_next(
         self,

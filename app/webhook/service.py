@@ -184,9 +184,6 @@ class WebhookService:
         )
         if row is None:
             raise WebhookNotFound(subscription_id)
-        if row.active and not current.active:
-            # Its heads that ended while it was off did not claim their successors: those are due now.
-            await self._repository.promote_stranded_of_subscription(principal.tenant_id, row.id)
         self._queued()  # switched on again: its waiting deliveries are due
         return to_out(row)
 
@@ -257,9 +254,7 @@ class WebhookService:
         wanted = [row for row in rows if subscribed(current, row.kind)]
         deliveries = deliveries_for([(row, [current]) for row in wanted])
         async with self._db.transaction():
-            waiting = await self._repository.queue(principal.tenant_id, deliveries, self._horizon)
-        if waiting:  # as the dispatcher does: a head that ended meanwhile could not see these
-            await self._repository.promote_stranded_among(principal.tenant_id, waiting)
+            await self._repository.queue(principal.tenant_id, deliveries, self._horizon)
         self._queued()
         return ReplayOut(len(deliveries), [delivery.message_id for delivery in deliveries])
 

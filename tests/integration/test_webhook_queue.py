@@ -156,6 +156,8 @@ async def test_a_deactivated_subscription_records_the_success_and_claims_nothing
         await repository.update(alpha.id, hooked, "https://hooks.example.com/in", None, "paused", False, "test")
         assert await delivered_then_next(repository, alpha, head) is None
         assert sorted(await status_of(repository, alpha, hooked)) == ["evt_1:delivered:1", "evt_2:pending:0"]
+        # 2 was queued with 1, so it waited behind it: it is made due, for when the subscription is on again.
+        assert await waiting_of(repository, alpha, hooked) == ["evt_2:scheduled"]
 
 
 async def fail(repository: WebhookRepository, tenant: TenantSpec, delivery: ClaimedDelivery, status: str) -> None:
@@ -179,11 +181,13 @@ async def test_deliveries_queued_behind_a_failing_head_wait_outside_the_due_rang
         await repository.queue(alpha.id, [event(hooked, ticket, 1)], HORIZON_SECONDS)
         [one] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         await fail(repository, alpha, one, "pending")
-        # Queued while the head is failing: they wait, with no time of their own; another ticket's queue does not.
+        # Queued by the dispatcher while the head is failing: they wait, with no time of their own; another
+        # ticket's queue does not.
         await repository.queue(
             alpha.id,
             [event(hooked, ticket, 2), event(hooked, ticket, 3), event(hooked, healthy_ticket, 1)],
             HORIZON_SECONDS,
+            behind_failing_heads=True,
         )
         assert await waiting_of(repository, alpha, hooked) == [
             "evt_1:scheduled",
@@ -213,7 +217,9 @@ async def test_a_delivery_left_waiting_behind_nothing_is_freed_by_the_sweep(db: 
         await repository.queue(alpha.id, [event(hooked, ticket, 1)], HORIZON_SECONDS)
         [one] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         await fail(repository, alpha, one, "pending")
-        await repository.queue(alpha.id, [event(hooked, ticket, 2), event(hooked, ticket, 3)], HORIZON_SECONDS)
+        await repository.queue(
+            alpha.id, [event(hooked, ticket, 2), event(hooked, ticket, 3)], HORIZON_SECONDS, behind_failing_heads=True
+        )
         # The head ends in a statement that did not see 2 queued (the race the sweep is for).
         await db.execute(
             "UPDATE webhook_delivery SET status = 'delivered' WHERE tenant_id = $1 AND id = $2", alpha.id, one.id
@@ -235,7 +241,9 @@ async def test_only_the_end_of_a_heads_turn_frees_the_delivery_waiting_behind_it
         await repository.queue(alpha.id, [event(hooked, ticket, 1)], HORIZON_SECONDS)
         [one] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         await fail(repository, alpha, one, "pending")
-        waiting = await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS)
+        waiting = await repository.queue(
+            alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS, behind_failing_heads=True
+        )
         assert len(waiting) == 1
         # Another failed attempt keeps the head's turn: 2 still waits.
         await fail(repository, alpha, one, "pending")
@@ -259,45 +267,43 @@ async def test_successors_queued_together_wait_and_a_replayed_earlier_event_does
         [four] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         assert four.message_id == "evt_4" and len(waiting) == 1
         await fail(repository, alpha, four, "pending")
-        # A replay of 2, earlier than the failing head, is due: it is the queue's head now.
-        assert await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS) == []
+        # Behind the failing head: the dispatcher's 6 waits; a replay's 7 does not (nothing would look again at it).
+        assert (
+            len(
+                await repository.queue(alpha.id, [event(hooked, ticket, 6)], HORIZON_SECONDS, behind_failing_heads=True)
+            )
+            == 1
+        )
+        assert await repository.queue(alpha.id, [event(hooked, ticket, 7)], HORIZON_SECONDS) == []
+        # The dispatcher's 2, earlier than the failing head, is due: it is the queue's head now.
+        assert (
+            await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS, behind_failing_heads=True)
+            == []
+        )
         [two] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         assert two.message_id == "evt_2"
 
 
-async def test_the_look_again_statements_free_what_the_end_of_a_heads_turn_could_not_see(
+async def test_the_dispatchers_second_look_frees_what_the_end_of_a_heads_turn_could_not_see(
     db: Database, alpha: TenantSpec
 ) -> None:
     async with uncommitted(db) as repository:
         hooked = await subscription(repository, alpha)
-        ticket = uuid.uuid4()
-        await repository.queue(alpha.id, [event(hooked, ticket, 1)], HORIZON_SECONDS)
-        [one] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
-        await fail(repository, alpha, one, "pending")
-        [two] = await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS)
-        end_unseen = "UPDATE webhook_delivery SET status = 'delivered' WHERE tenant_id = $1 AND id = $2"
-        await db.execute(end_unseen, alpha.id, one.id)
-        # The dispatcher's second look, at what it queued as waiting.
+        ticket, other_ticket = uuid.uuid4(), uuid.uuid4()
+        for queue_of in (ticket, other_ticket):
+            await repository.queue(alpha.id, [event(hooked, queue_of, 1)], HORIZON_SECONDS)
+        for head in await repository.claim(alpha.id, 10, LEASE_SECONDS):
+            await fail(repository, alpha, head, "pending")
+        [two] = await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS, behind_failing_heads=True)
+        [other_two] = await repository.queue(
+            alpha.id, [event(hooked, other_ticket, 2)], HORIZON_SECONDS, behind_failing_heads=True
+        )
+        # Both heads end in statements that did not see their successors queued.
+        await db.execute(
+            "UPDATE webhook_delivery SET status = 'delivered' WHERE tenant_id = $1 AND message_id = 'evt_1'", alpha.id
+        )
+        # The second look at one batch frees that batch's deliveries only.
         assert await repository.promote_stranded_among(alpha.id, [two]) == 1
-        assert await waiting_of(repository, alpha, hooked) == ["evt_2:scheduled"]
-
-        # The worker's second look, at the queue of a retried head that ended.
-        [claimed_two] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
-        assert claimed_two.retried is False
-        await fail(repository, alpha, claimed_two, "pending")
-        await repository.queue(alpha.id, [event(hooked, ticket, 3)], HORIZON_SECONDS)
-        due_now = "UPDATE webhook_delivery SET next_attempt_at = now() WHERE tenant_id = $1 AND id = $2"
-        await db.execute(due_now, alpha.id, claimed_two.id)
-        [again] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
-        assert (again.message_id, again.retried) == ("evt_2", True)
-        await db.execute(end_unseen, alpha.id, again.id)
-        assert await repository.promote_queue_head(alpha.id, again) == 1
-        assert await waiting_of(repository, alpha, hooked) == ["evt_3:scheduled"]
-
-        # A subscription switched back on: heads that ended while it was off left their successors waiting.
-        [three] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
-        await fail(repository, alpha, three, "pending")
-        await repository.queue(alpha.id, [event(hooked, ticket, 4)], HORIZON_SECONDS)
-        await db.execute(end_unseen, alpha.id, three.id)
-        assert await repository.promote_stranded_of_subscription(alpha.id, hooked) == 1
-        assert await waiting_of(repository, alpha, hooked) == ["evt_4:scheduled"]
+        assert sorted(await waiting_of(repository, alpha, hooked)) == ["evt_2:behind", "evt_2:scheduled"]
+        assert await repository.promote_stranded_among(alpha.id, [other_two]) == 1
+        assert await waiting_of(repository, alpha, hooked) == ["evt_2:scheduled", "evt_2:scheduled"]

@@ -33,9 +33,7 @@ POLICY = DeliveryPolicy(
 )
 
 
-def claimed(
-    sequence: int, *, ticket: uuid.UUID | None, failing_since: datetime.datetime | None = None, retried: bool = False
-) -> Any:
+def claimed(sequence: int, *, ticket: uuid.UUID | None, failing_since: datetime.datetime | None = None) -> Any:
     return ClaimedDelivery(
         uuid.uuid4(),
         SUBSCRIPTION,
@@ -50,7 +48,6 @@ def claimed(
         None,
         None,
         failing_since,
-        retried,
     )
 
 
@@ -76,10 +73,6 @@ class Queue:
 
     async def subscription_succeeded(self, _tenant: uuid.UUID, _subscription: uuid.UUID) -> None:
         self.calls.append("streak ended")
-
-    async def promote_queue_head(self, _tenant: uuid.UUID, delivery: ClaimedDelivery) -> int:
-        self.calls.append(f"look again behind {delivery.message_id}")
-        return 0
 
 
 class Worker(DeliveryWorker):
@@ -146,10 +139,25 @@ async def test_a_lost_database_stops_the_chain_and_leaves_the_lease_to_run_out()
     assert queue.calls == ["delivered+next evt_1"]
 
 
-async def test_when_a_retried_head_ends_its_queue_is_looked_at_again_once_committed() -> None:
-    queue = Queue(1)
-    queue.deliveries[0] = claimed(1, ticket=uuid.uuid4(), retried=True)
-    worker = Worker(queue)
-    await worker._deliver(TENANT, queue.deliveries[0])
-    # Deliveries queued behind it while it was ending could not be seen by the statement that ended it.
-    assert queue.calls == ["delivered+next evt_1", "look again behind evt_1"]
+class Outbox:
+    """A stand-in for WebhookRepository with nothing to dispatch, noting the second looks."""
+
+    def __init__(self) -> None:
+        self.looks: list[list[uuid.UUID]] = []
+
+    async def undispatched(self) -> list[object]:
+        return []
+
+    async def promote_stranded_among(self, _tenant: uuid.UUID, waiting: list[uuid.UUID]) -> int:
+        self.looks.append(waiting)
+        return 0
+
+
+async def test_the_dispatcher_looks_again_at_waiting_deliveries_once_their_time_has_come() -> None:
+    outbox = Outbox()
+    dispatcher = delivery_module.Dispatcher(cast(Any, None), cast(WebhookRepository, outbox), 60.0)
+    due, later = [uuid.uuid4()], [uuid.uuid4()]
+    dispatcher._look_again.extend([(0.0, TENANT, due), (float("inf"), TENANT, later)])
+    assert await dispatcher.dispatch() == 0
+    assert outbox.looks == [due]  # the later one waits for its time
+    assert list(dispatcher._look_again) == [(float("inf"), TENANT, later)]
