@@ -297,8 +297,9 @@ SELECT $1, d.id, d.subscription_id, d.message_id, d.event_type, d.event_id, d.ti
 RETURNING id, next_attempt_at = 'infinity' AS waiting
 """
 
-# Deliveries stranded at 'infinity' with nothing ahead of them in their queue: due now.
-_PROMOTE_STRANDED = """
+# Deliveries stranded at 'infinity' with nothing ahead of them in their queue: due now. The sweep, now and then, over
+# a tenant.
+PROMOTE_STRANDED = """
 UPDATE webhook_delivery d
    SET next_attempt_at = now()
  WHERE d.tenant_id = $1 AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
@@ -307,8 +308,6 @@ UPDATE webhook_delivery d
         WHERE e.tenant_id = $1 AND e.subscription_id = d.subscription_id AND e.ticket_id = d.ticket_id
           AND e.status = 'pending' AND (e.sequence, e.created_at) < (d.sequence, d.created_at))
 """
-# The sweep, now and then, over a tenant.
-PROMOTE_STRANDED = _PROMOTE_STRANDED
 # What a dispatcher queued as waiting, looked at again once committed. (Neither delivered nor dead, rather than
 # pending: the primary key, not a pending-only index, whatever the statistics say; see RECORD_OUTCOME.)
 PROMOTE_STRANDED_AMONG = """

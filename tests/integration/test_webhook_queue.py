@@ -55,6 +55,19 @@ def event(subscription_id: uuid.UUID, ticket_id: uuid.UUID, sequence: int) -> Ne
     )
 
 
+async def queue(
+    repository: WebhookRepository,
+    tenant: TenantSpec,
+    subscription_id: uuid.UUID,
+    ticket: uuid.UUID,
+    *sequences: int,
+    behind_failing_heads: bool = False,
+) -> list[uuid.UUID]:
+    """Queue one ticket's events of these sequences, in this order, in one statement; the ones that wait."""
+    deliveries = [event(subscription_id, ticket, sequence) for sequence in sequences]
+    return await repository.queue(tenant.id, deliveries, HORIZON_SECONDS, behind_failing_heads=behind_failing_heads)
+
+
 async def delivered_then_next(
     repository: WebhookRepository, tenant: TenantSpec, delivery: ClaimedDelivery
 ) -> ClaimedDelivery | None:
@@ -105,10 +118,10 @@ async def test_the_next_delivery_is_the_queues_head_a_replayed_earlier_event_fir
     async with uncommitted(db) as repository:
         hooked = await subscription(repository, alpha)
         ticket = uuid.uuid4()
-        await repository.queue(alpha.id, [event(hooked, ticket, 5), event(hooked, ticket, 6)], HORIZON_SECONDS)
+        await queue(repository, alpha, hooked, ticket, 5, 6)
         [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         # A replay queues sequence 2 while 5 is in flight: after 5, the queue's head is 2, not 6.
-        await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS)
+        await queue(repository, alpha, hooked, ticket, 2)
         following = await delivered_then_next(repository, alpha, head)
         assert following is not None and following.message_id == "evt_2"
         assert await status_of(repository, alpha, hooked) == ["evt_2:pending:1", "evt_5:delivered:1", "evt_6:pending:0"]
@@ -120,10 +133,10 @@ async def test_a_head_that_is_leased_stops_the_chain_rather_than_letting_the_nex
     async with uncommitted(db) as repository:
         hooked = await subscription(repository, alpha)
         ticket = uuid.uuid4()
-        await repository.queue(alpha.id, [event(hooked, ticket, 5), event(hooked, ticket, 6)], HORIZON_SECONDS)
+        await queue(repository, alpha, hooked, ticket, 5, 6)
         [five] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         # A replayed sequence 2, queued while 5 is in flight, is the queue's head: a claim round sends it.
-        await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS)
+        await queue(repository, alpha, hooked, ticket, 2)
         [two] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         assert two.message_id == "evt_2"
         # 5 succeeds while 2 is still in flight: 2 is the head, leased, so nothing is next; 6 waits behind it.
@@ -137,7 +150,7 @@ async def test_an_attempt_that_lost_its_lease_records_nothing_and_claims_nothing
     async with uncommitted(db) as repository:
         hooked = await subscription(repository, alpha)
         ticket = uuid.uuid4()
-        await repository.queue(alpha.id, [event(hooked, ticket, 1), event(hooked, ticket, 2)], HORIZON_SECONDS)
+        await queue(repository, alpha, hooked, ticket, 1, 2)
         [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         # Another worker took the delivery over after the lease ran out: its attempt number moved on.
         outlived = msgspec.structs.replace(head, attempts=0)
@@ -151,7 +164,7 @@ async def test_a_deactivated_subscription_records_the_success_and_claims_nothing
     async with uncommitted(db) as repository:
         hooked = await subscription(repository, alpha)
         ticket = uuid.uuid4()
-        await repository.queue(alpha.id, [event(hooked, ticket, 1), event(hooked, ticket, 2)], HORIZON_SECONDS)
+        await queue(repository, alpha, hooked, ticket, 1, 2)
         [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         await repository.update(alpha.id, hooked, "https://hooks.example.com/in", None, "paused", False, "test")
         assert await delivered_then_next(repository, alpha, head) is None
@@ -178,7 +191,7 @@ async def test_deliveries_queued_behind_a_failing_head_wait_outside_the_due_rang
     async with uncommitted(db) as repository:
         hooked = await subscription(repository, alpha)
         ticket, healthy_ticket = uuid.uuid4(), uuid.uuid4()
-        await repository.queue(alpha.id, [event(hooked, ticket, 1)], HORIZON_SECONDS)
+        await queue(repository, alpha, hooked, ticket, 1)
         [one] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         await fail(repository, alpha, one, "pending")
         # Queued by the dispatcher while the head is failing: they wait, with no time of their own; another
@@ -214,12 +227,10 @@ async def test_a_delivery_left_waiting_behind_nothing_is_freed_by_the_sweep(db: 
     async with uncommitted(db) as repository:
         hooked = await subscription(repository, alpha)
         ticket = uuid.uuid4()
-        await repository.queue(alpha.id, [event(hooked, ticket, 1)], HORIZON_SECONDS)
+        await queue(repository, alpha, hooked, ticket, 1)
         [one] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         await fail(repository, alpha, one, "pending")
-        await repository.queue(
-            alpha.id, [event(hooked, ticket, 2), event(hooked, ticket, 3)], HORIZON_SECONDS, behind_failing_heads=True
-        )
+        await queue(repository, alpha, hooked, ticket, 2, 3, behind_failing_heads=True)
         # The head ends in a statement that did not see 2 queued (the race the sweep is for).
         await db.execute(
             "UPDATE webhook_delivery SET status = 'delivered' WHERE tenant_id = $1 AND id = $2", alpha.id, one.id
@@ -238,12 +249,10 @@ async def test_only_the_end_of_a_heads_turn_frees_the_delivery_waiting_behind_it
     async with uncommitted(db) as repository:
         hooked = await subscription(repository, alpha)
         ticket = uuid.uuid4()
-        await repository.queue(alpha.id, [event(hooked, ticket, 1)], HORIZON_SECONDS)
+        await queue(repository, alpha, hooked, ticket, 1)
         [one] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         await fail(repository, alpha, one, "pending")
-        waiting = await repository.queue(
-            alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS, behind_failing_heads=True
-        )
+        waiting = await queue(repository, alpha, hooked, ticket, 2, behind_failing_heads=True)
         assert len(waiting) == 1
         # Another failed attempt keeps the head's turn: 2 still waits.
         await fail(repository, alpha, one, "pending")
@@ -260,26 +269,16 @@ async def test_successors_queued_together_wait_and_a_replayed_earlier_event_does
         hooked = await subscription(repository, alpha)
         ticket = uuid.uuid4()
         # One statement queues 4 and 5: 5 waits behind 4 (no race: whatever ends 4 sees 5).
-        waiting = await repository.queue(
-            alpha.id, [event(hooked, ticket, 5), event(hooked, ticket, 4)], HORIZON_SECONDS
-        )
+        waiting = await queue(repository, alpha, hooked, ticket, 5, 4)
         assert await waiting_of(repository, alpha, hooked) == ["evt_4:scheduled", "evt_5:behind"]
         [four] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         assert four.message_id == "evt_4" and len(waiting) == 1
         await fail(repository, alpha, four, "pending")
         # Behind the failing head: the dispatcher's 6 waits; a replay's 7 does not (nothing would look again at it).
-        assert (
-            len(
-                await repository.queue(alpha.id, [event(hooked, ticket, 6)], HORIZON_SECONDS, behind_failing_heads=True)
-            )
-            == 1
-        )
-        assert await repository.queue(alpha.id, [event(hooked, ticket, 7)], HORIZON_SECONDS) == []
+        assert len(await queue(repository, alpha, hooked, ticket, 6, behind_failing_heads=True)) == 1
+        assert await queue(repository, alpha, hooked, ticket, 7) == []
         # The dispatcher's 2, earlier than the failing head, is due: it is the queue's head now.
-        assert (
-            await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS, behind_failing_heads=True)
-            == []
-        )
+        assert await queue(repository, alpha, hooked, ticket, 2, behind_failing_heads=True) == []
         [two] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         assert two.message_id == "evt_2"
 
@@ -294,7 +293,7 @@ async def test_the_dispatchers_second_look_frees_what_the_end_of_a_heads_turn_co
             await repository.queue(alpha.id, [event(hooked, queue_of, 1)], HORIZON_SECONDS)
         for head in await repository.claim(alpha.id, 10, LEASE_SECONDS):
             await fail(repository, alpha, head, "pending")
-        [two] = await repository.queue(alpha.id, [event(hooked, ticket, 2)], HORIZON_SECONDS, behind_failing_heads=True)
+        [two] = await queue(repository, alpha, hooked, ticket, 2, behind_failing_heads=True)
         [other_two] = await repository.queue(
             alpha.id, [event(hooked, other_ticket, 2)], HORIZON_SECONDS, behind_failing_heads=True
         )
