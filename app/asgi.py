@@ -78,6 +78,8 @@ from app.user.throttle import PostgresLoginThrottle, QuietLoginFailureSweep
 from app.v1.actors.repository import ActorNumberRepository
 from app.v1.errors import V1_EXCEPTION_HANDLERS
 from app.v1.permissions import SeedPermissions
+from app.v1.platform.controller import V1PlatformTicketController, V1PlatformUserController, V1SignInController
+from app.v1.platform.service import PlatformService
 from app.v1.routes import V1_PATH
 from app.v1.tenant_mapping import TenantMapping
 from app.v1.ticket_states.controller import V1TicketStateController
@@ -342,17 +344,30 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
     public_api = Router(path=API_PREFIX, route_handlers=[SignInController])
     # The seeds' v1 paths: the same services, the same authentication (tenant and realm from the token when the
     # headers are absent), the seeds' own error envelopes.
+    tenant_mapping = TenantMapping(registry, type_cache)
     v1 = Router(
         path=V1_PATH,
-        route_handlers=[V1TicketController, V1TicketStateController],
+        route_handlers=[
+            V1TicketController,
+            V1TicketStateController,
+            V1PlatformTicketController,
+            V1PlatformUserController,
+        ],
         dependencies={
-            "v1_tickets": provide(V1TicketService(tickets, TenantMapping(registry, type_cache), keys)),
+            "v1_tickets": provide(V1TicketService(tickets, tenant_mapping, keys)),
             "v1_states": provide(V1TicketStateService(ticket_states, ActorNumberRepository(db))),
+            "v1_platform": provide(
+                PlatformService(db, tickets, comments, attachments, users, state_cache, tenant_mapping, keys)
+            ),
         },
         before_request=SeedPermissions(registry).check_route,
         middleware=[
             DefineMiddleware(
-                AuthenticationMiddleware, authenticator=authenticator, admit=users.admit, tenant_from_token=True
+                AuthenticationMiddleware,
+                authenticator=authenticator,
+                admit=users.admit,
+                tenant_from_token=True,
+                session_cookie=True,
             ),
             *([DefineMiddleware(RateLimitMiddleware, limiter=limiter)] if limiter is not None else []),
             UnknownQueryParametersMiddleware,
@@ -360,8 +375,10 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         exception_handlers=V1_EXCEPTION_HANDLERS,
         security=[{"BearerToken": []}],
     )
+    # Seed 004's sign-in: called without a token.
+    v1_public = Router(path=V1_PATH, route_handlers=[V1SignInController])
     litestar = Litestar(
-        route_handlers=[HealthController, api, public_api, RealmController, v1],
+        route_handlers=[HealthController, api, public_api, RealmController, v1, v1_public],
         dependencies={"db": provide(db), "sign_in": provide(sign_in)},
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -1154,10 +1155,22 @@ class SeedExample:
     value: Any
 
 
+# Seed 004 writes its examples as JSON with an elision or two: `// More tickets...` lines, `"data": [...]`, and the
+# trailing commas they leave. Read as the JSON they stand for: the comment gone, the elided list empty.
+_SEED_COMMENT = re.compile(r"^\s*//.*\n", re.MULTILINE)
+_SEED_ELISION = re.compile(r"\[\.\.\.\]")
+_SEED_TRAILING_COMMA = re.compile(r",(\s*[}\]])")
+
+
+def seed_text(name: str) -> str:
+    text = (SEEDS / name).read_text(encoding="utf-8")
+    return _SEED_TRAILING_COMMA.sub(r"\1", _SEED_ELISION.sub("[]", _SEED_COMMENT.sub("", text)))
+
+
 def seed_examples(name: str) -> list[SeedExample]:
     """Every JSON document of a seed file that starts a line (request bodies and responses; curl's inline copies
     of the bodies are left out), in the order they appear, each with the line that introduces it."""
-    text = (SEEDS / name).read_text(encoding="utf-8")
+    text = seed_text(name)
     decoder = json.JSONDecoder()
     examples: list[SeedExample] = []
     lines = text.splitlines(keepends=True)

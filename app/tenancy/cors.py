@@ -4,8 +4,8 @@ A preflight (OPTIONS with Origin and Access-Control-Request-Method) carries no t
 allowed when any enabled tenant allows the origin. The application's own OPTIONS handler answers it (204 with Allow,
 or 404 for an unknown path); this layer adds the CORS headers to a 2xx answer. Any other request gets
 Access-Control-Allow-Origin only when the tenant it names in x-tenantid is enabled and allows its Origin, error
-responses included, so that the page can show the caller a 401 or 404. Bearer tokens, not cookies, authenticate: the
-browser never sends credentials of its own accord, so they are never allowed.
+responses included, so that the page can show the caller a 401 or 404. Bearer tokens authenticate cross-origin calls:
+credentials (the v1 session cookie, app/auth/session.py) are never allowed, so sessions stay same-origin.
 
 Requests without an Origin header (every client that is not a browser) pass through after that one header lookup.
 """

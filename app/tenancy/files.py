@@ -22,6 +22,9 @@ from app.schema_validation import json_path, safe_validator
 from app.tenancy.devkeys import builtin_keys, ensure_dev_key, public_jwk
 from app.tenancy.model import (
     DEFAULT_PLANS,
+    V1_PLATFORM_FIELDS,
+    V1_PRIORITIES,
+    V1_STATUSES,
     V1_TICKET_FIELDS,
     AttachmentLimits,
     DeclaredWebhook,
@@ -31,6 +34,7 @@ from app.tenancy.model import (
     StateSeed,
     TenantConfig,
     V1Config,
+    V1PlatformMapping,
     V1TicketMapping,
 )
 
@@ -135,9 +139,25 @@ def _v1(section: dict[str, Any]) -> V1Config:
             ticket_type=tickets.get("ticket_type", V1TicketMapping().ticket_type),
             fields=tuple(sorted(fields.items())),
         ),
+        platform=_v1_platform(section.get("platform", {})),
         permissions=tuple(
             sorted((name, tuple(sorted(roles))) for name, roles in section.get("permissions", {}).items())
         ),
+    )
+
+
+def _v1_platform(section: dict[str, Any]) -> V1PlatformMapping:
+    """The file's [v1.platform] (seed 004), each setting defaulting on its own; a priority or status the file leaves
+    out keeps its default mapping."""
+    fields = {name: name for name in V1_PLATFORM_FIELDS} | section.get("fields", {})
+    priorities = dict(V1_PRIORITIES) | section.get("priorities", {})
+    statuses = dict(V1_STATUSES) | {name: tuple(states) for name, states in section.get("statuses", {}).items()}
+    return V1PlatformMapping(
+        ticket_type=section.get("ticket_type", V1PlatformMapping().ticket_type),
+        fields=tuple(sorted(fields.items())),
+        # In the seed's order (low to critical; open to closed), which the answers' documentation follows.
+        priorities=tuple((name, priorities[name]) for name, _ in V1_PRIORITIES),
+        statuses=tuple((name, statuses[name]) for name, _ in V1_STATUSES),
     )
 
 

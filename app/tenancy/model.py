@@ -123,6 +123,18 @@ class RateLimits(msgspec.Struct, frozen=True, kw_only=True):
 
 # The v1 ticket resource's members (seeds 000 and 001) that come from the ticket type's fields.
 V1_TICKET_FIELDS = ("category", "title", "description", "attachments", "notes")
+# Seed 004's ticket members that come from the ticket type's fields (its custom_fields are the type's other fields).
+V1_PLATFORM_FIELDS = ("title", "description", "priority", "tags")
+# Seed 004's priority values, each to the value the ticket type's priority field stores.
+V1_PRIORITIES = (("low", "low"), ("medium", "normal"), ("high", "high"), ("critical", "urgent"))
+# Seed 004's status values, each to the tenant's state names it stands for: a ticket in any of them shows the status,
+# and setting the status moves a ticket to the first (seed 003's default states; "new" is seed 004's "open").
+V1_STATUSES = (
+    ("open", ("new",)),
+    ("in_progress", ("open", "pending reminder")),
+    ("resolved", ("pending close",)),
+    ("closed", ("closed", "merged", "removed")),
+)
 # Seed 003's permission names.
 V1_PERMISSIONS = ("admin.object", "ticket.agent", "ticket.customer")
 
@@ -135,10 +147,22 @@ class V1TicketMapping(msgspec.Struct, frozen=True, kw_only=True):
     fields: tuple[tuple[str, str], ...] = tuple((name, name) for name in sorted(V1_TICKET_FIELDS))
 
 
+class V1PlatformMapping(msgspec.Struct, frozen=True, kw_only=True):
+    """Seed 004's /api/v1 tickets: the ticket type behind them, which of its fields each member is, and how its
+    priority and status values map onto the type's priority values and the tenant's state names."""
+
+    ticket_type: str = "REQ"
+    # Member name to field key, sorted by member, as V1TicketMapping.fields.
+    fields: tuple[tuple[str, str], ...] = tuple((name, name) for name in sorted(V1_PLATFORM_FIELDS))
+    priorities: tuple[tuple[str, str], ...] = V1_PRIORITIES
+    statuses: tuple[tuple[str, tuple[str, ...]], ...] = V1_STATUSES
+
+
 class V1Config(msgspec.Struct, frozen=True, kw_only=True):
     """The tenant file's [v1]: how the seeds' v1 surface maps onto the tenant's tickets and roles."""
 
     tickets: V1TicketMapping = V1TicketMapping()
+    platform: V1PlatformMapping = V1PlatformMapping()
     # Seed 003's permission name to roles, sorted by name; a name left out has its default (app/v1/permissions.py).
     permissions: tuple[tuple[str, tuple[str, ...]], ...] = ()
 

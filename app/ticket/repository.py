@@ -95,6 +95,12 @@ _TICKET_COLUMNS = select_list(TicketRow, data="data::text")
 _GET_ANY = f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE tenant_id = $1 AND object_id = $2"
 _GET = f"{_GET_ANY} AND deleted_at IS NULL"
 _GET_BY_ID = f"SELECT {_TICKET_COLUMNS} FROM ticket WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
+_NAMES_BY_ID = "SELECT object_id, type_id FROM ticket WHERE tenant_id = $1 AND id = $2"
+
+
+class TicketNamesRow(msgspec.Struct, frozen=True):
+    object_id: str
+    type_id: uuid.UUID
 
 
 class CountedTicketRow(TicketRow, frozen=True):
@@ -552,6 +558,10 @@ class TicketRepository:
     async def get_by_id(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> TicketRow | None:
         """A live ticket by its internal id (the v1 surface names tickets by it)."""
         return await self._db.fetch_one(TicketRow, _GET_BY_ID, tenant_id, ticket_id)
+
+    async def names_by_id(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> TicketNamesRow | None:
+        """A ticket's display ID and type by its internal id, deleted or not."""
+        return await self._db.fetch_one(TicketNamesRow, _NAMES_BY_ID, tenant_id, ticket_id)
 
     async def create(
         self,

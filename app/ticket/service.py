@@ -47,7 +47,7 @@ from app.ticket.errors import (
 )
 from app.ticket.includes import TicketIncludes
 from app.ticket.listing import TicketQuery
-from app.ticket.repository import HistoryRow, TicketRepository, TicketRow
+from app.ticket.repository import HistoryRow, TicketNamesRow, TicketRepository, TicketRow
 from app.ticket_state.cache import Labels, TicketStateCache
 from app.ticket_state.dto import StateType
 from app.ticket_state.repository import StateLabelRow, TicketStateRepository, TicketStateRow
@@ -255,6 +255,11 @@ class TicketService:
         if row is None or _hidden_from(principal, row):
             raise TicketNotFound(str(ticket_id))
         return row
+
+    async def names_by_id(self, tenant_id: uuid.UUID, ticket_id: uuid.UUID) -> TicketNamesRow | None:
+        """A ticket's display ID and type by its internal id, deleted or not: what a v1 DELETE passes on, so that
+        its retry under the same Idempotency-Key finds the ticket it deleted and gets the first answer again."""
+        return await self._repository.names_by_id(tenant_id, ticket_id)
 
     async def state_label(self, tenant_id: uuid.UUID, state_id: uuid.UUID | None) -> StateLabelRow | None:
         """The name and type of a ticket's state, from the worker's cache."""

@@ -169,7 +169,7 @@ class SignInController(Controller):
         """For users of the tenant's builtin realm. An unknown email, a wrong password and a deactivated user get
         the same 401 INVALID_CREDENTIALS; repeated failures for an account or from an address are 429 with
         Retry-After. Call the API with the token, `x-tenantid` and `realmname: <the builtin realm>`."""
-        signed_in, counted = await sign_in.login(tenant, data, _address(request))
+        signed_in, counted = await sign_in.login(tenant, data, client_address(request))
         return Response(signed_in, headers=counted)
 
     @post(
@@ -188,10 +188,10 @@ class SignInController(Controller):
         """With the token an admin was given when it added the user without a password (POST /users): sets the
         user's password, activates it and answers as POST /auth/login does. The token works once, for seven days,
         and no longer once an admin sets the user's status, password or email; otherwise 401 INVALID_INVITATION."""
-        signed_in, counted = await sign_in.accept_invitation(tenant, data, _address(request))
+        signed_in, counted = await sign_in.accept_invitation(tenant, data, client_address(request))
         return Response(signed_in, headers=counted)
 
 
-def _address(request: Request[Any, Any, Any]) -> str:
+def client_address(request: Request[Any, Any, Any]) -> str:
     client = request.scope.get("client")
     return str(client[0]) if client else "unknown"

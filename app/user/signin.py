@@ -13,13 +13,14 @@ import hmac
 import re
 import secrets
 import uuid
+from collections.abc import Iterable
 
 from app.auth.issuer import SERVICE_ACCOUNT_PREFIX, IssuedToken, TokenIssuer
 from app.db.database import Database
 from app.errors import InputValidationFailure, TenantNotFound
 from app.ratelimit.limiter import RateLimiter, headers
 from app.tenancy.model import RealmConfig, TenantConfig
-from app.tenancy.registry import Realm, TenantRegistry
+from app.tenancy.registry import Realm, Tenant, TenantRegistry
 from app.user.dto import AcceptInvitationRequest, LoginRequest, LoginResponse, Role, SignedInUser, UserOut
 from app.user.errors import InvalidCredentials, InvalidInvitation, SignInUnavailable, TooManySignInAttempts
 from app.user.passwords import PasswordHasher
@@ -51,6 +52,13 @@ class ProvisioningRefused(Exception):
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def sole_sign_in_tenant(tenants: Iterable[Tenant]) -> uuid.UUID | None:
+    """The tenant users sign in to when a sign-in names none (seed 004's login sends only email and password): the
+    one enabled tenant with a builtin realm, if there is exactly one; otherwise None (the tenant must be named)."""
+    candidates = [tenant.id for tenant in tenants if tenant.enabled and builtin_realm(tenant.config) is not None]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 class SignInService:
@@ -149,6 +157,9 @@ class SignInService:
             expires_at=issued.expires_at,
             user=SignedInUser(id=row.id, name=row.name, email=row.email, role=role),
         )
+
+    def sole_sign_in_tenant(self) -> uuid.UUID | None:
+        return sole_sign_in_tenant(self._registry.tenants())
 
     def _tenant_id(self, header: str | None, member: uuid.UUID | None) -> uuid.UUID:
         if header is None:

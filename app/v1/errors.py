@@ -8,6 +8,7 @@ permission with 401 USER_PERMISSION_FAILURE, v1 answers 403 FORBIDDEN.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -66,6 +67,7 @@ def validation_error(details: dict[str, str]) -> V1Error:
 
 
 TICKET_NOT_FOUND = ("NOT_FOUND", "Ticket not found")
+PLATFORM_TICKET_NOT_FOUND = ("not_found", "Ticket not found")
 _UNAUTHORIZED = ("UNAUTHORIZED", "Unauthorized access")
 _FORBIDDEN = ("FORBIDDEN", "Insufficient permissions")
 _encoder = msgspec.json.Encoder()
@@ -282,6 +284,158 @@ def v1_state_error_responses(*statuses: int) -> dict[int, ResponseSpec]:
     return {
         status: ResponseSpec(
             data_container=V1StateErrorBody, description=_STATE_DESCRIPTIONS[status], generate_examples=False
+        )
+        for status in (*statuses, 503)
+    }
+
+
+# --- seed 004's envelope: {"error": {"code", "message", "details": [{"field", "message"}]}} --------------------------
+
+INVALID_INPUT = ("invalid_input", "The request data is invalid")
+# Values the ticket type's own rules refuse (a custom field's schema, a required field): well-formed, not acceptable.
+VALIDATION_FAILED_422 = ("validation_error", "The request data failed validation")
+
+
+class PlatformErrorDetail(msgspec.Struct, frozen=True):
+    field: str
+    message: str
+
+
+class PlatformErrorMessage(msgspec.Struct, frozen=True, omit_defaults=True):
+    code: str
+    message: str
+    details: list[PlatformErrorDetail] | UnsetType = UNSET
+
+
+class PlatformErrorBody(msgspec.Struct, frozen=True):
+    error: PlatformErrorMessage
+
+
+def invalid_input(details: dict[str, str]) -> V1Error:
+    return V1Error(400, *INVALID_INPUT, details)
+
+
+def _render_platform(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[bytes]:
+    listed = (
+        UNSET
+        if details is None
+        else [PlatformErrorDetail(field, problem) for field, problem in capped(details).items()]
+    )
+    return Response(
+        content=_encoder.encode(PlatformErrorBody(PlatformErrorMessage(code, message, listed))),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def handle_platform_v1_error(_: Request[Any, Any, Any], exc: V1Error) -> Response[bytes]:
+    return _render_platform(exc.status, exc.code, exc.message, exc.details)
+
+
+def handle_platform_app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[bytes]:
+    """The services' errors as seed 004's: its status codes, its lower-case codes, details as a list of fields."""
+    challenge = {WWW_AUTHENTICATE: exc.headers[WWW_AUTHENTICATE]} if WWW_AUTHENTICATE in exc.headers else {}
+    if isinstance(exc, AuthenticationRequired | InvalidToken | RealmRequired):
+        return _render_platform(401, "unauthorized", "Authentication required", headers=challenge)
+    if isinstance(exc, PermissionDenied):
+        return _render_platform(403, "forbidden", "You do not have permission to perform this action")
+    if isinstance(exc, TenantNotFound):
+        return _render_platform(404, "not_found", "Tenant not found")
+    if isinstance(exc, InputValidationFailure):
+        return _render_platform(400, *INVALID_INPUT, exc.reason or {"body": exc.message})
+    if exc.status == 404:
+        return _render_platform(404, *PLATFORM_TICKET_NOT_FOUND)
+    return _render_platform(exc.status, (exc.code or "error").lower(), exc.message, headers=exc.headers)
+
+
+# msgspec's words for a member the request does not have (forbid_unknown_fields), with where it was.
+_UNKNOWN_MEMBER = re.compile(r"Object contains unknown field `([^`]{0,64})[^`]*`(?: - at `\$\.?([^`]*)`)?")
+
+
+def handle_platform_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    """Framework errors (body parsing, method, size) in seed 004's envelope; a member the body should not have is
+    named as the field."""
+    status = exc.status_code
+    if status >= HTTP_500_INTERNAL_SERVER_ERROR:
+        return handle_unexpected(request, exc)
+    if isinstance(exc, ValidationException):
+        details: dict[str, str] = {}
+        for item in exc.extra if isinstance(exc.extra, list) else []:
+            if isinstance(item, dict):
+                key = str(item.get("key") or "body")
+                message = str(item.get("message", "invalid"))
+                unknown = _UNKNOWN_MEMBER.fullmatch(message)
+                if unknown is not None:
+                    name, where = unknown.groups()
+                    key, message = (f"{where}.{name}" if where else name), "not a member of this request"
+                details["body" if key == "data" else key] = message
+        return _render_platform(400, *INVALID_INPUT, details or {"body": "not valid JSON"})
+    if status == 400:
+        return _render_platform(400, *INVALID_INPUT, {"body": "not valid JSON"})
+    if status == 404:
+        return _render_platform(404, "not_found", "Not found")
+    if status == 405:
+        allow = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
+        return _render_platform(405, "method_not_allowed", "Method not allowed", headers=allow)
+    if status == 413:
+        return _render_platform(413, "payload_too_large", "Request body is larger than the limit")
+    return _render_platform(status, "client_error", "The request could not be processed")
+
+
+def handle_platform_database_unavailable(_: Request[Any, Any, Any], exc: DatabaseUnavailable) -> Response[bytes]:
+    return _render_platform(
+        503,
+        "service_unavailable",
+        "The service is temporarily unavailable; retry later",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def handle_platform_unstorable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    return _render_platform(400, *INVALID_INPUT, {"body": "text may not contain the NUL character"})
+
+
+def handle_platform_undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    return _render_platform(400, *INVALID_INPUT, {"body": "not valid JSON"})
+
+
+V1_PLATFORM_EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    V1Error: handle_platform_v1_error,
+    AppError: handle_platform_app_error,
+    UnstorableText: handle_platform_unstorable,
+    DatabaseUnavailable: handle_platform_database_unavailable,
+    RecursionError: handle_platform_undecodable,
+    UnicodeDecodeError: handle_platform_undecodable,
+    HTTPException: handle_platform_http_exception,
+    Exception: handle_unexpected,
+}
+
+_PLATFORM_DESCRIPTIONS = {
+    400: "invalid_input, each offending field in details",
+    401: "unauthorized: no token, or a token that is invalid or expired (login: wrong email or password)",
+    403: "forbidden: the token lacks the scope or role the route needs",
+    404: "not_found: no such ticket in the caller's tenant (or x-tenantid names another tenant)",
+    409: "conflict: the ticket kept changing under concurrent writes, or an Idempotency-Key's first request is "
+    "still running; retry",
+    413: "payload_too_large: the body exceeds MAX_BODY_BYTES",
+    422: "validation_error: a value the ticket type refuses, each in details; idempotency_key_reused",
+    429: "rate_limit_exceeded (with Retry-After and X-RateLimit-*)",
+    503: "service_unavailable (with Retry-After): the database does not answer; retry later",
+}
+
+
+def v1_platform_error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI documentation of seed 004's error envelope for a route (and 503 while the database is away)."""
+    return {
+        status: ResponseSpec(
+            data_container=PlatformErrorBody, description=_PLATFORM_DESCRIPTIONS[status], generate_examples=False
         )
         for status in (*statuses, 503)
     }

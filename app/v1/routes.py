@@ -49,6 +49,16 @@ def _documented(parameter: Parameter | Reference) -> Parameter | Reference:
         return IDEMPOTENCY_KEY_PARAMETER
     if parameter.name == "ticket_id":
         parameter.schema = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID)
+    schema = parameter.schema
+    if isinstance(schema, Schema) and schema.one_of:
+        # An optional parameter is left out, never sent as null: document the value alone, with the constraints
+        # and enum the outer schema carries.
+        values = [s for s in schema.one_of if not (isinstance(s, Schema) and s.type == OpenAPIType.NULL)]
+        if len(values) == 1 and isinstance(values[0], Schema):
+            schema.one_of = None
+            schema.type = values[0].type
+            schema.format = schema.format or values[0].format
+            schema.enum = schema.enum or values[0].enum
     if parameter.name == "ticket_state_id":
         # Text, as the path carries it: a number that names no state, or text that is no number, is the same 404.
         parameter.schema = Schema(type=OpenAPIType.STRING, description="The state's integer id (seed 003)")
@@ -60,11 +70,16 @@ SEED_PERMISSIONS = "seed_permissions"
 
 
 def v1_requires(
-    permission: Permission | None, scope: str | None, action: str, *, seed_permissions: tuple[str, ...] = ()
+    permission: Permission | None,
+    scope: str | None,
+    action: str,
+    *,
+    seed_permissions: tuple[str, ...] = (),
+    customers: bool = False,
 ) -> dict[str, Any]:
-    """Route decorator arguments: the v2 requirement (a missing one answers 403 FORBIDDEN in v1's envelope), and
-    the seed permissions the route names."""
-    requirement = Requirement(permission, scope, f"You do not have the permission to {action}")
+    """Route decorator arguments: the v2 requirement (a missing one answers 403 in the route's v1 envelope; with
+    `customers`, a customer-level role also suffices, as in v2), and the seed permissions the route names."""
+    requirement = Requirement(permission, scope, f"You do not have the permission to {action}", customers)
     return {
         "opt": {REQUIREMENT: requirement, SEED_PERMISSIONS: seed_permissions},
         "operation_class": V1Operation,

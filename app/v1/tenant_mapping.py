@@ -1,10 +1,12 @@
-"""The tenant file's [v1] section, resolved against the tenant's ticket types: which type backs the v1 ticket
-resource, which of its fields each v1 member is, and which state names are v1 status values."""
+"""The tenant file's [v1] section, resolved against the tenant's ticket types: which type backs each v1 ticket
+resource (seeds 000/001, and seed 004), which of its fields each v1 member is, and which state names are v1 status
+values."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from app.tenancy.model import V1Config
 from app.tenancy.registry import TenantRegistry
@@ -26,6 +28,37 @@ class TicketMapping:
         return next((name for name, field in self.members.items() if field.definition.id == field_id), None)
 
 
+@dataclass(frozen=True, slots=True)
+class PlatformMapping:
+    """Seed 004's tickets on one tenant: the type, its fields by member name (title, description, priority, tags),
+    the rest of its fields by key (the custom_fields), and the priority and status values both ways."""
+
+    ticket_type: CompiledType
+    members: dict[str, CompiledField]
+    custom_fields: dict[str, CompiledField]
+    # Seed 004's priority value to the stored one, and back.
+    priorities: dict[str, str]
+    stored_priorities: dict[str, str]
+    # Seed 004's status value to the state names it stands for (the first is the one it sets).
+    statuses: dict[str, tuple[str, ...]]
+    # A state name, in lower case, to its status.
+    status_of_state: dict[str, str]
+
+    def field_id(self, member: str) -> str | None:
+        field = self.members.get(member)
+        return field.definition.id if field is not None else None
+
+    def status(self, state_name: str | None) -> str | None:
+        """The status a ticket in this state shows: its mapped value, else the state's own name."""
+        if state_name is None:
+            return None
+        return self.status_of_state.get(state_name.lower(), state_name)
+
+    def priority(self, stored: Any) -> Any:
+        """The priority value a stored one shows: its seed 004 value, else as stored."""
+        return self.stored_priorities.get(stored, stored) if isinstance(stored, str) else stored
+
+
 class TenantMapping:
     def __init__(self, registry: TenantRegistry, types: TicketTypeCache) -> None:
         self._registry = registry
@@ -45,6 +78,31 @@ class TenantMapping:
         members = {name: by_key[key] for name, key in config.fields if key in by_key}
         workflow = ticket_type.definition.workflow
         return TicketMapping(ticket_type, members, workflow_statuses(workflow) if workflow is not None else None)
+
+    async def platform(self, tenant_id: uuid.UUID) -> PlatformMapping | None:
+        """The mapping of seed 004's tickets; None for a tenant without their ticket type (it has no such tickets)."""
+        config = self.config(tenant_id).platform
+        ticket_type = await self._types.by_prefix(tenant_id, config.ticket_type)
+        if ticket_type is None:
+            return None
+        by_key = {field.definition.key: field for field in ticket_type.fields.values()}
+        members = {name: by_key[key] for name, key in config.fields if key in by_key}
+        mapped = {field.definition.id for field in members.values()}
+        custom = {key: field for key, field in by_key.items() if field.definition.id not in mapped}
+        priorities = dict(config.priorities)
+        status_of_state: dict[str, str] = {}
+        for status, states in config.statuses:
+            for state in states:
+                status_of_state.setdefault(state.lower(), status)
+        return PlatformMapping(
+            ticket_type=ticket_type,
+            members=members,
+            custom_fields=custom,
+            priorities=priorities,
+            stored_priorities={stored: name for name, stored in reversed(config.priorities)},
+            statuses=dict(config.statuses),
+            status_of_state=status_of_state,
+        )
 
 
 def workflow_statuses(workflow: Workflow) -> tuple[str, ...] | None:

@@ -46,7 +46,7 @@ from tests.support import (
 )
 
 HOOKS = Path(__file__).with_name("conformance_hooks.py")
-CHECKS_REPLACED_BY_HOOKS = "missing_required_header,positive_data_acceptance,use_after_free"
+CHECKS_REPLACED_BY_HOOKS = "content_type_conformance,missing_required_header,positive_data_acceptance,use_after_free"
 # A few minutes on two cores shared with the server (most of it fuzzing, which this bounds; 35 operations since the
 # users routes, and about seven minutes when other test runs share the cores); the run is stopped (and fails) well
 # before the test's timeout.
@@ -72,6 +72,9 @@ SAMPLES = {
     "tags": ["conformance"],
     "counter": 1,
     "source": "web",
+    "browser": "Firefox 102.0",
+    "os": "MacOS 13.4",
+    "product_area": "Dashboard",
 }
 PENDING_TYPES = {"pending reminder", "pending close"}
 
@@ -81,9 +84,9 @@ def schemathesis_config(
     realm: str,
     bearer: str,
     path_parameters: dict[str, str],
-    deleted_ticket: str,
-    deleted_webhook: str,
+    operation_parameters: dict[str, tuple[str, str]],
 ) -> str:
+    """`operation_parameters`: operation id -> (path parameter, value) where one operation needs its own object."""
     parameters = {"header.x-tenantid": tenant_id, "header.realmname": realm} | {
         f"path.{name}": value for name, value in path_parameters.items()
     }
@@ -91,14 +94,15 @@ def schemathesis_config(
         [
             "[parameters]",
             *(f"{json.dumps(name)} = {json.dumps(value)}" for name, value in parameters.items()),
-            # DELETE gets a ticket of its own: once deleted, a ticket is 404 everywhere, and the other operations
-            # are to be tried on one that exists.
-            "[[operations]]",
-            'include-operation-id = "deleteTicket"',
-            f"parameters = {{ {json.dumps('path.object_id')} = {json.dumps(deleted_ticket)} }}",
-            "[[operations]]",
-            'include-operation-id = "deleteWebhook"',
-            f"parameters = {{ {json.dumps('path.webhook_id')} = {json.dumps(deleted_webhook)} }}",
+            *(
+                line
+                for operation_id, (name, value) in operation_parameters.items()
+                for line in (
+                    "[[operations]]",
+                    f"include-operation-id = {json.dumps(operation_id)}",
+                    f"parameters = {{ {json.dumps('path.' + name)} = {json.dumps(value)} }}",
+                )
+            ),
             # The webhook routes' inputs are small (an id, a short body): fewer examples each keep the whole run
             # within its time on a busy machine.
             "[[operations]]",
@@ -125,6 +129,7 @@ async def test_the_server_conforms_to_its_openapi_document(
         spare_type = await admin.ticket_type("FAC")  # what the run may change or archive
         ticket = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "Conformance"})
         doomed = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "To be deleted"})
+        v1_doomed = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "v1 deletes it"})
         facility = field_ids(spare_type)
         v1_ticket = await new_ticket(admin, spare_type["id"], {facility["category"]: "WATER", facility["title"]: "v1"})
         states = await list_states(admin)
@@ -177,8 +182,17 @@ async def test_the_server_conforms_to_its_openapi_document(
                 "ticket_id": v1_ticket["id"],
                 "ticket_state_id": str(spare_number),
             },
-            doomed["objectId"],
-            webhooks[1],
+            {
+                # A DELETE gets an object of its own: once deleted, it is 404 everywhere, and the other operations
+                # are to be tried on one that exists.
+                "deleteTicket": ("object_id", doomed["objectId"]),
+                "deleteWebhook": ("webhook_id", webhooks[1]),
+                "v1DeleteTicket": ("ticket_id", v1_doomed["id"]),
+                # Seed 004's ticket routes are the request type's; seeds 000/001's (ticket_id above) the facility's.
+                "v1GetTicket": ("ticket_id", ticket["id"]),
+                "v1PatchTicket": ("ticket_id", ticket["id"]),
+                "v1CreateComment": ("ticket_id", ticket["id"]),
+            },
         )
     )
     process = await asyncio.create_subprocess_exec(
@@ -206,7 +220,7 @@ async def test_the_server_conforms_to_its_openapi_document(
             await process.wait()
     report = output.decode(errors="replace")
     assert process.returncode == 0, report
-    assert "53 selected / 53 total" in report, report
+    assert "61 selected / 61 total" in report, report
     answered = collections.Counter(tuple(line.split("\t")) for line in tally.read_text().splitlines())
     succeeded = {operation for (operation, status), _ in answered.items() if status.startswith("2")}
     assert [write for write in MAIN_WRITES if write not in succeeded] == [], sorted(answered.items())

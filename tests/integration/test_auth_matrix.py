@@ -29,6 +29,7 @@ import httpx
 import pytest
 from litestar.routes import HTTPRoute
 
+from app.auth.session import CSRF_HEADER, csrf_token
 from tests.support import (
     ADMIN_SCOPE,
     AGENT_SCOPE,
@@ -1107,6 +1108,51 @@ async def _v1_delete_referenced_state(world: World) -> Call:
     return Call("DELETE", f"/ticket_states/{await _v1_state_number(world, 'closed')}")
 
 
+# Seed 004's routes (its envelope: {"error": {"code", "message", "details"?}}).
+V1_PLATFORM_UNAUTHORIZED = {"error": {"code": "unauthorized", "message": "Authentication required"}}
+V1_PLATFORM_FORBIDDEN = {"error": {"code": "forbidden", "message": "You do not have permission to perform this action"}}
+V1_PLATFORM_NOT_FOUND = {"error": {"code": "not_found", "message": "Ticket not found"}}
+V1_PLATFORM_TENANT_NOT_FOUND = {"error": {"code": "not_found", "message": "Tenant not found"}}
+
+
+async def _v1_request_ticket_path(world: World) -> str:
+    return f"/tickets/{(await world.new_ticket())['id']}"
+
+
+async def _v1_platform_create(world: World) -> Call:
+    return Call("POST", "/tickets", body={"title": "matrix", "priority": "high"})
+
+
+async def _v1_platform_show(world: World) -> Call:
+    return Call("GET", f"/tickets/{(await world.ticket())['id']}")
+
+
+async def _v1_platform_patch(world: World) -> Call:
+    return Call("PATCH", await _v1_request_ticket_path(world), body={"priority": "critical"})
+
+
+async def _v1_platform_patch_invalid(world: World) -> Call:
+    return Call("PATCH", await _v1_request_ticket_path(world), body={"status": "done"})
+
+
+async def _v1_platform_delete(world: World) -> Call:
+    return Call("DELETE", await _v1_request_ticket_path(world))
+
+
+async def _v1_platform_comment(world: World) -> Call:
+    return Call("POST", f"{await _v1_request_ticket_path(world)}/comments", body={"content": "matrix"})
+
+
+async def _v1_platform_sign_in(world: World) -> Call:
+    call = await _sign_in(world)
+    return Call("POST", "/auth/login", body=call.body, headers=call.headers)
+
+
+async def _v1_platform_sign_in_wrongly(world: World) -> Call:
+    call = await _sign_in_wrongly(world)
+    return Call("POST", "/auth/login", body=call.body, headers=call.headers)
+
+
 @dataclass(frozen=True)
 class V1Route:
     requires: Requirement
@@ -1116,6 +1162,10 @@ class V1Route:
     foreign: dict[str, tuple[int | None, Any]]
     # Seed 003's routes: their own envelope ({"error": ...}) and permission names (see V1_STATE_LACKING).
     seed_003: bool = False
+    # Seed 004's routes: their own envelope.
+    seed_004: bool = False
+    # As Route.customers: the status a customer's call gets where customers may call the route.
+    customers: dict[str, int] = field(default_factory=dict)
 
 
 V1_ROUTES: dict[str, V1Route] = {
@@ -1182,6 +1232,73 @@ V1_ROUTES: dict[str, V1Route] = {
         {"valid": (None, None), "referenced": (None, None), "absent": (404, None)},
         seed_003=True,
     ),
+    "GET /tickets": V1Route(
+        "read",
+        {
+            "valid": (_fixed("GET", "/tickets"), 200),
+            "filtered": (_fixed("GET", "/tickets", {"status": "open", "priority": "high", "sort": "priority"}), 200),
+            "invalid": (_fixed("GET", "/tickets", {"priority": "urgent"}), 400),
+        },
+        {"valid": (200, None), "filtered": (200, None), "invalid": (400, None)},
+        seed_004=True,
+        customers={"valid": 200, "filtered": 200, "invalid": 400},
+    ),
+    "POST /tickets": V1Route(
+        "write",
+        {
+            "valid": (_v1_platform_create, 201),
+            "invalid": (_fixed("POST", "/tickets", body={"title": "x", "priority": "urgent"}), 400),
+        },
+        {"valid": (None, None), "invalid": (400, None)},
+        seed_004=True,
+        customers={"valid": 201, "invalid": 400},
+    ),
+    "GET /tickets/{ticket_id}": V1Route(
+        "read",
+        {"valid": (_v1_platform_show, 200), "absent": (_fixed("GET", f"/tickets/{ABSENT_ID}"), 404)},
+        {"valid": (404, V1_PLATFORM_NOT_FOUND), "absent": (404, V1_PLATFORM_NOT_FOUND)},
+        seed_004=True,
+        # Not the customer's ticket: as if it did not exist.
+        customers={"valid": 404, "absent": 404},
+    ),
+    "PATCH /tickets/{ticket_id}": V1Route(
+        "write",
+        {
+            "valid": (_v1_platform_patch, 200),
+            "absent": (_fixed("PATCH", f"/tickets/{ABSENT_ID}", body={"priority": "low"}), 404),
+            "invalid": (_v1_platform_patch_invalid, 400),
+        },
+        {"valid": (404, V1_PLATFORM_NOT_FOUND), "absent": (404, V1_PLATFORM_NOT_FOUND), "invalid": (400, None)},
+        seed_004=True,
+    ),
+    "DELETE /tickets/{ticket_id}": V1Route(
+        "delete",
+        {"valid": (_v1_platform_delete, 204), "absent": (_fixed("DELETE", f"/tickets/{ABSENT_ID}"), 404)},
+        {"valid": (404, V1_PLATFORM_NOT_FOUND), "absent": (404, V1_PLATFORM_NOT_FOUND)},
+        seed_004=True,
+    ),
+    "POST /tickets/{ticket_id}/comments": V1Route(
+        "write",
+        {
+            "valid": (_v1_platform_comment, 201),
+            "absent": (_fixed("POST", f"/tickets/{ABSENT_ID}/comments", body={"content": "x"}), 404),
+        },
+        {"valid": (404, V1_PLATFORM_NOT_FOUND), "absent": (404, V1_PLATFORM_NOT_FOUND)},
+        seed_004=True,
+        customers={"valid": 404, "absent": 404},
+    ),
+    "GET /users": V1Route(
+        "read",
+        {"valid": (_fixed("GET", "/users"), 200), "invalid": (_fixed("GET", "/users", {"role": "owner"}), 400)},
+        {"valid": (200, None), "invalid": (400, None)},
+        seed_004=True,
+    ),
+    "POST /auth/login": V1Route(
+        "public",
+        {"valid": (_v1_platform_sign_in, 200), "wrong password": (_v1_platform_sign_in_wrongly, 401)},
+        {},
+        seed_004=True,
+    ),
 }
 # Seed 003's permissions on the test tenants' default mapping: admin.object is the admin roles, ticket.agent the
 # read, write and admin roles, ticket.customer the customer roles. Readers may hold any; writers admin.object.
@@ -1210,8 +1327,27 @@ V1_STATE_GRANTING: dict[Requirement, list[list[str]]] = {
 }
 
 
+def granting_v1(entry: V1Route) -> list[list[str]]:
+    """The role sets that grant the route's requirement."""
+    return (V1_STATE_GRANTING if entry.seed_003 else GRANTING)[entry.requires]
+
+
+def csrf_refusal(entry: V1Route) -> Any:
+    """A cookie-authenticated write without its CSRF token, in the route's envelope."""
+    message = (
+        f"A write authenticated by the session cookie needs the {CSRF_HEADER} header with the csrf_token cookie's value"
+    )
+    if entry.seed_003:
+        return {"error": message}
+    if entry.seed_004:
+        return {"error": {"code": "csrf_token_invalid", "message": message}}
+    return {"success": False, "error": {"message": message, "code": "CSRF_TOKEN_INVALID"}}
+
+
 async def send_v1(world: World, call: Call, headers: dict[str, str]) -> httpx.Response:
-    return await world.http.request(call.method, V1 + call.path, params=call.params, json=call.body, headers=headers)
+    return await world.http.request(
+        call.method, V1 + call.path, params=call.params, json=call.body, headers={**headers, **call.headers}
+    )
 
 
 @pytest.mark.parametrize("route", V1_ROUTES)
@@ -1220,9 +1356,16 @@ async def test_who_may_call_the_v1_route(
 ) -> None:
     entry = V1_ROUTES[route]
     world = World(client, alpha, beta)
+    if entry.requires == "public":
+        for variant, (build, passed) in entry.variants.items():
+            response = await send_v1(world, await build(world), {"accept": "application/json"})
+            assert response.status_code == passed, (route, variant, response.text)
+        return
     unauthorized, forbidden, tenant_not_found = (
         (V1_STATE_UNAUTHORIZED, V1_STATE_FORBIDDEN, V1_STATE_TENANT_NOT_FOUND)
         if entry.seed_003
+        else (V1_PLATFORM_UNAUTHORIZED, V1_PLATFORM_FORBIDDEN, V1_PLATFORM_TENANT_NOT_FOUND)
+        if entry.seed_004
         else (V1_UNAUTHORIZED, V1_FORBIDDEN, V1_TENANT_NOT_FOUND)
     )
     for variant, (build, passed) in entry.variants.items():
@@ -1250,20 +1393,39 @@ async def test_who_may_call_the_v1_route(
         if entry.seed_003:
             lacking = V1_STATE_LACKING[entry.requires]
         else:
-            lacking = LACKING[entry.requires] | {"customer role": CUSTOMER}
+            lacking = LACKING[entry.requires] | ({} if entry.customers else {"customer role": CUSTOMER})
         for lack, (roles, scope) in lacking.items():
             refused = await send_v1(world, call, v1_headers(token(alpha, roles=roles, scope=scope)))
             assert (refused.status_code, refused.json()) == (403, forbidden), (where, lack)
         strange = await send_v1(world, call, v1_headers(token(beta, roles=["admin", "viewer"], scope=ADMIN_SCOPE)))
         assert (strange.status_code, strange.json()) == (403, forbidden), where
+        # The session cookie in place of the header: a write without the CSRF token (what another site's form
+        # sends) is refused before anything else; a read needs none (below, the cookie gets through).
+        session = token(alpha, roles=granting_v1(entry)[0], scope=SCOPE_OF[entry.requires])
+        if call.method != "GET":
+            forged = await send_v1(world, call, {"accept": "application/json", "cookie": f"session={session}"})
+            assert (forged.status_code, forged.json()) == (403, csrf_refusal(entry)), where
 
         assert await world.snapshot() == before, f"{where}: a refused call changed something"
 
-        for roles in (V1_STATE_GRANTING if entry.seed_003 else GRANTING)[entry.requires]:
+        allowed = await build(world)
+        by_cookie = await send_v1(
+            world,
+            allowed,
+            {"accept": "application/json", "cookie": f"session={session}", CSRF_HEADER: csrf_token(session)},
+        )
+        assert by_cookie.status_code == passed, (where, "session cookie", by_cookie.text)
+
+        for roles in granting_v1(entry):
             allowed = await build(world)
             bearer = token(alpha, roles=roles, scope=SCOPE_OF[entry.requires])
             response = await send_v1(world, allowed, v1_headers(bearer))
             assert response.status_code == passed, (where, roles, response.text)
+        if entry.customers:
+            allowed = await build(world)
+            bearer = token(alpha, roles=["customer"], scope=SCOPE_OF[entry.requires], subject="customer-1")
+            response = await send_v1(world, allowed, v1_headers(bearer))
+            assert response.status_code == entry.customers[variant], (where, "customer", response.text)
 
 
 def test_the_v1_table_lists_exactly_the_apps_v1_routes(server: LiveServer) -> None:

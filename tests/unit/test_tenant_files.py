@@ -23,6 +23,7 @@ from app.tenancy.model import (
     RoleMapping,
     TenantConfig,
     V1Config,
+    V1PlatformMapping,
     V1TicketMapping,
 )
 from tests.support import (
@@ -623,6 +624,39 @@ def test_the_v1_mapping_defaults_each_setting_on_its_own(tmp_path: Path) -> None
     assert tenant.v1.permissions == (("ticket.agent", ("admin", "agent")),)
 
 
+def test_the_seed_004_mapping_defaults_each_setting_on_its_own(tmp_path: Path) -> None:
+    default = load_tenant_file(write(tmp_path / "tenants", {"alpha.toml": GOOD}) / "alpha.toml", tmp_path / "data")
+    assert default.v1.platform == V1PlatformMapping(
+        ticket_type="REQ",
+        fields=(("description", "description"), ("priority", "priority"), ("tags", "tags"), ("title", "title")),
+        priorities=(("low", "low"), ("medium", "normal"), ("high", "high"), ("critical", "urgent")),
+        statuses=(
+            ("open", ("new",)),
+            ("in_progress", ("open", "pending reminder")),
+            ("resolved", ("pending close",)),
+            ("closed", ("closed", "merged", "removed")),
+        ),
+    )
+    document = GOOD + (
+        '\n[v1.platform]\nticket_type = "HELP"\nfields = { title = "subject" }\n'
+        'priorities = { critical = "p1" }\nstatuses = { resolved = ["solved", "done"] }\n'
+    )
+    path = write(tmp_path / "more", {"alpha.toml": document}) / "alpha.toml"
+
+    platform = load_tenant_file(path, tmp_path / "data").v1.platform
+
+    assert platform.ticket_type == "HELP"
+    assert dict(platform.fields) == {
+        "description": "description",
+        "priority": "priority",
+        "tags": "tags",
+        "title": "subject",
+    }
+    assert platform.priorities == (("low", "low"), ("medium", "normal"), ("high", "high"), ("critical", "p1"))
+    assert dict(platform.statuses)["resolved"] == ("solved", "done")
+    assert dict(platform.statuses)["open"] == ("new",)
+
+
 @pytest.mark.parametrize(
     ("addition", "match"),
     [
@@ -746,6 +780,11 @@ def test_a_builtin_realm_name_is_one_tenants_only(tmp_path: Path) -> None:
         ('[v1.permissions]\n"ticket.owner" = ["agent"]', r"^bad\.toml: v1\.permissions: "),
         ('[v1.permissions]\n"admin.object" = []', r"^bad\.toml: v1\.permissions\.admin\.object: "),
         ("[v1]\ntickets = 1", r"^bad\.toml: v1\.tickets: "),
+        ('[v1.platform]\nticket_type = "req"', r"^bad\.toml: v1\.platform\.ticket_type: "),
+        ('[v1.platform]\nfields = { category = "category" }', r"^bad\.toml: v1\.platform\.fields: "),
+        ('[v1.platform]\npriorities = { urgent = "urgent" }', r"^bad\.toml: v1\.platform\.priorities: "),
+        ("[v1.platform]\nstatuses = { open = [] }", r"^bad\.toml: v1\.platform\.statuses\.open: "),
+        ('[v1.platform]\nstatuses = { pending = ["new"] }', r"^bad\.toml: v1\.platform\.statuses: "),
     ],
 )
 def test_a_bad_v1_mapping_is_refused_naming_the_field(tmp_path: Path, addition: str, match: str) -> None:

@@ -34,7 +34,8 @@ class _TicketUpdateAsEnforced(msgspec.Struct, forbid_unknown_fields=True, kw_onl
     notes: Annotated[str, Meta(description="A single text string, not an array")] | None = None
 
 
-def _at_least_one_member(struct: type[msgspec.Struct]) -> dict[str, Any]:
+def at_least_one_member(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    """The struct's JSON Schema, saying that a body must have at least one of its members (a partial update)."""
     schema = msgspec.json.schema(struct)
     schema["$defs"][struct.__name__]["minProperties"] = 1
     return schema
@@ -44,7 +45,7 @@ class TicketUpdateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     """Seed 001's partial update: only the members sent change. status, assignedTo and userId are read here only to
     be refused by name, as are the members no field backs."""
 
-    documented_as: ClassVar[Any] = staticmethod(lambda: _at_least_one_member(_TicketUpdateAsEnforced))
+    documented_as: ClassVar[Any] = staticmethod(lambda: at_least_one_member(_TicketUpdateAsEnforced))
     category: Any = UNSET
     title: Any = UNSET
     description: Any = UNSET
