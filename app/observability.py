@@ -97,8 +97,13 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [RequestIdQueueHandler(records)]
     root.setLevel(level.upper())
-    # No log line names its source file and line: finding them walks the stack on every record.
+    # No log line names its source file and line: finding them walks the stack on every record. Nor its process or
+    # thread: LogRecord would ask the kernel for the pid on every record (getpid is a system call; 1 to 5 % of a
+    # worker's samples under load in issue 14's profile) and look up the thread and multiprocessing names.
     logging._srcfile = None
+    logging.logProcesses = False
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     # uvicorn's own access log would duplicate ours, without the request id.
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):
