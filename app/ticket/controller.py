@@ -422,8 +422,8 @@ class TicketController(Controller):
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> ASGIApp:
         """Sets `assignee` (a subject; null unassigns) if `etag` is still current: a stale etag is 400
-        ETAG_MISMATCH, as for an update. Any subject is accepted (no users directory yet). Success returns the new
-        etag; the history records the old and the new assignee."""
+        ETAG_MISMATCH, as for an update. Any subject is accepted, known to the users directory or not. Success
+        returns the new etag; the history records the old and the new assignee."""
         assigned, replayed = await tickets.assign(request.user, object_id, data, current_request_id(), idempotency_key)
         message = "ticket assigned successfully" if assigned.assignee is not None else "ticket unassigned successfully"
         body = _assigned(message, assigned)

@@ -6,8 +6,8 @@ ticket already carries `ticket_type_id` and `ticket_type_version` (and `state_ty
 own member name). The name and type are the state's current ones, also in as-of reads and the history; null when
 the ticket has no state, or the history names a state deleted since.
 
-`created_by` and `assignee` are subjects (a token's `sub`), as `updated_by` is: there is no users directory yet, so
-an assignee is any subject, known to the service or not."""
+`created_by` and `assignee` are subjects (a token's `sub`), as `updated_by` is; an assignee is any subject, whether
+or not the users directory knows it yet (an identity provider's user joins it on their first call)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ Assignee = Annotated[
     Meta(
         pattern=ASSIGNEE_PATTERN,
         description="The subject (a token's sub) to assign the ticket to: 1 to 255 printable ASCII characters. Any "
-        "subject is accepted: the service keeps no users directory yet",
+        "subject is accepted, whether or not the users directory knows it yet",
     ),
 ]
 

@@ -451,7 +451,8 @@ class TicketService:
         idempotency_key: str | None = None,
     ) -> Outcome[AssignedTicket]:
         """Assign the ticket to `request.assignee` (None unassigns) if its etag is still `request.etag`; return the
-        new etag, the state and the assignee. Any subject is accepted: there is no users directory yet."""
+        new etag, the state and the assignee. Any subject is accepted, known to the users directory or not (an
+        identity provider's user joins it only on their first call)."""
         etag, assignee = _checked_assignment(request)
         if OBJECT_ID.fullmatch(object_id) is None:
             raise TicketNotFound(object_id)
