@@ -3,11 +3,13 @@ from /proc (a run without the profiler: on two cores, py-spy's own CPU would cro
 `py-spy record --native` sees in a second run. The README's "Where a request's time goes" table comes from here.
 
     python3 -m venv /tmp/pyspy && /tmp/pyspy/bin/pip install py-spy
-    .venv/bin/python -m tests.bench.profile          (PY_SPY=<path> if it is elsewhere)
+    .venv/bin/python -m tests.bench.request_profile          (PY_SPY=<path> if it is elsewhere)
 
-Samples are attributed to the innermost frame that names a package (Python code, or an extension's C file), so the
-interpreter's time counts for the Python code it runs; samples in libc are the kernel's (system calls). A thread
-blocked on a lock (the access log's writer waiting for records) is left out: py-spy counts it as running.
+Samples are attributed to the innermost frame that names a package (Python code, an extension module, or one of its C
+files), so the interpreter's time counts for the Python code it runs; a sample whose innermost frame is in libc is
+counted as "kernel and libc" (mostly system calls: socket writes and reads, epoll; also libc's memory copies and
+allocation). A sample in the collector's functions is cyclic GC. A thread blocked on a lock (the access log's writer
+waiting for records) is left out: py-spy counts it as running.
 """
 
 from __future__ import annotations
@@ -65,20 +67,28 @@ def waiting(stack: list[str]) -> bool:
     return any(wait in frame for frame in stack[-4:] for wait in WAITS)
 
 
+GC_FUNCTIONS = ("gc_collect", "collect_with_callback", "collect_generations")
+
+
 def category(stack: list[str]) -> str:
     places = [frame.rsplit(" (", 1)[-1].rstrip(")") for frame in stack]
-    if any(place.startswith("gcmodule.c") for place in places):
+    if any(frame.startswith(GC_FUNCTIONS) or "gcmodule.c" in frame for frame in stack):
         return "cyclic GC"
-    if "libc.so" in places[-1] or places[-1].startswith("0x"):
-        return "kernel and libc (system calls)"
+    if "libc.so" in places[-1]:
+        return "kernel and libc"
+    if places[-1] == "?":
+        return "native code without symbols"
     for place in reversed(places):
         file = place.split(":")[0]
+        top = file.split("/")[0]
         if file.endswith(".py"):
-            return PYTHON.get(file.split("/")[0], "standard library")
+            return PYTHON.get(top, "standard library")
         if file.startswith("<frozen"):
             return "standard library"
-        if file in NATIVE:
-            return NATIVE[file]
+        if "/" in file and top in PYTHON:  # an extension module: msgspec/_core....so, asyncpg/protocol/....so
+            return PYTHON[top]
+        if file.rsplit("/", 1)[-1] in NATIVE:
+            return NATIVE[file.rsplit("/", 1)[-1]]
     return "interpreter"
 
 
@@ -123,10 +133,16 @@ def profile(bench: Bench, name: str, run: Callable[[float, str], WrkResult]) -> 
             *("--output", str(samples), "--pid", str(worker_pid(bench.server.process.pid))),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
-    run(SECONDS, f"{name} profiled")
-    spy.wait(timeout=60)
+    try:
+        run(SECONDS, f"{name} profiled")
+        _, complaint = spy.communicate(timeout=60)
+    finally:
+        if spy.poll() is None:
+            spy.kill()
+    if spy.returncode != 0 or not samples.exists():
+        raise RuntimeError(f"py-spy failed ({spy.returncode}): {complaint.decode(errors='replace')[:500]}")
     counts: collections.Counter[str] = collections.Counter()
     for line in samples.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -138,6 +154,10 @@ def profile(bench: Bench, name: str, run: Callable[[float, str], WrkResult]) -> 
 
 
 def main() -> None:
+    if not Path(PY_SPY).exists():
+        raise SystemExit(
+            f"py-spy not found at {PY_SPY}: python3 -m venv /tmp/pyspy && /tmp/pyspy/bin/pip install py-spy"
+        )
     bench = Bench()
     bench.wrk = ensure_wrk()
     bench.pgbench = find_pgbench()
