@@ -360,9 +360,12 @@ class AttachmentService:
             await self._store.discard(tenant_id, staged)
         return created, replayed
 
-    async def list(self, principal: Principal, object_id: str) -> list[AttachmentOut]:
-        ticket = await self._tickets.visible(principal, object_id)
+    async def of_ticket(self, principal: Principal, ticket: TicketRow) -> list[AttachmentOut]:
+        """The files of a ticket the caller may see (those of internal notes only for agent-level callers)."""
         return await self._store.listed(principal, ticket.id)
+
+    async def list(self, principal: Principal, object_id: str) -> list[AttachmentOut]:
+        return await self.of_ticket(principal, await self._tickets.visible(principal, object_id))
 
     async def embedded(self, principal: Principal, ticket: TicketRow) -> bytes:
         """The JSON of the ticket's files the caller may see, oldest first, to embed in the ticket

@@ -92,9 +92,9 @@ class CommentRepository:
         return total
 
     async def page(
-        self, tenant_id: uuid.UUID, ticket_id: uuid.UUID, *, internal: bool, limit: int, offset: int = 0
+        self, tenant_id: uuid.UUID, ticket_id: uuid.UUID, *, internal: bool, limit: int | None, offset: int = 0
     ) -> list[CommentRow]:
-        """At most `limit` of the ticket's comments from `offset`, oldest first; internal notes only with
+        """At most `limit` (None: all) of the ticket's comments from `offset`, oldest first; internal notes only with
         `internal`."""
         return await self._db.fetch_all(
             CommentRow,

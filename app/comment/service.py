@@ -129,6 +129,14 @@ class CommentService:
         [comment] = await self._with_files(principal, ticket, [row])
         return comment
 
+    async def of_ticket(self, principal: Principal, ticket: TicketRow) -> list[CommentOut]:
+        """Every comment of the ticket the caller may see, oldest first (seed 004's GET shows them all; the ticket
+        is one the caller may see)."""
+        rows = await self._repository.page(
+            principal.tenant_id, ticket.id, internal=principal.sees_internal_notes, limit=None
+        )
+        return await self._with_files(principal, ticket, rows)
+
     async def embedded(self, principal: Principal, ticket: TicketRow) -> bytes:
         """The JSON of every comment of the ticket the caller may see, oldest first, to embed in the ticket
         (GET /ticket/{objectId}?include=comments; the ticket is one the caller may see)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -89,79 +91,119 @@ def _render(
     )
 
 
-def handle_v1_error(_: Request[Any, Any, Any], exc: V1Error) -> Response[bytes]:
-    return _render(exc.status, exc.code, exc.message, exc.details)
+@dataclass(frozen=True)
+class Envelope:
+    """What sets one v1 error envelope apart from another (seeds 000/001's, seed 004's): how a body is rendered, and
+    the codes and messages of its common answers. `handlers` turns it into the exception handlers of its routes."""
+
+    render: Callable[..., Response[bytes]]
+    # A common answer's code, from its upper-case name (NOT_FOUND, METHOD_NOT_ALLOWED, ...).
+    code: Callable[[str], str]
+    invalid: tuple[str, str]
+    unauthorized: tuple[str, str]
+    forbidden: tuple[str, str]
+    ticket_not_found: tuple[str, str]
+    # Whether a refusal without per-field reasons names the body (seed 004: details is a list, never empty).
+    reason_or_body: bool = False
+    # Whether a member the body should not have is named as the field (seed 004), rather than reported under "body".
+    name_unknown_members: bool = False
 
 
-def handle_app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[bytes]:
-    """The services' errors in the v1 envelope. The v1 layer translates field UUIDs to v1 names before it lets an
-    INPUT_VALIDATION_FAILURE through; what reaches here unchanged (a header, the body as a whole) keeps its key."""
-    challenge = {WWW_AUTHENTICATE: exc.headers[WWW_AUTHENTICATE]} if WWW_AUTHENTICATE in exc.headers else {}
-    if isinstance(exc, AuthenticationRequired | InvalidToken | RealmRequired):
-        return _render(401, *_UNAUTHORIZED, headers=challenge)
-    if isinstance(exc, PermissionDenied):
-        return _render(403, *_FORBIDDEN)
-    if isinstance(exc, TenantNotFound):
-        return _render(404, "NOT_FOUND", "Tenant not found")
-    if isinstance(exc, InputValidationFailure):
-        return _render(400, VALIDATION_ERROR, VALIDATION_FAILED, exc.reason)
-    if exc.status == 404:
-        return _render(404, *TICKET_NOT_FOUND)
-    return _render(exc.status, exc.code or "ERROR", exc.message, headers=exc.headers)
+# msgspec's words for a member the request does not have (forbid_unknown_fields), with where it was.
+_UNKNOWN_MEMBER = re.compile(r"Object contains unknown field `([^`]{0,64})[^`]*`(?: - at `\$\.?([^`]*)`)?")
 
 
-def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    """Framework errors (body parsing, method, size) in the v1 envelope."""
-    status = exc.status_code
-    if status >= HTTP_500_INTERNAL_SERVER_ERROR:
-        return handle_unexpected(request, exc)
-    if isinstance(exc, ValidationException):
-        details: dict[str, str] = {}
-        for item in exc.extra if isinstance(exc.extra, list) else []:
-            if isinstance(item, dict):
-                key = str(item.get("key") or "body")
-                details["body" if key == "data" else key] = str(item.get("message", "invalid"))
-        return _render(400, VALIDATION_ERROR, VALIDATION_FAILED, details or {"body": "not valid JSON"})
-    if status == 400:
-        return _render(400, VALIDATION_ERROR, VALIDATION_FAILED, {"body": "not valid JSON"})
-    if status == 404:
-        return _render(404, "NOT_FOUND", "Not found")
-    if status == 405:
-        allow = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
-        return _render(405, "METHOD_NOT_ALLOWED", "Method not allowed", headers=allow)
-    if status == 413:
-        return _render(413, "PAYLOAD_TOO_LARGE", "Request body is larger than the limit")
-    return _render(status, "CLIENT_ERROR", "The request could not be processed")
+def _validation_details(exc: ValidationException, name_unknown_members: bool) -> dict[str, str]:
+    details: dict[str, str] = {}
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            key = str(item.get("key") or "body")
+            message = str(item.get("message", "invalid"))
+            unknown = _UNKNOWN_MEMBER.fullmatch(message) if name_unknown_members else None
+            if unknown is not None:
+                name, where = unknown.groups()
+                key, message = (f"{where}.{name}" if where else name), "not a member of this request"
+            details["body" if key == "data" else key] = message
+    return details
 
 
-def handle_database_unavailable(_: Request[Any, Any, Any], exc: DatabaseUnavailable) -> Response[bytes]:
-    return _render(
-        503,
-        "SERVICE_UNAVAILABLE",
-        "The service is temporarily unavailable; retry later",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+def handlers(envelope: Envelope) -> dict[type[Exception] | int, Any]:
+    """The exception handlers of the routes answering in `envelope`."""
+    render, code = envelope.render, envelope.code
+
+    def v1_error(_: Request[Any, Any, Any], exc: V1Error) -> Response[bytes]:
+        return render(exc.status, exc.code, exc.message, exc.details)
+
+    def app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[bytes]:
+        """The services' errors. The v1 layer translates field UUIDs to v1 names before it lets an
+        INPUT_VALIDATION_FAILURE through; what reaches here unchanged (a header, the body as a whole) keeps its key."""
+        challenge = {WWW_AUTHENTICATE: exc.headers[WWW_AUTHENTICATE]} if WWW_AUTHENTICATE in exc.headers else {}
+        if isinstance(exc, AuthenticationRequired | InvalidToken | RealmRequired):
+            return render(401, *envelope.unauthorized, headers=challenge)
+        if isinstance(exc, PermissionDenied):
+            return render(403, *envelope.forbidden)
+        if isinstance(exc, TenantNotFound):
+            return render(404, code("NOT_FOUND"), "Tenant not found")
+        if isinstance(exc, InputValidationFailure):
+            reason = (exc.reason or {"body": exc.message}) if envelope.reason_or_body else exc.reason
+            return render(400, *envelope.invalid, reason)
+        if exc.status == 404:
+            return render(404, *envelope.ticket_not_found)
+        return render(exc.status, code(exc.code or "ERROR"), exc.message, headers=exc.headers)
+
+    def http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+        """Framework errors (body parsing, method, size)."""
+        status = exc.status_code
+        if status >= HTTP_500_INTERNAL_SERVER_ERROR:
+            return handle_unexpected(request, exc)
+        if isinstance(exc, ValidationException):
+            details = _validation_details(exc, envelope.name_unknown_members)
+            return render(400, *envelope.invalid, details or {"body": "not valid JSON"})
+        if status == 400:
+            return render(400, *envelope.invalid, {"body": "not valid JSON"})
+        if status == 404:
+            return render(404, code("NOT_FOUND"), "Not found")
+        if status == 405:
+            allow = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
+            return render(405, code("METHOD_NOT_ALLOWED"), "Method not allowed", headers=allow)
+        if status == 413:
+            return render(413, code("PAYLOAD_TOO_LARGE"), "Request body is larger than the limit")
+        return render(status, code("CLIENT_ERROR"), "The request could not be processed")
+
+    def database_unavailable(_: Request[Any, Any, Any], exc: DatabaseUnavailable) -> Response[bytes]:
+        message = "The service is temporarily unavailable; retry later"
+        return render(503, code("SERVICE_UNAVAILABLE"), message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    def unstorable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        return render(400, *envelope.invalid, {"body": "text may not contain the NUL character"})
+
+    def undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        """A body nested too deeply or not UTF-8: the client's input."""
+        return render(400, *envelope.invalid, {"body": "not valid JSON"})
+
+    return {
+        V1Error: v1_error,
+        AppError: app_error,
+        UnstorableText: unstorable,
+        DatabaseUnavailable: database_unavailable,
+        RecursionError: undecodable,
+        UnicodeDecodeError: undecodable,
+        HTTPException: http_exception,
+        Exception: handle_unexpected,
+    }
+
+
+V1_EXCEPTION_HANDLERS = handlers(
+    Envelope(
+        render=_render,
+        code=str,
+        invalid=(VALIDATION_ERROR, VALIDATION_FAILED),
+        unauthorized=_UNAUTHORIZED,
+        forbidden=_FORBIDDEN,
+        ticket_not_found=TICKET_NOT_FOUND,
     )
+)
 
-
-def handle_unstorable_text(_: Request[Any, Any, Any], exc: UnstorableText) -> Response[bytes]:
-    return _render(400, VALIDATION_ERROR, VALIDATION_FAILED, {"body": "text may not contain the NUL character"})
-
-
-def handle_undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """A body nested too deeply or not UTF-8: the client's input."""
-    return _render(400, VALIDATION_ERROR, VALIDATION_FAILED, {"body": "not valid JSON"})
-
-
-V1_EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
-    V1Error: handle_v1_error,
-    AppError: handle_app_error,
-    UnstorableText: handle_unstorable_text,
-    DatabaseUnavailable: handle_database_unavailable,
-    RecursionError: handle_undecodable,
-    UnicodeDecodeError: handle_undecodable,
-    HTTPException: handle_http_exception,
-    Exception: handle_unexpected,
-}
 
 _DESCRIPTIONS = {
     400: "VALIDATION_ERROR with details naming each offending field",
@@ -335,87 +377,18 @@ def _render_platform(
     )
 
 
-def handle_platform_v1_error(_: Request[Any, Any, Any], exc: V1Error) -> Response[bytes]:
-    return _render_platform(exc.status, exc.code, exc.message, exc.details)
-
-
-def handle_platform_app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[bytes]:
-    """The services' errors as seed 004's: its status codes, its lower-case codes, details as a list of fields."""
-    challenge = {WWW_AUTHENTICATE: exc.headers[WWW_AUTHENTICATE]} if WWW_AUTHENTICATE in exc.headers else {}
-    if isinstance(exc, AuthenticationRequired | InvalidToken | RealmRequired):
-        return _render_platform(401, "unauthorized", "Authentication required", headers=challenge)
-    if isinstance(exc, PermissionDenied):
-        return _render_platform(403, "forbidden", "You do not have permission to perform this action")
-    if isinstance(exc, TenantNotFound):
-        return _render_platform(404, "not_found", "Tenant not found")
-    if isinstance(exc, InputValidationFailure):
-        return _render_platform(400, *INVALID_INPUT, exc.reason or {"body": exc.message})
-    if exc.status == 404:
-        return _render_platform(404, *PLATFORM_TICKET_NOT_FOUND)
-    return _render_platform(exc.status, (exc.code or "error").lower(), exc.message, headers=exc.headers)
-
-
-# msgspec's words for a member the request does not have (forbid_unknown_fields), with where it was.
-_UNKNOWN_MEMBER = re.compile(r"Object contains unknown field `([^`]{0,64})[^`]*`(?: - at `\$\.?([^`]*)`)?")
-
-
-def handle_platform_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    """Framework errors (body parsing, method, size) in seed 004's envelope; a member the body should not have is
-    named as the field."""
-    status = exc.status_code
-    if status >= HTTP_500_INTERNAL_SERVER_ERROR:
-        return handle_unexpected(request, exc)
-    if isinstance(exc, ValidationException):
-        details: dict[str, str] = {}
-        for item in exc.extra if isinstance(exc.extra, list) else []:
-            if isinstance(item, dict):
-                key = str(item.get("key") or "body")
-                message = str(item.get("message", "invalid"))
-                unknown = _UNKNOWN_MEMBER.fullmatch(message)
-                if unknown is not None:
-                    name, where = unknown.groups()
-                    key, message = (f"{where}.{name}" if where else name), "not a member of this request"
-                details["body" if key == "data" else key] = message
-        return _render_platform(400, *INVALID_INPUT, details or {"body": "not valid JSON"})
-    if status == 400:
-        return _render_platform(400, *INVALID_INPUT, {"body": "not valid JSON"})
-    if status == 404:
-        return _render_platform(404, "not_found", "Not found")
-    if status == 405:
-        allow = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
-        return _render_platform(405, "method_not_allowed", "Method not allowed", headers=allow)
-    if status == 413:
-        return _render_platform(413, "payload_too_large", "Request body is larger than the limit")
-    return _render_platform(status, "client_error", "The request could not be processed")
-
-
-def handle_platform_database_unavailable(_: Request[Any, Any, Any], exc: DatabaseUnavailable) -> Response[bytes]:
-    return _render_platform(
-        503,
-        "service_unavailable",
-        "The service is temporarily unavailable; retry later",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+V1_PLATFORM_EXCEPTION_HANDLERS = handlers(
+    Envelope(
+        render=_render_platform,
+        code=str.lower,
+        invalid=INVALID_INPUT,
+        unauthorized=("unauthorized", "Authentication required"),
+        forbidden=("forbidden", "You do not have permission to perform this action"),
+        ticket_not_found=PLATFORM_TICKET_NOT_FOUND,
+        reason_or_body=True,
+        name_unknown_members=True,
     )
-
-
-def handle_platform_unstorable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    return _render_platform(400, *INVALID_INPUT, {"body": "text may not contain the NUL character"})
-
-
-def handle_platform_undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    return _render_platform(400, *INVALID_INPUT, {"body": "not valid JSON"})
-
-
-V1_PLATFORM_EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
-    V1Error: handle_platform_v1_error,
-    AppError: handle_platform_app_error,
-    UnstorableText: handle_platform_unstorable,
-    DatabaseUnavailable: handle_platform_database_unavailable,
-    RecursionError: handle_platform_undecodable,
-    UnicodeDecodeError: handle_platform_undecodable,
-    HTTPException: handle_platform_http_exception,
-    Exception: handle_unexpected,
-}
+)
 
 _PLATFORM_DESCRIPTIONS = {
     400: "invalid_input, each offending field in details",

@@ -56,8 +56,6 @@ from app.v1.platform.dto import (
 from app.v1.tenant_mapping import PlatformMapping, TenantMapping
 from app.v1.tickets.service import seed_time
 
-# Comments are read for a ticket's GET this many at a time.
-COMMENTS_PAGE = 100
 # As seeds 000/001's writes: enough for a handful of clients writing one ticket at once; beyond it, 409.
 MAX_ATTEMPTS = 8
 # How long a ticket set to a status standing for a pending state waits (seed 004 sends no time): resolved, by
@@ -179,8 +177,8 @@ class PlatformService:
         mapping = await self._platform(principal)
         row = await self._ticket(principal, mapping, ticket_id)
         (ticket,) = await self._platform_tickets(principal, mapping, [await self._row_ticket(principal, row)])
-        comments = await self._every_comment(principal, row.object_id)
-        files = await self._attachments.list(principal, row.object_id)
+        comments = await self._comments.of_ticket(principal, row)
+        files = await self._attachments.of_ticket(principal, row)
         return PlatformTicketDetail(
             **msgspec.structs.asdict(ticket),
             comments=await self._platform_comments(principal, comments),
@@ -381,17 +379,6 @@ class PlatformService:
             principal, [ticket.created_by for ticket in tickets] + [t.assignee for t in tickets if t.assignee]
         )
         return [_platform_ticket(mapping, ticket, people) for ticket in tickets]
-
-    async def _every_comment(self, principal: Principal, object_id: str) -> list[CommentOut]:
-        """The ticket's comments the caller may see, oldest first: all of them, as seed 004's GET shows them."""
-        comments: list[CommentOut] = []
-        page = 1
-        while True:
-            total, found = await self._comments.page(principal, object_id, page, COMMENTS_PAGE)
-            comments.extend(found)
-            if not found or len(comments) >= total:
-                return comments
-            page += 1
 
     async def _platform_comments(self, principal: Principal, comments: list[CommentOut]) -> list[PlatformComment]:
         people = await self._people(principal, [comment.author.id for comment in comments])
