@@ -124,7 +124,8 @@ def make_workspace() -> Path:
 @dataclass
 class BenchTenant:
     spec: TenantSpec
-    bearer: str
+    bearer: str  # an agent's
+    customer_bearer: str  # CUSTOMER_SUBJECT's, a customer-level caller: it reads only the tickets it created
 
     @property
     def headers(self) -> dict[str, str]:
@@ -134,6 +135,10 @@ class BenchTenant:
 # Rate limits no run reaches (a million requests a second per client and per ticket): with limits on, every request
 # still makes its round trip to Redis, which is what the on/off comparison measures.
 UNREACHED_RATE_LIMITS = {"plan": "bench", "plans": {"bench": 60_000_000}, "ticket_writes_per_minute": 60_000_000}
+
+
+# The customer who created a share of the seeded tickets (see seed.SEED), and reads them in the GET load.
+CUSTOMER_SUBJECT = "bench-customer"
 
 
 def make_tenants(workspace: Path) -> list[BenchTenant]:
@@ -156,7 +161,12 @@ def make_tenants(workspace: Path) -> list[BenchTenant]:
     ]
     write_tenants(workspace / "tenants", specs)
     return [
-        BenchTenant(spec, token(spec, roles=["agent"], subject=f"bench-{spec.slug}", ttl=TOKEN_TTL)) for spec in specs
+        BenchTenant(
+            spec,
+            token(spec, roles=["agent"], subject=f"bench-{spec.slug}", ttl=TOKEN_TTL),
+            token(spec, roles=list(spec.roles["customer"]), subject=CUSTOMER_SUBJECT, ttl=TOKEN_TTL),
+        )
+        for spec in specs
     ]
 
 

@@ -43,13 +43,14 @@ def lua_string(value: str) -> str:
     return json.dumps(value)  # a JSON string of ASCII text is a valid Lua string literal
 
 
-def _auth_table(tenants: list[BenchTenant]) -> str:
+def _auth_table(tenants: list[BenchTenant], *, customers: bool = False) -> str:
     rows = [
-        f"  {{authorization = {lua_string(f'Bearer {t.bearer}')}, tenant = {lua_string(str(t.spec.id))}, "
-        f"realm = {lua_string(t.spec.realms[0].name)}}},"
+        f"  {{authorization = {lua_string(f'Bearer {t.customer_bearer if customers else t.bearer}')}, "
+        f"tenant = {lua_string(str(t.spec.id))}, realm = {lua_string(t.spec.realms[0].name)}}},"
         for t in tenants
     ]
-    return "bench_auth = {\n" + "\n".join(rows) + "\n}\n"
+    name = "bench_customer_auth" if customers else "bench_auth"
+    return f"{name} = {{\n" + "\n".join(rows) + "\n}\n"
 
 
 def patch_tickets(tenants: list[BenchTenant], connections: int) -> list[tuple[int, str]]:
@@ -84,8 +85,12 @@ def write_patch_data(
     )
 
 
-def write_get_data(path: Path, tenants: list[BenchTenant], per_tenant: int) -> None:
-    path.write_text(_auth_table(tenants) + f"bench_count = {per_tenant}\nbench_prefix = {lua_string('REQ')}\n")
+def write_get_data(path: Path, tenants: list[BenchTenant], per_tenant: int, customer_share: int) -> None:
+    path.write_text(
+        _auth_table(tenants)
+        + _auth_table(tenants, customers=True)
+        + f"bench_count = {per_tenant}\nbench_customer_share = {customer_share}\nbench_prefix = {lua_string('REQ')}\n"
+    )
 
 
 def run_wrk(

@@ -179,7 +179,11 @@ class ScaleBench:
         request_type = self.server.request_type(self.tenant)
         fields = {f["key"]: f["id"] for f in request_type["fields"]}  # type: ignore[attr-defined]
         self.target = SeedTarget(
-            self.tenant.spec.id, uuid.UUID(str(request_type["id"])), int(str(request_type["version"])), fields
+            self.tenant.spec.id,
+            uuid.UUID(str(request_type["id"])),
+            int(str(request_type["version"])),
+            fields,
+            self.tenant.spec.realms[0].name,
         )
         say(f"workspace {self.workspace}; server WORKERS={workers} on {self.server.url}")
 
@@ -221,7 +225,7 @@ class ScaleBench:
         def wrk_get(seconds: float, label: str) -> WrkResult:
             assert self.workspace is not None
             data = self.workspace / "get-data.lua"
-            write_get_data(data, tenants, size)
+            write_get_data(data, tenants, size, customer_share=0)  # agents only: the scale is what varies
             return self.wrk_run(label, "get.lua", PATCH_GET_CONNECTIONS, seconds, [str(data), str(WRK_THREADS)])
 
         for name, run, measured in (("PATCH", wrk_patch, patch), ("GET", wrk_get, get)):

@@ -11,12 +11,16 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from tests.bench.environment import CUSTOMER_SUBJECT
+
 T = TypeVar("T")
 
 # One ticket per n, numbered like the app's CREATE does it: at least four digits, never truncated (a bare
-# lpad(n, 4) would cut 10000 down to '1000').
+# lpad(n, 4) would cut 10000 down to '1000'). Every CUSTOMER_SHARE-th ticket was created by the bench's customer in
+# the tenant's realm ($12, $13): the GET load reads those with the customer's token.
 SEED = """
-INSERT INTO ticket (tenant_id, object_id, type_id, type_version, data, created_at, created_by, updated_at, updated_by)
+INSERT INTO ticket (tenant_id, object_id, type_id, type_version, data, created_at, created_by, created_realm,
+                    updated_at, updated_by)
 SELECT $1, 'REQ-' || lpad(n::text, greatest(4, length(n::text)), '0'), $2, $3,
        jsonb_build_object(
            $4::text, 'Seeded request ' || n,
@@ -26,7 +30,8 @@ SELECT $1, 'REQ-' || lpad(n::text, greatest(4, length(n::text)), '0'), $2, $3,
            $8::text, '[]'::jsonb,
            $9::text, 0,
            $10::text, 'api'),
-       now() - make_interval(secs => $11 - n), 'bench-seed', now() - make_interval(secs => $11 - n), 'bench-seed'
+       now() - make_interval(secs => $11 - n), CASE WHEN n % $14 = 0 THEN $12 ELSE 'bench-seed' END, $13,
+       now() - make_interval(secs => $11 - n), 'bench-seed'
   FROM generate_series(1, $11::int) AS n
 """
 
@@ -34,6 +39,8 @@ SEQUENCE = """
 INSERT INTO display_id_sequence (tenant_id, prefix, last_value) VALUES ($1, 'REQ', $2)
 ON CONFLICT (tenant_id, prefix) DO UPDATE SET last_value = excluded.last_value
 """
+
+CUSTOMER_SHARE = 4
 
 SEEDED_FIELDS = ("title", "description", "priority", "requester_email", "tags", "counter", "source")
 
@@ -44,6 +51,7 @@ class SeedTarget:
     type_id: uuid.UUID
     type_version: int
     field_ids: dict[str, str]
+    realm: str
 
 
 def run_sql(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -62,7 +70,17 @@ def seed(dsn: str, targets: list[SeedTarget], per_tenant: int) -> None:
         for target in targets:
             fields = [target.field_ids[key] for key in SEEDED_FIELDS]
             async with conn.transaction():
-                await conn.execute(SEED, target.tenant_id, target.type_id, target.type_version, *fields, per_tenant)
+                await conn.execute(
+                    SEED,
+                    target.tenant_id,
+                    target.type_id,
+                    target.type_version,
+                    *fields,
+                    per_tenant,
+                    CUSTOMER_SUBJECT,
+                    target.realm,
+                    CUSTOMER_SHARE,
+                )
                 await conn.execute(SEQUENCE, target.tenant_id, per_tenant)
         await conn.execute("VACUUM ANALYZE")
 
