@@ -4,8 +4,8 @@ One loop per process: dispatch committed events into deliveries, claim the due h
 send each claimed delivery in a task of its own (up to WEBHOOK_CONCURRENCY at once). A task whose delivery succeeds
 claims the next one of the same queue as it records the success and sends it at once, for a while (see _deliver);
 a finished task wakes the loop, which hands its slot out again. Everything is written so that any number of processes
-may run it together: dispatching is serialised per tenant by row locks, deliveries are claimed with SKIP LOCKED and
-leased, and an attempt records its outcome only while it still holds its lease.
+may run it together: dispatching is serialised per tenant by an advisory lock, deliveries are claimed with SKIP
+LOCKED and leased, and an attempt records its outcome only while it still holds its lease.
 """
 
 from __future__ import annotations
@@ -248,25 +248,34 @@ class Dispatcher:
         # (when, tenant, deliveries) to look at again, oldest first.
         self._look_again: deque[tuple[float, uuid.UUID, list[uuid.UUID]]] = deque()
 
-    async def dispatch(self) -> int:
-        """Dispatch every event committed so far, the tickets' and the users'; returns how many."""
+    async def dispatch(self) -> tuple[int, bool]:
+        """Dispatch every event committed so far, the tickets' and the users'; returns how many, and whether a
+        tenant's ticket events were left to another dispatcher at work on them (look again soon: it may have
+        started before the latest of them committed)."""
         while self._look_again and self._look_again[0][0] <= time.monotonic():
             _, tenant_id, waiting = self._look_again.popleft()
             await self._repository.promote_stranded_among(tenant_id, waiting)
         dispatched = 0
+        left = False
         for found in await self._repository.undispatched():
             dispatch_batch = self._dispatch_batch if found.outbox == "ticket" else self._dispatch_user_batch
             while True:
                 count = await dispatch_batch(found.tenant_id)
+                if count is None:
+                    left = True
+                    break
                 dispatched += count
                 if count < DISPATCH_BATCH:
                     break
-        return dispatched
+        return dispatched, left
 
-    async def _dispatch_batch(self, tenant_id: uuid.UUID) -> int:
+    async def _dispatch_batch(self, tenant_id: uuid.UUID) -> int | None:
+        """Dispatch the tenant's oldest events (None: another dispatcher is at it)."""
         waiting: list[uuid.UUID] = []
         async with self._db.transaction():
-            events = await self._repository.claim_events(tenant_id, DISPATCH_BATCH)
+            if not await self._repository.lock_outbox(tenant_id):
+                return None
+            events = await self._repository.take_events(tenant_id, DISPATCH_BATCH)
             if not events:
                 return 0
             subscriptions = await self._repository.active_subscriptions(tenant_id)
@@ -277,7 +286,6 @@ class Dispatcher:
                 waiting = await self._repository.queue(
                     tenant_id, deliveries_for(routes), self._horizon, behind_failing_heads=True
                 )
-            await self._repository.mark_dispatched(tenant_id, [event.id for event in events])
         if waiting:
             await self._repository.promote_stranded_among(tenant_id, waiting)
             self._look_again.append((time.monotonic() + LOOK_AGAIN_SECONDS, tenant_id, waiting))
@@ -424,14 +432,14 @@ class DeliveryWorker:
     async def work_once(self) -> bool:
         """Dispatch what has committed, then claim what is due (and now and then free deliveries stranded behind
         nothing); whether anything was done."""
-        dispatched = await self._dispatcher.dispatch()
+        dispatched, left = await self._dispatcher.dispatch()
         claimed = await self._claim()
         promoted = 0
         if time.monotonic() >= self._next_stranded_sweep:
             self._next_stranded_sweep = time.monotonic() + STRANDED_SWEEP_SECONDS * random.uniform(0.5, 1.0)  # noqa: S311
             for tenant_id in await self._repository.tenants_with_waiting_deliveries():
                 promoted += await self._repository.promote_stranded(tenant_id)
-        return dispatched > 0 or claimed > 0 or promoted > 0
+        return dispatched > 0 or left or claimed > 0 or promoted > 0
 
     async def _claim(self) -> int:
         """Claim due deliveries for the free slots, a fair share per tenant per round in random order, so that one

@@ -1,10 +1,11 @@
 """SQL for webhook subscriptions, the outbox (ticket_event rows not yet dispatched) and deliveries. tenant_id is a
 mandatory argument of every method, and no statement locks rows of more than one tenant.
 
-Dispatching takes a tenant's undispatched events oldest first with a plain FOR UPDATE, not SKIP LOCKED: a second
-dispatcher of the same tenant waits for the first one's batch to commit instead of dispatching later events of the
-same tickets ahead of it, which is what keeps deliveries queued in the order of each ticket's events (a ticket's
-events are inserted under its row lock, so their ids grow with their sequence).
+Dispatching takes a tenant's undispatched events oldest first, one dispatcher per tenant at a time (a transaction
+advisory lock: a second one moves on and comes back, rather than dispatching later events of the same tickets ahead
+of the first one's batch, or waiting for it): that keeps deliveries queued in the order of each ticket's events (a
+ticket's events are inserted under its row lock, so their ids grow with their sequence, and a transaction that sees
+one of a ticket's events sees every earlier one).
 
 Deliveries are claimed with SKIP LOCKED, and only the head of each (subscription, ticket) queue (its pending
 delivery with the lowest event sequence) is eligible; a claim pushes `next_attempt_at` past the attempt's timeout,
@@ -206,15 +207,16 @@ SELECT DISTINCT tenant_id, 'ticket' AS outbox FROM ticket_event WHERE dispatched
 SELECT DISTINCT tenant_id, 'user' AS outbox FROM user_event WHERE dispatched_at IS NULL
 """
 
-CLAIM_EVENTS = """
-SELECT id, kind FROM ticket_event
- WHERE tenant_id = $1 AND dispatched_at IS NULL
- ORDER BY id
- LIMIT $2
-   FOR UPDATE
-"""
+# One dispatcher at a time per tenant, across processes: held until its transaction ends (see TAKE_EVENTS).
+LOCK_OUTBOX = "SELECT pg_try_advisory_xact_lock(hashtext('webhook_outbox:' || $1::uuid::text))"
 
-MARK_DISPATCHED = "UPDATE ticket_event SET dispatched_at = now() WHERE tenant_id = $1 AND id = ANY($2::bigint[])"
+# The tenant's oldest undispatched events, marked dispatched by the transaction that queues their deliveries.
+TAKE_EVENTS = """
+UPDATE ticket_event SET dispatched_at = now()
+ WHERE tenant_id = $1 AND id = ANY(ARRAY(
+       SELECT id FROM ticket_event WHERE tenant_id = $1 AND dispatched_at IS NULL ORDER BY id LIMIT $2))
+RETURNING id, kind
+"""
 
 # The tenant's oldest undispatched user events with their users, locked until the transaction ends.
 CLAIM_USER_EVENTS = """
@@ -297,16 +299,19 @@ SELECT $1, d.id, d.subscription_id, d.message_id, d.event_type, d.event_id, d.ti
 RETURNING id, next_attempt_at = 'infinity' AS waiting
 """
 
-# Deliveries stranded at 'infinity' with nothing ahead of them in their queue: due now. The sweep, now and then, over
-# a tenant.
+# Deliveries stranded at 'infinity' with nothing ahead of them in their queue (the heads of their queues, found as
+# CLAIM_DELIVERIES finds them: a NOT EXISTS was planned as an anti-join that read the whole table for each waiting
+# delivery): due now. The sweep, now and then, over a tenant.
 PROMOTE_STRANDED = """
 UPDATE webhook_delivery d
    SET next_attempt_at = now()
  WHERE d.tenant_id = $1 AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
-   AND NOT EXISTS (
-       SELECT 1 FROM webhook_delivery e
+   AND d.id = (
+       SELECT e.id FROM webhook_delivery e
         WHERE e.tenant_id = $1 AND e.subscription_id = d.subscription_id AND e.ticket_id = d.ticket_id
-          AND e.status = 'pending' AND (e.sequence, e.created_at) < (d.sequence, d.created_at))
+          AND e.status = 'pending'
+        ORDER BY e.sequence, e.created_at
+        LIMIT 1)
 """
 # What a dispatcher queued as waiting, looked at again once committed. (Neither delivered nor dead, rather than
 # pending: the primary key, not a pending-only index, whatever the statistics say; see RECORD_OUTCOME.)
@@ -315,16 +320,22 @@ UPDATE webhook_delivery d
    SET next_attempt_at = now()
  WHERE d.tenant_id = $1 AND d.id = ANY($2::uuid[]) AND d.status NOT IN ('delivered', 'dead')
    AND d.next_attempt_at = 'infinity'
-   AND NOT EXISTS (
-       SELECT 1 FROM webhook_delivery e
+   AND d.id = (
+       SELECT e.id FROM webhook_delivery e
         WHERE e.tenant_id = $1 AND e.subscription_id = d.subscription_id AND e.ticket_id = d.ticket_id
-          AND e.status = 'pending' AND (e.sequence, e.created_at) < (d.sequence, d.created_at))
+          AND e.status = 'pending'
+        ORDER BY e.sequence, e.created_at
+        LIMIT 1)
 """
 
 # (Read by the rare sweep only: it scans the waiting deliveries of every tenant.)
 TENANTS_WITH_WAITING = """
 SELECT DISTINCT tenant_id FROM webhook_delivery WHERE status = 'pending' AND next_attempt_at = 'infinity'
 """
+
+# The due index holds pending deliveries with next_attempt_at > '-infinity', true of every row: the statements that
+# want the index say so, and the head lookups, which do not, cannot take it in place of the queue index whatever the
+# statistics say (migration 2026-12-11).
 
 # Tenants with due deliveries of active subscriptions (an inactive one's deliveries wait, and cost no claim).
 # (Per tenant, the first due delivery of an active subscription is found on the due index: no scan of a backlog.)
@@ -335,19 +346,22 @@ SELECT t.id
        SELECT 1
          FROM webhook_delivery d
          JOIN webhook_subscription s ON s.tenant_id = d.tenant_id AND s.id = d.subscription_id
-        WHERE d.tenant_id = t.id AND d.status = 'pending' AND d.next_attempt_at <= now() AND s.active)
+        WHERE d.tenant_id = t.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+          AND d.next_attempt_at > '-infinity' AND s.active)
 """
 
 # The due heads of their queues, of active subscriptions; the claim is a lease of $3 seconds. A queue is a
 # subscription's deliveries of one ticket in sequence order; its head is its first pending delivery, found by one
-# descent of the queue index (ordered as the index is, so that no planner estimate can prefer another index and a
-# sort). Deliveries of no ticket (pings, users' events) are each a queue of their own.
+# descent of the queue index (the only index a head lookup can use, see above). Deliveries of no ticket (pings,
+# users' events) are each a queue of their own. Claimed rows are then read by primary key (an array of ids, not a
+# join the planner could turn into a scan of the tenant's deliveries).
 CLAIM_DELIVERIES = """
 WITH due AS (
     SELECT d.id
       FROM webhook_delivery d
       JOIN webhook_subscription s ON s.tenant_id = d.tenant_id AND s.id = d.subscription_id
-     WHERE d.tenant_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now() AND s.active
+     WHERE d.tenant_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+       AND d.next_attempt_at > '-infinity' AND s.active
        AND (d.ticket_id IS NULL OR d.id = (
            SELECT e.id FROM webhook_delivery e
             WHERE e.tenant_id = d.tenant_id AND e.subscription_id = d.subscription_id AND e.ticket_id = d.ticket_id
@@ -360,8 +374,8 @@ WITH due AS (
 )
 UPDATE webhook_delivery d
    SET next_attempt_at = now() + make_interval(secs => $3), attempts = d.attempts + 1, last_attempt_at = now()
-  FROM due, webhook_subscription s
- WHERE d.tenant_id = $1 AND d.id = due.id AND s.tenant_id = $1 AND s.id = d.subscription_id
+  FROM webhook_subscription s
+ WHERE d.tenant_id = $1 AND d.id = ANY(ARRAY(SELECT id FROM due)) AND s.tenant_id = $1 AND s.id = d.subscription_id
 RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at, s.url,
           s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
 """
@@ -401,9 +415,9 @@ SELECT count(*) FROM recorded
 # excluded by id. No row comes back when nothing was recorded (the attempt had lost its lease) or nothing is next.
 # The head is chosen among all pending deliveries of the queue, due or not, and only then locked if due (or waiting
 # behind the delivery just recorded, see INSERT_DELIVERIES): a head that is leased or waiting for its retry stops
-# the chain, never lets the delivery behind it go first. "Neither delivered
-# nor dead" stands for pending where the primary key must be the way in (see RECORD_OUTCOME). A waiting successor
-# of a subscription that is off is made due instead (the subscription's next claim round takes it once it is on).
+# the chain, never lets the delivery behind it go first. "Neither delivered nor dead" stands for pending where the
+# primary key must be the way in (see RECORD_OUTCOME), and the head is named by a scalar subquery for the same reason.
+# A waiting successor of a subscription that is off is made due instead (its next claim round takes it once it is on).
 DELIVERED_CLAIM_NEXT = """
 WITH recorded AS (
     UPDATE webhook_delivery
@@ -420,22 +434,22 @@ WITH recorded AS (
      LIMIT 1
 ), due AS (
     SELECT d.id
-      FROM head, webhook_delivery d, webhook_subscription s
-     WHERE d.tenant_id = $1 AND d.id = head.id AND d.status NOT IN ('delivered', 'dead')
+      FROM webhook_delivery d, webhook_subscription s
+     WHERE d.tenant_id = $1 AND d.id = (SELECT id FROM head) AND d.status NOT IN ('delivered', 'dead')
        AND (d.next_attempt_at <= now() OR d.next_attempt_at = 'infinity')
        AND s.tenant_id = $1 AND s.id = $9 AND s.active
        FOR UPDATE OF d SKIP LOCKED
 ), promoted AS (
     UPDATE webhook_delivery d
        SET next_attempt_at = now()
-      FROM head, webhook_subscription s
-     WHERE d.tenant_id = $1 AND d.id = head.id AND d.status NOT IN ('delivered', 'dead')
+      FROM webhook_subscription s
+     WHERE d.tenant_id = $1 AND d.id = (SELECT id FROM head) AND d.status NOT IN ('delivered', 'dead')
        AND d.next_attempt_at = 'infinity' AND s.tenant_id = $1 AND s.id = $9 AND NOT s.active
 )
 UPDATE webhook_delivery d
    SET next_attempt_at = now() + make_interval(secs => $8), attempts = d.attempts + 1, last_attempt_at = now()
-  FROM due, webhook_subscription s
- WHERE d.tenant_id = $1 AND d.id = due.id AND s.tenant_id = $1 AND s.id = $9
+  FROM webhook_subscription s
+ WHERE d.tenant_id = $1 AND d.id = (SELECT id FROM due) AND s.tenant_id = $1 AND s.id = $9
 RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at, s.url,
           s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
 """
@@ -584,12 +598,16 @@ class WebhookRepository:
         """The tenants with undispatched events, and in which outbox ('ticket' or 'user')."""
         return await self._db.fetch_all(Undispatched, UNDISPATCHED)
 
-    async def claim_events(self, tenant_id: uuid.UUID, limit: int) -> list[OutboxEvent]:
-        """The tenant's oldest undispatched events, locked until the transaction ends."""
-        return await self._db.fetch_all(OutboxEvent, CLAIM_EVENTS, tenant_id, limit)
+    async def lock_outbox(self, tenant_id: uuid.UUID) -> bool:
+        """Whether this transaction now dispatches the tenant's events (False: another dispatcher does)."""
+        locked: bool = await self._db.fetch_value(LOCK_OUTBOX, tenant_id)
+        return locked
 
-    async def mark_dispatched(self, tenant_id: uuid.UUID, event_ids: list[int]) -> None:
-        await self._db.execute(MARK_DISPATCHED, tenant_id, event_ids)
+    async def take_events(self, tenant_id: uuid.UUID, limit: int) -> list[OutboxEvent]:
+        """The tenant's oldest undispatched events, oldest first, marked dispatched (by this transaction, which must
+        hold the tenant's outbox)."""
+        events = await self._db.fetch_all(OutboxEvent, TAKE_EVENTS, tenant_id, limit)
+        return sorted(events, key=lambda event: event.id)
 
     async def claim_user_events(self, tenant_id: uuid.UUID, limit: int) -> list[UserEventRow]:
         """The tenant's oldest undispatched user events, locked until the transaction ends."""

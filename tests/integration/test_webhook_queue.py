@@ -9,10 +9,12 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import msgspec
 import pytest
 
 from app.db.database import Database
+from app.webhook import repository as webhook_repository
 from app.webhook.repository import ClaimedDelivery, NewDelivery, WebhookRepository
 from tests.support import TenantSpec
 
@@ -306,3 +308,97 @@ async def test_the_dispatchers_second_look_frees_what_the_end_of_a_heads_turn_co
         assert sorted(await waiting_of(repository, alpha, hooked)) == ["evt_2:behind", "evt_2:scheduled"]
         assert await repository.promote_stranded_among(alpha.id, [other_two]) == 1
         assert await waiting_of(repository, alpha, hooked) == ["evt_2:scheduled", "evt_2:scheduled"]
+
+
+# Every statement that looks for a queue's head, with literal arguments for EXPLAIN EXECUTE: (tenant, subscription,
+# ticket, delivery) are filled in by the test.
+_HEAD_LOOKUPS = {
+    "delivered_claim_next": (
+        webhook_repository.DELIVERED_CLAIM_NEXT,
+        "'{tenant}', '{delivery}', 1, 200, 3, 'ok', now(), 30, '{subscription}', '{ticket}'",
+    ),
+    "record_outcome": (
+        webhook_repository.RECORD_OUTCOME,
+        "'{tenant}', '{delivery}', 1, 'dead', 0, 500, 3, 'HTTP 500', 'no', NULL, '{subscription}', '{ticket}'",
+    ),
+    "claim_deliveries": (webhook_repository.CLAIM_DELIVERIES, "'{tenant}', 10, 30"),
+    "promote_stranded": (webhook_repository.PROMOTE_STRANDED, "'{tenant}'"),
+    "promote_stranded_among": (webhook_repository.PROMOTE_STRANDED_AMONG, "'{tenant}', '{{{delivery}}}'"),
+    "insert_deliveries": (
+        webhook_repository.INSERT_DELIVERIES,
+        "'{tenant}', '{{{delivery}}}', '{{{subscription}}}', '{{evt_9}}', '{{ticket.updated}}', '{{9}}', "
+        "'{{{ticket}}}', '{{9}}', '{{\"{{}}\"}}', 3600, true",
+    ),
+}
+# The statements that scan the due index for due or waiting deliveries, and then look for their queues' heads.
+_DUE_SCANS = ("claim_deliveries", "promote_stranded")
+
+
+def _scans(plan: object) -> set[str]:
+    """The indexes the plan reads webhook_delivery by, and "seq" if it reads all of it."""
+    if isinstance(plan, dict):
+        found = set()
+        if plan.get("Relation Name") == "webhook_delivery" and "Scan" in plan.get("Node Type", ""):
+            found.add(plan.get("Index Name", "seq"))
+        return found.union(*(_scans(value) for value in plan.values()))
+    if isinstance(plan, list):
+        return set().union(*(_scans(value) for value in plan))
+    return set()
+
+
+async def test_a_queue_head_is_found_on_the_queue_index_whatever_the_statistics_say(
+    migrated: str, alpha: TenantSpec
+) -> None:
+    """Pending deliveries come and go within milliseconds, so ANALYZE finds few of them, and a backlog builds up
+    behind statistics that do not know it. The cached generic plans of the head lookups must still descend the queue
+    index: the due index (every pending delivery of the tenant) or the listing index (the subscription's whole
+    history) would make each head lookup read the whole backlog, slower the further deliveries fall behind."""
+    connection = await asyncpg.connect(migrated)
+    try:
+        transaction = connection.transaction()
+        await transaction.start()
+        subscription_id, tickets = uuid.uuid4(), [uuid.uuid4() for _ in range(32)]
+        await connection.execute(
+            webhook_repository.INSERT_SUBSCRIPTION,
+            alpha.id,
+            subscription_id,
+            "https://hooks.example.com/in",
+            None,
+            "plans",
+            True,
+            "whsec_x",
+            "test",
+        )
+        history = """
+        INSERT INTO webhook_delivery (tenant_id, id, subscription_id, message_id, event_type, event_id, ticket_id,
+                                      sequence, body, status, next_attempt_at, expires_at, created_at)
+        SELECT $1, gen_random_uuid(), $2, 'evt_' || n, 'ticket.updated', n, ($3::uuid[])[1 + n % $4], n, '{}',
+               CASE WHEN n <= $5 THEN 'pending' ELSE 'delivered' END, now(), now() + interval '1 day', now()
+          FROM generate_series($6::int, $7::int) AS n
+        """
+        # Statistics taken with 2 of 4,000 deliveries pending (this transaction's own rows count as live), all of
+        # them queued as pending first, so that the pending-only indexes hold an entry for each, as they do until
+        # VACUUM...
+        await connection.execute(history, alpha.id, subscription_id, tickets, len(tickets), 4000, 1, 4000)
+        await connection.execute(
+            "UPDATE webhook_delivery SET status = 'delivered' WHERE tenant_id = $1 AND sequence > 2", alpha.id
+        )
+        await connection.execute("ANALYZE webhook_delivery")
+        # ... then a backlog of 2,000 pending deliveries of 20 tickets.
+        await connection.execute(history, alpha.id, subscription_id, tickets, 20, 10_000, 4001, 6000)
+        await connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        for name, (sql, arguments) in _HEAD_LOOKUPS.items():
+            await connection.execute(f"PREPARE {name} AS {sql}")
+            literals = arguments.format(
+                tenant=alpha.id, subscription=subscription_id, ticket=tickets[1], delivery=uuid.uuid4()
+            )
+            plan = await connection.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({literals})")
+            used = _scans(msgspec.json.decode(plan))
+            expected = {"webhook_delivery_queue_idx", "webhook_delivery_pkey"}
+            if name in _DUE_SCANS:
+                expected.add("webhook_delivery_due_idx")
+            assert "webhook_delivery_queue_idx" in used, (name, used)
+            assert used <= expected, (name, used)
+        await transaction.rollback()
+    finally:
+        await connection.close()

@@ -158,6 +158,6 @@ async def test_the_dispatcher_looks_again_at_waiting_deliveries_once_their_time_
     dispatcher = delivery_module.Dispatcher(cast(Any, None), cast(WebhookRepository, outbox), 60.0)
     due, later = [uuid.uuid4()], [uuid.uuid4()]
     dispatcher._look_again.extend([(0.0, TENANT, due), (float("inf"), TENANT, later)])
-    assert await dispatcher.dispatch() == 0
+    assert await dispatcher.dispatch() == (0, False)
     assert outbox.looks == [due]  # the later one waits for its time
     assert list(dispatcher._look_again) == [(float("inf"), TENANT, later)]
