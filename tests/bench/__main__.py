@@ -178,15 +178,7 @@ class Bench:
         choices = [int(fixed)] if fixed else list(WORKER_CHOICES)
         server = self.start_server(choices[0])
         self.seed(server)
-        # As deployed: one active webhook subscription per tenant, for every PATCH run from here on.
-        self.receiver = Sink().__enter__()
-        self.hooks = Subscriptions(self.tenants, self.receiver)
-        self.hooks.create(server.url)
-        # The statistics a service has after its first minute of webhooks: the seed's VACUUM ANALYZE found no events
-        # and no deliveries, and until autovacuum's first ANALYZE of them (up to a minute or two in) the planner
-        # guesses every selectivity, which is not the state the service runs in.
-        self.wrk_patch(WARMUP_SECONDS, "statistics warm-up")
-        execute(self.dsn, "ANALYZE ticket_event, webhook_delivery")
+        self.subscribe(server)
         say(f"set-up done in {time.monotonic() - started:.0f} s")
 
         if len(choices) > 1:
@@ -224,6 +216,18 @@ class Bench:
             f"seeded {total} tickets ({PER_TENANT} REQ tickets in each of {len(self.tenants)} tenants, field UUIDs "
             f"from GET /ticket-type) and ran VACUUM ANALYZE in {time.monotonic() - began:.1f} s"
         )
+
+    def subscribe(self, server: Server) -> None:
+        """As deployed: one active webhook subscription per tenant, to a receiver process, for every PATCH run from
+        here on."""
+        self.receiver = Sink().__enter__()
+        self.hooks = Subscriptions(self.tenants, self.receiver)
+        self.hooks.create(server.url)
+        # The statistics a service has after its first minute of webhooks: the seed's VACUUM ANALYZE found no events
+        # and no deliveries, and until autovacuum's first ANALYZE of them (up to a minute or two in) the planner
+        # guesses every selectivity, which is not the state the service runs in.
+        self.wrk_patch(WARMUP_SECONDS, "statistics warm-up")
+        execute(self.dsn, "ANALYZE ticket_event, webhook_delivery")
 
     @property
     def counter_field(self) -> str:

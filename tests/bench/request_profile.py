@@ -60,6 +60,10 @@ PYTHON = {
     "cryptography": "JWT (python-jose)",
     "jsonschema": "jsonschema",
     "uvloop": "uvloop",
+    "aiohttp": "aiohttp (webhook deliveries)",
+    "yarl": "aiohttp (webhook deliveries)",
+    "multidict": "aiohttp (webhook deliveries)",
+    "aiohappyeyeballs": "aiohttp (webhook deliveries)",
 }
 
 
@@ -82,6 +86,8 @@ def category(stack: list[str]) -> str:
         file = place.split(":")[0]
         top = file.split("/")[0]
         if file.endswith(".py"):
+            if file.startswith("app/webhook/"):
+                return "this service's webhook worker (dispatch, claims, signing)"
             return PYTHON.get(top, "standard library")
         if file.startswith("<frozen"):
             return "standard library"
@@ -165,7 +171,9 @@ def main() -> None:
     bench.tenants = make_tenants(bench.workspace)
     bench.cluster = start_cluster(bench.workspace)
     try:
-        bench.seed(bench.start_server(1))
+        server = bench.start_server(1)
+        bench.seed(server)
+        bench.subscribe(server)  # as make bench: every PATCH is delivered as a webhook, by this worker
         profiles = [
             profile(bench, "PATCH", bench.wrk_patch),
             profile(bench, "GET", bench.wrk_get),
