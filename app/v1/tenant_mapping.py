@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from app.tenancy.model import V1Config
+from app.tenancy.model import V1Config, V1PlatformMapping, V1TicketMapping
 from app.tenancy.registry import TenantRegistry
 from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.compiled import CompiledField, CompiledType
@@ -60,9 +60,15 @@ class PlatformMapping:
 
 
 class TenantMapping:
+    """The mappings, built once per tenant for the configuration and ticket type they were built from: the tenant
+    registry and the type cache replace those objects when they change, so an entry whose objects are not the current
+    ones is simply built again."""
+
     def __init__(self, registry: TenantRegistry, types: TicketTypeCache) -> None:
         self._registry = registry
         self._types = types
+        self._tickets: dict[uuid.UUID, tuple[V1TicketMapping, CompiledType, TicketMapping]] = {}
+        self._platform: dict[uuid.UUID, tuple[V1PlatformMapping, CompiledType, PlatformMapping]] = {}
 
     def config(self, tenant_id: uuid.UUID) -> V1Config:
         tenant = self._registry.tenant(tenant_id)
@@ -74,10 +80,15 @@ class TenantMapping:
         ticket_type = await self._types.by_prefix(tenant_id, config.ticket_type)
         if ticket_type is None:
             raise V1Error(404, *TICKET_NOT_FOUND)
+        cached = self._tickets.get(tenant_id)
+        if cached is not None and cached[0] is config and cached[1] is ticket_type:
+            return cached[2]
         by_key = {field.definition.key: field for field in ticket_type.fields.values()}
         members = {name: by_key[key] for name, key in config.fields if key in by_key}
         workflow = ticket_type.definition.workflow
-        return TicketMapping(ticket_type, members, workflow_statuses(workflow) if workflow is not None else None)
+        mapping = TicketMapping(ticket_type, members, workflow_statuses(workflow) if workflow is not None else None)
+        self._tickets[tenant_id] = (config, ticket_type, mapping)
+        return mapping
 
     async def platform(self, tenant_id: uuid.UUID) -> PlatformMapping | None:
         """The mapping of seed 004's tickets; None for a tenant without their ticket type (it has no such tickets)."""
@@ -85,6 +96,9 @@ class TenantMapping:
         ticket_type = await self._types.by_prefix(tenant_id, config.ticket_type)
         if ticket_type is None:
             return None
+        cached = self._platform.get(tenant_id)
+        if cached is not None and cached[0] is config and cached[1] is ticket_type:
+            return cached[2]
         by_key = {field.definition.key: field for field in ticket_type.fields.values()}
         members = {name: by_key[key] for name, key in config.fields if key in by_key}
         mapped = {field.definition.id for field in members.values()}
@@ -94,7 +108,7 @@ class TenantMapping:
         for status, states in config.statuses:
             for state in states:
                 status_of_state.setdefault(state.lower(), status)
-        return PlatformMapping(
+        mapping = PlatformMapping(
             ticket_type=ticket_type,
             members=members,
             custom_fields=custom,
@@ -103,6 +117,8 @@ class TenantMapping:
             statuses=dict(config.statuses),
             status_of_state=status_of_state,
         )
+        self._platform[tenant_id] = (config, ticket_type, mapping)
+        return mapping
 
 
 def workflow_statuses(workflow: Workflow) -> tuple[str, ...] | None:
