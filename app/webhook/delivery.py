@@ -57,6 +57,8 @@ ROUND_GAP_SECONDS = 0.01
 # has passed since its first send, before it gives its slot back.
 CHAIN_LENGTH = 50
 CHAIN_SECONDS = 1.0
+# How soon a worker looks again at a tenant's events it left to another process's dispatcher.
+CONTENDED_SECONDS = 0.05
 # When the dispatcher looks a second time at deliveries it queued as waiting (see Dispatcher).
 LOOK_AGAIN_SECONDS = 2.0
 # At most how often (jittered down to half) a worker looks over every waiting delivery for one left behind a queue
@@ -291,9 +293,11 @@ class Dispatcher:
             self._look_again.append((time.monotonic() + LOOK_AGAIN_SECONDS, tenant_id, waiting))
         return len(events)
 
-    async def _dispatch_user_batch(self, tenant_id: uuid.UUID) -> int:
+    async def _dispatch_user_batch(self, tenant_id: uuid.UUID) -> int | None:
         """As _dispatch_batch, for the users' events: they belong to no ticket, so no queue orders them."""
         async with self._db.transaction():
+            if not await self._repository.lock_outbox(tenant_id):
+                return None
             events = await self._repository.claim_user_events(tenant_id, DISPATCH_BATCH)
             if not events:
                 return 0
@@ -359,6 +363,8 @@ class DeliveryWorker:
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        # Whether the last round left a tenant's events to another process's dispatcher.
+        self._contended = False
         self._next_stranded_sweep = 0.0
 
     @classmethod
@@ -422,8 +428,11 @@ class DeliveryWorker:
             except Exception:
                 log.exception("webhook round failed")
             if not busy:
+                # Events left to another process's dispatcher are looked at again soon (it may have started before
+                # the latest of them committed), not at every round's pace: it may be at them for a while.
+                wait = CONTENDED_SECONDS if self._contended else self._policy.poll_seconds
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._policy.poll_seconds)
+                    await asyncio.wait_for(self._wake.wait(), min(wait, self._policy.poll_seconds))
             # Whatever finishes or commits within the next few milliseconds shares the next round: one dispatch and
             # one claim for all of it, rather than a round (and a scan of the queues) for each delivery.
             await asyncio.sleep(ROUND_GAP_SECONDS)
@@ -432,14 +441,14 @@ class DeliveryWorker:
     async def work_once(self) -> bool:
         """Dispatch what has committed, then claim what is due (and now and then free deliveries stranded behind
         nothing); whether anything was done."""
-        dispatched, left = await self._dispatcher.dispatch()
+        dispatched, self._contended = await self._dispatcher.dispatch()
         claimed = await self._claim()
         promoted = 0
         if time.monotonic() >= self._next_stranded_sweep:
             self._next_stranded_sweep = time.monotonic() + STRANDED_SWEEP_SECONDS * random.uniform(0.5, 1.0)  # noqa: S311
             for tenant_id in await self._repository.tenants_with_waiting_deliveries():
                 promoted += await self._repository.promote_stranded(tenant_id)
-        return dispatched > 0 or left or claimed > 0 or promoted > 0
+        return dispatched > 0 or claimed > 0 or promoted > 0
 
     async def _claim(self) -> int:
         """Claim due deliveries for the free slots, a fair share per tenant per round in random order, so that one

@@ -207,13 +207,17 @@ SELECT DISTINCT tenant_id, 'ticket' AS outbox FROM ticket_event WHERE dispatched
 SELECT DISTINCT tenant_id, 'user' AS outbox FROM user_event WHERE dispatched_at IS NULL
 """
 
-# One dispatcher at a time per tenant, across processes: held until its transaction ends (see TAKE_EVENTS).
+# One dispatcher at a time per tenant (its ticket and user events), across processes: held until its transaction
+# ends (see TAKE_EVENTS).
 LOCK_OUTBOX = "SELECT pg_try_advisory_xact_lock(hashtext('webhook_outbox:' || $1::uuid::text))"
 
-# The tenant's oldest undispatched events, marked dispatched by the transaction that queues their deliveries.
+# The tenant's oldest undispatched events, marked dispatched by the transaction that queues their deliveries. The
+# outer condition is checked again on a row another transaction was writing (a dispatcher that does not take the
+# lock: an older version during a rolling deploy, or one connected through another node): an event it dispatched
+# meanwhile is not taken a second time.
 TAKE_EVENTS = """
 UPDATE ticket_event SET dispatched_at = now()
- WHERE tenant_id = $1 AND id = ANY(ARRAY(
+ WHERE tenant_id = $1 AND dispatched_at IS NULL AND id = ANY(ARRAY(
        SELECT id FROM ticket_event WHERE tenant_id = $1 AND dispatched_at IS NULL ORDER BY id LIMIT $2))
 RETURNING id, kind
 """
@@ -301,7 +305,8 @@ RETURNING id, next_attempt_at = 'infinity' AS waiting
 
 # Deliveries stranded at 'infinity' with nothing ahead of them in their queue (the heads of their queues, found as
 # CLAIM_DELIVERIES finds them: a NOT EXISTS was planned as an anti-join that read the whole table for each waiting
-# delivery): due now. The sweep, now and then, over a tenant.
+# delivery): due now. The sweep, now and then, over a tenant. (A delivery of no ticket never waits: INSERT_DELIVERIES
+# parks only deliveries with a ticket.)
 PROMOTE_STRANDED = """
 UPDATE webhook_delivery d
    SET next_attempt_at = now()
