@@ -86,6 +86,8 @@ def write_patch_data(
 
 
 def write_get_data(path: Path, tenants: list[BenchTenant], per_tenant: int, customer_share: int) -> None:
+    if customer_share > per_tenant:
+        raise BenchError(f"{per_tenant} tickets per tenant: none of them is every {customer_share}th, the customer's")
     path.write_text(
         _auth_table(tenants)
         + _auth_table(tenants, customers=True)

@@ -1,5 +1,6 @@
 """The benchmark's webhook receiver: uvicorn (httptools, uvloop) in a process of its own, answering every POST with
-200 and noting when it arrived and the event's `timestamp` (its commit), which `GET /arrivals?from=n` returns.
+200 and noting when it arrived, the event's `timestamp` (its transaction's time) and its `webhook-id` (the same on a
+delivery sent again), which `GET /arrivals?from=n` returns.
 
 The tests' receiver (tests/receiver.py: scripted answers, held requests, signature checks) costs about 0.4 ms of
 CPU a request in the benchmark's own Python process, on the same two cores as the server it measures; a receiver
@@ -28,9 +29,9 @@ class _Stamped(msgspec.Struct):
 
 _stamp = msgspec.json.Decoder(_Stamped)
 _arrivals_encoder = msgspec.json.Encoder()
-_arrivals_decoder = msgspec.json.Decoder(list[tuple[float, str]])
-# (arrival as time.time(), the event's timestamp) per request, in arrival order.
-_arrivals: list[tuple[float, str]] = []
+_arrivals_decoder = msgspec.json.Decoder(list[tuple[float, str, str]])
+# (arrival as time.time(), the event's timestamp, its webhook-id) per request, in arrival order.
+_arrivals: list[tuple[float, str, str]] = []
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -42,7 +43,8 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body += message.get("body", b"")
         more = message.get("more_body", False)
     if scope["method"] == "POST":
-        _arrivals.append((arrived, _stamp.decode(body).timestamp))
+        webhook_id = next((value.decode() for name, value in scope["headers"] if name == b"webhook-id"), "")
+        _arrivals.append((arrived, _stamp.decode(body).timestamp, webhook_id))
         answer = b"ok"
     else:
         start = int(dict(part.split(b"=", 1) for part in scope["query_string"].split(b"&") if b"=" in part)[b"from"])
@@ -58,7 +60,7 @@ class Sink:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self._process: subprocess.Popen[bytes] | None = None
-        self._seen: list[tuple[float, str]] = []
+        self._seen: list[tuple[float, str, str]] = []
 
     def __enter__(self) -> Sink:
         self._process = subprocess.Popen([sys.executable, "-m", "tests.bench.sink", str(self.port)])
@@ -78,8 +80,8 @@ class Sink:
             self._process.terminate()
             self._process.wait(10)
 
-    def arrivals(self) -> list[tuple[float, str]]:
-        """Every request so far: (arrival, the event's timestamp)."""
+    def arrivals(self) -> list[tuple[float, str, str]]:
+        """Every request so far: (arrival, the event's timestamp, its webhook-id)."""
         response = httpx.get(f"http://127.0.0.1:{self.port}/arrivals", params={"from": len(self._seen)}, timeout=10)
         response.raise_for_status()
         self._seen += _arrivals_decoder.decode(response.content)

@@ -1,5 +1,6 @@
 -- GET /api/v2/ticketing/ticket/{objectId}: a random seeded ticket of a random tenant on every request; one request
--- in bench_customer_share is a customer's, reading a ticket it created (every bench_customer_share-th one).
+-- in bench_customer_share, at random, is a customer's, reading one of the tickets it created (the seed made it the
+-- creator of every bench_customer_share-th ticket).
 --
 -- args: <data file> <threads>. The data file defines
 --   bench_auth          = { {authorization = "Bearer ...", tenant = "...", realm = "..."}, ... }  (an agent per tenant)
