@@ -340,7 +340,8 @@ SELECT DISTINCT tenant_id FROM webhook_delivery WHERE status = 'pending' AND nex
 
 # The due index holds pending deliveries with next_attempt_at > '-infinity', true of every row: the statements that
 # want the index say so, and the head lookups, which do not, cannot take it in place of the queue index whatever the
-# statistics say (migration 2026-12-11).
+# statistics say; the queue index holds those with a ticket, which only a head lookup's ticket_id = ... implies, so a
+# claim's scan for due deliveries cannot take it either (migration 2026-12-11).
 
 # Tenants with due deliveries of active subscriptions (an inactive one's deliveries wait, and cost no claim).
 # (Per tenant, the first due delivery of an active subscription is found on the due index: no scan of a backlog.)
