@@ -252,8 +252,8 @@ class Dispatcher:
 
     async def dispatch(self) -> tuple[int, bool]:
         """Dispatch every event committed so far, the tickets' and the users'; returns how many, and whether a
-        tenant's ticket events were left to another dispatcher at work on them (look again soon: it may have
-        started before the latest of them committed)."""
+        tenant's events were left to another dispatcher at work on them (look again soon: it may have started
+        before the latest of them committed)."""
         while self._look_again and self._look_again[0][0] <= time.monotonic():
             _, tenant_id, waiting = self._look_again.popleft()
             await self._repository.promote_stranded_among(tenant_id, waiting)
@@ -441,6 +441,7 @@ class DeliveryWorker:
     async def work_once(self) -> bool:
         """Dispatch what has committed, then claim what is due (and now and then free deliveries stranded behind
         nothing); whether anything was done."""
+        self._contended = False  # a round that fails before its dispatch answers must not keep the short wait
         dispatched, self._contended = await self._dispatcher.dispatch()
         claimed = await self._claim()
         promoted = 0

@@ -343,8 +343,9 @@ SELECT DISTINCT tenant_id FROM webhook_delivery WHERE status = 'pending' AND nex
 # statistics say; the queue index holds those with a ticket, which only a head lookup's ticket_id = ... implies, so a
 # claim's scan for due deliveries cannot take it either (migration 2026-12-11).
 
-# Tenants with due deliveries of active subscriptions (an inactive one's deliveries wait, and cost no claim).
-# (Per tenant, the first due delivery of an active subscription is found on the due index: no scan of a backlog.)
+# Tenants with due deliveries of active subscriptions (an inactive one's deliveries wait, and are not claimed).
+# (Per tenant, the due index is read in time order up to the first due delivery of an active subscription: past the
+# due deliveries of inactive subscriptions only, at most one per ticket queue and their deliveries of no ticket.)
 DUE_TENANTS = """
 SELECT t.id
   FROM tenant t
