@@ -430,9 +430,10 @@ class DeliveryWorker:
             if not busy:
                 # Events left to another process's dispatcher are looked at again soon (it may have started before
                 # the latest of them committed), not at every round's pace: it may be at them for a while.
-                wait = CONTENDED_SECONDS if self._contended else self._policy.poll_seconds
+                poll = self._policy.poll_seconds
+                wait = min(CONTENDED_SECONDS, poll) if self._contended else poll
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min(wait, self._policy.poll_seconds))
+                    await asyncio.wait_for(self._wake.wait(), wait)
             # Whatever finishes or commits within the next few milliseconds shares the next round: one dispatch and
             # one claim for all of it, rather than a round (and a scan of the queues) for each delivery.
             await asyncio.sleep(ROUND_GAP_SECONDS)

@@ -209,7 +209,8 @@ SELECT DISTINCT tenant_id, 'user' AS outbox FROM user_event WHERE dispatched_at 
 
 # One dispatcher at a time per tenant (its ticket and user events), across processes: held until its transaction
 # ends (see TAKE_EVENTS).
-LOCK_OUTBOX = "SELECT pg_try_advisory_xact_lock(hashtext('webhook_outbox:' || $1::uuid::text))"
+OUTBOX_LOCK_KEY = "hashtext('webhook_outbox:' || $1::uuid::text)"
+LOCK_OUTBOX = f"SELECT pg_try_advisory_xact_lock({OUTBOX_LOCK_KEY})"
 
 # The tenant's oldest undispatched events, marked dispatched by the transaction that queues their deliveries. The
 # outer condition is checked again on a row another transaction was writing (a dispatcher that does not take the

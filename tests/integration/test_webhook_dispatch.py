@@ -16,11 +16,12 @@ import httpx
 
 from app.db.database import Database
 from app.webhook.delivery import Dispatcher
-from app.webhook.repository import TAKE_EVENTS, WebhookRepository
+from app.webhook.repository import OUTBOX_LOCK_KEY, TAKE_EVENTS, WebhookRepository
 from tests.support import TenantApi, TenantSpec, new_ticket
 
-LOCK = "SELECT pg_advisory_lock(hashtext('webhook_outbox:' || $1::uuid::text))"
-UNLOCK = "SELECT pg_advisory_unlock(hashtext('webhook_outbox:' || $1::uuid::text))"
+# The lock a dispatcher takes for its transaction, held here for as long as a test needs it.
+LOCK = f"SELECT pg_advisory_lock({OUTBOX_LOCK_KEY})"
+UNLOCK = f"SELECT pg_advisory_unlock({OUTBOX_LOCK_KEY})"
 SECRET = "whsec_" + "A" * 43 + "="  # 32 bytes, base64: a secret the service could have generated
 UNDISPATCHED = "SELECT id FROM ticket_event WHERE tenant_id = $1 AND dispatched_at IS NULL ORDER BY id"
 
