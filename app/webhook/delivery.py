@@ -135,6 +135,11 @@ def _json(text: str | None) -> msgspec.Raw | None:
     return None if text is None else msgspec.Raw(text.encode())
 
 
+def _author(subject: str | None, actor: Actor) -> Actor:
+    """A comment's or a file's author: the event's actor (who added it), named as the actor is."""
+    return actor if subject is None or subject == actor.id else Actor(subject)
+
+
 def event_body(row: EventRow) -> str:
     """The body of an event's deliveries, in seed 004's shape: `event`, `timestamp` (when the change committed),
     `data.ticket` with previous and current values, plus the changed fields or the comment where they apply."""
@@ -144,6 +149,7 @@ def event_body(row: EventRow) -> str:
         decoded = _changes_decoder.decode(row.changes)
         changes = {field: Change(value.get("old"), value.get("new")) for field, value in decoded.items()}
         changed_fields = sorted(decoded)
+    actor = Actor(row.actor, row.actor_name, row.actor_email)
     ticket = WebhookTicket(
         id=row.ticket_id,
         object_id=row.object_id,
@@ -153,7 +159,7 @@ def event_body(row: EventRow) -> str:
         status=Change(row.previous_state_name, row.state_name),
         status_id=Change(row.previous_state_id, row.state_id),
         assignee=Change(row.previous_assignee, row.assignee),
-        updated_by=Actor(row.actor),
+        updated_by=actor,
         changes=changes,
         changed_fields=changed_fields,
         note=row.note if row.note is not None else msgspec.UNSET,
@@ -161,7 +167,7 @@ def event_body(row: EventRow) -> str:
     comment: WebhookComment | msgspec.UnsetType = msgspec.UNSET
     if row.comment_id is not None and row.comment_content is not None:
         comment = WebhookComment(
-            row.comment_id, row.comment_content, bool(row.comment_internal), Actor(row.comment_author or row.actor)
+            row.comment_id, row.comment_content, bool(row.comment_internal), _author(row.comment_author, actor)
         )
     attachment: WebhookAttachment | msgspec.UnsetType = msgspec.UNSET
     if row.attachment_id is not None and row.attachment_filename is not None:
@@ -172,7 +178,7 @@ def event_body(row: EventRow) -> str:
             row.attachment_mime_type or "application/octet-stream",
             row.attachment_sha256 or "",
             bool(row.attachment_internal),
-            Actor(row.attachment_author or row.actor),
+            _author(row.attachment_author, actor),
         )
     data = WebhookData(ticket=ticket, comment=comment, attachment=attachment)
     body = WebhookBody(row.kind, _utc(row.created_at), data)
@@ -190,7 +196,7 @@ def user_event_body(row: UserEventRow) -> str:
         row.role,
         row.status,
         row.user_created_at,
-        Actor(row.actor),
+        Actor(row.actor, row.actor_name, row.actor_email),
     )
     return _body_encoder.encode(WebhookBody(row.kind, _utc(row.created_at), WebhookData(user=user))).decode()
 

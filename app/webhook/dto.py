@@ -141,7 +141,12 @@ class ReplayOut(msgspec.Struct, frozen=True):
 
 
 class Actor(msgspec.Struct, frozen=True):
+    """Who acted (seed 004's `updated_by`): the subject, and its name and email as the users directory has them
+    (null for no user there: a service account, the system; or a subject found in more than one realm)."""
+
     id: str
+    name: str | None = None
+    email: str | None = None
 
 
 class Change(msgspec.Struct, frozen=True):

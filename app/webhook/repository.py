@@ -54,6 +54,8 @@ class EventRow(msgspec.Struct, frozen=True):
     sequence: int
     created_at: datetime.datetime
     actor: str
+    actor_name: str | None  # from the users directory (see _ACTOR)
+    actor_email: str | None
     ticket_id: uuid.UUID
     object_id: str
     ticket_type_id: uuid.UUID
@@ -91,6 +93,8 @@ class UserEventRow(msgspec.Struct, frozen=True):
     kind: str
     created_at: datetime.datetime
     actor: str
+    actor_name: str | None  # from the users directory (see _ACTOR)
+    actor_email: str | None
     user_id: uuid.UUID
     subject: str
     realm: str
@@ -223,13 +227,24 @@ UPDATE ticket_event SET dispatched_at = now()
 RETURNING id, kind
 """
 
+# The actor of event e as the users directory knows it (seed 004's updated_by: id, name, email): the user with its
+# subject. An event records the subject, not the realm: a subject found in more than one of the tenant's realms names
+# nobody (no name, no email), rather than perhaps the wrong person; so does one of no user (a service account, the
+# system).
+_ACTOR = """
+  LEFT JOIN LATERAL (SELECT min(p.name) AS name, min(p.email) AS email
+                       FROM app_user p
+                      WHERE p.tenant_id = e.tenant_id AND p.subject = e.actor
+                     HAVING count(*) = 1) AS who ON true
+"""
+
 # The tenant's oldest undispatched user events with their users, locked until the transaction ends.
-CLAIM_USER_EVENTS = """
-SELECT e.id, e.kind, e.created_at, e.actor, u.id AS user_id, u.subject, u.realm, u.name, u.email, u.role, u.status,
-       u.created_at AS user_created_at
+CLAIM_USER_EVENTS = f"""
+SELECT e.id, e.kind, e.created_at, e.actor, who.name AS actor_name, who.email AS actor_email, u.id AS user_id,
+       u.subject, u.realm, u.name, u.email, u.role, u.status, u.created_at AS user_created_at
   FROM user_event e
   JOIN app_user u ON u.tenant_id = e.tenant_id AND u.id = e.user_id
- WHERE e.tenant_id = $1 AND e.dispatched_at IS NULL
+{_ACTOR} WHERE e.tenant_id = $1 AND e.dispatched_at IS NULL
  ORDER BY e.created_at, e.id
  LIMIT $2
    FOR UPDATE OF e
@@ -240,8 +255,9 @@ MARK_USER_EVENTS_DISPATCHED = (
 )
 
 # The title is the value of the type's `title` field: the one this event set, else the ticket's current one.
-_EVENT_DETAILS = """
-SELECT e.id, e.kind, e.sequence, e.created_at, e.actor, e.ticket_id, t.object_id, t.type_id AS ticket_type_id,
+_EVENT_DETAILS = f"""
+SELECT e.id, e.kind, e.sequence, e.created_at, e.actor, who.name AS actor_name, who.email AS actor_email,
+       e.ticket_id, t.object_id, t.type_id AS ticket_type_id,
        (SELECT (coalesce(e.changes -> (f ->> 'id') -> 'new', t.data -> (f ->> 'id')))::text
           FROM ticket_type_version v, jsonb_array_elements(v.definition -> 'fields') AS f
          WHERE v.tenant_id = e.tenant_id AND v.type_id = t.type_id AND v.version = e.type_version
@@ -260,7 +276,7 @@ SELECT e.id, e.kind, e.sequence, e.created_at, e.actor, e.ticket_id, t.object_id
   LEFT JOIN ticket_state ps ON ps.tenant_id = e.tenant_id AND ps.id = p.state_id
   LEFT JOIN ticket_comment c ON c.tenant_id = e.tenant_id AND c.id = e.comment_id
   LEFT JOIN attachment a ON a.tenant_id = e.tenant_id AND a.id = e.attachment_id
- WHERE e.tenant_id = $1
+{_ACTOR} WHERE e.tenant_id = $1
 """
 EVENTS_BY_ID = _EVENT_DETAILS + " AND e.id = ANY($2::bigint[]) ORDER BY e.id"
 # A replay's range: one ticket's events from a sequence, or every event from a time; oldest first.

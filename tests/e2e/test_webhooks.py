@@ -32,6 +32,7 @@ from tests.support import (
     load_tenant_files,
     make_settings,
     new_ticket,
+    token,
     upload,
 )
 
@@ -106,7 +107,10 @@ async def test_every_event_type_arrives_signed_and_matches_the_change(
     client: httpx.AsyncClient, alpha: TenantSpec, receiver: Receiver, db: asyncpg.Pool
 ) -> None:
     admin = TenantApi.admin(client, alpha)
-    agent = TenantApi.agent(client, alpha)
+    # Seed 004's updated_by names the actor: its name and email come from the users directory, where this agent's
+    # first call (its token's name and email claims) put it.
+    agent = TenantApi(client, alpha, token(alpha, roles=["agent"], name="Support Agent", email="agent@example.com"))
+    actor = {"id": "agent-1", "name": "Support Agent", "email": "agent@example.com"}
     # Its callers known (and their user.created, if they are new, dispatched) before the subscription exists.
     for caller in (admin, agent):
         assert (await client.get(ME, headers=caller.headers)).status_code == 200
@@ -151,7 +155,7 @@ async def test_every_event_type_arrives_signed_and_matches_the_change(
     ]
     assert len({request.webhook_id for request in arrived}) == 8
     assert all(request.webhook_id.startswith("evt_") for request in arrived)
-    first, update, status, assign, comment, attachment_added, attachment_removed, _ = bodies
+    first, update, status, assign, comment, attachment_added, attachment_removed, deletion = bodies
     file = attached.json()
     expected_file = {
         "id": file["id"],
@@ -160,7 +164,7 @@ async def test_every_event_type_arrives_signed_and_matches_the_change(
         "mime_type": "text/plain",
         "sha256": file["sha256"],
         "is_internal": False,
-        "author": {"id": "agent-1"},
+        "author": actor,
     }
     assert attachment_added["data"]["attachment"] == attachment_removed["data"]["attachment"] == expected_file
     for body in bodies:
@@ -169,7 +173,10 @@ async def test_every_event_type_arrives_signed_and_matches_the_change(
         assert body["timestamp"].endswith("Z")
     assert first["data"]["ticket"]["changes"][fields["title"]] == {"previous": None, "current": "Printer jammed"}
     assert first["data"]["ticket"]["status"] == {"previous": None, "current": "new"}
-    assert first["data"]["ticket"]["updated_by"] == {"id": "agent-1"}
+    assert [body["data"]["ticket"]["updated_by"] for body in bodies] == [actor] * 7 + [
+        {"id": "admin-1", "name": None, "email": None}  # a user whose token carried neither claim
+    ]
+    assert deletion["data"]["ticket"]["status"] == {"previous": "open", "current": "open"}
     assert update["data"]["ticket"]["changed_fields"] == [fields["description"]]
     assert update["data"]["ticket"]["changes"] == {fields["description"]: {"previous": None, "current": "<p>x</p>"}}
     assert status["data"]["ticket"]["status"] == {"previous": "new", "current": "open"}
@@ -179,7 +186,7 @@ async def test_every_event_type_arrives_signed_and_matches_the_change(
         "id": commented.json()["id"],
         "content": "<p>Looking</p>",
         "is_internal": False,
-        "author": {"id": "agent-1"},
+        "author": actor,
     }
     logged = await settled(admin, subscription["id"], 8)
     assert {(d["status"], d["attempts"], d["last_status_code"]) for d in logged} == {("delivered", 1, 200)}
@@ -200,7 +207,8 @@ async def test_user_created_arrives_for_an_added_user_and_for_a_first_call(
         json={"email": "Nia@Example.com", "name": "Nia Noor", "password": "correct horse battery", "role": "agent"},
     )
     assert added.status_code == 201, added.text
-    newcomer = TenantApi.customer(client, tenant, subject="kc-newcomer")
+    customer_roles = list(tenant.roles["customer"])
+    newcomer = TenantApi(client, tenant, token(tenant, roles=customer_roles, subject="kc-newcomer", name="Kim Neu"))
     assert (await client.get(ME, headers=newcomer.headers)).status_code == 200
     # A known caller adds nothing.
     assert (await client.get(ME, headers=newcomer.headers)).status_code == 200
@@ -222,7 +230,7 @@ async def test_user_created_arrives_for_an_added_user_and_for_a_first_call(
         "role": "agent",
         "status": "active",
         "created_at": user["created_at"],
-        "created_by": {"id": "admin-1"},
+        "created_by": {"id": "admin-1", "name": None, "email": None},
     }
     directory = (await client.get(USERS, params={"role": "customer"}, headers=admin.headers)).json()["data"]
     [shown] = [entry for entry in directory if entry["subject"] == "kc-newcomer"]
@@ -230,16 +238,46 @@ async def test_user_created_arrives_for_an_added_user_and_for_a_first_call(
         "id": shown["id"],
         "subject": "kc-newcomer",
         "realm": shown["realm"],
-        "name": None,
+        "name": "Kim Neu",
         "email": None,
         "role": "customer",
         "status": "active",
         "created_at": shown["created_at"],
-        "created_by": {"id": "kc-newcomer"},
+        "created_by": {"id": "kc-newcomer", "name": "Kim Neu", "email": None},
     }
     logged = await settled(admin, subscription["id"], 2)
     assert {(d["event"], d["ticket_id"], d["sequence"], d["status"]) for d in logged} == {
         ("user.created", None, None, "delivered")
+    }
+
+
+async def test_an_actor_is_named_only_by_the_one_user_with_its_subject(
+    client: httpx.AsyncClient, tenant_factory: TenantFactory, receiver: Receiver, db: asyncpg.Pool
+) -> None:
+    tenant = await tenant_factory.fresh("named-actors", realms=(("main", "ES256"), ("partner", "ES256")))
+    admin = TenantApi.admin(client, tenant)
+    partner = tenant.realms[1].name
+    ada = token(tenant, roles=["agent"], subject="ada", name="Ada", email="ada@example.com")
+    named = TenantApi(client, tenant, ada)
+    # One subject in two realms: two users, so the subject alone does not say which one acted.
+    twice = TenantApi(client, tenant, token(tenant, roles=["agent"], subject="bo", name="Bo", email="bo@example.com"))
+    elsewhere = TenantApi(
+        client, tenant, token(tenant, realm=partner, roles=["agent"], subject="bo", name="Other Bo"), realm=partner
+    )
+    for caller in (admin, named, twice, elsewhere):
+        assert (await client.get(ME, headers=caller.headers)).status_code == 200
+    await users_dispatched(db, tenant)
+    subscription = await subscribe(admin, receiver.url, events=["ticket.created"])
+    request_type = await named.ticket_type("REQ")
+    title = field_ids(request_type)["title"]
+    await new_ticket(named, request_type["id"], {title: "By Ada"})
+    await new_ticket(twice, request_type["id"], {title: "By Bo"})
+
+    arrived = await receiver.wait_for(2)
+    bodies = [request.verified(subscription["secret"]) for request in arrived]
+    assert {body["data"]["ticket"]["title"]: body["data"]["ticket"]["updated_by"] for body in bodies} == {
+        "By Ada": {"id": "ada", "name": "Ada", "email": "ada@example.com"},
+        "By Bo": {"id": "bo", "name": None, "email": None},
     }
 
 

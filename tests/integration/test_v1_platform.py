@@ -607,7 +607,8 @@ async def test_sign_in_sets_a_session_cookie_that_v1_accepts_with_its_csrf_token
 
 async def test_a_v1_patch_is_delivered_as_its_v2_events_signed(client: httpx.AsyncClient, alpha: TenantSpec) -> None:
     admin = TenantApi.admin(client, alpha)
-    agent = token(alpha, roles=["agent"], subject="agent789")
+    # Seed 004's example actor: the token's name and email claims put them in the users directory on its first call.
+    agent = token(alpha, roles=["agent"], subject="agent789", name="Support Agent", email="agent@example.com")
     ticket = await create(client, agent, {"title": "Cannot export reports", "priority": "medium"})
     with Receiver() as receiver:
         subscribed = await client.post(
@@ -628,7 +629,8 @@ async def test_a_v1_patch_is_delivered_as_its_v2_events_signed(client: httpx.Asy
     updated, moved = bodies
     assert (updated["event"], updated["data"]["ticket"]["id"]) == ("ticket.updated", ticket["id"])
     assert updated["data"]["ticket"]["changes"] == {priority: {"previous": "normal", "current": "high"}}
-    assert updated["data"]["ticket"]["updated_by"] == {"id": "agent789"}
+    seed_actor = {"id": "agent789", "name": "Support Agent", "email": "agent@example.com"}
+    assert updated["data"]["ticket"]["updated_by"] == moved["data"]["ticket"]["updated_by"] == seed_actor
     assert (moved["event"], moved["data"]["ticket"]["status"]) == (
         "ticket.status_changed",
         {"previous": "new", "current": "open"},
