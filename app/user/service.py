@@ -174,7 +174,8 @@ class UserService:
     async def people(self, tenant_id: uuid.UUID, subjects: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
         """The name and email the directory has for each subject it knows (seed 004's people, `{id, name, email}`,
         where `id` is the subject tickets and comments record). A subject two realms of the tenant have is two people
-        the record cannot tell apart: it gets no name, so that neither can show under the other's."""
+        the record cannot tell apart: it gets no name, so that neither can show under the other's (webhook bodies decide
+        the same way: _person in app/webhook/repository.py)."""
         wanted = sorted(set(subjects))
         if not wanted:
             return {}

@@ -135,11 +135,6 @@ def _json(text: str | None) -> msgspec.Raw | None:
     return None if text is None else msgspec.Raw(text.encode())
 
 
-def _author(subject: str | None, actor: Actor) -> Actor:
-    """A comment's or a file's author: the event's actor (who added it), named as the actor is."""
-    return actor if subject is None or subject == actor.id else Actor(subject)
-
-
 def event_body(row: EventRow) -> str:
     """The body of an event's deliveries, in seed 004's shape: `event`, `timestamp` (when the change committed),
     `data.ticket` with previous and current values, plus the changed fields or the comment where they apply."""
@@ -149,7 +144,6 @@ def event_body(row: EventRow) -> str:
         decoded = _changes_decoder.decode(row.changes)
         changes = {field: Change(value.get("old"), value.get("new")) for field, value in decoded.items()}
         changed_fields = sorted(decoded)
-    actor = Actor(row.actor, row.actor_name, row.actor_email)
     ticket = WebhookTicket(
         id=row.ticket_id,
         object_id=row.object_id,
@@ -159,7 +153,7 @@ def event_body(row: EventRow) -> str:
         status=Change(row.previous_state_name, row.state_name),
         status_id=Change(row.previous_state_id, row.state_id),
         assignee=Change(row.previous_assignee, row.assignee),
-        updated_by=actor,
+        updated_by=Actor(row.actor, row.actor_name, row.actor_email),
         changes=changes,
         changed_fields=changed_fields,
         note=row.note if row.note is not None else msgspec.UNSET,
@@ -167,7 +161,10 @@ def event_body(row: EventRow) -> str:
     comment: WebhookComment | msgspec.UnsetType = msgspec.UNSET
     if row.comment_id is not None and row.comment_content is not None:
         comment = WebhookComment(
-            row.comment_id, row.comment_content, bool(row.comment_internal), _author(row.comment_author, actor)
+            row.comment_id,
+            row.comment_content,
+            bool(row.comment_internal),
+            Actor(row.comment_author or row.actor, row.author_name, row.author_email),
         )
     attachment: WebhookAttachment | msgspec.UnsetType = msgspec.UNSET
     if row.attachment_id is not None and row.attachment_filename is not None:
@@ -178,7 +175,7 @@ def event_body(row: EventRow) -> str:
             row.attachment_mime_type or "application/octet-stream",
             row.attachment_sha256 or "",
             bool(row.attachment_internal),
-            _author(row.attachment_author, actor),
+            Actor(row.attachment_author or row.actor, row.author_name, row.author_email),
         )
     data = WebhookData(ticket=ticket, comment=comment, attachment=attachment)
     body = WebhookBody(row.kind, _utc(row.created_at), data)

@@ -264,21 +264,36 @@ async def test_an_actor_is_named_only_by_the_one_user_with_its_subject(
     elsewhere = TenantApi(
         client, tenant, token(tenant, realm=partner, roles=["agent"], subject="bo", name="Other Bo"), realm=partner
     )
-    for caller in (admin, named, twice, elsewhere):
+    # A service account is a client, not a person: not in the directory, whatever its token's claims.
+    service = token(tenant, roles=["agent"], subject="service-account-sync", client_id="sync", name="Sync Bot")
+    robot = TenantApi(client, tenant, service)
+    for caller in (admin, named, twice, elsewhere, robot):
         assert (await client.get(ME, headers=caller.headers)).status_code == 200
     await users_dispatched(db, tenant)
-    subscription = await subscribe(admin, receiver.url, events=["ticket.created"])
+    subscription = await subscribe(admin, receiver.url, events=["ticket.created", "attachment.deleted"])
     request_type = await named.ticket_type("REQ")
     title = field_ids(request_type)["title"]
-    await new_ticket(named, request_type["id"], {title: "By Ada"})
+    by_ada = await new_ticket(named, request_type["id"], {title: "By Ada"})
     await new_ticket(twice, request_type["id"], {title: "By Bo"})
+    await new_ticket(robot, request_type["id"], {title: "By a service"})
+    # The admin removes Ada's file: the event's actor is the admin, the file's author still Ada.
+    attached = await upload(named, by_ada["objectId"], "notes.txt", b"notes\n", "text/plain")
+    assert attached.status_code == 201, attached.text
+    assert (await client.delete(attached.json()["url"], headers=admin.headers)).status_code == 204
 
-    arrived = await receiver.wait_for(2)
+    arrived = await receiver.wait_for(4)
     bodies = [request.verified(subscription["secret"]) for request in arrived]
-    assert {body["data"]["ticket"]["title"]: body["data"]["ticket"]["updated_by"] for body in bodies} == {
+    created = {
+        b["data"]["ticket"]["title"]: b["data"]["ticket"]["updated_by"] for b in bodies if "attachment" not in b["data"]
+    }
+    assert created == {
         "By Ada": {"id": "ada", "name": "Ada", "email": "ada@example.com"},
         "By Bo": {"id": "bo", "name": None, "email": None},
+        "By a service": {"id": "service-account-sync", "name": None, "email": None},
     }
+    [removal] = [body for body in bodies if body["event"] == "attachment.deleted"]
+    assert removal["data"]["ticket"]["updated_by"] == {"id": "admin-1", "name": None, "email": None}
+    assert removal["data"]["attachment"]["author"] == {"id": "ada", "name": "Ada", "email": "ada@example.com"}
 
 
 async def test_a_refused_or_rolled_back_write_produces_no_event(
