@@ -388,8 +388,9 @@ SELECT t.id
 # descent of the queue index (the only index a head lookup can use, see above). Deliveries of no ticket (pings,
 # users' events) are each a queue of their own. Whether a delivery's subscription is active is a subquery, not a
 # join: joined, the subscriptions could drive the scan through the listing index, every delivery the subscription
-# ever had (the test suite's statistics made a generic plan do just that). Claimed rows are then read by primary key
-# (an array of ids, not a join the planner could turn into a scan of the tenant's deliveries).
+# ever had (the test suite's statistics made a generic plan do just that). Claimed rows are then updated by primary
+# key (an array of ids), and joined to their subscriptions only once updated: joined in the UPDATE, a tenant's
+# subscriptions could drive it through the listing index again (a generic plan did, beside 300 quiet subscriptions).
 CLAIM_DELIVERIES = """
 WITH due AS (
     SELECT d.id
@@ -406,13 +407,16 @@ WITH due AS (
      ORDER BY d.next_attempt_at
      LIMIT $2
        FOR UPDATE OF d SKIP LOCKED
+), claimed AS (
+    UPDATE webhook_delivery d
+       SET next_attempt_at = now() + make_interval(secs => $3), attempts = d.attempts + 1, last_attempt_at = now()
+     WHERE d.tenant_id = $1 AND d.id = ANY(ARRAY(SELECT id FROM due))
+    RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at
 )
-UPDATE webhook_delivery d
-   SET next_attempt_at = now() + make_interval(secs => $3), attempts = d.attempts + 1, last_attempt_at = now()
-  FROM webhook_subscription s
- WHERE d.tenant_id = $1 AND d.id = ANY(ARRAY(SELECT id FROM due)) AND s.tenant_id = $1 AND s.id = d.subscription_id
-RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at, s.url,
-          s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
+SELECT c.id, c.subscription_id, c.ticket_id, c.message_id, c.body, c.attempts, c.created_at, c.expires_at, s.url,
+       s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
+  FROM claimed c
+  JOIN webhook_subscription s ON s.tenant_id = $1 AND s.id = c.subscription_id
 """
 
 # An attempt's outcome, only while the attempt still holds the delivery (the same attempt number, still pending): a

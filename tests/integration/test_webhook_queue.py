@@ -363,21 +363,20 @@ def _bitmap_indexes(plans: list[dict[str, object]]) -> set[str]:
     return found.union(*(_bitmap_indexes(node.get("Plans", [])) for node in plans))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("quiet_subscriptions", [0, 300])
 async def test_a_queue_head_is_found_on_the_queue_index_whatever_the_statistics_say(
-    migrated: str, alpha: TenantSpec
+    migrated: str, alpha: TenantSpec, quiet_subscriptions: int
 ) -> None:
     """Pending deliveries come and go within milliseconds, so ANALYZE finds few of them, and a backlog builds up
     behind statistics that do not know it. The cached generic plans of the head lookups must still descend the queue
     index: the due index (every pending delivery of the tenant) or the listing index (the subscription's whole
-    history) would make each head lookup read the whole backlog, slower the further deliveries fall behind."""
+    history) would make each head lookup read the whole backlog, slower the further deliveries fall behind. Also
+    beside many quiet subscriptions: a generic plan expects each subscription to have the average number of
+    deliveries, so with the busy one among many quiet ones the listing index looked cheap."""
     connection = await asyncpg.connect(migrated)
     try:
         transaction = connection.transaction()
         await transaction.start()
-        # The statistics are this test's own, whatever ran before it: the deliveries other tests left (removed until
-        # the rollback) would make ANALYZE see many subscriptions with a few deliveries each, and a generic plan
-        # expects each subscription to have the average number of deliveries.
-        await connection.execute("DELETE FROM webhook_delivery")
         subscription_id, tickets = uuid.uuid4(), [uuid.uuid4() for _ in range(32)]
         await connection.execute(
             webhook_repository.INSERT_SUBSCRIPTION,
@@ -403,6 +402,29 @@ async def test_a_queue_head_is_found_on_the_queue_index_whatever_the_statistics_
         await connection.execute(history, alpha.id, subscription_id, tickets, len(tickets), 4000, 1, 4000)
         await connection.execute(
             "UPDATE webhook_delivery SET status = 'delivered' WHERE tenant_id = $1 AND sequence > 2", alpha.id
+        )
+        await connection.execute(
+            """
+            INSERT INTO webhook_subscription (tenant_id, id, url, events, description, active, secret, created_at,
+                                              created_by, updated_at, updated_by)
+            SELECT $1, gen_random_uuid(), 'https://hooks.example.com/quiet', NULL, 'quiet', true, 'whsec_x', now(),
+                   'test', now(), 'test'
+              FROM generate_series(1, $2::int)
+            """,
+            alpha.id,
+            quiet_subscriptions,
+        )
+        # Ten delivered deliveries each, of ten tickets of their own.
+        await connection.execute(
+            """
+            INSERT INTO webhook_delivery (tenant_id, id, subscription_id, message_id, event_type, event_id,
+                                          ticket_id, sequence, body, status, next_attempt_at, expires_at, created_at)
+            SELECT $1, gen_random_uuid(), s.id, 'evt_' || n, 'ticket.updated', n, gen_random_uuid(), 1, '{}',
+                   'delivered', now(), now() + interval '1 day', now()
+              FROM webhook_subscription s, generate_series(1, 10) AS n
+             WHERE s.tenant_id = $1 AND s.description = 'quiet'
+            """,
+            alpha.id,
         )
         await connection.execute("ANALYZE webhook_delivery")
         # ... then a backlog of 2,000 pending deliveries of 20 tickets.
