@@ -258,8 +258,9 @@ class Dispatcher:
         tenant's events were left to another dispatcher at work on them (look again soon: it may have started
         before the latest of them committed)."""
         while self._look_again and self._look_again[0][0] <= time.monotonic():
-            _, tenant_id, waiting = self._look_again.popleft()
+            _, tenant_id, waiting = self._look_again[0]
             await self._repository.promote_stranded_among(tenant_id, waiting)
+            self._look_again.popleft()  # only once looked at: a failed look is looked at again next round
         dispatched = 0
         left = False
         for found in await self._repository.undispatched():
@@ -292,8 +293,9 @@ class Dispatcher:
                     tenant_id, deliveries_for(routes), self._horizon, behind_failing_heads=True
                 )
         if waiting:
-            await self._repository.promote_stranded_among(tenant_id, waiting)
+            # The second look is scheduled first, so that it happens even if the first fails.
             self._look_again.append((time.monotonic() + LOOK_AGAIN_SECONDS, tenant_id, waiting))
+            await self._repository.promote_stranded_among(tenant_id, waiting)
         return len(events)
 
     async def _dispatch_user_batch(self, tenant_id: uuid.UUID) -> int | None:

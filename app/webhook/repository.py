@@ -4,8 +4,9 @@ mandatory argument of every method, and no statement locks rows of more than one
 Dispatching takes a tenant's undispatched events oldest first, one dispatcher per tenant at a time (a transaction
 advisory lock: a second one moves on and comes back, rather than dispatching later events of the same tickets ahead
 of the first one's batch, or waiting for it): that keeps deliveries queued in the order of each ticket's events (a
-ticket's events are inserted under its row lock, so their ids grow with their sequence, and a transaction that sees
-one of a ticket's events sees every earlier one).
+ticket's events are inserted under its row lock, so their ids grow with their sequence where one node hands out the
+ids, and a transaction that sees one of a ticket's events sees every earlier one; with writes through several Citus
+nodes, each with its own id range, a batch boundary could split a ticket's events out of order: see the README).
 
 Deliveries are claimed with SKIP LOCKED, and only the head of each (subscription, ticket) queue (its pending
 delivery with the lowest event sequence) is eligible; a claim pushes `next_attempt_at` past the attempt's timeout,
@@ -173,12 +174,14 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, now(), $8)
 RETURNING {_SUBSCRIPTION}
 """
 
-# A subscription switched on again starts afresh: the reason it was disabled and its failing streak are cleared.
+# A subscription switched on again starts afresh: the reason it was disabled and its failing streak are cleared. Any
+# other change keeps them (the right-hand sides read the row as it was): editing a failing subscription must not
+# restart the count towards disabling it.
 UPDATE_SUBSCRIPTION = f"""
 UPDATE webhook_subscription
    SET url = $3, events = $4, description = $5, active = $6, updated_at = now(), updated_by = $7,
-       disabled_reason = CASE WHEN $6 THEN NULL ELSE disabled_reason END,
-       failing_since = CASE WHEN $6 THEN NULL ELSE failing_since END
+       disabled_reason = CASE WHEN $6 AND NOT active THEN NULL ELSE disabled_reason END,
+       failing_since = CASE WHEN $6 AND NOT active THEN NULL ELSE failing_since END
  WHERE tenant_id = $1 AND id = $2
 RETURNING {_SUBSCRIPTION}
 """
@@ -192,7 +195,8 @@ RETURNING {_SUBSCRIPTION}
 """
 
 # A subscription declared in a tenant file: created, or brought in line with the file (its secret rotates, with
-# the usual overlap, when the environment variable holds a new one).
+# the usual overlap, when the environment variable holds a new one). One the service disabled while the file says
+# active is switched on again, afresh as by the API (the file is where it is changed).
 UPSERT_DECLARED = f"""
 INSERT INTO webhook_subscription AS s (tenant_id, id, url, events, description, active, secret, declared, created_at,
                                        created_by, updated_at, updated_by)
@@ -202,7 +206,9 @@ ON CONFLICT (tenant_id, id) DO UPDATE
        previous_secret = CASE WHEN s.secret = excluded.secret THEN s.previous_secret ELSE s.secret END,
        previous_secret_until = CASE WHEN s.secret = excluded.secret THEN s.previous_secret_until
                                     ELSE $8::timestamptz END,
-       secret = excluded.secret, declared = true, updated_at = now(), updated_by = 'tenant-file'
+       secret = excluded.secret, declared = true, updated_at = now(), updated_by = 'tenant-file',
+       disabled_reason = CASE WHEN excluded.active AND NOT s.active THEN NULL ELSE s.disabled_reason END,
+       failing_since = CASE WHEN excluded.active AND NOT s.active THEN NULL ELSE s.failing_since END
  WHERE (s.url, s.events, s.description, s.active, s.secret) IS DISTINCT FROM
        (excluded.url, excluded.events, excluded.description, excluded.active, excluded.secret)
 RETURNING {_SUBSCRIPTION}
@@ -370,7 +376,8 @@ SELECT DISTINCT tenant_id FROM webhook_delivery WHERE status = 'pending' AND nex
 
 # Tenants with due deliveries of active subscriptions (an inactive one's deliveries wait, and are not claimed).
 # (Per tenant, the due index is read in time order up to the first due delivery of an active subscription: past the
-# due deliveries of inactive subscriptions only, at most one per ticket queue and their deliveries of no ticket.)
+# due deliveries of inactive subscriptions only: usually one per ticket queue, as later ones wait, and their
+# deliveries of no ticket.)
 DUE_TENANTS = """
 SELECT t.id
   FROM tenant t

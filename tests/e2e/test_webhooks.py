@@ -609,11 +609,33 @@ async def test_a_success_ends_the_subscriptions_failing_streak(
     assert (shown["failing_since"], shown["active"]) == (None, True)
 
 
+async def test_editing_a_failing_subscription_keeps_its_streak_and_switching_it_on_ends_it(
+    client: httpx.AsyncClient, alpha: TenantSpec, receiver: Receiver, db: asyncpg.Pool
+) -> None:
+    admin = TenantApi.admin(client, alpha)
+    subscription = await subscribe(admin, receiver.url, events=["ticket.created"])
+    path = f"{WEBHOOKS}/{subscription['id']}"
+    since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2)
+    await db.execute(
+        "UPDATE webhook_subscription SET failing_since = $2 WHERE id = $1", uuid.UUID(subscription["id"]), since
+    )
+    # Edits, "active": true on one that is active included, do not restart the count towards disabling it.
+    for change in ({"description": "renamed"}, {"active": True}, {"events": "all"}):
+        edited = await client.put(path, headers=admin.headers, json=change)
+        assert edited.status_code == 200, edited.text
+        assert datetime.datetime.fromisoformat(edited.json()["failing_since"]) == since, change
+    # Switched off and on again: it starts afresh.
+    assert (await client.put(path, headers=admin.headers, json={"active": False})).json()["failing_since"] is not None
+    switched_on = await client.put(path, headers=admin.headers, json={"active": True})
+    assert (switched_on.json()["active"], switched_on.json()["failing_since"]) == (True, None)
+
+
 async def test_a_tenant_file_declares_a_webhook_with_its_secret_from_the_environment(
     client: httpx.AsyncClient,
     tenant_factory: TenantFactory,
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
+    db: asyncpg.Pool,
 ) -> None:
     tenant = tenant_factory.spec("declaring")
     declaration = (
@@ -653,6 +675,16 @@ async def test_a_tenant_file_declares_a_webhook_with_its_secret_from_the_environ
     rotated = (await receiver.wait_for(2))[1]
     assert rotated.verified(first_secret) == rotated.verified(second_secret)
     assert len(rotated.headers["webhook-signature"].split(" ")) == 2
+
+    # Disabled by the service while the file says active: the next sync switches it on again, afresh.
+    await db.execute(
+        "UPDATE webhook_subscription SET active = false, disabled_reason = 'disabled automatically: test', "
+        "failing_since = now() - interval '6 days' WHERE id = $1",
+        uuid.UUID(declared["id"]),
+    )
+    await apply_tenants(tenant_factory.database_url, configs, disable_missing=False, settings=settings)
+    shown = (await client.get(f"{WEBHOOKS}/{declared['id']}", headers=admin.headers)).json()
+    assert (shown["active"], shown["disabled_reason"], shown["failing_since"]) == (True, None, None)
 
     # No longer declared: gone.
     (directory / f"{tenant.slug}.toml").write_text(tenant.toml())

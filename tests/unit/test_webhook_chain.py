@@ -161,3 +161,21 @@ async def test_the_dispatcher_looks_again_at_waiting_deliveries_once_their_time_
     assert await dispatcher.dispatch() == (0, False)
     assert outbox.looks == [due]  # the later one waits for its time
     assert list(dispatcher._look_again) == [(float("inf"), TENANT, later)]
+
+
+async def test_a_second_look_that_fails_is_looked_at_again_next_round() -> None:
+    outbox = Outbox()
+    dispatcher = delivery_module.Dispatcher(cast(Any, None), cast(WebhookRepository, outbox), 60.0)
+    due = [uuid.uuid4()]
+    dispatcher._look_again.append((0.0, TENANT, due))
+
+    async def lost(_tenant: uuid.UUID, _waiting: list[uuid.UUID]) -> int:
+        raise DatabaseUnavailable("down")
+
+    outbox.promote_stranded_among = lost  # type: ignore[method-assign]
+    with pytest.raises(DatabaseUnavailable):
+        await dispatcher.dispatch()
+    assert list(dispatcher._look_again) == [(0.0, TENANT, due)]  # kept for the next round
+    del outbox.promote_stranded_among  # the instance's stand-in goes: the class's, which answers, is back
+    assert await dispatcher.dispatch() == (0, False)
+    assert outbox.looks == [due] and not dispatcher._look_again
