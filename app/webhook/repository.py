@@ -393,7 +393,10 @@ SELECT t.id
 # The due heads of their queues, of active subscriptions; the claim is a lease of $3 seconds. A queue is a
 # subscription's deliveries of one ticket in sequence order; its head is its first pending delivery, found by one
 # descent of the queue index (the only index a head lookup can use, see above). Deliveries of no ticket (pings,
-# users' events) are each a queue of their own. Whether a delivery's subscription is active is a subquery, not a
+# users' events) are each a queue of their own. A head is not claimed while another delivery of its queue is in
+# flight (leased_until: set by a claim, cleared by the outcome, over once the lease has run out): only a replay or a
+# retry puts an earlier event ahead of the one being sent, and it goes once that one's attempt has ended, so that one
+# queue never has two attempts under way. Whether a delivery's subscription is active is a subquery, not a
 # join: joined, the subscriptions could drive the scan through the listing index, every delivery the subscription
 # ever had (the test suite's statistics made a generic plan do just that). Claimed rows are then updated by primary
 # key (an array of ids), and joined to their subscriptions only once updated: joined in the UPDATE, a tenant's
@@ -411,12 +414,17 @@ WITH due AS (
               AND e.status = 'pending'
             ORDER BY e.sequence, e.created_at
             LIMIT 1))
+       AND NOT EXISTS (
+           SELECT FROM webhook_delivery f
+            WHERE f.tenant_id = d.tenant_id AND f.subscription_id = d.subscription_id AND f.ticket_id = d.ticket_id
+              AND f.status = 'pending' AND f.leased_until > now() AND f.id <> d.id)
      ORDER BY d.next_attempt_at
      LIMIT $2
        FOR UPDATE OF d SKIP LOCKED
 ), claimed AS (
     UPDATE webhook_delivery d
-       SET next_attempt_at = now() + make_interval(secs => $3), attempts = d.attempts + 1, last_attempt_at = now()
+       SET next_attempt_at = now() + make_interval(secs => $3), leased_until = now() + make_interval(secs => $3),
+           attempts = d.attempts + 1, last_attempt_at = now()
      WHERE d.tenant_id = $1 AND d.id = ANY(ARRAY(SELECT id FROM due))
     RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at
 )
@@ -436,8 +444,8 @@ SELECT c.id, c.subscription_id, c.ticket_id, c.message_id, c.body, c.attempts, c
 RECORD_OUTCOME = """
 WITH recorded AS (
     UPDATE webhook_delivery
-       SET status = $4, next_attempt_at = now() + make_interval(secs => $5), last_status_code = $6,
-           last_latency_ms = $7, last_error = $8, last_response = $9, delivered_at = $10
+       SET status = $4, next_attempt_at = now() + make_interval(secs => $5), leased_until = NULL,
+           last_status_code = $6, last_latency_ms = $7, last_error = $8, last_response = $9, delivered_at = $10
      WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status NOT IN ('delivered', 'dead')
  RETURNING id
 ), promoted AS (
@@ -460,15 +468,16 @@ SELECT count(*) FROM recorded
 # without waiting for a claim round. The recorded row still reads as pending in the statement's snapshot: it is
 # excluded by id. No row comes back when nothing was recorded (the attempt had lost its lease) or nothing is next.
 # The head is chosen among all pending deliveries of the queue, due or not, and only then locked if due (or waiting
-# behind the delivery just recorded, see INSERT_DELIVERIES): a head that is leased or waiting for its retry stops
-# the chain, never lets the delivery behind it go first. "Neither delivered nor dead" stands for pending where the
+# behind the delivery just recorded, see INSERT_DELIVERIES), and when no other delivery of the queue is in flight
+# (see CLAIM_DELIVERIES): a head that is leased or waiting for its retry stops the chain, never lets the delivery
+# behind it go first. "Neither delivered nor dead" stands for pending where the
 # primary key must be the way in (see RECORD_OUTCOME), and the head is named by a scalar subquery for the same reason.
 # A waiting successor of a subscription that is off is made due instead (its next claim round takes it once it is on).
 DELIVERED_CLAIM_NEXT = """
 WITH recorded AS (
     UPDATE webhook_delivery
-       SET status = 'delivered', next_attempt_at = now(), last_status_code = $4, last_latency_ms = $5,
-           last_error = NULL, last_response = $6, delivered_at = $7
+       SET status = 'delivered', next_attempt_at = now(), leased_until = NULL, last_status_code = $4,
+           last_latency_ms = $5, last_error = NULL, last_response = $6, delivered_at = $7
      WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status NOT IN ('delivered', 'dead')
  RETURNING id
 ), head AS (
@@ -484,6 +493,10 @@ WITH recorded AS (
      WHERE d.tenant_id = $1 AND d.id = (SELECT id FROM head) AND d.status NOT IN ('delivered', 'dead')
        AND (d.next_attempt_at <= now() OR d.next_attempt_at = 'infinity')
        AND s.tenant_id = $1 AND s.id = $9 AND s.active
+       AND NOT EXISTS (
+           SELECT FROM webhook_delivery f
+            WHERE f.tenant_id = $1 AND f.subscription_id = $9 AND f.ticket_id = $10 AND f.status = 'pending'
+              AND f.leased_until > now() AND f.id <> $2 AND f.id <> d.id)
        FOR UPDATE OF d SKIP LOCKED
 ), promoted AS (
     UPDATE webhook_delivery d
@@ -493,7 +506,8 @@ WITH recorded AS (
        AND d.next_attempt_at = 'infinity' AND s.tenant_id = $1 AND s.id = $9 AND NOT s.active
 )
 UPDATE webhook_delivery d
-   SET next_attempt_at = now() + make_interval(secs => $8), attempts = d.attempts + 1, last_attempt_at = now()
+   SET next_attempt_at = now() + make_interval(secs => $8), leased_until = now() + make_interval(secs => $8),
+       attempts = d.attempts + 1, last_attempt_at = now()
   FROM webhook_subscription s
  WHERE d.tenant_id = $1 AND d.id = (SELECT id FROM due) AND s.tenant_id = $1 AND s.id = $9
 RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at, s.url,
@@ -514,10 +528,19 @@ UPDATE webhook_subscription SET active = false, disabled_reason = $3, updated_at
  WHERE tenant_id = $1 AND id = $2 AND active
 """
 
+# A retry: due now, unless it is pending and in flight or waiting behind an earlier delivery of its queue, which keep
+# their turn (made due, the first would be sent a second time at once, the second only skipped by every claim round
+# until its turn). Two statements, as Citus refuses now() inside CASE and a time from the application would be
+# another clock.
+RETRY_DUE = """
+UPDATE webhook_delivery SET next_attempt_at = now()
+ WHERE tenant_id = $1 AND subscription_id = $2 AND id = $3
+   AND NOT (status = 'pending' AND (leased_until > now() OR next_attempt_at = 'infinity'))
+"""
+# ... and pending again, with a fresh retry horizon.
 RETRY = f"""
 UPDATE webhook_delivery
-   SET status = 'pending', next_attempt_at = now(), expires_at = now() + make_interval(secs => $4),
-       delivered_at = NULL
+   SET status = 'pending', expires_at = now() + make_interval(secs => $4), delivered_at = NULL
  WHERE tenant_id = $1 AND subscription_id = $2 AND id = $3
 RETURNING {_DELIVERY}
 """
@@ -836,4 +859,8 @@ class WebhookRepository:
     async def retry(
         self, tenant_id: uuid.UUID, subscription_id: uuid.UUID, delivery_id: uuid.UUID, horizon_seconds: float
     ) -> DeliveryRow | None:
-        return await self._db.fetch_one(DeliveryRow, RETRY, tenant_id, subscription_id, delivery_id, horizon_seconds)
+        async with self._db.transaction():
+            await self._db.execute(RETRY_DUE, tenant_id, subscription_id, delivery_id)
+            return await self._db.fetch_one(
+                DeliveryRow, RETRY, tenant_id, subscription_id, delivery_id, horizon_seconds
+            )

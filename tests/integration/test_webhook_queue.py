@@ -129,7 +129,7 @@ async def test_the_next_delivery_is_the_queues_head_a_replayed_earlier_event_fir
         assert await status_of(repository, alpha, hooked) == ["evt_2:pending:1", "evt_5:delivered:1", "evt_6:pending:0"]
 
 
-async def test_a_head_that_is_leased_stops_the_chain_rather_than_letting_the_next_one_pass(
+async def test_an_earlier_event_queued_while_one_is_in_flight_waits_for_that_attempt_to_end(
     db: Database, alpha: TenantSpec
 ) -> None:
     async with uncommitted(db) as repository:
@@ -137,13 +137,59 @@ async def test_a_head_that_is_leased_stops_the_chain_rather_than_letting_the_nex
         ticket = uuid.uuid4()
         await queue(repository, alpha, hooked, ticket, 5, 6)
         [five] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
-        # A replayed sequence 2, queued while 5 is in flight, is the queue's head: a claim round sends it.
+        # A replayed sequence 2, queued while 5 is in flight, is the queue's head, but no claim round sends it
+        # while 5's attempt is under way: one queue never has two.
         await queue(repository, alpha, hooked, ticket, 2)
+        assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []
+        # 5 succeeds: 2 is claimed with the success, then 6 with 2's.
+        two = await delivered_then_next(repository, alpha, five)
+        assert two is not None and two.message_id == "evt_2"
+        six = await delivered_then_next(repository, alpha, two)
+        assert six is not None and six.message_id == "evt_6"
+        assert await status_of(repository, alpha, hooked) == [
+            "evt_2:delivered:1",
+            "evt_5:delivered:1",
+            "evt_6:pending:1",
+        ]
+
+
+async def test_a_failed_attempt_ends_its_flight_and_the_earlier_event_goes_first(
+    db: Database, alpha: TenantSpec
+) -> None:
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket = uuid.uuid4()
+        await queue(repository, alpha, hooked, ticket, 5)
+        [five] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        await queue(repository, alpha, hooked, ticket, 2)
+        assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []
+        await fail(repository, alpha, five, "pending")  # retried in a minute: no longer in flight
         [two] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         assert two.message_id == "evt_2"
-        # 5 succeeds while 2 is still in flight: 2 is the head, leased, so nothing is next; 6 waits behind it.
-        assert await delivered_then_next(repository, alpha, five) is None
-        assert await status_of(repository, alpha, hooked) == ["evt_2:pending:1", "evt_5:delivered:1", "evt_6:pending:0"]
+
+
+async def test_a_retry_keeps_an_attempt_in_flight_and_a_delivery_waiting_for_its_turn(
+    db: Database, alpha: TenantSpec
+) -> None:
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket = uuid.uuid4()
+        await queue(repository, alpha, hooked, ticket, 1, 2)
+        [one] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        waiting = next(row for row in await repository.deliveries(alpha.id, hooked, 10, 0) if row.sequence == 2)
+        in_flight = await repository.retry(alpha.id, hooked, one.id, HORIZON_SECONDS)
+        behind = await repository.retry(alpha.id, hooked, waiting.id, HORIZON_SECONDS)
+        assert in_flight is not None and behind is not None
+        assert in_flight.next_attempt_at is not None and behind.next_attempt_at is None  # leased; still waiting
+        assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []  # not sent a second time meanwhile
+        two = await delivered_then_next(repository, alpha, one)
+        assert two is not None and two.message_id == "evt_2"
+        # A delivered one, retried, is due at once: the head again, sent once 2's attempt has ended.
+        again = await repository.retry(alpha.id, hooked, one.id, HORIZON_SECONDS)
+        assert again is not None and again.status == "pending" and again.next_attempt_at is not None
+        assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []
+        resent = await delivered_then_next(repository, alpha, two)
+        assert resent is not None and (resent.message_id, resent.attempts) == ("evt_1", 2)
 
 
 async def test_an_attempt_that_lost_its_lease_records_nothing_and_claims_nothing(
