@@ -309,12 +309,17 @@ EVENTS_BETWEEN = _EVENT_DETAILS + " AND e.created_at >= $2 AND e.created_at <= $
 # last safety net. Without waiting, every claim round would walk each delivery queued behind a failing head, checking
 # whether it is a head: the whole backlog, every round, while a receiver is down. Waiting is an index hint only: a
 # claim still takes heads only, so order never depends on it. RETURNING says which wait.
+# A replay's deliveries (without $11) also wait while a delivery of their queue is in flight (claimed, its outcome
+# not yet recorded): an earlier event replayed would otherwise be the head at once and go out beside it. Whatever
+# ends that attempt claims or promotes them (RECORD_OUTCOME promotes a waiting head ahead of a failed attempt).
+# (The in-flight check has the head lookup's shape, a scalar subquery in the queue index's order: as NOT EXISTS it
+# was planned as an anti-join on the listing index.)
 INSERT_DELIVERIES = """
 INSERT INTO webhook_delivery (tenant_id, id, subscription_id, message_id, event_type, event_id, ticket_id, sequence,
                               body, status, next_attempt_at, expires_at, created_at)
 SELECT $1, d.id, d.subscription_id, d.message_id, d.event_type, d.event_id, d.ticket_id, d.sequence, d.body,
        'pending',
-       greatest(now(), behind.failing,
+       greatest(now(), behind.failing, flight.waiting,
                 CASE WHEN d.ticket_id IS NOT NULL AND d.place > 1 THEN 'infinity'::timestamptz END),
        now() + make_interval(secs => $10), now()
   FROM (SELECT u.*, row_number() OVER (PARTITION BY u.subscription_id, u.ticket_id ORDER BY u.sequence, u.n) AS place
@@ -330,6 +335,15 @@ SELECT $1, d.id, d.subscription_id, d.message_id, d.event_type, d.event_id, d.ti
                 ORDER BY h.sequence, h.created_at
                 LIMIT 1) AS head
         WHERE $11 AND head.last_error IS NOT NULL AND (head.sequence, head.created_at) < (d.sequence, now())) AS behind
+       ON true
+  LEFT JOIN LATERAL (
+       SELECT 'infinity'::timestamptz AS waiting
+        WHERE NOT $11 AND (SELECT f.id
+                             FROM webhook_delivery f
+                            WHERE f.tenant_id = $1 AND f.subscription_id = d.subscription_id
+                              AND f.ticket_id = d.ticket_id AND f.status = 'pending' AND f.leased_until > now()
+                            ORDER BY f.sequence, f.created_at
+                            LIMIT 1) IS NOT NULL) AS flight
        ON true
 RETURNING id, next_attempt_at = 'infinity' AS waiting
 """
@@ -401,12 +415,9 @@ SELECT t.id
 # The due heads of their queues, of active subscriptions; the claim is a lease of $3 seconds. A queue is a
 # subscription's deliveries of one ticket in sequence order; its head is its first pending delivery, found by one
 # descent of the queue index (the only index a head lookup can use, see above). Deliveries of no ticket (pings,
-# users' events) are each a queue of their own. A head is not claimed while another delivery of its queue is in
-# flight (leased_until: set by a claim, cleared by the outcome, over once the lease has run out): only a replay or a
-# retry puts an earlier event ahead of the one being sent, and it goes once that one's attempt has ended, so that one
-# queue never has two attempts under way. That check has the head lookup's shape, a scalar subquery in the queue
-# index's order: written as NOT EXISTS, it became an anti-join that the full suite's statistics ran on the listing
-# index. Whether a delivery's subscription is active is a subquery, not a
+# users' events) are each a queue of their own. A claim marks its attempt in flight until its outcome is recorded
+# (leased_until, over once the lease has run out), so that a replay or a retry can tell (see INSERT_DELIVERIES).
+# Whether a delivery's subscription is active is a subquery, not a
 # join: joined, the subscriptions could drive the scan through the listing index, every delivery the subscription
 # ever had (the test suite's statistics made a generic plan do just that). Claimed rows are then updated by primary
 # key (an array of ids), and joined to their subscriptions only once updated: joined in the UPDATE, a tenant's
@@ -424,11 +435,6 @@ WITH due AS (
               AND e.status = 'pending'
             ORDER BY e.sequence, e.created_at
             LIMIT 1))
-       AND (SELECT f.id FROM webhook_delivery f
-             WHERE f.tenant_id = d.tenant_id AND f.subscription_id = d.subscription_id AND f.ticket_id = d.ticket_id
-               AND f.status = 'pending' AND f.leased_until > now() AND f.id <> d.id
-             ORDER BY f.sequence, f.created_at
-             LIMIT 1) IS NULL
      ORDER BY d.next_attempt_at
      LIMIT $2
        FOR UPDATE OF d SKIP LOCKED
@@ -448,7 +454,8 @@ SELECT c.id, c.subscription_id, c.ticket_id, c.message_id, c.body, c.attempts, c
 # An attempt's outcome, only while the attempt still holds the delivery (the same attempt number, still pending): a
 # worker that outlived its lease does not overwrite the next attempt's outcome. $10: when it was delivered (NULL
 # otherwise), from the application, as Citus refuses now() inside CASE. A delivery that leaves its queue (delivered
-# or dead) promotes its successor if that was waiting behind it (see INSERT_DELIVERIES).
+# or dead) promotes its successor if that was waiting behind it (see INSERT_DELIVERIES); an attempt that fails
+# promotes an earlier event that a replay or a retry queued to wait for it (it is the queue's head now).
 # "Still pending" is written as neither delivered nor dead (the only other statuses): `status = 'pending'` would let
 # the pending-only indexes compete with the primary key, and on a table analysed while nearly empty the planner
 # picks one and reads a whole backlog for one row (measured: 1,100 rows read, 4 ms, per delivery).
@@ -458,12 +465,13 @@ WITH recorded AS (
        SET status = $4, next_attempt_at = now() + make_interval(secs => $5), leased_until = NULL,
            last_status_code = $6, last_latency_ms = $7, last_error = $8, last_response = $9, delivered_at = $10
      WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status NOT IN ('delivered', 'dead')
- RETURNING id
+ RETURNING id, sequence, created_at
 ), promoted AS (
     UPDATE webhook_delivery d
        SET next_attempt_at = now()
+      FROM recorded r
      WHERE d.tenant_id = $1 AND d.next_attempt_at = 'infinity' AND d.status NOT IN ('delivered', 'dead')
-       AND $4 <> 'pending' AND EXISTS (SELECT FROM recorded)
+       AND ($4 <> 'pending' OR (d.sequence, d.created_at) < (r.sequence, r.created_at))
        AND d.id = (
            SELECT e.id FROM webhook_delivery e
             WHERE e.tenant_id = $1 AND e.subscription_id = $11 AND e.ticket_id = $12 AND e.status = 'pending'
@@ -479,9 +487,8 @@ SELECT count(*) FROM recorded
 # without waiting for a claim round. The recorded row still reads as pending in the statement's snapshot: it is
 # excluded by id. No row comes back when nothing was recorded (the attempt had lost its lease) or nothing is next.
 # The head is chosen among all pending deliveries of the queue, due or not, and only then locked if due (or waiting
-# behind the delivery just recorded, see INSERT_DELIVERIES), and when no other delivery of the queue is in flight
-# (see CLAIM_DELIVERIES): a head that is leased or waiting for its retry stops the chain, never lets the delivery
-# behind it go first. "Neither delivered nor dead" stands for pending where the
+# behind the delivery just recorded, see INSERT_DELIVERIES): a head that is leased or waiting for its retry stops
+# the chain, never lets the delivery behind it go first. "Neither delivered nor dead" stands for pending where the
 # primary key must be the way in (see RECORD_OUTCOME), and the head is named by a scalar subquery for the same reason.
 # A waiting successor of a subscription that is off is made due instead (its next claim round takes it once it is on).
 DELIVERED_CLAIM_NEXT = """
@@ -504,11 +511,6 @@ WITH recorded AS (
      WHERE d.tenant_id = $1 AND d.id = (SELECT id FROM head) AND d.status NOT IN ('delivered', 'dead')
        AND (d.next_attempt_at <= now() OR d.next_attempt_at = 'infinity')
        AND s.tenant_id = $1 AND s.id = $9 AND s.active
-       AND (SELECT f.id FROM webhook_delivery f
-             WHERE f.tenant_id = $1 AND f.subscription_id = $9 AND f.ticket_id = $10 AND f.status = 'pending'
-               AND f.leased_until > now() AND f.id <> $2 AND f.id <> d.id
-             ORDER BY f.sequence, f.created_at
-             LIMIT 1) IS NULL
        FOR UPDATE OF d SKIP LOCKED
 ), promoted AS (
     UPDATE webhook_delivery d
@@ -540,16 +542,27 @@ UPDATE webhook_subscription SET active = false, disabled_reason = $3, updated_at
  WHERE tenant_id = $1 AND id = $2 AND active
 """
 
-# A retry: due now, unless it is pending and in flight or waiting behind an earlier delivery of its queue, which keep
-# their turn (made due, the first would be sent a second time at once, the second only skipped by every claim round
-# until its turn). Two statements, as Citus refuses now() inside CASE and a time from the application would be
-# another clock.
+# A retry, in three statements (Citus refuses now() inside CASE, and a time from the application would be another
+# clock): a delivered or dead delivery waits, as a replay's does (see INSERT_DELIVERIES), while a delivery of its
+# queue is in flight; otherwise it is due now, unless it is pending and in flight itself or waiting behind an earlier
+# one of its queue, which keep their turn (made due, the first would be sent a second time at once, the second only
+# skipped by every claim round until its turn)...
+RETRY_WAIT = """
+UPDATE webhook_delivery d SET next_attempt_at = 'infinity'
+ WHERE d.tenant_id = $1 AND d.subscription_id = $2 AND d.id = $3 AND d.status <> 'pending'
+   AND (SELECT f.id
+          FROM webhook_delivery f
+         WHERE f.tenant_id = $1 AND f.subscription_id = $2 AND f.ticket_id = d.ticket_id AND f.status = 'pending'
+           AND f.leased_until > now()
+         ORDER BY f.sequence, f.created_at
+         LIMIT 1) IS NOT NULL
+"""
 RETRY_DUE = """
 UPDATE webhook_delivery SET next_attempt_at = now()
- WHERE tenant_id = $1 AND subscription_id = $2 AND id = $3
-   AND NOT (status = 'pending' AND (leased_until > now() OR next_attempt_at = 'infinity'))
+ WHERE tenant_id = $1 AND subscription_id = $2 AND id = $3 AND next_attempt_at <> 'infinity'
+   AND NOT (status = 'pending' AND leased_until IS NOT NULL AND leased_until > now())
 """
-# ... and pending again, with a fresh retry horizon.
+# ... then pending again, with a fresh retry horizon.
 RETRY = f"""
 UPDATE webhook_delivery
    SET status = 'pending', expires_at = now() + make_interval(secs => $4), delivered_at = NULL
@@ -872,6 +885,7 @@ class WebhookRepository:
         self, tenant_id: uuid.UUID, subscription_id: uuid.UUID, delivery_id: uuid.UUID, horizon_seconds: float
     ) -> DeliveryRow | None:
         async with self._db.transaction():
+            await self._db.execute(RETRY_WAIT, tenant_id, subscription_id, delivery_id)
             await self._db.execute(RETRY_DUE, tenant_id, subscription_id, delivery_id)
             return await self._db.fetch_one(
                 DeliveryRow, RETRY, tenant_id, subscription_id, delivery_id, horizon_seconds

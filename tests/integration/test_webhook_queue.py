@@ -184,12 +184,26 @@ async def test_a_retry_keeps_an_attempt_in_flight_and_a_delivery_waiting_for_its
         assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []  # not sent a second time meanwhile
         two = await delivered_then_next(repository, alpha, one)
         assert two is not None and two.message_id == "evt_2"
-        # A delivered one, retried, is due at once: the head again, sent once 2's attempt has ended.
+        # A delivered one, retried while 2 is in flight, waits for 2's attempt, then goes as the queue's head.
         again = await repository.retry(alpha.id, hooked, one.id, HORIZON_SECONDS)
-        assert again is not None and again.status == "pending" and again.next_attempt_at is not None
+        assert again is not None and again.status == "pending" and again.next_attempt_at is None
         assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []
         resent = await delivered_then_next(repository, alpha, two)
         assert resent is not None and (resent.message_id, resent.attempts) == ("evt_1", 2)
+
+
+async def test_a_retry_makes_a_failed_or_dead_delivery_due_now(db: Database, alpha: TenantSpec) -> None:
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        for outcome in ("pending", "dead"):
+            await queue(repository, alpha, hooked, uuid.uuid4(), 1)
+            [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+            await fail(repository, alpha, head, outcome)  # a failure retried in a minute, or dead-lettered
+            assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []
+            retried = await repository.retry(alpha.id, hooked, head.id, HORIZON_SECONDS)
+            assert retried is not None and (retried.status, retried.attempts) == ("pending", 1), outcome
+            [again] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+            assert (again.id, again.attempts) == (head.id, 2), outcome
 
 
 async def test_an_attempt_that_lost_its_lease_records_nothing_and_claims_nothing(
