@@ -152,7 +152,8 @@ class DeliveryRow(msgspec.Struct, frozen=True):
     sequence: int | None
     status: str
     attempts: int
-    next_attempt_at: datetime.datetime | None  # None: waiting behind an earlier delivery of its queue
+    # None: waiting behind an earlier delivery of its queue (until that one's turn ends)
+    next_attempt_at: datetime.datetime | None
     expires_at: datetime.datetime
     last_attempt_at: datetime.datetime | None
     last_status_code: int | None
@@ -309,11 +310,13 @@ EVENTS_BETWEEN = _EVENT_DETAILS + " AND e.created_at >= $2 AND e.created_at <= $
 # last safety net. Without waiting, every claim round would walk each delivery queued behind a failing head, checking
 # whether it is a head: the whole backlog, every round, while a receiver is down. Waiting is an index hint only: a
 # claim still takes heads only, so order never depends on it. RETURNING says which wait.
-# A replay's deliveries (without $11) also wait while a delivery of their queue is in flight (claimed, its outcome
-# not yet recorded): an earlier event replayed would otherwise be the head at once and go out beside it. Whatever
-# ends that attempt claims or promotes them (RECORD_OUTCOME promotes a waiting head ahead of a failed attempt).
-# (The in-flight check has the head lookup's shape, a scalar subquery in the queue index's order: as NOT EXISTS it
-# was planned as an anti-join on the listing index.)
+# A replay's first delivery of a queue (without $11; the others wait behind it) also waits while a delivery of its
+# queue is in flight (claimed, its outcome not yet recorded): an earlier event replayed would otherwise be the head at
+# once and go out beside it. It waits until that attempt's lease ends, not at 'infinity': whatever ends the attempt
+# sooner claims it (DELIVERED_CLAIM_NEXT) or makes it due (RECORD_OUTCOME), and if the attempt never ends (its worker
+# died), or ended in a statement that could not see the replay, the lease's end is when it is due anyway. (The
+# lookup is in the queue index's order, as the head lookups: as NOT EXISTS it was planned as an anti-join on the
+# listing index.)
 INSERT_DELIVERIES = """
 INSERT INTO webhook_delivery (tenant_id, id, subscription_id, message_id, event_type, event_id, ticket_id, sequence,
                               body, status, next_attempt_at, expires_at, created_at)
@@ -337,13 +340,12 @@ SELECT $1, d.id, d.subscription_id, d.message_id, d.event_type, d.event_id, d.ti
         WHERE $11 AND head.last_error IS NOT NULL AND (head.sequence, head.created_at) < (d.sequence, now())) AS behind
        ON true
   LEFT JOIN LATERAL (
-       SELECT 'infinity'::timestamptz AS waiting
-        WHERE NOT $11 AND (SELECT f.id
-                             FROM webhook_delivery f
-                            WHERE f.tenant_id = $1 AND f.subscription_id = d.subscription_id
-                              AND f.ticket_id = d.ticket_id AND f.status = 'pending' AND f.leased_until > now()
-                            ORDER BY f.sequence, f.created_at
-                            LIMIT 1) IS NOT NULL) AS flight
+       SELECT f.leased_until AS waiting
+         FROM webhook_delivery f
+        WHERE NOT $11 AND d.place = 1 AND f.tenant_id = $1 AND f.subscription_id = d.subscription_id
+          AND f.ticket_id = d.ticket_id AND f.status = 'pending' AND f.leased_until > now()
+        ORDER BY f.sequence, f.created_at
+        LIMIT 1) AS flight
        ON true
 RETURNING id, next_attempt_at = 'infinity' AS waiting
 """
@@ -454,8 +456,8 @@ SELECT c.id, c.subscription_id, c.ticket_id, c.message_id, c.body, c.attempts, c
 # An attempt's outcome, only while the attempt still holds the delivery (the same attempt number, still pending): a
 # worker that outlived its lease does not overwrite the next attempt's outcome. $10: when it was delivered (NULL
 # otherwise), from the application, as Citus refuses now() inside CASE. A delivery that leaves its queue (delivered
-# or dead) promotes its successor if that was waiting behind it (see INSERT_DELIVERIES); an attempt that fails
-# promotes an earlier event that a replay or a retry queued to wait for it (it is the queue's head now).
+# or dead) promotes its successor if that was waiting behind it (see INSERT_DELIVERIES); any outcome makes due an
+# earlier event that a replay or a retry queued to wait for the attempt (the queue's head now, unless in flight).
 # "Still pending" is written as neither delivered nor dead (the only other statuses): `status = 'pending'` would let
 # the pending-only indexes compete with the primary key, and on a table analysed while nearly empty the planner
 # picks one and reads a whole backlog for one row (measured: 1,100 rows read, 4 ms, per delivery).
@@ -470,8 +472,10 @@ WITH recorded AS (
     UPDATE webhook_delivery d
        SET next_attempt_at = now()
       FROM recorded r
-     WHERE d.tenant_id = $1 AND d.next_attempt_at = 'infinity' AND d.status NOT IN ('delivered', 'dead')
-       AND ($4 <> 'pending' OR (d.sequence, d.created_at) < (r.sequence, r.created_at))
+     WHERE d.tenant_id = $1 AND d.status NOT IN ('delivered', 'dead')
+       AND (($4 <> 'pending' AND d.next_attempt_at = 'infinity')
+            OR ((d.sequence, d.created_at) < (r.sequence, r.created_at) AND d.next_attempt_at > now()
+                AND (d.leased_until IS NULL OR d.leased_until <= now())))
        AND d.id = (
            SELECT e.id FROM webhook_delivery e
             WHERE e.tenant_id = $1 AND e.subscription_id = $11 AND e.ticket_id = $12 AND e.status = 'pending'
@@ -487,7 +491,8 @@ SELECT count(*) FROM recorded
 # without waiting for a claim round. The recorded row still reads as pending in the statement's snapshot: it is
 # excluded by id. No row comes back when nothing was recorded (the attempt had lost its lease) or nothing is next.
 # The head is chosen among all pending deliveries of the queue, due or not, and only then locked if due (or waiting
-# behind the delivery just recorded, see INSERT_DELIVERIES): a head that is leased or waiting for its retry stops
+# behind the delivery just recorded, see INSERT_DELIVERIES), or ahead of it (an earlier event a replay or a retry
+# queued to wait for this attempt, unless in flight itself): a head that is leased or waiting for its retry stops
 # the chain, never lets the delivery behind it go first. "Neither delivered nor dead" stands for pending where the
 # primary key must be the way in (see RECORD_OUTCOME), and the head is named by a scalar subquery for the same reason.
 # A waiting successor of a subscription that is off is made due instead (its next claim round takes it once it is on).
@@ -497,7 +502,7 @@ WITH recorded AS (
        SET status = 'delivered', next_attempt_at = now(), leased_until = NULL, last_status_code = $4,
            last_latency_ms = $5, last_error = NULL, last_response = $6, delivered_at = $7
      WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status NOT IN ('delivered', 'dead')
- RETURNING id
+ RETURNING id, sequence, created_at
 ), head AS (
     SELECT e.id
       FROM webhook_delivery e
@@ -509,7 +514,9 @@ WITH recorded AS (
     SELECT d.id
       FROM webhook_delivery d, webhook_subscription s
      WHERE d.tenant_id = $1 AND d.id = (SELECT id FROM head) AND d.status NOT IN ('delivered', 'dead')
-       AND (d.next_attempt_at <= now() OR d.next_attempt_at = 'infinity')
+       AND (d.next_attempt_at <= now() OR d.next_attempt_at = 'infinity'
+            OR ((d.sequence, d.created_at) < (SELECT r.sequence, r.created_at FROM recorded r)
+                AND (d.leased_until IS NULL OR d.leased_until <= now())))
        AND s.tenant_id = $1 AND s.id = $9 AND s.active
        FOR UPDATE OF d SKIP LOCKED
 ), promoted AS (
@@ -543,24 +550,28 @@ UPDATE webhook_subscription SET active = false, disabled_reason = $3, updated_at
 """
 
 # A retry, in three statements (Citus refuses now() inside CASE, and a time from the application would be another
-# clock): a delivered or dead delivery waits, as a replay's does (see INSERT_DELIVERIES), while a delivery of its
-# queue is in flight; otherwise it is due now, unless it is pending and in flight itself or waiting behind an earlier
-# one of its queue, which keep their turn (made due, the first would be sent a second time at once, the second only
-# skipped by every claim round until its turn)...
-RETRY_WAIT = """
-UPDATE webhook_delivery d SET next_attempt_at = 'infinity'
- WHERE d.tenant_id = $1 AND d.subscription_id = $2 AND d.id = $3 AND d.status <> 'pending'
-   AND (SELECT f.id
-          FROM webhook_delivery f
-         WHERE f.tenant_id = $1 AND f.subscription_id = $2 AND f.ticket_id = d.ticket_id AND f.status = 'pending'
-           AND f.leased_until > now()
-         ORDER BY f.sequence, f.created_at
-         LIMIT 1) IS NOT NULL
-"""
+# clock): due now, unless it is pending and in flight itself or waiting behind an earlier delivery of its queue,
+# which keep their turn (made due, the first would be sent a second time at once, the second only skipped by every
+# claim round until its turn)...
 RETRY_DUE = """
 UPDATE webhook_delivery SET next_attempt_at = now()
  WHERE tenant_id = $1 AND subscription_id = $2 AND id = $3 AND next_attempt_at <> 'infinity'
    AND NOT (status = 'pending' AND leased_until IS NOT NULL AND leased_until > now())
+"""
+# ... a delivered or dead one waits, as a replay's does (see INSERT_DELIVERIES), until the lease of a delivery of its
+# queue in flight ends (or that attempt's outcome makes it due sooner)...
+RETRY_WAIT = """
+UPDATE webhook_delivery d
+   SET next_attempt_at = f.leased_until
+  FROM webhook_delivery f
+ WHERE d.tenant_id = $1 AND d.subscription_id = $2 AND d.id = $3 AND d.status <> 'pending'
+   AND f.tenant_id = $1 AND f.id = (
+       SELECT g.id
+         FROM webhook_delivery g
+        WHERE g.tenant_id = $1 AND g.subscription_id = $2 AND g.ticket_id = d.ticket_id AND g.status = 'pending'
+          AND g.leased_until > now()
+        ORDER BY g.sequence, g.created_at
+        LIMIT 1)
 """
 # ... then pending again, with a fresh retry horizon.
 RETRY = f"""
@@ -742,7 +753,8 @@ class WebhookRepository:
     ) -> list[uuid.UUID]:
         """Queue deliveries, retried until `horizon_seconds` from now; returns those that wait behind an earlier
         one (see INSERT_DELIVERIES: with `behind_failing_heads`, also behind a head that has failed; whoever
-        passes it looks again once committed), the others are due now."""
+        passes it looks again once committed). The others are due now, except (without `behind_failing_heads`: a
+        replay) a queue's first one while a delivery of its queue is in flight: due when that attempt ends."""
         if not deliveries:
             return []
         rows = await self._db.fetch_all(
@@ -885,8 +897,8 @@ class WebhookRepository:
         self, tenant_id: uuid.UUID, subscription_id: uuid.UUID, delivery_id: uuid.UUID, horizon_seconds: float
     ) -> DeliveryRow | None:
         async with self._db.transaction():
-            await self._db.execute(RETRY_WAIT, tenant_id, subscription_id, delivery_id)
             await self._db.execute(RETRY_DUE, tenant_id, subscription_id, delivery_id)
+            await self._db.execute(RETRY_WAIT, tenant_id, subscription_id, delivery_id)
             return await self._db.fetch_one(
                 DeliveryRow, RETRY, tenant_id, subscription_id, delivery_id, horizon_seconds
             )

@@ -153,6 +153,30 @@ async def test_an_earlier_event_queued_while_one_is_in_flight_waits_for_that_att
         ]
 
 
+async def test_an_earlier_event_waiting_for_an_attempt_whose_worker_died_is_due_when_its_lease_ends(
+    db: Database, alpha: TenantSpec
+) -> None:
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket = uuid.uuid4()
+        await queue(repository, alpha, hooked, ticket, 5)
+        [five] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        await queue(repository, alpha, hooked, ticket, 2, 3)
+        # 5's worker dies: no outcome is ever recorded. Once its lease has run out (moved into the past here, as the
+        # transaction's clock stands still), 2, waiting until then, is the queue's head and due; 5 is behind it.
+        await db.execute(
+            "UPDATE webhook_delivery SET next_attempt_at = next_attempt_at - interval '1 hour', "
+            "leased_until = leased_until - interval '1 hour' WHERE tenant_id = $1 AND message_id IN ('evt_5', 'evt_2')",
+            alpha.id,
+        )
+        [two] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        assert two.message_id == "evt_2"
+        three = await delivered_then_next(repository, alpha, two)
+        assert three is not None and three.message_id == "evt_3"
+        again = await delivered_then_next(repository, alpha, three)
+        assert again is not None and (again.id, again.attempts) == (five.id, 2)
+
+
 async def test_a_failed_attempt_ends_its_flight_and_the_earlier_event_goes_first(
     db: Database, alpha: TenantSpec
 ) -> None:
@@ -184,9 +208,11 @@ async def test_a_retry_keeps_an_attempt_in_flight_and_a_delivery_waiting_for_its
         assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []  # not sent a second time meanwhile
         two = await delivered_then_next(repository, alpha, one)
         assert two is not None and two.message_id == "evt_2"
-        # A delivered one, retried while 2 is in flight, waits for 2's attempt, then goes as the queue's head.
+        # A delivered one, retried while 2 is in flight, waits for 2's attempt (at most until its lease ends), then
+        # goes as the queue's head.
         again = await repository.retry(alpha.id, hooked, one.id, HORIZON_SECONDS)
-        assert again is not None and again.status == "pending" and again.next_attempt_at is None
+        lease_end = await db.fetch_value("SELECT now() + make_interval(secs => $1::float8)", LEASE_SECONDS)
+        assert again is not None and (again.status, again.next_attempt_at) == ("pending", lease_end)
         assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []
         resent = await delivered_then_next(repository, alpha, two)
         assert resent is not None and (resent.message_id, resent.attempts) == ("evt_1", 2)
