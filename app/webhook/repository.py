@@ -312,9 +312,11 @@ EVENTS_BETWEEN = _EVENT_DETAILS + " AND e.created_at >= $2 AND e.created_at <= $
 # claim still takes heads only, so order never depends on it. RETURNING says which wait.
 # A replay's first delivery of a queue (without $11; the others wait behind it) also waits while a delivery of its
 # queue is in flight (claimed, its outcome not yet recorded): an earlier event replayed would otherwise be the head at
-# once and go out beside it. It waits until that attempt's lease ends, not at 'infinity': whatever ends the attempt
-# sooner claims it (DELIVERED_CLAIM_NEXT) or makes it due (RECORD_OUTCOME), and if the attempt never ends (its worker
-# died), or ended in a statement that could not see the replay, the lease's end is when it is due anyway. (The
+# once and go out beside it. Ahead of that delivery, it waits until the attempt's lease ends, not at 'infinity':
+# whatever ends the attempt sooner claims it (DELIVERED_CLAIM_NEXT) or makes it due (RECORD_OUTCOME), and if the
+# attempt never ends (its worker died), or ended in a statement that could not see the replay, the lease's end is
+# when it is due anyway. Behind it, it waits at 'infinity' like any successor: the attempt's success claims it, and
+# otherwise that delivery stays ahead of it. (The
 # lookup is in the queue index's order, as the head lookups: as NOT EXISTS it was planned as an anti-join on the
 # listing index.)
 INSERT_DELIVERIES = """
@@ -340,7 +342,7 @@ SELECT $1, d.id, d.subscription_id, d.message_id, d.event_type, d.event_id, d.ti
         WHERE $11 AND head.last_error IS NOT NULL AND (head.sequence, head.created_at) < (d.sequence, now())) AS behind
        ON true
   LEFT JOIN LATERAL (
-       SELECT f.leased_until AS waiting
+       SELECT CASE WHEN f.sequence <= d.sequence THEN 'infinity'::timestamptz ELSE f.leased_until END AS waiting
          FROM webhook_delivery f
         WHERE NOT $11 AND d.place = 1 AND f.tenant_id = $1 AND f.subscription_id = d.subscription_id
           AND f.ticket_id = d.ticket_id AND f.status = 'pending' AND f.leased_until > now()
@@ -395,8 +397,9 @@ SELECT t.id
 
 # The due index holds pending deliveries with next_attempt_at > '-infinity', true of every row: the statements that
 # want the index say so, and the head lookups, which do not, cannot take it in place of the queue index whatever the
-# statistics say; the queue index holds those with a ticket, which only a head lookup's ticket_id = ... implies, so a
-# claim's scan for due deliveries cannot take it either (migration 2026-12-11).
+# statistics say (migration 2026-12-11); the listing index likewise requires created_at > '-infinity', which only the
+# listing states (migration 2026-12-12T13). The queue index holds every delivery, keyed by its queue and status in
+# sequence order: a head lookup is one descent of it.
 
 # Tenants with due deliveries of active subscriptions (an inactive one's deliveries wait, and are not claimed).
 # (Per tenant, the due index is read in time order up to the first due delivery of an active subscription: past the
@@ -558,11 +561,12 @@ UPDATE webhook_delivery SET next_attempt_at = now()
  WHERE tenant_id = $1 AND subscription_id = $2 AND id = $3 AND next_attempt_at <> 'infinity'
    AND NOT (status = 'pending' AND leased_until IS NOT NULL AND leased_until > now())
 """
-# ... a delivered or dead one waits, as a replay's does (see INSERT_DELIVERIES), until the lease of a delivery of its
-# queue in flight ends (or that attempt's outcome makes it due sooner)...
+# ... a delivered or dead one waits, as a replay's does (see INSERT_DELIVERIES), for a delivery of its queue in
+# flight: until that attempt's lease ends (or its outcome makes it due sooner) if it is ahead of it, behind it at
+# 'infinity'...
 RETRY_WAIT = """
 UPDATE webhook_delivery d
-   SET next_attempt_at = f.leased_until
+   SET next_attempt_at = CASE WHEN f.sequence <= d.sequence THEN 'infinity'::timestamptz ELSE f.leased_until END
   FROM webhook_delivery f
  WHERE d.tenant_id = $1 AND d.subscription_id = $2 AND d.id = $3 AND d.status <> 'pending'
    AND f.tenant_id = $1 AND f.id = (
@@ -862,7 +866,8 @@ class WebhookRepository:
 
     async def count_deliveries(self, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> int:
         total: int = await self._db.fetch_value(
-            "SELECT count(*) FROM webhook_delivery WHERE tenant_id = $1 AND subscription_id = $2",
+            "SELECT count(*) FROM webhook_delivery WHERE tenant_id = $1 AND subscription_id = $2 "
+            "AND created_at > '-infinity'",  # the listing index's condition (migration 2026-12-12T13)
             tenant_id,
             subscription_id,
         )
@@ -875,6 +880,7 @@ class WebhookRepository:
         return await self._db.fetch_all(
             DeliveryRow,
             f"SELECT {_DELIVERY} FROM webhook_delivery WHERE tenant_id = $1 AND subscription_id = $2 "
+            "AND created_at > '-infinity' "  # the listing index's condition (migration 2026-12-12T13)
             "ORDER BY created_at DESC, sequence DESC NULLS LAST, id DESC LIMIT $3 OFFSET $4",
             tenant_id,
             subscription_id,

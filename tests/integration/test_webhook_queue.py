@@ -218,6 +218,24 @@ async def test_a_retry_keeps_an_attempt_in_flight_and_a_delivery_waiting_for_its
         assert resent is not None and (resent.message_id, resent.attempts) == ("evt_1", 2)
 
 
+async def test_a_delivery_retried_behind_the_attempt_in_flight_follows_it_at_once(
+    db: Database, alpha: TenantSpec
+) -> None:
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        ticket = uuid.uuid4()
+        await queue(repository, alpha, hooked, ticket, 5)
+        [five] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        assert await delivered_then_next(repository, alpha, five) is None
+        await queue(repository, alpha, hooked, ticket, 2)  # a replay: nothing in flight, due at once
+        [two] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
+        # 5, retried while 2 is in flight, is behind it: it waits like any successor and follows 2's success.
+        retried = await repository.retry(alpha.id, hooked, five.id, HORIZON_SECONDS)
+        assert retried is not None and (retried.status, retried.next_attempt_at) == ("pending", None)
+        again = await delivered_then_next(repository, alpha, two)
+        assert again is not None and (again.id, again.attempts) == (five.id, 2)
+
+
 async def test_a_retry_makes_a_failed_or_dead_delivery_due_now(db: Database, alpha: TenantSpec) -> None:
     async with uncommitted(db) as repository:
         hooked = await subscription(repository, alpha)
