@@ -2,8 +2,8 @@
 directory, where the event records the actor's subject only; the v1 surface names seed 004's people the same way
 (UserRepository.by_subjects).
 
-The unique (tenant_id, realm, subject) index leads with the realm, so a lookup by subject alone would read every user
-of the tenant.
+The unique (tenant_id, realm, subject) index puts the realm before the subject, so a lookup by subject alone would read
+every user of the tenant.
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager

@@ -2,9 +2,10 @@
 
 A replay or a manual retry can put an earlier event of a ticket ahead of the delivery being sent; claimed at once, it
 went out while the other was still under way, two attempts of one queue at the same time (and two such attempts
-ending together could each see the other still pending, leaving the delivery behind them to the slow sweep). A head
-is now claimed only while no other delivery of its queue is in flight. next_attempt_at cannot tell: a pending
-delivery's next_attempt_at is in the future both while it is in flight and while it waits for its retry.
+ending together could each see the other still pending, leaving the delivery behind them to the slow sweep). A replay
+or a retry now makes such an earlier event wait for the attempt in flight: until its outcome, at the latest until its
+lease ends; claims only set leased_until. next_attempt_at cannot tell: a pending delivery's next_attempt_at is in the
+future both while it is in flight and while it waits for its retry.
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager

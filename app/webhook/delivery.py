@@ -5,7 +5,7 @@ send each claimed delivery in a task of its own (up to WEBHOOK_CONCURRENCY at on
 claims the next one of the same queue as it records the success and sends it at once, for a while (see _deliver);
 a finished task wakes the loop, which hands its slot out again. Everything is written so that any number of processes
 may run it together: dispatching is serialised per tenant by an advisory lock, deliveries are claimed with SKIP
-LOCKED and leased, and an attempt records its outcome only while it still holds its lease.
+LOCKED and leased, and an attempt records its outcome only if no later attempt has claimed the delivery.
 """
 
 from __future__ import annotations

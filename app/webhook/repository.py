@@ -240,7 +240,8 @@ RETURNING id, kind
 
 
 def _person(subject: str, alias: str) -> str:
-    """A lateral join naming the person with this subject (a column of the query) as the users directory knows it
+    """A lateral join (in a statement whose $1 is the tenant) naming the person with this subject (a column of the
+    query) as the users directory knows it
     (seed 004's `{id, name, email}`): `alias`.name and `alias`.email. An event records subjects, not realms: a subject
     that is a user in more than one of the tenant's realms names nobody (no name, no email), rather than perhaps the
     wrong person, as UserService.people decides for the v1 surface; so does one of no user (a service account, the
@@ -248,7 +249,7 @@ def _person(subject: str, alias: str) -> str:
     return f"""
   LEFT JOIN LATERAL (SELECT min(person.name) AS name, min(person.email) AS email
                        FROM app_user person
-                      WHERE person.tenant_id = e.tenant_id AND person.subject = {subject}
+                      WHERE person.tenant_id = $1 AND person.subject = {subject}
                      HAVING count(*) = 1) AS {alias} ON true
 """
 
@@ -316,9 +317,9 @@ EVENTS_BETWEEN = _EVENT_DETAILS + " AND e.created_at >= $2 AND e.created_at <= $
 # whatever ends the attempt sooner claims it (DELIVERED_CLAIM_NEXT) or makes it due (RECORD_OUTCOME), and if the
 # attempt never ends (its worker died), or ended in a statement that could not see the replay, the lease's end is
 # when it is due anyway. Behind it, it waits at 'infinity' like any successor: the attempt's success claims it, and
-# otherwise that delivery stays ahead of it. (The
-# lookup is in the queue index's order, as the head lookups: as NOT EXISTS it was planned as an anti-join on the
-# listing index.)
+# otherwise that delivery stays ahead of it; a success recorded by a statement that started before the replay
+# committed cannot see it, and leaves it to the slow sweep (PROMOTE_STRANDED). (The lookup is in the queue index's
+# order, as the head lookups: as NOT EXISTS it was planned as an anti-join on the listing index.)
 INSERT_DELIVERIES = """
 INSERT INTO webhook_delivery (tenant_id, id, subscription_id, message_id, event_type, event_id, ticket_id, sequence,
                               body, status, next_attempt_at, expires_at, created_at)
@@ -419,14 +420,14 @@ SELECT t.id
 
 # The due heads of their queues, of active subscriptions; the claim is a lease of $3 seconds. A queue is a
 # subscription's deliveries of one ticket in sequence order; its head is its first pending delivery, found by one
-# descent of the queue index (the only index a head lookup can use, see above). Deliveries of no ticket (pings,
-# users' events) are each a queue of their own. A claim marks its attempt in flight until its outcome is recorded
+# descent of the queue index (the only index a head lookup can use, see above). Deliveries of no ticket (pings, users'
+# events) are each a queue of their own. A claim marks its attempt in flight until its outcome is recorded
 # (leased_until, over once the lease has run out), so that a replay or a retry can tell (see INSERT_DELIVERIES).
-# Whether a delivery's subscription is active is a subquery, not a
-# join: joined, the subscriptions could drive the scan through the listing index, every delivery the subscription
-# ever had (the test suite's statistics made a generic plan do just that). Claimed rows are then updated by primary
-# key (an array of ids), and joined to their subscriptions only once updated: joined in the UPDATE, a tenant's
-# subscriptions could drive it through the listing index again (a generic plan did, beside 300 quiet subscriptions).
+# Whether a delivery's subscription is active is a subquery, not a join: joined, the subscriptions could drive the
+# scan through the listing index, every delivery the subscription ever had (the test suite's statistics made a generic
+# plan do just that). Claimed rows are then updated by primary key (an array of ids), and joined to their
+# subscriptions only once updated: joined in the UPDATE, a tenant's subscriptions could drive it through the listing
+# index again (a generic plan did, beside 300 quiet subscriptions).
 CLAIM_DELIVERIES = """
 WITH due AS (
     SELECT d.id
@@ -461,6 +462,8 @@ SELECT c.id, c.subscription_id, c.ticket_id, c.message_id, c.body, c.attempts, c
 # otherwise), from the application, as Citus refuses now() inside CASE. A delivery that leaves its queue (delivered
 # or dead) promotes its successor if that was waiting behind it (see INSERT_DELIVERIES); any outcome makes due an
 # earlier event that a replay or a retry queued to wait for the attempt (the queue's head now, unless in flight).
+# (An earlier head can otherwise only exist, waiting for its own retry, after two attempts of the queue were under
+# way at once: the rare races in the README. It is made due too, one early retry.)
 # "Still pending" is written as neither delivered nor dead (the only other statuses): `status = 'pending'` would let
 # the pending-only indexes compete with the primary key, and on a table analysed while nearly empty the planner
 # picks one and reads a whole backlog for one row (measured: 1,100 rows read, 4 ms, per delivery).
@@ -495,8 +498,9 @@ SELECT count(*) FROM recorded
 # excluded by id. No row comes back when nothing was recorded (the attempt had lost its lease) or nothing is next.
 # The head is chosen among all pending deliveries of the queue, due or not, and only then locked if due (or waiting
 # behind the delivery just recorded, see INSERT_DELIVERIES), or ahead of it (an earlier event a replay or a retry
-# queued to wait for this attempt, unless in flight itself): a head that is leased or waiting for its retry stops
-# the chain, never lets the delivery behind it go first. "Neither delivered nor dead" stands for pending where the
+# queued to wait for this attempt, unless in flight itself; as in RECORD_OUTCOME, one waiting for its own retry
+# after a rare race goes early): a head that is leased or waiting for its retry stops the chain, never lets the
+# delivery behind it go first. "Neither delivered nor dead" stands for pending where the
 # primary key must be the way in (see RECORD_OUTCOME), and the head is named by a scalar subquery for the same reason.
 # A waiting successor of a subscription that is off is made due instead (its next claim round takes it once it is on).
 DELIVERED_CLAIM_NEXT = """
@@ -758,7 +762,9 @@ class WebhookRepository:
         """Queue deliveries, retried until `horizon_seconds` from now; returns those that wait behind an earlier
         one (see INSERT_DELIVERIES: with `behind_failing_heads`, also behind a head that has failed; whoever
         passes it looks again once committed). The others are due now, except (without `behind_failing_heads`: a
-        replay) a queue's first one while a delivery of its queue is in flight: due when that attempt ends."""
+        replay) a queue's first one while a delivery of its queue is in flight: ahead of it, due when that attempt
+        ends (at the latest when its lease does); behind it, waiting (returned), and nobody looks again at those: the
+        attempt's success claims them, or, if it could not see them, the slow sweep frees them."""
         if not deliveries:
             return []
         rows = await self._db.fetch_all(
@@ -835,7 +841,8 @@ class WebhookRepository:
         response: str | None,
         lease_seconds: float,
     ) -> ClaimedDelivery | None:
-        """Record a successful attempt (only while it holds its lease) and claim the next delivery of its queue."""
+        """Record a successful attempt (only if no later attempt has claimed the delivery) and claim the next delivery
+        of its queue."""
         return await self._db.fetch_one(
             ClaimedDelivery,
             DELIVERED_CLAIM_NEXT,

@@ -201,17 +201,17 @@ async def test_a_retry_keeps_an_attempt_in_flight_and_a_delivery_waiting_for_its
         await queue(repository, alpha, hooked, ticket, 1, 2)
         [one] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
         waiting = next(row for row in await repository.deliveries(alpha.id, hooked, 10, 0) if row.sequence == 2)
+        lease_end = await db.fetch_value("SELECT now() + make_interval(secs => $1::float8)", LEASE_SECONDS)
         in_flight = await repository.retry(alpha.id, hooked, one.id, HORIZON_SECONDS)
         behind = await repository.retry(alpha.id, hooked, waiting.id, HORIZON_SECONDS)
         assert in_flight is not None and behind is not None
-        assert in_flight.next_attempt_at is not None and behind.next_attempt_at is None  # leased; still waiting
+        assert (in_flight.next_attempt_at, behind.next_attempt_at) == (lease_end, None)  # leased; still waiting
         assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []  # not sent a second time meanwhile
         two = await delivered_then_next(repository, alpha, one)
         assert two is not None and two.message_id == "evt_2"
         # A delivered one, retried while 2 is in flight, waits for 2's attempt (at most until its lease ends), then
         # goes as the queue's head.
         again = await repository.retry(alpha.id, hooked, one.id, HORIZON_SECONDS)
-        lease_end = await db.fetch_value("SELECT now() + make_interval(secs => $1::float8)", LEASE_SECONDS)
         assert again is not None and (again.status, again.next_attempt_at) == ("pending", lease_end)
         assert await repository.claim(alpha.id, 10, LEASE_SECONDS) == []
         resent = await delivered_then_next(repository, alpha, two)
@@ -426,6 +426,7 @@ _HEAD_LOOKUPS = {
         "'{tenant}', '{delivery}', 1, 'dead', 0, 500, 3, 'HTTP 500', 'no', NULL, '{subscription}', '{ticket}'",
     ),
     "claim_deliveries": (webhook_repository.CLAIM_DELIVERIES, "'{tenant}', 10, 30"),
+    "retry_wait": (webhook_repository.RETRY_WAIT, "'{tenant}', '{subscription}', '{delivery}'"),
     "promote_stranded": (webhook_repository.PROMOTE_STRANDED, "'{tenant}'"),
     "promote_stranded_among": (webhook_repository.PROMOTE_STRANDED_AMONG, "'{tenant}', '{{{delivery}}}'"),
     "insert_deliveries": (
