@@ -1,6 +1,6 @@
 """Users by subject: a webhook body names its actor (seed 004's `updated_by`: id, name, email) from the users
-directory, where the event records the actor's subject only; the v1 surface names seed 004's people the same way
-(UserRepository.by_subjects).
+directory, where the event records the actor's subject only, as the v1 surface names seed 004's people
+(app/user/people.py, by UserRepository.by_subjects).
 
 The unique (tenant_id, realm, subject) index puts the realm before the subject, so a lookup by subject alone would read
 every user of the tenant.

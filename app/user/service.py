@@ -15,7 +15,6 @@ import math
 import secrets
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,6 +41,7 @@ from app.user.dto import (
 )
 from app.user.errors import UserExists, UserNotFound
 from app.user.passwords import PasswordHasher
+from app.user.people import People, people
 from app.user.repository import ClientRepository, UserRepository, UserRow
 from app.user.roles import RoleNotMapped, directory_role, realm_roles
 
@@ -171,17 +171,9 @@ class UserService:
     def _forget(self, tenant_id: uuid.UUID, row: UserRow) -> None:
         self._callers.pop((tenant_id, row.realm, row.subject), None)
 
-    async def people(self, tenant_id: uuid.UUID, subjects: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
-        """The name and email the directory has for each subject it knows (seed 004's people, `{id, name, email}`,
-        where `id` is the subject tickets and comments record). A subject two realms of the tenant have is two people
-        the record cannot tell apart: it gets no name, so that neither can show under the other's (webhook bodies decide
-        the same way: _person in app/webhook/repository.py)."""
-        wanted = sorted(set(subjects))
-        if not wanted:
-            return {}
-        rows = await self._users.by_subjects(tenant_id, wanted)
-        realms = Counter(row.subject for row in rows)
-        return {row.subject: (row.name, row.email) for row in rows if realms[row.subject] == 1}
+    async def people(self, tenant_id: uuid.UUID, subjects: Iterable[str]) -> People:
+        """Seed 004's people for these subjects (app/user/people.py)."""
+        return await people(self._users, tenant_id, subjects)
 
     async def page(
         self, principal: Principal, role: Role | None, status: Status | None, q: str | None, page: int, per_page: int

@@ -28,6 +28,8 @@ import msgspec
 from app.config import Settings
 from app.db.database import Database
 from app.db.errors import DatabaseUnavailable
+from app.user.people import People, people
+from app.user.repository import UserRepository
 from app.webhook.dto import (
     Actor,
     Change,
@@ -135,9 +137,21 @@ def _json(text: str | None) -> msgspec.Raw | None:
     return None if text is None else msgspec.Raw(text.encode())
 
 
-def event_body(row: EventRow) -> str:
+def _actor(subject: str, known: People) -> Actor:
+    """Seed 004's person: the subject, with the name and email the users directory has for it (or none)."""
+    name, email = known.get(subject, (None, None))
+    return Actor(subject, name, email)
+
+
+def subjects_of(row: EventRow) -> list[str]:
+    """Whom an event's body names: its actor, and the author of its comment or file."""
+    return [row.actor, *(author for author in (row.comment_author, row.attachment_author) if author is not None)]
+
+
+def event_body(row: EventRow, known: People) -> str:
     """The body of an event's deliveries, in seed 004's shape: `event`, `timestamp` (when the change committed),
-    `data.ticket` with previous and current values, plus the changed fields or the comment where they apply."""
+    `data.ticket` with previous and current values, plus the changed fields or the comment where they apply; people
+    named as `known` has them (see subjects_of)."""
     changes: dict[str, Change] | msgspec.UnsetType = msgspec.UNSET
     changed_fields: list[str] | msgspec.UnsetType = msgspec.UNSET
     if row.kind in ("ticket.created", "ticket.updated"):
@@ -153,7 +167,7 @@ def event_body(row: EventRow) -> str:
         status=Change(row.previous_state_name, row.state_name),
         status_id=Change(row.previous_state_id, row.state_id),
         assignee=Change(row.previous_assignee, row.assignee),
-        updated_by=Actor(row.actor, row.actor_name, row.actor_email),
+        updated_by=_actor(row.actor, known),
         changes=changes,
         changed_fields=changed_fields,
         note=row.note if row.note is not None else msgspec.UNSET,
@@ -164,7 +178,7 @@ def event_body(row: EventRow) -> str:
             row.comment_id,
             row.comment_content,
             bool(row.comment_internal),
-            Actor(row.comment_author or row.actor, row.author_name, row.author_email),
+            _actor(row.comment_author or row.actor, known),
         )
     attachment: WebhookAttachment | msgspec.UnsetType = msgspec.UNSET
     if row.attachment_id is not None and row.attachment_filename is not None:
@@ -175,15 +189,16 @@ def event_body(row: EventRow) -> str:
             row.attachment_mime_type or "application/octet-stream",
             row.attachment_sha256 or "",
             bool(row.attachment_internal),
-            Actor(row.attachment_author or row.actor, row.author_name, row.author_email),
+            _actor(row.attachment_author or row.actor, known),
         )
     data = WebhookData(ticket=ticket, comment=comment, attachment=attachment)
     body = WebhookBody(row.kind, _utc(row.created_at), data)
     return _body_encoder.encode(body).decode()
 
 
-def user_event_body(row: UserEventRow) -> str:
-    """The body of a user event's deliveries: `data.user` as the users directory shows the user."""
+def user_event_body(row: UserEventRow, known: People) -> str:
+    """The body of a user event's deliveries: `data.user` as the users directory shows the user; who added it named
+    as `known` has them."""
     user = WebhookUser(
         row.user_id,
         row.subject,
@@ -193,7 +208,7 @@ def user_event_body(row: UserEventRow) -> str:
         row.role,
         row.status,
         row.user_created_at,
-        Actor(row.actor, row.actor_name, row.actor_email),
+        _actor(row.actor, known),
     )
     return _body_encoder.encode(WebhookBody(row.kind, _utc(row.created_at), WebhookData(user=user))).decode()
 
@@ -214,13 +229,13 @@ def wanting(subscriptions: list[SubscriptionRow], kind: str) -> list[Subscriptio
     return [subscription for subscription in subscriptions if subscribed(subscription, kind)]
 
 
-def deliveries_for(routes: list[tuple[EventRow, list[SubscriptionRow]]]) -> list[NewDelivery]:
+def deliveries_for(routes: list[tuple[EventRow, list[SubscriptionRow]]], known: People) -> list[NewDelivery]:
     """One delivery per event and each of its subscriptions, in the order given (oldest event first)."""
     queued = []
     for row, wanted in routes:
         if not wanted:
             continue
-        body = event_body(row)
+        body = event_body(row, known)
         for subscription in wanted:
             queued.append(
                 NewDelivery(
@@ -249,6 +264,7 @@ class Dispatcher:
     def __init__(self, db: Database, repository: WebhookRepository, horizon_seconds: float) -> None:
         self._db = db
         self._repository = repository
+        self._users = UserRepository(db)
         self._horizon = horizon_seconds
         # (when, tenant, deliveries) to look at again, oldest first.
         self._look_again: deque[tuple[float, uuid.UUID, list[uuid.UUID]]] = deque()
@@ -289,8 +305,9 @@ class Dispatcher:
             if wanted:
                 rows = await self._repository.events(tenant_id, wanted)
                 routes = [(row, wanting(subscriptions, row.kind)) for row in rows]
+                known = await people(self._users, tenant_id, (s for row in rows for s in subjects_of(row)))
                 waiting = await self._repository.queue(
-                    tenant_id, deliveries_for(routes), self._horizon, behind_failing_heads=True
+                    tenant_id, deliveries_for(routes, known), self._horizon, behind_failing_heads=True
                 )
         if waiting:
             # The second look is scheduled first, so that it happens even if the first fails.
@@ -307,10 +324,11 @@ class Dispatcher:
             if not events:
                 return 0
             subscriptions = await self._repository.active_subscriptions(tenant_id)
+            known = await people(self._users, tenant_id, (event.actor for event in events))
             queued: list[NewDelivery] = []
             for event in events:
                 wanted = wanting(subscriptions, event.kind)
-                body = user_event_body(event) if wanted else ""
+                body = user_event_body(event, known) if wanted else ""
                 queued.extend(
                     NewDelivery(
                         uuid.uuid4(), subscription.id, user_message_id(event.id), event.kind, None, None, None, body

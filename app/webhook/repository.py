@@ -55,8 +55,6 @@ class EventRow(msgspec.Struct, frozen=True):
     sequence: int
     created_at: datetime.datetime
     actor: str
-    actor_name: str | None  # from the users directory (see _person)
-    actor_email: str | None
     ticket_id: uuid.UUID
     object_id: str
     ticket_type_id: uuid.UUID
@@ -80,10 +78,6 @@ class EventRow(msgspec.Struct, frozen=True):
     attachment_sha256: str | None
     attachment_internal: bool | None
     attachment_author: str | None
-    # The comment's or the file's author as the users directory knows it (see _person): the file's uploader is not
-    # the actor of an attachment.deleted.
-    author_name: str | None
-    author_email: str | None
 
 
 class Undispatched(msgspec.Struct, frozen=True):
@@ -98,8 +92,6 @@ class UserEventRow(msgspec.Struct, frozen=True):
     kind: str
     created_at: datetime.datetime
     actor: str
-    actor_name: str | None  # from the users directory (see _person)
-    actor_email: str | None
     user_id: uuid.UUID
     subject: str
     realm: str
@@ -238,29 +230,13 @@ UPDATE ticket_event SET dispatched_at = now()
 RETURNING id, kind
 """
 
-
-def _person(subject: str, alias: str) -> str:
-    """A lateral join (in a statement whose $1 is the tenant) naming the person with this subject (a column of the
-    query) as the users directory knows it
-    (seed 004's `{id, name, email}`): `alias`.name and `alias`.email. An event records subjects, not realms: a subject
-    that is a user in more than one of the tenant's realms names nobody (no name, no email), rather than perhaps the
-    wrong person, as UserService.people decides for the v1 surface; so does one of no user (a service account, the
-    system)."""
-    return f"""
-  LEFT JOIN LATERAL (SELECT min(person.name) AS name, min(person.email) AS email
-                       FROM app_user person
-                      WHERE person.tenant_id = $1 AND person.subject = {subject}
-                     HAVING count(*) = 1) AS {alias} ON true
-"""
-
-
 # The tenant's oldest undispatched user events with their users, locked until the transaction ends.
-CLAIM_USER_EVENTS = f"""
-SELECT e.id, e.kind, e.created_at, e.actor, who.name AS actor_name, who.email AS actor_email, u.id AS user_id,
-       u.subject, u.realm, u.name, u.email, u.role, u.status, u.created_at AS user_created_at
+CLAIM_USER_EVENTS = """
+SELECT e.id, e.kind, e.created_at, e.actor, u.id AS user_id, u.subject, u.realm, u.name, u.email, u.role, u.status,
+       u.created_at AS user_created_at
   FROM user_event e
   JOIN app_user u ON u.tenant_id = e.tenant_id AND u.id = e.user_id
-{_person("e.actor", "who")} WHERE e.tenant_id = $1 AND e.dispatched_at IS NULL
+ WHERE e.tenant_id = $1 AND e.dispatched_at IS NULL
  ORDER BY e.created_at, e.id
  LIMIT $2
    FOR UPDATE OF e
@@ -271,9 +247,8 @@ MARK_USER_EVENTS_DISPATCHED = (
 )
 
 # The title is the value of the type's `title` field: the one this event set, else the ticket's current one.
-_EVENT_DETAILS = f"""
-SELECT e.id, e.kind, e.sequence, e.created_at, e.actor, who.name AS actor_name, who.email AS actor_email,
-       e.ticket_id, t.object_id, t.type_id AS ticket_type_id,
+_EVENT_DETAILS = """
+SELECT e.id, e.kind, e.sequence, e.created_at, e.actor, e.ticket_id, t.object_id, t.type_id AS ticket_type_id,
        (SELECT (coalesce(e.changes -> (f ->> 'id') -> 'new', t.data -> (f ->> 'id')))::text
           FROM ticket_type_version v, jsonb_array_elements(v.definition -> 'fields') AS f
          WHERE v.tenant_id = e.tenant_id AND v.type_id = t.type_id AND v.version = e.type_version
@@ -284,7 +259,7 @@ SELECT e.id, e.kind, e.sequence, e.created_at, e.actor, who.name AS actor_name, 
        c.content AS comment_content, c.is_internal AS comment_internal, c.author AS comment_author,
        e.attachment_id, a.filename AS attachment_filename, a.size AS attachment_size,
        a.mime_type AS attachment_mime_type, a.sha256 AS attachment_sha256, a.internal AS attachment_internal,
-       a.author AS attachment_author, writer.name AS author_name, writer.email AS author_email
+       a.author AS attachment_author
   FROM ticket_event e
   JOIN ticket t ON t.tenant_id = e.tenant_id AND t.id = e.ticket_id
   LEFT JOIN ticket_event p ON p.tenant_id = e.tenant_id AND p.ticket_id = e.ticket_id AND p.sequence = e.sequence - 1
@@ -292,7 +267,7 @@ SELECT e.id, e.kind, e.sequence, e.created_at, e.actor, who.name AS actor_name, 
   LEFT JOIN ticket_state ps ON ps.tenant_id = e.tenant_id AND ps.id = p.state_id
   LEFT JOIN ticket_comment c ON c.tenant_id = e.tenant_id AND c.id = e.comment_id
   LEFT JOIN attachment a ON a.tenant_id = e.tenant_id AND a.id = e.attachment_id
-{_person("e.actor", "who")}{_person("coalesce(c.author, a.author)", "writer")} WHERE e.tenant_id = $1
+ WHERE e.tenant_id = $1
 """
 EVENTS_BY_ID = _EVENT_DETAILS + " AND e.id = ANY($2::bigint[]) ORDER BY e.id"
 # A replay's range: one ticket's events from a sequence, or every event from a time; oldest first.

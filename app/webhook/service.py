@@ -15,7 +15,9 @@ from app.db.database import Database
 from app.errors import InputValidationFailure
 from app.idempotency.service import Idempotency, Outcome
 from app.tenancy.model import TenantConfig
-from app.webhook.delivery import deliveries_for, ping_body, subscribed
+from app.user.people import people
+from app.user.repository import UserRepository
+from app.webhook.delivery import deliveries_for, ping_body, subjects_of, subscribed
 from app.webhook.dto import (
     DeliveryOut,
     Events,
@@ -124,6 +126,7 @@ class WebhookService:
     ) -> None:
         self._db = db
         self._repository = repository
+        self._users = UserRepository(db)
         self._keys = keys
         self._allow_loopback = allow_loopback
         self._overlap = secret_overlap_seconds
@@ -252,7 +255,8 @@ class WebhookService:
         current = await self._existing(principal, subscription_id)
         rows = await self._replayed_events(principal.tenant_id, request)
         wanted = [row for row in rows if subscribed(current, row.kind)]
-        deliveries = deliveries_for([(row, [current]) for row in wanted])
+        known = await people(self._users, principal.tenant_id, (s for row in wanted for s in subjects_of(row)))
+        deliveries = deliveries_for([(row, [current]) for row in wanted], known)
         async with self._db.transaction():
             await self._repository.queue(principal.tenant_id, deliveries, self._horizon)
         self._queued()
