@@ -6,6 +6,7 @@ stored form (and its hash) is the same in every process."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -156,6 +157,22 @@ class V1PlatformMapping(msgspec.Struct, frozen=True, kw_only=True):
     fields: tuple[tuple[str, str], ...] = tuple((name, name) for name in sorted(V1_PLATFORM_FIELDS))
     priorities: tuple[tuple[str, str], ...] = V1_PRIORITIES
     statuses: tuple[tuple[str, tuple[str, ...]], ...] = V1_STATUSES
+
+    def status_of_state(self) -> dict[str, str]:
+        """A state name, in lower case, to the status a ticket in that state shows (the first that names it)."""
+        by_state: dict[str, str] = {}
+        for status, states in self.statuses:
+            for state in states:
+                by_state.setdefault(state.lower(), status)
+        return by_state
+
+
+def seed_status(status_of_state: Mapping[str, str], state_name: str | None) -> str | None:
+    """The seed 004 status a ticket in the state shows (`status_of_state` from V1PlatformMapping.status_of_state): its
+    mapped value, else the state's own name."""
+    if state_name is None:
+        return None
+    return status_of_state.get(state_name.lower(), state_name)
 
 
 class V1Config(msgspec.Struct, frozen=True, kw_only=True):

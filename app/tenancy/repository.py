@@ -23,6 +23,12 @@ class TenantRow(msgspec.Struct, frozen=True):
 _COLUMNS = select_list(TenantRow, config="config::text")
 
 
+class ConfigIfChanged(msgspec.Struct, frozen=True):
+    config_hash: str
+    # The document, unless its hash is the one the caller knows.
+    config: str | None
+
+
 class TenantRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -36,6 +42,16 @@ class TenantRepository:
 
     async def get(self, tenant_id: uuid.UUID) -> TenantRow | None:
         return await self._db.fetch_one(TenantRow, f"SELECT {_COLUMNS} FROM tenant WHERE id = $1", tenant_id)
+
+    async def config_if_changed(self, tenant_id: uuid.UUID, known_hash: str | None) -> ConfigIfChanged | None:
+        """The tenant's configuration hash, and its document only if that hash is not `known_hash`."""
+        return await self._db.fetch_one(
+            ConfigIfChanged,
+            "SELECT config_hash, CASE WHEN config_hash = $2 THEN NULL ELSE config::text END AS config "
+            "FROM tenant WHERE id = $1",
+            tenant_id,
+            known_hash,
+        )
 
     async def get_by_slug(self, slug: str) -> TenantRow | None:
         return await self._db.fetch_one(TenantRow, f"SELECT {_COLUMNS} FROM tenant WHERE slug = $1", slug)

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from app.tenancy.model import V1Config, V1PlatformMapping, V1TicketMapping
+from app.tenancy.model import V1Config, V1PlatformMapping, V1TicketMapping, seed_status
 from app.tenancy.registry import TenantRegistry
 from app.ticket_type.cache import TicketTypeCache
 from app.ticket_type.compiled import CompiledField, CompiledType
@@ -50,9 +50,7 @@ class PlatformMapping:
 
     def status(self, state_name: str | None) -> str | None:
         """The status a ticket in this state shows: its mapped value, else the state's own name."""
-        if state_name is None:
-            return None
-        return self.status_of_state.get(state_name.lower(), state_name)
+        return seed_status(self.status_of_state, state_name)
 
     def priority(self, stored: Any) -> Any:
         """The priority value a stored one shows: its seed 004 value, else as stored."""
@@ -104,10 +102,6 @@ class TenantMapping:
         mapped = {field.definition.id for field in members.values()}
         custom = {key: field for key, field in by_key.items() if field.definition.id not in mapped}
         priorities = dict(config.priorities)
-        status_of_state: dict[str, str] = {}
-        for status, states in config.statuses:
-            for state in states:
-                status_of_state.setdefault(state.lower(), status)
         mapping = PlatformMapping(
             ticket_type=ticket_type,
             members=members,
@@ -115,7 +109,7 @@ class TenantMapping:
             priorities=priorities,
             stored_priorities={stored: name for name, stored in reversed(config.priorities)},
             statuses=dict(config.statuses),
-            status_of_state=status_of_state,
+            status_of_state=config.status_of_state(),
         )
         self._platform[tenant_id] = (config, ticket_type, mapping)
         return mapping

@@ -28,6 +28,8 @@ import msgspec
 from app.config import Settings
 from app.db.database import Database
 from app.db.errors import DatabaseUnavailable
+from app.tenancy.model import seed_status
+from app.tenancy.repository import TenantRepository
 from app.user.people import People, people
 from app.user.repository import UserRepository
 from app.webhook.dto import (
@@ -50,6 +52,7 @@ from app.webhook.repository import (
 )
 from app.webhook.signing import signature_header
 from app.webhook.ssrf import ConnectError, GuardedClient, SendFailed
+from app.webhook.statuses import TenantStatuses
 
 log = logging.getLogger("app.webhook")
 
@@ -148,10 +151,10 @@ def subjects_of(row: EventRow) -> list[str]:
     return [row.actor, *(author for author in (row.comment_author, row.attachment_author) if author is not None)]
 
 
-def event_body(row: EventRow, known: People) -> str:
+def event_body(row: EventRow, known: People, statuses: Mapping[str, str]) -> str:
     """The body of an event's deliveries, in seed 004's shape: `event`, `timestamp` (when the change committed),
     `data.ticket` with previous and current values, plus the changed fields or the comment where they apply; people
-    named as `known` has them (see subjects_of)."""
+    named as `known` has them (see subjects_of), the status by the tenant's `statuses` (see TenantStatuses)."""
     changes: dict[str, Change] | msgspec.UnsetType = msgspec.UNSET
     changed_fields: list[str] | msgspec.UnsetType = msgspec.UNSET
     if row.kind in ("ticket.created", "ticket.updated"):
@@ -164,7 +167,8 @@ def event_body(row: EventRow, known: People) -> str:
         ticket_type_id=row.ticket_type_id,
         sequence=row.sequence,
         title=_json(row.title),
-        status=Change(row.previous_state_name, row.state_name),
+        status=Change(seed_status(statuses, row.previous_state_name), seed_status(statuses, row.state_name)),
+        state=Change(row.previous_state_name, row.state_name),
         status_id=Change(row.previous_state_id, row.state_id),
         assignee=Change(row.previous_assignee, row.assignee),
         updated_by=_actor(row.actor, known),
@@ -229,13 +233,15 @@ def wanting(subscriptions: list[SubscriptionRow], kind: str) -> list[Subscriptio
     return [subscription for subscription in subscriptions if subscribed(subscription, kind)]
 
 
-def deliveries_for(routes: list[tuple[EventRow, list[SubscriptionRow]]], known: People) -> list[NewDelivery]:
+def deliveries_for(
+    routes: list[tuple[EventRow, list[SubscriptionRow]]], known: People, statuses: Mapping[str, str]
+) -> list[NewDelivery]:
     """One delivery per event and each of its subscriptions, in the order given (oldest event first)."""
     queued = []
     for row, wanted in routes:
         if not wanted:
             continue
-        body = event_body(row, known)
+        body = event_body(row, known, statuses)
         for subscription in wanted:
             queued.append(
                 NewDelivery(
@@ -265,6 +271,7 @@ class Dispatcher:
         self._db = db
         self._repository = repository
         self._users = UserRepository(db)
+        self._statuses = TenantStatuses(TenantRepository(db))
         self._horizon = horizon_seconds
         # (when, tenant, deliveries) to look at again, oldest first.
         self._look_again: deque[tuple[float, uuid.UUID, list[uuid.UUID]]] = deque()
@@ -306,9 +313,8 @@ class Dispatcher:
                 rows = await self._repository.events(tenant_id, wanted)
                 routes = [(row, wanting(subscriptions, row.kind)) for row in rows]
                 known = await people(self._users, tenant_id, (s for row in rows for s in subjects_of(row)))
-                waiting = await self._repository.queue(
-                    tenant_id, deliveries_for(routes, known), self._horizon, behind_failing_heads=True
-                )
+                queued = deliveries_for(routes, known, await self._statuses.of(tenant_id))
+                waiting = await self._repository.queue(tenant_id, queued, self._horizon, behind_failing_heads=True)
         if waiting:
             # The second look is scheduled first, so that it happens even if the first fails.
             self._look_again.append((time.monotonic() + LOOK_AGAIN_SECONDS, tenant_id, waiting))

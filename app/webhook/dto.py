@@ -178,7 +178,11 @@ class WebhookTicket(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=Tru
     # The event's number in the ticket's history: events of one ticket arrive in this order.
     sequence: int
     title: Any
+    # Seed 004's status values (open, in_progress, resolved, closed) as /api/v1/tickets shows them, by the tenant's
+    # [v1.platform.statuses]; a state it does not map shows its own name.
     status: Change
+    # The tenant's state names, and the states' ids.
+    state: Change
     status_id: Change
     assignee: Change
     updated_by: Actor

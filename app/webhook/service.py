@@ -15,6 +15,7 @@ from app.db.database import Database
 from app.errors import InputValidationFailure
 from app.idempotency.service import Idempotency, Outcome
 from app.tenancy.model import TenantConfig
+from app.tenancy.repository import TenantRepository
 from app.user.people import people
 from app.user.repository import UserRepository
 from app.webhook.delivery import deliveries_for, ping_body, subjects_of, subscribed
@@ -32,6 +33,7 @@ from app.webhook.errors import DeclaredInTenantFile, DeliveryNotFound, WebhookNo
 from app.webhook.repository import DeliveryRow, EventRow, NewDelivery, SubscriptionRow, WebhookRepository
 from app.webhook.signing import is_secret, new_secret
 from app.webhook.ssrf import url_problem
+from app.webhook.statuses import TenantStatuses
 
 # A replay re-sends at most this many events; a larger range is refused (replay it in parts).
 MAX_REPLAY_EVENTS = 10_000
@@ -127,6 +129,7 @@ class WebhookService:
         self._db = db
         self._repository = repository
         self._users = UserRepository(db)
+        self._statuses = TenantStatuses(TenantRepository(db))
         self._keys = keys
         self._allow_loopback = allow_loopback
         self._overlap = secret_overlap_seconds
@@ -256,7 +259,8 @@ class WebhookService:
         rows = await self._replayed_events(principal.tenant_id, request)
         wanted = [row for row in rows if subscribed(current, row.kind)]
         known = await people(self._users, principal.tenant_id, (s for row in wanted for s in subjects_of(row)))
-        deliveries = deliveries_for([(row, [current]) for row in wanted], known)
+        statuses = await self._statuses.of(principal.tenant_id)
+        deliveries = deliveries_for([(row, [current]) for row in wanted], known, statuses)
         async with self._db.transaction():
             await self._repository.queue(principal.tenant_id, deliveries, self._horizon)
         self._queued()

@@ -172,14 +172,23 @@ async def test_every_event_type_arrives_signed_and_matches_the_change(
         assert body["data"]["ticket"]["title"] == "Printer jammed"
         assert body["timestamp"].endswith("Z")
     assert first["data"]["ticket"]["changes"][fields["title"]] == {"previous": None, "current": "Printer jammed"}
-    assert first["data"]["ticket"]["status"] == {"previous": None, "current": "new"}
+    # `status` in seed 004's values (the default mapping: state "new" shows as "open", "open" as "in_progress"),
+    # `state` in the tenant's state names.
+    assert first["data"]["ticket"]["status"] == {"previous": None, "current": "open"}
+    assert first["data"]["ticket"]["state"] == {"previous": None, "current": "new"}
     assert [body["data"]["ticket"]["updated_by"] for body in bodies] == [actor] * 7 + [
         {"id": "admin-1", "name": None, "email": None}  # a user whose token carried neither claim
     ]
-    assert deletion["data"]["ticket"]["status"] == {"previous": "open", "current": "open"}
+    assert deletion["data"]["ticket"]["status"] == {"previous": "in_progress", "current": "in_progress"}
+    assert deletion["data"]["ticket"]["state"] == {"previous": "open", "current": "open"}
     assert update["data"]["ticket"]["changed_fields"] == [fields["description"]]
     assert update["data"]["ticket"]["changes"] == {fields["description"]: {"previous": None, "current": "<p>x</p>"}}
-    assert status["data"]["ticket"]["status"] == {"previous": "new", "current": "open"}
+    assert status["data"]["ticket"]["status"] == {"previous": "open", "current": "in_progress"}
+    assert status["data"]["ticket"]["state"] == {"previous": "new", "current": "open"}
+    assert status["data"]["ticket"]["status_id"] == {
+        "previous": first["data"]["ticket"]["status_id"]["current"],
+        "current": deletion["data"]["ticket"]["status_id"]["current"],
+    }
     assert status["data"]["ticket"]["note"] == "on it"
     assert assign["data"]["ticket"]["assignee"] == {"previous": None, "current": "agent-7"}
     assert comment["data"]["comment"] == {
@@ -190,6 +199,58 @@ async def test_every_event_type_arrives_signed_and_matches_the_change(
     }
     logged = await settled(admin, subscription["id"], 8)
     assert {(d["status"], d["attempts"], d["last_status_code"]) for d in logged} == {("delivered", 1, 200)}
+
+
+async def test_bodies_show_the_status_by_the_tenant_files_mapping_and_follow_its_changes(
+    client: httpx.AsyncClient, tenant_factory: TenantFactory, receiver: Receiver
+) -> None:
+    tenant = tenant_factory.spec("hooked-statuses")
+    directory = tenant_factory.workspace / "hooked-statuses" / tenant.slug
+    directory.mkdir(parents=True)
+    settings = make_settings(tenant_factory.database_url, tenant_factory.workspace)
+
+    async def apply(extra: str) -> None:
+        (directory / f"{tenant.slug}.toml").write_text(tenant.toml() + extra)
+        configs = load_tenant_files(directory, settings.data_dir)
+        await apply_tenants(tenant_factory.database_url, configs, disable_missing=False, settings=settings)
+        await tenant_factory.known(tenant)
+
+    # "open" shows as resolved; "pending close" is left unmapped, so it shows its own name.
+    await apply('[v1.platform]\nstatuses = { in_progress = ["pending reminder"], resolved = ["open"] }\n')
+    admin = TenantApi.admin(client, tenant)
+    subscription = await subscribe(admin, receiver.url, events=["ticket.status_changed"])
+    request_type = await admin.ticket_type("REQ")
+    created = await new_ticket(admin, request_type["id"], {field_ids(request_type)["title"]: "Mapped"})
+    etag = created["etag"]
+
+    async def move(state: str) -> None:
+        nonlocal etag
+        body = {"etag": etag, "state": state}
+        if state.startswith("pending"):
+            body["pendingUntil"] = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)).isoformat()
+        moved = await admin.change_status(created["objectId"], body)
+        assert moved.status_code == 200, moved.text
+        etag = moved.json()["etag"]
+
+    await move("open")
+    await move("pending close")
+    await receiver.wait_for(2)  # dispatched (bodies are made then) under the file's mapping
+    # The file's mapping removed: the next body shows seed 004's defaults at once.
+    await apply("")
+    await move("pending reminder")
+    arrived = await receiver.wait_for(3)
+    shown = [
+        (body["data"]["ticket"]["status"], body["data"]["ticket"]["state"])
+        for body in (request.verified(subscription["secret"]) for request in arrived)
+    ]
+    assert shown == [
+        ({"previous": "open", "current": "resolved"}, {"previous": "new", "current": "open"}),
+        ({"previous": "resolved", "current": "pending close"}, {"previous": "open", "current": "pending close"}),
+        (
+            {"previous": "resolved", "current": "in_progress"},
+            {"previous": "pending close", "current": "pending reminder"},
+        ),
+    ]
 
 
 async def test_user_created_arrives_for_an_added_user_and_for_a_first_call(

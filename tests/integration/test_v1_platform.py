@@ -631,10 +631,12 @@ async def test_a_v1_patch_is_delivered_as_its_v2_events_signed(client: httpx.Asy
     assert updated["data"]["ticket"]["changes"] == {priority: {"previous": "normal", "current": "high"}}
     seed_actor = {"id": "agent789", "name": "Support Agent", "email": "agent@example.com"}
     assert updated["data"]["ticket"]["updated_by"] == moved["data"]["ticket"]["updated_by"] == seed_actor
+    # Seed 004's example, verbatim: the status in its own values, as the PATCH set it.
     assert (moved["event"], moved["data"]["ticket"]["status"]) == (
         "ticket.status_changed",
-        {"previous": "new", "current": "open"},
+        {"previous": "open", "current": "in_progress"},
     )
+    assert moved["data"]["ticket"]["state"] == {"previous": "new", "current": "open"}
 
 
 # --- what else the routes refuse, and retries -------------------------------------------------------------------------
