@@ -559,12 +559,15 @@ class DeliveryWorker:
         return Attempt(answer.status, _since(started), error, text, retry_after(answer.status, answer.headers))
 
     def retry_delay(self, attempt: Attempt, attempts: int) -> float:
-        """Seconds until the next attempt: what a 429 or 503 asked for, else exponential backoff with jitter (half
-        to all of base * 2^(attempts - 1), at most the maximum), so many failing deliveries do not retry in step."""
+        """Seconds until the next attempt after `attempts` failed ones (counted since the last manual retry): what a
+        429 or 503 asked for, else exponential backoff with jitter (half to all of base * 2^(attempts - 1), at most the
+        maximum), so many failing deliveries do not retry in step."""
         if attempt.retry_after_seconds is not None:
             return attempt.retry_after_seconds
         policy = self._policy
-        backoff: float = min(policy.retry_max_seconds, policy.retry_base_seconds * 2.0 ** min(attempts - 1, 30))
+        # At least one: an attempt already under way when a manual retry came counts as the first after it.
+        doublings = min(max(attempts, 1) - 1, 30)
+        backoff: float = min(policy.retry_max_seconds, policy.retry_base_seconds * 2.0**doublings)
         return backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
 
     async def _record(
@@ -587,7 +590,7 @@ class DeliveryWorker:
         if attempt.succeeded:
             status = "delivered"
         else:
-            retry_in = self.retry_delay(attempt, delivery.attempts)
+            retry_in = self.retry_delay(attempt, delivery.attempts - delivery.attempts_at_retry)
             due = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=retry_in)
             status = "dead" if due > delivery.expires_at else "pending"
         recorded = await self._repository.record_outcome(

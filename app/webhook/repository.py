@@ -120,6 +120,8 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     message_id: str
     body: str
     attempts: int
+    # The attempt count when a tenant admin last retried it: its backoff counts the attempts since.
+    attempts_at_retry: int
     created_at: datetime.datetime
     expires_at: datetime.datetime
     url: str
@@ -424,9 +426,11 @@ WITH due AS (
        SET next_attempt_at = now() + make_interval(secs => $3), leased_until = now() + make_interval(secs => $3),
            attempts = d.attempts + 1, last_attempt_at = now()
      WHERE d.tenant_id = $1 AND d.id = ANY(ARRAY(SELECT id FROM due))
-    RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at
+    RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.attempts_at_retry,
+              d.created_at, d.expires_at
 )
-SELECT c.id, c.subscription_id, c.ticket_id, c.message_id, c.body, c.attempts, c.created_at, c.expires_at, s.url,
+SELECT c.id, c.subscription_id, c.ticket_id, c.message_id, c.body, c.attempts, c.attempts_at_retry, c.created_at,
+       c.expires_at, s.url,
        s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
   FROM claimed c
   JOIN webhook_subscription s ON s.tenant_id = $1 AND s.id = c.subscription_id
@@ -513,8 +517,8 @@ UPDATE webhook_delivery d
        attempts = d.attempts + 1, last_attempt_at = now()
   FROM webhook_subscription s
  WHERE d.tenant_id = $1 AND d.id = (SELECT id FROM due) AND s.tenant_id = $1 AND s.id = $9
-RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, d.expires_at, s.url,
-          s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
+RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.attempts_at_retry, d.created_at,
+          d.expires_at, s.url, s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
 """
 
 SUCCEEDED = """
@@ -556,10 +560,11 @@ UPDATE webhook_delivery d
         ORDER BY g.sequence, g.created_at
         LIMIT 1)
 """
-# ... then pending again, with a fresh retry horizon.
+# ... then pending again, with a fresh retry horizon, and its backoff counted afresh from here.
 RETRY = f"""
 UPDATE webhook_delivery
-   SET status = 'pending', expires_at = now() + make_interval(secs => $4), delivered_at = NULL
+   SET status = 'pending', expires_at = now() + make_interval(secs => $4), delivered_at = NULL,
+       attempts_at_retry = attempts
  WHERE tenant_id = $1 AND subscription_id = $2 AND id = $3
 RETURNING {_DELIVERY}
 """

@@ -233,7 +233,7 @@ async def test_a_delivery_retried_behind_the_attempt_in_flight_follows_it_at_onc
         retried = await repository.retry(alpha.id, hooked, five.id, HORIZON_SECONDS)
         assert retried is not None and (retried.status, retried.next_attempt_at) == ("pending", None)
         again = await delivered_then_next(repository, alpha, two)
-        assert again is not None and (again.id, again.attempts) == (five.id, 2)
+        assert again is not None and (again.id, again.attempts, again.attempts_at_retry) == (five.id, 2, 1)
 
 
 async def test_a_retry_makes_a_failed_or_dead_delivery_due_now(db: Database, alpha: TenantSpec) -> None:
@@ -247,7 +247,8 @@ async def test_a_retry_makes_a_failed_or_dead_delivery_due_now(db: Database, alp
             retried = await repository.retry(alpha.id, hooked, head.id, HORIZON_SECONDS)
             assert retried is not None and (retried.status, retried.attempts) == ("pending", 1), outcome
             [again] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
-            assert (again.id, again.attempts) == (head.id, 2), outcome
+            # Its backoff counts from the retry: this is the first attempt since.
+            assert (again.id, again.attempts, again.attempts_at_retry) == (head.id, 2, 1), outcome
 
 
 async def test_an_attempt_that_lost_its_lease_records_nothing_and_claims_nothing(

@@ -33,16 +33,24 @@ POLICY = DeliveryPolicy(
 )
 
 
-def claimed(sequence: int, *, ticket: uuid.UUID | None, failing_since: datetime.datetime | None = None) -> Any:
+def claimed(
+    sequence: int,
+    *,
+    ticket: uuid.UUID | None,
+    failing_since: datetime.datetime | None = None,
+    attempts: int = 1,
+    attempts_at_retry: int = 0,
+) -> Any:
     return ClaimedDelivery(
         uuid.uuid4(),
         SUBSCRIPTION,
         ticket,
         f"evt_{sequence}",
         "{}",
-        1,
+        attempts,
+        attempts_at_retry,
         NOW,
-        NOW + datetime.timedelta(days=1),
+        NOW + datetime.timedelta(days=36500),  # never expires within a test
         "https://hooks.example.com/in",
         "whsec_x",
         None,
@@ -59,6 +67,7 @@ class Queue:
         self.deliveries = [claimed(n, ticket=ticket) for n in range(1, length + 1)]
         self.unavailable = unavailable
         self.calls: list[str] = []
+        self.retry_in: list[float] = []
 
     async def delivered_claim_next(self, _tenant: uuid.UUID, delivery: ClaimedDelivery, *_: object) -> Any:
         self.calls.append(f"delivered+next {delivery.message_id}")
@@ -67,9 +76,15 @@ class Queue:
         position = self.deliveries.index(delivery)
         return self.deliveries[position + 1] if position + 1 < len(self.deliveries) else None
 
-    async def record_outcome(self, _tenant: uuid.UUID, delivery: ClaimedDelivery, status: str, *_: Any) -> bool:
+    async def record_outcome(
+        self, _tenant: uuid.UUID, delivery: ClaimedDelivery, status: str, retry_in: float, *_: Any
+    ) -> bool:
         self.calls.append(f"record {delivery.message_id} {status}")
+        self.retry_in.append(retry_in)
         return True
+
+    async def subscription_failed(self, *_: Any) -> None:
+        return None  # as for a subscription removed meanwhile: nothing to disable
 
     async def subscription_succeeded(self, _tenant: uuid.UUID, _subscription: uuid.UUID) -> None:
         self.calls.append("streak ended")
@@ -179,3 +194,33 @@ async def test_a_second_look_that_fails_is_looked_at_again_next_round() -> None:
     del outbox.promote_stranded_among  # the instance's stand-in goes: the class's, which answers, is back
     assert await dispatcher.dispatch() == (0, False)
     assert outbox.looks == [due] and not dispatcher._look_again
+
+
+class FailingWorker(Worker):
+    async def send(self, delivery: ClaimedDelivery) -> Attempt:
+        self.sent.append(delivery.message_id)
+        return Attempt(500, 1, "HTTP 500", "", None)
+
+
+def test_the_backoff_doubles_from_the_base_up_to_the_maximum_and_a_retry_after_wins() -> None:
+    worker = Worker(Queue(0))
+    failed = Attempt(500, 1, "HTTP 500", "", None)
+    for attempts, ceiling in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (40, 10.0)):
+        delays = [worker.retry_delay(failed, attempts) for _ in range(200)]
+        assert ceiling / 2 <= min(delays) and max(delays) <= ceiling, attempts
+        assert max(delays) - min(delays) > ceiling / 10, attempts  # jittered, not in step
+    # An attempt under way when a manual retry came counts as the first after it.
+    assert 0.5 <= worker.retry_delay(failed, 0) <= 1.0
+    assert worker.retry_delay(Attempt(429, 1, "HTTP 429", "", 42.0), 3) == 42.0
+
+
+async def test_a_failure_after_a_manual_retry_backs_off_from_the_base_again() -> None:
+    queue = Queue(0)
+    ticket = uuid.uuid4()
+    long_failing = claimed(1, ticket=ticket, attempts=7)  # 2^6 x base: the maximum, 10 s
+    retried = claimed(2, ticket=ticket, attempts=7, attempts_at_retry=6)  # the first attempt since the retry
+    for delivery in (long_failing, retried):
+        queue.deliveries = [delivery]
+        await FailingWorker(queue)._deliver(TENANT, delivery)
+    assert queue.calls == ["record evt_1 pending", "record evt_2 pending"]
+    assert 5.0 <= queue.retry_in[0] <= 10.0 and 0.5 <= queue.retry_in[1] <= 1.0
