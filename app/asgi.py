@@ -89,6 +89,7 @@ from app.v1.tickets.service import V1TicketService
 from app.webhook.controller import WebhookController
 from app.webhook.delivery import DeliveryPolicy, DeliveryWorker
 from app.webhook.repository import WebhookRepository
+from app.webhook.second_looks import SecondLooks
 from app.webhook.service import WebhookService
 
 API_PREFIX = "/api/v2/ticketing"
@@ -243,6 +244,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         if settings.webhook_delivery
         else None
     )
+    webhook_second_looks = SecondLooks(webhook_repository)
     webhooks = WebhookService(
         db,
         webhook_repository,
@@ -250,6 +252,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         allow_loopback=settings.webhook_allow_loopback,
         secret_overlap_seconds=settings.webhook_secret_overlap_seconds,
         horizon_seconds=settings.webhook_retry_horizon_seconds,
+        second_looks=webhook_second_looks,
         queued=webhook_worker.wake if webhook_worker else lambda: None,
     )
     login_failures = LoginFailureRepository(db)
@@ -270,6 +273,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         ExpiredIdempotencyKeySweep(key_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
         OrphanBlobSweep(attachment_store, settings.attachment_sweep_interval_seconds),
         QuietLoginFailureSweep(login_failures, key_repository.all_tenants, LOGIN_FAILURE_SWEEP_INTERVAL_SECONDS),
+        webhook_second_looks,
     ]
     listener = NotificationListener(
         settings.database_url,

@@ -32,6 +32,7 @@ from app.user.repository import UserRepository
 from app.v1.actors.repository import ActorNumberRepository
 from app.webhook.delivery import DeliveryPolicy, DeliveryWorker
 from app.webhook.repository import WebhookRepository
+from app.webhook.second_looks import SecondLooks
 from app.webhook.service import WebhookService
 
 log = logging.getLogger("app.bootstrap")
@@ -62,13 +63,15 @@ async def apply_tenants(
         ticket_types = TicketTypeService(db, types, TicketTypeCache(types), states, keys)
         await TicketStateService(db, states, ticket_types, TicketStateCache(states), keys).seed(enabled)
         seeded = await ticket_types.seed_templates(enabled)
+        hooks = WebhookRepository(db)
         webhooks = WebhookService(
             db,
-            WebhookRepository(db),
+            hooks,
             keys,
             allow_loopback=settings.webhook_allow_loopback,
             secret_overlap_seconds=settings.webhook_secret_overlap_seconds,
             horizon_seconds=settings.webhook_retry_horizon_seconds,
+            second_looks=SecondLooks(hooks),  # not run: syncing declared subscriptions replays and retries nothing
         )
         declared = await webhooks.sync_declared(enabled, os.environ)
         if declared:

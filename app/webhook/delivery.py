@@ -18,7 +18,6 @@ import logging
 import random
 import time
 import uuid
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -50,6 +49,7 @@ from app.webhook.repository import (
     UserEventRow,
     WebhookRepository,
 )
+from app.webhook.second_looks import LOOK_AGAIN_SECONDS, SecondLooks
 from app.webhook.signing import signature_header
 from app.webhook.ssrf import ConnectError, GuardedClient, SendFailed
 from app.webhook.statuses import TenantStatuses
@@ -64,8 +64,6 @@ CHAIN_LENGTH = 50
 CHAIN_SECONDS = 1.0
 # How soon a worker looks again at a tenant's events it left to another process's dispatcher.
 CONTENDED_SECONDS = 0.05
-# When the dispatcher looks a second time at deliveries it queued as waiting (see Dispatcher).
-LOOK_AGAIN_SECONDS = 2.0
 # At most how often (jittered down to half) a worker looks over every waiting delivery for one left behind a queue
 # head that has already gone: a last safety net behind the dispatcher's second looks (see INSERT_DELIVERIES in the
 # repository); it reads every waiting delivery of a tenant that has any.
@@ -264,8 +262,7 @@ class Dispatcher:
 
     Deliveries it queues behind a queue head that has failed wait until that head's turn ends, and the statement
     that ends it frees them; one that started before they were committed cannot see them. So the dispatcher looks
-    again at what it queued as waiting: at once, and LOOK_AGAIN_SECONDS later, when every statement that was under
-    way as they committed has long finished."""
+    again at what it queued as waiting: at once, and LOOK_AGAIN_SECONDS later (see SecondLooks)."""
 
     def __init__(self, db: Database, repository: WebhookRepository, horizon_seconds: float) -> None:
         self._db = db
@@ -273,17 +270,13 @@ class Dispatcher:
         self._users = UserRepository(db)
         self._statuses = TenantStatuses(TenantRepository(db))
         self._horizon = horizon_seconds
-        # (when, tenant, deliveries) to look at again, oldest first.
-        self._look_again: deque[tuple[float, uuid.UUID, list[uuid.UUID]]] = deque()
+        self.second_looks = SecondLooks(repository)
 
     async def dispatch(self) -> tuple[int, bool]:
         """Dispatch every event committed so far, the tickets' and the users'; returns how many, and whether a
         tenant's events were left to another dispatcher at work on them (look again soon: it may have started
         before the latest of them committed)."""
-        while self._look_again and self._look_again[0][0] <= time.monotonic():
-            _, tenant_id, waiting = self._look_again[0]
-            await self._repository.promote_stranded_among(tenant_id, waiting)
-            self._look_again.popleft()  # only once looked at: a failed look is looked at again next round
+        await self.second_looks.sweep()
         dispatched = 0
         left = False
         for found in await self._repository.undispatched():
@@ -317,7 +310,7 @@ class Dispatcher:
                 waiting = await self._repository.queue(tenant_id, queued, self._horizon, behind_failing_heads=True)
         if waiting:
             # The second look is scheduled first, so that it happens even if the first fails.
-            self._look_again.append((time.monotonic() + LOOK_AGAIN_SECONDS, tenant_id, waiting))
+            self.second_looks.note(tenant_id, waiting, after_seconds=LOOK_AGAIN_SECONDS)
             await self._repository.promote_stranded_among(tenant_id, waiting)
         return len(events)
 

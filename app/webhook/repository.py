@@ -295,8 +295,8 @@ EVENTS_BETWEEN = _EVENT_DETAILS + " AND e.created_at >= $2 AND e.created_at <= $
 # attempt never ends (its worker died), or ended in a statement that could not see the replay, the lease's end is
 # when it is due anyway. Behind it, it waits at 'infinity' like any successor: the attempt's success claims it, and
 # otherwise that delivery stays ahead of it; a success recorded by a statement that started before the replay
-# committed cannot see it, and leaves it to the slow sweep (PROMOTE_STRANDED). (The lookup is in the queue index's
-# order, as the head lookups: as NOT EXISTS it was planned as an anti-join on the listing index.)
+# committed cannot see it, so the replay route looks again once committed (SecondLooks). (The lookup is in the
+# queue index's order, as the head lookups: as NOT EXISTS it was planned as an anti-join on the listing index.)
 INSERT_DELIVERIES = """
 INSERT INTO webhook_delivery (tenant_id, id, subscription_id, message_id, event_type, event_id, ticket_id, sequence,
                               body, status, next_attempt_at, expires_at, created_at)
@@ -743,8 +743,8 @@ class WebhookRepository:
         one (see INSERT_DELIVERIES: with `behind_failing_heads`, also behind a head that has failed; whoever
         passes it looks again once committed). The others are due now, except (without `behind_failing_heads`: a
         replay) a queue's first one while a delivery of its queue is in flight: ahead of it, due when that attempt
-        ends (at the latest when its lease does); behind it, waiting (returned), and nobody looks again at those: the
-        attempt's success claims them, or, if it could not see them, the slow sweep frees them."""
+        ends (at the latest when its lease does); behind it, waiting (returned): the attempt's success claims them,
+        or, if it could not see them, the replay's second look frees them."""
         if not deliveries:
             return []
         rows = await self._db.fetch_all(

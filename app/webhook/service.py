@@ -31,6 +31,7 @@ from app.webhook.dto import (
 )
 from app.webhook.errors import DeclaredInTenantFile, DeliveryNotFound, WebhookNotFound
 from app.webhook.repository import DeliveryRow, EventRow, NewDelivery, SubscriptionRow, WebhookRepository
+from app.webhook.second_looks import LOOK_AGAIN_SECONDS, SecondLooks
 from app.webhook.signing import is_secret, new_secret
 from app.webhook.ssrf import url_problem
 from app.webhook.statuses import TenantStatuses
@@ -124,6 +125,7 @@ class WebhookService:
         allow_loopback: bool,
         secret_overlap_seconds: float,
         horizon_seconds: float,
+        second_looks: SecondLooks,
         queued: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
@@ -134,6 +136,8 @@ class WebhookService:
         self._allow_loopback = allow_loopback
         self._overlap = secret_overlap_seconds
         self._horizon = horizon_seconds
+        # Looks again at the deliveries a replay or a retry queued to wait, once committed.
+        self._second_looks = second_looks
         # Called after deliveries were queued here, so this process's worker sends them without waiting for a poll.
         self._queued = queued
 
@@ -233,16 +237,24 @@ class WebhookService:
         self, principal: Principal, subscription_id: str, delivery_id: str, idempotency_key: str | None
     ) -> Outcome[DeliveryOut]:
         claim = self._keys.claim(principal, idempotency_key, "retry_webhook_delivery", subscription_id, delivery_id)
-        return await self._keys.once(
-            principal, claim, lambda: self._retry(principal, subscription_id, delivery_id), _delivery_decoder
+        waiting: list[uuid.UUID] = []
+        outcome = await self._keys.once(
+            principal, claim, lambda: self._retry(principal, subscription_id, delivery_id, waiting), _delivery_decoder
         )
+        self._look_again(principal.tenant_id, waiting)
+        return outcome
 
-    async def _retry(self, principal: Principal, subscription_id: str, delivery_id: str) -> DeliveryOut:
+    async def _retry(
+        self, principal: Principal, subscription_id: str, delivery_id: str, waiting: list[uuid.UUID]
+    ) -> DeliveryOut:
+        """The retry; a delivery it leaves waiting behind one in flight is added to `waiting`."""
         current = await self._existing(principal, subscription_id)
         wanted = _parse_id(delivery_id, DeliveryNotFound)
         row = await self._repository.retry(principal.tenant_id, current.id, wanted, self._horizon)
         if row is None:
             raise DeliveryNotFound(delivery_id)
+        if row.status == "pending" and row.next_attempt_at is None:
+            waiting.append(row.id)
         self._queued()
         return delivery_out(row)
 
@@ -250,11 +262,17 @@ class WebhookService:
         self, principal: Principal, subscription_id: str, request: ReplayRequest, idempotency_key: str | None
     ) -> Outcome[ReplayOut]:
         claim = self._keys.claim(principal, idempotency_key, "replay_webhook", subscription_id, request)
-        return await self._keys.once(
-            principal, claim, lambda: self._replay(principal, subscription_id, request), _replay_decoder
+        waiting: list[uuid.UUID] = []
+        outcome = await self._keys.once(
+            principal, claim, lambda: self._replay(principal, subscription_id, request, waiting), _replay_decoder
         )
+        self._look_again(principal.tenant_id, waiting)
+        return outcome
 
-    async def _replay(self, principal: Principal, subscription_id: str, request: ReplayRequest) -> ReplayOut:
+    async def _replay(
+        self, principal: Principal, subscription_id: str, request: ReplayRequest, waiting: list[uuid.UUID]
+    ) -> ReplayOut:
+        """The replay; the deliveries it queues to wait behind one in flight are added to `waiting`."""
         current = await self._existing(principal, subscription_id)
         rows = await self._replayed_events(principal.tenant_id, request)
         wanted = [row for row in rows if subscribed(current, row.kind)]
@@ -262,9 +280,15 @@ class WebhookService:
         statuses = await self._statuses.of(principal.tenant_id)
         deliveries = deliveries_for([(row, [current]) for row in wanted], known, statuses)
         async with self._db.transaction():
-            await self._repository.queue(principal.tenant_id, deliveries, self._horizon)
+            waiting.extend(await self._repository.queue(principal.tenant_id, deliveries, self._horizon))
         self._queued()
         return ReplayOut(len(deliveries), [delivery.message_id for delivery in deliveries])
+
+    def _look_again(self, tenant_id: uuid.UUID, waiting: list[uuid.UUID]) -> None:
+        """Now that the idempotency wrapper has committed them: at once, and when every statement under way as they
+        committed has finished (see SecondLooks)."""
+        self._second_looks.note(tenant_id, waiting, after_seconds=0.0)
+        self._second_looks.note(tenant_id, waiting, after_seconds=LOOK_AGAIN_SECONDS)
 
     async def _replayed_events(self, tenant_id: uuid.UUID, request: ReplayRequest) -> list[EventRow]:
         by_ticket = (

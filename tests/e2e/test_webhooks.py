@@ -547,6 +547,88 @@ async def test_unsafe_addresses_are_refused_again_at_delivery(
     await db.execute("UPDATE webhook_subscription SET active = false WHERE tenant_id = $1", alpha.id)
 
 
+async def test_a_replay_left_waiting_behind_an_attempt_that_ended_unseen_is_looked_at_again(
+    client: httpx.AsyncClient, alpha: TenantSpec, receiver: Receiver, db: asyncpg.Pool
+) -> None:
+    admin = TenantApi.admin(client, alpha)
+    subscription = await subscribe(admin, receiver.url, events=TICKET_EVENTS)
+    request_type = await admin.ticket_type("REQ")
+    fields = field_ids(request_type)
+    ticket = await new_ticket(admin, request_type["id"], {fields["title"]: "Unseen"})
+    await receiver.wait_for(1)
+    receiver.gate.clear()  # the next attempt stays in flight
+    updated = await admin.update(ticket["objectId"], {"etag": ticket["etag"], "ticketUpdate": {fields["counter"]: 1}})
+    assert updated.status_code == 200, updated.text
+    await receiver.wait_for(2, successful=False)
+    try:
+        replayed = await client.post(
+            f"{WEBHOOKS}/{subscription['id']}/replay",
+            headers=admin.headers,
+            json={"ticket": ticket["objectId"], "from_sequence": 2},
+        )
+        assert replayed.status_code == 202, replayed.text
+        # The attempt in flight ends in a statement that did not see the replay (as one under way as the replay
+        # committed): nothing ends the replayed delivery's wait but the route's second look (the workers' sweep
+        # would, minutes later).
+        ended = await db.execute(
+            "UPDATE webhook_delivery SET status = 'delivered', leased_until = NULL, delivered_at = now() "
+            "WHERE subscription_id = $1 AND message_id = 'evt_' || $2 AND leased_until IS NOT NULL",
+            uuid.UUID(subscription["id"]),
+            str(await db.fetchval("SELECT id FROM ticket_event WHERE ticket_id = $1 AND sequence = 2", ticket["id"])),
+        )
+        assert ended == "UPDATE 1"
+        again = (await receiver.wait_for(3, successful=False, within=10.0))[2]
+        assert again.webhook_id == replayed.json()["webhook_ids"][0]
+    finally:
+        receiver.gate.set()
+    logged = await settled(admin, subscription["id"], 3)
+    assert sorted((d["sequence"], d["status"]) for d in logged) == [
+        (1, "delivered"),
+        (2, "delivered"),
+        (2, "delivered"),
+    ]
+
+
+async def test_a_retry_left_waiting_behind_an_attempt_that_ended_unseen_is_looked_at_again(
+    client: httpx.AsyncClient, alpha: TenantSpec, receiver: Receiver, db: asyncpg.Pool
+) -> None:
+    admin = TenantApi.admin(client, alpha)
+    subscription = await subscribe(admin, receiver.url, events=TICKET_EVENTS)
+    path = f"{WEBHOOKS}/{subscription['id']}"
+    request_type = await admin.ticket_type("REQ")
+    fields = field_ids(request_type)
+    ticket = await new_ticket(admin, request_type["id"], {fields["title"]: "Unseen retry"})
+    # Delivered before the next event commits: dispatched alone, the update's delivery never waits, so no look the
+    # dispatcher scheduled for it can free it below.
+    await receiver.wait_for(1)
+    updated = await admin.update(ticket["objectId"], {"etag": ticket["etag"], "ticketUpdate": {fields["counter"]: 1}})
+    assert updated.status_code == 200, updated.text
+    [second, first] = await settled(admin, subscription["id"], 2)  # newest first
+    receiver.gate.clear()
+    try:
+        # The first event replayed and held in flight; the second, delivered, retried behind it: it waits.
+        replayed = await client.post(
+            f"{path}/replay",
+            headers=admin.headers,
+            json={"ticket": ticket["objectId"], "from_sequence": 1, "to_sequence": 1},
+        )
+        assert replayed.status_code == 202, replayed.text
+        await receiver.wait_for(3, successful=False)
+        retried = await client.post(f"{path}/deliveries/{second['id']}/retry", headers=admin.headers)
+        assert retried.status_code == 202, retried.text
+        assert (retried.json()["status"], retried.json()["next_attempt_at"]) == ("pending", None)
+        ended = await db.execute(
+            "UPDATE webhook_delivery SET status = 'delivered', leased_until = NULL, delivered_at = now() "
+            "WHERE subscription_id = $1 AND leased_until IS NOT NULL",
+            uuid.UUID(subscription["id"]),
+        )
+        assert ended == "UPDATE 1"
+        again = (await receiver.wait_for(4, successful=False, within=10.0))[3]
+        assert again.webhook_id == second["webhook_id"] != first["webhook_id"]
+    finally:
+        receiver.gate.set()
+
+
 async def test_replay_resends_exactly_the_requested_range_in_order(
     client: httpx.AsyncClient, alpha: TenantSpec, receiver: Receiver
 ) -> None:

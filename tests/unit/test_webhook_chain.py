@@ -171,18 +171,21 @@ class Outbox:
 async def test_the_dispatcher_looks_again_at_waiting_deliveries_once_their_time_has_come() -> None:
     outbox = Outbox()
     dispatcher = delivery_module.Dispatcher(cast(Any, None), cast(WebhookRepository, outbox), 60.0)
-    due, later = [uuid.uuid4()], [uuid.uuid4()]
-    dispatcher._look_again.extend([(0.0, TENANT, due), (float("inf"), TENANT, later)])
+    due, later, soon = [uuid.uuid4()], [uuid.uuid4()], [uuid.uuid4()]
+    dispatcher.second_looks.note(TENANT, later, after_seconds=3600.0)
+    dispatcher.second_looks.note(TENANT, due, after_seconds=0.0)  # noted after `later`, due before it
+    dispatcher.second_looks.note(TENANT, [], after_seconds=0.0)  # nothing to look at: not noted
     assert await dispatcher.dispatch() == (0, False)
     assert outbox.looks == [due]  # the later one waits for its time
-    assert list(dispatcher._look_again) == [(float("inf"), TENANT, later)]
+    dispatcher.second_looks.note(TENANT, soon, after_seconds=60.0)
+    assert dispatcher.second_looks.noted() == [(TENANT, soon), (TENANT, later)]  # soonest first
 
 
 async def test_a_second_look_that_fails_is_looked_at_again_next_round() -> None:
     outbox = Outbox()
     dispatcher = delivery_module.Dispatcher(cast(Any, None), cast(WebhookRepository, outbox), 60.0)
     due = [uuid.uuid4()]
-    dispatcher._look_again.append((0.0, TENANT, due))
+    dispatcher.second_looks.note(TENANT, due, after_seconds=0.0)
 
     async def lost(_tenant: uuid.UUID, _waiting: list[uuid.UUID]) -> int:
         raise DatabaseUnavailable("down")
@@ -190,10 +193,10 @@ async def test_a_second_look_that_fails_is_looked_at_again_next_round() -> None:
     outbox.promote_stranded_among = lost  # type: ignore[method-assign]
     with pytest.raises(DatabaseUnavailable):
         await dispatcher.dispatch()
-    assert list(dispatcher._look_again) == [(0.0, TENANT, due)]  # kept for the next round
+    assert dispatcher.second_looks.noted() == [(TENANT, due)]  # kept for the next round
     del outbox.promote_stranded_among  # the instance's stand-in goes: the class's, which answers, is back
     assert await dispatcher.dispatch() == (0, False)
-    assert outbox.looks == [due] and not dispatcher._look_again
+    assert outbox.looks == [due] and dispatcher.second_looks.noted() == []
 
 
 class FailingWorker(Worker):
