@@ -89,7 +89,7 @@ from app.v1.tickets.service import V1TicketService
 from app.webhook.controller import WebhookController
 from app.webhook.delivery import DeliveryPolicy, DeliveryWorker
 from app.webhook.repository import WebhookRepository
-from app.webhook.second_looks import SecondLooks
+from app.webhook.second_looks import SecondLooks, SecondLookSweep
 from app.webhook.service import WebhookService
 
 API_PREFIX = "/api/v2/ticketing"
@@ -273,7 +273,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         ExpiredIdempotencyKeySweep(key_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
         OrphanBlobSweep(attachment_store, settings.attachment_sweep_interval_seconds),
         QuietLoginFailureSweep(login_failures, key_repository.all_tenants, LOGIN_FAILURE_SWEEP_INTERVAL_SECONDS),
-        webhook_second_looks,
+        SecondLookSweep(webhook_second_looks, webhook_worker.wake if webhook_worker else lambda: None),
     ]
     listener = NotificationListener(
         settings.database_url,

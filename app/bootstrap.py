@@ -71,7 +71,7 @@ async def apply_tenants(
             allow_loopback=settings.webhook_allow_loopback,
             secret_overlap_seconds=settings.webhook_secret_overlap_seconds,
             horizon_seconds=settings.webhook_retry_horizon_seconds,
-            second_looks=SecondLooks(hooks),  # not run: syncing declared subscriptions replays and retries nothing
+            second_looks=SecondLooks(hooks),  # never looked at: syncing declared subscriptions replays nothing
         )
         declared = await webhooks.sync_declared(enabled, os.environ)
         if declared:

@@ -167,7 +167,7 @@ def event_body(row: EventRow, known: People, statuses: Mapping[str, str]) -> str
         title=_json(row.title),
         status=Change(seed_status(statuses, row.previous_state_name), seed_status(statuses, row.state_name)),
         state=Change(row.previous_state_name, row.state_name),
-        status_id=Change(row.previous_state_id, row.state_id),
+        state_id=Change(row.previous_state_id, row.state_id),
         assignee=Change(row.previous_assignee, row.assignee),
         updated_by=_actor(row.actor, known),
         changes=changes,
@@ -276,7 +276,7 @@ class Dispatcher:
         """Dispatch every event committed so far, the tickets' and the users'; returns how many, and whether a
         tenant's events were left to another dispatcher at work on them (look again soon: it may have started
         before the latest of them committed)."""
-        await self.second_looks.sweep()
+        await self.second_looks.look_due()
         dispatched = 0
         left = False
         for found in await self._repository.undispatched():
@@ -416,8 +416,10 @@ class DeliveryWorker:
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        """Stop claiming; attempts in flight are cancelled (their leases run out and they are sent again)."""
+        """Stop claiming; attempts in flight are cancelled (their leases run out and they are sent again); the
+        dispatcher's second looks still to come are taken now."""
         await self._stop_tasks()
+        await self._dispatcher.second_looks.look_at_all()
         if self._owns_pool:
             await self._db.close()
 
@@ -579,28 +581,15 @@ class DeliveryWorker:
                 attempt.response,
                 policy.lease_seconds,
             )
-        retry_in = 0.0
         if attempt.succeeded:
-            status = "delivered"
-        else:
-            retry_in = self.retry_delay(attempt, delivery.attempts - delivery.attempts_at_retry)
-            due = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=retry_in)
-            status = "dead" if due > delivery.expires_at else "pending"
-        recorded = await self._repository.record_outcome(
-            tenant_id,
-            delivery,
-            status,
-            retry_in,
-            attempt.status_code,
-            attempt.latency_ms,
-            attempt.error,
-            attempt.response,
-        )
-        if not recorded:
-            return None
-        if attempt.succeeded:
-            if delivery.failing_since is not None:  # else there is no failing streak to end: no statement
+            recorded = await self._repository.record_outcome(
+                tenant_id, delivery, "delivered", 0.0, attempt.status_code, attempt.latency_ms, None, attempt.response
+            )
+            if recorded and delivery.failing_since is not None:  # else there is no failing streak to end
                 await self._repository.subscription_succeeded(tenant_id, delivery.subscription_id)
+            return None
+        status = await self._record_failure(tenant_id, delivery, attempt)
+        if status is None:
             return None
         if status == "dead":
             log.warning(
@@ -617,6 +606,29 @@ class DeliveryWorker:
             await self._repository.disable(tenant_id, delivery.subscription_id, reason[:MAX_ERROR_LENGTH])
             log.warning("webhook subscription disabled", extra={"subscription": str(delivery.subscription_id)})
         return None
+
+    async def _record_failure(self, tenant_id: uuid.UUID, delivery: ClaimedDelivery, attempt: Attempt) -> str | None:
+        """Record a failed attempt: tried again after its backoff (counted from the last manual retry), or dead if
+        that passes its retry horizon, both as the delivery is now (a manual retry may have come while the attempt was
+        under way). The status recorded, or None if the attempt no longer held the delivery."""
+        async with self._db.transaction():
+            basis = await self._repository.lock_failed_attempt(tenant_id, delivery)
+            if basis is None:
+                return None
+            retry_in = self.retry_delay(attempt, delivery.attempts - basis.attempts_at_retry)
+            due = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=retry_in)
+            status = "dead" if due > basis.expires_at else "pending"
+            recorded = await self._repository.record_outcome(
+                tenant_id,
+                delivery,
+                status,
+                retry_in,
+                attempt.status_code,
+                attempt.latency_ms,
+                attempt.error,
+                attempt.response,
+            )
+        return status if recorded else None
 
 
 def _since(started: float) -> int:

@@ -183,7 +183,7 @@ class WebhookTicket(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=Tru
     status: Change
     # The tenant's state names, and the states' ids.
     state: Change
-    status_id: Change
+    state_id: Change
     assignee: Change
     updated_by: Actor
     # ticket.created and ticket.updated: field UUID -> {"previous", "current"} of each field the event set.

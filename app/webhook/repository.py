@@ -120,16 +120,22 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     message_id: str
     body: str
     attempts: int
-    # The attempt count when a tenant admin last retried it: its backoff counts the attempts since.
-    attempts_at_retry: int
     created_at: datetime.datetime
-    expires_at: datetime.datetime
     url: str
     secret: str
     previous_secret: str | None
     previous_secret_until: datetime.datetime | None
     # When claimed: since when the subscription had been failing (None: it was not).
     failing_since: datetime.datetime | None
+
+
+class RetryBasis(msgspec.Struct, frozen=True):
+    """What a failed attempt's next step depends on, as the delivery is now (a manual retry may have come meanwhile)."""
+
+    # The attempt count at the last manual retry: the backoff counts the attempts since.
+    attempts_at_retry: int
+    # The end of its retry horizon.
+    expires_at: datetime.datetime
 
 
 class _Queued(msgspec.Struct, frozen=True):
@@ -283,11 +289,12 @@ EVENTS_BETWEEN = _EVENT_DETAILS + " AND e.created_at >= $2 AND e.created_at <= $
 # same statement, and (with $11, the dispatcher) the ones behind a head that has failed (a receiver that is down).
 # Whatever ends a head's turn promotes or claims its successor (RECORD_OUTCOME, DELIVERED_CLAIM_NEXT). That cannot
 # miss a same-statement successor (the first of them is claimed only once they are all committed), but a head can
-# end in a statement that started before a dispatcher's successors committed: the dispatcher looks again at what it
-# queued as waiting, at once and a little later (PROMOTE_STRANDED_AMONG), and a slow sweep (PROMOTE_STRANDED) is the
-# last safety net. Without waiting, every claim round would walk each delivery queued behind a failing head, checking
-# whether it is a head: the whole backlog, every round, while a receiver is down. Waiting is an index hint only: a
-# claim still takes heads only, so order never depends on it. RETURNING says which wait.
+# end in a statement that started before a dispatcher's successors committed: the dispatcher (as the replay and
+# retry routes do) looks again at what it queued as waiting, at once and a little later (PROMOTE_STRANDED_AMONG,
+# SecondLooks), and a slow sweep (PROMOTE_STRANDED) is the last safety net. Without waiting, every claim round would
+# walk each delivery queued behind a failing head, checking whether it is a head: the whole backlog, every round,
+# while a receiver is down. Waiting is an index hint only: a claim still takes heads only, so order never depends on
+# it. RETURNING says which wait.
 # A replay's first delivery of a queue (without $11; the others wait behind it) also waits while a delivery of its
 # queue is in flight (claimed, its outcome not yet recorded): an earlier event replayed would otherwise be the head at
 # once and go out beside it. Ahead of that delivery, it waits until the attempt's lease ends, not at 'infinity':
@@ -345,8 +352,9 @@ UPDATE webhook_delivery d
         ORDER BY e.sequence, e.created_at
         LIMIT 1)
 """
-# What a dispatcher queued as waiting, looked at again once committed. (Neither delivered nor dead, rather than
-# pending: the primary key, not a pending-only index, whatever the statistics say; see RECORD_OUTCOME.)
+# What a dispatcher, a replay or a retry queued as waiting, looked at again once committed (SecondLooks). (Neither
+# delivered nor dead, rather than pending: the primary key, not a pending-only index, whatever the statistics say;
+# see RECORD_OUTCOME.)
 PROMOTE_STRANDED_AMONG = """
 UPDATE webhook_delivery d
    SET next_attempt_at = now()
@@ -426,11 +434,9 @@ WITH due AS (
        SET next_attempt_at = now() + make_interval(secs => $3), leased_until = now() + make_interval(secs => $3),
            attempts = d.attempts + 1, last_attempt_at = now()
      WHERE d.tenant_id = $1 AND d.id = ANY(ARRAY(SELECT id FROM due))
-    RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.attempts_at_retry,
-              d.created_at, d.expires_at
+    RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at
 )
-SELECT c.id, c.subscription_id, c.ticket_id, c.message_id, c.body, c.attempts, c.attempts_at_retry, c.created_at,
-       c.expires_at, s.url,
+SELECT c.id, c.subscription_id, c.ticket_id, c.message_id, c.body, c.attempts, c.created_at, s.url,
        s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
   FROM claimed c
   JOIN webhook_subscription s ON s.tenant_id = $1 AND s.id = c.subscription_id
@@ -469,6 +475,16 @@ WITH recorded AS (
             LIMIT 1)
 )
 SELECT count(*) FROM recorded
+"""
+
+# A failed attempt's delivery as it is now, locked until the outcome is recorded in the same transaction: a manual
+# retry committed while the attempt was under way gave it a fresh horizon and restarted its backoff, and one that
+# commits meanwhile waits. Nothing while the attempt no longer holds the delivery (RECORD_OUTCOME would record nothing).
+LOCK_FAILED_ATTEMPT = f"""
+SELECT {select_list(RetryBasis)}
+  FROM webhook_delivery
+ WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status NOT IN ('delivered', 'dead')
+   FOR UPDATE
 """
 
 # A success recorded, and in the same statement the next delivery of the same queue claimed (the head it has just
@@ -517,8 +533,8 @@ UPDATE webhook_delivery d
        attempts = d.attempts + 1, last_attempt_at = now()
   FROM webhook_subscription s
  WHERE d.tenant_id = $1 AND d.id = (SELECT id FROM due) AND s.tenant_id = $1 AND s.id = $9
-RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.attempts_at_retry, d.created_at,
-          d.expires_at, s.url, s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
+RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, s.url, s.secret,
+          s.previous_secret, s.previous_secret_until, s.failing_since
 """
 
 SUCCEEDED = """
@@ -801,6 +817,10 @@ class WebhookRepository:
             delivery.ticket_id,
         )
         return recorded > 0
+
+    async def lock_failed_attempt(self, tenant_id: uuid.UUID, delivery: ClaimedDelivery) -> RetryBasis | None:
+        """Inside the transaction that records the failure (see LOCK_FAILED_ATTEMPT)."""
+        return await self._db.fetch_one(RetryBasis, LOCK_FAILED_ATTEMPT, tenant_id, delivery.id, delivery.attempts)
 
     async def tenants_with_waiting_deliveries(self) -> list[uuid.UUID]:
         return await self._db.fetch_column(TENANTS_WITH_WAITING)

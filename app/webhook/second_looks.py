@@ -4,51 +4,97 @@ A delivery waits (next_attempt_at 'infinity') until the statement that ends the 
 a statement that started before the waiting delivery was committed cannot see it, and leaves it waiting behind
 nothing (see INSERT_DELIVERIES in the repository). So whoever queues a waiting delivery notes it here once committed,
 and it is looked at again when its time comes: LOOK_AGAIN_SECONDS after its commit, every statement that was under
-way then has long finished. The dispatcher (which also looks at once, itself) drives its own in its rounds; the
+way then has long finished. The dispatcher (which also looks at once, itself) looks at its own in its rounds; the
 replay and retry routes, which commit through the idempotency wrapper, note theirs in the service process's, which
-runs as a sweep. A look that fails is kept for the next; what a process that dies takes with it is left to the
-workers' slow sweep (PROMOTE_STRANDED).
+SecondLookSweep runs. A look that fails is tried again a little later, a few times; what is still noted when its
+process stops is looked at then, early; what a process that dies takes with it is left to the workers' slow sweep
+(PROMOTE_STRANDED).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from app.ticket.periodic import PeriodicSweep
 from app.webhook.repository import WebhookRepository
 
+log = logging.getLogger("app.webhook")
+
 LOOK_AGAIN_SECONDS = 2.0
-# How often the service process's looks are run (one at once is run within this).
-INTERVAL_SECONDS = 0.5
+# A look that fails is tried again this much later, at most this many times in all.
+FAILED_LOOK_DELAY_SECONDS = 1.0
+LOOK_TRIES = 5
+# How often the service process's looks are run (one due at once is run within this).
+SWEEP_INTERVAL_SECONDS = 0.5
 
 
-class SecondLooks(PeriodicSweep):
-    name = "webhook-second-looks"
-
+class SecondLooks:
     def __init__(self, repository: WebhookRepository) -> None:
-        super().__init__(INTERVAL_SECONDS)
         self._repository = repository
-        # (when, order noted, tenant, deliveries), soonest first.
-        self._due: list[tuple[float, int, uuid.UUID, list[uuid.UUID]]] = []
+        # (when, order noted, tenant, deliveries, tries so far), soonest first.
+        self._due: list[tuple[float, int, uuid.UUID, list[uuid.UUID], int]] = []
         self._order = itertools.count()
 
     def note(self, tenant_id: uuid.UUID, waiting: list[uuid.UUID], *, after_seconds: float) -> None:
         """Look at these waiting deliveries (already committed) once `after_seconds` have passed."""
         if waiting:
-            heapq.heappush(self._due, (time.monotonic() + after_seconds, next(self._order), tenant_id, waiting))
+            self._push(time.monotonic() + after_seconds, tenant_id, waiting, 0)
 
     def noted(self) -> list[tuple[uuid.UUID, list[uuid.UUID]]]:
         """What is still to be looked at, soonest first."""
-        return [(tenant_id, waiting) for _, _, tenant_id, waiting in sorted(self._due)]
+        return [(tenant_id, waiting) for _, _, tenant_id, waiting, _ in sorted(self._due)]
+
+    async def look_due(self) -> int:
+        """Look at every noted batch whose time has come; how many deliveries that freed. A failed look is noted
+        again for later (unless it has been tried LOOK_TRIES times), and its error raised."""
+        return await self._look(until=time.monotonic())
+
+    async def look_at_all(self) -> int:
+        """Look at everything noted now, due or not (its process is stopping); failures are logged, not raised."""
+        try:
+            return await self._look(until=float("inf"), retry=False)
+        except Exception:
+            log.warning("webhook second looks left to the sweep", exc_info=True)
+            return 0
+
+    async def _look(self, *, until: float, retry: bool = True) -> int:
+        freed = 0
+        while self._due and self._due[0][0] <= until:
+            _, _, tenant_id, waiting, tries = heapq.heappop(self._due)
+            try:
+                freed += await self._repository.promote_stranded_among(tenant_id, waiting)
+            except Exception:
+                if retry and tries + 1 < LOOK_TRIES:
+                    self._push(time.monotonic() + FAILED_LOOK_DELAY_SECONDS, tenant_id, waiting, tries + 1)
+                raise
+        return freed
+
+    def _push(self, when: float, tenant_id: uuid.UUID, waiting: list[uuid.UUID], tries: int) -> None:
+        heapq.heappush(self._due, (when, next(self._order), tenant_id, waiting, tries))
+
+
+class SecondLookSweep(PeriodicSweep):
+    """Runs the service process's second looks (those of its replays and retries); wakes this process's delivery
+    worker when they freed anything; looks at what is left when the process stops."""
+
+    name = "webhook-second-looks"
+
+    def __init__(self, looks: SecondLooks, wake: Callable[[], None]) -> None:
+        super().__init__(SWEEP_INTERVAL_SECONDS)
+        self._looks = looks
+        self._wake = wake
 
     async def sweep(self) -> int:
-        """Look at every noted batch whose time has come; how many deliveries that freed."""
-        freed = 0
-        while self._due and self._due[0][0] <= time.monotonic():
-            _, _, tenant_id, waiting = self._due[0]
-            freed += await self._repository.promote_stranded_among(tenant_id, waiting)
-            heapq.heappop(self._due)  # only once looked at: a failed look is kept for the next
+        freed = await self._looks.look_due()
+        if freed:
+            self._wake()
         return freed
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self._looks.look_at_all()

@@ -25,9 +25,10 @@ class TenantStatuses:
         cached = self._known.get(tenant_id)
         found = await self._tenants.config_if_changed(tenant_id, cached[0] if cached is not None else None)
         if found is None:  # a tenant purged meanwhile: its events go nowhere, any answer will do
+            self._known.pop(tenant_id, None)
             return _DEFAULT
-        if found.config is None:
-            assert cached is not None  # unchanged: the hash asked about was the cached one's
+        if found.config is None:  # unchanged: only a cached entry's hash is ever asked about
+            assert cached is not None
             return cached[1]
         statuses = tenant_config_decoder.decode(found.config).v1.platform.status_of_state()
         self._known[tenant_id] = (found.config_hash, statuses)

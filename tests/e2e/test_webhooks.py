@@ -185,9 +185,9 @@ async def test_every_event_type_arrives_signed_and_matches_the_change(
     assert update["data"]["ticket"]["changes"] == {fields["description"]: {"previous": None, "current": "<p>x</p>"}}
     assert status["data"]["ticket"]["status"] == {"previous": "open", "current": "in_progress"}
     assert status["data"]["ticket"]["state"] == {"previous": "new", "current": "open"}
-    assert status["data"]["ticket"]["status_id"] == {
-        "previous": first["data"]["ticket"]["status_id"]["current"],
-        "current": deletion["data"]["ticket"]["status_id"]["current"],
+    assert status["data"]["ticket"]["state_id"] == {
+        "previous": first["data"]["ticket"]["state_id"]["current"],
+        "current": deletion["data"]["ticket"]["state_id"]["current"],
     }
     assert status["data"]["ticket"]["note"] == "on it"
     assert assign["data"]["ticket"]["assignee"] == {"previous": None, "current": "agent-7"}

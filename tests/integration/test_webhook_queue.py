@@ -15,6 +15,7 @@ import pytest
 
 from app.db.database import Database
 from app.webhook import repository as webhook_repository
+from app.webhook.delivery import Attempt, DeliveryPolicy, DeliveryWorker
 from app.webhook.repository import ClaimedDelivery, NewDelivery, WebhookRepository
 from tests.support import TenantSpec
 
@@ -233,7 +234,7 @@ async def test_a_delivery_retried_behind_the_attempt_in_flight_follows_it_at_onc
         retried = await repository.retry(alpha.id, hooked, five.id, HORIZON_SECONDS)
         assert retried is not None and (retried.status, retried.next_attempt_at) == ("pending", None)
         again = await delivered_then_next(repository, alpha, two)
-        assert again is not None and (again.id, again.attempts, again.attempts_at_retry) == (five.id, 2, 1)
+        assert again is not None and (again.id, again.attempts) == (five.id, 2)
 
 
 async def test_a_retry_makes_a_failed_or_dead_delivery_due_now(db: Database, alpha: TenantSpec) -> None:
@@ -247,8 +248,49 @@ async def test_a_retry_makes_a_failed_or_dead_delivery_due_now(db: Database, alp
             retried = await repository.retry(alpha.id, hooked, head.id, HORIZON_SECONDS)
             assert retried is not None and (retried.status, retried.attempts) == ("pending", 1), outcome
             [again] = await repository.claim(alpha.id, 10, LEASE_SECONDS)
-            # Its backoff counts from the retry: this is the first attempt since.
-            assert (again.id, again.attempts, again.attempts_at_retry) == (head.id, 2, 1), outcome
+            assert (again.id, again.attempts) == (head.id, 2), outcome
+
+
+async def test_a_failure_after_a_manual_retry_backs_off_from_the_base_within_the_fresh_horizon(
+    db: Database, alpha: TenantSpec
+) -> None:
+    policy = DeliveryPolicy(
+        allow_loopback=False,
+        concurrency=1,
+        poll_seconds=1.0,
+        connect_timeout_seconds=1.0,
+        timeout_seconds=1.0,
+        retry_base_seconds=10.0,
+        retry_max_seconds=1000.0,
+        horizon_seconds=HORIZON_SECONDS,
+        disable_after_seconds=HORIZON_SECONDS,
+    )
+    failed = Attempt(500, 3, "HTTP 500", "no", None)
+    async with uncommitted(db) as repository:
+        worker = DeliveryWorker(db, repository, policy)
+        hooked = await subscription(repository, alpha)
+        for retried_during_the_attempt in (False, True):
+            await queue(repository, alpha, hooked, uuid.uuid4(), 1)
+            # A long history: six failed attempts, and its retry horizon about to end.
+            await db.execute(
+                "UPDATE webhook_delivery SET attempts = 6, expires_at = now() + interval '1 second' "
+                "WHERE tenant_id = $1 AND subscription_id = $2 AND status = 'pending'",
+                alpha.id,
+                hooked,
+            )
+            [head] = await repository.claim(alpha.id, 10, LEASE_SECONDS)  # the seventh attempt, under way
+            if retried_during_the_attempt:
+                assert await repository.retry(alpha.id, hooked, head.id, HORIZON_SECONDS) is not None
+            status = await worker._record_failure(alpha.id, head, failed)
+            row = await repository.delivery(alpha.id, hooked, head.id)
+            assert row is not None and row.status == status
+            if retried_during_the_attempt:
+                # A fresh horizon, and the backoff from the base (half to all of 10 s), not 2^6 x 10 s.
+                assert row.status == "pending" and row.next_attempt_at is not None
+                started = await db.fetch_value("SELECT now()")  # the transaction's start: RECORD_OUTCOME's now()
+                assert 5.0 <= (row.next_attempt_at - started).total_seconds() <= 10.0
+            else:
+                assert row.status == "dead"  # 320 s or more of backoff is past its horizon
 
 
 async def test_an_attempt_that_lost_its_lease_records_nothing_and_claims_nothing(

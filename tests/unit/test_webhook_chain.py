@@ -6,6 +6,7 @@ tests/integration/test_webhook_queue.py."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import uuid
 from typing import Any, cast
@@ -14,12 +15,15 @@ import pytest
 
 from app.db.errors import DatabaseUnavailable
 from app.webhook import delivery as delivery_module
+from app.webhook import second_looks as second_looks_module
 from app.webhook.delivery import CHAIN_LENGTH, Attempt, DeliveryPolicy, DeliveryWorker
-from app.webhook.repository import ClaimedDelivery, WebhookRepository
+from app.webhook.repository import ClaimedDelivery, RetryBasis, WebhookRepository
+from app.webhook.second_looks import SecondLooks, SecondLookSweep
 
 TENANT = uuid.uuid4()
 SUBSCRIPTION = uuid.uuid4()
 NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
+FAR = NOW + datetime.timedelta(days=36500)  # a retry horizon no test reaches
 POLICY = DeliveryPolicy(
     allow_loopback=False,
     concurrency=4,
@@ -34,12 +38,7 @@ POLICY = DeliveryPolicy(
 
 
 def claimed(
-    sequence: int,
-    *,
-    ticket: uuid.UUID | None,
-    failing_since: datetime.datetime | None = None,
-    attempts: int = 1,
-    attempts_at_retry: int = 0,
+    sequence: int, *, ticket: uuid.UUID | None, failing_since: datetime.datetime | None = None, attempts: int = 1
 ) -> Any:
     return ClaimedDelivery(
         uuid.uuid4(),
@@ -48,9 +47,7 @@ def claimed(
         f"evt_{sequence}",
         "{}",
         attempts,
-        attempts_at_retry,
         NOW,
-        NOW + datetime.timedelta(days=36500),  # never expires within a test
         "https://hooks.example.com/in",
         "whsec_x",
         None,
@@ -68,6 +65,8 @@ class Queue:
         self.unavailable = unavailable
         self.calls: list[str] = []
         self.retry_in: list[float] = []
+        # By message id: the delivery's state as it is now (a manual retry may have moved it); else never retried.
+        self.retry_basis: dict[str, RetryBasis] = {}
 
     async def delivered_claim_next(self, _tenant: uuid.UUID, delivery: ClaimedDelivery, *_: object) -> Any:
         self.calls.append(f"delivered+next {delivery.message_id}")
@@ -83,6 +82,9 @@ class Queue:
         self.retry_in.append(retry_in)
         return True
 
+    async def lock_failed_attempt(self, _tenant: uuid.UUID, delivery: ClaimedDelivery) -> RetryBasis:
+        return self.retry_basis.get(delivery.message_id, RetryBasis(0, FAR))
+
     async def subscription_failed(self, *_: Any) -> None:
         return None  # as for a subscription removed meanwhile: nothing to disable
 
@@ -90,11 +92,18 @@ class Queue:
         self.calls.append("streak ended")
 
 
+class NoDatabase:
+    """Transactions of a repository stand-in: nothing to begin or end."""
+
+    def transaction(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+
 class Worker(DeliveryWorker):
     """The real worker, with sends that succeed at once and are noted."""
 
     def __init__(self, queue: Queue) -> None:
-        super().__init__(cast(Any, None), cast(WebhookRepository, queue), POLICY)
+        super().__init__(cast(Any, NoDatabase()), cast(WebhookRepository, queue), POLICY)
         self.sent: list[str] = []
 
     async def send(self, delivery: ClaimedDelivery) -> Attempt:
@@ -181,22 +190,82 @@ async def test_the_dispatcher_looks_again_at_waiting_deliveries_once_their_time_
     assert dispatcher.second_looks.noted() == [(TENANT, soon), (TENANT, later)]  # soonest first
 
 
-async def test_a_second_look_that_fails_is_looked_at_again_next_round() -> None:
+class Clock:
+    """time.monotonic, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_a_second_look_that_fails_is_tried_again_later_a_few_times_without_holding_up_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(second_looks_module, "time", clock)
     outbox = Outbox()
     dispatcher = delivery_module.Dispatcher(cast(Any, None), cast(WebhookRepository, outbox), 60.0)
-    due = [uuid.uuid4()]
-    dispatcher.second_looks.note(TENANT, due, after_seconds=0.0)
+    looks = dispatcher.second_looks
+    failing, other = [uuid.uuid4()], [uuid.uuid4()]
+    looks.note(TENANT, failing, after_seconds=0.0)
+    looks.note(TENANT, other, after_seconds=0.0)
+
+    async def lost(_tenant: uuid.UUID, waiting: list[uuid.UUID]) -> int:
+        if waiting == failing:
+            raise DatabaseUnavailable("down")
+        outbox.looks.append(waiting)
+        return 1
+
+    outbox.promote_stranded_among = lost  # type: ignore[method-assign]
+    with pytest.raises(DatabaseUnavailable):
+        await dispatcher.dispatch()
+    assert looks.noted() == [(TENANT, other), (TENANT, failing)]  # kept, but a second later: the other goes first
+    assert await looks.look_due() == 1 and outbox.looks == [other]
+    for _ in range(second_looks_module.LOOK_TRIES - 1):  # the retries, a second apart
+        clock.now += second_looks_module.FAILED_LOOK_DELAY_SECONDS
+        with pytest.raises(DatabaseUnavailable):
+            await looks.look_due()
+    assert looks.noted() == []  # given up: the workers' slow sweep is the safety net
+    del outbox.promote_stranded_among  # the instance's stand-in goes: the class's, which answers, is back
+    looks.note(TENANT, failing, after_seconds=0.0)
+    assert await dispatcher.dispatch() == (0, False)
+    assert outbox.looks == [other, failing] and looks.noted() == []
+
+
+async def test_looks_still_to_come_are_taken_when_their_process_stops() -> None:
+    outbox = Outbox()
+    looks = SecondLooks(cast(WebhookRepository, outbox))
+    later, failing_after = [uuid.uuid4()], [uuid.uuid4()]
+    looks.note(TENANT, later, after_seconds=3600.0)
+    sweep = SecondLookSweep(looks, wake=lambda: None)
+    sweep.start()
+    await sweep.stop()
+    assert outbox.looks == [later] and looks.noted() == []
 
     async def lost(_tenant: uuid.UUID, _waiting: list[uuid.UUID]) -> int:
         raise DatabaseUnavailable("down")
 
     outbox.promote_stranded_among = lost  # type: ignore[method-assign]
-    with pytest.raises(DatabaseUnavailable):
-        await dispatcher.dispatch()
-    assert dispatcher.second_looks.noted() == [(TENANT, due)]  # kept for the next round
-    del outbox.promote_stranded_among  # the instance's stand-in goes: the class's, which answers, is back
-    assert await dispatcher.dispatch() == (0, False)
-    assert outbox.looks == [due] and dispatcher.second_looks.noted() == []
+    looks.note(TENANT, failing_after, after_seconds=3600.0)
+    assert await looks.look_at_all() == 0  # a stopping process does not fail for it: logged, left to the sweep
+
+
+async def test_the_service_process_wakes_its_worker_when_a_look_freed_a_delivery() -> None:
+    outbox = Outbox()
+    looks = SecondLooks(cast(WebhookRepository, outbox))
+    woken: list[bool] = []
+    sweep = SecondLookSweep(looks, wake=lambda: woken.append(True))
+    looks.note(TENANT, [uuid.uuid4()], after_seconds=0.0)
+    assert await sweep.sweep() == 0 and woken == []  # nothing freed: no wake
+
+    async def freed(_tenant: uuid.UUID, _waiting: list[uuid.UUID]) -> int:
+        return 1
+
+    outbox.promote_stranded_among = freed  # type: ignore[method-assign]
+    looks.note(TENANT, [uuid.uuid4()], after_seconds=0.0)
+    assert await sweep.sweep() == 1 and woken == [True]
 
 
 class FailingWorker(Worker):
@@ -221,7 +290,8 @@ async def test_a_failure_after_a_manual_retry_backs_off_from_the_base_again() ->
     queue = Queue(0)
     ticket = uuid.uuid4()
     long_failing = claimed(1, ticket=ticket, attempts=7)  # 2^6 x base: the maximum, 10 s
-    retried = claimed(2, ticket=ticket, attempts=7, attempts_at_retry=6)  # the first attempt since the retry
+    retried = claimed(2, ticket=ticket, attempts=7)
+    queue.retry_basis["evt_2"] = RetryBasis(6, FAR)  # retried by hand after six: the first attempt since
     for delivery in (long_failing, retried):
         queue.deliveries = [delivery]
         await FailingWorker(queue)._deliver(TENANT, delivery)
