@@ -392,7 +392,9 @@ class DeliveryWorker:
     @classmethod
     def with_own_pool(cls, dsn: str, policy: DeliveryPolicy) -> DeliveryWorker:
         """A worker on a connection pool of its own (opened by `start`, closed by `stop`): one connection per four
-        deliveries in flight (each holds one only to record its outcome), plus one for dispatching and claiming.
+        deliveries in flight (each holds one only to record its outcome: one statement for a success, a short
+        transaction for a failure, which may wait for a manual retry of the delivery), plus one for dispatching and
+        claiming.
 
         Its transactions commit asynchronously (synchronous_commit off): the worker only moves events along, and a
         crash that loses its last few commits loses nothing but progress, undone consistently (WAL keeps their
@@ -618,7 +620,8 @@ class DeliveryWorker:
             retry_in = self.retry_delay(attempt, delivery.attempts - basis.attempts_at_retry)
             due = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=retry_in)
             status = "dead" if due > basis.expires_at else "pending"
-            recorded = await self._repository.record_outcome(
+            # Recorded: the lock holds the attempt's claim on the delivery (RECORD_OUTCOME's condition) until commit.
+            await self._repository.record_outcome(
                 tenant_id,
                 delivery,
                 status,
@@ -628,7 +631,7 @@ class DeliveryWorker:
                 attempt.error,
                 attempt.response,
             )
-        return status if recorded else None
+        return status
 
 
 def _since(started: float) -> int:

@@ -478,8 +478,9 @@ SELECT count(*) FROM recorded
 """
 
 # A failed attempt's delivery as it is now, locked until the outcome is recorded in the same transaction: a manual
-# retry committed while the attempt was under way gave it a fresh horizon and restarted its backoff, and one that
-# commits meanwhile waits. Nothing while the attempt no longer holds the delivery (RECORD_OUTCOME would record nothing).
+# retry committed while the attempt was under way gave it a fresh horizon and restarted its backoff; one that comes
+# meanwhile waits for the outcome (LOCK_RETRIED), then makes it due. Nothing while the attempt no longer holds the
+# delivery (RECORD_OUTCOME would record nothing).
 LOCK_FAILED_ATTEMPT = f"""
 SELECT {select_list(RetryBasis)}
   FROM webhook_delivery
@@ -551,7 +552,12 @@ UPDATE webhook_subscription SET active = false, disabled_reason = $3, updated_at
  WHERE tenant_id = $1 AND id = $2 AND active
 """
 
-# A retry, in three statements (Citus refuses now() inside CASE, and a time from the application would be another
+# A retry locks its delivery first: an attempt's failure being recorded meanwhile (LOCK_FAILED_ATTEMPT) is waited for,
+# and the statements below, each with a snapshot of its own, see its outcome.
+LOCK_RETRIED = """
+SELECT 1 FROM webhook_delivery WHERE tenant_id = $1 AND subscription_id = $2 AND id = $3 FOR UPDATE
+"""
+# Then three statements (Citus refuses now() inside CASE, and a time from the application would be another
 # clock): due now, unless it is pending and in flight itself or waiting behind an earlier delivery of its queue,
 # which keep their turn (made due, the first would be sent a second time at once, the second only skipped by every
 # claim round until its turn)...
@@ -910,6 +916,7 @@ class WebhookRepository:
         self, tenant_id: uuid.UUID, subscription_id: uuid.UUID, delivery_id: uuid.UUID, horizon_seconds: float
     ) -> DeliveryRow | None:
         async with self._db.transaction():
+            await self._db.execute(LOCK_RETRIED, tenant_id, subscription_id, delivery_id)
             await self._db.execute(RETRY_DUE, tenant_id, subscription_id, delivery_id)
             await self._db.execute(RETRY_WAIT, tenant_id, subscription_id, delivery_id)
             return await self._db.fetch_one(

@@ -13,6 +13,7 @@ process stops is looked at then, early; what a process that dies takes with it i
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import logging
@@ -55,22 +56,31 @@ class SecondLooks:
         return await self._look(until=time.monotonic())
 
     async def look_at_all(self) -> int:
-        """Look at everything noted now, due or not (its process is stopping); failures are logged, not raised."""
-        try:
-            return await self._look(until=float("inf"), retry=False)
-        except Exception:
-            log.warning("webhook second looks left to the sweep", exc_info=True)
-            return 0
-
-    async def _look(self, *, until: float, retry: bool = True) -> int:
+        """Look at everything noted now, due or not (its process is stopping); a look that fails is logged and left
+        to the workers' slow sweep."""
         freed = 0
-        while self._due and self._due[0][0] <= until:
-            _, _, tenant_id, waiting, tries = heapq.heappop(self._due)
+        while self._due:
+            _, _, tenant_id, waiting, _ = heapq.heappop(self._due)
             try:
                 freed += await self._repository.promote_stranded_among(tenant_id, waiting)
             except Exception:
-                if retry and tries + 1 < LOOK_TRIES:
+                log.warning("webhook second look left to the sweep", extra={"tenant": str(tenant_id)}, exc_info=True)
+        return freed
+
+    async def _look(self, *, until: float) -> int:
+        freed = 0
+        while self._due and self._due[0][0] <= until:
+            when, _, tenant_id, waiting, tries = heapq.heappop(self._due)
+            try:
+                freed += await self._repository.promote_stranded_among(tenant_id, waiting)
+            except asyncio.CancelledError:
+                self._push(when, tenant_id, waiting, tries)  # its process is stopping: looked at with the rest
+                raise
+            except Exception:
+                if tries + 1 < LOOK_TRIES:
                     self._push(time.monotonic() + FAILED_LOOK_DELAY_SECONDS, tenant_id, waiting, tries + 1)
+                else:
+                    log.warning("webhook second look left to the sweep", extra={"tenant": str(tenant_id)})
                 raise
         return freed
 

@@ -5,7 +5,9 @@ rolled back, out of sight of the delivery worker that the session's server runs 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import datetime
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,10 +18,11 @@ import pytest
 from app.db.database import Database
 from app.webhook import repository as webhook_repository
 from app.webhook.delivery import Attempt, DeliveryPolicy, DeliveryWorker
-from app.webhook.repository import ClaimedDelivery, NewDelivery, WebhookRepository
+from app.webhook.repository import ClaimedDelivery, DeliveryRow, NewDelivery, WebhookRepository
 from tests.support import TenantSpec
 
 LEASE_SECONDS = 30.0
+NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
 HORIZON_SECONDS = 3600.0
 
 
@@ -291,6 +294,77 @@ async def test_a_failure_after_a_manual_retry_backs_off_from_the_base_within_the
                 assert 5.0 <= (row.next_attempt_at - started).total_seconds() <= 10.0
             else:
                 assert row.status == "dead"  # 320 s or more of backoff is past its horizon
+
+
+async def until_blocking(watcher: asyncpg.Connection, pid: int) -> None:
+    """Until another session waits for a lock the session `pid` holds (the database says so: nothing to await)."""
+    for _ in range(2000):
+        if await watcher.fetchval("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", pid):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"nothing waited for session {pid}")
+
+
+async def test_a_retry_while_a_failure_is_being_recorded_waits_for_it_and_makes_the_delivery_due(
+    migrated: str, alpha: TenantSpec
+) -> None:
+    """Committed, on two connections: the failure's transaction holds the delivery while the retry comes."""
+    db = Database(migrated, min_size=2, max_size=2)
+    await db.open()
+    watcher = await asyncpg.connect(migrated)
+    repository = WebhookRepository(db)
+    # Switched off: the session's delivery workers claim nothing of it.
+    hooked = (
+        await repository.insert(
+            alpha.id, uuid.uuid4(), "https://hooks.example.com/in", None, "race test", False, "whsec_x", "test"
+        )
+    ).id
+    try:
+        delivery = event(hooked, uuid.uuid4(), 1)
+        await repository.queue(alpha.id, [delivery], HORIZON_SECONDS)
+        await db.execute(  # its first attempt under way, as a claim leaves it
+            "UPDATE webhook_delivery SET attempts = 1, leased_until = now() + interval '30 seconds', "
+            "next_attempt_at = now() + interval '30 seconds' WHERE tenant_id = $1 AND id = $2",
+            alpha.id,
+            delivery.id,
+        )
+        attempt = ClaimedDelivery(
+            delivery.id,
+            hooked,
+            delivery.ticket_id,
+            delivery.message_id,
+            "{}",
+            1,
+            NOW,
+            "https://x",
+            "whsec_x",
+            None,
+            None,
+            None,
+        )
+        locked = asyncio.Event()
+
+        async def record_the_failure() -> None:
+            async with db.transaction():
+                assert await repository.lock_failed_attempt(alpha.id, attempt) is not None
+                locked.set()
+                await until_blocking(watcher, await db.fetch_value("SELECT pg_backend_pid()"))  # the retry waits
+                await repository.record_outcome(alpha.id, attempt, "dead", 3600.0, 500, 3, "HTTP 500", "down")
+
+        async def retry() -> DeliveryRow | None:
+            await locked.wait()
+            return await repository.retry(alpha.id, hooked, delivery.id, HORIZON_SECONDS)
+
+        _, retried = await asyncio.wait_for(asyncio.gather(record_the_failure(), retry()), 20)
+        now = await watcher.fetchval("SELECT now()")
+        # Due now (not in the hour the failure asked for), with a fresh horizon.
+        assert retried is not None and retried.status == "pending" and retried.next_attempt_at is not None
+        assert 0 <= (now - retried.next_attempt_at).total_seconds() < 10
+        assert (retried.expires_at - now).total_seconds() > HORIZON_SECONDS - 60
+    finally:
+        await repository.delete(alpha.id, hooked)
+        await watcher.close()
+        await db.close()
 
 
 async def test_an_attempt_that_lost_its_lease_records_nothing_and_claims_nothing(

@@ -6,6 +6,7 @@ tests/integration/test_webhook_queue.py."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import uuid
@@ -250,6 +251,29 @@ async def test_looks_still_to_come_are_taken_when_their_process_stops() -> None:
     outbox.promote_stranded_among = lost  # type: ignore[method-assign]
     looks.note(TENANT, failing_after, after_seconds=3600.0)
     assert await looks.look_at_all() == 0  # a stopping process does not fail for it: logged, left to the sweep
+
+
+async def test_a_look_cut_short_by_its_process_stopping_is_kept_for_the_stop() -> None:
+    outbox = Outbox()
+    looks = SecondLooks(cast(WebhookRepository, outbox))
+    waiting = [uuid.uuid4()]
+    looks.note(TENANT, waiting, after_seconds=0.0)
+    started = asyncio.Event()
+
+    async def slow(_tenant: uuid.UUID, _waiting: list[uuid.UUID]) -> int:
+        started.set()
+        await asyncio.Event().wait()
+        return 0
+
+    outbox.promote_stranded_among = slow  # type: ignore[method-assign]
+    look = asyncio.create_task(looks.look_due())
+    await started.wait()
+    look.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await look
+    assert looks.noted() == [(TENANT, waiting)]
+    del outbox.promote_stranded_among
+    assert await looks.look_at_all() == 0 and outbox.looks == [waiting] and looks.noted() == []
 
 
 async def test_the_service_process_wakes_its_worker_when_a_look_freed_a_delivery() -> None:
