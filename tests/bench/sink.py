@@ -80,6 +80,13 @@ class Sink:
             self._process.terminate()
             self._process.wait(10)
 
+    @property
+    def pid(self) -> int:
+        """The receiver process's (once started)."""
+        if self._process is None:
+            raise BenchError("the webhook receiver is not running")
+        return self._process.pid
+
     def arrivals(self) -> list[tuple[float, str, str]]:
         """Every request so far: (arrival, the event's timestamp, its webhook-id)."""
         response = httpx.get(f"http://127.0.0.1:{self.port}/arrivals", params={"from": len(self._seen)}, timeout=10)
