@@ -276,7 +276,12 @@ class Dispatcher:
         """Dispatch every event committed so far, the tickets' and the users'; returns how many, and whether a
         tenant's events were left to another dispatcher at work on them (look again soon: it may have started
         before the latest of them committed)."""
-        await self.second_looks.look_due()
+        try:
+            await self.second_looks.look_due()
+        except DatabaseUnavailable:
+            pass  # logged once per outage by the database boundary; what follows finds out for itself
+        except Exception:
+            log.exception("webhook second look failed")  # tried again later (see SecondLooks): dispatch goes on
         dispatched = 0
         left = False
         for found in await self._repository.undispatched():
