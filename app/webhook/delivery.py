@@ -297,7 +297,7 @@ class Dispatcher:
         return dispatched, left
 
     async def _dispatch_batch(self, tenant_id: uuid.UUID) -> int | None:
-        """Dispatch the tenant's oldest events (None: another dispatcher is at it)."""
+        """Dispatch a batch of the tenant's waiting events (see TAKE_EVENTS; None: another dispatcher is at it)."""
         waiting: list[uuid.UUID] = []
         async with self._db.transaction():
             if not await self._repository.lock_outbox(tenant_id):

@@ -227,14 +227,32 @@ SELECT DISTINCT tenant_id, 'user' AS outbox FROM user_event WHERE dispatched_at 
 OUTBOX_LOCK_KEY = "hashtext('webhook_outbox:' || $1::uuid::text)"
 LOCK_OUTBOX = f"SELECT pg_try_advisory_xact_lock({OUTBOX_LOCK_KEY})"
 
-# The tenant's oldest undispatched events, marked dispatched by the transaction that queues their deliveries. The
-# outer condition is checked again on a row another transaction was writing (a dispatcher that does not take the
-# lock: an older version during a rolling deploy, or one connected through another node): an event it dispatched
-# meanwhile is not taken a second time.
+# At most $2 of the tenant's undispatched events, marked dispatched by the transaction that queues their deliveries:
+# the tickets of its oldest $2 (by id), and of each ticket its first undispatched events by sequence, taken breadth
+# first (every ticket's first, then every ticket's second, ...; tickets in the order of their oldest event). What a
+# batch takes of a ticket is always the start of what waits of it, so no batch takes a ticket's later event before
+# its earlier one, even where ids do not follow each ticket's order (Citus with writes through several nodes, each
+# handing out ids from its own range: migration 2026-12-13T11). The outer condition is checked again on a row
+# another transaction was writing (a dispatcher that does not take the lock: an older version during a rolling
+# deploy, or one connected through another node): an event it dispatched meanwhile is not taken a second time.
 TAKE_EVENTS = """
 UPDATE ticket_event SET dispatched_at = now()
  WHERE tenant_id = $1 AND dispatched_at IS NULL AND id = ANY(ARRAY(
-       SELECT id FROM ticket_event WHERE tenant_id = $1 AND dispatched_at IS NULL ORDER BY id LIMIT $2))
+       SELECT w.id
+         FROM (SELECT o.ticket_id, min(o.id) AS oldest
+                 FROM (SELECT ticket_id, id FROM ticket_event
+                        WHERE tenant_id = $1 AND dispatched_at IS NULL
+                        ORDER BY id
+                        LIMIT $2) AS o
+                GROUP BY o.ticket_id) AS t
+        CROSS JOIN LATERAL (
+              SELECT e.id, row_number() OVER (ORDER BY e.sequence) AS place
+                FROM ticket_event e
+               WHERE e.tenant_id = $1 AND e.ticket_id = t.ticket_id AND e.dispatched_at IS NULL
+               ORDER BY e.sequence
+               LIMIT $2) AS w
+        ORDER BY w.place, t.oldest
+        LIMIT $2))
 RETURNING id, kind
 """
 

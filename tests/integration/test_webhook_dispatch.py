@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -107,3 +108,100 @@ async def test_an_event_a_dispatcher_without_the_lock_took_meanwhile_is_not_take
         assert await taking == []
         assert len(taken) == 2
         await holder.execute(UNLOCK, alpha.id)
+
+
+async def test_a_batch_takes_each_tickets_events_in_sequence_order_whatever_order_their_ids_are_in(
+    migrated: str, client: httpx.AsyncClient, alpha: TenantSpec
+) -> None:
+    """As on Citus with writes through two nodes, each handing out ids from its own range: a ticket's first event
+    has a higher id than its later ones."""
+    async with connection(migrated) as holder, connection(migrated) as dispatcher:
+        await holder.execute(LOCK, alpha.id)  # keeps the server's dispatcher away
+        try:
+            api = TenantApi.agent(client, alpha)
+            request_type = await api.ticket_type("REQ")
+            fields = {field["key"]: field["id"] for field in request_type["fields"]}
+            first = await new_ticket(api, request_type["id"], {fields["title"]: "Two nodes"})
+            etag = first["etag"]
+            for value in (1, 2, 3):
+                updated = await api.update(
+                    first["objectId"], {"etag": etag, "ticketUpdate": {fields["counter"]: value}}
+                )
+                etag = updated.json()["etag"]
+            other = await new_ticket(api, request_type["id"], {fields["title"]: "Another"})
+            async with dispatcher.transaction():
+                # The first ticket's creation moves to another node's range of ids: ids 2, 3, 4 of its later events
+                # (in id order: its sequences 2, 3, 4, then the other ticket's 1, then its own 1).
+                await dispatcher.execute(
+                    "CREATE TEMP TABLE moved ON COMMIT DROP AS SELECT * FROM ticket_event "
+                    "WHERE tenant_id = $1 AND ticket_id = $2 AND sequence = 1",
+                    alpha.id,
+                    uuid.UUID(first["id"]),
+                )
+                await dispatcher.execute(
+                    "DELETE FROM ticket_event WHERE tenant_id = $1 AND ticket_id = $2 AND sequence = 1",
+                    alpha.id,
+                    uuid.UUID(first["id"]),
+                )
+                await dispatcher.execute("UPDATE moved SET id = id + 1000000000")
+                await dispatcher.execute("INSERT INTO ticket_event OVERRIDING SYSTEM VALUE SELECT * FROM moved")
+                batches = []
+                while taken := await dispatcher.fetch(TAKE_EVENTS, alpha.id, 2):
+                    batches.append(
+                        await dispatcher.fetch(
+                            "SELECT ticket_id = $2 AS first, sequence FROM ticket_event "
+                            "WHERE tenant_id = $1 AND id = ANY($3::bigint[]) ORDER BY ticket_id = $2 DESC, sequence",
+                            alpha.id,
+                            uuid.UUID(first["id"]),
+                            [row["id"] for row in taken],
+                        )
+                    )
+                raise _RolledBack
+        except _RolledBack:
+            pass
+        finally:
+            await holder.execute(UNLOCK, alpha.id)
+    # By id, the first batch would have been the first ticket's sequences 2 and 3, sent before its 1. Each batch
+    # takes the tickets of the oldest events, and of each its first waiting events by sequence.
+    assert [[(row["first"], row["sequence"]) for row in batch] for batch in batches] == [
+        [(True, 1), (True, 2)],
+        [(True, 3), (True, 4)],
+        [(False, 1)],
+    ]
+    assert other["id"] != first["id"]
+
+
+class _RolledBack(Exception):
+    """Raised to roll the test's transaction back."""
+
+
+def _reads(plan: object) -> set[str]:
+    """How the plan reads ticket_event: the indexes (a bitmap scan's too), and "seq" for a whole-table scan."""
+    if isinstance(plan, list):
+        return set().union(*(_reads(value) for value in plan))
+    if not isinstance(plan, dict):
+        return set()
+    found: set[str] = set()
+    if plan.get("Relation Name") == "ticket_event":
+        kind = plan.get("Node Type")
+        if kind == "Seq Scan":
+            found.add("seq")
+        elif kind in ("Index Scan", "Index Only Scan", "Bitmap Index Scan"):
+            found.add(str(plan["Index Name"]))
+    if plan.get("Node Type") == "Bitmap Index Scan":
+        found.add(str(plan["Index Name"]))
+    return found.union(*(_reads(value) for value in plan.values()))
+
+
+async def test_taking_events_reads_waiting_events_only_on_their_partial_indexes(
+    migrated: str, alpha: TenantSpec
+) -> None:
+    """The cached generic plan a dispatcher runs reads the waiting events on their partial indexes, the oldest by id
+    and each ticket's by sequence; never a ticket's whole history, nor the whole table."""
+    async with connection(migrated) as checker:
+        await checker.execute("SET plan_cache_mode = force_generic_plan")
+        await checker.execute(f"PREPARE take_events(uuid, integer) AS {TAKE_EVENTS}")
+        plan = json.loads(await checker.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE take_events('{alpha.id}', 500)"))
+    waiting_only = {"ticket_event_undispatched_idx", "ticket_event_undispatched_ticket_idx"}
+    # The rows it marks are found by id: on the partial index or the primary key, as the statistics have it.
+    assert waiting_only <= _reads(plan) <= waiting_only | {"ticket_event_pkey"}
