@@ -131,6 +131,16 @@ class Receiver:
             assert time.monotonic() < deadline, f"{len(got)} of {count} webhook requests arrived: {got}"
             await asyncio.sleep(0.02)
 
+    async def wait_for_message(self, webhook_id: str, *, within: float = 20.0) -> Received:
+        """Wait until the message `webhook_id` has arrived and been answered with a 2xx; its first such request."""
+        deadline = time.monotonic() + within
+        while True:
+            for request in self.delivered():
+                if request.webhook_id == webhook_id:
+                    return request
+            assert time.monotonic() < deadline, f"{webhook_id} did not arrive: {self.received()}"
+            await asyncio.sleep(0.02)
+
     def __enter__(self) -> Receiver:
         return self.start()
 

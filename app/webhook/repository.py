@@ -4,9 +4,9 @@ mandatory argument of every method, and no statement locks rows of more than one
 Dispatching takes a tenant's undispatched events oldest first, one dispatcher per tenant at a time (a transaction
 advisory lock: a second one moves on and comes back, rather than dispatching later events of the same tickets ahead
 of the first one's batch, or waiting for it): that keeps deliveries queued in the order of each ticket's events (a
-ticket's events are inserted under its row lock, so their ids grow with their sequence where one node hands out the
-ids, and a transaction that sees one of a ticket's events sees every earlier one; with writes through several Citus
-nodes, each with its own id range, a batch boundary could split a ticket's events out of order: see the README).
+ticket's events are inserted under its row lock after the one before committed, so a transaction that sees one of a
+ticket's events sees every earlier one, and a batch takes each ticket's first waiting events by sequence, whatever
+order their ids are in: see TAKE_EVENTS).
 
 Deliveries are claimed with SKIP LOCKED, and only the head of each (subscription, ticket) queue (its pending
 delivery with the lowest event sequence) is eligible; a claim pushes `next_attempt_at` past the attempt's timeout,
@@ -227,32 +227,29 @@ SELECT DISTINCT tenant_id, 'user' AS outbox FROM user_event WHERE dispatched_at 
 OUTBOX_LOCK_KEY = "hashtext('webhook_outbox:' || $1::uuid::text)"
 LOCK_OUTBOX = f"SELECT pg_try_advisory_xact_lock({OUTBOX_LOCK_KEY})"
 
-# At most $2 of the tenant's undispatched events, marked dispatched by the transaction that queues their deliveries:
-# the tickets of its oldest $2 (by id), and of each ticket its first undispatched events by sequence, taken breadth
-# first (every ticket's first, then every ticket's second, ...; tickets in the order of their oldest event). What a
-# batch takes of a ticket is always the start of what waits of it, so no batch takes a ticket's later event before
-# its earlier one, even where ids do not follow each ticket's order (Citus with writes through several nodes, each
-# handing out ids from its own range: migration 2026-12-13T11). The outer condition is checked again on a row
-# another transaction was writing (a dispatcher that does not take the lock: an older version during a rolling
-# deploy, or one connected through another node): an event it dispatched meanwhile is not taken a second time.
+# A batch of the tenant's undispatched events, marked dispatched by the transaction that queues their deliveries: as
+# many as it has among the oldest $2 (by id) of each ticket there, its first by sequence. What a batch takes of a
+# ticket is always the start of what waits of it, so no batch takes a ticket's later event before its earlier one, even
+# where ids do not follow each ticket's order (Citus with writes through several nodes, each handing out ids from its
+# own range: migration 2026-12-13T11), and a batch reads no more events than it takes. The outer condition is checked
+# again on a row another transaction was writing (a dispatcher that does not take the lock: an older version during a
+# rolling deploy, or one connected through another node): an event it dispatched meanwhile is not taken a second time.
 TAKE_EVENTS = """
 UPDATE ticket_event SET dispatched_at = now()
  WHERE tenant_id = $1 AND dispatched_at IS NULL AND id = ANY(ARRAY(
        SELECT w.id
-         FROM (SELECT o.ticket_id, min(o.id) AS oldest
-                 FROM (SELECT ticket_id, id FROM ticket_event
+         FROM (SELECT o.ticket_id, count(*) AS taken
+                 FROM (SELECT ticket_id FROM ticket_event
                         WHERE tenant_id = $1 AND dispatched_at IS NULL
                         ORDER BY id
                         LIMIT $2) AS o
                 GROUP BY o.ticket_id) AS t
         CROSS JOIN LATERAL (
-              SELECT e.id, row_number() OVER (ORDER BY e.sequence) AS place
+              SELECT e.id
                 FROM ticket_event e
                WHERE e.tenant_id = $1 AND e.ticket_id = t.ticket_id AND e.dispatched_at IS NULL
                ORDER BY e.sequence
-               LIMIT $2) AS w
-        ORDER BY w.place, t.oldest
-        LIMIT $2))
+               LIMIT t.taken) AS w))
 RETURNING id, kind
 """
 
@@ -737,8 +734,8 @@ class WebhookRepository:
         return locked
 
     async def take_events(self, tenant_id: uuid.UUID, limit: int) -> list[OutboxEvent]:
-        """The tenant's oldest undispatched events, oldest first, marked dispatched (by this transaction, which must
-        hold the tenant's outbox)."""
+        """A batch of the tenant's undispatched events (see TAKE_EVENTS), by id, marked dispatched (by this
+        transaction, which must hold the tenant's outbox)."""
         events = await self._db.fetch_all(OutboxEvent, TAKE_EVENTS, tenant_id, limit)
         return sorted(events, key=lambda event: event.id)
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
+import pytest
 
 from app.db.database import Database
 from app.webhook.delivery import Dispatcher
@@ -110,8 +111,16 @@ async def test_an_event_a_dispatcher_without_the_lock_took_meanwhile_is_not_take
         await holder.execute(UNLOCK, alpha.id)
 
 
+@pytest.mark.parametrize(
+    ("batch", "expected"),
+    [
+        # By id, the first batch would be the first ticket's 2 and 3 (or 2, 3 and 4): sent before its 1.
+        (2, [[(True, 1), (True, 2)], [(True, 3), (True, 4)], [(False, 1)]]),
+        (3, [[(True, 1), (True, 2), (True, 3)], [(True, 4), (False, 1)]]),
+    ],
+)
 async def test_a_batch_takes_each_tickets_events_in_sequence_order_whatever_order_their_ids_are_in(
-    migrated: str, client: httpx.AsyncClient, alpha: TenantSpec
+    migrated: str, client: httpx.AsyncClient, alpha: TenantSpec, batch: int, expected: list[list[tuple[bool, int]]]
 ) -> None:
     """As on Citus with writes through two nodes, each handing out ids from its own range: a ticket's first event
     has a higher id than its later ones."""
@@ -146,7 +155,7 @@ async def test_a_batch_takes_each_tickets_events_in_sequence_order_whatever_orde
                 await dispatcher.execute("UPDATE moved SET id = id + 1000000000")
                 await dispatcher.execute("INSERT INTO ticket_event OVERRIDING SYSTEM VALUE SELECT * FROM moved")
                 batches = []
-                while taken := await dispatcher.fetch(TAKE_EVENTS, alpha.id, 2):
+                while taken := await dispatcher.fetch(TAKE_EVENTS, alpha.id, batch):
                     batches.append(
                         await dispatcher.fetch(
                             "SELECT ticket_id = $2 AS first, sequence FROM ticket_event "
@@ -161,13 +170,8 @@ async def test_a_batch_takes_each_tickets_events_in_sequence_order_whatever_orde
             pass
         finally:
             await holder.execute(UNLOCK, alpha.id)
-    # By id, the first batch would have been the first ticket's sequences 2 and 3, sent before its 1. Each batch
-    # takes the tickets of the oldest events, and of each its first waiting events by sequence.
-    assert [[(row["first"], row["sequence"]) for row in batch] for batch in batches] == [
-        [(True, 1), (True, 2)],
-        [(True, 3), (True, 4)],
-        [(False, 1)],
-    ]
+    # Each batch takes as many of each ticket's events as it has among the oldest: its first waiting ones.
+    assert [[(row["first"], row["sequence"]) for row in taken] for taken in batches] == expected
     assert other["id"] != first["id"]
 
 
