@@ -25,6 +25,7 @@ from app.tenancy.model import (
     V1Config,
     V1PlatformMapping,
     V1TicketMapping,
+    seed_status,
 )
 from tests.support import (
     GOOD_TENANT_FILE,
@@ -655,6 +656,17 @@ def test_the_seed_004_mapping_defaults_each_setting_on_its_own(tmp_path: Path) -
     assert platform.priorities == (("low", "low"), ("medium", "normal"), ("high", "high"), ("critical", "p1"))
     assert dict(platform.statuses)["resolved"] == ("solved", "done")
     assert dict(platform.statuses)["open"] == ("new",)
+
+
+def test_a_state_shows_the_first_status_that_names_it_in_any_case_else_its_own_name() -> None:
+    """The rule /api/v1/tickets and webhook bodies share (seed_status)."""
+    mapping = V1PlatformMapping(
+        statuses=(("open", ("New",)), ("in_progress", ("open", "Waiting")), ("resolved", ("waiting", "Solved")))
+    )
+    by_state = mapping.status_of_state()
+    assert by_state == {"new": "open", "open": "in_progress", "waiting": "in_progress", "solved": "resolved"}
+    shown = [seed_status(by_state, name) for name in ("NEW", "Open", "WAITING", "solved", "Escalated", None)]
+    assert shown == ["open", "in_progress", "in_progress", "resolved", "Escalated", None]
 
 
 @pytest.mark.parametrize(
