@@ -244,6 +244,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         if settings.webhook_delivery
         else None
     )
+    wake_webhook_worker = webhook_worker.wake if webhook_worker else lambda: None
     webhook_second_looks = SecondLooks(webhook_repository)
     webhooks = WebhookService(
         db,
@@ -253,7 +254,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         secret_overlap_seconds=settings.webhook_secret_overlap_seconds,
         horizon_seconds=settings.webhook_retry_horizon_seconds,
         second_looks=webhook_second_looks,
-        queued=webhook_worker.wake if webhook_worker else lambda: None,
+        queued=wake_webhook_worker,
     )
     login_failures = LoginFailureRepository(db)
     sign_in = SignInService(
@@ -273,7 +274,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Re
         ExpiredIdempotencyKeySweep(key_repository, idempotency_key_ttl, IDEMPOTENCY_SWEEP_INTERVAL_SECONDS),
         OrphanBlobSweep(attachment_store, settings.attachment_sweep_interval_seconds),
         QuietLoginFailureSweep(login_failures, key_repository.all_tenants, LOGIN_FAILURE_SWEEP_INTERVAL_SECONDS),
-        SecondLookSweep(webhook_second_looks, webhook_worker.wake if webhook_worker else lambda: None),
+        SecondLookSweep(webhook_second_looks, wake_webhook_worker),
     ]
     listener = NotificationListener(
         settings.database_url,

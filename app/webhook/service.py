@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 import msgspec
 from msgspec import UNSET
@@ -13,7 +14,7 @@ from msgspec import UNSET
 from app.auth.principal import Principal
 from app.db.database import Database
 from app.errors import InputValidationFailure
-from app.idempotency.service import Idempotency, Outcome
+from app.idempotency.service import Claim, Idempotency, Outcome
 from app.tenancy.model import TenantConfig
 from app.tenancy.repository import TenantRepository
 from app.user.people import people
@@ -35,6 +36,8 @@ from app.webhook.second_looks import LOOK_AGAIN_SECONDS, SecondLooks
 from app.webhook.signing import is_secret, new_secret
 from app.webhook.ssrf import url_problem
 from app.webhook.statuses import TenantStatuses
+
+R = TypeVar("R")
 
 # A replay re-sends at most this many events; a larger range is refused (replay it in parts).
 MAX_REPLAY_EVENTS = 10_000
@@ -237,12 +240,12 @@ class WebhookService:
         self, principal: Principal, subscription_id: str, delivery_id: str, idempotency_key: str | None
     ) -> Outcome[DeliveryOut]:
         claim = self._keys.claim(principal, idempotency_key, "retry_webhook_delivery", subscription_id, delivery_id)
-        waiting: list[uuid.UUID] = []
-        outcome = await self._keys.once(
-            principal, claim, lambda: self._retry(principal, subscription_id, delivery_id, waiting), _delivery_decoder
+        return await self._once_looking_again(
+            principal,
+            claim,
+            lambda waiting: self._retry(principal, subscription_id, delivery_id, waiting),
+            _delivery_decoder,
         )
-        self._look_again(principal.tenant_id, waiting)
-        return outcome
 
     async def _retry(
         self, principal: Principal, subscription_id: str, delivery_id: str, waiting: list[uuid.UUID]
@@ -262,12 +265,12 @@ class WebhookService:
         self, principal: Principal, subscription_id: str, request: ReplayRequest, idempotency_key: str | None
     ) -> Outcome[ReplayOut]:
         claim = self._keys.claim(principal, idempotency_key, "replay_webhook", subscription_id, request)
-        waiting: list[uuid.UUID] = []
-        outcome = await self._keys.once(
-            principal, claim, lambda: self._replay(principal, subscription_id, request, waiting), _replay_decoder
+        return await self._once_looking_again(
+            principal,
+            claim,
+            lambda waiting: self._replay(principal, subscription_id, request, waiting),
+            _replay_decoder,
         )
-        self._look_again(principal.tenant_id, waiting)
-        return outcome
 
     async def _replay(
         self, principal: Principal, subscription_id: str, request: ReplayRequest, waiting: list[uuid.UUID]
@@ -284,11 +287,21 @@ class WebhookService:
         self._queued()
         return ReplayOut(len(deliveries), [delivery.message_id for delivery in deliveries])
 
-    def _look_again(self, tenant_id: uuid.UUID, waiting: list[uuid.UUID]) -> None:
-        """Now that the idempotency wrapper has committed them: at once, and when every statement under way as they
-        committed has finished (see SecondLooks)."""
-        self._second_looks.note(tenant_id, waiting, after_seconds=0.0)
-        self._second_looks.note(tenant_id, waiting, after_seconds=LOOK_AGAIN_SECONDS)
+    async def _once_looking_again(
+        self,
+        principal: Principal,
+        claim: Claim | None,
+        write: Callable[[list[uuid.UUID]], Awaitable[R]],
+        stored: msgspec.json.Decoder[R],
+    ) -> Outcome[R]:
+        """`write` under the idempotency key, given a list to add the deliveries it leaves waiting to; once the
+        wrapper has committed them, they are looked at again: at once, and when every statement under way as they
+        committed has finished (see SecondLooks). A stored outcome wrote nothing, and leaves nothing to look at."""
+        waiting: list[uuid.UUID] = []
+        outcome = await self._keys.once(principal, claim, lambda: write(waiting), stored)
+        self._second_looks.note(principal.tenant_id, waiting, after_seconds=0.0)
+        self._second_looks.note(principal.tenant_id, waiting, after_seconds=LOOK_AGAIN_SECONDS)
+        return outcome
 
     async def _replayed_events(self, tenant_id: uuid.UUID, request: ReplayRequest) -> list[EventRow]:
         by_ticket = (
