@@ -2,10 +2,11 @@
 
 One loop per process: dispatch committed events into deliveries, claim the due heads of the delivery queues, and
 send each claimed delivery in a task of its own (up to WEBHOOK_CONCURRENCY at once). A task whose delivery succeeds
-claims the next one of the same queue as it records the success and sends it at once, for a while (see _deliver);
-a finished task wakes the loop, which hands its slot out again. Everything is written so that any number of processes
-may run it together: dispatching is serialised per tenant by an advisory lock, deliveries are claimed with SKIP
-LOCKED and leased, and an attempt records its outcome only if no later attempt has claimed the delivery.
+claims the next one of the same queue as it records the success and sends it at once, for a while (see _deliver;
+the successes of many tasks share a statement, see SuccessRecorder); a finished task wakes the loop, which hands its
+slot out again. Everything is written so that any number of processes may run it together: dispatching is serialised
+per tenant by an advisory lock, deliveries are claimed with SKIP LOCKED and leased, and an attempt records its outcome
+only if no later attempt has claimed the delivery.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from app.webhook.repository import (
     EventRow,
     NewDelivery,
     SubscriptionRow,
+    Success,
     UserEventRow,
     WebhookRepository,
 )
@@ -57,6 +59,8 @@ from app.webhook.statuses import TenantStatuses
 log = logging.getLogger("app.webhook")
 
 DISPATCH_BATCH = 500
+# At most this many successes are recorded in one statement (see SuccessRecorder; the rest go into the next one).
+SUCCESS_BATCH = 100
 ROUND_GAP_SECONDS = 0.01
 # A delivery task sends at most this many of one queue's deliveries in a row, and chains no more once this long
 # has passed since its first send, before it gives its slot back.
@@ -344,6 +348,81 @@ class Dispatcher:
         return len(events)
 
 
+# A success waiting for its statement, and where its task waits for the outcome: the next delivery of its queue.
+_Waiting = tuple[Success, asyncio.Future[ClaimedDelivery | None]]
+
+
+class SuccessRecorder:
+    """Records the successes of many delivery tasks in one statement per tenant, each with the claim of the next
+    delivery of its queue (DELIVERED_CLAIM_NEXT), the way a database groups commits: what succeeds while a statement
+    runs waits for it and goes into the next one together. Alone, a success is recorded at once; under load one
+    statement serves many tasks, and most of what a statement costs PostgreSQL is the statement, not its rows."""
+
+    def __init__(self, repository: WebhookRepository, lease_seconds: float) -> None:
+        self._repository = repository
+        self._lease_seconds = lease_seconds
+        self._waiting: dict[uuid.UUID, list[_Waiting]] = {}
+        self._writers: dict[uuid.UUID, asyncio.Task[None]] = {}
+
+    async def record(self, tenant_id: uuid.UUID, success: Success) -> ClaimedDelivery | None:
+        """Record the success; the next delivery of its queue, claimed, or None. Raises what the statement raised."""
+        outcome: asyncio.Future[ClaimedDelivery | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(tenant_id, []).append((success, outcome))
+        if tenant_id not in self._writers:
+            self._writers[tenant_id] = asyncio.create_task(self._write(tenant_id), name="webhook-successes")
+        return await outcome
+
+    async def aclose(self) -> None:
+        """Stop writing: the successes not yet recorded are not (their leases run out and they are sent again)."""
+        writers = list(self._writers.values())
+        for writer in writers:
+            writer.cancel()
+        if writers:
+            await asyncio.wait(writers)
+
+    async def _write(self, tenant_id: uuid.UUID) -> None:
+        try:
+            while batch := self._take(tenant_id):
+                try:
+                    claimed = await self._repository.delivered_claim_next(
+                        tenant_id, [success for success, _ in batch], self._lease_seconds
+                    )
+                except asyncio.CancelledError:
+                    for _, outcome in batch:
+                        outcome.cancel()
+                    raise
+                except Exception as exc:  # handed to each task whose success it was, which knows what to do with it
+                    for _, outcome in batch:
+                        if not outcome.done():
+                            outcome.set_exception(exc)
+                    continue
+                # One success per queue in a statement, so a queue's claimed delivery is its success's next.
+                next_of = {(next_one.subscription_id, next_one.ticket_id): next_one for next_one in claimed}
+                for success, outcome in batch:
+                    if not outcome.done():
+                        outcome.set_result(next_of.get((success.delivery.subscription_id, success.delivery.ticket_id)))
+        finally:
+            del self._writers[tenant_id]
+            for _, outcome in self._waiting.pop(tenant_id, []):
+                outcome.cancel()
+
+    def _take(self, tenant_id: uuid.UUID) -> list[_Waiting]:
+        """The next statement's successes, in the order they came, at most one of each queue (two attempts of one
+        queue can both be in flight only after a rare race, see RECORD_OUTCOME; the later one waits a statement)."""
+        taken: list[_Waiting] = []
+        left: list[_Waiting] = []
+        queues: set[tuple[uuid.UUID, uuid.UUID | None]] = set()
+        for item in self._waiting.get(tenant_id, []):
+            queue = (item[0].delivery.subscription_id, item[0].delivery.ticket_id)
+            if queue in queues or len(taken) == SUCCESS_BATCH:
+                left.append(item)
+            else:
+                queues.add(queue)
+                taken.append(item)
+        self._waiting[tenant_id] = left
+        return taken
+
+
 @dataclass(frozen=True)
 class Attempt:
     status_code: int | None
@@ -386,6 +465,7 @@ class DeliveryWorker:
         self._https = policy.client(allow_loopback=policy.allow_loopback)
         # Plain http goes only to loopback receivers, and only where the setting allows it.
         self._http = policy.client(allow_loopback=True, loopback_only=True) if policy.allow_loopback else None
+        self._successes = SuccessRecorder(repository, policy.lease_seconds)
         self._owns_pool = False
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -397,7 +477,7 @@ class DeliveryWorker:
     @classmethod
     def with_own_pool(cls, dsn: str, policy: DeliveryPolicy) -> DeliveryWorker:
         """A worker on a connection pool of its own (opened by `start`, closed by `stop`): one connection per four
-        deliveries in flight (each holds one only to record its outcome: one statement for a success, a short
+        deliveries in flight (each holds one only to record its outcome: a share of a statement for a success, a short
         transaction for a failure, which may wait for a manual retry of the delivery), plus one for dispatching and
         claiming.
 
@@ -405,13 +485,17 @@ class DeliveryWorker:
         crash that loses its last few commits loses nothing but progress, undone consistently (WAL keeps their
         order): events dispatched again, deliveries claimed or recorded again, so sent again, at least once. The
         events themselves are written by the API's own durable commits. Waiting for each delivery's WAL flush
-        would put every one of them in the queue for the disk in front of the API's writes."""
+        would put every one of them in the queue for the disk in front of the API's writes.
+
+        Its statements are planned once per connection (plan_cache_mode force_generic_plan): each is written and
+        tested for its generic plan (the plan tests in tests/integration), and the one that records many successes
+        at once, given arrays, was otherwise planned afresh at each call, which cost more than running it."""
         db = Database(
             dsn,
             min_size=1,
             max_size=2 + policy.concurrency // 4,
             logger="app.webhook.db",
-            settings={"synchronous_commit": "off"},
+            settings={"synchronous_commit": "off", "plan_cache_mode": "force_generic_plan"},
         )
         worker = cls(db, WebhookRepository(db), policy)
         worker._owns_pool = True
@@ -440,6 +524,7 @@ class DeliveryWorker:
             task.cancel()
         if self._in_flight:
             await asyncio.wait(list(self._in_flight))
+        await self._successes.aclose()
         await self._https.aclose()
         if self._http is not None:
             await self._http.aclose()
@@ -580,14 +665,8 @@ class DeliveryWorker:
         policy = self._policy
         queued = delivery.ticket_id is not None  # pings and users' events are queues of their own: nothing is next
         if attempt.succeeded and claim_next and queued and delivery.failing_since is None:
-            return await self._repository.delivered_claim_next(
-                tenant_id,
-                delivery,
-                attempt.status_code,
-                attempt.latency_ms,
-                attempt.response,
-                policy.lease_seconds,
-            )
+            success = Success(delivery, attempt.status_code, attempt.latency_ms, attempt.response)
+            return await self._successes.record(tenant_id, success)
         if attempt.succeeded:
             recorded = await self._repository.record_outcome(
                 tenant_id, delivery, "delivered", 0.0, attempt.status_code, attempt.latency_ms, None, attempt.response

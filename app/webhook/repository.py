@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
@@ -127,6 +128,15 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     previous_secret_until: datetime.datetime | None
     # When claimed: since when the subscription had been failing (None: it was not).
     failing_since: datetime.datetime | None
+
+
+class Success(msgspec.Struct, frozen=True):
+    """A successful attempt of a claimed delivery, to be recorded."""
+
+    delivery: ClaimedDelivery
+    status_code: int | None
+    latency_ms: int
+    response: str | None
 
 
 class RetryBasis(msgspec.Struct, frozen=True):
@@ -503,54 +513,69 @@ SELECT {select_list(RetryBasis)}
    FOR UPDATE
 """
 
-# A success recorded, and in the same statement the next delivery of the same queue claimed (the head it has just
+# Successes recorded, and in the same statement the next delivery of each one's queue claimed (the head it has just
 # become, when it is due and its subscription active), so that a busy ticket's events go out one after another
-# without waiting for a claim round. The recorded row still reads as pending in the statement's snapshot: it is
-# excluded by id. No row comes back when nothing was recorded (the attempt had lost its lease) or nothing is next.
+# without waiting for a claim round; the successes of many delivery tasks share one statement (see SuccessRecorder),
+# at most one per queue. A success is recorded only while its attempt still holds the delivery (it had not lost its
+# lease); nothing is claimed after one that was not. The recorded rows still read as pending in the statement's
+# snapshot: they are excluded by id.
 # The head is chosen among all pending deliveries of the queue, due or not, and only then locked if due (or waiting
 # behind the delivery just recorded, see INSERT_DELIVERIES), or ahead of it (an earlier event a replay or a retry
 # queued to wait for this attempt, unless in flight itself; as in RECORD_OUTCOME, one waiting for its own retry
 # after a rare race goes early): a head that is leased or waiting for its retry stops the chain, never lets the
-# delivery behind it go first. "Neither delivered nor dead" stands for pending where the
-# primary key must be the way in (see RECORD_OUTCOME), and the head is named by a scalar subquery for the same reason.
+# delivery behind it go first. "Neither delivered nor dead" stands for pending where the primary key must be the way
+# in (see RECORD_OUTCOME), and each head is named by a scalar subquery for the same reason.
 # A waiting successor of a subscription that is off is made due instead (its next claim round takes it once it is on).
+# Arguments: the tenant; per success, in arrays, the delivery, its attempt number, the status code, the latency and
+# the response excerpt; when they were delivered ($7, from the application); the lease in seconds ($8).
 DELIVERED_CLAIM_NEXT = """
 WITH recorded AS (
-    UPDATE webhook_delivery
-       SET status = 'delivered', next_attempt_at = now(), leased_until = NULL, last_status_code = $4,
-           last_latency_ms = $5, last_error = NULL, last_response = $6, delivered_at = $7
-     WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status NOT IN ('delivered', 'dead')
- RETURNING id, sequence, created_at
+    UPDATE webhook_delivery w
+       SET status = 'delivered', next_attempt_at = now(), leased_until = NULL, last_status_code = o.status_code,
+           last_latency_ms = o.latency_ms, last_error = NULL, last_response = o.response, delivered_at = $7
+      FROM unnest($2::uuid[], $3::integer[], $4::integer[], $5::integer[], $6::text[])
+           AS o (id, attempts, status_code, latency_ms, response)
+     WHERE w.tenant_id = $1 AND w.id = ANY($2::uuid[]) AND w.id = o.id AND w.attempts = o.attempts
+       AND w.status NOT IN ('delivered', 'dead')
+ RETURNING w.id, w.subscription_id, w.ticket_id, w.sequence, w.created_at
 ), head AS (
-    SELECT e.id
-      FROM webhook_delivery e
-     WHERE e.tenant_id = $1 AND e.subscription_id = $9 AND e.ticket_id = $10 AND e.status = 'pending' AND e.id <> $2
-       AND EXISTS (SELECT FROM recorded)
-     ORDER BY e.sequence, e.created_at
-     LIMIT 1
+    SELECT r.subscription_id, r.sequence, r.created_at,
+           (SELECT e.id
+              FROM webhook_delivery e
+             WHERE e.tenant_id = $1 AND e.subscription_id = r.subscription_id AND e.ticket_id = r.ticket_id
+               AND e.status = 'pending' AND e.id <> ALL($2::uuid[])
+             ORDER BY e.sequence, e.created_at
+             LIMIT 1) AS id
+      FROM recorded r
+     WHERE r.ticket_id IS NOT NULL
 ), due AS (
     SELECT d.id
-      FROM webhook_delivery d, webhook_subscription s
-     WHERE d.tenant_id = $1 AND d.id = (SELECT id FROM head) AND d.status NOT IN ('delivered', 'dead')
+      FROM head h, webhook_delivery d, webhook_subscription s
+     WHERE d.tenant_id = $1 AND d.id = ANY(ARRAY(SELECT id FROM head)) AND d.id = h.id
+       AND d.status NOT IN ('delivered', 'dead')
        AND (d.next_attempt_at <= now() OR d.next_attempt_at = 'infinity'
-            OR ((d.sequence, d.created_at) < (SELECT r.sequence, r.created_at FROM recorded r)
+            OR ((d.sequence, d.created_at) < (h.sequence, h.created_at)
                 AND (d.leased_until IS NULL OR d.leased_until <= now())))
-       AND s.tenant_id = $1 AND s.id = $9 AND s.active
+       AND s.tenant_id = $1 AND s.id = h.subscription_id AND s.active
        FOR UPDATE OF d SKIP LOCKED
 ), promoted AS (
     UPDATE webhook_delivery d
        SET next_attempt_at = now()
-      FROM webhook_subscription s
-     WHERE d.tenant_id = $1 AND d.id = (SELECT id FROM head) AND d.status NOT IN ('delivered', 'dead')
-       AND d.next_attempt_at = 'infinity' AND s.tenant_id = $1 AND s.id = $9 AND NOT s.active
+      FROM head h, webhook_subscription s
+     WHERE d.tenant_id = $1 AND d.id = ANY(ARRAY(SELECT id FROM head)) AND d.id = h.id
+       AND d.status NOT IN ('delivered', 'dead') AND d.next_attempt_at = 'infinity' AND s.tenant_id = $1
+       AND s.id = h.subscription_id AND NOT s.active
+), claimed AS (
+    UPDATE webhook_delivery d
+       SET next_attempt_at = now() + make_interval(secs => $8), leased_until = now() + make_interval(secs => $8),
+           attempts = d.attempts + 1, last_attempt_at = now()
+     WHERE d.tenant_id = $1 AND d.id = ANY(ARRAY(SELECT id FROM due))
+    RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at
 )
-UPDATE webhook_delivery d
-   SET next_attempt_at = now() + make_interval(secs => $8), leased_until = now() + make_interval(secs => $8),
-       attempts = d.attempts + 1, last_attempt_at = now()
-  FROM webhook_subscription s
- WHERE d.tenant_id = $1 AND d.id = (SELECT id FROM due) AND s.tenant_id = $1 AND s.id = $9
-RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at, s.url, s.secret,
-          s.previous_secret, s.previous_secret_until, s.failing_since
+SELECT c.id, c.subscription_id, c.ticket_id, c.message_id, c.body, c.attempts, c.created_at, s.url, s.secret,
+       s.previous_secret, s.previous_secret_until, s.failing_since
+  FROM claimed c
+  JOIN webhook_subscription s ON s.tenant_id = $1 AND s.id = c.subscription_id
 """
 
 SUCCEEDED = """
@@ -854,29 +879,22 @@ class WebhookRepository:
         return await self._db.execute(PROMOTE_STRANDED_AMONG, tenant_id, delivery_ids)
 
     async def delivered_claim_next(
-        self,
-        tenant_id: uuid.UUID,
-        delivery: ClaimedDelivery,
-        status_code: int | None,
-        latency_ms: int,
-        response: str | None,
-        lease_seconds: float,
-    ) -> ClaimedDelivery | None:
-        """Record a successful attempt (only if no later attempt has claimed the delivery) and claim the next delivery
-        of its queue."""
-        return await self._db.fetch_one(
+        self, tenant_id: uuid.UUID, successes: Sequence[Success], lease_seconds: float
+    ) -> list[ClaimedDelivery]:
+        """Record successful attempts, each only if no later attempt has claimed its delivery, and claim the next
+        delivery of each one's queue; the deliveries claimed (at most one per queue: give at most one success of
+        each)."""
+        return await self._db.fetch_all(
             ClaimedDelivery,
             DELIVERED_CLAIM_NEXT,
             tenant_id,
-            delivery.id,
-            delivery.attempts,
-            status_code,
-            latency_ms,
-            response,
+            [success.delivery.id for success in successes],
+            [success.delivery.attempts for success in successes],
+            [success.status_code for success in successes],
+            [success.latency_ms for success in successes],
+            [success.response for success in successes],
             datetime.datetime.now(datetime.UTC),
             lease_seconds,
-            delivery.subscription_id,
-            delivery.ticket_id,
         )
 
     async def subscription_succeeded(self, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> None:

@@ -18,7 +18,7 @@ import pytest
 from app.db.database import Database
 from app.webhook import repository as webhook_repository
 from app.webhook.delivery import Attempt, DeliveryPolicy, DeliveryWorker
-from app.webhook.repository import ClaimedDelivery, DeliveryRow, NewDelivery, WebhookRepository
+from app.webhook.repository import ClaimedDelivery, DeliveryRow, NewDelivery, Success, WebhookRepository
 from tests.support import TenantSpec
 
 LEASE_SECONDS = 30.0
@@ -77,7 +77,9 @@ async def queue(
 async def delivered_then_next(
     repository: WebhookRepository, tenant: TenantSpec, delivery: ClaimedDelivery
 ) -> ClaimedDelivery | None:
-    return await repository.delivered_claim_next(tenant.id, delivery, 200, 3, "ok", LEASE_SECONDS)
+    claimed = await repository.delivered_claim_next(tenant.id, [Success(delivery, 200, 3, "ok")], LEASE_SECONDS)
+    assert len(claimed) <= 1, claimed
+    return claimed[0] if claimed else None
 
 
 async def status_of(repository: WebhookRepository, tenant: TenantSpec, subscription_id: uuid.UUID) -> list[str]:
@@ -116,6 +118,34 @@ async def test_a_success_claims_the_next_delivery_of_its_queue_in_sequence_order
         assert await delivered_then_next(repository, alpha, third) is None  # the queue is empty
         statuses = await status_of(repository, alpha, hooked)
         assert sorted(statuses) == ["evt_1:delivered:1", "evt_1:pending:1", "evt_2:delivered:1", "evt_3:delivered:1"]
+
+
+async def test_successes_recorded_together_each_claim_the_next_delivery_of_their_own_queue(
+    db: Database, alpha: TenantSpec
+) -> None:
+    """Several delivery tasks' successes in one statement (SuccessRecorder): each is recorded and claims its own
+    queue's next delivery; one whose attempt had lost its lease records nothing and claims nothing, and does not
+    stop the others."""
+    async with uncommitted(db) as repository:
+        hooked = await subscription(repository, alpha)
+        tickets = [uuid.uuid4() for _ in range(4)]
+        for ticket in tickets:
+            await queue(repository, alpha, hooked, ticket, 1, 2)
+        heads = {head.ticket_id: head for head in await repository.claim(alpha.id, 10, LEASE_SECONDS)}
+        assert set(heads) == set(tickets)
+        outlived = msgspec.structs.replace(heads[tickets[3]], attempts=0)  # another worker took it over
+        successes = [Success(heads[ticket], 200 + n, n, f"ok {n}") for n, ticket in enumerate(tickets[:3])]
+        claimed = await repository.delivered_claim_next(alpha.id, [*successes, Success(outlived, 200, 1, "late")], 30)
+        assert sorted((c.ticket_id, c.message_id, c.attempts) for c in claimed) == sorted(
+            (ticket, "evt_2", 1) for ticket in tickets[:3]
+        )
+        rows = {(row.ticket_id, row.message_id): row for row in await repository.deliveries(alpha.id, hooked, 100, 0)}
+        for n, ticket in enumerate(tickets[:3]):
+            first = rows[(ticket, "evt_1")]
+            assert (first.status, first.last_status_code, first.last_latency_ms) == ("delivered", 200 + n, n)
+            assert first.last_response == f"ok {n}"
+        assert (rows[(tickets[3], "evt_1")].status, rows[(tickets[3], "evt_1")].last_response) == ("pending", None)
+        assert rows[(tickets[3], "evt_2")].attempts == 0
 
 
 async def test_the_next_delivery_is_the_queues_head_a_replayed_earlier_event_first(
@@ -536,7 +566,7 @@ async def test_the_dispatchers_second_look_frees_what_the_end_of_a_heads_turn_co
 _HEAD_LOOKUPS = {
     "delivered_claim_next": (
         webhook_repository.DELIVERED_CLAIM_NEXT,
-        "'{tenant}', '{delivery}', 1, 200, 3, 'ok', now(), 30, '{subscription}', '{ticket}'",
+        "'{tenant}', '{{{delivery}}}', '{{1}}', '{{200}}', '{{3}}', '{{ok}}', now(), 30",
     ),
     "record_outcome": (
         webhook_repository.RECORD_OUTCOME,

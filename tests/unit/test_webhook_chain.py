@@ -1,8 +1,8 @@
 """How a delivery task chains through its queue (app/webhook/delivery.py `_deliver`): while each send succeeds it
 records the success and claims the next delivery in one statement, at most CHAIN_LENGTH in a row and for at most
-CHAIN_SECONDS; a subscription that was failing, a ping, or a lost database stops the chain. The repository here is
-a stand-in that records the calls; the statement itself is tested on PostgreSQL in
-tests/integration/test_webhook_queue.py."""
+CHAIN_SECONDS; a subscription that was failing, a ping, or a lost database stops the chain. Successes of several
+tasks share a statement (SuccessRecorder). The repository here is a stand-in that records the calls; the statements
+themselves are tested on PostgreSQL in tests/integration/test_webhook_queue.py."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 from app.db.errors import DatabaseUnavailable
 from app.webhook import delivery as delivery_module
 from app.webhook import second_looks as second_looks_module
-from app.webhook.delivery import CHAIN_LENGTH, Attempt, DeliveryPolicy, DeliveryWorker
-from app.webhook.repository import ClaimedDelivery, RetryBasis, WebhookRepository
+from app.webhook.delivery import CHAIN_LENGTH, Attempt, DeliveryPolicy, DeliveryWorker, SuccessRecorder
+from app.webhook.repository import ClaimedDelivery, RetryBasis, Success, WebhookRepository
 from app.webhook.second_looks import SecondLooks, SecondLookSweep
 
 TENANT = uuid.uuid4()
@@ -69,12 +69,17 @@ class Queue:
         # By message id: the delivery's state as it is now (a manual retry may have moved it); else never retried.
         self.retry_basis: dict[str, RetryBasis] = {}
 
-    async def delivered_claim_next(self, _tenant: uuid.UUID, delivery: ClaimedDelivery, *_: object) -> Any:
-        self.calls.append(f"delivered+next {delivery.message_id}")
-        if self.unavailable:
-            raise DatabaseUnavailable("the database is gone")
-        position = self.deliveries.index(delivery)
-        return self.deliveries[position + 1] if position + 1 < len(self.deliveries) else None
+    async def delivered_claim_next(
+        self, _tenant: uuid.UUID, successes: list[Success], _lease: float
+    ) -> list[ClaimedDelivery]:
+        claimed = []
+        for success in successes:
+            self.calls.append(f"delivered+next {success.delivery.message_id}")
+            if self.unavailable:
+                raise DatabaseUnavailable("the database is gone")
+            position = self.deliveries.index(success.delivery)
+            claimed += self.deliveries[position + 1 : position + 2]
+        return claimed
 
     async def record_outcome(
         self, _tenant: uuid.UUID, delivery: ClaimedDelivery, status: str, retry_in: float, *_: Any
@@ -162,6 +167,96 @@ async def test_a_lost_database_stops_the_chain_and_leaves_the_lease_to_run_out()
     await worker._deliver(TENANT, queue.deliveries[0])
     assert worker.sent == ["evt_1"]
     assert queue.calls == ["delivered+next evt_1"]
+
+
+class Statements:
+    """A stand-in for WebhookRepository's DELIVERED_CLAIM_NEXT that notes each statement's successes (their deliveries'
+    ids) and holds it until released; it claims, for each success, the delivery `next_of` gives for it."""
+
+    def __init__(self, next_of: dict[uuid.UUID, ClaimedDelivery] | None = None) -> None:
+        self.next_of = next_of or {}
+        self.statements: list[list[uuid.UUID]] = []
+        self.release = asyncio.Event()
+        self.failure: Exception | None = None
+
+    async def delivered_claim_next(
+        self, _tenant: uuid.UUID, successes: list[Success], _lease: float
+    ) -> list[ClaimedDelivery]:
+        self.statements.append([success.delivery.id for success in successes])
+        await self.release.wait()
+        if self.failure is not None:
+            raise self.failure
+        return [self.next_of[s.delivery.id] for s in successes if s.delivery.id in self.next_of]
+
+
+def success(delivery: ClaimedDelivery) -> Success:
+    return Success(delivery, 200, 1, "ok")
+
+
+async def settle() -> None:
+    """Let every ready task run until it waits."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_successes_that_come_while_a_statement_runs_share_the_next_one_at_most_one_per_queue() -> None:
+    ticket, other = uuid.uuid4(), uuid.uuid4()
+    a_one, a_two, a_three = (claimed(n, ticket=ticket) for n in (1, 2, 3))
+    b_one, b_two = (claimed(n, ticket=other) for n in (1, 2))
+    statements = Statements({a_one.id: a_two, b_one.id: b_two})
+    recorder = SuccessRecorder(cast(WebhookRepository, statements), 30.0)
+    alone = asyncio.create_task(recorder.record(TENANT, success(a_one)))
+    await settle()
+    assert statements.statements == [[a_one.id]]  # alone: recorded at once
+    # While it runs: another queue's success, and two of the first queue's (both in flight after a rare race).
+    later = [asyncio.create_task(recorder.record(TENANT, success(d))) for d in (b_one, a_two, a_three)]
+    await settle()
+    statements.release.set()
+    assert await alone == a_two  # its queue's next
+    assert await asyncio.gather(*later) == [b_two, None, None]
+    assert statements.statements == [[a_one.id], [b_one.id, a_two.id], [a_three.id]]
+
+
+async def test_a_statement_records_at_most_success_batch_successes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(delivery_module, "SUCCESS_BATCH", 2)
+    statements = Statements()
+    recorder = SuccessRecorder(cast(WebhookRepository, statements), 30.0)
+    deliveries = [claimed(1, ticket=uuid.uuid4()) for _ in range(4)]
+    first = asyncio.create_task(recorder.record(TENANT, success(deliveries[0])))
+    await settle()
+    rest = [asyncio.create_task(recorder.record(TENANT, success(d))) for d in deliveries[1:]]
+    await settle()
+    statements.release.set()
+    assert await asyncio.gather(first, *rest) == [None] * 4
+    assert statements.statements == [[deliveries[0].id], [d.id for d in deliveries[1:3]], [deliveries[3].id]]
+
+
+async def test_a_failed_statement_reaches_each_task_whose_success_it_held() -> None:
+    statements = Statements()
+    statements.failure = DatabaseUnavailable("the database is gone")
+    recorder = SuccessRecorder(cast(WebhookRepository, statements), 30.0)
+    ticket, other = uuid.uuid4(), uuid.uuid4()
+    tasks = [asyncio.create_task(recorder.record(TENANT, success(claimed(1, ticket=t)))) for t in (ticket, other)]
+    statements.release.set()
+    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+        assert isinstance(outcome, DatabaseUnavailable)
+    # The next success starts a statement of its own.
+    statements.failure = None
+    assert await recorder.record(TENANT, success(claimed(2, ticket=ticket))) is None
+
+
+async def test_closing_cancels_the_statement_under_way_and_what_waits_for_the_next() -> None:
+    statements = Statements()
+    recorder = SuccessRecorder(cast(WebhookRepository, statements), 30.0)
+    running = asyncio.create_task(recorder.record(TENANT, success(claimed(1, ticket=uuid.uuid4()))))
+    await settle()
+    waiting = asyncio.create_task(recorder.record(TENANT, success(claimed(1, ticket=uuid.uuid4()))))
+    await settle()
+    await recorder.aclose()
+    for task in (running, waiting):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert len(statements.statements) == 1
 
 
 class Outbox:
