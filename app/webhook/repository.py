@@ -516,9 +516,11 @@ SELECT {select_list(RetryBasis)}
 # Successes recorded, and in the same statement the next delivery of each one's queue claimed (the head it has just
 # become, when it is due and its subscription active), so that a busy ticket's events go out one after another
 # without waiting for a claim round; the successes of many delivery tasks share one statement (see SuccessRecorder),
-# at most one per queue. A success is recorded only while its attempt still holds the delivery (it had not lost its
-# lease); nothing is claimed after one that was not. The recorded rows still read as pending in the statement's
-# snapshot: they are excluded by id.
+# at most one per queue (two of one queue would both find the same head). A success is recorded only while its
+# attempt still holds the delivery (it had not lost its lease); nothing is claimed after one that was not. The
+# recorded rows still read as pending in the statement's snapshot: they are excluded by id. Each row finds its own
+# values in the arrays by its id's position (array_position, immutable), rather than in a join to unnest(): the
+# UPDATE reads webhook_delivery alone, by primary key.
 # The head is chosen among all pending deliveries of the queue, due or not, and only then locked if due (or waiting
 # behind the delivery just recorded, see INSERT_DELIVERIES), or ahead of it (an earlier event a replay or a retry
 # queued to wait for this attempt, unless in flight itself; as in RECORD_OUTCOME, one waiting for its own retry
@@ -527,15 +529,17 @@ SELECT {select_list(RetryBasis)}
 # in (see RECORD_OUTCOME), and each head is named by a scalar subquery for the same reason.
 # A waiting successor of a subscription that is off is made due instead (its next claim round takes it once it is on).
 # Arguments: the tenant; per success, in arrays, the delivery, its attempt number, the status code, the latency and
-# the response excerpt; when they were delivered ($7, from the application); the lease in seconds ($8).
+# the response excerpt; when the statement records them as delivered ($7, from the application: a time of the
+# batch, not of each delivery, whose latency is its own); the lease in seconds ($8).
 DELIVERED_CLAIM_NEXT = """
 WITH recorded AS (
     UPDATE webhook_delivery w
-       SET status = 'delivered', next_attempt_at = now(), leased_until = NULL, last_status_code = o.status_code,
-           last_latency_ms = o.latency_ms, last_error = NULL, last_response = o.response, delivered_at = $7
-      FROM unnest($2::uuid[], $3::integer[], $4::integer[], $5::integer[], $6::text[])
-           AS o (id, attempts, status_code, latency_ms, response)
-     WHERE w.tenant_id = $1 AND w.id = ANY($2::uuid[]) AND w.id = o.id AND w.attempts = o.attempts
+       SET status = 'delivered', next_attempt_at = now(), leased_until = NULL,
+           last_status_code = ($4::integer[])[array_position($2::uuid[], w.id)],
+           last_latency_ms = ($5::integer[])[array_position($2::uuid[], w.id)], last_error = NULL,
+           last_response = ($6::text[])[array_position($2::uuid[], w.id)], delivered_at = $7
+     WHERE w.tenant_id = $1 AND w.id = ANY($2::uuid[])
+       AND w.attempts = ($3::integer[])[array_position($2::uuid[], w.id)]
        AND w.status NOT IN ('delivered', 'dead')
  RETURNING w.id, w.subscription_id, w.ticket_id, w.sequence, w.created_at
 ), head AS (
@@ -882,8 +886,10 @@ class WebhookRepository:
         self, tenant_id: uuid.UUID, successes: Sequence[Success], lease_seconds: float
     ) -> list[ClaimedDelivery]:
         """Record successful attempts, each only if no later attempt has claimed its delivery, and claim the next
-        delivery of each one's queue; the deliveries claimed (at most one per queue: give at most one success of
-        each)."""
+        delivery of each one's queue; the deliveries claimed, at most one per queue. At most one success of each
+        queue: two would both claim the same next delivery."""
+        if len({(s.delivery.subscription_id, s.delivery.ticket_id) for s in successes}) < len(successes):
+            raise ValueError("at most one success of each queue per statement")
         return await self._db.fetch_all(
             ClaimedDelivery,
             DELIVERED_CLAIM_NEXT,

@@ -135,7 +135,9 @@ async def test_successes_recorded_together_each_claim_the_next_delivery_of_their
         assert set(heads) == set(tickets)
         outlived = msgspec.structs.replace(heads[tickets[3]], attempts=0)  # another worker took it over
         successes = [Success(heads[ticket], 200 + n, n, f"ok {n}") for n, ticket in enumerate(tickets[:3])]
-        claimed = await repository.delivered_claim_next(alpha.id, [*successes, Success(outlived, 200, 1, "late")], 30)
+        claimed = await repository.delivered_claim_next(
+            alpha.id, [*successes, Success(outlived, 200, 1, "late")], LEASE_SECONDS
+        )
         assert sorted((c.ticket_id, c.message_id, c.attempts) for c in claimed) == sorted(
             (ticket, "evt_2", 1) for ticket in tickets[:3]
         )
@@ -144,8 +146,45 @@ async def test_successes_recorded_together_each_claim_the_next_delivery_of_their
             first = rows[(ticket, "evt_1")]
             assert (first.status, first.last_status_code, first.last_latency_ms) == ("delivered", 200 + n, n)
             assert first.last_response == f"ok {n}"
-        assert (rows[(tickets[3], "evt_1")].status, rows[(tickets[3], "evt_1")].last_response) == ("pending", None)
-        assert rows[(tickets[3], "evt_2")].attempts == 0
+        # The outlived attempt's delivery is as the claim left it, and its successor still waits behind it.
+        untouched = rows[(tickets[3], "evt_1")]
+        assert (untouched.status, untouched.attempts, untouched.last_response) == ("pending", 1, None)
+        assert rows[(tickets[3], "evt_2")].attempts == 0 and rows[(tickets[3], "evt_2")].next_attempt_at is None
+        # Two successes of one queue in a statement would both claim its next delivery: refused.
+        with pytest.raises(ValueError, match="at most one success of each queue"):
+            await repository.delivered_claim_next(alpha.id, [successes[0], successes[0]], LEASE_SECONDS)
+
+
+async def test_successes_of_one_ticket_for_several_subscriptions_each_claim_their_own_next(
+    db: Database, alpha: TenantSpec
+) -> None:
+    """One ticket's events go to three subscriptions, each its own queue: recorded together, each claims its own
+    next delivery, with its own subscription's address and secret; the one switched off meanwhile claims nothing,
+    and its next delivery, which waited behind the head, is made due for when it is on again."""
+    async with uncommitted(db) as repository:
+        ticket = uuid.uuid4()
+        hooks = []
+        for n in range(3):
+            row = await repository.insert(
+                alpha.id, uuid.uuid4(), f"https://hooks{n}.example.com/in", None, "queue test", True, f"whsec_{n}", "t"
+            )
+            hooks.append(row.id)
+            await queue(repository, alpha, row.id, ticket, 1, 2)
+        heads = {head.subscription_id: head for head in await repository.claim(alpha.id, 10, LEASE_SECONDS)}
+        assert set(heads) == set(hooks)
+        await repository.update(alpha.id, hooks[2], "https://hooks2.example.com/in", None, "paused", False, "test")
+        claimed = await repository.delivered_claim_next(
+            alpha.id, [Success(heads[hook], 200, 1, "ok") for hook in hooks], LEASE_SECONDS
+        )
+        assert sorted((c.subscription_id, c.message_id, c.url, c.secret) for c in claimed) == sorted(
+            (hooks[n], "evt_2", f"https://hooks{n}.example.com/in", f"whsec_{n}") for n in range(2)
+        )
+        for hook in hooks:
+            assert sorted(await status_of(repository, alpha, hook)) == [
+                "evt_1:delivered:1",
+                f"evt_2:pending:{0 if hook == hooks[2] else 1}",
+            ]
+        assert await waiting_of(repository, alpha, hooks[2]) == ["evt_2:scheduled"]
 
 
 async def test_the_next_delivery_is_the_queues_head_a_replayed_earlier_event_first(
