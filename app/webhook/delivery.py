@@ -385,7 +385,7 @@ class SuccessRecorder:
         """Stop writing (once the delivery tasks are stopped): a statement under way is cancelled, and what waits
         for one is not recorded (sent again once its lease runs out). What a cancelled statement had committed stays,
         the deliveries it claimed included, which nobody sends: their leases run out too, as for any attempt that a
-        stopping process cuts short."""
+        stopping process cuts short. A success recorded afterwards starts a writer again."""
         writers = list(self._writers.values())
         for writer in writers:
             writer.cancel()
@@ -400,9 +400,9 @@ class SuccessRecorder:
                     tenant_id, [success for success, _ in batch], self._lease_seconds
                 )
             except DatabaseUnavailable:
-                pass  # logged once per outage by the database boundary
+                pass  # an outage is logged once by the database boundary (an administrator's cancel is not: rare)
             except Exception:
-                log.exception("webhook successes not recorded", extra={"count": len(batch)})
+                log.exception("webhook successes not recorded", extra={"tenant": str(tenant_id), "count": len(batch)})
             finally:  # cancelled too: no task is left waiting
                 next_of = {(next_one.subscription_id, next_one.ticket_id): next_one for next_one in claimed}
                 for success, outcome in batch:
@@ -412,6 +412,8 @@ class SuccessRecorder:
     def _written(self, tenant_id: uuid.UUID, writer: asyncio.Task[None]) -> None:
         """A writer has ended, with nothing left to record or cancelled: unless another one has taken over, what
         waits is given up on (unrecorded, nothing next)."""
+        if not writer.cancelled() and writer.exception() is not None:
+            log.error("webhook success writer failed", exc_info=writer.exception())
         if self._writers.get(tenant_id) is writer:
             del self._writers[tenant_id]
             for _, outcome in self._waiting.pop(tenant_id, []):
@@ -420,12 +422,16 @@ class SuccessRecorder:
 
     def _take(self, tenant_id: uuid.UUID) -> list[_Waiting]:
         """The next statement's successes, in the order they came, at most one of each queue (two attempts of one
-        queue can both be in flight only after a rare race, see RECORD_OUTCOME; the later one waits a statement)."""
+        queue can both be in flight only after a rare race, see RECORD_OUTCOME; the later one waits a statement).
+        Those whose task has been cancelled (its process is stopping) are left out: recorded, each would claim its
+        queue's next delivery for nobody to send; unrecorded, they are sent again once their leases run out."""
         taken: list[_Waiting] = []
         left: list[_Waiting] = []
         queues: set[tuple[uuid.UUID, uuid.UUID | None]] = set()
         for item in self._waiting.get(tenant_id, []):
             queue = _queue_of(item[0])
+            if item[1].cancelled():
+                continue
             if queue in queues or len(taken) == SUCCESS_BATCH:
                 left.append(item)
             else:

@@ -134,7 +134,9 @@ async def test_successes_recorded_together_each_claim_the_next_delivery_of_their
         heads = {head.ticket_id: head for head in await repository.claim(alpha.id, 10, LEASE_SECONDS)}
         assert set(heads) == set(tickets)
         outlived = msgspec.structs.replace(heads[tickets[3]], attempts=0)  # another worker took it over
-        successes = [Success(heads[ticket], 200 + n, n, f"ok {n}") for n, ticket in enumerate(tickets[:3])]
+        # A receiver's empty answer is no excerpt: NULL among the others.
+        responses = ["ok 0", None, "ok 2"]
+        successes = [Success(heads[ticket], 200 + n, n, responses[n]) for n, ticket in enumerate(tickets[:3])]
         claimed = await repository.delivered_claim_next(
             alpha.id, [*successes, Success(outlived, 200, 1, "late")], LEASE_SECONDS
         )
@@ -145,7 +147,7 @@ async def test_successes_recorded_together_each_claim_the_next_delivery_of_their
         for n, ticket in enumerate(tickets[:3]):
             first = rows[(ticket, "evt_1")]
             assert (first.status, first.last_status_code, first.last_latency_ms) == ("delivered", 200 + n, n)
-            assert first.last_response == f"ok {n}"
+            assert first.last_response == responses[n]
         # The outlived attempt's delivery is as the claim left it, and its successor still waits behind it.
         untouched = rows[(tickets[3], "evt_1")]
         assert (untouched.status, untouched.attempts, untouched.last_response) == ("pending", 1, None)

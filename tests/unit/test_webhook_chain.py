@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import datetime
 import uuid
-from typing import Any, cast
+from collections.abc import Awaitable
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -21,6 +22,7 @@ from app.webhook.delivery import CHAIN_LENGTH, Attempt, DeliveryPolicy, Delivery
 from app.webhook.repository import ClaimedDelivery, RetryBasis, Success, WebhookRepository
 from app.webhook.second_looks import SecondLooks, SecondLookSweep
 
+T = TypeVar("T")
 TENANT = uuid.uuid4()
 SUBSCRIPTION = uuid.uuid4()
 NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
@@ -194,7 +196,8 @@ class Statements:
         await self.release.wait()
         if self.failures:
             raise self.failures.pop(0)
-        return [self.next_of[s.delivery.id] for s in successes if s.delivery.id in self.next_of]
+        # In an order of its own (the reverse of the successes'): the recorder must match them by queue.
+        return [self.next_of[s.delivery.id] for s in reversed(successes) if s.delivery.id in self.next_of]
 
 
 def success(delivery: ClaimedDelivery) -> Success:
@@ -202,9 +205,20 @@ def success(delivery: ClaimedDelivery) -> Success:
 
 
 async def settle() -> None:
-    """Let every ready task run until it waits."""
+    """Let the ready tasks run: five turns of the loop, more than a success's way to its writer's statement takes."""
     for _ in range(5):
         await asyncio.sleep(0)
+
+
+async def within_a_second(awaitable: Awaitable[T]) -> T:
+    """The awaitable's result; a task left waiting for ever fails the test instead of hanging the suite."""
+    async with asyncio.timeout(1.0):
+        return await awaitable
+
+
+def finished(recorder: SuccessRecorder) -> bool:
+    """Whether the recorder has no writer and nothing waiting: every writer cleaned up after."""
+    return not recorder._writers and not any(recorder._waiting.values())
 
 
 async def test_successes_that_come_while_a_statement_runs_share_the_next_one_at_most_one_per_queue() -> None:
@@ -220,9 +234,11 @@ async def test_successes_that_come_while_a_statement_runs_share_the_next_one_at_
     later = [asyncio.create_task(recorder.record(TENANT, success(d))) for d in (b_one, a_two, a_three)]
     await settle()
     statements.release.set()
-    assert await alone == a_two  # its queue's next
-    assert await asyncio.gather(*later) == [b_two, None, None]
+    assert await within_a_second(alone) == a_two  # its queue's next
+    assert await within_a_second(asyncio.gather(*later)) == [b_two, None, None]
     assert statements.statements == [[a_one.id], [b_one.id, a_two.id], [a_three.id]]
+    await settle()
+    assert finished(recorder)
 
 
 async def test_one_tickets_successes_for_two_subscriptions_each_get_their_own_queues_next() -> None:
@@ -234,7 +250,7 @@ async def test_one_tickets_successes_for_two_subscriptions_each_get_their_own_qu
     statements.release.set()
     recorder = SuccessRecorder(cast(WebhookRepository, statements), 30.0)
     outcomes = [recorder.record(TENANT, success(d)) for d in (mine_one, theirs_one)]
-    assert await asyncio.gather(*outcomes) == [mine_two, theirs_two]
+    assert await within_a_second(asyncio.gather(*outcomes)) == [mine_two, theirs_two]
     assert statements.statements == [[mine_one.id, theirs_one.id]]  # two queues: one statement
 
 
@@ -248,7 +264,7 @@ async def test_a_statement_records_at_most_success_batch_successes(monkeypatch: 
     rest = [asyncio.create_task(recorder.record(TENANT, success(d))) for d in deliveries[1:]]
     await settle()
     statements.release.set()
-    assert await asyncio.gather(first, *rest) == [None] * 4
+    assert await within_a_second(asyncio.gather(first, *rest)) == [None] * 4
     assert statements.statements == [[deliveries[0].id], [d.id for d in deliveries[1:3]], [deliveries[3].id]]
 
 
@@ -267,14 +283,15 @@ async def test_a_failed_statement_ends_its_tasks_chains_and_the_next_records_wha
     with caplog.at_level("ERROR", logger="app.webhook"):
         statements.release.set()
         # Unrecorded, nothing next: its lease runs out and it is sent again.
-        assert await failing is None
-        assert await asyncio.gather(*meanwhile) == [None, after_three]
+        assert await within_a_second(failing) is None
+        assert await within_a_second(asyncio.gather(*meanwhile)) == [None, after_three]
     assert statements.statements == [[one.id], [two.id, three.id]]
     # A lost database is logged once per outage by the database boundary; anything else here, once a statement.
     logged = [r.getMessage() for r in caplog.records if r.name == "app.webhook"]
     assert logged == ([] if isinstance(failure, DatabaseUnavailable) else ["webhook successes not recorded"])
-    # The writer has ended: the next success starts another.
-    assert await recorder.record(TENANT, success(claimed(3, ticket=uuid.uuid4()))) is None
+    await settle()
+    assert finished(recorder)  # the writer has ended: the next success starts another
+    assert await within_a_second(recorder.record(TENANT, success(claimed(3, ticket=uuid.uuid4())))) is None
     assert len(statements.statements) == 3
 
 
@@ -286,16 +303,37 @@ async def test_closing_cancels_the_statement_under_way_and_gives_up_on_what_wait
     waiting = asyncio.create_task(recorder.record(TENANT, success(claimed(1, ticket=uuid.uuid4()))))
     await settle()
     await recorder.aclose()
-    assert await running is None and await waiting is None  # unrecorded, nothing next: their tasks end
-    assert len(statements.statements) == 1
-    # A writer cancelled before it ever ran is cleaned up all the same: the next success is recorded.
+    # Unrecorded, nothing next: their tasks end.
+    assert await within_a_second(running) is None and await within_a_second(waiting) is None
+    assert len(statements.statements) == 1 and finished(recorder)
+    # A writer cancelled before it ever ran is cleaned up all the same.
     statements.release.set()
     orphan = asyncio.create_task(recorder.record(TENANT, success(claimed(1, ticket=uuid.uuid4()))))
     await asyncio.sleep(0)  # record() has made its writer, which has not run yet
     await recorder.aclose()
-    assert await orphan is None
-    assert await recorder.record(TENANT, success(claimed(1, ticket=uuid.uuid4()))) is None
+    assert await within_a_second(orphan) is None
+    assert finished(recorder) and len(statements.statements) == 1
+    # Closed, it starts a writer again for a success recorded afterwards.
+    assert await within_a_second(recorder.record(TENANT, success(claimed(1, ticket=uuid.uuid4())))) is None
     assert len(statements.statements) == 2
+
+
+async def test_the_successes_of_tasks_cancelled_meanwhile_are_left_out_of_the_next_statement() -> None:
+    """A stopping process cancels its delivery tasks: recorded, their successes would claim next deliveries that
+    nobody sends; left out, they are sent again once their leases run out."""
+    ticket, other = uuid.uuid4(), uuid.uuid4()
+    first, gone, kept = claimed(1, ticket=ticket), claimed(1, ticket=other), claimed(2, ticket=ticket)
+    statements = Statements()
+    recorder = SuccessRecorder(cast(WebhookRepository, statements), 30.0)
+    running = asyncio.create_task(recorder.record(TENANT, success(first)))
+    await settle()
+    cancelled = asyncio.create_task(recorder.record(TENANT, success(gone)))
+    waiting = asyncio.create_task(recorder.record(TENANT, success(kept)))
+    await settle()
+    cancelled.cancel()
+    statements.release.set()
+    assert await within_a_second(asyncio.gather(running, waiting)) == [None, None]
+    assert statements.statements == [[first.id], [kept.id]]
 
 
 class Outbox:
