@@ -428,6 +428,24 @@ SELECT t.id
                 WHERE s.tenant_id = d.tenant_id AND s.id = d.subscription_id))
 """
 
+# The end of both claiming statements: the deliveries their `due` CTE has locked are leased for $3 seconds and
+# returned with their subscriptions' address and secrets. Claimed rows are updated by primary key (an array of ids),
+# and joined to their subscriptions only once updated: joined in the UPDATE, a tenant's subscriptions could drive it
+# through the listing index (a generic plan did, beside 300 quiet subscriptions).
+_LEASE_DUE = """
+), claimed AS (
+    UPDATE webhook_delivery d
+       SET next_attempt_at = now() + make_interval(secs => $3), leased_until = now() + make_interval(secs => $3),
+           attempts = d.attempts + 1, last_attempt_at = now()
+     WHERE d.tenant_id = $1 AND d.id = ANY(ARRAY(SELECT id FROM due))
+    RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at
+)
+SELECT c.id, c.subscription_id, c.ticket_id, c.message_id, c.body, c.attempts, c.created_at, s.url, s.secret,
+       s.previous_secret, s.previous_secret_until, s.failing_since
+  FROM claimed c
+  JOIN webhook_subscription s ON s.tenant_id = $1 AND s.id = c.subscription_id
+"""
+
 # The due heads of their queues, of active subscriptions; the claim is a lease of $3 seconds. A queue is a
 # subscription's deliveries of one ticket in sequence order; its head is its first pending delivery, found by one
 # descent of the queue index (the only index a head lookup can use, see above). Deliveries of no ticket (pings, users'
@@ -435,10 +453,8 @@ SELECT t.id
 # (leased_until, over once the lease has run out), so that a replay or a retry can tell (see INSERT_DELIVERIES).
 # Whether a delivery's subscription is active is a subquery, not a join: joined, the subscriptions could drive the
 # scan through the listing index, every delivery the subscription ever had (the test suite's statistics made a generic
-# plan do just that). Claimed rows are then updated by primary key (an array of ids), and joined to their
-# subscriptions only once updated: joined in the UPDATE, a tenant's subscriptions could drive it through the listing
-# index again (a generic plan did, beside 300 quiet subscriptions).
-CLAIM_DELIVERIES = """
+# plan do just that). Then leased (_LEASE_DUE).
+CLAIM_DELIVERIES = f"""
 WITH due AS (
     SELECT d.id
       FROM webhook_delivery d
@@ -453,19 +469,7 @@ WITH due AS (
             LIMIT 1))
      ORDER BY d.next_attempt_at
      LIMIT $2
-       FOR UPDATE OF d SKIP LOCKED
-), claimed AS (
-    UPDATE webhook_delivery d
-       SET next_attempt_at = now() + make_interval(secs => $3), leased_until = now() + make_interval(secs => $3),
-           attempts = d.attempts + 1, last_attempt_at = now()
-     WHERE d.tenant_id = $1 AND d.id = ANY(ARRAY(SELECT id FROM due))
-    RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at
-)
-SELECT c.id, c.subscription_id, c.ticket_id, c.message_id, c.body, c.attempts, c.created_at, s.url,
-       s.secret, s.previous_secret, s.previous_secret_until, s.failing_since
-  FROM claimed c
-  JOIN webhook_subscription s ON s.tenant_id = $1 AND s.id = c.subscription_id
-"""
+       FOR UPDATE OF d SKIP LOCKED{_LEASE_DUE}"""
 
 # An attempt's outcome, only while the attempt still holds the delivery (the same attempt number, still pending): a
 # worker that outlived its lease does not overwrite the next attempt's outcome. $10: when it was delivered (NULL
@@ -528,18 +532,19 @@ SELECT {select_list(RetryBasis)}
 # delivery behind it go first. "Neither delivered nor dead" stands for pending where the primary key must be the way
 # in (see RECORD_OUTCOME), and each head is named by a scalar subquery for the same reason.
 # A waiting successor of a subscription that is off is made due instead (its next claim round takes it once it is on).
-# Arguments: the tenant; per success, in arrays, the delivery, its attempt number, the status code, the latency and
-# the response excerpt; when the statement records them as delivered ($7, from the application: a time of the
-# batch, not of each delivery, whose latency is its own); the lease in seconds ($8).
-DELIVERED_CLAIM_NEXT = """
+# Arguments: the tenant; the deliveries ($2, an array); the lease in seconds ($3, as CLAIM_DELIVERIES's); per
+# delivery, in arrays in the same order, its attempt number, the status code, the latency and the response excerpt;
+# when the statement records them as delivered ($8, from the application: a time of the batch, not of each delivery,
+# whose latency is its own). Then leased (_LEASE_DUE).
+DELIVERED_CLAIM_NEXT = f"""
 WITH recorded AS (
     UPDATE webhook_delivery w
        SET status = 'delivered', next_attempt_at = now(), leased_until = NULL,
-           last_status_code = ($4::integer[])[array_position($2::uuid[], w.id)],
-           last_latency_ms = ($5::integer[])[array_position($2::uuid[], w.id)], last_error = NULL,
-           last_response = ($6::text[])[array_position($2::uuid[], w.id)], delivered_at = $7
+           last_status_code = ($5::integer[])[array_position($2::uuid[], w.id)],
+           last_latency_ms = ($6::integer[])[array_position($2::uuid[], w.id)], last_error = NULL,
+           last_response = ($7::text[])[array_position($2::uuid[], w.id)], delivered_at = $8
      WHERE w.tenant_id = $1 AND w.id = ANY($2::uuid[])
-       AND w.attempts = ($3::integer[])[array_position($2::uuid[], w.id)]
+       AND w.attempts = ($4::integer[])[array_position($2::uuid[], w.id)]
        AND w.status NOT IN ('delivered', 'dead')
  RETURNING w.id, w.subscription_id, w.ticket_id, w.sequence, w.created_at
 ), head AS (
@@ -568,19 +573,7 @@ WITH recorded AS (
       FROM head h, webhook_subscription s
      WHERE d.tenant_id = $1 AND d.id = ANY(ARRAY(SELECT id FROM head)) AND d.id = h.id
        AND d.status NOT IN ('delivered', 'dead') AND d.next_attempt_at = 'infinity' AND s.tenant_id = $1
-       AND s.id = h.subscription_id AND NOT s.active
-), claimed AS (
-    UPDATE webhook_delivery d
-       SET next_attempt_at = now() + make_interval(secs => $8), leased_until = now() + make_interval(secs => $8),
-           attempts = d.attempts + 1, last_attempt_at = now()
-     WHERE d.tenant_id = $1 AND d.id = ANY(ARRAY(SELECT id FROM due))
-    RETURNING d.id, d.subscription_id, d.ticket_id, d.message_id, d.body, d.attempts, d.created_at
-)
-SELECT c.id, c.subscription_id, c.ticket_id, c.message_id, c.body, c.attempts, c.created_at, s.url, s.secret,
-       s.previous_secret, s.previous_secret_until, s.failing_since
-  FROM claimed c
-  JOIN webhook_subscription s ON s.tenant_id = $1 AND s.id = c.subscription_id
-"""
+       AND s.id = h.subscription_id AND NOT s.active{_LEASE_DUE}"""
 
 SUCCEEDED = """
 UPDATE webhook_subscription SET failing_since = NULL
@@ -895,12 +888,12 @@ class WebhookRepository:
             DELIVERED_CLAIM_NEXT,
             tenant_id,
             [success.delivery.id for success in successes],
+            lease_seconds,
             [success.delivery.attempts for success in successes],
             [success.status_code for success in successes],
             [success.latency_ms for success in successes],
             [success.response for success in successes],
             datetime.datetime.now(datetime.UTC),
-            lease_seconds,
         )
 
     async def subscription_succeeded(self, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> None:

@@ -607,7 +607,7 @@ async def test_the_dispatchers_second_look_frees_what_the_end_of_a_heads_turn_co
 _HEAD_LOOKUPS = {
     "delivered_claim_next": (
         webhook_repository.DELIVERED_CLAIM_NEXT,
-        "'{tenant}', '{{{delivery}}}', '{{1}}', '{{200}}', '{{3}}', '{{ok}}', now(), 30",
+        "'{tenant}', '{{{delivery}}}', 30, '{{1}}', '{{200}}', '{{3}}', '{{ok}}', now()",
     ),
     "record_outcome": (
         webhook_repository.RECORD_OUTCOME,
