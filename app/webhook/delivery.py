@@ -352,10 +352,6 @@ class Dispatcher:
 _Waiting = tuple[Success, asyncio.Future[ClaimedDelivery | None]]
 
 
-def _queue_of(success: Success) -> tuple[uuid.UUID, uuid.UUID | None]:
-    return success.delivery.subscription_id, success.delivery.ticket_id
-
-
 class SuccessRecorder:
     """Records the successes of a process's delivery tasks in one statement per tenant at a time, each with the claim
     of the next delivery of its queue (DELIVERED_CLAIM_NEXT), the way a database groups commits: what succeeds while
@@ -407,7 +403,7 @@ class SuccessRecorder:
                 next_of = {(next_one.subscription_id, next_one.ticket_id): next_one for next_one in claimed}
                 for success, outcome in batch:
                     if not outcome.done():
-                        outcome.set_result(next_of.pop(_queue_of(success), None))
+                        outcome.set_result(next_of.pop(success.queue, None))
 
     def _written(self, tenant_id: uuid.UUID, writer: asyncio.Task[None]) -> None:
         """A writer has ended, with nothing left to record or cancelled: unless another one has taken over, what
@@ -429,7 +425,7 @@ class SuccessRecorder:
         left: list[_Waiting] = []
         queues: set[tuple[uuid.UUID, uuid.UUID | None]] = set()
         for item in self._waiting.get(tenant_id, []):
-            queue = _queue_of(item[0])
+            queue = item[0].queue
             if item[1].cancelled():
                 continue
             if queue in queues or len(taken) == SUCCESS_BATCH:
@@ -495,10 +491,10 @@ class DeliveryWorker:
     @classmethod
     def with_own_pool(cls, dsn: str, policy: DeliveryPolicy) -> DeliveryWorker:
         """A worker on a connection pool of its own (opened by `start`, closed by `stop`): one connection per four
-        deliveries in flight, plus one for dispatching and claiming. A delivery holds one only to record its outcome:
-        its tenant's share of a statement for a success (one at a time per tenant), a short transaction for a
-        failure, which may wait for a manual retry of the delivery; so the pool is enough for as many tenants'
-        successes and failures at once as it has connections, and the rest wait for one.
+        deliveries in flight, plus two for the loop's own statements (dispatching, claiming, second looks). A delivery
+        holds one only to record its outcome: its tenant's share of a statement for a success (one at a time per
+        tenant), a short transaction for a failure, which may wait for a manual retry of the delivery; so the pool is
+        enough for as many tenants' successes and failures at once as it has connections, and the rest wait for one.
 
         Its transactions commit asynchronously (synchronous_commit off): the worker only moves events along, and a
         crash that loses its last few commits loses nothing but progress, undone consistently (WAL keeps their

@@ -138,6 +138,11 @@ class Success(msgspec.Struct, frozen=True):
     latency_ms: int
     response: str | None
 
+    @property
+    def queue(self) -> tuple[uuid.UUID, uuid.UUID | None]:
+        """The queue of its delivery: the subscription and the ticket."""
+        return self.delivery.subscription_id, self.delivery.ticket_id
+
 
 class RetryBasis(msgspec.Struct, frozen=True):
     """What a failed attempt's next step depends on, as the delivery is now (a manual retry may have come meanwhile)."""
@@ -428,10 +433,10 @@ SELECT t.id
                 WHERE s.tenant_id = d.tenant_id AND s.id = d.subscription_id))
 """
 
-# The end of both claiming statements: the deliveries their `due` CTE has locked are leased for $3 seconds and
-# returned with their subscriptions' address and secrets. Claimed rows are updated by primary key (an array of ids),
-# and joined to their subscriptions only once updated: joined in the UPDATE, a tenant's subscriptions could drive it
-# through the listing index (a generic plan did, beside 300 quiet subscriptions).
+# The end of both claiming statements (each takes the tenant as $1 and the lease as $3): the deliveries their `due` CTE
+# has locked are leased for $3 seconds and returned with their subscriptions' address and secrets. Claimed rows are
+# updated by primary key (an array of ids), and joined to their subscriptions only once updated: joined in the UPDATE, a
+# tenant's subscriptions could drive it through the listing index (a generic plan did, beside 300 quiet subscriptions).
 _LEASE_DUE = """
 ), claimed AS (
     UPDATE webhook_delivery d
@@ -881,7 +886,7 @@ class WebhookRepository:
         """Record successful attempts, each only if no later attempt has claimed its delivery, and claim the next
         delivery of each one's queue; the deliveries claimed, at most one per queue. At most one success of each
         queue: two would both claim the same next delivery."""
-        if len({(s.delivery.subscription_id, s.delivery.ticket_id) for s in successes}) < len(successes):
+        if len({success.queue for success in successes}) < len(successes):
             raise ValueError("at most one success of each queue per statement")
         return await self._db.fetch_all(
             ClaimedDelivery,

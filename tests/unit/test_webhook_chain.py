@@ -177,7 +177,7 @@ async def test_a_lost_database_stops_the_chain_and_leaves_the_lease_to_run_out()
 
 
 class Statements:
-    """A stand-in for WebhookRepository's DELIVERED_CLAIM_NEXT that notes each statement's successes (their deliveries'
+    """A stand-in for WebhookRepository.delivered_claim_next that notes each statement's successes (their deliveries'
     ids) and holds it until released; it claims, for each success, the delivery `next_of` gives for it, and raises
     the exceptions of `failures` in turn, one a statement, first."""
 
