@@ -18,7 +18,7 @@ CHROMIUM := /usr/bin/chromium
 JQ := /usr/bin/jq
 SCREENSHOT ?= docs-screenshot.png
 
-.PHONY: run test bench bench-scale token user lint typecheck check lock tenants-sync tenants-purge migrate clean docs-assets docs-screenshot
+.PHONY: run test bench bench-hooks bench-scale token user lint typecheck check lock tenants-sync tenants-purge migrate clean docs-assets docs-screenshot
 
 # Install output goes to stderr so that `make -s token` prints only the token.
 $(STAMP): requirements.lock pyproject.toml
@@ -66,6 +66,10 @@ docs-screenshot: $(STAMP) $(SWAGGER_UI_STAMP) $(CHROMIUM)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+# Only what webhooks cost: PATCH with the subscriptions off and on, and PostgreSQL's statements (about two minutes).
+bench-hooks: $(STAMP)
+	$(BIN)/python -m tests.bench.hooks
 
 # The ticket list, GET and PATCH at 10,000 and 1,000,000 tickets of one tenant (about 15 minutes; see README).
 bench-scale: $(STAMP)

@@ -170,9 +170,14 @@ def make_tenants(workspace: Path) -> list[BenchTenant]:
     ]
 
 
-def start_cluster(workspace: Path) -> EmbeddedCluster:
-    # throwaway=False: fsync, synchronous_commit and full_page_writes stay on, as in production.
+def start_cluster(workspace: Path, settings: str = "") -> EmbeddedCluster:
+    """A durable cluster (throwaway=False: fsync, synchronous_commit and full_page_writes stay on, as in production),
+    with `settings` (postgresql.conf lines) added to its configuration."""
     cluster = EmbeddedCluster(workspace / "postgres", throwaway=False)
+    cluster.ensure_initialised()
+    if settings:
+        with (cluster.pgdata / "postgresql.conf").open("a") as conf:
+            conf.write(settings)
     cluster.start()
     return cluster
 
