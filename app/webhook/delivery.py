@@ -400,7 +400,7 @@ class SuccessRecorder:
             except Exception:
                 log.exception("webhook successes not recorded", extra={"tenant": str(tenant_id), "count": len(batch)})
             finally:  # cancelled too: no task is left waiting
-                next_of = {(next_one.subscription_id, next_one.ticket_id): next_one for next_one in claimed}
+                next_of = {next_one.queue: next_one for next_one in claimed}
                 for success, outcome in batch:
                     if not outcome.done():
                         outcome.set_result(next_of.pop(success.queue, None))
@@ -425,9 +425,9 @@ class SuccessRecorder:
         left: list[_Waiting] = []
         queues: set[tuple[uuid.UUID, uuid.UUID | None]] = set()
         for item in self._waiting.get(tenant_id, []):
-            queue = item[0].queue
             if item[1].cancelled():
                 continue
+            queue = item[0].queue
             if queue in queues or len(taken) == SUCCESS_BATCH:
                 left.append(item)
             else:

@@ -129,6 +129,11 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     # When claimed: since when the subscription had been failing (None: it was not).
     failing_since: datetime.datetime | None
 
+    @property
+    def queue(self) -> tuple[uuid.UUID, uuid.UUID | None]:
+        """Its queue: the subscription and the ticket (None: a queue of its own)."""
+        return self.subscription_id, self.ticket_id
+
 
 class Success(msgspec.Struct, frozen=True):
     """A successful attempt of a claimed delivery, to be recorded."""
@@ -140,8 +145,7 @@ class Success(msgspec.Struct, frozen=True):
 
     @property
     def queue(self) -> tuple[uuid.UUID, uuid.UUID | None]:
-        """The queue of its delivery: the subscription and the ticket."""
-        return self.delivery.subscription_id, self.delivery.ticket_id
+        return self.delivery.queue
 
 
 class RetryBasis(msgspec.Struct, frozen=True):
